@@ -1,0 +1,22 @@
+//! Vigil's ingest path. Data moves forward only:
+//!
+//! ```text
+//! grpc (auth) → native | otlp (decode + validate) → enrich → assemble → wal (ack) → batcher → sink
+//! ```
+//!
+//! `pipeline` is the service both front doors share (this crate's gRPC server, and the HTTP
+//! server in `vigil-api`). Everything the stores need to agree on lives in `vigil-schemas`.
+
+pub mod assemble;
+pub mod batcher;
+pub mod draft;
+pub mod enrich;
+pub mod error;
+pub mod grpc;
+pub mod native;
+pub mod otlp;
+pub mod pipeline;
+pub mod sink;
+pub mod telemetry;
+pub mod validate;
+pub mod wal;

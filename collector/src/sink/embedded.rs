@@ -1,0 +1,1371 @@
+//! The embedded store's writer: Parquet files under the data directory, one directory per table
+//! and day (the layout is [`EmbeddedLayout`], shared with the reader in `vigil-query`).
+//!
+//! **Writes.** Each [`Sink::write`] puts the batch's rows of one (table, day) into one new file,
+//! `store/<table>/day=YYYY-MM-DD/part-<unix-ns>-<seq>.parquet`, sorted by key then newest version
+//! first, with the versions of one key collapsed to the newest. A file is written as
+//! `*.parquet.tmp`, fsync'd, renamed, and its directory fsync'd: readers only ever list finished
+//! files, and `Ok` means the rows survive a crash. A crash mid-write leaves a `.tmp` file that
+//! readers ignore and [`EmbeddedSink::open`] removes; the batcher writes the batch again.
+//!
+//! **Compaction.** Frequent small writes make many small files. [`EmbeddedSink::compact_once`]
+//! merges, per partition holding at least `min_files` files smaller than `small_file_bytes`,
+//! the smallest of them (up to `max_merge_bytes`) into one file that keeps one row per key (the
+//! newest version, by [`Table::version_order`]). The merged inputs are deleted `grace` later, so
+//! that queries already planned over them finish; meanwhile both the inputs and the output exist,
+//! which the read-side dedupe makes harmless. Crash safety, in order: the output is written as
+//! `.tmp` and fsync'd; a record naming output and inputs is written to `store/_compaction/`; the
+//! output is renamed into place; after the grace period the inputs and then the record are
+//! deleted. On open, a record whose output exists schedules its inputs' deletion again; one whose
+//! output does not is dropped. At every point the rows are in the inputs, the output, or both.
+
+use std::{
+    cmp::Ordering as CmpOrdering,
+    collections::{BTreeMap, HashSet},
+    fs::{self, File},
+    io,
+    path::{Component, Path, PathBuf},
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use async_trait::async_trait;
+use datafusion::{
+    arrow::{
+        array::{Array, RecordBatch, StringArray, UInt32Array},
+        compute::{SortColumn, SortOptions, concat_batches, lexsort_to_indices, take_record_batch},
+    },
+    parquet::{
+        arrow::{ArrowWriter, arrow_reader::ParquetRecordBatchReaderBuilder},
+        basic::{Compression, ZstdLevel},
+        file::{metadata::SortingColumn, properties::WriterProperties},
+        schema::types::ColumnPath,
+    },
+};
+use parking_lot::Mutex;
+use serde::{Deserialize, Serialize};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use vigil_schemas::{
+    IngestBatch, RunRow, ScoreRow, SpanRow,
+    arrow::{runs_to_batch, scores_to_batch, spans_to_batch},
+    layout::{
+        DATA_FILE_EXTENSION, EmbeddedLayout, TEMP_FILE_SUFFIX, Table, is_data_file,
+        parse_partition_dir_name, partition_day,
+    },
+    time::now_ns,
+};
+
+use super::{Sink, SinkError};
+
+/// How the embedded sink writes and compacts.
+#[derive(Debug, Clone)]
+pub struct EmbeddedSinkConfig {
+    /// Rows per Parquet row group (large groups compress well and keep footers small).
+    pub row_group_rows: usize,
+    pub compaction: CompactionConfig,
+}
+
+impl Default for EmbeddedSinkConfig {
+    fn default() -> Self {
+        EmbeddedSinkConfig {
+            row_group_rows: 128 * 1024,
+            compaction: CompactionConfig::default(),
+        }
+    }
+}
+
+/// When and how partitions are compacted.
+#[derive(Debug, Clone)]
+pub struct CompactionConfig {
+    /// A partition is compacted once it holds at least this many small files (at least 2).
+    pub min_files: usize,
+    /// Files of this size or larger are done: never merged again.
+    pub small_file_bytes: u64,
+    /// Input bytes per merge, at most (a merge happens in memory; this bounds it). A partition
+    /// with more is merged over several passes.
+    pub max_merge_bytes: u64,
+    /// Input files per merge, at most.
+    pub max_merge_files: usize,
+    /// How long merged files stay on disk after their replacement appeared.
+    pub grace: Duration,
+}
+
+impl Default for CompactionConfig {
+    fn default() -> Self {
+        CompactionConfig {
+            min_files: 8,
+            small_file_bytes: 64 * 1024 * 1024,
+            max_merge_bytes: 256 * 1024 * 1024,
+            max_merge_files: 1024,
+            grace: Duration::from_secs(120),
+        }
+    }
+}
+
+/// What one compaction pass did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CompactionStats {
+    /// Partitions merged in this pass.
+    pub partitions_compacted: usize,
+    /// Partitions whose merge failed (logged; retried on the next pass).
+    pub partitions_failed: usize,
+    /// Files merged into new ones in this pass (deleted after the grace period).
+    pub files_merged: usize,
+    /// Files written by merges.
+    pub files_written: usize,
+    pub rows_read: usize,
+    /// Rows in the merged files: `rows_read` minus superseded versions.
+    pub rows_written: usize,
+    /// Merged files whose grace period ended, deleted in this pass.
+    pub files_deleted: usize,
+}
+
+/// The embedded store's [`Sink`]: day-partitioned Parquet files, compacted in the background.
+pub struct EmbeddedSink {
+    store: Arc<Store>,
+}
+
+struct Store {
+    layout: EmbeddedLayout,
+    config: EmbeddedSinkConfig,
+    next_seq: AtomicU64,
+    /// Merged inputs waiting for their grace period to end.
+    pending: Mutex<Vec<PendingDeletion>>,
+    /// One compaction pass at a time.
+    compacting: Mutex<()>,
+}
+
+#[derive(Debug)]
+struct PendingDeletion {
+    record: PathBuf,
+    inputs: Vec<PathBuf>,
+    due: Instant,
+}
+
+/// The durable note of a compaction whose inputs are not deleted yet; paths relative to the
+/// store root.
+#[derive(Debug, Serialize, Deserialize)]
+struct CompactionRecord {
+    output: String,
+    inputs: Vec<String>,
+}
+
+/// A data file written under a temporary name, not yet visible to readers.
+struct TempFile {
+    tmp: PathBuf,
+    path: PathBuf,
+    dir: PathBuf,
+    rows: usize,
+}
+
+/// A data file in a partition.
+#[derive(Debug, Clone)]
+struct DataFile {
+    path: PathBuf,
+    name: String,
+    bytes: u64,
+}
+
+impl EmbeddedSink {
+    /// Opens (creating when missing) the store under `data_dir`, removes what a crash left half
+    /// written, and takes up compactions whose inputs were not yet deleted.
+    pub fn open(
+        data_dir: impl AsRef<Path>,
+        config: EmbeddedSinkConfig,
+    ) -> Result<EmbeddedSink, SinkError> {
+        let layout = EmbeddedLayout::new(data_dir);
+        layout.create_dirs().map_err(SinkError::io(layout.root()))?;
+        sync_dir(layout.root())?;
+        if let Some(parent) = layout.root().parent() {
+            sync_dir(parent)?;
+        }
+        let store = Store {
+            layout,
+            config,
+            next_seq: AtomicU64::new(0),
+            pending: Mutex::new(Vec::new()),
+            compacting: Mutex::new(()),
+        };
+        store.remove_temp_files()?;
+        store.recover_compactions()?;
+        Ok(EmbeddedSink {
+            store: Arc::new(store),
+        })
+    }
+
+    pub fn layout(&self) -> &EmbeddedLayout {
+        &self.store.layout
+    }
+
+    /// One compaction pass over every partition: deletes merged files whose grace period
+    /// ended, then merges the partitions that have enough small files. A partition whose merge
+    /// fails is logged, counted and left as it was.
+    pub async fn compact_once(&self) -> Result<CompactionStats, SinkError> {
+        let store = Arc::clone(&self.store);
+        tokio::task::spawn_blocking(move || store.compact())
+            .await
+            .map_err(|e| SinkError::Internal(format!("compaction task failed: {e}")))?
+    }
+
+    /// Runs [`Self::compact_once`] every `interval` until `shutdown` is cancelled.
+    pub fn spawn_compactor(
+        self: Arc<Self>,
+        interval: Duration,
+        shutdown: CancellationToken,
+    ) -> JoinHandle<()> {
+        let interval = interval.max(Duration::from_millis(10));
+        tokio::spawn(async move {
+            let mut ticker = tokio::time::interval(interval);
+            ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            ticker.tick().await;
+            loop {
+                tokio::select! {
+                    _ = shutdown.cancelled() => break,
+                    _ = ticker.tick() => {}
+                }
+                match self.compact_once().await {
+                    Ok(stats) if stats != CompactionStats::default() => tracing::info!(
+                        partitions = stats.partitions_compacted,
+                        failed = stats.partitions_failed,
+                        files_merged = stats.files_merged,
+                        rows_read = stats.rows_read,
+                        rows_written = stats.rows_written,
+                        files_deleted = stats.files_deleted,
+                        "compaction pass done"
+                    ),
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(error = %e, "compaction pass failed"),
+                }
+            }
+        })
+    }
+}
+
+#[async_trait]
+impl Sink for EmbeddedSink {
+    async fn write(&self, batch: IngestBatch) -> Result<(), SinkError> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let store = Arc::clone(&self.store);
+        tokio::task::spawn_blocking(move || store.write_batch(batch))
+            .await
+            .map_err(|e| SinkError::Internal(format!("write task failed: {e}")))?
+    }
+}
+
+// ---- writing ---------------------------------------------------------------------------------
+
+/// Groups rows by partition day, each group sorted by key then newest version first, with the
+/// older versions of a key dropped.
+fn by_day<R>(
+    rows: Vec<R>,
+    day: impl Fn(&R) -> i64,
+    order: impl Fn(&R, &R) -> CmpOrdering,
+    same_key: impl Fn(&R, &R) -> bool,
+) -> BTreeMap<i64, Vec<R>> {
+    let mut days: BTreeMap<i64, Vec<R>> = BTreeMap::new();
+    for row in rows {
+        days.entry(day(&row)).or_default().push(row);
+    }
+    for rows in days.values_mut() {
+        rows.sort_by(&order);
+        rows.dedup_by(|later, earlier| same_key(later, earlier));
+    }
+    days
+}
+
+fn run_order(a: &RunRow, b: &RunRow) -> CmpOrdering {
+    (&a.project_id, &a.trace_id)
+        .cmp(&(&b.project_id, &b.trace_id))
+        .then_with(|| {
+            (b.ingested_at_ns, b.end_time_ns, b.start_time_ns).cmp(&(
+                a.ingested_at_ns,
+                a.end_time_ns,
+                a.start_time_ns,
+            ))
+        })
+}
+
+fn span_order(a: &SpanRow, b: &SpanRow) -> CmpOrdering {
+    (&a.project_id, &a.trace_id, &a.span_id)
+        .cmp(&(&b.project_id, &b.trace_id, &b.span_id))
+        .then_with(|| {
+            (b.ingested_at_ns, b.end_time_ns, b.start_time_ns).cmp(&(
+                a.ingested_at_ns,
+                a.end_time_ns,
+                a.start_time_ns,
+            ))
+        })
+}
+
+fn score_order(a: &ScoreRow, b: &ScoreRow) -> CmpOrdering {
+    (&a.project_id, &a.trace_id, &a.score_id)
+        .cmp(&(&b.project_id, &b.trace_id, &b.score_id))
+        .then_with(|| (b.ingested_at_ns, b.time_ns).cmp(&(a.ingested_at_ns, a.time_ns)))
+}
+
+impl Store {
+    fn write_batch(&self, batch: IngestBatch) -> Result<(), SinkError> {
+        let IngestBatch {
+            runs,
+            spans,
+            scores,
+        } = batch;
+        let mut files = Vec::new();
+        let result = (|| {
+            let runs = by_day(
+                runs,
+                |r| partition_day(r.start_time_ns),
+                run_order,
+                |a, b| a.project_id == b.project_id && a.trace_id == b.trace_id,
+            );
+            for (day, rows) in runs {
+                let batch = runs_to_batch(&rows).map_err(|source| SinkError::Encode {
+                    table: Table::Runs,
+                    source,
+                })?;
+                files.push(self.write_temp(Table::Runs, day, &batch)?);
+            }
+            let spans = by_day(
+                spans,
+                |s| partition_day(s.start_time_ns),
+                span_order,
+                |a, b| {
+                    a.project_id == b.project_id
+                        && a.trace_id == b.trace_id
+                        && a.span_id == b.span_id
+                },
+            );
+            for (day, rows) in spans {
+                let batch = spans_to_batch(&rows).map_err(|source| SinkError::Encode {
+                    table: Table::Spans,
+                    source,
+                })?;
+                files.push(self.write_temp(Table::Spans, day, &batch)?);
+            }
+            let scores = by_day(
+                scores,
+                |s| partition_day(s.time_ns),
+                score_order,
+                |a, b| {
+                    a.project_id == b.project_id
+                        && a.trace_id == b.trace_id
+                        && a.score_id == b.score_id
+                },
+            );
+            for (day, rows) in scores {
+                let batch = scores_to_batch(&rows).map_err(|source| SinkError::Encode {
+                    table: Table::Scores,
+                    source,
+                })?;
+                files.push(self.write_temp(Table::Scores, day, &batch)?);
+            }
+            Ok(())
+        })();
+        if let Err(e) = result {
+            for file in &files {
+                let _ = fs::remove_file(&file.tmp);
+            }
+            return Err(e);
+        }
+        // Every file is fsync'd under its temporary name: publish them all.
+        let mut dirs = HashSet::new();
+        for (i, file) in files.iter().enumerate() {
+            if let Err(e) = fs::rename(&file.tmp, &file.path) {
+                for rest in &files[i..] {
+                    let _ = fs::remove_file(&rest.tmp);
+                }
+                return Err(SinkError::io(&file.path)(e));
+            }
+            dirs.insert(file.dir.clone());
+        }
+        for dir in dirs {
+            sync_dir(&dir)?;
+        }
+        tracing::debug!(
+            files = files.len(),
+            rows = files.iter().map(|f| f.rows).sum::<usize>(),
+            "wrote store files"
+        );
+        Ok(())
+    }
+
+    fn writer_properties(&self, table: Table) -> WriterProperties {
+        let schema = table.schema();
+        let sorting: Vec<SortingColumn> = table
+            .key_columns()
+            .iter()
+            .filter_map(|name| schema.index_of(name).ok())
+            .filter_map(|i| i32::try_from(i).ok())
+            .map(|column_idx| SortingColumn {
+                column_idx,
+                descending: false,
+                nulls_first: true,
+            })
+            .collect();
+        WriterProperties::builder()
+            .set_compression(Compression::ZSTD(ZstdLevel::default()))
+            .set_max_row_group_row_count(Some(self.config.row_group_rows.max(1)))
+            // Run look-ups filter on trace_id across every partition: a bloom filter lets them
+            // skip the row groups that do not hold it.
+            .set_column_bloom_filter_enabled(ColumnPath::from("trace_id"), true)
+            .set_sorting_columns(Some(sorting))
+            .build()
+    }
+
+    fn next_file_name(&self) -> String {
+        let seq = self.next_seq.fetch_add(1, Ordering::Relaxed);
+        format!("part-{:020}-{seq:06}{DATA_FILE_EXTENSION}", now_ns().max(0))
+    }
+
+    /// Creates a partition directory, making its entry durable when it is new.
+    fn partition_dir(&self, table: Table, day: i64) -> Result<PathBuf, SinkError> {
+        let dir = self.layout.partition_dir(table, day);
+        if !dir.is_dir() {
+            fs::create_dir_all(&dir).map_err(SinkError::io(&dir))?;
+            sync_dir(&self.layout.table_dir(table))?;
+        }
+        Ok(dir)
+    }
+
+    /// Writes `batches` (already in table order) to a new file under a temporary name, fsync'd.
+    fn write_temp(
+        &self,
+        table: Table,
+        day: i64,
+        batch: &RecordBatch,
+    ) -> Result<TempFile, SinkError> {
+        let dir = self.partition_dir(table, day)?;
+        let (file, name) = {
+            let mut attempt = 0;
+            loop {
+                let name = self.next_file_name();
+                let tmp = dir.join(format!("{name}{TEMP_FILE_SUFFIX}"));
+                match File::options().write(true).create_new(true).open(&tmp) {
+                    Ok(file) => break (file, name),
+                    Err(e) if e.kind() == io::ErrorKind::AlreadyExists && attempt < 8 => {
+                        attempt += 1;
+                    }
+                    Err(e) => return Err(SinkError::io(&tmp)(e)),
+                }
+            }
+        };
+        let tmp = dir.join(format!("{name}{TEMP_FILE_SUFFIX}"));
+        let written = (|| {
+            let mut writer =
+                ArrowWriter::try_new(file, table.schema(), Some(self.writer_properties(table)))
+                    .map_err(SinkError::parquet(&tmp))?;
+            writer.write(batch).map_err(SinkError::parquet(&tmp))?;
+            let file = writer.into_inner().map_err(SinkError::parquet(&tmp))?;
+            file.sync_all().map_err(SinkError::io(&tmp))
+        })();
+        if let Err(e) = written {
+            let _ = fs::remove_file(&tmp);
+            return Err(e);
+        }
+        Ok(TempFile {
+            path: dir.join(name),
+            tmp,
+            dir,
+            rows: batch.num_rows(),
+        })
+    }
+
+    /// Partition directories of a table, with their days.
+    fn partitions(&self, table: Table) -> Result<Vec<(i64, PathBuf)>, SinkError> {
+        let table_dir = self.layout.table_dir(table);
+        let mut partitions = Vec::new();
+        for entry in fs::read_dir(&table_dir).map_err(SinkError::io(&table_dir))? {
+            let entry = entry.map_err(SinkError::io(&table_dir))?;
+            let Some(day) = entry
+                .file_name()
+                .to_str()
+                .and_then(parse_partition_dir_name)
+            else {
+                continue;
+            };
+            if entry.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+                partitions.push((day, entry.path()));
+            }
+        }
+        partitions.sort();
+        Ok(partitions)
+    }
+
+    /// Finished data files of a partition.
+    fn data_files(&self, dir: &Path) -> Result<Vec<DataFile>, SinkError> {
+        let mut files = Vec::new();
+        for entry in fs::read_dir(dir).map_err(SinkError::io(dir))? {
+            let entry = entry.map_err(SinkError::io(dir))?;
+            let Some(name) = entry.file_name().to_str().map(str::to_string) else {
+                continue;
+            };
+            if !is_data_file(&name) {
+                continue;
+            }
+            // A file deleted since the listing is simply not there any more.
+            let Ok(meta) = entry.metadata() else { continue };
+            if meta.is_file() {
+                files.push(DataFile {
+                    path: entry.path(),
+                    name,
+                    bytes: meta.len(),
+                });
+            }
+        }
+        files.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(files)
+    }
+
+    /// Removes the `.tmp` files a crash left behind. Only called before the sink writes.
+    fn remove_temp_files(&self) -> Result<(), SinkError> {
+        let mut dirs = vec![self.layout.compaction_dir()];
+        for table in Table::ALL {
+            dirs.extend(self.partitions(table)?.into_iter().map(|(_, dir)| dir));
+        }
+        for dir in dirs {
+            let mut removed = false;
+            for entry in fs::read_dir(&dir).map_err(SinkError::io(&dir))? {
+                let entry = entry.map_err(SinkError::io(&dir))?;
+                if entry
+                    .file_name()
+                    .to_str()
+                    .is_some_and(|n| n.ends_with(TEMP_FILE_SUFFIX))
+                {
+                    tracing::info!(path = %entry.path().display(), "removing a half-written file");
+                    fs::remove_file(entry.path()).map_err(SinkError::io(entry.path()))?;
+                    removed = true;
+                }
+            }
+            if removed {
+                sync_dir(&dir)?;
+            }
+        }
+        Ok(())
+    }
+
+    // ---- compaction --------------------------------------------------------------------------
+
+    /// Takes up the compactions a previous run recorded: inputs of a published output are
+    /// deleted after a new grace period; a record whose output never appeared is dropped.
+    fn recover_compactions(&self) -> Result<(), SinkError> {
+        let dir = self.layout.compaction_dir();
+        let mut changed = false;
+        for entry in fs::read_dir(&dir).map_err(SinkError::io(&dir))? {
+            let entry = entry.map_err(SinkError::io(&dir))?;
+            let path = entry.path();
+            if path.extension().and_then(|e| e.to_str()) != Some("json") {
+                continue;
+            }
+            let (output, inputs) = match self.read_record(&path) {
+                Ok(parsed) => parsed,
+                Err(e) => {
+                    // Deleting on the word of a record we cannot trust could lose data: leave
+                    // it, and its files, for a person to look at.
+                    tracing::error!(error = %e, "ignoring an unreadable compaction record");
+                    continue;
+                }
+            };
+            if output.is_file() {
+                self.pending.lock().push(PendingDeletion {
+                    record: path,
+                    inputs,
+                    due: Instant::now() + self.config.compaction.grace,
+                });
+            } else {
+                fs::remove_file(&path).map_err(SinkError::io(&path))?;
+                changed = true;
+            }
+        }
+        if changed {
+            sync_dir(&dir)?;
+        }
+        Ok(())
+    }
+
+    /// The output and inputs named by a compaction record.
+    fn read_record(&self, path: &Path) -> Result<(PathBuf, Vec<PathBuf>), SinkError> {
+        let text = fs::read_to_string(path).map_err(SinkError::io(path))?;
+        let record: CompactionRecord =
+            serde_json::from_str(&text).map_err(|e| SinkError::Corrupt {
+                path: path.to_path_buf(),
+                message: format!("not a compaction record: {e}"),
+            })?;
+        let output = self.resolve(path, &record.output)?;
+        let inputs = record
+            .inputs
+            .iter()
+            .map(|input| self.resolve(path, input))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok((output, inputs))
+    }
+
+    /// A data file path from a compaction record: `<table>/day=…/<file>.parquet`, nothing else.
+    fn resolve(&self, record: &Path, relative: &str) -> Result<PathBuf, SinkError> {
+        let parts: Vec<&str> = Path::new(relative)
+            .components()
+            .map(|c| match c {
+                Component::Normal(part) => part.to_str(),
+                _ => None,
+            })
+            .collect::<Option<_>>()
+            .unwrap_or_default();
+        let valid = matches!(
+            parts.as_slice(),
+            [table, partition, file]
+                if Table::ALL.iter().any(|t| t.name() == *table)
+                    && parse_partition_dir_name(partition).is_some()
+                    && is_data_file(file)
+        );
+        if !valid {
+            return Err(SinkError::Corrupt {
+                path: record.to_path_buf(),
+                message: format!("{relative:?} is not a data file of the store"),
+            });
+        }
+        Ok(self.layout.root().join(relative))
+    }
+
+    fn relative(&self, path: &Path) -> String {
+        path.strip_prefix(self.layout.root())
+            .unwrap_or(path)
+            .to_string_lossy()
+            .into_owned()
+    }
+
+    fn compact(&self) -> Result<CompactionStats, SinkError> {
+        let _one_at_a_time = self.compacting.lock();
+        let mut stats = CompactionStats {
+            files_deleted: self.delete_due(Instant::now())?,
+            ..Default::default()
+        };
+        let pending: HashSet<PathBuf> = self
+            .pending
+            .lock()
+            .iter()
+            .flat_map(|p| p.inputs.iter().cloned())
+            .collect();
+        for table in Table::ALL {
+            for (day, dir) in self.partitions(table)? {
+                let files: Vec<DataFile> = self
+                    .data_files(&dir)?
+                    .into_iter()
+                    .filter(|f| !pending.contains(&f.path))
+                    .collect();
+                let Some(inputs) = self.choose_inputs(files) else {
+                    continue;
+                };
+                match self.merge(table, day, &inputs) {
+                    Ok((rows_read, rows_written)) => {
+                        stats.partitions_compacted += 1;
+                        stats.files_merged += inputs.len();
+                        stats.files_written += 1;
+                        stats.rows_read += rows_read;
+                        stats.rows_written += rows_written;
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, partition = %dir.display(), "compaction of a partition failed");
+                        stats.partitions_failed += 1;
+                    }
+                }
+            }
+        }
+        Ok(stats)
+    }
+
+    /// The files to merge in a partition, smallest first, or none when it has too few small files.
+    fn choose_inputs(&self, files: Vec<DataFile>) -> Option<Vec<DataFile>> {
+        let config = &self.config.compaction;
+        let mut small: Vec<DataFile> = files
+            .into_iter()
+            .filter(|f| f.bytes < config.small_file_bytes)
+            .collect();
+        if small.len() < config.min_files.max(2) {
+            return None;
+        }
+        small.sort_by(|a, b| a.bytes.cmp(&b.bytes).then_with(|| a.name.cmp(&b.name)));
+        let mut chosen = Vec::new();
+        let mut total = 0u64;
+        for file in small {
+            if chosen.len() >= config.max_merge_files.max(2)
+                || (!chosen.is_empty() && total.saturating_add(file.bytes) > config.max_merge_bytes)
+            {
+                break;
+            }
+            total = total.saturating_add(file.bytes);
+            chosen.push(file);
+        }
+        (chosen.len() >= 2).then_some(chosen)
+    }
+
+    /// Merges `inputs` (files of one partition) into one file holding the newest version of
+    /// each key, publishes it, and schedules the inputs' deletion. Returns (rows read, written).
+    fn merge(
+        &self,
+        table: Table,
+        day: i64,
+        inputs: &[DataFile],
+    ) -> Result<(usize, usize), SinkError> {
+        let schema = table.schema();
+        let mut batches = Vec::new();
+        for input in inputs {
+            let file = File::open(&input.path).map_err(SinkError::io(&input.path))?;
+            let reader = ParquetRecordBatchReaderBuilder::try_new(file)
+                .and_then(|b| b.with_batch_size(64 * 1024).build())
+                .map_err(SinkError::parquet(&input.path))?;
+            for batch in reader {
+                let batch = batch.map_err(|e| SinkError::Corrupt {
+                    path: input.path.clone(),
+                    message: e.to_string(),
+                })?;
+                batches.push(
+                    conform(table, &batch).map_err(|message| SinkError::Corrupt {
+                        path: input.path.clone(),
+                        message,
+                    })?,
+                );
+            }
+        }
+        let rows_read: usize = batches.iter().map(RecordBatch::num_rows).sum();
+        let merged = concat_batches(&schema, &batches)
+            .map_err(|source| SinkError::Encode { table, source })?;
+        drop(batches);
+        let latest = newest_versions(table, &merged)
+            .map_err(|source| SinkError::Encode { table, source })?;
+        drop(merged);
+        let output = self.write_temp(table, day, &latest)?;
+
+        // Record the compaction before the output becomes visible, so that a crash after the
+        // rename still leads to the inputs' deletion, and a crash before it to the record's.
+        let record = CompactionRecord {
+            output: self.relative(&output.path),
+            inputs: inputs.iter().map(|f| self.relative(&f.path)).collect(),
+        };
+        let record_path = match self.write_record(&record) {
+            Ok(path) => path,
+            Err(e) => {
+                let _ = fs::remove_file(&output.tmp);
+                return Err(e);
+            }
+        };
+        if let Err(e) = fs::rename(&output.tmp, &output.path) {
+            let _ = fs::remove_file(&output.tmp);
+            let _ = fs::remove_file(&record_path);
+            return Err(SinkError::io(&output.path)(e));
+        }
+        sync_dir(&output.dir)?;
+        self.pending.lock().push(PendingDeletion {
+            record: record_path,
+            inputs: inputs.iter().map(|f| f.path.clone()).collect(),
+            due: Instant::now() + self.config.compaction.grace,
+        });
+        tracing::debug!(
+            %table,
+            inputs = inputs.len(),
+            rows_read,
+            rows_written = output.rows,
+            output = %output.path.display(),
+            "merged partition files"
+        );
+        Ok((rows_read, output.rows))
+    }
+
+    fn write_record(&self, record: &CompactionRecord) -> Result<PathBuf, SinkError> {
+        let dir = self.layout.compaction_dir();
+        let name = self.next_file_name().replace(DATA_FILE_EXTENSION, ".json");
+        let path = dir.join(&name);
+        let tmp = dir.join(format!("{name}{TEMP_FILE_SUFFIX}"));
+        let text = serde_json::to_vec(record).map_err(|e| SinkError::Internal(e.to_string()))?;
+        let written = (|| {
+            let mut file = File::options()
+                .write(true)
+                .create_new(true)
+                .open(&tmp)
+                .map_err(SinkError::io(&tmp))?;
+            io::Write::write_all(&mut file, &text).map_err(SinkError::io(&tmp))?;
+            file.sync_all().map_err(SinkError::io(&tmp))?;
+            fs::rename(&tmp, &path).map_err(SinkError::io(&path))?;
+            sync_dir(&dir)
+        })();
+        if let Err(e) = written {
+            let _ = fs::remove_file(&tmp);
+            return Err(e);
+        }
+        Ok(path)
+    }
+
+    /// Deletes the merged inputs whose grace period has ended, then their records.
+    fn delete_due(&self, now: Instant) -> Result<usize, SinkError> {
+        let due: Vec<PendingDeletion> = {
+            let mut pending = self.pending.lock();
+            let (due, waiting) = std::mem::take(&mut *pending)
+                .into_iter()
+                .partition(|p| p.due <= now);
+            *pending = waiting;
+            due
+        };
+        let mut deleted = 0;
+        let mut failed = Vec::new();
+        for item in due {
+            match delete_inputs(&item) {
+                Ok(n) => deleted += n,
+                Err(e) => {
+                    tracing::warn!(error = %e, "could not delete merged files; will retry");
+                    failed.push(item);
+                }
+            }
+        }
+        self.pending.lock().extend(failed);
+        Ok(deleted)
+    }
+}
+
+fn delete_inputs(item: &PendingDeletion) -> Result<usize, SinkError> {
+    let mut deleted = 0;
+    let mut dirs = HashSet::new();
+    for input in &item.inputs {
+        match fs::remove_file(input) {
+            Ok(()) => deleted += 1,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(SinkError::io(input)(e)),
+        }
+        if let Some(dir) = input.parent() {
+            dirs.insert(dir.to_path_buf());
+        }
+    }
+    for dir in dirs {
+        sync_dir(&dir)?;
+    }
+    match fs::remove_file(&item.record) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(SinkError::io(&item.record)(e)),
+    }
+    if let Some(dir) = item.record.parent() {
+        sync_dir(dir)?;
+    }
+    Ok(deleted)
+}
+
+/// A batch read back from a file, with the table's exact schema (columns picked by name).
+fn conform(table: Table, batch: &RecordBatch) -> Result<RecordBatch, String> {
+    let schema = table.schema();
+    let columns = schema
+        .fields()
+        .iter()
+        .map(|field| {
+            batch
+                .column_by_name(field.name())
+                .cloned()
+                .ok_or_else(|| format!("column {} is missing", field.name()))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    RecordBatch::try_new(schema, columns).map_err(|e| e.to_string())
+}
+
+/// The rows of `batch` that are the newest version of their key, sorted by key.
+fn newest_versions(
+    table: Table,
+    batch: &RecordBatch,
+) -> Result<RecordBatch, datafusion::arrow::error::ArrowError> {
+    use datafusion::arrow::error::ArrowError;
+    let column = |name: &str| {
+        batch
+            .column_by_name(name)
+            .cloned()
+            .ok_or_else(|| ArrowError::SchemaError(format!("column {name} is missing")))
+    };
+    let mut sort_columns = Vec::new();
+    for name in table.key_columns() {
+        sort_columns.push(SortColumn {
+            values: column(name)?,
+            options: Some(SortOptions {
+                descending: false,
+                nulls_first: true,
+            }),
+        });
+    }
+    for name in table.version_order() {
+        sort_columns.push(SortColumn {
+            values: column(name)?,
+            options: Some(SortOptions {
+                descending: true,
+                nulls_first: false,
+            }),
+        });
+    }
+    let order = lexsort_to_indices(&sort_columns, None)?;
+    let keys = table
+        .key_columns()
+        .iter()
+        .map(|name| {
+            let array = column(name)?;
+            array
+                .as_any()
+                .downcast_ref::<StringArray>()
+                .cloned()
+                .ok_or_else(|| ArrowError::SchemaError(format!("key column {name} is not text")))
+        })
+        .collect::<Result<Vec<StringArray>, _>>()?;
+    let same_key = |a: usize, b: usize| keys.iter().all(|k| k.value(a) == k.value(b));
+    let mut keep = Vec::with_capacity(order.len());
+    let mut previous: Option<usize> = None;
+    for &index in order.values() {
+        let row = index as usize;
+        if previous.is_none_or(|p| !same_key(p, row)) {
+            keep.push(index);
+        }
+        previous = Some(row);
+    }
+    take_record_batch(batch, &UInt32Array::from(keep))
+}
+
+fn sync_dir(dir: &Path) -> Result<(), SinkError> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(SinkError::io(dir))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use vigil_schemas::{
+        arrow::{runs_from_batch, scores_from_batch, spans_from_batch},
+        time::{NANOS_PER_DAY, days_from_civil},
+    };
+
+    use super::*;
+
+    fn day0() -> i64 {
+        days_from_civil(2026, 11, 23)
+    }
+
+    fn at(day: i64, secs: i64) -> i64 {
+        day * NANOS_PER_DAY + secs * 1_000_000_000
+    }
+
+    fn run(trace: &str, start: i64, ingested: i64) -> RunRow {
+        RunRow {
+            project_id: "p".into(),
+            trace_id: trace.into(),
+            start_time_ns: start,
+            end_time_ns: start + 1,
+            ingested_at_ns: ingested,
+            output: format!("version {ingested}"),
+            ..Default::default()
+        }
+    }
+
+    fn span(trace: &str, span_id: &str, start: i64, ingested: i64) -> SpanRow {
+        SpanRow {
+            project_id: "p".into(),
+            trace_id: trace.into(),
+            span_id: span_id.into(),
+            start_time_ns: start,
+            end_time_ns: start + 1,
+            ingested_at_ns: ingested,
+            ..Default::default()
+        }
+    }
+
+    fn score(trace: &str, id: &str, time: i64, ingested: i64) -> ScoreRow {
+        ScoreRow {
+            project_id: "p".into(),
+            trace_id: trace.into(),
+            score_id: id.into(),
+            time_ns: time,
+            ingested_at_ns: ingested,
+            value: Some(1.0),
+            ..Default::default()
+        }
+    }
+
+    fn config(grace: Duration) -> EmbeddedSinkConfig {
+        EmbeddedSinkConfig {
+            row_group_rows: 1000,
+            compaction: CompactionConfig {
+                min_files: 4,
+                grace,
+                ..Default::default()
+            },
+        }
+    }
+
+    /// Every entry of a directory, by name.
+    fn names(dir: &Path) -> Vec<String> {
+        let mut names: Vec<String> = fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    }
+
+    fn read_file(path: &Path) -> Vec<RecordBatch> {
+        ParquetRecordBatchReaderBuilder::try_new(File::open(path).unwrap())
+            .unwrap()
+            .build()
+            .unwrap()
+            .map(|b| b.unwrap())
+            .collect()
+    }
+
+    /// Rows of every finished file of a partition.
+    fn read_runs(dir: &Path) -> Vec<RunRow> {
+        let mut rows = Vec::new();
+        for name in names(dir).into_iter().filter(|n| is_data_file(n)) {
+            for batch in read_file(&dir.join(name)) {
+                rows.extend(runs_from_batch(&batch).unwrap());
+            }
+        }
+        rows
+    }
+
+    #[tokio::test]
+    async fn writes_one_durable_file_per_table_and_day() {
+        let dir = tempfile::tempdir().unwrap();
+        let sink = EmbeddedSink::open(dir.path(), config(Duration::ZERO)).unwrap();
+        let (d0, d1) = (day0(), day0() + 1);
+        let batch = IngestBatch {
+            runs: vec![
+                run("b", at(d0, 5), 1),
+                run("a", at(d0, 9), 1),
+                run("c", at(d1, 1), 1),
+            ],
+            spans: vec![span("a", "s2", at(d0, 9), 1), span("a", "s1", at(d1, 0), 1)],
+            scores: vec![score("a", "x", at(d1, 3), 1)],
+        };
+        sink.write(batch.clone()).await.unwrap();
+
+        let layout = sink.layout();
+        let runs_d0 = layout.partition_dir(Table::Runs, d0);
+        let files = names(&runs_d0);
+        assert_eq!(files.len(), 1, "{files:?}");
+        assert!(files[0].starts_with("part-") && files[0].ends_with(".parquet"));
+        // Sorted by key inside the file.
+        let rows = read_runs(&runs_d0);
+        assert_eq!(rows, vec![batch.runs[1].clone(), batch.runs[0].clone()]);
+        assert_eq!(
+            read_runs(&layout.partition_dir(Table::Runs, d1)),
+            vec![batch.runs[2].clone()]
+        );
+
+        let span_rows: Vec<SpanRow> = [d0, d1]
+            .iter()
+            .flat_map(|d| {
+                let dir = layout.partition_dir(Table::Spans, *d);
+                assert_eq!(names(&dir).len(), 1);
+                read_file(&dir.join(&names(&dir)[0]))
+            })
+            .flat_map(|b| spans_from_batch(&b).unwrap())
+            .collect();
+        assert_eq!(
+            span_rows,
+            vec![batch.spans[0].clone(), batch.spans[1].clone()]
+        );
+        let score_dir = layout.partition_dir(Table::Scores, d1);
+        let scores: Vec<ScoreRow> = read_file(&score_dir.join(&names(&score_dir)[0]))
+            .iter()
+            .flat_map(|b| scores_from_batch(b).unwrap())
+            .collect();
+        assert_eq!(scores, batch.scores);
+        assert!(!layout.partition_dir(Table::Scores, d0).exists());
+
+        // A second write adds files and never touches the first ones.
+        sink.write(batch).await.unwrap();
+        assert_eq!(names(&runs_d0).len(), 2);
+        assert!(names(&runs_d0).contains(&files[0]));
+    }
+
+    #[tokio::test]
+    async fn keeps_only_the_newest_version_of_a_key_within_a_write() {
+        let dir = tempfile::tempdir().unwrap();
+        let sink = EmbeddedSink::open(dir.path(), config(Duration::ZERO)).unwrap();
+        let d = day0();
+        let batch = IngestBatch {
+            runs: vec![
+                run("a", at(d, 1), 5),
+                run("a", at(d, 1), 9),
+                run("a", at(d, 1), 7),
+            ],
+            ..Default::default()
+        };
+        sink.write(batch).await.unwrap();
+        let rows = read_runs(&sink.layout().partition_dir(Table::Runs, d));
+        assert_eq!(rows.len(), 1);
+        assert_eq!(rows[0].ingested_at_ns, 9);
+    }
+
+    #[tokio::test]
+    async fn an_empty_batch_writes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let sink = EmbeddedSink::open(dir.path(), config(Duration::ZERO)).unwrap();
+        sink.write(IngestBatch::default()).await.unwrap();
+        for table in Table::ALL {
+            assert!(names(&sink.layout().table_dir(table)).is_empty());
+        }
+    }
+
+    #[tokio::test]
+    async fn open_removes_half_written_files_and_compaction_ignores_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = day0();
+        let partition = {
+            let sink = EmbeddedSink::open(dir.path(), config(Duration::ZERO)).unwrap();
+            for i in 0..4 {
+                let batch = IngestBatch {
+                    runs: vec![run(&format!("t{i}"), at(d, i), 1)],
+                    ..Default::default()
+                };
+                sink.write(batch).await.unwrap();
+            }
+            let partition = sink.layout().partition_dir(Table::Runs, d);
+            fs::write(partition.join("part-1-0.parquet.tmp"), b"half a file").unwrap();
+            partition
+        };
+        assert_eq!(names(&partition).len(), 5);
+        let sink = EmbeddedSink::open(dir.path(), config(Duration::ZERO)).unwrap();
+        assert_eq!(names(&partition).len(), 4);
+        assert!(names(&partition).iter().all(|n| is_data_file(n)));
+
+        // A leftover appearing while running is not an input either.
+        fs::write(partition.join("part-2-0.parquet.tmp"), b"half a file").unwrap();
+        let stats = sink.compact_once().await.unwrap();
+        assert_eq!((stats.partitions_compacted, stats.files_merged), (1, 4));
+        assert_eq!(stats.partitions_failed, 0);
+        assert!(partition.join("part-2-0.parquet.tmp").exists());
+    }
+
+    #[tokio::test]
+    async fn compaction_keeps_each_key_once_and_deletes_inputs_after_the_grace_period() {
+        let dir = tempfile::tempdir().unwrap();
+        let grace = Duration::from_millis(300);
+        let sink = EmbeddedSink::open(dir.path(), config(grace)).unwrap();
+        let d = day0();
+        // 10 writes; trace k gets a version in every write w with (k + w) % 3 != 0, so
+        // versions of a key are spread over files.
+        let mut newest: HashMap<String, i64> = HashMap::new();
+        let mut spans_newest: HashMap<String, i64> = HashMap::new();
+        for w in 0..10i64 {
+            let mut batch = IngestBatch::default();
+            for k in 0..20i64 {
+                if (k + w) % 3 == 0 {
+                    continue;
+                }
+                let trace = format!("trace-{k:02}");
+                let ingested = 100 + w * 10 + k % 4;
+                batch.runs.push(run(&trace, at(d, k), ingested));
+                batch.spans.push(span(&trace, "root", at(d, k), ingested));
+                newest.insert(trace.clone(), ingested);
+                spans_newest.insert(trace, ingested);
+            }
+            sink.write(batch).await.unwrap();
+        }
+        let partition = sink.layout().partition_dir(Table::Runs, d);
+        let inputs = names(&partition);
+        assert_eq!(inputs.len(), 10);
+
+        let stats = sink.compact_once().await.unwrap();
+        assert_eq!(stats.partitions_compacted, 2, "{stats:?}");
+        assert_eq!(stats.files_merged, 20);
+        assert_eq!(stats.rows_written, 2 * newest.len());
+        assert_eq!(stats.files_deleted, 0);
+
+        // During the grace period the inputs and the output both exist.
+        let after = names(&partition);
+        assert_eq!(after.len(), 11);
+        let output: Vec<&String> = after.iter().filter(|n| !inputs.contains(n)).collect();
+        assert_eq!(output.len(), 1);
+        let merged: Vec<RunRow> = read_file(&partition.join(output[0]))
+            .iter()
+            .flat_map(|b| runs_from_batch(b).unwrap())
+            .collect();
+        let got: HashMap<String, i64> = merged
+            .iter()
+            .map(|r| (r.trace_id.clone(), r.ingested_at_ns))
+            .collect();
+        assert_eq!(merged.len(), newest.len(), "each key exactly once");
+        assert_eq!(got, newest, "the newest version of each key");
+        assert!(
+            merged
+                .iter()
+                .all(|r| r.output == format!("version {}", r.ingested_at_ns))
+        );
+        let mut keys: Vec<&String> = merged.iter().map(|r| &r.trace_id).collect();
+        let sorted = {
+            let mut k = keys.clone();
+            k.sort();
+            k
+        };
+        assert_eq!(keys, sorted, "sorted by key");
+        keys.dedup();
+        assert_eq!(keys.len(), merged.len());
+        assert_eq!(names(&sink.layout().compaction_dir()).len(), 2);
+
+        // Inputs in their grace period are not merged again.
+        let again = sink.compact_once().await.unwrap();
+        assert_eq!(again.partitions_compacted, 0);
+
+        tokio::time::sleep(grace + Duration::from_millis(50)).await;
+        let stats = sink.compact_once().await.unwrap();
+        assert_eq!(stats.files_deleted, 20);
+        assert_eq!(names(&partition), vec![output[0].clone()]);
+        assert!(names(&sink.layout().compaction_dir()).is_empty());
+        let span_dir = sink.layout().partition_dir(Table::Spans, d);
+        assert_eq!(names(&span_dir).len(), 1);
+    }
+
+    #[tokio::test]
+    async fn partitions_with_few_small_files_are_left_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let sink = EmbeddedSink::open(dir.path(), config(Duration::ZERO)).unwrap();
+        for i in 0..3 {
+            let batch = IngestBatch {
+                runs: vec![run("a", at(day0(), i), i)],
+                ..Default::default()
+            };
+            sink.write(batch).await.unwrap();
+        }
+        assert_eq!(
+            sink.compact_once().await.unwrap(),
+            CompactionStats::default()
+        );
+    }
+
+    async fn four_files(sink: &EmbeddedSink) -> PathBuf {
+        for i in 0..4 {
+            let batch = IngestBatch {
+                runs: vec![
+                    run("a", at(day0(), 0), i),
+                    run(&format!("t{i}"), at(day0(), i), 1),
+                ],
+                ..Default::default()
+            };
+            sink.write(batch).await.unwrap();
+        }
+        sink.layout().partition_dir(Table::Runs, day0())
+    }
+
+    #[tokio::test]
+    async fn a_crash_before_the_output_was_published_keeps_the_inputs() {
+        let dir = tempfile::tempdir().unwrap();
+        let (partition, inputs) = {
+            let sink = EmbeddedSink::open(dir.path(), config(Duration::ZERO)).unwrap();
+            let partition = four_files(&sink).await;
+            let inputs = names(&partition);
+            // What a crash between the record and the rename leaves: the record, a .tmp output.
+            let record = CompactionRecord {
+                output: format!("runs/{}/part-9-0.parquet", partition_name(&partition)),
+                inputs: inputs
+                    .iter()
+                    .map(|n| format!("runs/{}/{n}", partition_name(&partition)))
+                    .collect(),
+            };
+            let compaction_dir = sink.layout().compaction_dir();
+            fs::write(
+                compaction_dir.join("c.json"),
+                serde_json::to_vec(&record).unwrap(),
+            )
+            .unwrap();
+            fs::write(partition.join("part-9-0.parquet.tmp"), b"partial").unwrap();
+            (partition, inputs)
+        };
+        let sink = EmbeddedSink::open(dir.path(), config(Duration::ZERO)).unwrap();
+        assert!(names(&sink.layout().compaction_dir()).is_empty());
+        assert_eq!(names(&partition), inputs);
+        // Nothing is scheduled for deletion: a pass merges, it deletes nothing.
+        let stats = sink.compact_once().await.unwrap();
+        assert_eq!((stats.files_deleted, stats.files_merged), (0, 4));
+        assert_eq!(read_runs(&partition).len(), 8 + 5);
+    }
+
+    fn partition_name(dir: &Path) -> String {
+        dir.file_name().unwrap().to_string_lossy().into_owned()
+    }
+
+    #[tokio::test]
+    async fn a_crash_after_the_output_was_published_deletes_the_inputs_on_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let (partition, output) = {
+            let sink = EmbeddedSink::open(dir.path(), config(Duration::from_secs(3600))).unwrap();
+            let partition = four_files(&sink).await;
+            let inputs = names(&partition);
+            let stats = sink.compact_once().await.unwrap();
+            assert_eq!(stats.files_merged, 4);
+            let output: Vec<String> = names(&partition)
+                .into_iter()
+                .filter(|n| !inputs.contains(n))
+                .collect();
+            (partition, output)
+            // Dropped with the deletion still pending: as if the process died.
+        };
+        assert_eq!(names(&partition).len(), 5);
+        let sink = EmbeddedSink::open(dir.path(), config(Duration::ZERO)).unwrap();
+        let stats = sink.compact_once().await.unwrap();
+        assert_eq!(stats.files_deleted, 4);
+        assert_eq!(names(&partition), output);
+        let rows = read_runs(&partition);
+        assert_eq!(rows.len(), 5);
+        assert_eq!(
+            rows.iter()
+                .find(|r| r.trace_id == "a")
+                .unwrap()
+                .ingested_at_ns,
+            3
+        );
+        assert!(names(&sink.layout().compaction_dir()).is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_record_naming_files_outside_the_store_is_ignored() {
+        let dir = tempfile::tempdir().unwrap();
+        drop(EmbeddedSink::open(dir.path(), config(Duration::ZERO)).unwrap());
+        let layout = EmbeddedLayout::new(dir.path());
+        fs::write(dir.path().join("precious.parquet"), b"x").unwrap();
+        let record = CompactionRecord {
+            output: "runs/day=2026-11-23/part-1-0.parquet".into(),
+            inputs: vec!["../precious.parquet".into()],
+        };
+        let out = layout.partition_dir(Table::Runs, day0());
+        fs::create_dir_all(&out).unwrap();
+        fs::write(out.join("part-1-0.parquet"), b"x").unwrap();
+        fs::write(
+            layout.compaction_dir().join("c.json"),
+            serde_json::to_vec(&record).unwrap(),
+        )
+        .unwrap();
+        fs::write(layout.compaction_dir().join("d.json"), b"{not json").unwrap();
+        let sink = EmbeddedSink::open(dir.path(), config(Duration::ZERO)).unwrap();
+        let stats = sink.compact_once().await.unwrap();
+        assert_eq!(stats.files_deleted, 0);
+        assert!(dir.path().join("precious.parquet").exists());
+        // Left in place for a person to look at.
+        assert_eq!(names(&layout.compaction_dir()), vec!["c.json", "d.json"]);
+    }
+
+    #[tokio::test]
+    async fn the_compactor_task_compacts_and_stops_on_shutdown() {
+        let dir = tempfile::tempdir().unwrap();
+        let sink = Arc::new(EmbeddedSink::open(dir.path(), config(Duration::ZERO)).unwrap());
+        let partition = four_files(&sink).await;
+        let shutdown = CancellationToken::new();
+        let task = Arc::clone(&sink).spawn_compactor(Duration::from_millis(20), shutdown.clone());
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while names(&partition).len() != 1 {
+            assert!(Instant::now() < deadline, "{:?}", names(&partition));
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        shutdown.cancel();
+        tokio::time::timeout(Duration::from_secs(5), task)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(read_runs(&partition).len(), 5);
+    }
+}

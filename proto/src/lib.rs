@@ -1,0 +1,10 @@
+//! Vigil's wire types: the native `vigil.v1` gRPC API, generated from `proto/`, and the
+//! OpenTelemetry (OTLP) trace types Vigil also accepts, re-exported so every crate uses one copy.
+
+/// The native ingest API (`vigil.v1.IngestService`).
+pub mod v1 {
+    tonic::include_proto!("vigil.v1");
+}
+
+/// OTLP trace types and the `TraceService` server/client.
+pub use opentelemetry_proto::tonic as otlp;

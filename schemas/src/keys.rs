@@ -1,0 +1,410 @@
+//! API keys: one project each, with roles; stored hashed in `<data dir>/keys.json`.
+//!
+//! A key is shown once, at creation, as `vk_<id>_<secret>` (the bearer token). OTLP clients that
+//! can only do Basic auth send `base64(<key id>:<secret>)`, where the key id is `vk_<id>`. Secrets
+//! are 192 random bits, so a plain SHA-256 of the secret is a safe verifier (as for GitHub tokens);
+//! comparisons are constant-time. Every process that authenticates reloads the file when it
+//! changes, so `vigil keys create` works while the server runs.
+
+use std::{
+    collections::BTreeSet,
+    fs,
+    io::Write,
+    path::{Path, PathBuf},
+    time::SystemTime,
+};
+
+use base64::Engine;
+use parking_lot::Mutex;
+use rand::RngCore;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::time::now_ns;
+
+const TOKEN_PREFIX: &str = "vk_";
+
+/// What a key may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// Send traces and scores; nothing else.
+    Ingest,
+    /// Read runs, sessions and metrics.
+    Read,
+    /// Compliance queries and unredacted content.
+    Audit,
+    /// Everything, including key management and erasure.
+    Admin,
+}
+
+impl Role {
+    pub const ALL: [Role; 4] = [Role::Ingest, Role::Read, Role::Audit, Role::Admin];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Ingest => "ingest",
+            Role::Read => "read",
+            Role::Audit => "audit",
+            Role::Admin => "admin",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Role> {
+        Role::ALL.into_iter().find(|r| r.as_str() == text.trim())
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    #[error("keys file {path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("keys file {path}: {source}")]
+    Corrupt {
+        path: PathBuf,
+        source: serde_json::Error,
+    },
+    #[error("no key with id {0:?}")]
+    NotFound(String),
+    #[error("a key needs at least one role")]
+    NoRoles,
+    #[error("project id {0:?} must be 1-64 characters of [A-Za-z0-9_.-]")]
+    BadProject(String),
+}
+
+/// A stored key: everything but the secret.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyRecord {
+    /// `vk_<16 hex>`: public, safe to log.
+    pub id: String,
+    pub project_id: String,
+    pub roles: BTreeSet<Role>,
+    /// Hex SHA-256 of the secret.
+    pub secret_sha256: String,
+    pub description: String,
+    pub created_at_ns: i64,
+    pub revoked_at_ns: Option<i64>,
+}
+
+/// Who is calling: the outcome of a successful authentication.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Principal {
+    pub key_id: String,
+    pub project_id: String,
+    pub roles: BTreeSet<Role>,
+}
+
+impl Principal {
+    /// `admin` holds every role.
+    pub fn has(&self, role: Role) -> bool {
+        self.roles.contains(&role) || self.roles.contains(&Role::Admin)
+    }
+}
+
+/// A newly created key, with its secret: shown once.
+#[derive(Debug, Clone)]
+pub struct NewKey {
+    pub record: KeyRecord,
+    /// The full bearer token, `vk_<id>_<secret>`.
+    pub token: String,
+    pub secret: String,
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct KeysFile {
+    keys: Vec<KeyRecord>,
+}
+
+struct Loaded {
+    modified: Option<SystemTime>,
+    keys: Vec<KeyRecord>,
+}
+
+/// The key registry behind one file.
+pub struct KeyStore {
+    path: PathBuf,
+    loaded: Mutex<Loaded>,
+}
+
+impl KeyStore {
+    /// Opens (or starts) the registry at `path`.
+    pub fn open(path: impl Into<PathBuf>) -> Result<KeyStore, KeyError> {
+        let store = KeyStore {
+            path: path.into(),
+            loaded: Mutex::new(Loaded {
+                modified: None,
+                keys: Vec::new(),
+            }),
+        };
+        store.refresh()?;
+        Ok(store)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// All keys, revoked ones included.
+    pub fn list(&self) -> Result<Vec<KeyRecord>, KeyError> {
+        self.refresh()?;
+        Ok(self.loaded.lock().keys.clone())
+    }
+
+    /// Creates a key and saves it; the returned secret is not stored anywhere.
+    pub fn create(
+        &self,
+        project_id: &str,
+        roles: BTreeSet<Role>,
+        description: &str,
+    ) -> Result<NewKey, KeyError> {
+        if roles.is_empty() {
+            return Err(KeyError::NoRoles);
+        }
+        if project_id.is_empty()
+            || project_id.len() > 64
+            || !project_id
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
+        {
+            return Err(KeyError::BadProject(project_id.to_string()));
+        }
+        let mut id_bytes = [0u8; 8];
+        let mut secret_bytes = [0u8; 24];
+        rand::rng().fill_bytes(&mut id_bytes);
+        rand::rng().fill_bytes(&mut secret_bytes);
+        let id = format!("{TOKEN_PREFIX}{}", hex::encode(id_bytes));
+        let secret = hex::encode(secret_bytes);
+        let record = KeyRecord {
+            id: id.clone(),
+            project_id: project_id.to_string(),
+            roles,
+            secret_sha256: sha256_hex(&secret),
+            description: description.to_string(),
+            created_at_ns: now_ns(),
+            revoked_at_ns: None,
+        };
+        self.update(|keys| {
+            keys.push(record.clone());
+            Ok(())
+        })?;
+        Ok(NewKey {
+            token: format!("{id}_{secret}"),
+            record,
+            secret,
+        })
+    }
+
+    /// Revokes a key; it stops working at the next authentication.
+    pub fn revoke(&self, id: &str) -> Result<KeyRecord, KeyError> {
+        let mut revoked = None;
+        self.update(|keys| {
+            let key = keys
+                .iter_mut()
+                .find(|k| k.id == id)
+                .ok_or_else(|| KeyError::NotFound(id.to_string()))?;
+            key.revoked_at_ns.get_or_insert_with(now_ns);
+            revoked = Some(key.clone());
+            Ok(())
+        })?;
+        revoked.ok_or_else(|| KeyError::NotFound(id.to_string()))
+    }
+
+    /// Checks a bearer token (`vk_<id>_<secret>`).
+    pub fn authenticate_bearer(&self, token: &str) -> Option<Principal> {
+        let token = token.trim();
+        let rest = token.strip_prefix(TOKEN_PREFIX)?;
+        let (id_hex, secret) = rest.split_once('_')?;
+        self.authenticate(&format!("{TOKEN_PREFIX}{id_hex}"), secret)
+    }
+
+    /// Checks a Basic credential: `base64(<key id>:<secret>)`.
+    pub fn authenticate_basic(&self, encoded: &str) -> Option<Principal> {
+        let decoded = base64::engine::general_purpose::STANDARD
+            .decode(encoded.trim())
+            .ok()?;
+        let text = String::from_utf8(decoded).ok()?;
+        let (id, secret) = text.split_once(':')?;
+        self.authenticate(id, secret)
+    }
+
+    /// Checks an `Authorization` header value, Bearer or Basic.
+    pub fn authenticate_header(&self, value: &str) -> Option<Principal> {
+        let (scheme, credential) = value.trim().split_once(' ')?;
+        if scheme.eq_ignore_ascii_case("bearer") {
+            self.authenticate_bearer(credential)
+        } else if scheme.eq_ignore_ascii_case("basic") {
+            self.authenticate_basic(credential)
+        } else {
+            None
+        }
+    }
+
+    fn authenticate(&self, id: &str, secret: &str) -> Option<Principal> {
+        // A failed refresh keeps the keys loaded last: an unreadable file must not lock all out.
+        let _ = self.refresh();
+        let loaded = self.loaded.lock();
+        let key = loaded
+            .keys
+            .iter()
+            .find(|k| k.id == id && k.revoked_at_ns.is_none())?;
+        constant_time_eq(key.secret_sha256.as_bytes(), sha256_hex(secret).as_bytes()).then(|| {
+            Principal {
+                key_id: key.id.clone(),
+                project_id: key.project_id.clone(),
+                roles: key.roles.clone(),
+            }
+        })
+    }
+
+    fn refresh(&self) -> Result<(), KeyError> {
+        let modified = match fs::metadata(&self.path) {
+            Ok(meta) => meta.modified().ok(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(source) => {
+                return Err(KeyError::Io {
+                    path: self.path.clone(),
+                    source,
+                });
+            }
+        };
+        let mut loaded = self.loaded.lock();
+        if modified.is_some() && loaded.modified == modified {
+            return Ok(());
+        }
+        loaded.keys = self.read_file()?.keys;
+        loaded.modified = modified;
+        Ok(())
+    }
+
+    fn read_file(&self) -> Result<KeysFile, KeyError> {
+        match fs::read(&self.path) {
+            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|source| KeyError::Corrupt {
+                path: self.path.clone(),
+                source,
+            }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(KeysFile::default()),
+            Err(source) => Err(KeyError::Io {
+                path: self.path.clone(),
+                source,
+            }),
+        }
+    }
+
+    /// Read-modify-write of the file, replaced atomically (temp file, fsync, rename).
+    fn update(
+        &self,
+        change: impl FnOnce(&mut Vec<KeyRecord>) -> Result<(), KeyError>,
+    ) -> Result<(), KeyError> {
+        let mut file = self.read_file()?;
+        change(&mut file.keys)?;
+        let io = |source| KeyError::Io {
+            path: self.path.clone(),
+            source,
+        };
+        let json = serde_json::to_vec_pretty(&file).map_err(|source| KeyError::Corrupt {
+            path: self.path.clone(),
+            source,
+        })?;
+        write_private_file(&self.path, &json).map_err(io)?;
+        let mut loaded = self.loaded.lock();
+        loaded.keys = file.keys;
+        loaded.modified = fs::metadata(&self.path)
+            .ok()
+            .and_then(|m| m.modified().ok());
+        Ok(())
+    }
+}
+
+/// Writes a file readable by its owner only (0600), atomically: temp file, fsync, rename.
+pub fn write_private_file(path: &Path, contents: &[u8]) -> std::io::Result<()> {
+    let tmp = path.with_extension("tmp");
+    {
+        let mut options = fs::OpenOptions::new();
+        options.write(true).create(true).truncate(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            options.mode(0o600);
+        }
+        let mut f = options.open(&tmp)?;
+        f.write_all(contents)?;
+        f.sync_all()?;
+    }
+    fs::rename(&tmp, path)?;
+    if let Some(dir) = path.parent()
+        && let Ok(d) = fs::File::open(dir)
+    {
+        d.sync_all()?;
+    }
+    Ok(())
+}
+
+pub fn sha256_hex(text: &str) -> String {
+    hex::encode(Sha256::digest(text.as_bytes()))
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use base64::Engine;
+
+    use super::*;
+
+    fn roles(list: &[Role]) -> BTreeSet<Role> {
+        list.iter().copied().collect()
+    }
+
+    #[test]
+    fn create_authenticate_revoke() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = KeyStore::open(dir.path().join("keys.json")).unwrap();
+        let key = store
+            .create("default", roles(&[Role::Ingest]), "sdk")
+            .unwrap();
+        let p = store.authenticate_bearer(&key.token).unwrap();
+        assert_eq!(p.project_id, "default");
+        assert!(p.has(Role::Ingest) && !p.has(Role::Read));
+
+        let basic = base64::engine::general_purpose::STANDARD
+            .encode(format!("{}:{}", key.record.id, key.secret));
+        assert!(
+            store
+                .authenticate_header(&format!("Basic {basic}"))
+                .is_some()
+        );
+        assert!(
+            store
+                .authenticate_bearer(&format!("{}x", key.token))
+                .is_none()
+        );
+
+        // A second handle on the same file (another process) sees the revocation.
+        let other = KeyStore::open(dir.path().join("keys.json")).unwrap();
+        other.revoke(&key.record.id).unwrap();
+        assert!(other.authenticate_bearer(&key.token).is_none());
+        let raw = fs::read_to_string(dir.path().join("keys.json")).unwrap();
+        assert!(!raw.contains(&key.secret), "the secret must not be stored");
+    }
+
+    #[test]
+    fn refuses_bad_input() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = KeyStore::open(dir.path().join("keys.json")).unwrap();
+        assert!(matches!(
+            store.create("p", BTreeSet::new(), ""),
+            Err(KeyError::NoRoles)
+        ));
+        assert!(matches!(
+            store.create("no spaces", roles(&[Role::Read]), ""),
+            Err(KeyError::BadProject(_))
+        ));
+        assert!(store.authenticate_header("Token abc").is_none());
+        assert!(store.authenticate_header("Basic !!!").is_none());
+    }
+}

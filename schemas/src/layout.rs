@@ -1,0 +1,206 @@
+//! The embedded store's on-disk layout, shared by its writer (the collector's Parquet sink) and its
+//! reader (the query service's DataFusion tables):
+//!
+//! ```text
+//! <data dir>/store/
+//!   runs/day=2026-11-23/part-<unix-ns>-<seq>.parquet
+//!   spans/day=…/…
+//!   scores/day=…/…
+//!   _compaction/<id>.json          compactions whose inputs are not yet deleted
+//! ```
+//!
+//! A row lives in the partition of its day (UTC): `day_of(start_time_ns)` for runs and spans,
+//! `day_of(time_ns)` for scores. Files are immutable once renamed to `*.parquet`; a file still
+//! being written ends in `.parquet.tmp` and readers never look at it. The same key may sit in
+//! several files (retries, replays, a compaction's grace window): readers keep, per key, the
+//! version that sorts first by [`Table::version_order`].
+
+use std::path::{Path, PathBuf};
+
+use datafusion::arrow::datatypes::SchemaRef;
+
+use crate::{
+    arrow::{runs_schema, scores_schema, spans_schema},
+    time::{day_of, day_string, parse_rfc3339},
+};
+
+/// The name of the hive partition column: `day=YYYY-MM-DD`.
+pub const PARTITION_COLUMN: &str = "day";
+/// The extension of a finished data file.
+pub const DATA_FILE_EXTENSION: &str = ".parquet";
+/// The suffix of a data file still being written (`part-….parquet.tmp`).
+pub const TEMP_FILE_SUFFIX: &str = ".tmp";
+
+/// One of the store's three tables.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Table {
+    Runs,
+    Spans,
+    Scores,
+}
+
+impl Table {
+    pub const ALL: [Table; 3] = [Table::Runs, Table::Spans, Table::Scores];
+
+    /// The table's name: its directory and its name in queries.
+    pub fn name(self) -> &'static str {
+        match self {
+            Table::Runs => "runs",
+            Table::Spans => "spans",
+            Table::Scores => "scores",
+        }
+    }
+
+    /// The Arrow schema of the table's files (without the `day` partition column).
+    pub fn schema(self) -> SchemaRef {
+        match self {
+            Table::Runs => runs_schema(),
+            Table::Spans => spans_schema(),
+            Table::Scores => scores_schema(),
+        }
+    }
+
+    /// The column whose day names a row's partition.
+    pub fn time_column(self) -> &'static str {
+        match self {
+            Table::Runs | Table::Spans => "start_time_ns",
+            Table::Scores => "time_ns",
+        }
+    }
+
+    /// The columns that identify a row; several versions of one key may be stored.
+    pub fn key_columns(self) -> &'static [&'static str] {
+        match self {
+            Table::Runs => &["project_id", "trace_id"],
+            Table::Spans => &["project_id", "trace_id", "span_id"],
+            Table::Scores => &["project_id", "trace_id", "score_id"],
+        }
+    }
+
+    /// Integer columns that order the versions of one key, all descending: the first version in
+    /// this order is the one every read keeps. `ingested_at_ns` decides; the rest only break ties
+    /// (two versions accepted in the same nanosecond), so that every reader and the compactor
+    /// keep the same one.
+    pub fn version_order(self) -> &'static [&'static str] {
+        match self {
+            Table::Runs | Table::Spans => &["ingested_at_ns", "end_time_ns", "start_time_ns"],
+            Table::Scores => &["ingested_at_ns", "time_ns"],
+        }
+    }
+}
+
+impl std::fmt::Display for Table {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// The partition day of a run or span (`start_time_ns`) or a score (`time_ns`).
+pub fn partition_day(time_ns: i64) -> i64 {
+    day_of(time_ns)
+}
+
+/// `day=YYYY-MM-DD`: the name of a partition directory.
+pub fn partition_dir_name(day: i64) -> String {
+    format!("{PARTITION_COLUMN}={}", day_string(day))
+}
+
+/// The day of a partition directory name (`day=2026-11-23`), if it is one.
+pub fn parse_partition_dir_name(name: &str) -> Option<i64> {
+    let date = name.strip_prefix(PARTITION_COLUMN)?.strip_prefix('=')?;
+    if date.len() != 10 {
+        return None;
+    }
+    let day = day_of(parse_rfc3339(date)?);
+    // Reject dates that only parse by rolling over (2026-02-31).
+    (day_string(day) == date).then_some(day)
+}
+
+/// The store's directories under a data directory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EmbeddedLayout {
+    root: PathBuf,
+}
+
+impl EmbeddedLayout {
+    /// The layout under `data_dir` (the store is `data_dir/store`).
+    pub fn new(data_dir: impl AsRef<Path>) -> EmbeddedLayout {
+        EmbeddedLayout {
+            root: data_dir.as_ref().join("store"),
+        }
+    }
+
+    /// `<data dir>/store`.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// `store/<table>`.
+    pub fn table_dir(&self, table: Table) -> PathBuf {
+        self.root.join(table.name())
+    }
+
+    /// `store/<table>/day=YYYY-MM-DD`.
+    pub fn partition_dir(&self, table: Table, day: i64) -> PathBuf {
+        self.table_dir(table).join(partition_dir_name(day))
+    }
+
+    /// `store/_compaction`: the records of compactions whose input files are not deleted yet.
+    /// Outside every table directory, so no reader ever lists it.
+    pub fn compaction_dir(&self) -> PathBuf {
+        self.root.join("_compaction")
+    }
+
+    /// Creates the table directories (and the compaction directory) when missing, so that an
+    /// empty store can be listed.
+    pub fn create_dirs(&self) -> std::io::Result<()> {
+        for table in Table::ALL {
+            std::fs::create_dir_all(self.table_dir(table))?;
+        }
+        std::fs::create_dir_all(self.compaction_dir())
+    }
+}
+
+/// Whether a file name is a finished data file (`*.parquet`, not `*.parquet.tmp`).
+pub fn is_data_file(name: &str) -> bool {
+    name.ends_with(DATA_FILE_EXTENSION) && !name.starts_with('.')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::time::{NANOS_PER_DAY, days_from_civil};
+
+    #[test]
+    fn paths_follow_the_layout() {
+        let layout = EmbeddedLayout::new("/data");
+        let day = days_from_civil(2026, 11, 23);
+        assert_eq!(
+            layout.table_dir(Table::Spans),
+            PathBuf::from("/data/store/spans")
+        );
+        assert_eq!(
+            layout.partition_dir(Table::Runs, day),
+            PathBuf::from("/data/store/runs/day=2026-11-23")
+        );
+        assert_eq!(parse_partition_dir_name("day=2026-11-23"), Some(day));
+        assert_eq!(parse_partition_dir_name("day=2026-02-31"), None);
+        assert_eq!(parse_partition_dir_name("hour=2026-11-23"), None);
+        assert_eq!(partition_day(day * NANOS_PER_DAY + 5), day);
+        assert_eq!(partition_day(day * NANOS_PER_DAY - 1), day - 1);
+        assert!(is_data_file("part-1-0.parquet"));
+        assert!(!is_data_file("part-1-0.parquet.tmp"));
+    }
+
+    #[test]
+    fn tables_know_their_keys_and_time_columns() {
+        for table in Table::ALL {
+            let schema = table.schema();
+            for column in table.key_columns().iter().chain(table.version_order()) {
+                assert!(schema.field_with_name(column).is_ok(), "{table}.{column}");
+            }
+            assert!(schema.field_with_name(table.time_column()).is_ok());
+            assert_eq!(table.version_order()[0], "ingested_at_ns");
+        }
+    }
+}

@@ -1,0 +1,15 @@
+//! Vigil's data model: the contract between the collector (write side) and the query service
+//! (read side). It owns the row types, the field limits, the Arrow schemas both stores share, the
+//! model price catalog with nano-dollar cost arithmetic, and the API-key registry.
+//!
+//! Nothing here does I/O on the hot path or knows about a particular store.
+
+pub mod arrow;
+pub mod keys;
+pub mod layout;
+pub mod limits;
+pub mod model;
+pub mod prices;
+pub mod time;
+
+pub use model::{IngestBatch, Outcome, RunRow, ScoreRow, SpanKind, SpanRow, SpanStatus};

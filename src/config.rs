@@ -1,0 +1,343 @@
+//! Configuration: defaults, then the TOML file, then `VIGIL_*` environment variables (the
+//! environment wins), then one `validate()` that says what is wrong.
+//!
+//! Environment variables address settings by path: `VIGIL_DATA_DIR` for a top-level key and
+//! `VIGIL_<SECTION>__<KEY>` (double underscore) inside a section, e.g.
+//! `VIGIL_SERVER__GRPC_LISTEN=0.0.0.0:4317`, `VIGIL_WAL__FSYNC=false`. Values are read as TOML
+//! (numbers, booleans) and fall back to strings.
+
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
+
+use anyhow::{Context, bail};
+use serde::{Deserialize, Serialize};
+use vigil_schemas::{
+    limits::Limits,
+    prices::{ModelEntry, SelfHostedPrice},
+    time::parse_duration_ns,
+};
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Where the WAL, the embedded store, keys and secrets live.
+    pub data_dir: PathBuf,
+    pub server: ServerConfig,
+    pub store: StoreConfig,
+    pub wal: WalSettings,
+    pub batcher: BatcherSettings,
+    pub assembler: AssemblerSettings,
+    pub limits: Limits,
+    pub security: SecurityConfig,
+    pub pricing: PricingConfig,
+    pub log: LogConfig,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            data_dir: PathBuf::from("vigil-data"),
+            server: ServerConfig::default(),
+            store: StoreConfig::default(),
+            wal: WalSettings::default(),
+            batcher: BatcherSettings::default(),
+            assembler: AssemblerSettings::default(),
+            limits: Limits::default(),
+            security: SecurityConfig::default(),
+            pricing: PricingConfig::default(),
+            log: LogConfig::default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerConfig {
+    /// gRPC: native `vigil.v1` and OTLP.
+    pub grpc_listen: String,
+    /// HTTP: OTLP/HTTP, REST API, health, metrics.
+    pub http_listen: String,
+    /// How long shutdown waits for in-flight requests and the final flush.
+    pub shutdown_grace: String,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            grpc_listen: "0.0.0.0:4317".into(),
+            http_listen: "0.0.0.0:4318".into(),
+            shutdown_grace: "20s".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum StoreKind {
+    /// Parquet files under the data directory, queried with DataFusion.
+    #[default]
+    Embedded,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StoreConfig {
+    pub kind: StoreKind,
+    /// How often small Parquet files are merged.
+    pub compaction_interval: String,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig {
+            kind: StoreKind::Embedded,
+            compaction_interval: "30s".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WalSettings {
+    pub segment_bytes: u64,
+    /// Past this many bytes not yet in the store, ingest is refused with a retryable status.
+    pub max_backlog_bytes: u64,
+    /// fsync before acknowledging. Only benchmarks of everything-but-the-disk turn this off.
+    pub fsync: bool,
+}
+
+impl Default for WalSettings {
+    fn default() -> Self {
+        WalSettings {
+            segment_bytes: 64 * 1024 * 1024,
+            max_backlog_bytes: 2 * 1024 * 1024 * 1024,
+            fsync: true,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BatcherSettings {
+    pub max_rows: usize,
+    /// Upper bound on how long acknowledged data waits before it is written to the store.
+    pub max_delay: String,
+}
+
+impl Default for BatcherSettings {
+    fn default() -> Self {
+        BatcherSettings {
+            max_rows: 200_000,
+            max_delay: "500ms".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AssemblerSettings {
+    /// A trace whose root span has not come this long after its last span gets a synthesized run.
+    pub orphan_after: String,
+    /// How long a trace's state is kept after its last span.
+    pub forget_after: String,
+    pub max_traces: usize,
+}
+
+impl Default for AssemblerSettings {
+    fn default() -> Self {
+        AssemblerSettings {
+            orphan_after: "5m".into(),
+            forget_after: "1h".into(),
+            max_traces: 1_000_000,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct SecurityConfig {
+    /// Hex key of the HMAC that hashes user ids. Unset: generated on first start into
+    /// `<data_dir>/user-hash.key`. Changing it changes every user's hash.
+    pub user_hash_secret: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct PricingConfig {
+    /// Price (USD per million tokens) of self-hosted models from the catalog (vLLM etc.).
+    pub self_hosted: Option<SelfHostedPrice>,
+    /// Models added to the catalog, or price entries replacing the catalog's.
+    pub models: Vec<ModelEntry>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogConfig {
+    /// A `tracing` filter, e.g. `info` or `vigil_collector=debug,info`.
+    pub level: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            level: "info".into(),
+        }
+    }
+}
+
+/// A duration setting, parsed, with the setting's name in the error.
+pub fn duration(name: &str, text: &str) -> anyhow::Result<Duration> {
+    let ns = parse_duration_ns(text)
+        .filter(|ns| *ns >= 0)
+        .with_context(|| format!("{name} = {text:?} is not a duration (e.g. 500ms, 30s, 5m, 1h)"))?;
+    Ok(Duration::from_nanos(ns as u64))
+}
+
+impl Config {
+    /// Defaults, then `path` if given, then the environment.
+    pub fn load(path: Option<&std::path::Path>) -> anyhow::Result<Config> {
+        let mut table = match path {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("reading config file {}", path.display()))?;
+                text.parse::<toml::Table>()
+                    .with_context(|| format!("config file {} is not valid TOML", path.display()))?
+            }
+            None => toml::Table::new(),
+        };
+        apply_env(&mut table, std::env::vars())?;
+        let config: Config = toml::Value::Table(table)
+            .try_into()
+            .map_err(|e: toml::de::Error| anyhow::anyhow!("invalid configuration: {}", e.message()))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks everything that parsing alone cannot.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        for (name, addr) in [
+            ("server.grpc_listen", &self.server.grpc_listen),
+            ("server.http_listen", &self.server.http_listen),
+        ] {
+            addr.parse::<SocketAddr>()
+                .with_context(|| format!("{name} = {addr:?} is not an address like 0.0.0.0:4317"))?;
+        }
+        duration("server.shutdown_grace", &self.server.shutdown_grace)?;
+        duration("store.compaction_interval", &self.store.compaction_interval)?;
+        duration("batcher.max_delay", &self.batcher.max_delay)?;
+        duration("assembler.orphan_after", &self.assembler.orphan_after)?;
+        duration("assembler.forget_after", &self.assembler.forget_after)?;
+        if self.batcher.max_rows == 0 {
+            bail!("batcher.max_rows must be at least 1");
+        }
+        if self.wal.segment_bytes < 4096 {
+            bail!("wal.segment_bytes = {} is below the minimum of 4096", self.wal.segment_bytes);
+        }
+        if self.limits.max_message_bytes < 1024 || self.limits.max_items_per_request == 0 {
+            bail!("limits.max_message_bytes must be ≥ 1024 and limits.max_items_per_request ≥ 1");
+        }
+        if let Some(secret) = &self.security.user_hash_secret
+            && (secret.len() < 32 || hex::decode(secret).is_err())
+        {
+            bail!("security.user_hash_secret must be at least 16 bytes written as hex");
+        }
+        let mut catalog = vigil_schemas::prices::PriceCatalog::builtin()?;
+        catalog
+            .apply(&self.pricing.models)
+            .context("pricing.models")?;
+        Ok(())
+    }
+}
+
+/// Overlays `VIGIL_DATA_DIR` and `VIGIL_<SECTION>__<KEY>` variables onto the table.
+fn apply_env(
+    table: &mut toml::Table,
+    vars: impl Iterator<Item = (String, String)>,
+) -> anyhow::Result<()> {
+    for (name, value) in vars {
+        let Some(path) = name.strip_prefix("VIGIL_") else {
+            continue;
+        };
+        let parsed = value
+            .parse::<toml::Value>()
+            .ok()
+            .filter(|v| !v.is_table())
+            .or_else(|| {
+                format!("v = {value}")
+                    .parse::<toml::Table>()
+                    .ok()
+                    .and_then(|t| t.get("v").cloned())
+            })
+            .unwrap_or(toml::Value::String(value.clone()));
+        if path == "DATA_DIR" {
+            table.insert("data_dir".into(), toml::Value::String(value));
+            continue;
+        }
+        let Some((section, key)) = path.split_once("__") else {
+            continue;
+        };
+        let section = section.to_ascii_lowercase();
+        let key = key.to_ascii_lowercase();
+        let entry = table
+            .entry(section.clone())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        let Some(section_table) = entry.as_table_mut() else {
+            bail!("{name}: {section} is not a section");
+        };
+        section_table.insert(key, parsed);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid() {
+        Config::default().validate().unwrap();
+    }
+
+    #[test]
+    fn the_example_config_in_deploy_parses_and_validates() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/vigil.toml");
+        let text = std::fs::read_to_string(&path).unwrap();
+        let config: Config = toml::from_str(&text).unwrap();
+        config.validate().unwrap();
+        assert!(config.pricing.self_hosted.is_some());
+    }
+
+    #[test]
+    fn environment_overrides_the_file() {
+        let mut table: toml::Table = "[server]\ngrpc_listen = \"127.0.0.1:1\"\n".parse().unwrap();
+        let vars = [
+            ("VIGIL_SERVER__GRPC_LISTEN", "127.0.0.1:9999"),
+            ("VIGIL_WAL__FSYNC", "false"),
+            ("VIGIL_LIMITS__MAX_ITEMS_PER_REQUEST", "5"),
+            ("VIGIL_DATA_DIR", "/tmp/x"),
+            ("UNRELATED", "1"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()));
+        apply_env(&mut table, vars).unwrap();
+        let config: Config = toml::Value::Table(table).try_into().unwrap();
+        assert_eq!(config.server.grpc_listen, "127.0.0.1:9999");
+        assert!(!config.wal.fsync);
+        assert_eq!(config.limits.max_items_per_request, 5);
+        assert_eq!(config.data_dir, PathBuf::from("/tmp/x"));
+    }
+
+    #[test]
+    fn mistakes_are_named() {
+        let err = toml::from_str::<Config>("[server]\ngrpc_lisen = \"x\"").unwrap_err();
+        assert!(err.to_string().contains("grpc_lisen"), "{err}");
+        let config = Config {
+            batcher: BatcherSettings {
+                max_delay: "soon".into(),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let err = config.validate().unwrap_err();
+        assert!(err.to_string().contains("batcher.max_delay"), "{err}");
+    }
+}

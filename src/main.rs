@@ -1,0 +1,104 @@
+//! `vigil`: the one binary. It parses the command line and the configuration, then hands over to
+//! the crates; it owns no business logic.
+
+mod bench;
+mod config;
+mod demo;
+mod keys_cmd;
+mod process;
+mod serve;
+mod workload;
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+
+use crate::config::Config;
+
+#[derive(Parser)]
+#[command(name = "vigil", version, about = "Trace collector and observability backend for LLM agents")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// Where the configuration comes from; shared by every command that reads it.
+#[derive(clap::Args, Clone)]
+struct ConfigArgs {
+    /// TOML configuration file.
+    #[arg(long, short = 'c', env = "VIGIL_CONFIG")]
+    config: Option<PathBuf>,
+    /// Data directory (WAL, embedded store, keys); overrides the config.
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+}
+
+impl ConfigArgs {
+    fn load(&self) -> anyhow::Result<Config> {
+        let mut config = Config::load(self.config.as_deref())?;
+        if let Some(dir) = &self.data_dir {
+            config.data_dir = dir.clone();
+        }
+        Ok(config)
+    }
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run everything: gRPC and HTTP ingest, the store, the REST API.
+    Serve(ConfigArgs),
+    /// Manage API keys.
+    Keys {
+        #[command(flatten)]
+        config: ConfigArgs,
+        #[command(subcommand)]
+        action: keys_cmd::KeysAction,
+    },
+    /// Send realistic synthetic agent traffic to a running Vigil.
+    Demo(demo::DemoArgs),
+    /// Benchmarks.
+    Bench {
+        #[command(subcommand)]
+        which: bench::BenchCommand,
+    },
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Serve(args) => {
+            let config = args.load()?;
+            init_logging(&config.log.level)?;
+            runtime()?.block_on(serve::serve(config))
+        }
+        Command::Keys { config, action } => keys_cmd::run(&config.load()?, action),
+        Command::Demo(args) => {
+            init_logging("warn")?;
+            runtime()?.block_on(demo::run_cli(args))
+        }
+        Command::Bench { which } => {
+            init_logging("warn")?;
+            runtime()?.block_on(bench::run_cli(which))
+        }
+    }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("vigil")
+        .build()
+        .context("starting the async runtime")
+}
+
+fn init_logging(level: &str) -> anyhow::Result<()> {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("VIGIL_LOG")
+        .or_else(|_| tracing_subscriber::EnvFilter::try_new(level))
+        .with_context(|| format!("log.level = {level:?} is not a valid filter"))?;
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+    Ok(())
+}

@@ -1,0 +1,190 @@
+//! `vigil serve`: wires the pieces together and owns their lifecycle. No business logic here.
+//!
+//! Shutdown (SIGINT/SIGTERM): stop accepting requests and let in-flight ones finish; then stop
+//! the background tasks, the batcher writing what is durable; then close the WAL (fsync). What did
+//! not reach the store is replayed from the WAL on the next start.
+
+use std::{collections::BTreeSet, path::Path, sync::Arc, time::Duration};
+
+use anyhow::Context;
+use tokio_util::sync::CancellationToken;
+use vigil_collector::{
+    assemble::{AssemblerConfig, RunAssembler},
+    batcher::{Batcher, BatcherConfig},
+    enrich::{Enricher, UserHasher},
+    grpc::GrpcIngest,
+    pipeline::IngestPipeline,
+    sink::embedded::EmbeddedSink,
+    telemetry::IngestTelemetry,
+    wal::{Wal, WalConfig},
+};
+use vigil_query::EmbeddedStore;
+use vigil_schemas::{
+    keys::{KeyStore, Role, write_private_file},
+    prices::PriceCatalog,
+};
+
+use crate::{
+    config::{Config, duration},
+    process::process_metrics,
+};
+
+pub const BOOTSTRAP_KEY_FILE: &str = "bootstrap.key";
+
+pub async fn serve(config: Config) -> anyhow::Result<()> {
+    let data_dir = config.data_dir.clone();
+    std::fs::create_dir_all(&data_dir)
+        .with_context(|| format!("creating data directory {}", data_dir.display()))?;
+    let keys = Arc::new(KeyStore::open(data_dir.join("keys.json"))?);
+    bootstrap_admin_key(&keys, &data_dir)?;
+
+    let hasher = match &config.security.user_hash_secret {
+        Some(secret) => UserHasher::new(&hex::decode(secret)?),
+        None => UserHasher::load_or_create(&data_dir.join("user-hash.key"))
+            .context("loading the user-hash key")?,
+    };
+    let mut catalog = PriceCatalog::builtin()?;
+    catalog.apply(&config.pricing.models)?;
+    catalog.set_self_hosted(config.pricing.self_hosted);
+
+    let wal = Arc::new(Wal::open(WalConfig {
+        dir: data_dir.join("wal"),
+        segment_bytes: config.wal.segment_bytes,
+        max_backlog_bytes: config.wal.max_backlog_bytes,
+        fsync: config.wal.fsync,
+    })?);
+    let telemetry = Arc::new(IngestTelemetry::new());
+    let assembler = RunAssembler::new(AssemblerConfig {
+        orphan_after_ns: duration("assembler.orphan_after", &config.assembler.orphan_after)?.as_nanos() as i64,
+        forget_after_ns: duration("assembler.forget_after", &config.assembler.forget_after)?.as_nanos() as i64,
+        max_traces: config.assembler.max_traces,
+    });
+    let pipeline = Arc::new(IngestPipeline::new(
+        config.limits.clone(),
+        Enricher::new(hasher, catalog),
+        assembler,
+        wal.clone(),
+        telemetry.clone(),
+    ));
+
+    let sink = Arc::new(EmbeddedSink::new(&data_dir)?);
+    let store = Arc::new(EmbeddedStore::open(&data_dir)?);
+
+    let accepting = CancellationToken::new();
+    let background = CancellationToken::new();
+
+    let batcher = Batcher::new(
+        wal.clone(),
+        sink.clone(),
+        BatcherConfig {
+            max_rows: config.batcher.max_rows,
+            max_delay: duration("batcher.max_delay", &config.batcher.max_delay)?,
+            ..Default::default()
+        },
+        telemetry.clone(),
+    );
+    let batcher_task = tokio::spawn(batcher.run(background.clone()));
+    let compactor_task = sink.clone().spawn_compactor(
+        duration("store.compaction_interval", &config.store.compaction_interval)?,
+        background.clone(),
+    );
+    let sweeper_task = pipeline
+        .clone()
+        .spawn_orphan_sweeper(Duration::from_secs(10), background.clone());
+
+    let grpc_listener = tokio::net::TcpListener::bind(&config.server.grpc_listen)
+        .await
+        .with_context(|| format!("binding gRPC to {}", config.server.grpc_listen))?;
+    let http_listener = tokio::net::TcpListener::bind(&config.server.http_listen)
+        .await
+        .with_context(|| format!("binding HTTP to {}", config.server.http_listen))?;
+    tracing::info!(
+        grpc = %grpc_listener.local_addr()?,
+        http = %http_listener.local_addr()?,
+        data_dir = %data_dir.display(),
+        "vigil is serving"
+    );
+
+    let grpc_task = tokio::spawn(
+        GrpcIngest::new(pipeline.clone(), keys.clone()).serve(grpc_listener, accepting.clone()),
+    );
+    let app = vigil_api::app(vigil_api::AppState {
+        pipeline: pipeline.clone(),
+        store,
+        keys,
+        extra_metrics: Arc::new(process_metrics),
+    });
+    let http_shutdown = accepting.clone();
+    let http_task = tokio::spawn(async move {
+        axum::serve(http_listener, app)
+            .with_graceful_shutdown(http_shutdown.cancelled_owned())
+            .await
+    });
+
+    wait_for_signal().await;
+    tracing::info!("shutting down: no longer accepting requests");
+    accepting.cancel();
+    let grace = duration("server.shutdown_grace", &config.server.shutdown_grace)?;
+    let drained = tokio::time::timeout(grace, async {
+        let _ = grpc_task.await;
+        let _ = http_task.await;
+    })
+    .await;
+    if drained.is_err() {
+        tracing::warn!("in-flight requests did not finish within the grace period");
+    }
+    background.cancel();
+    let flushed = tokio::time::timeout(grace, async {
+        let _ = batcher_task.await;
+        let _ = compactor_task.await;
+        let _ = sweeper_task.await;
+    })
+    .await;
+    if flushed.is_err() {
+        tracing::warn!("the store flush did not finish; the rest stays in the WAL for the next start");
+    }
+    wal.close();
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// On first start, with no keys at all, creates an admin key for project `default`, prints it
+/// once and writes it to `<data dir>/bootstrap.key` (mode 0600).
+fn bootstrap_admin_key(keys: &KeyStore, data_dir: &Path) -> anyhow::Result<()> {
+    if !keys.list()?.is_empty() {
+        return Ok(());
+    }
+    let roles: BTreeSet<Role> = Role::ALL.into_iter().collect();
+    let key = keys.create("default", roles, "bootstrap admin key")?;
+    let path = data_dir.join(BOOTSTRAP_KEY_FILE);
+    write_private_file(&path, format!("{}\n", key.token).as_bytes())?;
+    #[allow(clippy::print_stdout)]
+    {
+        println!("Created the admin key for project \"default\" (shown once; also in {}):", path.display());
+        println!("  {}", key.token);
+    }
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for SIGTERM");
+                let _ = ctrl_c.await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}

@@ -1,0 +1,365 @@
+//! End to end, with the real binary over real sockets: native gRPC, OTLP from the real Python
+//! OpenTelemetry SDK over gRPC and HTTP, the Langfuse-compatible path, roles, and read-back equal
+//! to what was sent.
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+use std::process::Command;
+
+use hmac::{Hmac, Mac};
+use serde_json::Value;
+use sha2::Sha256;
+use support::{Vigil, python};
+use tonic::{Request, metadata::MetadataValue};
+use vigil_proto::v1::{
+    self, ExportRequest, ingest_service_client::IngestServiceClient,
+};
+
+fn now_ns() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as i64
+}
+
+/// The user hash computed here, independently: HMAC-SHA256 under the server's key file.
+fn expected_user_hash(vigil: &Vigil, raw: &str) -> String {
+    let key = std::fs::read_to_string(vigil.data_dir().join("user-hash.key")).unwrap();
+    let key = hex::decode(key.trim()).unwrap();
+    let mut mac = Hmac::<Sha256>::new_from_slice(&key).unwrap();
+    mac.update(raw.as_bytes());
+    hex::encode(mac.finalize().into_bytes())
+}
+
+fn authed<T>(message: T, token: &str) -> Request<T> {
+    let mut request = Request::new(message);
+    let value: MetadataValue<_> = format!("Bearer {token}").parse().unwrap();
+    request.metadata_mut().insert("authorization", value);
+    request
+}
+
+fn hex_id(seed: u64, bytes: usize) -> String {
+    let mut s = String::new();
+    let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    while s.len() < bytes * 2 {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        s.push_str(&format!("{x:016x}"));
+    }
+    s.truncate(bytes * 2);
+    s
+}
+
+fn native_run(seed: u64, start: i64) -> (v1::Run, Vec<v1::Span>) {
+    let trace_id = hex_id(seed, 16);
+    let root = hex_id(seed + 1_000_000, 8);
+    let run = v1::Run {
+        trace_id: trace_id.clone(),
+        session_id: format!("session-{}", seed % 7),
+        user_id: format!("person-{seed}@example.com"),
+        task_type: "refund_request".into(),
+        agent_name: "support-bot".into(),
+        agent_version: "1.4.0".into(),
+        environment: "production".into(),
+        release: "2026.11.2".into(),
+        start_time_unix_nano: start,
+        end_time_unix_nano: start + 2_000_000_000,
+        outcome: v1::Outcome::Success as i32,
+        input: "where is my refund?".into(),
+        output: "on its way".into(),
+        tags: vec!["beta".into()],
+        classification: vec!["financial".into()],
+        retention: "default".into(),
+        ..Default::default()
+    };
+    let spans = vec![
+        v1::Span {
+            trace_id: trace_id.clone(),
+            span_id: root.clone(),
+            kind: v1::SpanKind::Agent as i32,
+            name: "support-bot.run".into(),
+            start_time_unix_nano: start,
+            end_time_unix_nano: start + 2_000_000_000,
+            status: v1::SpanStatus::Ok as i32,
+            ..Default::default()
+        },
+        v1::Span {
+            trace_id: trace_id.clone(),
+            span_id: hex_id(seed + 2_000_000, 8),
+            parent_span_id: root.clone(),
+            kind: v1::SpanKind::Model as i32,
+            name: "chat gpt-4o".into(),
+            start_time_unix_nano: start + 100_000_000,
+            end_time_unix_nano: start + 1_100_000_000,
+            status: v1::SpanStatus::Ok as i32,
+            model: Some(v1::ModelCall {
+                provider: "openai".into(),
+                model: "gpt-4o".into(),
+                prompt_id: "refund-policy".into(),
+                prompt_version: "v7".into(),
+                input_tokens: 1000,
+                output_tokens: 200,
+                cached_input_tokens: 400,
+                ..Default::default()
+            }),
+            ..Default::default()
+        },
+        v1::Span {
+            trace_id: trace_id.clone(),
+            span_id: hex_id(seed + 3_000_000, 8),
+            parent_span_id: root,
+            kind: v1::SpanKind::Tool as i32,
+            name: "lookup_order".into(),
+            start_time_unix_nano: start + 1_200_000_000,
+            end_time_unix_nano: start + 1_500_000_000,
+            status: v1::SpanStatus::Error as i32,
+            status_message: "order service timed out".into(),
+            tool: Some(v1::ToolCall {
+                name: "lookup_order".into(),
+                version: "3".into(),
+                arguments: "{\"order\": 42}".into(),
+                retry_count: 2,
+                ..Default::default()
+            }),
+            ..Default::default()
+        },
+    ];
+    (run, spans)
+}
+
+#[tokio::test]
+async fn native_grpc_round_trip() {
+    let vigil = Vigil::start();
+    let mut client = IngestServiceClient::connect(vigil.grpc()).await.unwrap();
+    let start = now_ns() - 60_000_000_000;
+    let (run, spans) = native_run(1, start);
+    let score = v1::Score {
+        trace_id: run.trace_id.clone(),
+        name: "user_feedback".into(),
+        value: Some(v1::score::Value::Boolean(true)),
+        source: "end_user".into(),
+        ..Default::default()
+    };
+    let response = client
+        .export(authed(
+            ExportRequest {
+                runs: vec![run.clone()],
+                spans: spans.clone(),
+                scores: vec![score],
+            },
+            &vigil.token,
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        (response.accepted_runs, response.accepted_spans, response.accepted_scores),
+        (1, 3, 1),
+        "{response:?}"
+    );
+    assert!(response.rejections.is_empty());
+
+    let body = vigil.wait_run(&run.trace_id, 3).await;
+    let got = &body["run"];
+    assert_eq!(got["session_id"], run.session_id.as_str());
+    assert_eq!(got["agent_name"], "support-bot");
+    assert_eq!(got["task_type"], "refund_request");
+    assert_eq!(got["start_time_ns"], start);
+    assert_eq!(got["outcome"], "success");
+    assert_eq!(got["classification"][0], "financial");
+    assert_eq!(got["input"], "where is my refund?", "an admin key sees content");
+    let user_hash = expected_user_hash(&vigil, &run.user_id);
+    assert_eq!(got["user_hash"], user_hash.as_str());
+    assert!(!body.to_string().contains("person-1@example.com"), "raw user ids are never stored");
+
+    let spans_back = body["spans"].as_array().unwrap();
+    assert_eq!(spans_back[0]["span_id"], spans[0].span_id.as_str(), "root first (tree order)");
+    let model = spans_back.iter().find(|s| s["kind"] == "model").unwrap();
+    // gpt-4o since 2024-10-01: input $2.50, cached input $1.25, output $10.00 per million tokens.
+    let expected_cost = 600 * 2_500 + 400 * 1_250 + 200 * 10_000;
+    assert_eq!(model["cost_nanos"], expected_cost);
+    assert_eq!(model["cost_source"], "catalog");
+    assert_eq!(model["prompt_version"], "v7");
+    let tool = spans_back.iter().find(|s| s["kind"] == "tool").unwrap();
+    assert_eq!(tool["status"], "error");
+    assert_eq!(tool["retry_count"], 2);
+    assert_eq!(tool["tool_args_hash"].as_str().unwrap().len(), 16);
+    assert_eq!(body["scores"][0]["bool_value"], true);
+
+    // The same export again (an SDK retry) is stored once.
+    client
+        .export(authed(
+            ExportRequest {
+                runs: vec![run.clone()],
+                spans: spans.clone(),
+                scores: vec![],
+            },
+            &vigil.token,
+        ))
+        .await
+        .unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(800)).await;
+    let body = vigil.wait_run(&run.trace_id, 3).await;
+    assert_eq!(body["spans"].as_array().unwrap().len(), 3);
+    let (_, list) = vigil.get("/api/v1/runs?agent=support-bot").await;
+    assert_eq!(list["runs"].as_array().unwrap().len(), 1);
+    let (status, session) = vigil.get(&format!("/api/v1/sessions/{}", run.session_id)).await;
+    assert_eq!(status, 200);
+    assert_eq!(session["runs"].as_array().unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn roles_separate_ingest_from_reading_and_redact_content() {
+    let vigil = Vigil::start();
+    let ingest_only = vigil.create_key("ingest");
+    let read_only = vigil.create_key("read");
+    let mut client = IngestServiceClient::connect(vigil.grpc()).await.unwrap();
+    let (run, spans) = native_run(2, now_ns() - 10_000_000_000);
+
+    let denied = client
+        .export(authed(
+            ExportRequest {
+                runs: vec![run.clone()],
+                spans: spans.clone(),
+                scores: vec![],
+            },
+            &read_only,
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(denied.code(), tonic::Code::PermissionDenied);
+    let unauthenticated = client
+        .export(authed(ExportRequest::default(), "vk_0000_nope"))
+        .await
+        .unwrap_err();
+    assert_eq!(unauthenticated.code(), tonic::Code::Unauthenticated);
+
+    client
+        .export(authed(
+            ExportRequest {
+                runs: vec![run.clone()],
+                spans,
+                scores: vec![],
+            },
+            &ingest_only,
+        ))
+        .await
+        .unwrap();
+    let (status, body) = vigil
+        .get_as(&format!("/api/v1/runs/{}", run.trace_id), &ingest_only)
+        .await;
+    assert_eq!(status, 403, "{body}");
+    assert_eq!(body["error"]["code"], "permission_denied");
+    vigil.wait_run(&run.trace_id, 3).await;
+    let (status, body) = vigil
+        .get_as(&format!("/api/v1/runs/{}", run.trace_id), &read_only)
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(body["run"]["input"], "[redacted]", "financial content needs the audit role");
+    let (status, _) = vigil.get_as("/api/v1/runs", "wrong").await;
+    assert_eq!(status, 401);
+}
+
+fn send_with_python(vigil: &Vigil, protocol: &str, endpoint: &str, auth: &[&str], runs: usize) -> Value {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/otel/send_traces.py");
+    let out = Command::new(python())
+        .arg(script)
+        .args(["--protocol", protocol, "--endpoint", endpoint, "--runs", &runs.to_string()])
+        .args(auth)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "python exporter failed: {}\nvigil log:\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        vigil.log()
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+async fn check_python_runs(vigil: &Vigil, sent: &Value) {
+    assert_eq!(sent["flushed"], true);
+    for run in sent["runs"].as_array().unwrap() {
+        let trace_id = run["trace_id"].as_str().unwrap();
+        let body = vigil.wait_run(trace_id, 3).await;
+        let got = &body["run"];
+        assert_eq!(got["session_id"], run["session_id"]);
+        assert_eq!(got["agent_name"], "support-bot");
+        assert_eq!(got["agent_version"], "1.4.0");
+        assert_eq!(got["task_type"], "refund_request");
+        assert_eq!(got["environment"], "production", "from the resource");
+        assert_eq!(got["release"], "2026.11.2", "service.version from the resource");
+        assert_eq!(got["classification"][0], "pii");
+        assert_eq!(got["synthesized"], false);
+        let user_hash = expected_user_hash(vigil, run["user_id"].as_str().unwrap());
+        assert_eq!(got["user_hash"], user_hash.as_str());
+        let spans = body["spans"].as_array().unwrap();
+        assert_eq!(spans[0]["span_id"], run["spans"]["root"]);
+        assert_eq!(spans[0]["kind"], "agent");
+        let llm = spans.iter().find(|s| s["span_id"] == run["spans"]["llm"]).unwrap();
+        assert_eq!(llm["kind"], "model");
+        assert_eq!(llm["model"], "gpt-4o");
+        assert_eq!(llm["provider"], "openai");
+        assert_eq!(llm["input_tokens"], run["input_tokens"]);
+        assert_eq!(llm["output_tokens"], run["output_tokens"]);
+        assert_eq!(llm["prompt_id"], "refund-policy");
+        assert_eq!(llm["prompt_version"], "v7");
+        assert_eq!(llm["attributes"]["custom.flag"], "kept");
+        let input = run["input_tokens"].as_i64().unwrap();
+        let output = run["output_tokens"].as_i64().unwrap();
+        assert_eq!(llm["cost_nanos"], input * 2_500 + output * 10_000);
+        let tool = spans.iter().find(|s| s["span_id"] == run["spans"]["tool"]).unwrap();
+        assert_eq!(tool["kind"], "tool");
+        assert_eq!(tool["tool_name"], "lookup_order");
+        let failed = run["tool_failed"].as_bool().unwrap();
+        assert_eq!(tool["status"], if failed { "error" } else { "unset" });
+    }
+}
+
+#[tokio::test]
+async fn python_sdk_over_otlp_grpc_and_http() {
+    let vigil = Vigil::start();
+    let auth = ["--token", vigil.token.as_str()];
+    let sent = send_with_python(&vigil, "grpc", &vigil.grpc(), &auth, 4);
+    check_python_runs(&vigil, &sent).await;
+    let endpoint = format!("{}/v1/traces", vigil.http());
+    let sent = send_with_python(&vigil, "http", &endpoint, &auth, 4);
+    check_python_runs(&vigil, &sent).await;
+}
+
+#[tokio::test]
+async fn langfuse_compatible_path_with_basic_auth() {
+    let vigil = Vigil::start();
+    let out = Command::new(env!("CARGO_BIN_EXE_vigil"))
+        .args(["keys", "--data-dir"])
+        .arg(vigil.data_dir())
+        .args(["create", "--project", "default", "--role", "ingest,read"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    let field = |name: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name))
+            .unwrap()
+            .trim()
+            .to_string()
+    };
+    let (id, secret) = (field("id:"), field("secret:"));
+    let basic = format!("{id}:{secret}");
+
+    let response = reqwest::Client::new()
+        .get(format!("{}/api/public/projects", vigil.http()))
+        .basic_auth(&id, Some(&secret))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let projects: Value = response.json().await.unwrap();
+    assert_eq!(projects["data"][0]["id"], "default");
+
+    let endpoint = format!("{}/api/public/otel/v1/traces", vigil.http());
+    let sent = send_with_python(&vigil, "http", &endpoint, &["--basic", &basic], 2);
+    check_python_runs(&vigil, &sent).await;
+}

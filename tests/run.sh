@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Runs every test of Vigil. Installs what the tests need on a fresh machine first:
+# a Python virtualenv with the OpenTelemetry SDK and its OTLP exporters (from PyPI).
+# Usage: tests/run.sh [extra cargo test arguments]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+VENV=tests/.venv
+REQUIREMENTS=tests/otel/requirements.txt
+if [ ! -x "$VENV/bin/python" ] || ! cmp -s "$REQUIREMENTS" "$VENV/.requirements"; then
+  echo "==> installing the OpenTelemetry SDK into $VENV"
+  python3 -m venv "$VENV"
+  "$VENV/bin/pip" install --quiet --disable-pip-version-check -r "$REQUIREMENTS"
+  cp "$REQUIREMENTS" "$VENV/.requirements"
+fi
+export VIGIL_TEST_PYTHON="$PWD/$VENV/bin/python"
+
+echo "==> cargo fmt --check"
+cargo fmt --all -- --check 2>/dev/null
+
+echo "==> cargo test (unit, property and end-to-end tests)"
+cargo test --workspace --all-targets "$@"
+
+echo "==> benchmark smoke run"
+cargo run --quiet -- bench ingest --smoke

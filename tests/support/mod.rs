@@ -1,0 +1,240 @@
+//! Test support: runs the real `vigil` binary on free ports in a temporary data directory, and
+//! talks to it over real sockets.
+#![allow(dead_code, clippy::unwrap_used)]
+
+use std::{
+    net::TcpListener,
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use serde_json::Value;
+
+pub struct Vigil {
+    pub child: Option<Child>,
+    pub data_dir: PathBuf,
+    pub grpc_port: u16,
+    pub http_port: u16,
+    pub token: String,
+    extra_env: Vec<(String, String)>,
+    _tmp: Option<tempfile::TempDir>,
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+impl Vigil {
+    /// Starts a fresh Vigil with its own data directory.
+    pub fn start() -> Vigil {
+        Vigil::start_with(&[])
+    }
+
+    pub fn start_with(env: &[(&str, &str)]) -> Vigil {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut vigil = Vigil {
+            child: None,
+            data_dir: tmp.path().to_path_buf(),
+            grpc_port: free_port(),
+            http_port: free_port(),
+            token: String::new(),
+            extra_env: env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            _tmp: Some(tmp),
+        };
+        vigil.spawn();
+        vigil.token = std::fs::read_to_string(vigil.data_dir.join("bootstrap.key"))
+            .unwrap()
+            .trim()
+            .to_string();
+        vigil
+    }
+
+    fn spawn(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.data_dir.join("vigil.log"))
+            .unwrap();
+        let mut command = Command::new(env!("CARGO_BIN_EXE_vigil"));
+        command
+            .arg("serve")
+            .arg("--data-dir")
+            .arg(&self.data_dir)
+            .env("VIGIL_SERVER__GRPC_LISTEN", format!("127.0.0.1:{}", self.grpc_port))
+            .env("VIGIL_SERVER__HTTP_LISTEN", format!("127.0.0.1:{}", self.http_port))
+            .env("VIGIL_BATCHER__MAX_DELAY", "200ms")
+            .env("VIGIL_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(log);
+        for (k, v) in &self.extra_env {
+            command.env(k, v);
+        }
+        self.child = Some(command.spawn().unwrap());
+        self.wait_healthy();
+    }
+
+    fn wait_healthy(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Ok(r) = http_status(&format!("{}/healthz", self.http()))
+                && r == 200
+            {
+                return;
+            }
+            if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
+                panic!("vigil exited with {status} during start; log:\n{}", self.log());
+            }
+            assert!(Instant::now() < deadline, "vigil did not become healthy; log:\n{}", self.log());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.data_dir.join("vigil.log")).unwrap_or_default()
+    }
+
+    pub fn http(&self) -> String {
+        format!("http://127.0.0.1:{}", self.http_port)
+    }
+
+    pub fn grpc(&self) -> String {
+        format!("http://127.0.0.1:{}", self.grpc_port)
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().unwrap().id()
+    }
+
+    /// SIGKILL: no flush, no fsync, no goodbye.
+    pub fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.kill().unwrap();
+            child.wait().unwrap();
+        }
+    }
+
+    /// SIGTERM and wait for the graceful exit.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            Command::new("kill").arg(child.id().to_string()).status().unwrap();
+            let status = child.wait().unwrap();
+            assert!(status.success(), "graceful shutdown failed: {status}; log:\n{}", self.log());
+        }
+    }
+
+    /// Starts again on the same data directory and ports.
+    pub fn restart(&mut self) {
+        assert!(self.child.is_none());
+        self.spawn();
+    }
+
+    pub fn data_dir(&self) -> &Path {
+        &self.data_dir
+    }
+
+    /// GET with the admin key; returns (status, JSON body).
+    pub async fn get(&self, path: &str) -> (u16, Value) {
+        self.get_as(path, &self.token).await
+    }
+
+    pub async fn get_as(&self, path: &str, token: &str) -> (u16, Value) {
+        let r = reqwest::Client::new()
+            .get(format!("{}{path}", self.http()))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        let body = r.json().await.unwrap_or(Value::Null);
+        (status, body)
+    }
+
+    /// Polls `GET /api/v1/runs/{trace_id}` until the run and `spans` spans are readable.
+    pub async fn wait_run(&self, trace_id: &str, spans: usize) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let (status, body) = self.get(&format!("/api/v1/runs/{trace_id}")).await;
+            if status == 200 && !body["run"].is_null() && body["spans"].as_array().map_or(0, |s| s.len()) >= spans {
+                return body;
+            }
+            assert!(Instant::now() < deadline, "run {trace_id} not readable: {status} {body}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Creates a key with the given roles through the CLI; returns the token.
+    pub fn create_key(&self, roles: &str) -> String {
+        let out = Command::new(env!("CARGO_BIN_EXE_vigil"))
+            .args(["keys", "--data-dir"])
+            .arg(&self.data_dir)
+            .args(["create", "--role", roles])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let text = String::from_utf8(out.stdout).unwrap();
+        text.lines()
+            .find_map(|l| l.strip_prefix("token:"))
+            .unwrap()
+            .trim()
+            .to_string()
+    }
+
+    /// Lines of `/metrics`.
+    pub async fn metric(&self, name: &str) -> f64 {
+        let text = reqwest::Client::new()
+            .get(format!("{}/metrics", self.http()))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        text.lines()
+            .filter(|l| l.starts_with(name))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    }
+}
+
+impl Drop for Vigil {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// A tiny blocking GET returning the status code, for start-up polling without a runtime.
+fn http_status(url: &str) -> std::io::Result<u16> {
+    use std::io::{Read, Write};
+    let rest = url.strip_prefix("http://").unwrap();
+    let (host, path) = rest.split_once('/').map(|(h, p)| (h, format!("/{p}"))).unwrap();
+    let mut stream = std::net::TcpStream::connect(host)?;
+    stream.set_read_timeout(Some(Duration::from_secs(2)))?;
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: {host}\r\n\r\n")?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response)?;
+    Ok(response
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0))
+}
+
+/// The Python interpreter with the OpenTelemetry SDK (set by tests/run.sh).
+pub fn python() -> String {
+    std::env::var("VIGIL_TEST_PYTHON").unwrap_or_else(|_| {
+        let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/.venv/bin/python");
+        assert!(
+            venv.exists(),
+            "the OpenTelemetry SDK venv is missing: run tests/run.sh (it installs it)"
+        );
+        venv.display().to_string()
+    })
+}

@@ -1,0 +1,130 @@
+//! The one mapping from every error a handler meets to an HTTP response:
+//! `{"error": {"code", "message", "field"}}`, with `Retry-After` on retryable refusals.
+
+use axum::{
+    Json,
+    http::{HeaderValue, StatusCode, header},
+    response::{IntoResponse, Response},
+};
+use serde_json::json;
+use vigil_collector::error::IngestError;
+use vigil_query::QueryError;
+
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub message: String,
+    pub field: Option<String>,
+    pub retry_after_secs: Option<u64>,
+}
+
+impl ApiError {
+    pub fn bad_request(field: impl Into<String>, message: impl Into<String>) -> ApiError {
+        ApiError {
+            status: StatusCode::BAD_REQUEST,
+            code: "invalid_argument",
+            message: message.into(),
+            field: Some(field.into()),
+            retry_after_secs: None,
+        }
+    }
+
+    pub fn unauthenticated() -> ApiError {
+        ApiError {
+            status: StatusCode::UNAUTHORIZED,
+            code: "unauthenticated",
+            message: "missing or invalid API key (Authorization: Bearer <key>)".into(),
+            field: None,
+            retry_after_secs: None,
+        }
+    }
+
+    pub fn forbidden(role: &str) -> ApiError {
+        ApiError {
+            status: StatusCode::FORBIDDEN,
+            code: "permission_denied",
+            message: format!("this key lacks the {role} role"),
+            field: None,
+            retry_after_secs: None,
+        }
+    }
+
+    pub fn not_found(what: impl Into<String>) -> ApiError {
+        ApiError {
+            status: StatusCode::NOT_FOUND,
+            code: "not_found",
+            message: what.into(),
+            field: None,
+            retry_after_secs: None,
+        }
+    }
+
+    pub fn unsupported_media(message: impl Into<String>) -> ApiError {
+        ApiError {
+            status: StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            code: "unsupported_media_type",
+            message: message.into(),
+            field: None,
+            retry_after_secs: None,
+        }
+    }
+
+    pub fn too_large(limit: usize) -> ApiError {
+        ApiError {
+            status: StatusCode::PAYLOAD_TOO_LARGE,
+            code: "payload_too_large",
+            message: format!("the request body exceeds the limit of {limit} bytes"),
+            field: Some("body".into()),
+            retry_after_secs: None,
+        }
+    }
+}
+
+impl From<IngestError> for ApiError {
+    fn from(e: IngestError) -> ApiError {
+        ApiError {
+            status: StatusCode::from_u16(e.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+            code: e.code(),
+            message: e.to_string(),
+            field: e.field().map(str::to_string),
+            retry_after_secs: e.retry_after_secs(),
+        }
+    }
+}
+
+impl From<QueryError> for ApiError {
+    fn from(e: QueryError) -> ApiError {
+        if e.is_bad_request() {
+            ApiError {
+                status: StatusCode::BAD_REQUEST,
+                code: "invalid_argument",
+                message: e.to_string(),
+                field: e.field().map(str::to_string),
+                retry_after_secs: None,
+            }
+        } else {
+            tracing::error!(error = %e, "query failed");
+            ApiError {
+                status: StatusCode::SERVICE_UNAVAILABLE,
+                code: "unavailable",
+                message: "the store could not answer; retry later".into(),
+                field: None,
+                retry_after_secs: Some(1),
+            }
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = json!({"error": {"code": self.code, "message": self.message, "field": self.field}});
+        let mut response = (self.status, Json(body)).into_response();
+        if let Some(secs) = self.retry_after_secs {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        response
+    }
+}

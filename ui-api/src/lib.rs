@@ -1,0 +1,53 @@
+//! Vigil's HTTP surface on :4318: OTLP/HTTP ingest (also at the Langfuse-compatible path), the
+//! REST API under `/api/v1`, `/healthz`, `/readyz` and `/metrics`.
+//!
+//! Handlers are thin: authenticate, parse, call the ingest pipeline or the trace store, map the
+//! error. The router is built by [`app`] so tests can drive it without a socket.
+
+mod auth;
+mod error;
+mod ops;
+mod otlp_http;
+mod runs;
+mod scores;
+mod views;
+
+use std::sync::Arc;
+
+use axum::{
+    Router,
+    routing::{get, post},
+};
+use vigil_collector::pipeline::IngestPipeline;
+use vigil_query::TraceStore;
+use vigil_schemas::keys::KeyStore;
+
+pub use crate::error::ApiError;
+
+/// Everything the handlers share.
+#[derive(Clone)]
+pub struct AppState {
+    pub pipeline: Arc<IngestPipeline>,
+    pub store: Arc<dyn TraceStore>,
+    pub keys: Arc<KeyStore>,
+    /// Extra Prometheus text appended to `/metrics` by the binary (e.g. process figures).
+    pub extra_metrics: Arc<dyn Fn(&mut String) + Send + Sync>,
+}
+
+/// The whole HTTP application.
+pub fn app(state: AppState) -> Router {
+    let body_limit = state.pipeline.limits().max_message_bytes;
+    Router::new()
+        .route("/healthz", get(ops::healthz))
+        .route("/readyz", get(ops::readyz))
+        .route("/metrics", get(ops::metrics))
+        .route("/v1/traces", post(otlp_http::export))
+        .route("/api/public/otel/v1/traces", post(otlp_http::export))
+        .route("/api/public/projects", get(ops::projects))
+        .route("/api/v1/runs", get(runs::list))
+        .route("/api/v1/runs/{trace_id}", get(runs::get_one))
+        .route("/api/v1/sessions/{session_id}", get(runs::session))
+        .route("/api/v1/scores", post(scores::create))
+        .layer(axum::extract::DefaultBodyLimit::max(body_limit))
+        .with_state(state)
+}

@@ -1,0 +1,60 @@
+//! Operations endpoints: liveness, readiness, Prometheus metrics, and the Langfuse SDK's
+//! project check.
+
+use axum::{
+    Json,
+    extract::State,
+    http::{StatusCode, header},
+    response::IntoResponse,
+};
+use serde_json::json;
+use vigil_collector::telemetry::gauge;
+
+use crate::{AppState, auth::Caller};
+
+/// Alive: the process answers.
+pub async fn healthz() -> impl IntoResponse {
+    Json(json!({"status": "ok"}))
+}
+
+/// Ready: the WAL accepts appends and the store answers queries.
+pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
+    let wal = state.pipeline.wal();
+    let wal_ok = !wal.is_full();
+    let store = state.store.health().await;
+    let stats = wal.stats();
+    let body = json!({
+        "status": if wal_ok && store.is_ok() { "ready" } else { "not_ready" },
+        "wal": {"accepting": wal_ok, "backlog_bytes": stats.backlog_bytes},
+        "store": match &store { Ok(()) => json!({"ok": true}), Err(e) => json!({"ok": false, "error": e.to_string()}) },
+    });
+    let status = if wal_ok && store.is_ok() {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, Json(body))
+}
+
+/// Prometheus text exposition.
+pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    let mut out = String::with_capacity(4096);
+    state.pipeline.telemetry().render(&mut out);
+    let wal = state.pipeline.wal().stats();
+    gauge(&mut out, "vigil_wal_backlog_bytes", "gauge", "Bytes in the WAL not yet confirmed by the store.", wal.backlog_bytes);
+    gauge(&mut out, "vigil_wal_durable_bytes", "counter", "Log position up to which data is fsync'd.", wal.durable_lsn);
+    gauge(&mut out, "vigil_wal_segments", "gauge", "WAL segment files on disk.", wal.segments);
+    gauge(&mut out, "vigil_wal_appends_total", "counter", "Records appended to the WAL.", wal.appends);
+    gauge(&mut out, "vigil_wal_fsyncs_total", "counter", "fsync calls of the WAL (group commits).", wal.fsyncs);
+    (state.extra_metrics)(&mut out);
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        out,
+    )
+}
+
+/// `GET /api/public/projects`: what the Langfuse SDKs call to check their credentials.
+pub async fn projects(caller: Caller) -> impl IntoResponse {
+    let project = caller.0.project_id;
+    Json(json!({"data": [{"id": project, "name": project}]}))
+}

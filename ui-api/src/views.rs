@@ -1,0 +1,104 @@
+//! JSON shapes of runs, spans and scores: the stored row plus derived, human-friendly fields
+//! (RFC 3339 times, durations in ms, costs in USD, attributes as an object), with content
+//! redacted for callers that may not see it.
+
+use serde::Serialize;
+use serde_json::{Map, Value};
+use vigil_schemas::{
+    RunRow, ScoreRow, SpanRow,
+    keys::{Principal, Role},
+    time::rfc3339,
+};
+
+/// Classification labels whose content only `audit` keys may read.
+pub const SENSITIVE: [&str; 4] = ["pii", "phi", "financial", "confidential"];
+pub const REDACTED: &str = "[redacted]";
+
+#[derive(Serialize)]
+pub struct RunView {
+    #[serde(flatten)]
+    pub row: RunRow,
+    pub start_time: String,
+    pub end_time: String,
+    pub duration_ms: f64,
+}
+
+#[derive(Serialize)]
+pub struct SpanView {
+    #[serde(flatten)]
+    pub row: SpanRow,
+    pub start_time: String,
+    pub end_time: String,
+    pub duration_ms: f64,
+    pub cost_usd: Option<f64>,
+    pub attributes: Map<String, Value>,
+}
+
+#[derive(Serialize)]
+pub struct ScoreView {
+    #[serde(flatten)]
+    pub row: ScoreRow,
+    pub time: String,
+}
+
+fn ms(ns: i64) -> f64 {
+    ns as f64 / 1e6
+}
+
+/// Whether `principal` must not see the content of a run with these labels.
+pub fn must_redact(classification: &[String], principal: &Principal) -> bool {
+    !principal.has(Role::Audit)
+        && classification
+            .iter()
+            .any(|c| SENSITIVE.contains(&c.to_ascii_lowercase().as_str()))
+}
+
+pub fn run_view(mut row: RunRow, principal: &Principal) -> RunView {
+    if must_redact(&row.classification, principal) {
+        redact(&mut row.input);
+        redact(&mut row.output);
+    }
+    RunView {
+        start_time: rfc3339(row.start_time_ns),
+        end_time: rfc3339(row.end_time_ns),
+        duration_ms: ms(row.duration_ns()),
+        row,
+    }
+}
+
+pub fn span_view(mut row: SpanRow, redact_content: bool) -> SpanView {
+    if redact_content {
+        redact(&mut row.input);
+        redact(&mut row.output);
+        for value in &mut row.attr_values {
+            redact(value);
+        }
+    }
+    let attributes = row
+        .attr_keys
+        .drain(..)
+        .zip(row.attr_values.drain(..))
+        .map(|(k, v)| (k, Value::String(v)))
+        .collect();
+    SpanView {
+        start_time: rfc3339(row.start_time_ns),
+        end_time: rfc3339(row.end_time_ns),
+        duration_ms: ms(row.duration_ns()),
+        cost_usd: row.cost_nanos.map(|n| n as f64 / 1e9),
+        attributes,
+        row,
+    }
+}
+
+pub fn score_view(row: ScoreRow) -> ScoreView {
+    ScoreView {
+        time: rfc3339(row.time_ns),
+        row,
+    }
+}
+
+fn redact(text: &mut String) {
+    if !text.is_empty() {
+        REDACTED.clone_into(text);
+    }
+}
