@@ -139,7 +139,11 @@ impl fmt::Display for IngestBenchReport {
             self.duration_secs,
             self.warmup_secs,
         )?;
-        writeln!(f, "  requests      {} acknowledged, {} refused (retryable)", self.requests, self.refusals)?;
+        writeln!(
+            f,
+            "  requests      {} acknowledged, {} refused (retryable)",
+            self.requests, self.refusals
+        )?;
         writeln!(
             f,
             "  spans         {} acknowledged, {} rejected: {:.0} spans/s",
@@ -252,7 +256,8 @@ pub async fn bench_ingest(opts: IngestBenchOptions) -> anyhow::Result<IngestBenc
     opts.validate()?;
     let ticks_per_second = clock_ticks();
     if let Some(pid) = opts.collector_pid {
-        process_cpu_ticks(pid).with_context(|| format!("cannot read the CPU time of collector pid {pid}"))?;
+        process_cpu_ticks(pid)
+            .with_context(|| format!("cannot read the CPU time of collector pid {pid}"))?;
     }
 
     let now = demo::now_ns()?;
@@ -277,14 +282,25 @@ pub async fn bench_ingest(opts: IngestBenchOptions) -> anyhow::Result<IngestBenc
     let mut tasks = JoinSet::new();
     for (client, templates) in clients.into_iter().zip(templates) {
         let window = Window { warm_end, end };
-        tasks.spawn(client_task(client, templates, id_base, counter.clone(), stop.clone(), window));
+        tasks.spawn(client_task(
+            client,
+            templates,
+            id_base,
+            counter.clone(),
+            stop.clone(),
+            window,
+        ));
     }
 
     wait_until(warm_end, &stop).await;
-    let collector_before = opts.collector_pid.and_then(|pid| process_cpu_ticks(pid).ok());
+    let collector_before = opts
+        .collector_pid
+        .and_then(|pid| process_cpu_ticks(pid).ok());
     let client_before = self_cpu_ticks();
     wait_until(end, &stop).await;
-    let collector_after = opts.collector_pid.and_then(|pid| process_cpu_ticks(pid).ok());
+    let collector_after = opts
+        .collector_pid
+        .and_then(|pid| process_cpu_ticks(pid).ok());
     let client_after = self_cpu_ticks();
     let peak_rss = opts.collector_pid.and_then(peak_rss_bytes);
 
@@ -500,7 +516,8 @@ async fn client_task(
     }
     let mut next = 0;
     while Instant::now() < window.end && !stop.load(Ordering::Relaxed) {
-        let template = &mut templates[next % templates.len()];
+        let count = templates.len();
+        let template = &mut templates[next % count];
         next += 1;
         let sequence = counter.fetch_add(1, Ordering::Relaxed) + 1;
         template.stamp(id_base.wrapping_add(sequence));
@@ -516,7 +533,9 @@ async fn client_task(
                     stats.spans_sent += template.spans;
                     stats.spans_acknowledged += accepted_spans(&ack, template.spans);
                     let latency = done.duration_since(sent).as_nanos();
-                    stats.latencies_ns.push(u64::try_from(latency).unwrap_or(u64::MAX));
+                    stats
+                        .latencies_ns
+                        .push(u64::try_from(latency).unwrap_or(u64::MAX));
                 }
             }
             Err(status) if demo::is_retryable(&status) => {
@@ -560,7 +579,12 @@ fn clock_ticks() -> u64 {
         .output()
         .ok()
         .filter(|o| o.status.success())
-        .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse::<u64>().ok())
+        .and_then(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .trim()
+                .parse::<u64>()
+                .ok()
+        })
         .filter(|&t| t > 0)
         .unwrap_or(DEFAULT_CLOCK_TICKS)
 }
@@ -646,7 +670,11 @@ mod tests {
 
     #[test]
     fn templates_fill_batches_and_stamped_ids_never_repeat() {
-        for protocol in [IngestProtocol::Native, IngestProtocol::Otlp, IngestProtocol::Mixed] {
+        for protocol in [
+            IngestProtocol::Native,
+            IngestProtocol::Otlp,
+            IngestProtocol::Mixed,
+        ] {
             let opts = IngestBenchOptions {
                 protocol,
                 concurrency: 3,

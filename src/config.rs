@@ -188,7 +188,9 @@ impl Default for LogConfig {
 pub fn duration(name: &str, text: &str) -> anyhow::Result<Duration> {
     let ns = parse_duration_ns(text)
         .filter(|ns| *ns >= 0)
-        .with_context(|| format!("{name} = {text:?} is not a duration (e.g. 500ms, 30s, 5m, 1h)"))?;
+        .with_context(|| {
+            format!("{name} = {text:?} is not a duration (e.g. 500ms, 30s, 5m, 1h)")
+        })?;
     Ok(Duration::from_nanos(ns as u64))
 }
 
@@ -205,9 +207,12 @@ impl Config {
             None => toml::Table::new(),
         };
         apply_env(&mut table, std::env::vars())?;
-        let config: Config = toml::Value::Table(table)
-            .try_into()
-            .map_err(|e: toml::de::Error| anyhow::anyhow!("invalid configuration: {}", e.message()))?;
+        let config: Config =
+            toml::Value::Table(table)
+                .try_into()
+                .map_err(|e: toml::de::Error| {
+                    anyhow::anyhow!("invalid configuration: {}", e.message())
+                })?;
         config.validate()?;
         Ok(config)
     }
@@ -218,8 +223,9 @@ impl Config {
             ("server.grpc_listen", &self.server.grpc_listen),
             ("server.http_listen", &self.server.http_listen),
         ] {
-            addr.parse::<SocketAddr>()
-                .with_context(|| format!("{name} = {addr:?} is not an address like 0.0.0.0:4317"))?;
+            addr.parse::<SocketAddr>().with_context(|| {
+                format!("{name} = {addr:?} is not an address like 0.0.0.0:4317")
+            })?;
         }
         duration("server.shutdown_grace", &self.server.shutdown_grace)?;
         duration("store.compaction_interval", &self.store.compaction_interval)?;
@@ -230,7 +236,10 @@ impl Config {
             bail!("batcher.max_rows must be at least 1");
         }
         if self.wal.segment_bytes < 4096 {
-            bail!("wal.segment_bytes = {} is below the minimum of 4096", self.wal.segment_bytes);
+            bail!(
+                "wal.segment_bytes = {} is below the minimum of 4096",
+                self.wal.segment_bytes
+            );
         }
         if self.limits.max_message_bytes < 1024 || self.limits.max_items_per_request == 0 {
             bail!("limits.max_message_bytes must be ≥ 1024 and limits.max_items_per_request ≥ 1");

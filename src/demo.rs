@@ -81,7 +81,9 @@ impl FromStr for IngestProtocol {
             "native" => Ok(IngestProtocol::Native),
             "otlp" => Ok(IngestProtocol::Otlp),
             "mixed" => Ok(IngestProtocol::Mixed),
-            other => Err(format!("unknown protocol {other:?}: expected native, otlp or mixed")),
+            other => Err(format!(
+                "unknown protocol {other:?}: expected native, otlp or mixed"
+            )),
         }
     }
 }
@@ -127,7 +129,11 @@ pub(crate) struct IngestClient {
 
 impl IngestClient {
     /// Connects to `endpoint` (e.g. `http://127.0.0.1:4317`); an empty token sends no key.
-    pub(crate) async fn connect(endpoint: &str, token: &str, gzip: bool) -> anyhow::Result<IngestClient> {
+    pub(crate) async fn connect(
+        endpoint: &str,
+        token: &str,
+        gzip: bool,
+    ) -> anyhow::Result<IngestClient> {
         let authorization = if token.is_empty() {
             None
         } else {
@@ -160,7 +166,9 @@ impl IngestClient {
     fn request<T>(&self, message: T) -> Request<T> {
         let mut request = Request::new(message);
         if let Some(value) = &self.authorization {
-            request.metadata_mut().insert("authorization", value.clone());
+            request
+                .metadata_mut()
+                .insert("authorization", value.clone());
         }
         request
     }
@@ -402,11 +410,17 @@ async fn send_native_batch(
     report: &mut DemoReport,
 ) -> anyhow::Result<()> {
     let request = workload::to_native(batch);
-    let (runs, spans, scores) = (request.runs.len(), request.spans.len(), request.scores.len());
+    let (runs, spans, scores) = (
+        request.runs.len(),
+        request.spans.len(),
+        request.scores.len(),
+    );
     report.native.runs_sent += runs as u64;
     report.native.spans_sent += spans as u64;
     report.native.scores_sent += scores as u64;
-    if let Some(Ack::Native(response)) = export_with_retry(client, Payload::Native(request), report).await? {
+    if let Some(Ack::Native(response)) =
+        export_with_retry(client, Payload::Native(request), report).await?
+    {
         report.native.requests += 1;
         report.native.runs_accepted += u64::from(response.accepted_runs);
         report.native.spans_accepted += u64::from(response.accepted_spans);
@@ -425,7 +439,9 @@ async fn send_otlp_batch(
     let spans = workload::span_count(batch) as u64;
     report.otlp.runs_sent += batch.len() as u64;
     report.otlp.spans_sent += spans;
-    if let Some(Ack::Otlp(response)) = export_with_retry(client, Payload::Otlp(request), report).await? {
+    if let Some(Ack::Otlp(response)) =
+        export_with_retry(client, Payload::Otlp(request), report).await?
+    {
         report.otlp.requests += 1;
         let rejected = otlp_rejected(&response);
         report.otlp.spans_accepted += spans.saturating_sub(rejected);
@@ -437,7 +453,10 @@ async fn send_otlp_batch(
                 .as_ref()
                 .map(|p| p.error_message.clone())
                 .unwrap_or_default();
-            report.note_rejection(rejected, format!("otlp: {rejected} spans rejected: {message}"));
+            report.note_rejection(
+                rejected,
+                format!("otlp: {rejected} spans rejected: {message}"),
+            );
         }
     }
 
@@ -451,7 +470,9 @@ async fn send_otlp_batch(
         scores,
         ..Default::default()
     };
-    if let Some(Ack::Native(response)) = export_with_retry(client, Payload::Native(request), report).await? {
+    if let Some(Ack::Native(response)) =
+        export_with_retry(client, Payload::Native(request), report).await?
+    {
         report.otlp.scores_accepted += u64::from(response.accepted_scores);
         note_native_rejections(&response, report);
     }
@@ -466,7 +487,10 @@ fn note_native_rejections(response: &v1::ExportResponse, report: &mut DemoReport
             Ok(ItemKind::Score) => "score",
             _ => "item",
         };
-        report.note_rejection(1, format!("native: {kind}[{}] {}: {}", r.index, r.field, r.reason));
+        report.note_rejection(
+            1,
+            format!("native: {kind}[{}] {}: {}", r.index, r.field, r.reason),
+        );
     }
 }
 
@@ -500,9 +524,11 @@ async fn export_with_retry(
                 tracing::warn!(code = ?status.code(), message = status.message(), "export failed; giving up on this batch");
                 report.failed_requests += 1;
                 if report.rejections.len() < MAX_REJECTION_SAMPLES {
-                    report
-                        .rejections
-                        .push(format!("request failed ({:?}): {}", status.code(), status.message()));
+                    report.rejections.push(format!(
+                        "request failed ({:?}): {}",
+                        status.code(),
+                        status.message()
+                    ));
                 }
                 return Ok(None);
             }
@@ -570,8 +596,12 @@ pub struct DemoArgs {
 /// Runs `vigil demo` and prints its report.
 #[allow(clippy::print_stdout)]
 pub async fn run_cli(args: DemoArgs) -> anyhow::Result<()> {
-    let history = Duration::try_from_secs_f64(args.history_hours * 3600.0)
-        .with_context(|| format!("--history-hours {} is not a usable duration", args.history_hours))?;
+    let history = Duration::try_from_secs_f64(args.history_hours * 3600.0).with_context(|| {
+        format!(
+            "--history-hours {} is not a usable duration",
+            args.history_hours
+        )
+    })?;
     let report = run_demo(DemoOptions {
         endpoint: args.endpoint,
         token: args.key.resolve()?,
@@ -598,7 +628,10 @@ mod tests {
     #[test]
     fn protocol_parses_and_alternates() {
         assert_eq!("OTLP".parse::<IngestProtocol>(), Ok(IngestProtocol::Otlp));
-        assert_eq!(" native ".parse::<IngestProtocol>(), Ok(IngestProtocol::Native));
+        assert_eq!(
+            " native ".parse::<IngestProtocol>(),
+            Ok(IngestProtocol::Native)
+        );
         assert!("grpc".parse::<IngestProtocol>().is_err());
         let mixed: Vec<_> = (0..4).map(|i| IngestProtocol::Mixed.for_index(i)).collect();
         assert_eq!(

@@ -57,7 +57,10 @@ pub fn run(config: &Config, action: KeysAction) -> anyhow::Result<()> {
             println!("(Bearer token = token; Basic auth = id:secret. Shown once.)");
         }
         KeysAction::List => {
-            println!("{:<20} {:<16} {:<28} {:<22} {}", "ID", "PROJECT", "ROLES", "CREATED", "STATE");
+            println!(
+                "{:<20} {:<16} {:<28} {:<22} {}",
+                "ID", "PROJECT", "ROLES", "CREATED", "STATE"
+            );
             for k in keys.list()? {
                 let roles: Vec<&str> = k.roles.iter().map(|r| r.as_str()).collect();
                 let state = match k.revoked_at_ns {

@@ -17,7 +17,11 @@ use clap::{Parser, Subcommand};
 use crate::config::Config;
 
 #[derive(Parser)]
-#[command(name = "vigil", version, about = "Trace collector and observability backend for LLM agents")]
+#[command(
+    name = "vigil",
+    version,
+    about = "Trace collector and observability backend for LLM agents"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

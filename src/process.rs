@@ -5,12 +5,18 @@ use std::fmt::Write;
 /// Appends `process_resident_memory_bytes` and `process_cpu_seconds_total`.
 pub fn process_metrics(out: &mut String) {
     if let Some(rss) = read_status_kb("VmRSS:") {
-        let _ = writeln!(out, "# HELP process_resident_memory_bytes Resident memory size.");
+        let _ = writeln!(
+            out,
+            "# HELP process_resident_memory_bytes Resident memory size."
+        );
         let _ = writeln!(out, "# TYPE process_resident_memory_bytes gauge");
         let _ = writeln!(out, "process_resident_memory_bytes {}", rss * 1024);
     }
     if let Some(cpu) = cpu_seconds("self") {
-        let _ = writeln!(out, "# HELP process_cpu_seconds_total User and system CPU time.");
+        let _ = writeln!(
+            out,
+            "# HELP process_cpu_seconds_total User and system CPU time."
+        );
         let _ = writeln!(out, "# TYPE process_cpu_seconds_total counter");
         let _ = writeln!(out, "process_cpu_seconds_total {cpu:.2}");
     }

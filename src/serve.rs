@@ -14,7 +14,7 @@ use vigil_collector::{
     enrich::{Enricher, UserHasher},
     grpc::GrpcIngest,
     pipeline::IngestPipeline,
-    sink::embedded::EmbeddedSink,
+    sink::{EmbeddedSink, EmbeddedSinkConfig},
     telemetry::IngestTelemetry,
     wal::{Wal, WalConfig},
 };
@@ -55,8 +55,10 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     })?);
     let telemetry = Arc::new(IngestTelemetry::new());
     let assembler = RunAssembler::new(AssemblerConfig {
-        orphan_after_ns: duration("assembler.orphan_after", &config.assembler.orphan_after)?.as_nanos() as i64,
-        forget_after_ns: duration("assembler.forget_after", &config.assembler.forget_after)?.as_nanos() as i64,
+        orphan_after_ns: duration("assembler.orphan_after", &config.assembler.orphan_after)?
+            .as_nanos() as i64,
+        forget_after_ns: duration("assembler.forget_after", &config.assembler.forget_after)?
+            .as_nanos() as i64,
         max_traces: config.assembler.max_traces,
     });
     let pipeline = Arc::new(IngestPipeline::new(
@@ -67,7 +69,10 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         telemetry.clone(),
     ));
 
-    let sink = Arc::new(EmbeddedSink::new(&data_dir)?);
+    let sink = Arc::new(EmbeddedSink::open(
+        &data_dir,
+        EmbeddedSinkConfig::default(),
+    )?);
     let store = Arc::new(EmbeddedStore::open(&data_dir)?);
 
     let accepting = CancellationToken::new();
@@ -85,7 +90,10 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     );
     let batcher_task = tokio::spawn(batcher.run(background.clone()));
     let compactor_task = sink.clone().spawn_compactor(
-        duration("store.compaction_interval", &config.store.compaction_interval)?,
+        duration(
+            "store.compaction_interval",
+            &config.store.compaction_interval,
+        )?,
         background.clone(),
     );
     let sweeper_task = pipeline
@@ -141,7 +149,9 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     })
     .await;
     if flushed.is_err() {
-        tracing::warn!("the store flush did not finish; the rest stays in the WAL for the next start");
+        tracing::warn!(
+            "the store flush did not finish; the rest stays in the WAL for the next start"
+        );
     }
     wal.close();
     tracing::info!("stopped");
@@ -160,7 +170,10 @@ fn bootstrap_admin_key(keys: &KeyStore, data_dir: &Path) -> anyhow::Result<()> {
     write_private_file(&path, format!("{}\n", key.token).as_bytes())?;
     #[allow(clippy::print_stdout)]
     {
-        println!("Created the admin key for project \"default\" (shown once; also in {}):", path.display());
+        println!(
+            "Created the admin key for project \"default\" (shown once; also in {}):",
+            path.display()
+        );
         println!("  {}", key.token);
     }
     Ok(())
@@ -170,14 +183,15 @@ async fn wait_for_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot listen for SIGTERM");
-                let _ = ctrl_c.await;
-                return;
-            }
-        };
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot listen for SIGTERM");
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
         tokio::select! {
             _ = ctrl_c => {}
             _ = term.recv() => {}

@@ -32,7 +32,9 @@ use vigil_proto::otlp::{
     collector::trace::v1::ExportTraceServiceRequest,
     common::v1::{AnyValue, ArrayValue, InstrumentationScope, KeyValue, any_value::Value},
     resource::v1::Resource,
-    trace::v1::{ResourceSpans, ScopeSpans, Span, Status, span::SpanKind as OtlpSpanKind, status::StatusCode},
+    trace::v1::{
+        ResourceSpans, ScopeSpans, Span, Status, span::SpanKind as OtlpSpanKind, status::StatusCode,
+    },
 };
 use vigil_proto::v1;
 use vigil_schemas::{Outcome, SpanStatus};
@@ -43,7 +45,6 @@ pub const FEEDBACK_SCORE_NAME: &str = "user_feedback";
 pub const FEEDBACK_SOURCE: &str = "user";
 
 const NANOS_PER_MS: f64 = 1_000_000.0;
-const NANOS_PER_SECOND: i64 = 1_000_000_000;
 
 /// What to generate.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -193,13 +194,6 @@ impl GeneratedRun {
         1 + self.spans.len()
     }
 
-    pub fn model_calls(&self) -> impl Iterator<Item = (&GeneratedSpan, &ModelCall)> {
-        self.spans.iter().filter_map(|s| match &s.call {
-            SpanCall::Model(m) => Some((s, m)),
-            _ => None,
-        })
-    }
-
     pub fn tool_calls(&self) -> impl Iterator<Item = (&GeneratedSpan, &ToolCall)> {
         self.spans.iter().filter_map(|s| match &s.call {
             SpanCall::Tool(t) => Some((s, t)),
@@ -211,7 +205,8 @@ impl GeneratedRun {
     pub fn is_silent_partial_failure(&self) -> bool {
         self.outcome == Outcome::Success
             && self.spans.iter().any(|s| {
-                s.status == SpanStatus::Error && matches!(s.call, SpanCall::Model(_) | SpanCall::Tool(_))
+                s.status == SpanStatus::Error
+                    && matches!(s.call, SpanCall::Model(_) | SpanCall::Tool(_))
             })
     }
 
@@ -246,7 +241,12 @@ pub fn span_count(runs: &[GeneratedRun]) -> usize {
 pub fn bad_prompt_versions() -> Vec<(&'static str, &'static str)> {
     AGENTS
         .iter()
-        .flat_map(|a| a.prompts.iter().filter(|p| p.bad).map(|p| (a.prompt_id, p.version)))
+        .flat_map(|a| {
+            a.prompts
+                .iter()
+                .filter(|p| p.bad)
+                .map(|p| (a.prompt_id, p.version))
+        })
         .collect()
 }
 
@@ -452,11 +452,14 @@ const LLAMA_VLLM: ModelProfile = ModelProfile {
 };
 
 /// Share of model calls that fail (rate limit, timeout, 5xx) and are then retried once.
-const MODEL_ERROR_RATE: f64 = 0.012;
+const MODEL_ERROR_RATE: f64 = 0.008;
 const MODEL_ERRORS: &[(&str, &str)] = &[
     ("RateLimitError", "429 rate limit exceeded; retry after 2s"),
     ("APITimeoutError", "request timed out after 60s"),
-    ("InternalServerError", "500 the server had an error while processing the request"),
+    (
+        "InternalServerError",
+        "500 the server had an error while processing the request",
+    ),
 ];
 
 #[derive(Debug)]
@@ -1046,11 +1049,27 @@ fn plan_session(rng: &mut SplitMix64, seed: u64, users: usize) -> SessionPlan {
     let prompts: Vec<(&'static PromptProfile, f64)> = agent
         .prompts
         .iter()
-        .map(|p| (p, if position < 0.5 { p.early_weight } else { p.late_weight }))
+        .map(|p| {
+            (
+                p,
+                if position < 0.5 {
+                    p.early_weight
+                } else {
+                    p.late_weight
+                },
+            )
+        })
         .collect();
     let prompt = *rng.weighted(&prompts);
     let channel = *rng.weighted(CHANNELS);
-    let runs = *rng.weighted(&[(1usize, 30.0), (2, 25.0), (3, 18.0), (4, 12.0), (5, 8.0), (6, 7.0)]);
+    let runs = *rng.weighted(&[
+        (1usize, 30.0),
+        (2, 25.0),
+        (3, 18.0),
+        (4, 12.0),
+        (5, 8.0),
+        (6, 7.0),
+    ]);
     let domain = ["example.com", "example.org", "example.net"][(user % 3) as usize];
     SessionPlan {
         session_id: format!("sess_{}", rng.hex(8)),
@@ -1190,7 +1209,11 @@ impl RunBuilder<'_> {
             }
         }
         if self.rng.chance(model.reasoning_share) {
-            usage.reasoning_tokens = self.rng.log_normal(600.0, 0.7).clamp(32.0, 16_000.0).round() as u64;
+            usage.reasoning_tokens = self
+                .rng
+                .log_normal(600.0, 0.7)
+                .clamp(32.0, 16_000.0)
+                .round() as u64;
         }
         let generated = (usage.output_tokens + usage.reasoning_tokens) as f64;
         let latency_ms = model.ttft_ms * self.rng.log_normal(1.0, 0.35)
@@ -1201,7 +1224,12 @@ impl RunBuilder<'_> {
         self.push(span, ms_to_ns(latency_ms));
     }
 
-    fn model_usage(&self, model: &ModelProfile, input_tokens: u64, output_tokens: u64) -> ModelCall {
+    fn model_usage(
+        &self,
+        model: &ModelProfile,
+        input_tokens: u64,
+        output_tokens: u64,
+    ) -> ModelCall {
         ModelCall {
             provider: model.provider.to_string(),
             model: model.model.to_string(),
@@ -1226,12 +1254,18 @@ impl RunBuilder<'_> {
         result: String,
     ) -> Option<(String, String)> {
         let attempt = |rng: &mut SplitMix64| {
-            ms_to_ns(rng.log_normal(tool.median_ms, tool.sigma).clamp(1.0, 120_000.0))
+            ms_to_ns(
+                rng.log_normal(tool.median_ms, tool.sigma)
+                    .clamp(1.0, 120_000.0),
+            )
         };
         let backoff = |rng: &mut SplitMix64, retry: u32| {
             ms_to_ns(500.0 * f64::from(1u32 << retry) * (0.8 + 0.4 * rng.unit()))
         };
-        let failure = self.rng.chance(failure_rate).then(|| self.rng.pick(tool.errors));
+        let failure = self
+            .rng
+            .chance(failure_rate)
+            .then(|| self.rng.pick(tool.errors));
         let retry_count = match failure {
             Some(error) if error.transient => 2,
             Some(_) => 0,
@@ -1268,7 +1302,13 @@ impl RunBuilder<'_> {
 
 /// Arguments and result of a call of `tool` at `step` of a run; the step is part of the
 /// arguments, so consecutive calls differ unless the agent loops.
-fn tool_io(rng: &mut SplitMix64, tool: &ToolProfile, agent: &AgentProfile, question: &str, step: u64) -> (String, String) {
+fn tool_io(
+    rng: &mut SplitMix64,
+    tool: &ToolProfile,
+    agent: &AgentProfile,
+    question: &str,
+    step: u64,
+) -> (String, String) {
     let n = rng.between(1000, 99_999);
     match tool.name {
         "web_search" => (
@@ -1305,7 +1345,11 @@ fn tool_io(rng: &mut SplitMix64, tool: &ToolProfile, agent: &AgentProfile, quest
 
 /// The first words of a question, as a search query.
 fn question_topic(question: &str) -> String {
-    question.split_whitespace().take(6).collect::<Vec<_>>().join(" ")
+    question
+        .split_whitespace()
+        .take(6)
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 fn generate_run(
@@ -1315,7 +1359,8 @@ fn generate_run(
     trace_ids: &mut HashSet<String>,
 ) -> GeneratedRun {
     let agent = session.agent;
-    let tasks: Vec<(&'static TaskProfile, f64)> = agent.tasks.iter().map(|t| (t, t.weight)).collect();
+    let tasks: Vec<(&'static TaskProfile, f64)> =
+        agent.tasks.iter().map(|t| (t, t.weight)).collect();
     let task = *rng.weighted(&tasks);
     let n = rng.between(1000, 99_999).to_string();
     let question = rng.pick(task.questions).replace("{n}", &n);
@@ -1349,7 +1394,9 @@ fn generate_run(
     }
 
     let tool_version = |tool: &ToolProfile| match &tool.upgrade {
-        Some(up) if session.position >= up.from_position => (up.version, tool.failure_rate * up.failure_factor),
+        Some(up) if session.position >= up.from_position => {
+            (up.version, tool.failure_rate * up.failure_factor)
+        }
         _ => (tool.version, tool.failure_rate),
     };
     let tool_call_message = |tool: &ToolProfile, arguments: &str| {
@@ -1362,7 +1409,11 @@ fn generate_run(
     for step in 0..steps {
         let tool = *b.rng.weighted(task.tools);
         let (arguments, result) = tool_io(b.rng, tool, agent, &question, step);
-        let model = if b.rng.chance(0.25) { agent.secondary } else { primary };
+        let model = if b.rng.chance(0.25) {
+            agent.secondary
+        } else {
+            primary
+        };
         b.model_call(model, step, tool_call_message(tool, &arguments), false);
         let (version, failure_rate) = tool_version(tool);
         if let Some((kind, message)) = b.tool_call(tool, version, failure_rate, arguments, result)
@@ -1385,7 +1436,12 @@ fn generate_run(
         let (version, _) = tool_version(tool);
         loop_iterations = b.rng.between(3, 8);
         for i in 0..loop_iterations {
-            b.model_call(primary, steps + i, tool_call_message(tool, &arguments), false);
+            b.model_call(
+                primary,
+                steps + i,
+                tool_call_message(tool, &arguments),
+                false,
+            );
             b.tool_call(tool, version, 0.0, arguments.clone(), result.clone());
         }
     }
@@ -1408,25 +1464,31 @@ fn generate_run(
             Outcome::Success
         }
     } else if let Some((tool, kind, message)) = &first_failure {
+        // The agent improvises (a silent partial failure), admits a partial answer, or fails.
         let x = b.rng.unit();
-        if x < 0.45 {
+        if x < 0.35 {
             Outcome::Success
-        } else if x < 0.75 {
+        } else if x < 0.7 {
             error_message = format!("answered without {tool} results: {kind}: {message}");
             Outcome::Partial
         } else {
             error_message = format!("tool {tool} failed: {kind}: {message}");
             Outcome::Failure
         }
-    } else if b.rng.chance(agent.base_failure * if bad { BAD_PROMPT_FAILURE_FACTOR } else { 1.0 }) {
+    } else if b
+        .rng
+        .chance(agent.base_failure * if bad { BAD_PROMPT_FAILURE_FACTOR } else { 1.0 })
+    {
         error_message = (*b.rng.pick(FAILURE_REASONS)).to_string();
         Outcome::Failure
     } else {
         Outcome::Success
     };
 
-    let answers = matches!(outcome, Outcome::Success | Outcome::Partial | Outcome::Failure)
-        && !(looped && outcome == Outcome::Failure);
+    let answers = matches!(
+        outcome,
+        Outcome::Success | Outcome::Partial | Outcome::Failure
+    ) && !(looped && outcome == Outcome::Failure);
     let mut output = String::new();
     if answers {
         let text = match outcome {
@@ -1445,25 +1507,8 @@ fn generate_run(
     let spans = std::mem::take(&mut b.spans);
     let rng = b.rng;
 
-    let silent = outcome == Outcome::Success
-        && spans.iter().any(|s| s.status == SpanStatus::Error && !matches!(s.call, SpanCall::Retrieval(_)));
-    let feedback = rng.chance(FEEDBACK_RATE).then(|| {
-        let positive_rate = match outcome {
-            Outcome::Success if silent => 0.45,
-            Outcome::Success if bad => 0.6,
-            Outcome::Success => 0.85,
-            Outcome::Partial => 0.35,
-            Outcome::Cancelled => 0.3,
-            Outcome::Failure | Outcome::Timeout => 0.15,
-        };
-        Feedback {
-            positive: rng.chance(positive_rate),
-            time_ns: end_ns + ms_to_ns(rng.log_normal(30_000.0, 1.0).clamp(1_000.0, 600_000.0)),
-        }
-    });
-
     let (environment, _, release) = ENVIRONMENTS[session.environment];
-    GeneratedRun {
+    let mut run = GeneratedRun {
         trace_id,
         root_span_id,
         session_id: session.session_id.clone(),
@@ -1487,9 +1532,26 @@ fn generate_run(
         prompt_version: session.prompt.version.to_string(),
         bad_prompt: bad,
         looped: looped && !cancelled,
-        feedback,
+        feedback: None,
         spans,
+    };
+    debug_assert_eq!(run.repeated_tool_calls() > 0, run.looped);
+
+    let positive_rate = match run.outcome {
+        Outcome::Success if run.is_silent_partial_failure() => 0.45,
+        Outcome::Success if bad => 0.6,
+        Outcome::Success => 0.85,
+        Outcome::Partial => 0.35,
+        Outcome::Cancelled => 0.3,
+        Outcome::Failure | Outcome::Timeout => 0.15,
+    };
+    if rng.chance(FEEDBACK_RATE) {
+        run.feedback = Some(Feedback {
+            positive: rng.chance(positive_rate),
+            time_ns: end_ns + ms_to_ns(rng.log_normal(30_000.0, 1.0).clamp(1_000.0, 600_000.0)),
+        });
     }
+    run
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1508,10 +1570,14 @@ fn operation_name(call: &SpanCall) -> &'static str {
 
 /// The attributes of a span that no Vigil column takes (kept as attributes on both paths), in
 /// the order the OTLP path keeps them: the span's own, then the resource's `service.name`.
-fn kept_attributes(run: &GeneratedRun, span: Option<&GeneratedSpan>) -> Vec<(&'static str, String)> {
+fn kept_attributes(
+    run: &GeneratedRun,
+    span: Option<&GeneratedSpan>,
+) -> Vec<(&'static str, String)> {
     let mut out = vec![(
         "gen_ai.operation.name",
-        span.map_or(ROOT_OPERATION, |s| operation_name(&s.call)).to_string(),
+        span.map_or(ROOT_OPERATION, |s| operation_name(&s.call))
+            .to_string(),
     )];
     if let Some(GeneratedSpan {
         call: SpanCall::Retrieval(r),
@@ -1686,7 +1752,10 @@ fn string_kv(key: &str, value: &str) -> KeyValue {
 }
 
 fn int_kv(key: &str, value: u64) -> KeyValue {
-    any_kv(key, Value::IntValue(i64::try_from(value).unwrap_or(i64::MAX)))
+    any_kv(
+        key,
+        Value::IntValue(i64::try_from(value).unwrap_or(i64::MAX)),
+    )
 }
 
 fn array_kv(key: &str, values: &[String]) -> KeyValue {
@@ -1739,7 +1808,11 @@ fn otlp_status(status: SpanStatus, message: &str) -> Option<Status> {
 pub fn to_otlp(runs: &[GeneratedRun]) -> ExportTraceServiceRequest {
     let mut groups: Vec<((&str, &str, &str), Vec<Span>)> = Vec::new();
     for run in runs {
-        let key = (run.agent_name.as_str(), run.environment.as_str(), run.release.as_str());
+        let key = (
+            run.agent_name.as_str(),
+            run.environment.as_str(),
+            run.release.as_str(),
+        );
         let position = match groups.iter().position(|(k, _)| *k == key) {
             Some(i) => i,
             None => {
@@ -1789,7 +1862,12 @@ fn otlp_span(run: &GeneratedRun, span_id: &str, parent_span_id: &str, name: Stri
 }
 
 fn otlp_root(run: &GeneratedRun) -> Span {
-    let mut span = otlp_span(run, &run.root_span_id, "", format!("{ROOT_OPERATION} {}", run.agent_name));
+    let mut span = otlp_span(
+        run,
+        &run.root_span_id,
+        "",
+        format!("{ROOT_OPERATION} {}", run.agent_name),
+    );
     span.kind = OtlpSpanKind::Internal as i32;
     span.start_time_unix_nano = otlp_time(run.start_ns);
     span.end_time_unix_nano = otlp_time(run.end_ns);
@@ -1841,8 +1919,14 @@ fn otlp_child(run: &GeneratedRun, s: &GeneratedSpan) -> Span {
             a.push(int_kv("gen_ai.usage.input_tokens", m.input_tokens));
             a.push(int_kv("gen_ai.usage.output_tokens", m.output_tokens));
             for (key, value) in [
-                ("gen_ai.usage.cache_read.input_tokens", m.cached_input_tokens),
-                ("gen_ai.usage.cache_creation.input_tokens", m.cache_write_tokens),
+                (
+                    "gen_ai.usage.cache_read.input_tokens",
+                    m.cached_input_tokens,
+                ),
+                (
+                    "gen_ai.usage.cache_creation.input_tokens",
+                    m.cache_write_tokens,
+                ),
                 ("gen_ai.usage.reasoning.output_tokens", m.reasoning_tokens),
             ] {
                 if value > 0 {
@@ -1872,7 +1956,10 @@ fn otlp_child(run: &GeneratedRun, s: &GeneratedSpan) -> Span {
         SpanCall::Retrieval(r) => {
             span.kind = OtlpSpanKind::Client as i32;
             a.push(string_kv("gen_ai.data_source.id", &r.data_source));
-            a.push(string_kv("vigil.retrieval.document_ids", &r.document_ids.join(",")));
+            a.push(string_kv(
+                "vigil.retrieval.document_ids",
+                &r.document_ids.join(","),
+            ));
             if !s.input.is_empty() {
                 a.push(string_kv("input.value", &s.input));
             }
@@ -1885,4 +1972,902 @@ fn otlp_child(run: &GeneratedRun, s: &GeneratedSpan) -> Span {
         a.push(string_kv("error.type", &s.error_type));
     }
     span
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::{BTreeMap, HashMap, HashSet};
+
+    use vigil_collector::{native::decode_native, otlp::decode_otlp};
+    use vigil_schemas::limits::Limits;
+
+    use super::*;
+
+    const START: i64 = 1_800_000_000 * 1_000_000_000;
+    const DAY: i64 = 86_400 * 1_000_000_000;
+
+    fn config(seed: u64, runs: usize) -> WorkloadConfig {
+        WorkloadConfig::new(seed, runs, START, 7 * DAY)
+    }
+
+    fn is_hex(s: &str, len: usize) -> bool {
+        s.len() == len
+            && s.bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+            && s.bytes().any(|b| b != b'0')
+    }
+
+    fn ratio(part: usize, whole: usize) -> f64 {
+        part as f64 / whole.max(1) as f64
+    }
+
+    // ---- the random source ----
+
+    #[test]
+    fn splitmix_matches_the_reference_output() {
+        // Vigna's reference implementation (splitmix64.c) from these seeds.
+        let mut a = SplitMix64::new(0);
+        assert_eq!(a.next_u64(), 0xE220_A839_7B1D_CDAF);
+        assert_eq!(a.next_u64(), 0x6E78_9E6A_A1B9_65F4);
+        let mut b = SplitMix64::new(1_234_567);
+        assert_eq!(
+            [b.next_u64(), b.next_u64(), b.next_u64()],
+            [
+                6_457_827_717_110_365_317,
+                3_203_168_211_198_807_973,
+                9_817_491_932_198_370_423
+            ]
+        );
+    }
+
+    #[test]
+    fn portable_exp_agrees_with_libm() {
+        let mut x = -12.0;
+        while x < 12.0 {
+            let (ours, std) = (exp(x), x.exp());
+            assert!(
+                ((ours - std) / std).abs() < 1e-14,
+                "exp({x}) = {ours}, libm says {std}"
+            );
+            x += 0.173;
+        }
+        assert_eq!(exp(0.0), 1.0);
+    }
+
+    #[test]
+    fn distributions_have_the_intended_shape() {
+        let mut rng = SplitMix64::new(99);
+        let n = 100_000;
+        let samples: Vec<f64> = (0..n).map(|_| rng.normal()).collect();
+        let mean = samples.iter().sum::<f64>() / n as f64;
+        let var = samples.iter().map(|x| (x - mean) * (x - mean)).sum::<f64>() / n as f64;
+        assert!(mean.abs() < 0.02, "mean {mean}");
+        assert!((var - 1.0).abs() < 0.03, "variance {var}");
+        let mut logs: Vec<f64> = (0..n).map(|_| rng.log_normal(250.0, 0.9)).collect();
+        logs.sort_by(f64::total_cmp);
+        let median = logs[n / 2];
+        assert!((median / 250.0 - 1.0).abs() < 0.03, "median {median}");
+        let units: Vec<f64> = (0..n).map(|_| rng.unit()).collect();
+        assert!(units.iter().all(|u| (0.0..1.0).contains(u)));
+        let below: Vec<u64> = (0..n).map(|_| rng.below(7)).collect();
+        assert!(below.iter().all(|&b| b < 7));
+        for v in 0..7 {
+            let share = ratio(below.iter().filter(|&&b| b == v).count(), n);
+            assert!((share - 1.0 / 7.0).abs() < 0.01, "{v}: {share}");
+        }
+    }
+
+    // ---- the workload ----
+
+    #[test]
+    fn the_same_seed_gives_the_same_runs_and_another_seed_others() {
+        let a = generate(&config(7, 400));
+        let b = generate(&config(7, 400));
+        assert_eq!(a.len(), 400);
+        assert_eq!(a, b);
+        let c = generate(&config(8, 400));
+        assert_eq!(c.len(), 400);
+        assert_ne!(a, c);
+        let ids_a: HashSet<&str> = a.iter().map(|r| r.trace_id.as_str()).collect();
+        assert!(c.iter().all(|r| !ids_a.contains(r.trace_id.as_str())));
+        assert!(generate(&config(7, 0)).is_empty());
+    }
+
+    #[test]
+    fn ids_parents_and_times_are_consistent() {
+        let cfg = config(11, 3_000);
+        let runs = generate(&cfg);
+        let mut trace_ids = HashSet::new();
+        for pair in runs.windows(2) {
+            assert!(
+                pair[0].start_ns <= pair[1].start_ns,
+                "runs are sorted by start"
+            );
+        }
+        for run in &runs {
+            assert!(is_hex(&run.trace_id, 32), "{}", run.trace_id);
+            assert!(trace_ids.insert(run.trace_id.clone()), "trace id repeated");
+            assert!(is_hex(&run.root_span_id, 16));
+            // The window is a week, far longer than a session: everything is inside it.
+            assert!(run.start_ns >= cfg.start_ns && run.end_ns <= cfg.start_ns + cfg.spread_ns);
+            assert!(run.end_ns > run.start_ns);
+            assert!(!run.spans.is_empty() || run.outcome == Outcome::Cancelled);
+            let mut span_ids = HashSet::from([run.root_span_id.clone()]);
+            let mut previous_end = run.start_ns;
+            for span in &run.spans {
+                assert!(is_hex(&span.span_id, 16));
+                assert!(
+                    span_ids.insert(span.span_id.clone()),
+                    "span id repeated in a run"
+                );
+                assert_eq!(span.parent_span_id, run.root_span_id);
+                assert!(
+                    span.start_ns >= previous_end,
+                    "steps run one after the other"
+                );
+                assert!(span.end_ns > span.start_ns);
+                assert!(span.end_ns <= run.end_ns);
+                previous_end = span.end_ns;
+                match span.status {
+                    SpanStatus::Error => {
+                        assert!(!span.error_type.is_empty() && !span.status_message.is_empty())
+                    }
+                    _ => assert!(span.error_type.is_empty() && span.status_message.is_empty()),
+                }
+                match &span.call {
+                    SpanCall::Model(m) => {
+                        assert!(m.cached_input_tokens + m.cache_write_tokens <= m.input_tokens);
+                        assert_eq!(m.prompt_version, run.prompt_version);
+                        assert!(span.name.ends_with(&m.model));
+                    }
+                    SpanCall::Tool(t) => {
+                        assert!(t.retry_count <= 2);
+                        assert!(t.call_id.starts_with("call_"));
+                        assert_eq!(span.input, t.arguments);
+                        assert!(serde_json::from_str::<serde_json::Value>(&t.arguments).is_ok());
+                    }
+                    SpanCall::Retrieval(r) => {
+                        assert!((3..=6).contains(&r.document_ids.len()));
+                        assert_eq!(span.output, r.document_ids.join(","));
+                    }
+                }
+            }
+            let errs = matches!(
+                run.outcome,
+                Outcome::Failure | Outcome::Timeout | Outcome::Partial
+            );
+            assert_eq!(!run.error_message.is_empty(), errs, "{:?}", run.outcome);
+            if let Some(f) = run.feedback {
+                assert!(f.time_ns > run.end_ns);
+            }
+        }
+
+        // No spread: every session starts at the start.
+        let runs = generate(&WorkloadConfig::new(3, 200, START, 0));
+        assert!(runs.iter().all(|r| r.start_ns >= START));
+        assert!(
+            runs.iter()
+                .filter(|r| r.start_ns < START + 1_000_000_000)
+                .count()
+                > 20
+        );
+    }
+
+    #[test]
+    fn proportions_are_realistic() {
+        let cfg = config(2026, 8_000);
+        let runs = generate(&cfg);
+        let n = runs.len();
+
+        // Agents in proportion to their weights; every model, provider and tool in use.
+        for agent in AGENTS {
+            let share = ratio(
+                runs.iter().filter(|r| r.agent_name == agent.name).count(),
+                n,
+            );
+            assert!(
+                (share - agent.weight).abs() < 0.06,
+                "{}: {share}",
+                agent.name
+            );
+        }
+        let models: HashSet<&str> = runs
+            .iter()
+            .flat_map(|r| &r.spans)
+            .filter_map(|s| match &s.call {
+                SpanCall::Model(m) => Some(m.model.as_str()),
+                _ => None,
+            })
+            .collect();
+        for model in [
+            "gpt-4o",
+            "gpt-4o-mini",
+            "claude-sonnet-4-5",
+            "gemini-2.5-flash",
+            "mistral-large",
+            "meta-llama/Llama-3.3-70B-Instruct",
+        ] {
+            assert!(models.contains(model), "{model} never called");
+        }
+        let production = ratio(
+            runs.iter()
+                .filter(|r| r.environment == "production")
+                .count(),
+            n,
+        );
+        assert!(
+            (production - 0.85).abs() < 0.05,
+            "production share {production}"
+        );
+
+        // Tool failure rates match each tool's profile (loops excluded: they never fail).
+        let mut calls: BTreeMap<(String, String), (usize, usize)> = BTreeMap::new();
+        for run in runs.iter().filter(|r| !r.looped) {
+            for (span, tool) in run.tool_calls() {
+                let entry = calls
+                    .entry((tool.name.clone(), tool.version.clone()))
+                    .or_default();
+                entry.0 += 1;
+                entry.1 += usize::from(span.status == SpanStatus::Error);
+            }
+        }
+        for tool in [
+            &WEB_SEARCH,
+            &SQL_QUERY,
+            &VECTOR_SEARCH,
+            &SEND_EMAIL,
+            &CODE_EXEC,
+        ] {
+            let mut expected = vec![(tool.version, tool.failure_rate)];
+            if let Some(up) = &tool.upgrade {
+                expected.push((up.version, tool.failure_rate * up.failure_factor));
+            }
+            for (version, rate) in expected {
+                let (total, failed) = calls
+                    .get(&(tool.name.to_string(), version.to_string()))
+                    .copied()
+                    .unwrap_or_default();
+                assert!(total > 150, "{} {version}: only {total} calls", tool.name);
+                let observed = ratio(failed, total);
+                let tolerance = (4.0 * (rate * (1.0 - rate) / total as f64).sqrt()).max(0.01);
+                assert!(
+                    (observed - rate).abs() < tolerance,
+                    "{} {version}: {observed:.4} failed, expected {rate}",
+                    tool.name
+                );
+            }
+        }
+
+        // Outcomes: a completion rate a team would recognise, every outcome present.
+        let count = |o: Outcome| runs.iter().filter(|r| r.outcome == o).count();
+        let completion = ratio(count(Outcome::Success), n);
+        assert!(
+            (0.75..0.95).contains(&completion),
+            "completion rate {completion}"
+        );
+        for o in Outcome::ALL {
+            assert!(count(o) > 10, "{o:?}: {}", count(o));
+        }
+
+        // The bad prompt versions fail more, loop more, and only appear in the second half.
+        let bad: Vec<&GeneratedRun> = runs.iter().filter(|r| r.bad_prompt).collect();
+        let good: Vec<&GeneratedRun> = runs.iter().filter(|r| !r.bad_prompt).collect();
+        assert!(bad.len() > n / 20, "{} bad-prompt runs", bad.len());
+        let success = |rs: &[&GeneratedRun]| {
+            ratio(
+                rs.iter().filter(|r| r.outcome == Outcome::Success).count(),
+                rs.len(),
+            )
+        };
+        assert!(
+            success(&bad) + 0.05 < success(&good),
+            "bad {} good {}",
+            success(&bad),
+            success(&good)
+        );
+        let looped = |rs: &[&GeneratedRun]| ratio(rs.iter().filter(|r| r.looped).count(), rs.len());
+        assert!(looped(&bad) > 2.0 * looped(&good));
+        let halfway = cfg.start_ns + cfg.spread_ns / 2 - DAY / 24;
+        assert!(bad.iter().all(|r| r.start_ns >= halfway));
+        let bad_versions = bad_prompt_versions();
+        for run in &runs {
+            let listed =
+                bad_versions.contains(&(run.prompt_id.as_str(), run.prompt_version.as_str()));
+            assert_eq!(listed, run.bad_prompt);
+        }
+
+        // Loops: the same tool with the same arguments, three or more times in a row.
+        let loops = runs.iter().filter(|r| r.looped).count();
+        assert!((0.02..0.10).contains(&ratio(loops, n)), "{loops} loops");
+        for run in &runs {
+            let repeated = run.repeated_tool_calls();
+            if run.looped {
+                assert!(repeated >= 2, "a looped run with {repeated} repeated calls");
+            } else {
+                assert_eq!(repeated, 0, "repeated calls in a run that did not loop");
+            }
+        }
+
+        // Silent partial failures: success, with a failed tool or model span.
+        let silent = runs
+            .iter()
+            .filter(|r| r.is_silent_partial_failure())
+            .count();
+        assert!(
+            (0.02..0.10).contains(&ratio(silent, n)),
+            "{silent} silent partial failures"
+        );
+        assert!(runs.iter().any(|r| r.is_silent_partial_failure()
+            && r.tool_calls().any(|(s, _)| s.status == SpanStatus::Error)));
+
+        // Feedback on about a quarter of the runs, mostly positive when the run went well.
+        let with_feedback: Vec<(&GeneratedRun, bool)> = runs
+            .iter()
+            .filter_map(|r| r.feedback.map(|f| (r, f.positive)))
+            .collect();
+        assert!((0.2..0.3).contains(&ratio(with_feedback.len(), n)));
+        let positive = |pred: &dyn Fn(&GeneratedRun) -> bool| {
+            let rs: Vec<bool> = with_feedback
+                .iter()
+                .filter(|(r, _)| pred(r))
+                .map(|(_, p)| *p)
+                .collect();
+            ratio(rs.iter().filter(|p| **p).count(), rs.len())
+        };
+        let clean = positive(&|r| r.outcome == Outcome::Success && !r.is_silent_partial_failure());
+        let failed = positive(&|r| matches!(r.outcome, Outcome::Failure | Outcome::Timeout));
+        assert!(
+            clean > failed + 0.4,
+            "thumbs up: {clean} on success, {failed} on failure"
+        );
+
+        // Sessions: several runs of one user, one agent, one environment; fewer users than sessions.
+        let mut sessions: HashMap<&str, Vec<&GeneratedRun>> = HashMap::new();
+        for run in &runs {
+            sessions.entry(&run.session_id).or_default().push(run);
+        }
+        let per_session = n as f64 / sessions.len() as f64;
+        assert!(
+            (1.8..3.5).contains(&per_session),
+            "{per_session} runs per session"
+        );
+        for rs in sessions.values() {
+            let first = rs[0];
+            assert!(rs.iter().all(|r| r.user_id == first.user_id
+                && r.agent_name == first.agent_name
+                && r.environment == first.environment
+                && r.prompt_version == first.prompt_version));
+        }
+        let users: HashSet<&str> = runs.iter().map(|r| r.user_id.as_str()).collect();
+        assert!(users.len() <= n / 10 && users.len() < sessions.len());
+        assert!(users.len() > n / 40, "{} users", users.len());
+
+        // Token usage: cache reads, cache writes and reasoning all occur; vLLM reports no cache.
+        let model_calls: Vec<&ModelCall> = runs
+            .iter()
+            .flat_map(|r| &r.spans)
+            .filter_map(|s| match &s.call {
+                SpanCall::Model(m) => Some(m),
+                _ => None,
+            })
+            .collect();
+        assert!(model_calls.iter().any(|m| m.cached_input_tokens > 0));
+        assert!(model_calls.iter().any(|m| m.cache_write_tokens > 0));
+        assert!(model_calls.iter().any(|m| m.reasoning_tokens > 0));
+        assert!(
+            model_calls
+                .iter()
+                .filter(|m| m.provider == "vllm")
+                .all(|m| m.cached_input_tokens == 0 && m.reasoning_tokens == 0)
+        );
+    }
+
+    // ---- the wire formats ----
+
+    fn attrs(list: &[v1::Attribute]) -> Vec<(&str, &str)> {
+        list.iter()
+            .map(|a| (a.key.as_str(), a.value.as_str()))
+            .collect()
+    }
+
+    #[test]
+    fn native_conversion_preserves_everything() {
+        let runs = generate(&config(5, 500));
+        let request = to_native(&runs);
+        assert_eq!(request.runs.len(), runs.len());
+        assert_eq!(request.spans.len(), span_count(&runs));
+        assert_eq!(
+            request.scores.len(),
+            runs.iter().filter(|r| r.feedback.is_some()).count()
+        );
+
+        let spans: HashMap<(&str, &str), &v1::Span> = request
+            .spans
+            .iter()
+            .map(|s| ((s.trace_id.as_str(), s.span_id.as_str()), s))
+            .collect();
+        assert_eq!(spans.len(), request.spans.len());
+        for (run, sent) in runs.iter().zip(&request.runs) {
+            assert_eq!(sent.trace_id, run.trace_id);
+            assert_eq!(
+                (
+                    sent.session_id.as_str(),
+                    sent.user_id.as_str(),
+                    sent.task_type.as_str()
+                ),
+                (
+                    run.session_id.as_str(),
+                    run.user_id.as_str(),
+                    run.task_type.as_str()
+                )
+            );
+            assert_eq!(
+                (sent.agent_name.as_str(), sent.agent_version.as_str()),
+                (run.agent_name.as_str(), run.agent_version.as_str())
+            );
+            assert_eq!(
+                (sent.environment.as_str(), sent.release.as_str()),
+                (run.environment.as_str(), run.release.as_str())
+            );
+            assert_eq!(
+                (sent.start_time_unix_nano, sent.end_time_unix_nano),
+                (run.start_ns, run.end_ns)
+            );
+            let outcome = v1::Outcome::try_from(sent.outcome).map(|o| o.as_str_name());
+            assert_eq!(
+                outcome,
+                Ok(format!("OUTCOME_{}", run.outcome.as_str().to_uppercase()).as_str())
+            );
+            assert_eq!(sent.error_message, run.error_message);
+            assert_eq!(
+                (&sent.tags, &sent.classification),
+                (&run.tags, &run.classification)
+            );
+            assert_eq!(
+                (&sent.retention, &sent.audit_ref),
+                (&run.retention, &run.audit_ref)
+            );
+
+            let root = spans[&(run.trace_id.as_str(), run.root_span_id.as_str())];
+            assert_eq!(root.kind, v1::SpanKind::Agent as i32);
+            assert!(root.parent_span_id.is_empty());
+            assert_eq!(
+                (root.start_time_unix_nano, root.end_time_unix_nano),
+                (run.start_ns, run.end_ns)
+            );
+            assert_eq!(
+                attrs(&root.attributes),
+                [
+                    ("gen_ai.operation.name", "invoke_agent"),
+                    ("service.name", run.agent_name.as_str())
+                ]
+            );
+
+            for span in &run.spans {
+                let s = spans[&(run.trace_id.as_str(), span.span_id.as_str())];
+                assert_eq!(s.parent_span_id, span.parent_span_id);
+                assert_eq!(
+                    (s.start_time_unix_nano, s.end_time_unix_nano),
+                    (span.start_ns, span.end_ns)
+                );
+                assert_eq!(s.name, span.name);
+                assert_eq!(
+                    (s.input.as_str(), s.output.as_str()),
+                    (span.input.as_str(), span.output.as_str())
+                );
+                assert_eq!(
+                    (s.error_type.as_str(), s.status_message.as_str()),
+                    (span.error_type.as_str(), span.status_message.as_str())
+                );
+                let expected_status = if span.status == SpanStatus::Error {
+                    v1::SpanStatus::Error
+                } else {
+                    v1::SpanStatus::Ok
+                };
+                assert_eq!(s.status, expected_status as i32);
+                match &span.call {
+                    SpanCall::Model(m) => {
+                        assert_eq!(s.kind, v1::SpanKind::Model as i32);
+                        let model = s.model.as_ref().map(|x| {
+                            (
+                                x.provider.as_str(),
+                                x.model.as_str(),
+                                x.model_version.as_str(),
+                                x.prompt_id.as_str(),
+                                x.prompt_version.as_str(),
+                                [
+                                    x.input_tokens,
+                                    x.output_tokens,
+                                    x.cached_input_tokens,
+                                    x.cache_write_tokens,
+                                    x.reasoning_tokens,
+                                ],
+                                x.cost_usd,
+                            )
+                        });
+                        assert_eq!(
+                            model,
+                            Some((
+                                m.provider.as_str(),
+                                m.model.as_str(),
+                                m.model_version.as_str(),
+                                m.prompt_id.as_str(),
+                                m.prompt_version.as_str(),
+                                [
+                                    m.input_tokens,
+                                    m.output_tokens,
+                                    m.cached_input_tokens,
+                                    m.cache_write_tokens,
+                                    m.reasoning_tokens
+                                ],
+                                None
+                            ))
+                        );
+                        assert!(s.tool.is_none());
+                    }
+                    SpanCall::Tool(t) => {
+                        assert_eq!(s.kind, v1::SpanKind::Tool as i32);
+                        let tool = s.tool.as_ref().map(|x| {
+                            (
+                                x.name.as_str(),
+                                x.version.as_str(),
+                                x.call_id.as_str(),
+                                x.arguments.as_str(),
+                                x.retry_count,
+                            )
+                        });
+                        assert_eq!(
+                            tool,
+                            Some((
+                                t.name.as_str(),
+                                t.version.as_str(),
+                                t.call_id.as_str(),
+                                t.arguments.as_str(),
+                                t.retry_count
+                            ))
+                        );
+                        assert!(s.model.is_none());
+                    }
+                    SpanCall::Retrieval(r) => {
+                        assert_eq!(s.kind, v1::SpanKind::Retrieval as i32);
+                        let docs = r.document_ids.join(",");
+                        assert_eq!(
+                            attrs(&s.attributes),
+                            [
+                                ("gen_ai.operation.name", "retrieval"),
+                                ("gen_ai.data_source.id", r.data_source.as_str()),
+                                ("vigil.retrieval.document_ids", docs.as_str()),
+                                ("service.name", run.agent_name.as_str()),
+                            ]
+                        );
+                    }
+                }
+            }
+        }
+        for score in &request.scores {
+            let run = runs.iter().find(|r| r.trace_id == score.trace_id);
+            let feedback = run.and_then(|r| r.feedback);
+            assert_eq!(
+                score.value,
+                feedback.map(|f| v1::score::Value::Boolean(f.positive))
+            );
+            assert_eq!(Some(score.time_unix_nano), feedback.map(|f| f.time_ns));
+            assert_eq!(
+                (score.name.as_str(), score.source.as_str()),
+                (FEEDBACK_SCORE_NAME, FEEDBACK_SOURCE)
+            );
+        }
+    }
+
+    /// An OTLP attribute value as the test reads it back.
+    #[derive(Debug, Clone, PartialEq)]
+    enum Read {
+        Text(String),
+        Int(i64),
+        List(Vec<String>),
+    }
+
+    fn read_attributes(list: &[KeyValue]) -> HashMap<String, Read> {
+        let mut out = HashMap::new();
+        for kv in list {
+            let value = match kv.value.as_ref().and_then(|v| v.value.as_ref()) {
+                Some(Value::StringValue(s)) => Read::Text(s.clone()),
+                Some(Value::IntValue(i)) => Read::Int(*i),
+                Some(Value::ArrayValue(a)) => Read::List(
+                    a.values
+                        .iter()
+                        .map(|v| match &v.value {
+                            Some(Value::StringValue(s)) => s.clone(),
+                            other => panic!("non-string array element {other:?}"),
+                        })
+                        .collect(),
+                ),
+                other => panic!("{}: unexpected value {other:?}", kv.key),
+            };
+            assert!(
+                out.insert(kv.key.clone(), value).is_none(),
+                "{} twice",
+                kv.key
+            );
+        }
+        out
+    }
+
+    fn text(s: &str) -> Option<Read> {
+        Some(Read::Text(s.to_string()))
+    }
+
+    fn int(v: u64) -> Option<Read> {
+        Some(Read::Int(v as i64))
+    }
+
+    #[test]
+    fn otlp_conversion_preserves_everything() {
+        let runs = generate(&config(6, 500));
+        let by_trace: HashMap<Vec<u8>, &GeneratedRun> = runs
+            .iter()
+            .map(|r| (hex::decode(&r.trace_id).expect("hex"), r))
+            .collect();
+        let request = to_otlp(&runs);
+        let mut seen = 0;
+        let mut roots = HashSet::new();
+        for rs in &request.resource_spans {
+            let resource = read_attributes(&rs.resource.as_ref().expect("a resource").attributes);
+            assert_eq!(rs.scope_spans.len(), 1);
+            for span in &rs.scope_spans[0].spans {
+                seen += 1;
+                let run = by_trace[&span.trace_id];
+                assert_eq!(resource.get("service.name").cloned(), text(&run.agent_name));
+                assert_eq!(resource.get("service.version").cloned(), text(&run.release));
+                assert_eq!(
+                    resource.get("deployment.environment.name").cloned(),
+                    text(&run.environment)
+                );
+                let a = read_attributes(&span.attributes);
+                let get = |k: &str| a.get(k).cloned();
+                let code = span.status.as_ref().map(|s| s.code);
+                if span.parent_span_id.is_empty() {
+                    assert!(roots.insert(run.trace_id.clone()), "two roots");
+                    assert_eq!(hex::encode(&span.span_id), run.root_span_id);
+                    assert_eq!(
+                        (span.start_time_unix_nano, span.end_time_unix_nano),
+                        (run.start_ns as u64, run.end_ns as u64)
+                    );
+                    assert_eq!(get("gen_ai.operation.name"), text("invoke_agent"));
+                    assert_eq!(get("gen_ai.agent.name"), text(&run.agent_name));
+                    assert_eq!(get("gen_ai.agent.version"), text(&run.agent_version));
+                    assert_eq!(get("session.id"), text(&run.session_id));
+                    assert_eq!(get("user.id"), text(&run.user_id));
+                    assert_eq!(get("vigil.task.type"), text(&run.task_type));
+                    assert_eq!(get("vigil.run.outcome"), text(run.outcome.as_str()));
+                    assert_eq!(get("input.value"), text(&run.input));
+                    assert_eq!(
+                        get("output.value").unwrap_or(Read::Text(String::new())),
+                        Read::Text(run.output.clone())
+                    );
+                    assert_eq!(get("vigil.run.tags"), Some(Read::List(run.tags.clone())));
+                    assert_eq!(
+                        get("vigil.data.classification"),
+                        (!run.classification.is_empty())
+                            .then(|| Read::List(run.classification.clone()))
+                    );
+                    assert_eq!(
+                        get("vigil.retention"),
+                        (!run.retention.is_empty()).then(|| Read::Text(run.retention.clone()))
+                    );
+                    assert_eq!(
+                        get("vigil.audit.ref"),
+                        (!run.audit_ref.is_empty()).then(|| Read::Text(run.audit_ref.clone()))
+                    );
+                    let expected = match run.outcome {
+                        _ if !run.error_message.is_empty() => Some(StatusCode::Error as i32),
+                        Outcome::Success => Some(StatusCode::Ok as i32),
+                        _ => None,
+                    };
+                    assert_eq!(code, expected);
+                    if !run.error_message.is_empty() {
+                        assert_eq!(
+                            span.status.as_ref().map(|s| s.message.as_str()),
+                            Some(run.error_message.as_str())
+                        );
+                    }
+                    continue;
+                }
+                assert_eq!(hex::encode(&span.parent_span_id), run.root_span_id);
+                let id = hex::encode(&span.span_id);
+                let g = run
+                    .spans
+                    .iter()
+                    .find(|s| s.span_id == id)
+                    .expect("a generated span");
+                assert_eq!(span.name, g.name);
+                assert_eq!(
+                    (span.start_time_unix_nano, span.end_time_unix_nano),
+                    (g.start_ns as u64, g.end_ns as u64)
+                );
+                let failed = g.status == SpanStatus::Error;
+                assert_eq!(
+                    code,
+                    Some(if failed {
+                        StatusCode::Error
+                    } else {
+                        StatusCode::Ok
+                    } as i32)
+                );
+                assert_eq!(
+                    get("error.type"),
+                    failed.then(|| Read::Text(g.error_type.clone()))
+                );
+                for key in [
+                    "session.id",
+                    "user.id",
+                    "vigil.run.outcome",
+                    "gen_ai.agent.name",
+                ] {
+                    assert!(!a.contains_key(key), "{key} on a child span");
+                }
+                match &g.call {
+                    SpanCall::Model(m) => {
+                        assert_eq!(get("gen_ai.operation.name"), text("chat"));
+                        assert_eq!(get("gen_ai.provider.name"), text(&m.provider));
+                        assert_eq!(get("gen_ai.request.model"), text(&m.model));
+                        assert_eq!(
+                            get("vigil.model.version"),
+                            (!m.model_version.is_empty())
+                                .then(|| Read::Text(m.model_version.clone()))
+                        );
+                        assert_eq!(get("vigil.prompt.id"), text(&m.prompt_id));
+                        assert_eq!(get("vigil.prompt.version"), text(&m.prompt_version));
+                        assert_eq!(get("gen_ai.usage.input_tokens"), int(m.input_tokens));
+                        assert_eq!(get("gen_ai.usage.output_tokens"), int(m.output_tokens));
+                        let optional = |v: u64| (v > 0).then(|| Read::Int(v as i64));
+                        assert_eq!(
+                            get("gen_ai.usage.cache_read.input_tokens"),
+                            optional(m.cached_input_tokens)
+                        );
+                        assert_eq!(
+                            get("gen_ai.usage.cache_creation.input_tokens"),
+                            optional(m.cache_write_tokens)
+                        );
+                        assert_eq!(
+                            get("gen_ai.usage.reasoning.output_tokens"),
+                            optional(m.reasoning_tokens)
+                        );
+                        assert_eq!(get("gen_ai.input.messages"), text(&g.input));
+                        assert_eq!(span.kind, OtlpSpanKind::Client as i32);
+                    }
+                    SpanCall::Tool(t) => {
+                        assert_eq!(get("gen_ai.operation.name"), text("execute_tool"));
+                        assert_eq!(get("gen_ai.tool.name"), text(&t.name));
+                        assert_eq!(get("gen_ai.tool.call.id"), text(&t.call_id));
+                        assert_eq!(get("vigil.tool.version"), text(&t.version));
+                        assert_eq!(get("gen_ai.tool.call.arguments"), text(&t.arguments));
+                        assert_eq!(
+                            get("gen_ai.tool.call.result"),
+                            (!g.output.is_empty()).then(|| Read::Text(g.output.clone()))
+                        );
+                        assert_eq!(
+                            get("vigil.tool.retry_count"),
+                            (t.retry_count > 0).then(|| Read::Int(i64::from(t.retry_count)))
+                        );
+                    }
+                    SpanCall::Retrieval(r) => {
+                        assert_eq!(get("gen_ai.operation.name"), text("retrieval"));
+                        assert_eq!(get("gen_ai.data_source.id"), text(&r.data_source));
+                        assert_eq!(
+                            get("vigil.retrieval.document_ids"),
+                            text(&r.document_ids.join(","))
+                        );
+                        assert_eq!(get("input.value"), text(&g.input));
+                    }
+                }
+            }
+        }
+        assert_eq!(seen, span_count(&runs));
+        assert_eq!(roots.len(), runs.len());
+        // One resource per (agent, environment, release).
+        let keys: HashSet<(&str, &str, &str)> = runs
+            .iter()
+            .map(|r| {
+                (
+                    r.agent_name.as_str(),
+                    r.environment.as_str(),
+                    r.release.as_str(),
+                )
+            })
+            .collect();
+        assert_eq!(request.resource_spans.len(), keys.len());
+    }
+
+    /// The collector's own decoders read both wire formats into the same rows: the OTLP traffic
+    /// uses the attribute names Vigil maps (API.md), and the native traffic says the same thing.
+    #[test]
+    fn the_collector_reads_both_formats_alike() {
+        let runs = generate(&config(9, 400));
+        let now = runs.iter().map(|r| r.end_ns).max().unwrap_or(START) + 3_600 * 1_000_000_000;
+        let limits = Limits::default();
+        let native = decode_native(to_native(&runs), &limits, now);
+        let otlp = decode_otlp(to_otlp(&runs), &limits, now);
+        assert!(native.rejected.is_empty(), "{:?}", native.rejected.first());
+        assert!(otlp.rejected.is_empty(), "{:?}", otlp.rejected.first());
+        assert_eq!(native.runs.len(), runs.len());
+        assert_eq!(native.spans.len(), span_count(&runs));
+        assert_eq!(
+            native.scores.len(),
+            runs.iter().filter(|r| r.feedback.is_some()).count()
+        );
+        assert_eq!(otlp.spans.len(), span_count(&runs));
+
+        let from_native: HashMap<(String, String), _> = native
+            .spans
+            .iter()
+            .map(|s| ((s.trace_id.clone(), s.span_id.clone()), s))
+            .collect();
+        for draft in &otlp.spans {
+            let key = (draft.row.trace_id.clone(), draft.row.span_id.clone());
+            assert_eq!(Some(&&draft.row), from_native.get(&key), "span {key:?}");
+        }
+        let tool_rows = native
+            .spans
+            .iter()
+            .filter(|s| !s.tool_name.is_empty())
+            .count();
+        assert_eq!(
+            tool_rows,
+            runs.iter().map(|r| r.tool_calls().count()).sum::<usize>()
+        );
+
+        let roots: HashMap<&str, _> = otlp
+            .spans
+            .iter()
+            .filter(|d| d.row.parent_span_id.is_empty())
+            .map(|d| (d.row.trace_id.as_str(), d))
+            .collect();
+        for (run, draft) in runs.iter().zip(&native.runs) {
+            let row = &draft.row;
+            assert_eq!(
+                draft.raw_user_id.as_ref().map(|u| u.0.as_str()),
+                Some(run.user_id.as_str())
+            );
+            let root = roots[run.trace_id.as_str()];
+            let ctx = &root.run;
+            assert_eq!(
+                ctx.raw_user_id.as_ref().map(|u| u.0.as_str()),
+                Some(run.user_id.as_str())
+            );
+            assert_eq!(ctx.outcome, Some(row.outcome));
+            assert_eq!(row.outcome, run.outcome);
+            assert_eq!(root.row.status_message, row.error_message);
+            assert_eq!(
+                (
+                    &ctx.session_id,
+                    &ctx.task_type,
+                    &ctx.agent_name,
+                    &ctx.agent_version,
+                    &ctx.environment,
+                    &ctx.release
+                ),
+                (
+                    &row.session_id,
+                    &row.task_type,
+                    &row.agent_name,
+                    &row.agent_version,
+                    &row.environment,
+                    &row.release
+                )
+            );
+            assert_eq!(
+                (&ctx.classification, &ctx.tags),
+                (&row.classification, &row.tags)
+            );
+            assert_eq!(
+                (&ctx.retention, &ctx.audit_ref),
+                (&row.retention, &row.audit_ref)
+            );
+            assert_eq!(
+                (&root.row.input, &root.row.output),
+                (&row.input, &row.output)
+            );
+        }
+    }
 }

@@ -46,7 +46,11 @@ fn request(batch: u64, now: i64) -> (v1::ExportRequest, Vec<(String, Vec<String>
             req.spans.push(v1::Span {
                 trace_id: trace_id.clone(),
                 span_id: span_id.clone(),
-                parent_span_id: if s == 0 { String::new() } else { format!("{:016x}", n * 16 + 1) },
+                parent_span_id: if s == 0 {
+                    String::new()
+                } else {
+                    format!("{:016x}", n * 16 + 1)
+                },
                 kind: v1::SpanKind::Tool as i32,
                 name: format!("step-{s}"),
                 start_time_unix_nano: start + s as i64,
@@ -73,7 +77,12 @@ async fn kill_9_under_load_loses_and_duplicates_nothing_acknowledged() {
     let auth: MetadataValue<_> = format!("Bearer {}", vigil.token).parse().unwrap();
     let mut senders = Vec::new();
     for _ in 0..SENDERS {
-        let (acked, next_batch, stop, auth) = (acked.clone(), next_batch.clone(), stop.clone(), auth.clone());
+        let (acked, next_batch, stop, auth) = (
+            acked.clone(),
+            next_batch.clone(),
+            stop.clone(),
+            auth.clone(),
+        );
         let endpoint = vigil.grpc();
         senders.push(tokio::spawn(async move {
             let Ok(mut client) = IngestServiceClient::connect(endpoint).await else {
@@ -102,7 +111,11 @@ async fn kill_9_under_load_loses_and_duplicates_nothing_acknowledged() {
         let _ = s.await;
     }
     let acked: BTreeMap<String, Vec<String>> = acked.lock().unwrap().drain(..).collect();
-    assert!(acked.len() >= 200, "too little load to mean anything: {}", acked.len());
+    assert!(
+        acked.len() >= 200,
+        "too little load to mean anything: {}",
+        acked.len()
+    );
     let sent_batches = next_batch.load(Ordering::Relaxed);
 
     vigil.restart();
@@ -133,7 +146,10 @@ async fn kill_9_under_load_loses_and_duplicates_nothing_acknowledged() {
         if acked.keys().all(|t| unique.contains(t)) {
             break;
         }
-        assert!(Instant::now() < deadline, "acknowledged runs missing after restart");
+        assert!(
+            Instant::now() < deadline,
+            "acknowledged runs missing after restart"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     let max_sent = sent_batches * RUNS_PER_REQUEST;
@@ -145,7 +161,10 @@ async fn kill_9_under_load_loses_and_duplicates_nothing_acknowledged() {
     // Every acknowledged span is readable, once.
     let vigil = Arc::new(vigil);
     let traces: Vec<(String, Vec<String>)> = acked.into_iter().collect();
-    let chunks: Vec<Vec<(String, Vec<String>)>> = traces.chunks(traces.len().div_ceil(8)).map(|c| c.to_vec()).collect();
+    let chunks: Vec<Vec<(String, Vec<String>)>> = traces
+        .chunks(traces.len().div_ceil(8))
+        .map(|c| c.to_vec())
+        .collect();
     let mut checkers = Vec::new();
     for chunk in chunks {
         let vigil = vigil.clone();

@@ -33,6 +33,7 @@ fn kv(key: &str, value: &str) -> KeyValue {
         value: Some(AnyValue {
             value: Some(any_value::Value::StringValue(value.into())),
         }),
+        ..Default::default()
     }
 }
 
@@ -81,17 +82,39 @@ fn error_of(body: &[u8]) -> Value {
 async fn broken_bodies_get_clear_errors_and_the_server_keeps_serving() {
     let vigil = Vigil::start_with(&[("VIGIL_LIMITS__MAX_MESSAGE_BYTES", "1048576")]);
 
-    let (status, body) = post_otlp(&vigil, b"\xff\x00garbage\x13".to_vec(), "application/x-protobuf").await;
+    let (status, body) = post_otlp(
+        &vigil,
+        b"\xff\x00garbage\x13".to_vec(),
+        "application/x-protobuf",
+    )
+    .await;
     assert_eq!(status, 400);
-    assert!(error_of(&body)["message"].as_str().unwrap().contains("not a valid OTLP protobuf"));
+    assert!(
+        error_of(&body)["message"]
+            .as_str()
+            .unwrap()
+            .contains("not a valid OTLP protobuf")
+    );
 
     // A span name holding invalid UTF-8: request{resource_spans{scope_spans{spans{name: ff fe}}}}.
     let invalid_utf8 = vec![0x0a, 0x08, 0x12, 0x06, 0x12, 0x04, 0x2a, 0x02, 0xff, 0xfe];
     let (status, body) = post_otlp(&vigil, invalid_utf8, "application/x-protobuf").await;
     assert_eq!(status, 400);
-    assert!(error_of(&body)["message"].as_str().unwrap().contains("UTF-8"), "{:?}", error_of(&body));
+    assert!(
+        error_of(&body)["message"]
+            .as_str()
+            .unwrap()
+            .contains("UTF-8"),
+        "{:?}",
+        error_of(&body)
+    );
 
-    let (status, body) = post_otlp(&vigil, b"{\"resourceSpans\": 7}".to_vec(), "application/json").await;
+    let (status, body) = post_otlp(
+        &vigil,
+        b"{\"resourceSpans\": 7}".to_vec(),
+        "application/json",
+    )
+    .await;
     assert_eq!(status, 400, "{}", String::from_utf8_lossy(&body));
 
     let (status, _) = post_otlp(&vigil, b"hello".to_vec(), "text/plain").await;
@@ -100,7 +123,12 @@ async fn broken_bodies_get_clear_errors_and_the_server_keeps_serving() {
     let oversized = vec![0u8; 2 * 1024 * 1024];
     let (status, body) = post_otlp(&vigil, oversized, "application/x-protobuf").await;
     assert_eq!(status, 413);
-    assert!(error_of(&body)["message"].as_str().unwrap().contains("1048576"));
+    assert!(
+        error_of(&body)["message"]
+            .as_str()
+            .unwrap()
+            .contains("1048576")
+    );
 
     let bad_gzip = reqwest::Client::new()
         .post(format!("{}/v1/traces", vigil.http()))
@@ -144,19 +172,33 @@ async fn invalid_spans_are_reported_and_valid_neighbours_kept() {
     let many_attributes: Vec<KeyValue> = (0..10_000).map(|i| kv(&format!("k{i}"), "v")).collect();
     let year = 365 * 86_400 * 1_000_000_000u64;
     let spans = vec![
-        span(1, 1, now - 2_000_000, now, vec![kv("gen_ai.request.model", "gpt-4o")]),
+        span(
+            1,
+            1,
+            now - 2_000_000,
+            now,
+            vec![kv("gen_ai.request.model", "gpt-4o")],
+        ),
         span(2, 1, now - 2_000_000, now, many_attributes),
         span(3, 1, now - 30 * year, now - 30 * year + 10, vec![]),
         span(4, 1, now, now - 1_000, vec![]),
         span(5, 1, now + 5 * year, now + 5 * year, vec![]),
     ];
-    let (status, body) = post_otlp(&vigil, request(spans).encode_to_vec(), "application/x-protobuf").await;
+    let (status, body) = post_otlp(
+        &vigil,
+        request(spans).encode_to_vec(),
+        "application/x-protobuf",
+    )
+    .await;
     assert_eq!(status, 200);
     let response = ExportTraceServiceResponse::decode(body.as_slice()).unwrap();
     let partial = response.partial_success.unwrap();
     assert_eq!(partial.rejected_spans, 4);
     let message = partial.error_message;
-    assert!(message.contains("spans[1] span.attributes: 10000 attributes, the limit is 512"), "{message}");
+    assert!(
+        message.contains("spans[1] span.attributes: 10000 attributes, the limit is 512"),
+        "{message}"
+    );
     assert!(message.contains("spans[2] span.start_time"), "{message}");
     assert!(message.contains("spans[3] span.end_time"), "{message}");
     assert!(message.contains("spans[4] span.start_time"), "{message}");
@@ -198,20 +240,31 @@ async fn invalid_spans_are_reported_and_valid_neighbours_kept() {
     req.metadata_mut().insert("authorization", auth.clone());
     let response = client.export(req).await.unwrap().into_inner();
     assert_eq!(response.accepted_runs + response.accepted_spans, 0);
-    let fields: Vec<&str> = response.rejections.iter().map(|r| r.field.as_str()).collect();
+    let fields: Vec<&str> = response
+        .rejections
+        .iter()
+        .map(|r| r.field.as_str())
+        .collect();
     assert_eq!(fields, vec!["run.trace_id", "span.name"], "{response:?}");
-    assert!(response.rejections[1].reason.contains("300 bytes, the limit is 256"), "{response:?}");
+    assert!(
+        response.rejections[1]
+            .reason
+            .contains("300 bytes, the limit is 256"),
+        "{response:?}"
+    );
 
     // More items than a request may carry: the whole request is refused, naming the limit.
     let too_many = v1::ExportRequest {
-        scores: (0..10_001)
-            .map(|_| v1::Score::default())
-            .collect(),
+        scores: (0..10_001).map(|_| v1::Score::default()).collect(),
         ..Default::default()
     };
     let mut req = Request::new(too_many);
     req.metadata_mut().insert("authorization", auth);
     let err = client.export(req).await.unwrap_err();
     assert_eq!(err.code(), tonic::Code::InvalidArgument);
-    assert!(err.message().contains("10001 items in one request, the limit is 10000"), "{err:?}");
+    assert!(
+        err.message()
+            .contains("10001 items in one request, the limit is 10000"),
+        "{err:?}"
+    );
 }

@@ -12,9 +12,7 @@ use serde_json::Value;
 use sha2::Sha256;
 use support::{Vigil, python};
 use tonic::{Request, metadata::MetadataValue};
-use vigil_proto::v1::{
-    self, ExportRequest, ingest_service_client::IngestServiceClient,
-};
+use vigil_proto::v1::{self, ExportRequest, ingest_service_client::IngestServiceClient};
 
 fn now_ns() -> i64 {
     std::time::SystemTime::now()
@@ -155,7 +153,11 @@ async fn native_grpc_round_trip() {
         .unwrap()
         .into_inner();
     assert_eq!(
-        (response.accepted_runs, response.accepted_spans, response.accepted_scores),
+        (
+            response.accepted_runs,
+            response.accepted_spans,
+            response.accepted_scores
+        ),
         (1, 3, 1),
         "{response:?}"
     );
@@ -169,13 +171,23 @@ async fn native_grpc_round_trip() {
     assert_eq!(got["start_time_ns"], start);
     assert_eq!(got["outcome"], "success");
     assert_eq!(got["classification"][0], "financial");
-    assert_eq!(got["input"], "where is my refund?", "an admin key sees content");
+    assert_eq!(
+        got["input"], "where is my refund?",
+        "an admin key sees content"
+    );
     let user_hash = expected_user_hash(&vigil, &run.user_id);
     assert_eq!(got["user_hash"], user_hash.as_str());
-    assert!(!body.to_string().contains("person-1@example.com"), "raw user ids are never stored");
+    assert!(
+        !body.to_string().contains("person-1@example.com"),
+        "raw user ids are never stored"
+    );
 
     let spans_back = body["spans"].as_array().unwrap();
-    assert_eq!(spans_back[0]["span_id"], spans[0].span_id.as_str(), "root first (tree order)");
+    assert_eq!(
+        spans_back[0]["span_id"],
+        spans[0].span_id.as_str(),
+        "root first (tree order)"
+    );
     let model = spans_back.iter().find(|s| s["kind"] == "model").unwrap();
     // gpt-4o since 2024-10-01: input $2.50, cached input $1.25, output $10.00 per million tokens.
     let expected_cost = 600 * 2_500 + 400 * 1_250 + 200 * 10_000;
@@ -205,7 +217,9 @@ async fn native_grpc_round_trip() {
     assert_eq!(body["spans"].as_array().unwrap().len(), 3);
     let (_, list) = vigil.get("/api/v1/runs?agent=support-bot").await;
     assert_eq!(list["runs"].as_array().unwrap().len(), 1);
-    let (status, session) = vigil.get(&format!("/api/v1/sessions/{}", run.session_id)).await;
+    let (status, session) = vigil
+        .get(&format!("/api/v1/sessions/{}", run.session_id))
+        .await;
     assert_eq!(status, 200);
     assert_eq!(session["runs"].as_array().unwrap().len(), 1);
 }
@@ -257,16 +271,32 @@ async fn roles_separate_ingest_from_reading_and_redact_content() {
         .get_as(&format!("/api/v1/runs/{}", run.trace_id), &read_only)
         .await;
     assert_eq!(status, 200);
-    assert_eq!(body["run"]["input"], "[redacted]", "financial content needs the audit role");
+    assert_eq!(
+        body["run"]["input"], "[redacted]",
+        "financial content needs the audit role"
+    );
     let (status, _) = vigil.get_as("/api/v1/runs", "wrong").await;
     assert_eq!(status, 401);
 }
 
-fn send_with_python(vigil: &Vigil, protocol: &str, endpoint: &str, auth: &[&str], runs: usize) -> Value {
+fn send_with_python(
+    vigil: &Vigil,
+    protocol: &str,
+    endpoint: &str,
+    auth: &[&str],
+    runs: usize,
+) -> Value {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/otel/send_traces.py");
     let out = Command::new(python())
         .arg(script)
-        .args(["--protocol", protocol, "--endpoint", endpoint, "--runs", &runs.to_string()])
+        .args([
+            "--protocol",
+            protocol,
+            "--endpoint",
+            endpoint,
+            "--runs",
+            &runs.to_string(),
+        ])
         .args(auth)
         .output()
         .unwrap();
@@ -290,7 +320,10 @@ async fn check_python_runs(vigil: &Vigil, sent: &Value) {
         assert_eq!(got["agent_version"], "1.4.0");
         assert_eq!(got["task_type"], "refund_request");
         assert_eq!(got["environment"], "production", "from the resource");
-        assert_eq!(got["release"], "2026.11.2", "service.version from the resource");
+        assert_eq!(
+            got["release"], "2026.11.2",
+            "service.version from the resource"
+        );
         assert_eq!(got["classification"][0], "pii");
         assert_eq!(got["synthesized"], false);
         let user_hash = expected_user_hash(vigil, run["user_id"].as_str().unwrap());
@@ -298,7 +331,10 @@ async fn check_python_runs(vigil: &Vigil, sent: &Value) {
         let spans = body["spans"].as_array().unwrap();
         assert_eq!(spans[0]["span_id"], run["spans"]["root"]);
         assert_eq!(spans[0]["kind"], "agent");
-        let llm = spans.iter().find(|s| s["span_id"] == run["spans"]["llm"]).unwrap();
+        let llm = spans
+            .iter()
+            .find(|s| s["span_id"] == run["spans"]["llm"])
+            .unwrap();
         assert_eq!(llm["kind"], "model");
         assert_eq!(llm["model"], "gpt-4o");
         assert_eq!(llm["provider"], "openai");
@@ -310,7 +346,10 @@ async fn check_python_runs(vigil: &Vigil, sent: &Value) {
         let input = run["input_tokens"].as_i64().unwrap();
         let output = run["output_tokens"].as_i64().unwrap();
         assert_eq!(llm["cost_nanos"], input * 2_500 + output * 10_000);
-        let tool = spans.iter().find(|s| s["span_id"] == run["spans"]["tool"]).unwrap();
+        let tool = spans
+            .iter()
+            .find(|s| s["span_id"] == run["spans"]["tool"])
+            .unwrap();
         assert_eq!(tool["kind"], "tool");
         assert_eq!(tool["tool_name"], "lookup_order");
         let failed = run["tool_failed"].as_bool().unwrap();

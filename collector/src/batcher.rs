@@ -119,7 +119,10 @@ impl Batcher {
                 end_lsn = Some(record.end_lsn);
             }
             let now = Instant::now();
-            if batch.rows() >= self.config.max_rows || now >= deadline || end_lsn.is_none() && shutdown.is_cancelled() {
+            if batch.rows() >= self.config.max_rows
+                || now >= deadline
+                || end_lsn.is_none() && shutdown.is_cancelled()
+            {
                 break;
             }
             if shutdown.is_cancelled() {
@@ -156,7 +159,9 @@ impl Batcher {
                     return true;
                 }
                 Err(e) => {
-                    self.telemetry.sink_write_errors.fetch_add(1, Ordering::Relaxed);
+                    self.telemetry
+                        .sink_write_errors
+                        .fetch_add(1, Ordering::Relaxed);
                     self.telemetry.sink_healthy.store(0, Ordering::Relaxed);
                     tracing::warn!(error = %e, rows, retry_in_ms = backoff.as_millis() as u64, "store write failed; retrying");
                 }

@@ -185,6 +185,7 @@ impl Enricher {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use vigil_schemas::time::parse_rfc3339;
 

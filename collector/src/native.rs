@@ -268,6 +268,7 @@ fn non_empty(labels: Vec<String>) -> Vec<String> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use vigil_schemas::time::{NANOS_PER_DAY, NANOS_PER_SECOND};
 

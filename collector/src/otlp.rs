@@ -516,8 +516,8 @@ fn count(value: &Value) -> Option<u64> {
 }
 
 fn float_count(d: f64) -> Option<u64> {
-    // `as` saturates; the bound keeps the rounding exact.
-    (d.is_finite() && d >= 0.0 && d < 1.8e19).then(|| d.round() as u64)
+    // Not NaN, not negative, within u64 (where `as` would saturate).
+    (0.0..1.8e19).contains(&d).then(|| d.round() as u64)
 }
 
 /// A number (USD): an integer, a float or a numeric string.
@@ -690,7 +690,7 @@ fn render_text(value: &Value) -> String {
         Value::StringValue(s) => s.clone(),
         Value::BoolValue(b) => b.to_string(),
         Value::IntValue(i) => i.to_string(),
-        Value::DoubleValue(d) => d.to_string(),
+        Value::DoubleValue(d) => render_f64(*d),
         Value::BytesValue(b) => hex::encode(b),
         Value::StringValueStrindex(_) => String::new(),
         Value::ArrayValue(_) | Value::KvlistValue(_) => {
@@ -698,6 +698,17 @@ fn render_text(value: &Value) -> String {
             write_json(Some(value), &mut out);
             out
         }
+    }
+}
+
+/// A float as text: whole numbers without a fraction (`3`), others in their shortest exact form,
+/// with an exponent when very large or small (`0.25`, `1e300`), so a value stays short. Finite
+/// values come out as valid JSON numbers.
+fn render_f64(d: f64) -> String {
+    if d.is_finite() && d.fract() == 0.0 && d.abs() < 1e16 {
+        format!("{d}")
+    } else {
+        format!("{d:?}")
     }
 }
 
@@ -710,10 +721,8 @@ fn write_json(value: Option<&Value>, out: &mut String) {
             let _ = write!(out, "{i}");
         }
         // JSON has no NaN or infinity: those are written as strings, so nothing is lost.
-        Some(Value::DoubleValue(d)) if d.is_finite() => {
-            let _ = write!(out, "{d}");
-        }
-        Some(Value::DoubleValue(d)) => write_json_string(&d.to_string(), out),
+        Some(Value::DoubleValue(d)) if d.is_finite() => out.push_str(&render_f64(*d)),
+        Some(Value::DoubleValue(d)) => write_json_string(&render_f64(*d), out),
         Some(Value::BytesValue(b)) => write_json_string(&hex::encode(b), out),
         Some(Value::ArrayValue(array)) => {
             out.push('[');
@@ -759,6 +768,7 @@ fn write_json_string(s: &str, out: &mut String) {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use proptest::prelude::*;
     use sha2::{Digest, Sha256};
@@ -1703,6 +1713,27 @@ mod tests {
     }
 
     #[test]
+    fn floats_render_short_and_as_valid_json() {
+        for (d, text) in [
+            (3.0, "3"),
+            (0.25, "0.25"),
+            (1e300, "1e300"),
+            (1e-7, "1e-7"),
+            (f64::NAN, "NaN"),
+            (f64::NEG_INFINITY, "-inf"),
+        ] {
+            assert_eq!(render_text(&Value::DoubleValue(d)), text);
+        }
+        let json = render_text(&array(vec![
+            Value::DoubleValue(1e300),
+            Value::DoubleValue(2.5),
+            Value::DoubleValue(f64::INFINITY),
+        ]));
+        let parsed: serde_json::Value = serde_json::from_str(&json).unwrap();
+        assert_eq!(parsed, serde_json::json!([1e300, 2.5, "inf"]));
+    }
+
+    #[test]
     fn long_values_are_truncated_and_marked() {
         let limits = Limits {
             max_attribute_value_bytes: 8,
@@ -1942,10 +1973,9 @@ mod tests {
             resource.push(kv(resource_key, s("resource-model")));
             resource.push(kv("session.id", s("resource-session")));
             let out = decode_pair(span_attrs, resource);
-            if let Some(d) = out.spans.first() {
-                prop_assert_eq!(&d.row.model, "span-model");
-                prop_assert_eq!(&d.run.session_id, "span-session");
-            }
+            prop_assert_eq!(out.rejected.len(), 0, "{:?}", out.rejected);
+            prop_assert_eq!(&out.spans[0].row.model, "span-model");
+            prop_assert_eq!(&out.spans[0].run.session_id, "span-session");
         }
     }
 }

@@ -274,7 +274,10 @@ fn describe_rejections(rejected: &[Rejected]) -> String {
         .map(|r| format!("spans[{}] {}", r.index, r.error))
         .collect();
     if rejected.len() > REJECTIONS_IN_MESSAGE {
-        parts.push(format!("and {} more", rejected.len() - REJECTIONS_IN_MESSAGE));
+        parts.push(format!(
+            "and {} more",
+            rejected.len() - REJECTIONS_IN_MESSAGE
+        ));
     }
     parts.join("; ")
 }

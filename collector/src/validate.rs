@@ -307,6 +307,7 @@ fn check_labels(
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use vigil_schemas::time::{NANOS_PER_DAY, NANOS_PER_SECOND};
 
@@ -514,9 +515,15 @@ mod tests {
         let marker = s.attribute(TRUNCATED_ATTRIBUTE).unwrap();
         assert!(marker.len() <= MIN_MARKER_BYTES, "{}", marker.len());
         assert!(marker.starts_with("attributes.key0,attributes.key1,"));
-        assert!(marker.split(',').all(|f| f.starts_with("attributes.key")), "{marker}");
+        assert!(
+            marker.split(',').all(|f| f.starts_with("attributes.key")),
+            "{marker}"
+        );
         let last = marker.rsplit(',').next().unwrap();
-        assert!(last["attributes.key".len()..].parse::<u32>().is_ok(), "{last}");
+        assert!(
+            last["attributes.key".len()..].parse::<u32>().is_ok(),
+            "{last}"
+        );
     }
 
     #[test]

@@ -43,7 +43,10 @@ impl Vigil {
             grpc_port: free_port(),
             http_port: free_port(),
             token: String::new(),
-            extra_env: env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            extra_env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
             _tmp: Some(tmp),
         };
         vigil.spawn();
@@ -65,8 +68,14 @@ impl Vigil {
             .arg("serve")
             .arg("--data-dir")
             .arg(&self.data_dir)
-            .env("VIGIL_SERVER__GRPC_LISTEN", format!("127.0.0.1:{}", self.grpc_port))
-            .env("VIGIL_SERVER__HTTP_LISTEN", format!("127.0.0.1:{}", self.http_port))
+            .env(
+                "VIGIL_SERVER__GRPC_LISTEN",
+                format!("127.0.0.1:{}", self.grpc_port),
+            )
+            .env(
+                "VIGIL_SERVER__HTTP_LISTEN",
+                format!("127.0.0.1:{}", self.http_port),
+            )
             .env("VIGIL_BATCHER__MAX_DELAY", "200ms")
             .env("VIGIL_LOG", "info")
             .stdout(Stdio::null())
@@ -87,9 +96,16 @@ impl Vigil {
                 return;
             }
             if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
-                panic!("vigil exited with {status} during start; log:\n{}", self.log());
+                panic!(
+                    "vigil exited with {status} during start; log:\n{}",
+                    self.log()
+                );
             }
-            assert!(Instant::now() < deadline, "vigil did not become healthy; log:\n{}", self.log());
+            assert!(
+                Instant::now() < deadline,
+                "vigil did not become healthy; log:\n{}",
+                self.log()
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     }
@@ -121,9 +137,16 @@ impl Vigil {
     /// SIGTERM and wait for the graceful exit.
     pub fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
-            Command::new("kill").arg(child.id().to_string()).status().unwrap();
+            Command::new("kill")
+                .arg(child.id().to_string())
+                .status()
+                .unwrap();
             let status = child.wait().unwrap();
-            assert!(status.success(), "graceful shutdown failed: {status}; log:\n{}", self.log());
+            assert!(
+                status.success(),
+                "graceful shutdown failed: {status}; log:\n{}",
+                self.log()
+            );
         }
     }
 
@@ -159,10 +182,16 @@ impl Vigil {
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             let (status, body) = self.get(&format!("/api/v1/runs/{trace_id}")).await;
-            if status == 200 && !body["run"].is_null() && body["spans"].as_array().map_or(0, |s| s.len()) >= spans {
+            if status == 200
+                && !body["run"].is_null()
+                && body["spans"].as_array().map_or(0, |s| s.len()) >= spans
+            {
                 return body;
             }
-            assert!(Instant::now() < deadline, "run {trace_id} not readable: {status} {body}");
+            assert!(
+                Instant::now() < deadline,
+                "run {trace_id} not readable: {status} {body}"
+            );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
@@ -175,7 +204,11 @@ impl Vigil {
             .args(["create", "--role", roles])
             .output()
             .unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let text = String::from_utf8(out.stdout).unwrap();
         text.lines()
             .find_map(|l| l.strip_prefix("token:"))
@@ -214,7 +247,10 @@ impl Drop for Vigil {
 fn http_status(url: &str) -> std::io::Result<u16> {
     use std::io::{Read, Write};
     let rest = url.strip_prefix("http://").unwrap();
-    let (host, path) = rest.split_once('/').map(|(h, p)| (h, format!("/{p}"))).unwrap();
+    let (host, path) = rest
+        .split_once('/')
+        .map(|(h, p)| (h, format!("/{p}")))
+        .unwrap();
     let mut stream = std::net::TcpStream::connect(host)?;
     stream.set_read_timeout(Some(Duration::from_secs(2)))?;
     write!(stream, "GET {path} HTTP/1.0\r\nHost: {host}\r\n\r\n")?;

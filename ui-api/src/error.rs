@@ -8,7 +8,7 @@ use axum::{
 };
 use serde_json::json;
 use vigil_collector::error::IngestError;
-use vigil_query::QueryError;
+use vigil_query::{ErrorKind, QueryError};
 
 #[derive(Debug)]
 pub struct ApiError {
@@ -84,7 +84,8 @@ impl ApiError {
 impl From<IngestError> for ApiError {
     fn from(e: IngestError) -> ApiError {
         ApiError {
-            status: StatusCode::from_u16(e.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+            status: StatusCode::from_u16(e.http_status())
+                .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
             code: e.code(),
             message: e.to_string(),
             field: e.field().map(str::to_string),
@@ -95,30 +96,46 @@ impl From<IngestError> for ApiError {
 
 impl From<QueryError> for ApiError {
     fn from(e: QueryError) -> ApiError {
-        if e.is_bad_request() {
-            ApiError {
-                status: StatusCode::BAD_REQUEST,
-                code: "invalid_argument",
-                message: e.to_string(),
-                field: e.field().map(str::to_string),
-                retry_after_secs: None,
+        let (status, code, message, retry_after_secs) = match e.kind() {
+            ErrorKind::InvalidArgument => (
+                StatusCode::BAD_REQUEST,
+                "invalid_argument",
+                e.to_string(),
+                None,
+            ),
+            ErrorKind::Unavailable => {
+                tracing::warn!(error = %e, "store unavailable");
+                (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "unavailable",
+                    "the store could not answer; retry later".to_string(),
+                    Some(1),
+                )
             }
-        } else {
-            tracing::error!(error = %e, "query failed");
-            ApiError {
-                status: StatusCode::SERVICE_UNAVAILABLE,
-                code: "unavailable",
-                message: "the store could not answer; retry later".into(),
-                field: None,
-                retry_after_secs: Some(1),
+            ErrorKind::Internal => {
+                tracing::error!(error = %e, "query failed");
+                (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal",
+                    "the query failed; the server log has the details".to_string(),
+                    None,
+                )
             }
+        };
+        ApiError {
+            status,
+            code,
+            message,
+            field: e.field().map(str::to_string),
+            retry_after_secs,
         }
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = json!({"error": {"code": self.code, "message": self.message, "field": self.field}});
+        let body =
+            json!({"error": {"code": self.code, "message": self.message, "field": self.field}});
         let mut response = (self.status, Json(body)).into_response();
         if let Some(secs) = self.retry_after_secs {
             response

@@ -41,14 +41,47 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     let mut out = String::with_capacity(4096);
     state.pipeline.telemetry().render(&mut out);
     let wal = state.pipeline.wal().stats();
-    gauge(&mut out, "vigil_wal_backlog_bytes", "gauge", "Bytes in the WAL not yet confirmed by the store.", wal.backlog_bytes);
-    gauge(&mut out, "vigil_wal_durable_bytes", "counter", "Log position up to which data is fsync'd.", wal.durable_lsn);
-    gauge(&mut out, "vigil_wal_segments", "gauge", "WAL segment files on disk.", wal.segments);
-    gauge(&mut out, "vigil_wal_appends_total", "counter", "Records appended to the WAL.", wal.appends);
-    gauge(&mut out, "vigil_wal_fsyncs_total", "counter", "fsync calls of the WAL (group commits).", wal.fsyncs);
+    gauge(
+        &mut out,
+        "vigil_wal_backlog_bytes",
+        "gauge",
+        "Bytes in the WAL not yet confirmed by the store.",
+        wal.backlog_bytes,
+    );
+    gauge(
+        &mut out,
+        "vigil_wal_durable_bytes",
+        "counter",
+        "Log position up to which data is fsync'd.",
+        wal.durable_lsn,
+    );
+    gauge(
+        &mut out,
+        "vigil_wal_segments",
+        "gauge",
+        "WAL segment files on disk.",
+        wal.segments,
+    );
+    gauge(
+        &mut out,
+        "vigil_wal_appends_total",
+        "counter",
+        "Records appended to the WAL.",
+        wal.appends,
+    );
+    gauge(
+        &mut out,
+        "vigil_wal_fsyncs_total",
+        "counter",
+        "fsync calls of the WAL (group commits).",
+        wal.fsyncs,
+    );
     (state.extra_metrics)(&mut out);
     (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
         out,
     )
 }

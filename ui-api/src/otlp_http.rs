@@ -38,7 +38,13 @@ pub async fn export(
     let encoding = match headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .map(|v| v.split(';').next().unwrap_or_default().trim().to_ascii_lowercase())
+        .map(|v| {
+            v.split(';')
+                .next()
+                .unwrap_or_default()
+                .trim()
+                .to_ascii_lowercase()
+        })
         .as_deref()
     {
         Some("application/x-protobuf") | Some("application/protobuf") => Encoding::Protobuf,
@@ -52,15 +58,22 @@ pub async fn export(
     };
     let body = decompress(&headers, body, limit)?;
     let request = match encoding {
-        Encoding::Protobuf => ExportTraceServiceRequest::decode(body.as_ref())
-            .map_err(|e| ApiError::bad_request("body", format!("not a valid OTLP protobuf message: {e}")))?,
-        Encoding::Json => serde_json::from_slice::<ExportTraceServiceRequest>(&body)
-            .map_err(|e| ApiError::bad_request("body", format!("not a valid OTLP JSON message: {e}")))?,
+        Encoding::Protobuf => ExportTraceServiceRequest::decode(body.as_ref()).map_err(|e| {
+            ApiError::bad_request("body", format!("not a valid OTLP protobuf message: {e}"))
+        })?,
+        Encoding::Json => {
+            serde_json::from_slice::<ExportTraceServiceRequest>(&body).map_err(|e| {
+                ApiError::bad_request("body", format!("not a valid OTLP JSON message: {e}"))
+            })?
+        }
     };
     let response = state.pipeline.export_otlp(&caller.0, request).await?;
     Ok(match encoding {
         Encoding::Protobuf => (
-            [(header::CONTENT_TYPE, HeaderValue::from_static("application/x-protobuf"))],
+            [(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/x-protobuf"),
+            )],
             response.encode_to_vec(),
         )
             .into_response(),

@@ -1,0 +1,574 @@
+//! [`EmbeddedStore`]: the [`TraceStore`] over the embedded store's day-partitioned Parquet files
+//! (layout in `vigil_schemas::layout`), queried with DataFusion.
+//!
+//! * Each table is a DataFusion listing table over `store/<table>/`, with `day` as a hive
+//!   partition column, so a time range reads only its days. The runtime's list-files cache is
+//!   off: every query lists the directories again and sees a file the moment it is renamed into
+//!   place (half-written `*.parquet.tmp` files never match the extension).
+//! * Queries are built with the DataFrame/Expr API only; no SQL text is ever assembled.
+//! * Newest version per key, everywhere. Small answers (one trace, one session, one page of
+//!   runs) fetch every stored version of their keys and pick the newest in memory
+//!   ([`crate::versions`]). The run list ranks versions inside DataFusion (`row_number()` over the
+//!   key, by [`Table::version_order`]) *before* filtering, so that an older version can never
+//!   match a filter its newer version no longer does.
+//! * A time range prunes partitions before the versions are ranked, so a newer version of a run
+//!   whose start time moved to a day outside the range (a synthesized run replaced by its real
+//!   root across midnight) is not seen there. Each page is therefore checked again against every
+//!   version of its runs in the range's days widened by one day on each side, and a run whose
+//!   newest version no longer belongs is dropped from the page (the page may be shorter than
+//!   the limit; the cursor still moves past it).
+
+use std::{io, path::Path, sync::Arc};
+
+use async_trait::async_trait;
+use datafusion::{
+    arrow::{
+        array::{Array, Int64Array, RecordBatch, StringArray},
+        compute::cast,
+        datatypes::DataType,
+        error::ArrowError,
+    },
+    common::JoinType,
+    datasource::{
+        file_format::parquet::ParquetFormat,
+        listing::{ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl},
+    },
+    error::DataFusionError,
+    execution::runtime_env::RuntimeEnvBuilder,
+    functions_window::expr_fn::row_number,
+    logical_expr::{ExprFunctionExt, utils::conjunction},
+    prelude::{DataFrame, Expr, SessionConfig, SessionContext, col, lit},
+};
+use vigil_schemas::{
+    Outcome, RunRow,
+    arrow::{runs_from_batch, scores_from_batch, spans_from_batch},
+    layout::{DATA_FILE_EXTENSION, EmbeddedLayout, PARTITION_COLUMN, Table},
+    time::{day_of, day_string},
+};
+
+use crate::{
+    cursor::Cursor,
+    error::QueryError,
+    store::{RunDetail, RunFilter, RunPage, TraceStore, page_size},
+    tree::tree_order,
+    versions::{newest_runs, newest_scores, newest_spans},
+};
+
+const VERSION_RANK: &str = "__version_rank";
+const MATCHED_TRACE: &str = "__matched_trace_id";
+
+/// The embedded store's read side.
+pub struct EmbeddedStore {
+    layout: EmbeddedLayout,
+    ctx: SessionContext,
+}
+
+impl EmbeddedStore {
+    /// Opens the store under `data_dir`, creating its directories when missing (an empty store
+    /// answers empty results).
+    pub fn open(data_dir: impl AsRef<Path>) -> Result<EmbeddedStore, QueryError> {
+        let layout = EmbeddedLayout::new(data_dir);
+        layout.create_dirs().map_err(|source| QueryError::Io {
+            path: layout.root().to_path_buf(),
+            source,
+        })?;
+        // No list-files cache: files appear (writes) and disappear (compaction) all the time.
+        let runtime = RuntimeEnvBuilder::new()
+            .with_object_list_cache_limit(0)
+            .build_arc()?;
+        let mut config = SessionConfig::new();
+        // Evaluate key predicates while decoding, so that a trace look-up decodes only its rows.
+        config.options_mut().execution.parquet.pushdown_filters = true;
+        config.options_mut().execution.parquet.reorder_filters = true;
+        let ctx = SessionContext::new_with_config_rt(config, runtime);
+        for table in Table::ALL {
+            let dir = layout.table_dir(table);
+            let path = dir.to_str().ok_or_else(|| {
+                QueryError::Unavailable(format!("{} is not a UTF-8 path", dir.display()))
+            })?;
+            let url = ListingTableUrl::parse(path)?;
+            let options = ListingOptions::new(Arc::new(ParquetFormat::default()))
+                .with_file_extension(DATA_FILE_EXTENSION)
+                .with_table_partition_cols(vec![(PARTITION_COLUMN.to_string(), DataType::Utf8)]);
+            let config = ListingTableConfig::new(url)
+                .with_listing_options(options)
+                .with_schema(table.schema());
+            ctx.register_table(table.name(), Arc::new(ListingTable::try_new(config)?))?;
+        }
+        Ok(EmbeddedStore { layout, ctx })
+    }
+
+    pub fn layout(&self) -> &EmbeddedLayout {
+        &self.layout
+    }
+
+    /// The DataFusion session, with the tables `runs`, `spans` and `scores` registered (raw:
+    /// every stored version; see [`Self::newest_rows`]).
+    pub fn context(&self) -> &SessionContext {
+        &self.ctx
+    }
+
+    /// The newest version of every row of a project in `table`, read from the partitions that
+    /// may hold rows of [`from_ns`, `to_ns`) by their time column (filter on that column
+    /// yourself: the partitions are whole days). For engines that aggregate over the store.
+    pub async fn newest_rows(
+        &self,
+        table: Table,
+        project_id: &str,
+        from_ns: Option<i64>,
+        to_ns: Option<i64>,
+    ) -> Result<DataFrame, QueryError> {
+        let days = Days::of(from_ns, to_ns);
+        let df = self.scan(table, project_id, days, None).await?;
+        Ok(newest_versions(df, table)?)
+    }
+
+    /// `table`'s rows of a project within `days`, with an extra predicate.
+    async fn scan(
+        &self,
+        table: Table,
+        project_id: &str,
+        days: Days,
+        predicate: Option<Expr>,
+    ) -> Result<DataFrame, QueryError> {
+        let mut filters = vec![col("project_id").eq(lit(project_id))];
+        filters.extend(days.predicates());
+        filters.extend(predicate);
+        let df = self.ctx.table(table.name()).await?;
+        match conjunction(filters) {
+            Some(filter) => Ok(df.filter(filter)?),
+            None => Ok(df),
+        }
+    }
+
+    /// Every stored version of the rows matching a predicate, decoded.
+    async fn fetch<T>(
+        &self,
+        table: Table,
+        project_id: &str,
+        days: Days,
+        predicate: Expr,
+        decode: fn(&RecordBatch) -> Result<Vec<T>, ArrowError>,
+    ) -> Result<Vec<T>, QueryError> {
+        let df = self.scan(table, project_id, days, Some(predicate)).await?;
+        let mut rows = Vec::new();
+        for batch in collect(df).await? {
+            rows.extend(decode(&conform(table, &batch)?)?);
+        }
+        Ok(rows)
+    }
+
+    /// Every stored version of the given runs.
+    async fn runs_by_trace(
+        &self,
+        project_id: &str,
+        trace_ids: &[String],
+        days: Days,
+    ) -> Result<Vec<RunRow>, QueryError> {
+        if trace_ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let list = trace_ids.iter().map(|t| lit(t.as_str())).collect();
+        let predicate = col("trace_id").in_list(list, false);
+        self.fetch(Table::Runs, project_id, days, predicate, runs_from_batch)
+            .await
+    }
+
+    /// Trace ids of the runs having a span, in its newest version, whose `column` is `value`.
+    async fn traces_with_span(
+        &self,
+        project_id: &str,
+        days: Days,
+        column: &str,
+        value: &str,
+    ) -> Result<DataFrame, QueryError> {
+        let mut columns: Vec<&str> = Table::Spans.key_columns().to_vec();
+        columns.extend(Table::Spans.version_order());
+        columns.push(column);
+        let spans = self
+            .scan(Table::Spans, project_id, days, None)
+            .await?
+            .select_columns(&columns)?;
+        Ok(newest_versions(spans, Table::Spans)?
+            .filter(col(column).eq(lit(value)))?
+            .select(vec![col("trace_id").alias(MATCHED_TRACE)])?
+            .distinct()?)
+    }
+}
+
+#[async_trait]
+impl TraceStore for EmbeddedStore {
+    async fn get_run(
+        &self,
+        project_id: &str,
+        trace_id: &str,
+    ) -> Result<Option<RunDetail>, QueryError> {
+        let key = || col("trace_id").eq(lit(trace_id));
+        let all = Days::default();
+        let (runs, spans, scores) = tokio::try_join!(
+            self.fetch(Table::Runs, project_id, all, key(), runs_from_batch),
+            self.fetch(Table::Spans, project_id, all, key(), spans_from_batch),
+            self.fetch(Table::Scores, project_id, all, key(), scores_from_batch),
+        )?;
+        let run = newest_runs(runs).into_iter().next();
+        let spans = tree_order(newest_spans(spans));
+        if run.is_none() && spans.is_empty() {
+            return Ok(None);
+        }
+        let mut scores = newest_scores(scores);
+        scores.sort_by(|a, b| (a.time_ns, &a.score_id).cmp(&(b.time_ns, &b.score_id)));
+        Ok(Some(RunDetail { run, spans, scores }))
+    }
+
+    async fn list_runs(
+        &self,
+        project_id: &str,
+        filter: &RunFilter,
+        limit: Option<usize>,
+        cursor: Option<&str>,
+    ) -> Result<RunPage, QueryError> {
+        let limit = page_size(limit)?;
+        let outcome = filter.validate()?;
+        let cursor = cursor.map(Cursor::decode).transpose()?;
+        if filter.is_empty_range() {
+            return Ok(RunPage {
+                runs: Vec::new(),
+                next_cursor: None,
+            });
+        }
+        let mut days = Days::of(filter.from_ns, filter.to_ns);
+        if let Some(cursor) = &cursor {
+            days = days.ending_by(day_of(cursor.start_time_ns));
+        }
+
+        // 1. The page's positions: versions ranked over the narrow columns, then filtered.
+        let page = self
+            .page_positions(project_id, filter, outcome, cursor.as_ref(), days, limit)
+            .await?;
+        let next_cursor = (page.len() > limit)
+            .then(|| page.get(limit - 1).map(Position::encode))
+            .flatten();
+
+        // 2. The full rows, checked against every version nearby (see the module docs).
+        let traces: Vec<String> = page
+            .iter()
+            .take(limit)
+            .map(|p| p.trace_id.clone())
+            .collect();
+        let check_days = if days.is_bounded() {
+            days.widened(1)
+        } else {
+            days
+        };
+        let newest = newest_runs(self.runs_by_trace(project_id, &traces, check_days).await?);
+        let mut by_trace: std::collections::HashMap<String, RunRow> = newest
+            .into_iter()
+            .map(|r| (r.trace_id.clone(), r))
+            .collect();
+        let runs = traces
+            .iter()
+            .filter_map(|t| by_trace.remove(t))
+            .filter(|r| {
+                filter.matches_run(r, outcome) && cursor.as_ref().is_none_or(|c| c.admits(r))
+            })
+            .collect();
+        Ok(RunPage { runs, next_cursor })
+    }
+
+    async fn session(&self, project_id: &str, session_id: &str) -> Result<Vec<RunRow>, QueryError> {
+        // Every run that ever had this session in some version…
+        let candidates = self
+            .scan(
+                Table::Runs,
+                project_id,
+                Days::default(),
+                Some(col("session_id").eq(lit(session_id))),
+            )
+            .await?
+            .select_columns(&["trace_id"])?
+            .distinct()?;
+        let mut traces = Vec::new();
+        for batch in collect(candidates).await? {
+            traces.extend(strings(&batch, "trace_id")?);
+        }
+        // …kept when its newest version still has it.
+        let mut runs: Vec<RunRow> = newest_runs(
+            self.runs_by_trace(project_id, &traces, Days::default())
+                .await?,
+        )
+        .into_iter()
+        .filter(|r| r.session_id == session_id)
+        .collect();
+        runs.sort_by(|a, b| (a.start_time_ns, &a.trace_id).cmp(&(b.start_time_ns, &b.trace_id)));
+        Ok(runs)
+    }
+
+    async fn health(&self) -> Result<(), QueryError> {
+        for table in Table::ALL {
+            let dir = self.layout.table_dir(table);
+            drop(
+                tokio::fs::read_dir(&dir)
+                    .await
+                    .map_err(|source| QueryError::Io { path: dir, source })?,
+            );
+        }
+        Ok(())
+    }
+}
+
+/// A position in the run list.
+struct Position {
+    trace_id: String,
+    start_time_ns: i64,
+}
+
+impl Position {
+    fn encode(&self) -> String {
+        Cursor {
+            start_time_ns: self.start_time_ns,
+            trace_id: self.trace_id.clone(),
+        }
+        .encode()
+    }
+}
+
+impl EmbeddedStore {
+    /// Up to `limit + 1` positions of matching runs, newest first.
+    async fn page_positions(
+        &self,
+        project_id: &str,
+        filter: &RunFilter,
+        outcome: Option<Outcome>,
+        cursor: Option<&Cursor>,
+        days: Days,
+        limit: usize,
+    ) -> Result<Vec<Position>, QueryError> {
+        let mut columns: Vec<&str> = Table::Runs.key_columns().to_vec();
+        columns.extend(Table::Runs.version_order());
+        let mut conditions = Vec::new();
+        let mut text = |column: &'static str, wanted: &Option<String>| {
+            if let Some(value) = wanted {
+                conditions.push(col(column).eq(lit(value.as_str())));
+                columns.push(column);
+            }
+        };
+        text("session_id", &filter.session_id);
+        text("user_hash", &filter.user_hash);
+        text("agent_name", &filter.agent);
+        text("task_type", &filter.task_type);
+        text("environment", &filter.environment);
+        if let Some(outcome) = outcome {
+            conditions.push(col("outcome").eq(lit(outcome.as_str())));
+            columns.push("outcome");
+        }
+        if let Some(from) = filter.from_ns {
+            conditions.push(col("start_time_ns").gt_eq(lit(from)));
+        }
+        if let Some(to) = filter.to_ns {
+            conditions.push(col("start_time_ns").lt(lit(to)));
+        }
+        if let Some(cursor) = cursor {
+            let start = || col("start_time_ns");
+            conditions.push(
+                start().lt(lit(cursor.start_time_ns)).or(start()
+                    .eq(lit(cursor.start_time_ns))
+                    .and(col("trace_id").lt(lit(cursor.trace_id.as_str())))),
+            );
+        }
+        columns.dedup();
+
+        let runs = self
+            .scan(Table::Runs, project_id, days, None)
+            .await?
+            .select_columns(&columns)?;
+        let mut runs = newest_versions(runs, Table::Runs)?;
+        if let Some(condition) = conjunction(conditions) {
+            runs = runs.filter(condition)?;
+        }
+        // Spans of a run start after it, give or take clock skew: search a day around it.
+        let span_days = if days.is_bounded() {
+            days.widened(1)
+        } else {
+            days
+        };
+        for (column, wanted) in [
+            ("model", &filter.model),
+            ("prompt_version", &filter.prompt_version),
+        ] {
+            if let Some(value) = wanted {
+                let matched = self
+                    .traces_with_span(project_id, span_days, column, value)
+                    .await?;
+                runs = runs.join(
+                    matched,
+                    JoinType::LeftSemi,
+                    &["trace_id"],
+                    &[MATCHED_TRACE],
+                    None,
+                )?;
+            }
+        }
+        let page = runs
+            .sort(vec![
+                col("start_time_ns").sort(false, false),
+                col("trace_id").sort(false, false),
+            ])?
+            .limit(0, Some(limit + 1))?
+            .select_columns(&["trace_id", "start_time_ns"])?;
+        let mut positions = Vec::new();
+        for batch in collect(page).await? {
+            let traces = strings(&batch, "trace_id")?;
+            let starts = int64s(&batch, "start_time_ns")?;
+            positions.extend(
+                traces
+                    .into_iter()
+                    .zip(starts)
+                    .map(|(trace_id, start_time_ns)| Position {
+                        trace_id,
+                        start_time_ns,
+                    }),
+            );
+        }
+        Ok(positions)
+    }
+}
+
+/// Ranks the versions of each key and keeps the newest (the first by [`Table::version_order`]).
+fn newest_versions(df: DataFrame, table: Table) -> Result<DataFrame, DataFusionError> {
+    let rank = row_number()
+        .partition_by(table.key_columns().iter().map(|c| col(*c)).collect())
+        .order_by(
+            table
+                .version_order()
+                .iter()
+                .map(|c| col(*c).sort(false, false))
+                .collect(),
+        )
+        .build()?
+        .alias(VERSION_RANK);
+    df.window(vec![rank])?
+        .filter(col(VERSION_RANK).eq(lit(1u64)))?
+        .drop_columns(&[VERSION_RANK])
+}
+
+/// Runs a query; once more if a file vanished under it (a compaction deleting merged files
+/// after its grace period), which a fresh listing no longer sees.
+async fn collect(df: DataFrame) -> Result<Vec<RecordBatch>, QueryError> {
+    match df.clone().collect().await {
+        Err(e) if is_not_found(&e) => {
+            tracing::debug!(error = %e, "a store file vanished during a query; retrying");
+            Ok(df.collect().await?)
+        }
+        result => Ok(result?),
+    }
+}
+
+fn is_not_found(error: &DataFusionError) -> bool {
+    use datafusion::object_store::Error as StoreError;
+    let mut current: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(e) = current {
+        if matches!(
+            e.downcast_ref::<StoreError>(),
+            Some(StoreError::NotFound { .. })
+        ) || e
+            .downcast_ref::<io::Error>()
+            .is_some_and(|io| io.kind() == io::ErrorKind::NotFound)
+        {
+            return true;
+        }
+        current = e.source();
+    }
+    false
+}
+
+/// A batch from a query, with the table's exact column types (DataFusion may read text as
+/// views), so the schema conversions can decode it.
+fn conform(table: Table, batch: &RecordBatch) -> Result<RecordBatch, QueryError> {
+    let schema = table.schema();
+    let columns = schema
+        .fields()
+        .iter()
+        .map(|field| {
+            let column = batch.column_by_name(field.name()).ok_or_else(|| {
+                ArrowError::SchemaError(format!("column {} is missing", field.name()))
+            })?;
+            if column.data_type() == field.data_type() {
+                Ok(Arc::clone(column))
+            } else {
+                cast(column, field.data_type())
+            }
+        })
+        .collect::<Result<Vec<_>, ArrowError>>()?;
+    Ok(RecordBatch::try_new(schema, columns)?)
+}
+
+fn strings(batch: &RecordBatch, name: &str) -> Result<Vec<String>, QueryError> {
+    let column = batch
+        .column_by_name(name)
+        .ok_or_else(|| ArrowError::SchemaError(format!("column {name} is missing")))?;
+    let column = cast(column, &DataType::Utf8)?;
+    let array = column
+        .as_any()
+        .downcast_ref::<StringArray>()
+        .ok_or_else(|| ArrowError::SchemaError(format!("column {name} is not text")))?;
+    Ok(array
+        .iter()
+        .map(|v| v.unwrap_or_default().to_string())
+        .collect())
+}
+
+fn int64s(batch: &RecordBatch, name: &str) -> Result<Vec<i64>, QueryError> {
+    let array = batch
+        .column_by_name(name)
+        .and_then(|c| c.as_any().downcast_ref::<Int64Array>())
+        .ok_or_else(|| ArrowError::SchemaError(format!("column {name} is missing or mistyped")))?;
+    Ok(array.iter().map(Option::unwrap_or_default).collect())
+}
+
+/// A range of partition days, each end open when `None`.
+#[derive(Debug, Clone, Copy, Default)]
+struct Days {
+    first: Option<i64>,
+    last: Option<i64>,
+}
+
+impl Days {
+    /// The days that may hold a time in [`from_ns`, `to_ns`).
+    fn of(from_ns: Option<i64>, to_ns: Option<i64>) -> Days {
+        Days {
+            first: from_ns.map(day_of),
+            last: to_ns.map(|to| day_of(to.saturating_sub(1))),
+        }
+    }
+
+    fn ending_by(self, day: i64) -> Days {
+        Days {
+            last: Some(self.last.map_or(day, |last| last.min(day))),
+            ..self
+        }
+    }
+
+    fn widened(self, by: i64) -> Days {
+        Days {
+            first: self.first.map(|d| d - by),
+            last: self.last.map(|d| d + by),
+        }
+    }
+
+    fn is_bounded(&self) -> bool {
+        self.first.is_some() || self.last.is_some()
+    }
+
+    /// Predicates on the partition column (`YYYY-MM-DD` text orders like the days).
+    fn predicates(&self) -> Vec<Expr> {
+        let day = || col(PARTITION_COLUMN);
+        let mut predicates = Vec::new();
+        if let Some(first) = self.first {
+            predicates.push(day().gt_eq(lit(day_string(first))));
+        }
+        if let Some(last) = self.last {
+            predicates.push(day().lt_eq(lit(day_string(last))));
+        }
+        predicates
+    }
+}

@@ -1,0 +1,137 @@
+//! The read contract both stores implement, and the shapes it answers with.
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use vigil_schemas::{Outcome, RunRow, ScoreRow, SpanRow};
+
+use crate::error::QueryError;
+
+/// `list_runs` page size when the caller names none.
+pub const DEFAULT_LIMIT: usize = 100;
+/// The largest page `list_runs` returns; larger requests are served this many.
+pub const MAX_LIMIT: usize = 1000;
+
+/// One run with everything attached to it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RunDetail {
+    /// `None` when spans arrived but the run itself (its root, or a synthesized run) did not.
+    pub run: Option<RunRow>,
+    /// Tree order: depth-first from the roots, siblings by start time.
+    pub spans: Vec<SpanRow>,
+    /// By time, then score id.
+    pub scores: Vec<ScoreRow>,
+}
+
+/// One page of `list_runs`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RunPage {
+    /// Newest first: by start time, then trace id, both descending.
+    pub runs: Vec<RunRow>,
+    /// Pass it back to get the next page; `None` on the last page.
+    pub next_cursor: Option<String>,
+}
+
+/// Which runs `list_runs` returns. Every field that is set must match (exact, case-sensitive
+/// text, except `outcome`, which is one of the outcome names in any case).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RunFilter {
+    /// Runs that started at or after this instant (ns since the epoch)…
+    pub from_ns: Option<i64>,
+    /// …and strictly before this one.
+    pub to_ns: Option<i64>,
+    pub session_id: Option<String>,
+    pub user_hash: Option<String>,
+    /// The agent's name.
+    pub agent: Option<String>,
+    pub task_type: Option<String>,
+    pub outcome: Option<String>,
+    /// Runs with at least one span of this model.
+    pub model: Option<String>,
+    /// Runs with at least one span of this prompt version.
+    pub prompt_version: Option<String>,
+    pub environment: Option<String>,
+}
+
+impl RunFilter {
+    /// Checks the filter and returns its outcome, parsed.
+    pub(crate) fn validate(&self) -> Result<Option<Outcome>, QueryError> {
+        if let (Some(from), Some(to)) = (self.from_ns, self.to_ns) {
+            if to < from {
+                return Err(QueryError::invalid("to", "must not be before from"));
+            }
+        }
+        self.outcome
+            .as_deref()
+            .map(|text| {
+                Outcome::parse(text).ok_or_else(|| {
+                    let names: Vec<&str> = Outcome::ALL.iter().map(|o| o.as_str()).collect();
+                    QueryError::invalid(
+                        "outcome",
+                        format!("unknown outcome {text:?}; one of {}", names.join(", ")),
+                    )
+                })
+            })
+            .transpose()
+    }
+
+    /// Whether a run matches the run-level part of the filter (all but `model` and
+    /// `prompt_version`, which are about its spans).
+    pub(crate) fn matches_run(&self, run: &RunRow, outcome: Option<Outcome>) -> bool {
+        let text =
+            |wanted: &Option<String>, actual: &str| wanted.as_deref().is_none_or(|w| w == actual);
+        self.from_ns.is_none_or(|from| run.start_time_ns >= from)
+            && self.to_ns.is_none_or(|to| run.start_time_ns < to)
+            && text(&self.session_id, &run.session_id)
+            && text(&self.user_hash, &run.user_hash)
+            && text(&self.agent, &run.agent_name)
+            && text(&self.task_type, &run.task_type)
+            && text(&self.environment, &run.environment)
+            && outcome.is_none_or(|o| o == run.outcome)
+    }
+
+    /// Whether the time range can hold no run at all.
+    pub(crate) fn is_empty_range(&self) -> bool {
+        matches!((self.from_ns, self.to_ns), (Some(from), Some(to)) if to <= from)
+    }
+}
+
+/// The page size for a requested limit: the default when none, at most [`MAX_LIMIT`].
+pub fn page_size(limit: Option<usize>) -> Result<usize, QueryError> {
+    match limit {
+        None => Ok(DEFAULT_LIMIT),
+        Some(0) => Err(QueryError::invalid(
+            "limit",
+            format!("must be between 1 and {MAX_LIMIT}"),
+        )),
+        Some(n) => Ok(n.min(MAX_LIMIT)),
+    }
+}
+
+/// The read side of a store: trace and session look-ups and the run list. Every answer counts
+/// each key once, in its newest version, however many times it was written.
+#[async_trait]
+pub trait TraceStore: Send + Sync {
+    /// A run with its spans and scores; `None` when there is neither the run nor any span.
+    async fn get_run(
+        &self,
+        project_id: &str,
+        trace_id: &str,
+    ) -> Result<Option<RunDetail>, QueryError>;
+
+    /// Runs matching `filter`, newest first, `limit` at a time (see [`page_size`]), from the
+    /// position `cursor` (a previous page's `next_cursor`) on.
+    async fn list_runs(
+        &self,
+        project_id: &str,
+        filter: &RunFilter,
+        limit: Option<usize>,
+        cursor: Option<&str>,
+    ) -> Result<RunPage, QueryError>;
+
+    /// A session's runs in time order (start time, then trace id).
+    async fn session(&self, project_id: &str, session_id: &str) -> Result<Vec<RunRow>, QueryError>;
+
+    /// A cheap check that the store can answer.
+    async fn health(&self) -> Result<(), QueryError>;
+}
