@@ -60,7 +60,7 @@ impl IngestProtocol {
     /// The protocol of the `index`-th batch or client task: `Mixed` alternates, starting native.
     pub fn for_index(self, index: usize) -> IngestProtocol {
         match self {
-            IngestProtocol::Mixed if index % 2 == 0 => IngestProtocol::Native,
+            IngestProtocol::Mixed if index.is_multiple_of(2) => IngestProtocol::Native,
             IngestProtocol::Mixed => IngestProtocol::Otlp,
             other => other,
         }
@@ -296,6 +296,9 @@ pub struct DemoReport {
     /// Requests given up on (retries exhausted, or refused for good).
     pub failed_requests: u64,
     pub elapsed_secs: f64,
+    /// The workload's bad prompt versions (`prompt_id@version`): rolled out halfway through the
+    /// window, they fail and loop more; something to find in the dashboards and audit queries.
+    pub bad_prompt_versions: Vec<String>,
 }
 
 impl DemoReport {
@@ -324,10 +327,11 @@ impl fmt::Display for DemoReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(
             f,
-            "sent {} of {} runs ({} spans) to {} in {:.1} s (seed {}, {})",
+            "sent {} of {} runs ({} spans, {} accepted) to {} in {:.1} s (seed {}, {})",
             self.runs_sent(),
             self.runs_generated,
             self.spans_sent(),
+            self.spans_accepted(),
             self.endpoint,
             self.elapsed_secs,
             self.seed,
@@ -357,6 +361,13 @@ impl fmt::Display for DemoReport {
         for message in &self.rejections {
             write!(f, "\n    {message}")?;
         }
+        if !self.bad_prompt_versions.is_empty() {
+            write!(
+                f,
+                "\n  bad prompt versions (more failures and loops, second half of the window): {}",
+                self.bad_prompt_versions.join(", ")
+            )?;
+        }
         Ok(())
     }
 }
@@ -381,6 +392,10 @@ pub async fn run_demo(opts: DemoOptions) -> anyhow::Result<DemoReport> {
         protocol: opts.protocol,
         seed: opts.seed,
         runs_generated: runs.len(),
+        bad_prompt_versions: workload::bad_prompt_versions()
+            .into_iter()
+            .map(|(id, version)| format!("{id}@{version}"))
+            .collect(),
         ..Default::default()
     };
     let started = Instant::now();
@@ -653,6 +668,171 @@ mod tests {
         assert!(!is_retryable(&Status::invalid_argument("bad")));
         assert!(is_fatal(&Status::unauthenticated("no key")));
         assert!(!is_fatal(&Status::unavailable("later")));
+    }
+
+    /// A collector that refuses its first `refuse_first` calls with RESOURCE_EXHAUSTED, then
+    /// accepts everything but one span per native request and two spans per OTLP request.
+    struct FakeCollector {
+        calls: std::sync::atomic::AtomicU32,
+        refuse_first: u32,
+    }
+
+    impl FakeCollector {
+        fn admit<T>(&self, request: &Request<T>) -> Result<(), Status> {
+            let key = request
+                .metadata()
+                .get("authorization")
+                .and_then(|v| v.to_str().ok());
+            if key != Some("Bearer secret") {
+                return Err(Status::unauthenticated("missing or invalid API key"));
+            }
+            let call = self.calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            if call < self.refuse_first {
+                return Err(Status::resource_exhausted("backlog full"));
+            }
+            Ok(())
+        }
+    }
+
+    #[tonic::async_trait]
+    impl v1::ingest_service_server::IngestService for FakeCollector {
+        async fn export(
+            &self,
+            request: Request<v1::ExportRequest>,
+        ) -> Result<tonic::Response<v1::ExportResponse>, Status> {
+            self.admit(&request)?;
+            let r = request.into_inner();
+            let rejections: Vec<v1::Rejection> = (!r.spans.is_empty())
+                .then(|| v1::Rejection {
+                    kind: ItemKind::Span as i32,
+                    index: 0,
+                    field: "span.name".into(),
+                    reason: "test rejection".into(),
+                })
+                .into_iter()
+                .collect();
+            Ok(tonic::Response::new(v1::ExportResponse {
+                accepted_runs: r.runs.len() as u32,
+                accepted_spans: (r.spans.len() - rejections.len()) as u32,
+                accepted_scores: r.scores.len() as u32,
+                rejections,
+            }))
+        }
+    }
+
+    #[tonic::async_trait]
+    impl vigil_proto::otlp::collector::trace::v1::trace_service_server::TraceService for FakeCollector {
+        async fn export(
+            &self,
+            request: Request<ExportTraceServiceRequest>,
+        ) -> Result<tonic::Response<ExportTraceServiceResponse>, Status> {
+            self.admit(&request)?;
+            Ok(tonic::Response::new(ExportTraceServiceResponse {
+                partial_success: Some(
+                    vigil_proto::otlp::collector::trace::v1::ExportTracePartialSuccess {
+                        rejected_spans: 2,
+                        error_message: "two bad spans".into(),
+                    },
+                ),
+            }))
+        }
+    }
+
+    async fn start_fake_collector(refuse_first: u32) -> String {
+        use std::sync::Arc;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("a free port");
+        let addr = listener.local_addr().expect("an address");
+        let fake = Arc::new(FakeCollector {
+            calls: Default::default(),
+            refuse_first,
+        });
+        let server = tonic::transport::Server::builder()
+            .add_service(v1::ingest_service_server::IngestServiceServer::from_arc(fake.clone()))
+            .add_service(
+                vigil_proto::otlp::collector::trace::v1::trace_service_server::TraceServiceServer::from_arc(
+                    fake,
+                ),
+            )
+            .serve_with_incoming(tonic::transport::server::TcpIncoming::from(listener));
+        tokio::spawn(server);
+        format!("http://{addr}")
+    }
+
+    #[tokio::test]
+    async fn demo_retries_refusals_and_counts_what_was_acknowledged() {
+        let endpoint = start_fake_collector(2).await;
+        let opts = DemoOptions {
+            endpoint,
+            token: "secret".into(),
+            seed: 3,
+            runs: 40,
+            rate: Some(200.0),
+            protocol: IngestProtocol::Mixed,
+            batch_runs: 10,
+            history: Duration::from_secs(3600),
+        };
+        let report = run_demo(opts.clone()).await.expect("the demo runs");
+
+        // Expected counts, from the same workload (timestamps shift, the runs do not).
+        let runs = workload::generate(&WorkloadConfig::new(3, 40, 0, 3_600_000_000_000));
+        let batches: Vec<&[GeneratedRun]> = runs.chunks(10).collect();
+        let count = |odd: bool, f: &dyn Fn(&[GeneratedRun]) -> usize| -> u64 {
+            batches
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| (i % 2 == 1) == odd)
+                .map(|(_, b)| f(b) as u64)
+                .sum()
+        };
+        let spans = |b: &[GeneratedRun]| workload::span_count(b);
+        let scores = |b: &[GeneratedRun]| b.iter().filter(|r| r.feedback.is_some()).count();
+        assert_eq!(report.retries, 2, "the first two calls were refused");
+        assert_eq!(report.failed_requests, 0);
+        assert_eq!(report.runs_generated, 40);
+        assert_eq!(report.native.requests, 2);
+        assert_eq!(report.native.runs_sent, 20);
+        assert_eq!(report.native.runs_accepted, 20);
+        assert_eq!(report.native.spans_sent, count(false, &spans));
+        assert_eq!(report.native.spans_accepted, count(false, &spans) - 2);
+        assert_eq!(report.native.scores_sent, count(false, &scores));
+        assert_eq!(report.native.scores_accepted, count(false, &scores));
+        assert_eq!(report.otlp.requests, 2);
+        assert_eq!(report.otlp.runs_sent, 20);
+        assert_eq!(
+            report.otlp.runs_accepted, 0,
+            "every OTLP request had rejections"
+        );
+        assert_eq!(report.otlp.spans_sent, count(true, &spans));
+        assert_eq!(report.otlp.spans_accepted, count(true, &spans) - 4);
+        assert_eq!(report.otlp.scores_sent, count(true, &scores));
+        assert_eq!(report.otlp.scores_accepted, count(true, &scores));
+        // One span per native request and two per OTLP request (plus the scores requests' none).
+        assert_eq!(report.rejected_items, 2 + 4);
+        assert!(
+            report
+                .rejections
+                .iter()
+                .any(|m| m.contains("span[0] span.name: test rejection"))
+        );
+        assert!(
+            report
+                .rejections
+                .iter()
+                .any(|m| m.contains("two bad spans"))
+        );
+        // Paced: the fourth batch (runs 30..40) is due 30 / 200 s after the start.
+        assert!(report.elapsed_secs >= 0.15, "{}", report.elapsed_secs);
+        assert!(report.to_string().contains("sent 40 of 40 runs"));
+
+        let refused = run_demo(DemoOptions {
+            token: "wrong".into(),
+            ..opts
+        })
+        .await
+        .expect_err("a wrong key stops the demo");
+        assert!(refused.to_string().contains("Unauthenticated"), "{refused}");
     }
 
     #[test]

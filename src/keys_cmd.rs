@@ -58,8 +58,8 @@ pub fn run(config: &Config, action: KeysAction) -> anyhow::Result<()> {
         }
         KeysAction::List => {
             println!(
-                "{:<20} {:<16} {:<28} {:<22} {}",
-                "ID", "PROJECT", "ROLES", "CREATED", "STATE"
+                "{:<20} {:<16} {:<28} {:<22} STATE",
+                "ID", "PROJECT", "ROLES", "CREATED"
             );
             for k in keys.list()? {
                 let roles: Vec<&str> = k.roles.iter().map(|r| r.as_str()).collect();

@@ -1806,7 +1806,9 @@ fn otlp_status(status: SpanStatus, message: &str) -> Option<Status> {
 /// (`invoke_agent`) carrying the run-level attributes; model, tool and retrieval spans are its
 /// children. Feedback is not included (see [`feedback_scores`]).
 pub fn to_otlp(runs: &[GeneratedRun]) -> ExportTraceServiceRequest {
-    let mut groups: Vec<((&str, &str, &str), Vec<Span>)> = Vec::new();
+    // (agent, environment, release) → the spans of that resource.
+    type ResourceKey<'a> = (&'a str, &'a str, &'a str);
+    let mut groups: Vec<(ResourceKey<'_>, Vec<Span>)> = Vec::new();
     for run in runs {
         let key = (
             run.agent_name.as_str(),
@@ -2720,7 +2722,7 @@ mod tests {
                         assert_eq!(get("vigil.prompt.version"), text(&m.prompt_version));
                         assert_eq!(get("gen_ai.usage.input_tokens"), int(m.input_tokens));
                         assert_eq!(get("gen_ai.usage.output_tokens"), int(m.output_tokens));
-                        let optional = |v: u64| (v > 0).then(|| Read::Int(v as i64));
+                        let optional = |v: u64| (v > 0).then_some(Read::Int(v as i64));
                         assert_eq!(
                             get("gen_ai.usage.cache_read.input_tokens"),
                             optional(m.cached_input_tokens)

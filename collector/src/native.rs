@@ -133,9 +133,11 @@ fn decode_span(span: v1::Span, limits: &Limits, now_ns: i64) -> Result<SpanRow, 
         Ok(v1::SpanKind::Unspecified) => SpanKind::Other,
         Err(_) => return Err(unknown_enum("span.kind", span.kind)),
     };
+    // A raw user id belongs in `Run.user_id`, where it is hashed; under an attribute it is dropped.
     let (attr_keys, attr_values) = span
         .attributes
         .into_iter()
+        .filter(|a| !validate::RAW_USER_ATTRIBUTES.contains(&a.key.as_str()))
         .map(|a| (a.key, a.value))
         .unzip();
     let mut row = SpanRow {
@@ -478,6 +480,23 @@ mod tests {
         assert_eq!((row.tool_call_id.as_str(), row.retry_count), ("call_1", 2));
         assert_eq!(row.cost_nanos, None);
         assert_eq!(row.cost_source, "");
+    }
+
+    #[test]
+    fn raw_user_ids_in_attributes_are_dropped() {
+        let mut s = span();
+        s.attributes = ["user.id", "langfuse.user.id", "enduser.id", "app.x"]
+            .iter()
+            .map(|k| v1::Attribute {
+                key: k.to_string(),
+                value: "alice".into(),
+            })
+            .collect();
+        let out = decode(v1::ExportRequest {
+            spans: vec![s],
+            ..Default::default()
+        });
+        assert_eq!(out.spans[0].attr_keys, vec!["app.x".to_string()]);
     }
 
     #[test]

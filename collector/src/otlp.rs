@@ -1,14 +1,28 @@
 //! Decoding of OTLP trace exports: each span becomes a [`DraftSpan`], read by the mapping of
 //! API.md ("How OTLP spans are read").
 //!
-//! How a field is found: its source attributes are tried in the order of the table, first on the
-//! span, then on the resource (resource attributes are span attributes of lower priority, so a
-//! span attribute of any of a field's names beats every resource attribute). A value that cannot
-//! be read as what the field needs (a token count of `"many"`, an empty string) counts as absent,
-//! and the next name is tried. An attribute whose value went into a column is consumed; all others
-//! (resource attributes included, unless the span has the same key) are kept, rendered as text,
-//! in `attr_keys` / `attr_values`. The attributes that decide the kind are kept as well, since
-//! the kind is coarser than they are (`chat` and `embeddings` are both `model`).
+//! * **Where a field is found.** Its source attributes are tried in the order of the table, first
+//!   on the span, then on the resource: resource attributes are span attributes of lower
+//!   priority, so a span attribute under any of a field's names beats every resource attribute.
+//!   A value that cannot be read as what the field needs (a token count of `"many"`, an empty
+//!   string, a list where a name belongs) counts as absent, and the next name is tried.
+//! * **What is kept.** An attribute whose value went into a column is consumed; every other one
+//!   (resource attributes included, unless the span has the same key) is kept, rendered as text
+//!   (arrays and maps as JSON, bytes as hex), in `attr_keys` / `attr_values`. The attributes that
+//!   decide the kind are kept too, since the kind is coarser than they are (`chat` and
+//!   `embeddings` are both `model`). Raw user ids are never kept, under any of their names.
+//! * **Kind.** A value that names no kind Vigil has (Langfuse's `span` or `event`,
+//!   OpenInference's `CHAIN`) does not decide; the next rule does.
+//! * **Tool calls.** A tool span's input is its arguments and its output its result (falling
+//!   back to the generic input/output names); `tool_args_hash` hashes that input.
+//! * **Model version.** `vigil.model.version`; else the response model when the request model
+//!   differs from it (`gpt-4o` asked, `gpt-4o-2024-08-06` served).
+//! * **Langfuse usage.** `usage_details` holds disjoint buckets (its `input` excludes cache
+//!   reads and writes, its `output` excludes reasoning); Vigil's counts include them, so the
+//!   buckets are added up. `cost_details` gives its `total`, else the sum of its entries.
+//! * **Beyond the table.** Run tags from `vigil.run.tags` / `langfuse.trace.tags`; the error type
+//!   and message of an error span from its `exception` event when the attributes and the status
+//!   lack them; a parent id of eight zero bytes means no parent.
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -124,7 +138,7 @@ const SESSION: &[&str] = &[
     "session.id",
     "langfuse.session.id",
 ];
-const RAW_USER: &[&str] = &["user.id", "langfuse.user.id", "enduser.id"];
+const RAW_USER: &[&str] = validate::RAW_USER_ATTRIBUTES;
 const USER_HASH: &[&str] = &["vigil.user.hash"];
 const TASK_TYPE: &[&str] = &["vigil.task.type"];
 const OUTCOME: &[&str] = &["vigil.run.outcome"];
@@ -307,6 +321,9 @@ fn decode_span(
         tags: attrs.take(TAGS, labels).unwrap_or_default(),
     };
 
+    // A raw user id is never stored: the names that lost (or could not be read) go too.
+    attrs.consume_all(RAW_USER);
+
     (row.attr_keys, row.attr_values) = attrs.unmapped();
     validate::check_span(&row, limits, now_ns)?;
     validate::check_context(&run, limits)?;
@@ -440,6 +457,15 @@ impl<'a> Attributes<'a> {
         let (i, found) = self.find(keys, read)?;
         self.entries[i].consumed = true;
         Some(found)
+    }
+
+    /// Consumes every attribute of these names, read or not.
+    fn consume_all(&mut self, keys: &[&str]) {
+        for key in keys {
+            if let Some(&i) = self.by_key.get(key) {
+                self.entries[i].consumed = true;
+            }
+        }
     }
 
     /// The attributes not consumed, span's first, values rendered as text.
@@ -1130,16 +1156,41 @@ mod tests {
 
     #[test]
     fn raw_user() {
-        text_row(RAW_USER, &[], |d| {
-            d.run.raw_user_id.clone().unwrap_or_default().0
-        });
+        let raw = |d: &DraftSpan| d.run.raw_user_id.clone().unwrap_or_default().0;
+        for (i, key) in RAW_USER.iter().enumerate() {
+            let attrs = (i..RAW_USER.len())
+                .rev()
+                .map(|j| kv(RAW_USER[j], s(&format!("person{j}"))));
+            let d = decode_with(attrs.collect(), vec![kv(RAW_USER[0], s("resource-person"))]);
+            assert_eq!(raw(&d), format!("person{i}"), "{key} should win");
+            let d = decode_with(vec![], vec![kv(key, s("resource-person"))]);
+            assert_eq!(raw(&d), "resource-person");
+        }
         let d = decode_attrs(vec![kv("user.id", s("alice@example.com"))]);
         assert_eq!(
             d.run.raw_user_id,
             Some(RawUserId("alice@example.com".into()))
         );
         assert_eq!(d.run.user_hash, "");
-        assert!(d.row.attr_values.iter().all(|v| !v.contains("alice")));
+
+        // Raw ids are never kept as attributes: not the losers, not the resource's, not the
+        // unreadable ones.
+        let d = decode_with(
+            vec![
+                kv("user.id", s("alice")),
+                kv("langfuse.user.id", s("bob")),
+                kv("enduser.id", array(vec![s("carol")])),
+            ],
+            vec![kv("enduser.id", s("dave")), kv("user.id", s("erin"))],
+        );
+        assert_eq!(raw(&d), "alice");
+        let kept = format!("{:?} {:?}", d.row.attr_keys, d.row.attr_values);
+        for name in ["alice", "bob", "carol", "dave", "erin"] {
+            assert!(!kept.contains(name), "{name} leaked: {kept}");
+        }
+        let d = decode_attrs(vec![kv("user.id", kvlist(vec![("id", s("frank"))]))]);
+        assert_eq!(d.run.raw_user_id, None);
+        assert!(!format!("{:?}", d.row.attr_values).contains("frank"));
     }
 
     #[test]

@@ -56,10 +56,10 @@ pub struct RunFilter {
 impl RunFilter {
     /// Checks the filter and returns its outcome, parsed.
     pub(crate) fn validate(&self) -> Result<Option<Outcome>, QueryError> {
-        if let (Some(from), Some(to)) = (self.from_ns, self.to_ns) {
-            if to < from {
-                return Err(QueryError::invalid("to", "must not be before from"));
-            }
+        if let (Some(from), Some(to)) = (self.from_ns, self.to_ns)
+            && to < from
+        {
+            return Err(QueryError::invalid("to", "must not be before from"));
         }
         self.outcome
             .as_deref()

@@ -48,6 +48,7 @@ pub(crate) fn tree_order(mut spans: Vec<SpanRow>) -> Vec<SpanRow> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

@@ -50,6 +50,7 @@ pub(crate) fn newest_scores(rows: Vec<ScoreRow>) -> Vec<ScoreRow> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

@@ -1,13 +1,23 @@
 //! The embedded store's read side against Parquet files written here directly, the way the
 //! collector's sink lays them out (this crate must not depend on the collector).
 
+#![allow(clippy::unwrap_used)]
+
 use std::{
     collections::{BTreeSet, HashMap},
     fs::File,
     path::PathBuf,
 };
 
-use datafusion::{arrow::array::RecordBatch, parquet::arrow::ArrowWriter};
+use datafusion::{
+    arrow::array::RecordBatch,
+    parquet::{
+        arrow::ArrowWriter,
+        basic::{Compression, ZstdLevel},
+        file::properties::WriterProperties,
+        schema::types::ColumnPath,
+    },
+};
 use vigil_query::{EmbeddedStore, ErrorKind, MAX_LIMIT, RunFilter, TraceStore, page_size};
 use vigil_schemas::{
     IngestBatch, Outcome, RunRow, ScoreRow, SpanRow,
@@ -43,8 +53,13 @@ impl Fixture {
         std::fs::create_dir_all(&dir).unwrap();
         self.files += 1;
         let path = dir.join(format!("part-{:020}-{:06}.parquet", 1_000 + self.files, 0));
-        let mut writer =
-            ArrowWriter::try_new(File::create(&path).unwrap(), table.schema(), None).unwrap();
+        // As the sink writes them: zstd, and a bloom filter on trace_id for look-ups.
+        let properties = WriterProperties::builder()
+            .set_compression(Compression::ZSTD(ZstdLevel::default()))
+            .set_column_bloom_filter_enabled(ColumnPath::from("trace_id"), true)
+            .build();
+        let file = File::create(&path).unwrap();
+        let mut writer = ArrowWriter::try_new(file, table.schema(), Some(properties)).unwrap();
         writer.write(&batch).unwrap();
         writer.close().unwrap();
         path

@@ -167,6 +167,7 @@ pub fn is_data_file(name: &str) -> bool {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use crate::time::{NANOS_PER_DAY, days_from_civil};

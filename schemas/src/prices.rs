@@ -277,7 +277,7 @@ fn name_matches(catalog_name: &str, model: &str) -> bool {
 
 /// Converts an SDK-reported USD cost to nano-dollars; `None` for negative or non-finite values.
 pub fn usd_to_nanos(usd: f64) -> Option<i64> {
-    (usd.is_finite() && usd >= 0.0 && usd < 9.2e9).then(|| (usd * NANOS_PER_USD).round() as i64)
+    (usd.is_finite() && (0.0..9.2e9).contains(&usd)).then(|| (usd * NANOS_PER_USD).round() as i64)
 }
 
 #[cfg(test)]

@@ -85,8 +85,9 @@ pub struct CompactionConfig {
     pub min_files: usize,
     /// Files of this size or larger are done: never merged again.
     pub small_file_bytes: u64,
-    /// Input bytes per merge, at most (a merge happens in memory; this bounds it). A partition
-    /// with more is merged over several passes.
+    /// Input bytes per merge, at most. A merge happens in memory (its peak is about twice the
+    /// decoded size of its inputs); this bounds it. A partition with more small files is merged
+    /// over several passes.
     pub max_merge_bytes: u64,
     /// Input files per merge, at most.
     pub max_merge_files: usize,
@@ -98,8 +99,8 @@ impl Default for CompactionConfig {
     fn default() -> Self {
         CompactionConfig {
             min_files: 8,
-            small_file_bytes: 64 * 1024 * 1024,
-            max_merge_bytes: 256 * 1024 * 1024,
+            small_file_bytes: 16 * 1024 * 1024,
+            max_merge_bytes: 64 * 1024 * 1024,
             max_merge_files: 1024,
             grace: Duration::from_secs(120),
         }
@@ -418,9 +419,10 @@ impl Store {
             .build()
     }
 
-    fn next_file_name(&self) -> String {
+    /// `<prefix><unix-ns>-<seq><extension>`: unique within the process, ordered by time.
+    fn next_file_name(&self, prefix: &str, extension: &str) -> String {
         let seq = self.next_seq.fetch_add(1, Ordering::Relaxed);
-        format!("part-{:020}-{seq:06}{DATA_FILE_EXTENSION}", now_ns().max(0))
+        format!("{prefix}{:020}-{seq:06}{extension}", now_ns().max(0))
     }
 
     /// Creates a partition directory, making its entry durable when it is new.
@@ -441,21 +443,18 @@ impl Store {
         batch: &RecordBatch,
     ) -> Result<TempFile, SinkError> {
         let dir = self.partition_dir(table, day)?;
-        let (file, name) = {
-            let mut attempt = 0;
-            loop {
-                let name = self.next_file_name();
-                let tmp = dir.join(format!("{name}{TEMP_FILE_SUFFIX}"));
-                match File::options().write(true).create_new(true).open(&tmp) {
-                    Ok(file) => break (file, name),
-                    Err(e) if e.kind() == io::ErrorKind::AlreadyExists && attempt < 8 => {
-                        attempt += 1;
-                    }
-                    Err(e) => return Err(SinkError::io(&tmp)(e)),
+        let mut attempt = 0;
+        let (file, name, tmp) = loop {
+            let name = self.next_file_name("part-", DATA_FILE_EXTENSION);
+            let tmp = dir.join(format!("{name}{TEMP_FILE_SUFFIX}"));
+            match File::options().write(true).create_new(true).open(&tmp) {
+                Ok(file) => break (file, name, tmp),
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists && attempt < 8 => {
+                    attempt += 1;
                 }
+                Err(e) => return Err(SinkError::io(&tmp)(e)),
             }
         };
-        let tmp = dir.join(format!("{name}{TEMP_FILE_SUFFIX}"));
         let written = (|| {
             let mut writer =
                 ArrowWriter::try_new(file, table.schema(), Some(self.writer_properties(table)))
@@ -777,7 +776,7 @@ impl Store {
 
     fn write_record(&self, record: &CompactionRecord) -> Result<PathBuf, SinkError> {
         let dir = self.layout.compaction_dir();
-        let name = self.next_file_name().replace(DATA_FILE_EXTENSION, ".json");
+        let name = self.next_file_name("compaction-", ".json");
         let path = dir.join(&name);
         let tmp = dir.join(format!("{name}{TEMP_FILE_SUFFIX}"));
         let text = serde_json::to_vec(record).map_err(|e| SinkError::Internal(e.to_string()))?;
@@ -932,6 +931,7 @@ fn sync_dir(dir: &Path) -> Result<(), SinkError> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use std::collections::HashMap;
 

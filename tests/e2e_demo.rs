@@ -1,0 +1,108 @@
+//! `vigil demo` against a running server over both protocols, then a graceful restart: every run
+//! the demo sent is readable before and after, once.
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+use std::{
+    collections::BTreeSet,
+    process::Command,
+    time::{Duration, Instant},
+};
+
+use support::Vigil;
+
+async fn listed_runs(vigil: &Vigil) -> Vec<serde_json::Value> {
+    let mut runs = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let mut path = "/api/v1/runs?limit=1000".to_string();
+        if let Some(c) = &cursor {
+            path.push_str(&format!("&cursor={c}"));
+        }
+        let (status, body) = vigil.get(&path).await;
+        assert_eq!(status, 200, "{body}");
+        runs.extend(body["runs"].as_array().unwrap().iter().cloned());
+        match body["next_cursor"].as_str() {
+            Some(c) => cursor = Some(c.to_string()),
+            None => return runs,
+        }
+    }
+}
+
+async fn wait_for_runs(vigil: &Vigil, expected: usize) -> Vec<serde_json::Value> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let runs = listed_runs(vigil).await;
+        let ids: BTreeSet<&str> = runs
+            .iter()
+            .map(|r| r["trace_id"].as_str().unwrap())
+            .collect();
+        assert_eq!(ids.len(), runs.len(), "a run is listed twice");
+        if runs.len() >= expected {
+            assert_eq!(runs.len(), expected);
+            return runs;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "only {} of {expected} runs readable",
+            runs.len()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test]
+async fn demo_traffic_is_stored_and_survives_a_graceful_restart() {
+    let mut vigil = Vigil::start();
+    let out = Command::new(env!("CARGO_BIN_EXE_vigil"))
+        .args(["demo", "--endpoint", &vigil.grpc(), "--token", &vigil.token])
+        .args([
+            "--runs",
+            "120",
+            "--seed",
+            "7",
+            "--protocol",
+            "mixed",
+            "--batch-runs",
+            "10",
+            "--json",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["failed_requests"], 0, "{report}");
+
+    let runs = wait_for_runs(&vigil, 120).await;
+    let agents: BTreeSet<&str> = runs
+        .iter()
+        .map(|r| r["agent_name"].as_str().unwrap())
+        .collect();
+    assert!(agents.len() >= 3, "several agents: {agents:?}");
+    assert!(
+        runs.iter().any(|r| r["outcome"] != "success"),
+        "some runs fail"
+    );
+    assert!(
+        runs.iter().all(|r| r["synthesized"] == false),
+        "every run had its root"
+    );
+
+    vigil.stop();
+    vigil.restart();
+    let after = wait_for_runs(&vigil, 120).await;
+    let before_ids: BTreeSet<&str> = runs
+        .iter()
+        .map(|r| r["trace_id"].as_str().unwrap())
+        .collect();
+    let after_ids: BTreeSet<&str> = after
+        .iter()
+        .map(|r| r["trace_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(before_ids, after_ids);
+}
