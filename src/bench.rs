@@ -217,30 +217,60 @@ pub struct IngestBenchArgs {
     /// Print the report as JSON.
     #[arg(long)]
     pub json: bool,
+    /// Start a fresh `vigil serve` (this binary, default configuration, a temporary data
+    /// directory, free ports) and measure it, instead of a running collector.
+    #[arg(long)]
+    pub spawn: bool,
+    /// A few seconds against a spawned collector, to check the harness works (CI).
+    #[arg(long)]
+    pub smoke: bool,
 }
 
 /// Runs a `vigil bench` command and prints its report.
 #[allow(clippy::print_stdout)]
 pub async fn run_cli(command: BenchCommand) -> anyhow::Result<()> {
     match command {
-        BenchCommand::Ingest(args) => {
+        BenchCommand::Ingest(mut args) => {
+            if args.smoke {
+                args.spawn = true;
+                args.duration_secs = args.duration_secs.min(2.0);
+                args.warmup_secs = args.warmup_secs.min(0.5);
+                args.concurrency = args.concurrency.min(2);
+                args.batch_spans = args.batch_spans.min(100);
+            }
             let seconds = |name: &str, value: f64| {
                 Duration::try_from_secs_f64(value)
                     .with_context(|| format!("--{name} {value} is not a usable number of seconds"))
             };
+            let spawned = if args.spawn {
+                Some(SpawnedCollector::start().await?)
+            } else {
+                None
+            };
+            let (endpoint, token, collector_pid) = match &spawned {
+                Some(c) => (c.endpoint.clone(), c.token.clone(), Some(c.pid())),
+                None => (args.endpoint, args.key.resolve()?, args.collector_pid),
+            };
             let report = bench_ingest(IngestBenchOptions {
-                endpoint: args.endpoint,
-                token: args.key.resolve()?,
+                endpoint,
+                token,
                 protocol: args.protocol,
                 concurrency: args.concurrency,
                 batch_spans: args.batch_spans,
                 duration: seconds("duration-secs", args.duration_secs)?,
                 warmup: seconds("warmup-secs", args.warmup_secs)?,
                 seed: args.seed,
-                collector_pid: args.collector_pid,
+                collector_pid,
                 gzip: args.gzip,
             })
-            .await?;
+            .await;
+            if let Some(collector) = spawned {
+                collector.stop();
+            }
+            let report = report?;
+            if args.smoke && report.spans_acknowledged == 0 {
+                bail!("smoke run: no span was acknowledged");
+            }
             if args.json {
                 println!("{}", serde_json::to_string_pretty(&report)?);
             } else {
@@ -248,6 +278,74 @@ pub async fn run_cli(command: BenchCommand) -> anyhow::Result<()> {
             }
             Ok(())
         }
+    }
+}
+
+/// A `vigil serve` child process on free ports with its own temporary data directory.
+struct SpawnedCollector {
+    child: std::process::Child,
+    data_dir: std::path::PathBuf,
+    endpoint: String,
+    token: String,
+}
+
+impl SpawnedCollector {
+    async fn start() -> anyhow::Result<SpawnedCollector> {
+        let free_port = || -> anyhow::Result<u16> {
+            Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+                .local_addr()?
+                .port())
+        };
+        let (grpc, http) = (free_port()?, free_port()?);
+        let data_dir =
+            std::env::temp_dir().join(format!("vigil-bench-{}-{}", std::process::id(), grpc));
+        let child = std::process::Command::new(std::env::current_exe()?)
+            .arg("serve")
+            .arg("--data-dir")
+            .arg(&data_dir)
+            .env("VIGIL_SERVER__GRPC_LISTEN", format!("127.0.0.1:{grpc}"))
+            .env("VIGIL_SERVER__HTTP_LISTEN", format!("127.0.0.1:{http}"))
+            .env("VIGIL_LOG", "warn")
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .context("starting vigil serve")?;
+        let key_file = data_dir.join("bootstrap.key");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let mut collector = SpawnedCollector {
+            child,
+            data_dir,
+            endpoint: format!("http://127.0.0.1:{grpc}"),
+            token: String::new(),
+        };
+        loop {
+            let listening = tokio::net::TcpStream::connect(("127.0.0.1", grpc))
+                .await
+                .is_ok();
+            if listening && let Ok(token) = std::fs::read_to_string(&key_file) {
+                collector.token = token.trim().to_string();
+                return Ok(collector);
+            }
+            if let Some(status) = collector.child.try_wait()? {
+                bail!("the spawned collector exited during start: {status}");
+            }
+            if Instant::now() > deadline {
+                bail!("the spawned collector did not start within 60 s");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// SIGTERM, wait for the graceful exit, remove the data directory.
+    fn stop(mut self) {
+        let _ = std::process::Command::new("kill")
+            .arg(self.child.id().to_string())
+            .status();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.data_dir);
     }
 }
 
