@@ -126,7 +126,7 @@ pub struct BatcherSettings {
 impl Default for BatcherSettings {
     fn default() -> Self {
         BatcherSettings {
-            max_rows: 200_000,
+            max_rows: 50_000,
             max_delay: "500ms".into(),
         }
     }
@@ -137,8 +137,6 @@ impl Default for BatcherSettings {
 pub struct AssemblerSettings {
     /// A trace whose root span has not come this long after its last span gets a synthesized run.
     pub orphan_after: String,
-    /// How long a trace's state is kept after its last span.
-    pub forget_after: String,
     pub max_traces: usize,
 }
 
@@ -146,8 +144,7 @@ impl Default for AssemblerSettings {
     fn default() -> Self {
         AssemblerSettings {
             orphan_after: "5m".into(),
-            forget_after: "1h".into(),
-            max_traces: 1_000_000,
+            max_traces: 100_000,
         }
     }
 }
@@ -231,7 +228,6 @@ impl Config {
         duration("store.compaction_interval", &self.store.compaction_interval)?;
         duration("batcher.max_delay", &self.batcher.max_delay)?;
         duration("assembler.orphan_after", &self.assembler.orphan_after)?;
-        duration("assembler.forget_after", &self.assembler.forget_after)?;
         if self.batcher.max_rows == 0 {
             bail!("batcher.max_rows must be at least 1");
         }

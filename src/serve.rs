@@ -57,8 +57,6 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let assembler = RunAssembler::new(AssemblerConfig {
         orphan_after_ns: duration("assembler.orphan_after", &config.assembler.orphan_after)?
             .as_nanos() as i64,
-        forget_after_ns: duration("assembler.forget_after", &config.assembler.forget_after)?
-            .as_nanos() as i64,
         max_traces: config.assembler.max_traces,
     });
     let pipeline = Arc::new(IngestPipeline::new(

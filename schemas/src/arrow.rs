@@ -2,7 +2,10 @@
 //! The embedded store writes these batches to Parquet; the query service reads them back.
 //! Column names equal the row field names and the ClickHouse column names.
 
-use std::sync::{Arc, LazyLock};
+use std::{
+    borrow::Borrow,
+    sync::{Arc, LazyLock},
+};
 
 use datafusion::arrow::{
     array::{
@@ -128,7 +131,7 @@ pub fn scores_schema() -> SchemaRef {
     SCORES.clone()
 }
 
-// ---- rows → batch ---------------------------------------------------------------------------
+// ---- rows → batch (owned rows or references) ---------------------------------------------------------------------------
 
 fn text<T>(rows: &[T], get: impl Fn(&T) -> &str) -> ArrayRef {
     Arc::new(rows.iter().map(|r| Some(get(r))).collect::<StringArray>())
@@ -153,90 +156,106 @@ fn lists<T>(rows: &[T], get: impl Fn(&T) -> &[String]) -> ArrayRef {
     Arc::new(builder.finish())
 }
 
-pub fn runs_to_batch(rows: &[RunRow]) -> Result<RecordBatch, ArrowError> {
+pub fn runs_to_batch<R: Borrow<RunRow>>(rows: &[R]) -> Result<RecordBatch, ArrowError> {
     let columns: Vec<ArrayRef> = vec![
-        text(rows, |r| &r.project_id),
-        text(rows, |r| &r.trace_id),
-        text(rows, |r| &r.session_id),
-        text(rows, |r| &r.user_hash),
-        text(rows, |r| &r.task_type),
-        text(rows, |r| &r.agent_name),
-        text(rows, |r| &r.agent_version),
-        text(rows, |r| &r.environment),
-        text(rows, |r| &r.release),
-        i64s(rows, |r| r.start_time_ns),
-        i64s(rows, |r| r.end_time_ns),
-        text(rows, |r| r.outcome.as_str()),
-        text(rows, |r| &r.error_message),
-        text(rows, |r| &r.input),
-        text(rows, |r| &r.output),
-        lists(rows, |r| &r.tags),
-        lists(rows, |r| &r.classification),
-        text(rows, |r| &r.retention),
-        text(rows, |r| &r.audit_ref),
+        text(rows, |r| &r.borrow().project_id),
+        text(rows, |r| &r.borrow().trace_id),
+        text(rows, |r| &r.borrow().session_id),
+        text(rows, |r| &r.borrow().user_hash),
+        text(rows, |r| &r.borrow().task_type),
+        text(rows, |r| &r.borrow().agent_name),
+        text(rows, |r| &r.borrow().agent_version),
+        text(rows, |r| &r.borrow().environment),
+        text(rows, |r| &r.borrow().release),
+        i64s(rows, |r| r.borrow().start_time_ns),
+        i64s(rows, |r| r.borrow().end_time_ns),
+        text(rows, |r| r.borrow().outcome.as_str()),
+        text(rows, |r| &r.borrow().error_message),
+        text(rows, |r| &r.borrow().input),
+        text(rows, |r| &r.borrow().output),
+        lists(rows, |r| &r.borrow().tags),
+        lists(rows, |r| &r.borrow().classification),
+        text(rows, |r| &r.borrow().retention),
+        text(rows, |r| &r.borrow().audit_ref),
         Arc::new(
             rows.iter()
-                .map(|r| Some(r.synthesized))
+                .map(|r| Some(r.borrow().synthesized))
                 .collect::<BooleanArray>(),
         ),
-        i64s(rows, |r| r.ingested_at_ns),
+        i64s(rows, |r| r.borrow().ingested_at_ns),
     ];
     RecordBatch::try_new(runs_schema(), columns)
 }
 
-pub fn spans_to_batch(rows: &[SpanRow]) -> Result<RecordBatch, ArrowError> {
+pub fn spans_to_batch<R: Borrow<SpanRow>>(rows: &[R]) -> Result<RecordBatch, ArrowError> {
     let columns: Vec<ArrayRef> = vec![
-        text(rows, |r| &r.project_id),
-        text(rows, |r| &r.trace_id),
-        text(rows, |r| &r.span_id),
-        text(rows, |r| &r.parent_span_id),
-        text(rows, |r| r.kind.as_str()),
-        text(rows, |r| &r.name),
-        i64s(rows, |r| r.start_time_ns),
-        i64s(rows, |r| r.end_time_ns),
-        text(rows, |r| r.status.as_str()),
-        text(rows, |r| &r.error_type),
-        text(rows, |r| &r.status_message),
-        text(rows, |r| &r.input),
-        text(rows, |r| &r.output),
-        lists(rows, |r| &r.attr_keys),
-        lists(rows, |r| &r.attr_values),
-        text(rows, |r| &r.provider),
-        text(rows, |r| &r.model),
-        text(rows, |r| &r.model_version),
-        text(rows, |r| &r.prompt_id),
-        text(rows, |r| &r.prompt_version),
-        u64s(rows, |r| r.input_tokens),
-        u64s(rows, |r| r.output_tokens),
-        u64s(rows, |r| r.cached_input_tokens),
-        u64s(rows, |r| r.cache_write_tokens),
-        u64s(rows, |r| r.reasoning_tokens),
-        Arc::new(rows.iter().map(|r| r.cost_nanos).collect::<Int64Array>()),
-        text(rows, |r| &r.cost_source),
-        text(rows, |r| &r.tool_name),
-        text(rows, |r| &r.tool_version),
-        text(rows, |r| &r.tool_call_id),
-        text(rows, |r| &r.tool_args_hash),
-        Arc::new(rows.iter().map(|r| r.retry_count).collect::<UInt32Array>()),
-        i64s(rows, |r| r.ingested_at_ns),
+        text(rows, |r| &r.borrow().project_id),
+        text(rows, |r| &r.borrow().trace_id),
+        text(rows, |r| &r.borrow().span_id),
+        text(rows, |r| &r.borrow().parent_span_id),
+        text(rows, |r| r.borrow().kind.as_str()),
+        text(rows, |r| &r.borrow().name),
+        i64s(rows, |r| r.borrow().start_time_ns),
+        i64s(rows, |r| r.borrow().end_time_ns),
+        text(rows, |r| r.borrow().status.as_str()),
+        text(rows, |r| &r.borrow().error_type),
+        text(rows, |r| &r.borrow().status_message),
+        text(rows, |r| &r.borrow().input),
+        text(rows, |r| &r.borrow().output),
+        lists(rows, |r| &r.borrow().attr_keys),
+        lists(rows, |r| &r.borrow().attr_values),
+        text(rows, |r| &r.borrow().provider),
+        text(rows, |r| &r.borrow().model),
+        text(rows, |r| &r.borrow().model_version),
+        text(rows, |r| &r.borrow().prompt_id),
+        text(rows, |r| &r.borrow().prompt_version),
+        u64s(rows, |r| r.borrow().input_tokens),
+        u64s(rows, |r| r.borrow().output_tokens),
+        u64s(rows, |r| r.borrow().cached_input_tokens),
+        u64s(rows, |r| r.borrow().cache_write_tokens),
+        u64s(rows, |r| r.borrow().reasoning_tokens),
+        Arc::new(
+            rows.iter()
+                .map(|r| r.borrow().cost_nanos)
+                .collect::<Int64Array>(),
+        ),
+        text(rows, |r| &r.borrow().cost_source),
+        text(rows, |r| &r.borrow().tool_name),
+        text(rows, |r| &r.borrow().tool_version),
+        text(rows, |r| &r.borrow().tool_call_id),
+        text(rows, |r| &r.borrow().tool_args_hash),
+        Arc::new(
+            rows.iter()
+                .map(|r| r.borrow().retry_count)
+                .collect::<UInt32Array>(),
+        ),
+        i64s(rows, |r| r.borrow().ingested_at_ns),
     ];
     RecordBatch::try_new(spans_schema(), columns)
 }
 
-pub fn scores_to_batch(rows: &[ScoreRow]) -> Result<RecordBatch, ArrowError> {
+pub fn scores_to_batch<R: Borrow<ScoreRow>>(rows: &[R]) -> Result<RecordBatch, ArrowError> {
     let columns: Vec<ArrayRef> = vec![
-        text(rows, |r| &r.project_id),
-        text(rows, |r| &r.trace_id),
-        text(rows, |r| &r.score_id),
-        text(rows, |r| &r.span_id),
-        text(rows, |r| &r.name),
-        Arc::new(rows.iter().map(|r| r.value).collect::<Float64Array>()),
-        Arc::new(rows.iter().map(|r| r.bool_value).collect::<BooleanArray>()),
-        text(rows, |r| &r.string_value),
-        text(rows, |r| &r.source),
-        text(rows, |r| &r.comment),
-        i64s(rows, |r| r.time_ns),
-        i64s(rows, |r| r.ingested_at_ns),
+        text(rows, |r| &r.borrow().project_id),
+        text(rows, |r| &r.borrow().trace_id),
+        text(rows, |r| &r.borrow().score_id),
+        text(rows, |r| &r.borrow().span_id),
+        text(rows, |r| &r.borrow().name),
+        Arc::new(
+            rows.iter()
+                .map(|r| r.borrow().value)
+                .collect::<Float64Array>(),
+        ),
+        Arc::new(
+            rows.iter()
+                .map(|r| r.borrow().bool_value)
+                .collect::<BooleanArray>(),
+        ),
+        text(rows, |r| &r.borrow().string_value),
+        text(rows, |r| &r.borrow().source),
+        text(rows, |r| &r.borrow().comment),
+        i64s(rows, |r| r.borrow().time_ns),
+        i64s(rows, |r| r.borrow().ingested_at_ns),
     ];
     RecordBatch::try_new(scores_schema(), columns)
 }

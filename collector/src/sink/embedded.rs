@@ -99,8 +99,8 @@ impl Default for CompactionConfig {
     fn default() -> Self {
         CompactionConfig {
             min_files: 8,
-            small_file_bytes: 16 * 1024 * 1024,
-            max_merge_bytes: 64 * 1024 * 1024,
+            small_file_bytes: 6 * 1024 * 1024,
+            max_merge_bytes: 8 * 1024 * 1024,
             max_merge_files: 1024,
             grace: Duration::from_secs(120),
         }
@@ -248,12 +248,12 @@ impl EmbeddedSink {
 
 #[async_trait]
 impl Sink for EmbeddedSink {
-    async fn write(&self, batch: IngestBatch) -> Result<(), SinkError> {
+    async fn write(&self, batch: Arc<IngestBatch>) -> Result<(), SinkError> {
         if batch.is_empty() {
             return Ok(());
         }
         let store = Arc::clone(&self.store);
-        tokio::task::spawn_blocking(move || store.write_batch(batch))
+        tokio::task::spawn_blocking(move || store.write_batch(&batch))
             .await
             .map_err(|e| SinkError::Internal(format!("write task failed: {e}")))?
     }
@@ -264,17 +264,17 @@ impl Sink for EmbeddedSink {
 /// Groups rows by partition day, each group sorted by key then newest version first, with the
 /// older versions of a key dropped.
 fn by_day<R>(
-    rows: Vec<R>,
+    rows: &[R],
     day: impl Fn(&R) -> i64,
     order: impl Fn(&R, &R) -> CmpOrdering,
     same_key: impl Fn(&R, &R) -> bool,
-) -> BTreeMap<i64, Vec<R>> {
-    let mut days: BTreeMap<i64, Vec<R>> = BTreeMap::new();
+) -> BTreeMap<i64, Vec<&R>> {
+    let mut days: BTreeMap<i64, Vec<&R>> = BTreeMap::new();
     for row in rows {
-        days.entry(day(&row)).or_default().push(row);
+        days.entry(day(row)).or_default().push(row);
     }
     for rows in days.values_mut() {
-        rows.sort_by(&order);
+        rows.sort_by(|a, b| order(a, b));
         rows.dedup_by(|later, earlier| same_key(later, earlier));
     }
     days
@@ -311,7 +311,7 @@ fn score_order(a: &ScoreRow, b: &ScoreRow) -> CmpOrdering {
 }
 
 impl Store {
-    fn write_batch(&self, batch: IngestBatch) -> Result<(), SinkError> {
+    fn write_batch(&self, batch: &IngestBatch) -> Result<(), SinkError> {
         let IngestBatch {
             runs,
             spans,
@@ -1041,7 +1041,7 @@ mod tests {
             spans: vec![span("a", "s2", at(d0, 9), 1), span("a", "s1", at(d1, 0), 1)],
             scores: vec![score("a", "x", at(d1, 3), 1)],
         };
-        sink.write(batch.clone()).await.unwrap();
+        sink.write(Arc::new(batch.clone())).await.unwrap();
 
         let layout = sink.layout();
         let runs_d0 = layout.partition_dir(Table::Runs, d0);
@@ -1078,7 +1078,7 @@ mod tests {
         assert!(!layout.partition_dir(Table::Scores, d0).exists());
 
         // A second write adds files and never touches the first ones.
-        sink.write(batch).await.unwrap();
+        sink.write(Arc::new(batch)).await.unwrap();
         assert_eq!(names(&runs_d0).len(), 2);
         assert!(names(&runs_d0).contains(&files[0]));
     }
@@ -1096,7 +1096,7 @@ mod tests {
             ],
             ..Default::default()
         };
-        sink.write(batch).await.unwrap();
+        sink.write(Arc::new(batch)).await.unwrap();
         let rows = read_runs(&sink.layout().partition_dir(Table::Runs, d));
         assert_eq!(rows.len(), 1);
         assert_eq!(rows[0].ingested_at_ns, 9);
@@ -1106,7 +1106,7 @@ mod tests {
     async fn an_empty_batch_writes_nothing() {
         let dir = tempfile::tempdir().unwrap();
         let sink = EmbeddedSink::open(dir.path(), config(Duration::ZERO)).unwrap();
-        sink.write(IngestBatch::default()).await.unwrap();
+        sink.write(Arc::new(IngestBatch::default())).await.unwrap();
         for table in Table::ALL {
             assert!(names(&sink.layout().table_dir(table)).is_empty());
         }
@@ -1123,7 +1123,7 @@ mod tests {
                     runs: vec![run(&format!("t{i}"), at(d, i), 1)],
                     ..Default::default()
                 };
-                sink.write(batch).await.unwrap();
+                sink.write(Arc::new(batch)).await.unwrap();
             }
             let partition = sink.layout().partition_dir(Table::Runs, d);
             fs::write(partition.join("part-1-0.parquet.tmp"), b"half a file").unwrap();
@@ -1165,7 +1165,7 @@ mod tests {
                 newest.insert(trace.clone(), ingested);
                 spans_newest.insert(trace, ingested);
             }
-            sink.write(batch).await.unwrap();
+            sink.write(Arc::new(batch)).await.unwrap();
         }
         let partition = sink.layout().partition_dir(Table::Runs, d);
         let inputs = names(&partition);
@@ -1230,7 +1230,7 @@ mod tests {
                 runs: vec![run("a", at(day0(), i), i)],
                 ..Default::default()
             };
-            sink.write(batch).await.unwrap();
+            sink.write(Arc::new(batch)).await.unwrap();
         }
         assert_eq!(
             sink.compact_once().await.unwrap(),
@@ -1247,7 +1247,7 @@ mod tests {
                 ],
                 ..Default::default()
             };
-            sink.write(batch).await.unwrap();
+            sink.write(Arc::new(batch)).await.unwrap();
         }
         sink.layout().partition_dir(Table::Runs, day0())
     }

@@ -8,7 +8,7 @@
 //!   whole batch again; storing a row twice is harmless, because rows are keyed and every read
 //!   keeps the newest version of a key.
 
-use std::path::PathBuf;
+use std::{path::PathBuf, sync::Arc};
 
 use async_trait::async_trait;
 use datafusion::{arrow::error::ArrowError, parquet::errors::ParquetError};
@@ -22,7 +22,8 @@ pub use embedded::{CompactionConfig, CompactionStats, EmbeddedSink, EmbeddedSink
 #[async_trait]
 pub trait Sink: Send + Sync {
     /// Stores every row of `batch`, durably, before returning `Ok`.
-    async fn write(&self, batch: IngestBatch) -> Result<(), SinkError>;
+    /// The batch is shared so that a retry after an error costs no copy.
+    async fn write(&self, batch: Arc<IngestBatch>) -> Result<(), SinkError>;
 }
 
 #[derive(Debug, thiserror::Error)]
