@@ -24,7 +24,7 @@
 //!   and message of an error span from its `exception` event when the attributes and the status
 //!   lack them; a parent id of eight zero bytes means no parent.
 
-use std::collections::HashMap;
+use foldhash::HashMap;
 use std::fmt::Write as _;
 
 use vigil_proto::otlp::{
@@ -396,7 +396,7 @@ impl<'a> Attributes<'a> {
     fn new(span: &'a [KeyValue], resource: &'a [KeyValue]) -> Self {
         let mut attrs = Attributes {
             entries: Vec::with_capacity(span.len() + resource.len()),
-            by_key: HashMap::with_capacity(span.len() + resource.len()),
+            by_key: HashMap::with_capacity_and_hasher(span.len() + resource.len(), Default::default()),
         };
         for (list, from_span) in [(span, true), (resource, false)] {
             for kv in list {
