@@ -126,7 +126,7 @@ pub struct BatcherSettings {
 impl Default for BatcherSettings {
     fn default() -> Self {
         BatcherSettings {
-            max_rows: 50_000,
+            max_rows: 25_000,
             max_delay: "500ms".into(),
         }
     }
