@@ -54,7 +54,8 @@ impl GrpcIngest {
             .accept_compressed(CompressionEncoding::Gzip)
             .send_compressed(CompressionEncoding::Gzip);
         // TCP_NODELAY: without it, Nagle and delayed ACKs add ~40 ms to every small response.
-        let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
+        let incoming =
+            tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
         tonic::transport::Server::builder()
             .add_service(native)
             .add_service(otlp)

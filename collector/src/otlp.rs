@@ -396,7 +396,10 @@ impl<'a> Attributes<'a> {
     fn new(span: &'a [KeyValue], resource: &'a [KeyValue]) -> Self {
         let mut attrs = Attributes {
             entries: Vec::with_capacity(span.len() + resource.len()),
-            by_key: HashMap::with_capacity_and_hasher(span.len() + resource.len(), Default::default()),
+            by_key: HashMap::with_capacity_and_hasher(
+                span.len() + resource.len(),
+                Default::default(),
+            ),
         };
         for (list, from_span) in [(span, true), (resource, false)] {
             for kv in list {
