@@ -121,37 +121,25 @@ async fn kill_9_under_load_loses_and_duplicates_nothing_acknowledged() {
     vigil.restart();
 
     // Every acknowledged run is listed exactly once; nothing listed was never sent.
-    let mut listed = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        listed.clear();
-        let mut cursor: Option<String> = None;
-        loop {
-            let mut path = "/api/v1/runs?agent=crash-test&limit=1000".to_string();
-            if let Some(c) = &cursor {
-                path.push_str(&format!("&cursor={c}"));
-            }
-            let (status, body) = vigil.get(&path).await;
-            assert_eq!(status, 200, "{body}");
-            for run in body["runs"].as_array().unwrap() {
-                listed.push(run["trace_id"].as_str().unwrap().to_string());
-            }
-            match body["next_cursor"].as_str() {
-                Some(c) => cursor = Some(c.to_string()),
-                None => break,
-            }
-        }
+    let listed: Vec<String> = loop {
+        let listed: Vec<String> = vigil
+            .list_all_runs("agent=crash-test")
+            .await
+            .iter()
+            .map(|r| r["trace_id"].as_str().unwrap().to_string())
+            .collect();
         let unique: BTreeSet<&String> = listed.iter().collect();
         assert_eq!(unique.len(), listed.len(), "a run is listed twice");
         if acked.keys().all(|t| unique.contains(t)) {
-            break;
+            break listed;
         }
         assert!(
             Instant::now() < deadline,
             "acknowledged runs missing after restart"
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    };
     let max_sent = sent_batches * RUNS_PER_REQUEST;
     for t in &listed {
         let n = u64::from_str_radix(t, 16).unwrap();

@@ -12,28 +12,10 @@ use std::{
 
 use support::Vigil;
 
-async fn listed_runs(vigil: &Vigil) -> Vec<serde_json::Value> {
-    let mut runs = Vec::new();
-    let mut cursor: Option<String> = None;
-    loop {
-        let mut path = "/api/v1/runs?limit=1000".to_string();
-        if let Some(c) = &cursor {
-            path.push_str(&format!("&cursor={c}"));
-        }
-        let (status, body) = vigil.get(&path).await;
-        assert_eq!(status, 200, "{body}");
-        runs.extend(body["runs"].as_array().unwrap().iter().cloned());
-        match body["next_cursor"].as_str() {
-            Some(c) => cursor = Some(c.to_string()),
-            None => return runs,
-        }
-    }
-}
-
 async fn wait_for_runs(vigil: &Vigil, expected: usize) -> Vec<serde_json::Value> {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let runs = listed_runs(vigil).await;
+        let runs = vigil.list_all_runs("").await;
         let ids: BTreeSet<&str> = runs
             .iter()
             .map(|r| r["trace_id"].as_str().unwrap())

@@ -177,6 +177,25 @@ impl Vigil {
         (status, body)
     }
 
+    /// Every run `GET /api/v1/runs?{query}` lists, following `next_cursor` to the end.
+    pub async fn list_all_runs(&self, query: &str) -> Vec<Value> {
+        let mut runs = Vec::new();
+        let mut cursor: Option<String> = None;
+        loop {
+            let mut path = format!("/api/v1/runs?limit=1000&{query}");
+            if let Some(c) = &cursor {
+                path.push_str(&format!("&cursor={c}"));
+            }
+            let (status, body) = self.get(&path).await;
+            assert_eq!(status, 200, "{body}");
+            runs.extend(body["runs"].as_array().unwrap().iter().cloned());
+            match body["next_cursor"].as_str() {
+                Some(c) => cursor = Some(c.to_string()),
+                None => return runs,
+            }
+        }
+    }
+
     /// Polls `GET /api/v1/runs/{trace_id}` until the run and `spans` spans are readable.
     pub async fn wait_run(&self, trace_id: &str, spans: usize) -> Value {
         let deadline = Instant::now() + Duration::from_secs(20);
