@@ -4,7 +4,8 @@
 //! * A span without a parent is the run's root. When it arrives, the run is written from it,
 //!   with the run-level fields (session, user, task type, agent, …) of the root first and, for
 //!   fields the root left empty, those carried by the trace's children that came before it.
-//!   (Children end before their root, so SDKs export them first.)
+//!   (Children end before their root, so SDKs export them first; within one request, children
+//!   are taken before roots whatever their order.)
 //! * Once the root came, the trace is done here: a child arriving after its root is stored as a
 //!   span, but its run-level fields do not change the run.
 //! * A trace whose root has not come `orphan_after` after its last span gets a *synthesized* run
@@ -42,11 +43,24 @@ impl Default for AssemblerConfig {
     }
 }
 
-type TraceKey = (String, String);
+/// A trace's identity without allocating: the project's hash and the 128-bit trace id.
+type TraceKey = (u64, u128);
+
+fn trace_key(project_id: &str, trace_id: &str) -> TraceKey {
+    use std::hash::BuildHasher;
+    let project = foldhash::fast::FixedState::with_seed(0x5EED).hash_one(project_id);
+    // Validated ids are 32 hex digits; anything else still gets a stable key.
+    let trace = u128::from_str_radix(trace_id, 16).unwrap_or_else(|_| {
+        u128::from(foldhash::fast::FixedState::with_seed(0x7ACE).hash_one(trace_id))
+    });
+    (project, trace)
+}
 
 /// A trace whose root has not arrived yet.
 #[derive(Debug)]
 struct WaitingTrace {
+    project_id: String,
+    trace_id: String,
     /// Run-level fields gathered from children.
     context: RunContext,
     first_start_ns: i64,
@@ -83,8 +97,12 @@ impl RunAssembler {
     pub fn accept(&mut self, spans: Vec<DraftSpan>, now_ns: i64) -> (Vec<SpanRow>, Vec<RunRow>) {
         let mut runs = Vec::new();
         let mut rows = Vec::with_capacity(spans.len());
-        for DraftSpan { row, run: context } in spans {
-            let key = (row.project_id.clone(), row.trace_id.clone());
+        // Children first: a root in the same request then finds what they carried, and no
+        // child of an already-finished run is left waiting.
+        let (children, roots): (Vec<DraftSpan>, Vec<DraftSpan>) =
+            spans.into_iter().partition(|s| !s.row.is_root());
+        for DraftSpan { row, run: context } in children.into_iter().chain(roots) {
+            let key = trace_key(&row.project_id, &row.trace_id);
             if row.is_root() {
                 let mut merged = context;
                 if let Some(waiting) = self.waiting.remove(&key) {
@@ -98,7 +116,7 @@ impl RunAssembler {
         }
         while self.waiting.len() > self.config.max_traces {
             match self.pop_oldest() {
-                Some((key, trace)) => runs.push(synthesize(key, &trace, now_ns)),
+                Some((_, trace)) => runs.push(synthesize(trace, now_ns)),
                 None => break,
             }
         }
@@ -113,11 +131,11 @@ impl RunAssembler {
             if let Some((key, trace)) = self.pop_oldest() {
                 if trace.touched_ns >= due_before {
                     // Touched again since: not due yet; put it back in line.
-                    self.by_touch.push_back((trace.touched_ns, key.clone()));
+                    self.by_touch.push_back((trace.touched_ns, key));
                     self.waiting.insert(key, trace);
                     continue;
                 }
-                runs.push(synthesize(key, &trace, now_ns));
+                runs.push(synthesize(trace, now_ns));
             }
         }
         runs
@@ -142,10 +160,12 @@ impl RunAssembler {
                 trace.touched_ns = trace.touched_ns.max(now_ns);
             }
             None => {
-                self.by_touch.push_back((now_ns, key.clone()));
+                self.by_touch.push_back((now_ns, key));
                 self.waiting.insert(
                     key,
                     WaitingTrace {
+                        project_id: row.project_id.clone(),
+                        trace_id: row.trace_id.clone(),
                         context: context.clone(),
                         first_start_ns: row.start_time_ns,
                         last_end_ns: row.end_time_ns,
@@ -196,7 +216,7 @@ fn run_from_root(root: &SpanRow, context: &RunContext, now_ns: i64) -> RunRow {
     run
 }
 
-fn synthesize((project_id, trace_id): TraceKey, trace: &WaitingTrace, now_ns: i64) -> RunRow {
+fn synthesize(trace: WaitingTrace, now_ns: i64) -> RunRow {
     let outcome = trace
         .context
         .outcome
@@ -206,13 +226,13 @@ fn synthesize((project_id, trace_id): TraceKey, trace: &WaitingTrace, now_ns: i6
             Outcome::Success
         });
     let mut run = RunRow {
-        project_id,
-        trace_id,
+        project_id: trace.project_id,
+        trace_id: trace.trace_id,
         start_time_ns: trace.first_start_ns,
         end_time_ns: trace.last_end_ns,
         outcome,
         error_message: match outcome {
-            Outcome::Failure => trace.first_error.clone().unwrap_or_default(),
+            Outcome::Failure => trace.first_error.unwrap_or_default(),
             _ => String::new(),
         },
         synthesized: true,
@@ -259,6 +279,18 @@ mod tests {
             },
             run: RunContext::default(),
         }
+    }
+
+    #[test]
+    fn a_root_and_its_children_in_one_request_leave_nothing_waiting() {
+        let mut a = RunAssembler::new(AssemblerConfig::default());
+        let root = span("t1", "r", "", 10, 50);
+        let mut child = span("t1", "c", "r", 20, 30);
+        child.run.session_id = "from-child".into();
+        let (rows, runs) = a.accept(vec![root, child], 1);
+        assert_eq!(rows.len(), 2);
+        assert_eq!(runs[0].session_id, "from-child");
+        assert_eq!(a.waiting_traces(), 0);
     }
 
     #[test]
