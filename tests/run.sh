@@ -22,4 +22,5 @@ echo "==> cargo test (unit, property and end-to-end tests)"
 cargo test --workspace --all-targets "$@"
 
 echo "==> benchmark smoke run"
-cargo run --quiet -- bench ingest --smoke
+# The binary the end-to-end tests just ran: no second build.
+"${CARGO_TARGET_DIR:-target}/debug/vigil" bench ingest --smoke
