@@ -48,10 +48,10 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     catalog.set_self_hosted(config.pricing.self_hosted);
 
     let wal = Arc::new(Wal::open(WalConfig {
-        dir: data_dir.join("wal"),
         segment_bytes: config.wal.segment_bytes,
         max_backlog_bytes: config.wal.max_backlog_bytes,
         fsync: config.wal.fsync,
+        ..WalConfig::new(data_dir.join("wal"))
     })?);
     let telemetry = Arc::new(IngestTelemetry::new());
     let assembler = RunAssembler::new(AssemblerConfig {

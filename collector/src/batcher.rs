@@ -17,7 +17,7 @@ use vigil_schemas::IngestBatch;
 use crate::{
     sink::Sink,
     telemetry::IngestTelemetry,
-    wal::{Wal, WalReader},
+    wal::{Attachment, Wal, WalReader},
 };
 
 #[derive(Debug, Clone)]
@@ -110,7 +110,7 @@ impl Batcher {
                 }
             };
             for record in records {
-                match bincode::deserialize::<IngestBatch>(&record.payload) {
+                match decode(record.payload, record.attachment) {
                     Ok(part) => batch.extend(part),
                     Err(e) => {
                         tracing::error!(lsn = record.end_lsn, error = %e, "undecodable wal record skipped")
@@ -173,5 +173,14 @@ impl Batcher {
             }
             backoff = (backoff * 2).min(self.config.max_backoff);
         }
+    }
+}
+
+/// A record's batch: its attachment when the pipeline left one, else its payload decoded.
+fn decode(payload: Vec<u8>, attachment: Option<Attachment>) -> Result<IngestBatch, String> {
+    match attachment.map(|a| a.downcast::<IngestBatch>()) {
+        Some(Ok(shared)) => Ok(Arc::try_unwrap(shared).unwrap_or_else(|shared| (*shared).clone())),
+        Some(Err(_)) => Err("the attachment is not an ingest batch".into()),
+        None => bincode::deserialize(&payload).map_err(|e| e.to_string()),
     }
 }

@@ -217,7 +217,8 @@ impl IngestPipeline {
                 source: std::io::Error::other(e.to_string()),
             })
         })?;
-        match self.wal.append(payload).await {
+        // The batch itself rides along, so the batcher need not decode the record again.
+        match self.wal.append_with(payload, Some(Arc::new(batch))).await {
             Ok(_) => {
                 let t = &self.telemetry;
                 IngestTelemetry::add(&t.runs_accepted, counts.0);

@@ -14,8 +14,13 @@
 //!   because acknowledgement follows the fsync of the whole group.
 //! * **Backlog**: when more than `max_backlog_bytes` lie between the checkpoint and the end of the
 //!   log (the store is down or slow), appends are refused with a retryable error.
+//! * **Attachments**: an append may carry the decoded form of its payload. The most recent ones
+//!   (up to `attachment_bytes` of payload) are handed to the reader instead of reading and
+//!   decoding the record again; a reader that fell behind, and every replay, read the disk.
 
 use std::{
+    any::Any,
+    collections::VecDeque,
     fs::{self, File, OpenOptions},
     io::{self, Read, Seek, SeekFrom, Write},
     path::{Path, PathBuf},
@@ -77,6 +82,8 @@ pub struct WalConfig {
     pub max_backlog_bytes: u64,
     /// Turn off only for benchmarks that measure everything but the disk.
     pub fsync: bool,
+    /// Payload bytes of recent appends whose attachments are kept for the reader.
+    pub attachment_bytes: usize,
 }
 
 impl WalConfig {
@@ -86,6 +93,7 @@ impl WalConfig {
             segment_bytes: 64 * 1024 * 1024,
             max_backlog_bytes: 2 * 1024 * 1024 * 1024,
             fsync: true,
+            attachment_bytes: 32 * 1024 * 1024,
         }
     }
 }
@@ -101,9 +109,21 @@ pub struct WalStats {
     pub fsyncs: u64,
 }
 
+/// The decoded form of a record, handed to the reader in place of the bytes.
+pub type Attachment = Arc<dyn Any + Send + Sync>;
+
 struct Append {
     payload: Vec<u8>,
+    attachment: Option<Attachment>,
     done: oneshot::Sender<Result<u64, WalError>>,
+}
+
+/// Attachments of the newest durable records, in log order.
+#[derive(Default)]
+struct RecentAttachments {
+    /// (start LSN, end LSN, payload bytes, attachment)
+    entries: VecDeque<(u64, u64, usize, Attachment)>,
+    bytes: usize,
 }
 
 struct Shared {
@@ -115,6 +135,8 @@ struct Shared {
     /// Start LSNs of the segments on disk, ascending.
     segments: Mutex<Vec<u64>>,
     max_backlog_bytes: u64,
+    recent: Mutex<RecentAttachments>,
+    attachment_bytes: usize,
 }
 
 /// The log. Cheap to share behind an `Arc`; appends from any task.
@@ -176,6 +198,8 @@ impl Wal {
             fsyncs: AtomicU64::new(0),
             segments: Mutex::new(segments),
             max_backlog_bytes: config.max_backlog_bytes,
+            recent: Mutex::new(RecentAttachments::default()),
+            attachment_bytes: config.attachment_bytes,
         });
         let (tx, rx) = mpsc::channel();
         let writer = SegmentWriter::open(shared.clone(), end, &config)?;
@@ -192,6 +216,15 @@ impl Wal {
 
     /// Appends one record and waits until it is on disk; returns the LSN just past it.
     pub async fn append(&self, payload: Vec<u8>) -> Result<u64, WalError> {
+        self.append_with(payload, None).await
+    }
+
+    /// [`Self::append`], with the decoded form of the payload for the reader to take instead.
+    pub async fn append_with(
+        &self,
+        payload: Vec<u8>,
+        attachment: Option<Attachment>,
+    ) -> Result<u64, WalError> {
         if payload.len() > MAX_RECORD_BYTES {
             return Err(WalError::RecordTooLarge(payload.len()));
         }
@@ -207,7 +240,11 @@ impl Wal {
             let queue = self.queue.lock();
             let sender = queue.as_ref().ok_or(WalError::Closed)?;
             sender
-                .send(Append { payload, done })
+                .send(Append {
+                    payload,
+                    attachment,
+                    done,
+                })
                 .map_err(|_| WalError::Closed)?;
         }
         wait.await.map_err(|_| WalError::Closed)?
@@ -341,10 +378,13 @@ impl SegmentWriter {
             let result = self.write_group(&buffer);
             match result {
                 Ok(()) => {
+                    let start = self.end;
                     self.end = lsn;
                     self.shared
                         .appends
                         .fetch_add(group.len() as u64, Ordering::Relaxed);
+                    // Attachments before durability is published, so a reader finds them.
+                    self.keep_attachments(start, &mut group, &ends);
                     self.shared.durable.send_replace(lsn);
                     for (append, end) in group.into_iter().zip(ends) {
                         let _ = append.done.send(Ok(end));
@@ -375,6 +415,24 @@ impl SegmentWriter {
         }
     }
 
+    fn keep_attachments(&self, mut start: u64, group: &mut [Append], ends: &[u64]) {
+        let mut recent = self.shared.recent.lock();
+        for (append, &end) in group.iter_mut().zip(ends) {
+            if let Some(attachment) = append.attachment.take() {
+                let bytes = append.payload.len();
+                recent.entries.push_back((start, end, bytes, attachment));
+                recent.bytes += bytes;
+            }
+            start = end;
+        }
+        while recent.bytes > self.shared.attachment_bytes {
+            match recent.entries.pop_front() {
+                Some((_, _, bytes, _)) => recent.bytes -= bytes,
+                None => break,
+            }
+        }
+    }
+
     fn write_group(&mut self, bytes: &[u8]) -> io::Result<()> {
         self.file.write_all(bytes)?;
         if self.fsync {
@@ -397,11 +455,23 @@ impl SegmentWriter {
     }
 }
 
-/// One record read back: its payload and the LSN just past it (what to checkpoint).
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// One record read back: the LSN just past it (what to checkpoint), and either its attachment
+/// (taken from memory; `payload` is then empty) or its payload read from disk.
+#[derive(Clone)]
 pub struct WalRecord {
     pub end_lsn: u64,
     pub payload: Vec<u8>,
+    pub attachment: Option<Attachment>,
+}
+
+impl std::fmt::Debug for WalRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WalRecord")
+            .field("end_lsn", &self.end_lsn)
+            .field("payload_bytes", &self.payload.len())
+            .field("attached", &self.attachment.is_some())
+            .finish()
+    }
 }
 
 /// Follows the log from a position, seeing only what is durable.
@@ -435,11 +505,38 @@ impl WalReader {
         let mut records = Vec::new();
         let mut taken = 0usize;
         while self.position < durable && taken < max_bytes {
+            if let Some((end, bytes, attachment)) = self.take_attachment() {
+                self.position = end;
+                taken += bytes;
+                records.push(WalRecord {
+                    end_lsn: end,
+                    payload: Vec::new(),
+                    attachment: Some(attachment),
+                });
+                continue;
+            }
             let record = self.read_one()?;
             taken += record.payload.len();
             records.push(record);
         }
         Ok(records)
+    }
+
+    /// The attachment of the record at the reader's position, if it is still kept.
+    fn take_attachment(&mut self) -> Option<(u64, usize, Attachment)> {
+        let mut recent = self.shared.recent.lock();
+        while let Some(&(start, ..)) = recent.entries.front() {
+            if start > self.position {
+                return None;
+            }
+            let (start, end, bytes, attachment) = recent.entries.pop_front()?;
+            recent.bytes -= bytes;
+            if start == self.position {
+                return Some((end, bytes, attachment));
+            }
+            // Older than the position: already read from disk.
+        }
+        None
     }
 
     fn read_one(&mut self) -> Result<WalRecord, WalError> {
@@ -506,6 +603,7 @@ impl WalReader {
         Ok(WalRecord {
             end_lsn: self.position,
             payload,
+            attachment: None,
         })
     }
 }
@@ -790,6 +888,46 @@ mod tests {
             );
         }
         assert_eq!(got, (0..20).map(payload).collect::<Vec<_>>());
+    }
+
+    #[tokio::test]
+    async fn recent_attachments_replace_reads_and_old_ones_come_from_disk() {
+        let dir = tempfile::tempdir().unwrap();
+        let wal = Wal::open(WalConfig {
+            attachment_bytes: 100,
+            ..WalConfig::new(dir.path())
+        })
+        .unwrap();
+        for i in 0..10usize {
+            let attachment: Attachment = Arc::new(i);
+            wal.append_with(vec![i as u8; 30], Some(attachment))
+                .await
+                .unwrap();
+        }
+        let mut reader = wal.reader();
+        let records = reader.read(usize::MAX).unwrap();
+        assert_eq!(records.len(), 10);
+        // 100 bytes of attachments hold the last three 30-byte records; the rest came from disk.
+        for (i, record) in records.iter().enumerate() {
+            match &record.attachment {
+                Some(a) => {
+                    assert!(i >= 7, "record {i} should have been read from disk");
+                    assert_eq!(a.downcast_ref::<usize>(), Some(&i));
+                    assert!(record.payload.is_empty());
+                }
+                None => {
+                    assert!(i < 7, "record {i} should have come from memory");
+                    assert_eq!(record.payload, vec![i as u8; 30]);
+                }
+            }
+        }
+        // A replay reads everything from disk.
+        drop(reader);
+        drop(wal);
+        let wal = Wal::open(WalConfig::new(dir.path())).unwrap();
+        let replayed = wal.reader().read(usize::MAX).unwrap();
+        assert!(replayed.iter().all(|r| r.attachment.is_none()));
+        assert_eq!(replayed.len(), 10);
     }
 
     proptest! {
