@@ -93,7 +93,7 @@ impl WalConfig {
             segment_bytes: 64 * 1024 * 1024,
             max_backlog_bytes: 2 * 1024 * 1024 * 1024,
             fsync: true,
-            attachment_bytes: 32 * 1024 * 1024,
+            attachment_bytes: 24 * 1024 * 1024,
         }
     }
 }
