@@ -212,10 +212,8 @@ impl IngestPipeline {
         }
         let counts = (batch.runs.len(), batch.spans.len(), batch.scores.len());
         let payload = bincode::serialize(&batch).map_err(|e| {
-            IngestError::Unavailable(crate::wal::WalError::Io {
-                path: "encode".into(),
-                source: std::io::Error::other(e.to_string()),
-            })
+            tracing::error!(error = %e, "a batch could not be encoded for the wal");
+            IngestError::Encode
         })?;
         // The batch itself rides along, so the batcher need not decode the record again.
         match self.wal.append_with(payload, Some(Arc::new(batch))).await {
