@@ -6,7 +6,6 @@ mod support;
 
 use std::{
     collections::BTreeSet,
-    process::Command,
     time::{Duration, Instant},
 };
 
@@ -37,27 +36,24 @@ async fn wait_for_runs(vigil: &Vigil, expected: usize) -> Vec<serde_json::Value>
 #[tokio::test]
 async fn demo_traffic_is_stored_and_survives_a_graceful_restart() {
     let mut vigil = Vigil::start();
-    let out = Command::new(env!("CARGO_BIN_EXE_vigil"))
-        .args(["demo", "--endpoint", &vigil.grpc(), "--token", &vigil.token])
-        .args([
-            "--runs",
-            "120",
-            "--seed",
-            "7",
-            "--protocol",
-            "mixed",
-            "--batch-runs",
-            "10",
-            "--json",
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let (endpoint, token) = (vigil.grpc(), vigil.token.clone());
+    let out = support::cli(&[
+        "demo",
+        "--endpoint",
+        &endpoint,
+        "--token",
+        &token,
+        "--runs",
+        "120",
+        "--seed",
+        "7",
+        "--protocol",
+        "mixed",
+        "--batch-runs",
+        "10",
+        "--json",
+    ]);
+    let report: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(report["failed_requests"], 0, "{report}");
 
     let runs = wait_for_runs(&vigil, 120).await;

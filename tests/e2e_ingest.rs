@@ -227,8 +227,8 @@ async fn native_grpc_round_trip() {
 #[tokio::test]
 async fn roles_separate_ingest_from_reading_and_redact_content() {
     let vigil = Vigil::start();
-    let ingest_only = vigil.create_key("ingest");
-    let read_only = vigil.create_key("read");
+    let ingest_only = vigil.create_key("ingest").token;
+    let read_only = vigil.create_key("read").token;
     let mut client = IngestServiceClient::connect(vigil.grpc()).await.unwrap();
     let (run, spans) = native_run(2, now_ns() - 10_000_000_000);
 
@@ -371,21 +371,8 @@ async fn python_sdk_over_otlp_grpc_and_http() {
 #[tokio::test]
 async fn langfuse_compatible_path_with_basic_auth() {
     let vigil = Vigil::start();
-    let out = Command::new(env!("CARGO_BIN_EXE_vigil"))
-        .args(["keys", "--data-dir"])
-        .arg(vigil.data_dir())
-        .args(["create", "--project", "default", "--role", "ingest,read"])
-        .output()
-        .unwrap();
-    let text = String::from_utf8(out.stdout).unwrap();
-    let field = |name: &str| {
-        text.lines()
-            .find_map(|l| l.strip_prefix(name))
-            .unwrap()
-            .trim()
-            .to_string()
-    };
-    let (id, secret) = (field("id:"), field("secret:"));
+    let key = vigil.create_key("ingest,read");
+    let (id, secret) = (key.id, key.secret);
     let basic = format!("{id}:{secret}");
 
     let response = reqwest::Client::new()

@@ -215,25 +215,22 @@ impl Vigil {
         }
     }
 
-    /// Creates a key with the given roles through the CLI; returns the token.
-    pub fn create_key(&self, roles: &str) -> String {
-        let out = Command::new(env!("CARGO_BIN_EXE_vigil"))
-            .args(["keys", "--data-dir"])
-            .arg(&self.data_dir)
-            .args(["create", "--role", roles])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let text = String::from_utf8(out.stdout).unwrap();
-        text.lines()
-            .find_map(|l| l.strip_prefix("token:"))
-            .unwrap()
-            .trim()
-            .to_string()
+    /// Creates a key for project `default` with the given roles through the CLI.
+    pub fn create_key(&self, roles: &str) -> CreatedKey {
+        let data_dir = self.data_dir.display().to_string();
+        let text = cli(&["keys", "--data-dir", &data_dir, "create", "--role", roles]);
+        let field = |name: &str| {
+            text.lines()
+                .find_map(|l| l.strip_prefix(name))
+                .unwrap()
+                .trim()
+                .to_string()
+        };
+        CreatedKey {
+            id: field("id:"),
+            secret: field("secret:"),
+            token: field("token:"),
+        }
     }
 
     /// Lines of `/metrics`.
@@ -280,6 +277,27 @@ fn http_status(url: &str) -> std::io::Result<u16> {
         .nth(1)
         .and_then(|c| c.parse().ok())
         .unwrap_or(0))
+}
+
+/// A key as `vigil keys create` printed it.
+pub struct CreatedKey {
+    pub id: String,
+    pub secret: String,
+    pub token: String,
+}
+
+/// Runs the `vigil` binary with `args`, asserts it succeeded, returns its standard output.
+pub fn cli(args: &[&str]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_vigil"))
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "vigil {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
 }
 
 /// The Python interpreter with the OpenTelemetry SDK (set by tests/run.sh).

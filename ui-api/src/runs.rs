@@ -81,14 +81,6 @@ pub async fn list(
 ) -> Result<Json<Value>, ApiError> {
     let principal = caller.require(Role::Read)?;
     let Query(p) = params.map_err(|e| ApiError::bad_request("query", e.body_text()))?;
-    if let Some(outcome) = &p.outcome
-        && vigil_schemas::Outcome::parse(outcome).is_none()
-    {
-        return Err(ApiError::bad_request(
-            "outcome",
-            "must be one of success, failure, partial, timeout, cancelled",
-        ));
-    }
     let filter = RunFilter {
         from_ns: parse_time("from", p.from)?,
         to_ns: parse_time("to", p.to)?,
