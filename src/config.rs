@@ -2,8 +2,9 @@
 //! environment wins), then one `validate()` that says what is wrong.
 //!
 //! Environment variables address settings by path: `VIGIL_DATA_DIR` for a top-level key and
-//! `VIGIL_<SECTION>__<KEY>` (double underscore) inside a section, e.g.
-//! `VIGIL_SERVER__GRPC_LISTEN=0.0.0.0:4317`, `VIGIL_WAL__FSYNC=false`. Values are read as TOML
+//! `VIGIL_<SECTION>__<KEY>` (double underscore; deeper sections likewise) inside a section, e.g.
+//! `VIGIL_SERVER__GRPC_LISTEN=0.0.0.0:4317`, `VIGIL_WAL__FSYNC=false`,
+//! `VIGIL_STORE__CLICKHOUSE__URL=http://ch:8123`. Values are read as TOML
 //! (numbers, booleans) and fall back to strings.
 
 use std::{net::SocketAddr, path::PathBuf, time::Duration};
@@ -11,6 +12,7 @@ use std::{net::SocketAddr, path::PathBuf, time::Duration};
 use anyhow::{Context, bail};
 use serde::{Deserialize, Serialize};
 use vigil_schemas::{
+    clickhouse::ClickHouseConfig,
     limits::Limits,
     prices::{ModelEntry, SelfHostedPrice},
     time::parse_duration_ns,
@@ -76,14 +78,17 @@ pub enum StoreKind {
     /// Parquet files under the data directory, queried with DataFusion.
     #[default]
     Embedded,
+    /// A ClickHouse server or cluster (`[store.clickhouse]`).
+    Clickhouse,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct StoreConfig {
     pub kind: StoreKind,
-    /// How often small Parquet files are merged.
+    /// How often small Parquet files are merged (embedded store).
     pub compaction_interval: String,
+    pub clickhouse: ClickHouseConfig,
 }
 
 impl Default for StoreConfig {
@@ -91,7 +96,16 @@ impl Default for StoreConfig {
         StoreConfig {
             kind: StoreKind::Embedded,
             compaction_interval: "30s".into(),
+            clickhouse: ClickHouseConfig::default(),
         }
+    }
+}
+
+impl StoreConfig {
+    /// `--clickhouse-url URL`: the ClickHouse store at that address.
+    pub fn use_clickhouse_at(&mut self, url: &str) {
+        self.kind = StoreKind::Clickhouse;
+        self.clickhouse.url = url.to_string();
     }
 }
 
@@ -227,6 +241,9 @@ impl Config {
         duration("server.shutdown_grace", &self.server.shutdown_grace)?;
         duration("store.compaction_interval", &self.store.compaction_interval)?;
         duration("batcher.max_delay", &self.batcher.max_delay)?;
+        if self.store.kind == StoreKind::Clickhouse {
+            self.store.clickhouse.validate()?;
+        }
         duration("assembler.orphan_after", &self.assembler.orphan_after)?;
         if self.batcher.max_rows == 0 {
             bail!("batcher.max_rows must be at least 1");
@@ -277,18 +294,21 @@ fn apply_env(
             table.insert("data_dir".into(), toml::Value::String(value));
             continue;
         }
-        let Some((section, key)) = path.split_once("__") else {
+        let segments: Vec<String> = path.split("__").map(str::to_ascii_lowercase).collect();
+        let Some((key, sections)) = segments.split_last().filter(|(_, s)| !s.is_empty()) else {
             continue;
         };
-        let section = section.to_ascii_lowercase();
-        let key = key.to_ascii_lowercase();
-        let entry = table
-            .entry(section.clone())
-            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
-        let Some(section_table) = entry.as_table_mut() else {
-            bail!("{name}: {section} is not a section");
-        };
-        section_table.insert(key, parsed);
+        let mut section_table = &mut *table;
+        for section in sections {
+            let entry = section_table
+                .entry(section.clone())
+                .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+            let Some(inner) = entry.as_table_mut() else {
+                bail!("{name}: {section} is not a section");
+            };
+            section_table = inner;
+        }
+        section_table.insert(key.clone(), parsed);
     }
     Ok(())
 }
@@ -319,6 +339,8 @@ mod tests {
             ("VIGIL_WAL__FSYNC", "false"),
             ("VIGIL_LIMITS__MAX_ITEMS_PER_REQUEST", "5"),
             ("VIGIL_DATA_DIR", "/tmp/x"),
+            ("VIGIL_STORE__KIND", "clickhouse"),
+            ("VIGIL_STORE__CLICKHOUSE__URL", "http://10.0.0.1:8123"),
             ("UNRELATED", "1"),
         ]
         .into_iter()
@@ -329,6 +351,8 @@ mod tests {
         assert!(!config.wal.fsync);
         assert_eq!(config.limits.max_items_per_request, 5);
         assert_eq!(config.data_dir, PathBuf::from("/tmp/x"));
+        assert_eq!(config.store.kind, StoreKind::Clickhouse);
+        assert_eq!(config.store.clickhouse.url, "http://10.0.0.1:8123");
     }
 
     #[test]

@@ -53,10 +53,34 @@ impl ConfigArgs {
     }
 }
 
+/// The configuration plus the short form for the ClickHouse store.
+#[derive(clap::Args, Clone)]
+struct StoreArgs {
+    #[command(flatten)]
+    config: ConfigArgs,
+    /// Use the ClickHouse store at this HTTP URL (short for `[store] kind = "clickhouse"` with
+    /// `[store.clickhouse] url = URL`).
+    #[arg(long, env = "VIGIL_CLICKHOUSE_URL")]
+    clickhouse_url: Option<String>,
+}
+
+impl StoreArgs {
+    fn load(&self) -> anyhow::Result<Config> {
+        let mut config = self.config.load()?;
+        if let Some(url) = &self.clickhouse_url {
+            config.store.use_clickhouse_at(url);
+            config.validate()?;
+        }
+        Ok(config)
+    }
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Run everything: gRPC and HTTP ingest, the store, the REST API.
-    Serve(ConfigArgs),
+    Serve(StoreArgs),
+    /// Create or upgrade the ClickHouse tables (every node of a cluster), then exit.
+    Migrate(StoreArgs),
     /// Manage API keys.
     Keys {
         #[command(flatten)]
@@ -80,6 +104,16 @@ fn main() -> anyhow::Result<()> {
             let config = args.load()?;
             init_logging(&config.log.level)?;
             runtime()?.block_on(serve::serve(config))
+        }
+        Command::Migrate(args) => {
+            let config = args.load()?;
+            init_logging("warn")?;
+            let report = runtime()?.block_on(serve::migrate(&config))?;
+            #[allow(clippy::print_stdout)]
+            {
+                print!("{report}");
+            }
+            Ok(())
         }
         Command::Keys { config, action } => keys_cmd::run(&config.load()?, action),
         Command::Demo(args) => {

@@ -14,18 +14,19 @@ use vigil_collector::{
     enrich::{Enricher, UserHasher},
     grpc::GrpcIngest,
     pipeline::IngestPipeline,
-    sink::{EmbeddedSink, EmbeddedSinkConfig},
+    sink::{ClickHouseSink, EmbeddedSink, EmbeddedSinkConfig, Sink},
     telemetry::IngestTelemetry,
     wal::{Wal, WalConfig},
 };
-use vigil_query::EmbeddedStore;
+use vigil_query::{ClickHouseStore, EmbeddedStore, TraceStore};
 use vigil_schemas::{
+    clickhouse::{ClickHouseConfig, MigrationReport, Migrator},
     keys::{KeyStore, Role, write_private_file},
     prices::PriceCatalog,
 };
 
 use crate::{
-    config::{Config, duration},
+    config::{Config, StoreKind, duration},
     process::process_metrics,
 };
 
@@ -67,14 +68,37 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         telemetry.clone(),
     ));
 
-    let sink = Arc::new(EmbeddedSink::open(
-        &data_dir,
-        EmbeddedSinkConfig::default(),
-    )?);
-    let store = Arc::new(EmbeddedStore::open(&data_dir)?);
-
     let accepting = CancellationToken::new();
     let background = CancellationToken::new();
+    let mut tasks = Vec::new();
+
+    let (sink, store): (Arc<dyn Sink>, Arc<dyn TraceStore>) = match config.store.kind {
+        StoreKind::Embedded => {
+            let sink = Arc::new(EmbeddedSink::open(
+                &data_dir,
+                EmbeddedSinkConfig::default(),
+            )?);
+            let interval = duration(
+                "store.compaction_interval",
+                &config.store.compaction_interval,
+            )?;
+            tasks.push(sink.clone().spawn_compactor(interval, background.clone()));
+            (sink, Arc::new(EmbeddedStore::open(&data_dir)?))
+        }
+        StoreKind::Clickhouse => {
+            let ch = &config.store.clickhouse;
+            if ch.migrate_on_start {
+                tasks.push(tokio::spawn(migrate_until_done(
+                    ch.clone(),
+                    background.clone(),
+                )));
+            }
+            (
+                Arc::new(ClickHouseSink::new(ch)),
+                Arc::new(ClickHouseStore::new(ch)),
+            )
+        }
+    };
 
     let batcher = Batcher::new(
         wal.clone(),
@@ -86,17 +110,12 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         },
         telemetry.clone(),
     );
-    let batcher_task = tokio::spawn(batcher.run(background.clone()));
-    let compactor_task = sink.clone().spawn_compactor(
-        duration(
-            "store.compaction_interval",
-            &config.store.compaction_interval,
-        )?,
-        background.clone(),
+    tasks.push(tokio::spawn(batcher.run(background.clone())));
+    tasks.push(
+        pipeline
+            .clone()
+            .spawn_orphan_sweeper(Duration::from_secs(10), background.clone()),
     );
-    let sweeper_task = pipeline
-        .clone()
-        .spawn_orphan_sweeper(Duration::from_secs(10), background.clone());
 
     let grpc_listener = tokio::net::TcpListener::bind(&config.server.grpc_listen)
         .await
@@ -141,9 +160,9 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     }
     background.cancel();
     let flushed = tokio::time::timeout(grace, async {
-        let _ = batcher_task.await;
-        let _ = compactor_task.await;
-        let _ = sweeper_task.await;
+        for task in tasks {
+            let _ = task.await;
+        }
     })
     .await;
     if flushed.is_err() {
@@ -154,6 +173,39 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     wal.close();
     tracing::info!("stopped");
     Ok(())
+}
+
+/// `vigil migrate`: applies the pending ClickHouse migrations on every node.
+pub async fn migrate(config: &Config) -> anyhow::Result<MigrationReport> {
+    if config.store.kind != StoreKind::Clickhouse {
+        anyhow::bail!(
+            "vigil migrate is for the ClickHouse store: set [store] kind = \"clickhouse\" or pass --clickhouse-url"
+        );
+    }
+    Ok(Migrator::new(&config.store.clickhouse).run().await?)
+}
+
+/// `migrate_on_start`: applies the migrations, retrying while ClickHouse cannot be reached.
+/// Ingest does not wait: the WAL keeps what arrives, and the batcher's writes succeed once the
+/// tables exist.
+async fn migrate_until_done(config: ClickHouseConfig, shutdown: CancellationToken) {
+    let mut delay = Duration::from_millis(200);
+    loop {
+        match Migrator::new(&config).run().await {
+            Ok(report) => {
+                tracing::info!(report = %report.to_string().trim_end(), "clickhouse schema is current");
+                return;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, retry_in_ms = delay.as_millis() as u64, "clickhouse migrations failed; retrying")
+            }
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(delay) => {}
+        }
+        delay = (delay * 2).min(Duration::from_secs(10));
+    }
 }
 
 /// On first start, with no keys at all, creates an admin key for project `default`, prints it

@@ -32,6 +32,9 @@ pub enum QueryError {
     },
     #[error("query engine: {0}")]
     Engine(#[from] DataFusionError),
+    /// ClickHouse refused a query or answered something unreadable.
+    #[error("clickhouse: {0}")]
+    Store(String),
     #[error("stored rows could not be decoded: {0}")]
     Decode(#[from] ArrowError),
 }
@@ -48,7 +51,9 @@ impl QueryError {
         match self {
             QueryError::InvalidArgument { .. } => ErrorKind::InvalidArgument,
             QueryError::Unavailable(_) | QueryError::Io { .. } => ErrorKind::Unavailable,
-            QueryError::Engine(_) | QueryError::Decode(_) => ErrorKind::Internal,
+            QueryError::Engine(_) | QueryError::Decode(_) | QueryError::Store(_) => {
+                ErrorKind::Internal
+            }
         }
     }
 

@@ -1,12 +1,14 @@
 //! Vigil's read side: trace and session look-ups and the run list, over either store.
 //!
 //! [`TraceStore`] is the contract; [`EmbeddedStore`] answers it from the embedded store's
-//! Parquet files with DataFusion. Every read keeps, per key, only the newest version of a row
-//! (highest `ingested_at_ns`), so retries, WAL replays and rebuilt runs are counted once.
+//! Parquet files with DataFusion, [`ClickHouseStore`] from ClickHouse with bound SQL. Every read
+//! keeps, per key, only the newest version of a row (highest `ingested_at_ns`), so retries, WAL
+//! replays and rebuilt runs are counted once.
 //!
 //! This crate never writes the store and never depends on the collector: the two meet in
 //! `vigil-schemas` (row types, Arrow schemas, the on-disk layout).
 
+mod clickhouse;
 mod cursor;
 mod embedded;
 mod error;
@@ -14,6 +16,7 @@ mod store;
 mod tree;
 mod versions;
 
+pub use clickhouse::ClickHouseStore;
 pub use embedded::EmbeddedStore;
 pub use error::{ErrorKind, QueryError};
 pub use store::{DEFAULT_LIMIT, MAX_LIMIT, RunDetail, RunFilter, RunPage, TraceStore, page_size};

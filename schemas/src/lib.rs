@@ -2,9 +2,11 @@
 //! (read side). It owns the row types, the field limits, the Arrow schemas both stores share, the
 //! model price catalog with nano-dollar cost arithmetic, and the API-key registry.
 //!
-//! Nothing here does I/O on the hot path or knows about a particular store.
+//! Nothing here does I/O on the hot path. The two stores' layouts live in `layout` (embedded) and
+//! `clickhouse` (tables, migrations, row types).
 
 pub mod arrow;
+pub mod clickhouse;
 pub mod keys;
 pub mod layout;
 pub mod limits;

@@ -14,8 +14,10 @@ use async_trait::async_trait;
 use datafusion::{arrow::error::ArrowError, parquet::errors::ParquetError};
 use vigil_schemas::{IngestBatch, layout::Table};
 
+pub mod clickhouse;
 pub mod embedded;
 
+pub use clickhouse::ClickHouseSink;
 pub use embedded::{CompactionConfig, CompactionStats, EmbeddedSink, EmbeddedSinkConfig};
 
 /// Where acknowledged data goes.

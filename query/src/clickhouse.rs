@@ -1,0 +1,323 @@
+//! [`ClickHouseStore`]: the [`TraceStore`] over the ClickHouse tables (design in
+//! `schemas/CLICKHOUSE.md`).
+//!
+//! * SQL text is made only of the constant fragments below; every value from a request travels
+//!   as a bound parameter (the client escapes it), never as text spliced into a statement.
+//! * Newest version per key without `FINAL`: small answers (one trace, one session) fetch every
+//!   version of their keys through the primary key and pick the newest in memory, as the
+//!   embedded store does ([`crate::versions`]). The run list ranks in ClickHouse: the candidate
+//!   traces are those with *any* version matching the filter; for each, its newest version across
+//!   all days is taken (`ORDER BY ingested_at_ns DESC … LIMIT 1 BY trace_id`), and the filter is
+//!   applied again to that version. So an older version never matches in place of a newer one,
+//!   and a newer version in another day's partition is always seen.
+//! * The same queries run on one server and over a cluster's `Distributed` tables: a trace's
+//!   rows share a shard, and sub-queries read the local shard (`distributed_product_mode`).
+
+use async_trait::async_trait;
+use clickhouse::{Client, RowOwned, RowRead};
+use vigil_schemas::{
+    RunRow, ScoreRow, SpanRow,
+    clickhouse::{
+        ClickHouseConfig, error_code, is_transient_code,
+        rows::{RunRecord, ScoreRecord, SpanRecord},
+    },
+};
+
+use crate::{
+    cursor::Cursor,
+    error::QueryError,
+    store::{RunDetail, RunFilter, RunPage, TraceStore, page_size},
+    tree::tree_order,
+    versions::{newest_runs, newest_scores, newest_spans},
+};
+
+/// The run columns, in [`RunRecord`]'s order.
+const RUN_FIELDS: &str = "project_id, trace_id, session_id, user_hash, task_type, agent_name, agent_version, environment, release, start_time_ns, end_time_ns, outcome, error_message, input, output, tags, classification, retention, audit_ref, synthesized, ingested_at_ns";
+
+/// Orders the versions of a key newest first (`Table::version_order`).
+const NEWEST_FIRST: &str = "ORDER BY ingested_at_ns DESC, end_time_ns DESC, start_time_ns DESC";
+
+/// The read side of the ClickHouse store.
+pub struct ClickHouseStore {
+    client: Client,
+}
+
+impl ClickHouseStore {
+    /// A store reading the configured database (created by the migrations).
+    pub fn new(config: &ClickHouseConfig) -> ClickHouseStore {
+        ClickHouseStore {
+            client: config.client(),
+        }
+    }
+
+    /// The client, for engines that aggregate over the store.
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    async fn fetch<T: RowOwned + RowRead>(&self, sql: Sql) -> Result<Vec<T>, QueryError> {
+        let mut query = self.client.query(&sql.text);
+        for value in sql.values {
+            query = match value {
+                Value::Text(text) => query.bind(text),
+                Value::Int(n) => query.bind(n),
+            };
+        }
+        query.fetch_all::<T>().await.map_err(store_error)
+    }
+
+    /// Every version of one trace's rows in `table`.
+    async fn trace_rows<T: RowOwned + RowRead>(
+        &self,
+        table: &'static str,
+        project_id: &str,
+        trace_id: &str,
+    ) -> Result<Vec<T>, QueryError> {
+        let mut sql = Sql::new("SELECT ?fields FROM ");
+        sql.push(table);
+        sql.push(" WHERE project_id = ");
+        sql.text(project_id);
+        sql.push(" AND trace_id = ");
+        sql.text(trace_id);
+        self.fetch(sql).await
+    }
+}
+
+#[async_trait]
+impl TraceStore for ClickHouseStore {
+    async fn get_run(
+        &self,
+        project_id: &str,
+        trace_id: &str,
+    ) -> Result<Option<RunDetail>, QueryError> {
+        let (runs, spans, scores) = tokio::try_join!(
+            self.trace_rows::<RunRecord>("runs", project_id, trace_id),
+            self.trace_rows::<SpanRecord>("spans", project_id, trace_id),
+            self.trace_rows::<ScoreRecord>("scores", project_id, trace_id),
+        )?;
+        let run = newest_runs(runs.into_iter().map(RunRow::from).collect())
+            .into_iter()
+            .next();
+        let spans = tree_order(newest_spans(spans.into_iter().map(SpanRow::from).collect()));
+        if run.is_none() && spans.is_empty() {
+            return Ok(None);
+        }
+        let mut scores = newest_scores(scores.into_iter().map(ScoreRow::from).collect());
+        scores.sort_by(|a, b| (a.time_ns, &a.score_id).cmp(&(b.time_ns, &b.score_id)));
+        Ok(Some(RunDetail { run, spans, scores }))
+    }
+
+    async fn list_runs(
+        &self,
+        project_id: &str,
+        filter: &RunFilter,
+        limit: Option<usize>,
+        cursor: Option<&str>,
+    ) -> Result<RunPage, QueryError> {
+        let limit = page_size(limit)?;
+        let outcome = filter.validate()?;
+        let cursor = cursor.map(Cursor::decode).transpose()?;
+        if filter.is_empty_range() {
+            return Ok(RunPage {
+                runs: Vec::new(),
+                next_cursor: None,
+            });
+        }
+        // The run-level conditions, used twice: to find candidates (any version matches) and
+        // on each candidate's newest version.
+        let conditions = |sql: &mut Sql| {
+            sql.push(" WHERE project_id = ");
+            sql.text(project_id);
+            for (column, wanted) in [
+                (" AND session_id = ", &filter.session_id),
+                (" AND user_hash = ", &filter.user_hash),
+                (" AND agent_name = ", &filter.agent),
+                (" AND task_type = ", &filter.task_type),
+                (" AND environment = ", &filter.environment),
+            ] {
+                if let Some(value) = wanted {
+                    sql.push(column);
+                    sql.text(value);
+                }
+            }
+            if let Some(outcome) = outcome {
+                sql.push(" AND outcome = ");
+                sql.text(outcome.as_str());
+            }
+            if let Some(from) = filter.from_ns {
+                sql.push(" AND start_time_ns >= ");
+                sql.int(from);
+            }
+            if let Some(to) = filter.to_ns {
+                sql.push(" AND start_time_ns < ");
+                sql.int(to);
+            }
+            if let Some(cursor) = &cursor {
+                sql.push(" AND (start_time_ns < ");
+                sql.int(cursor.start_time_ns);
+                sql.push(" OR (start_time_ns = ");
+                sql.int(cursor.start_time_ns);
+                sql.push(" AND trace_id < ");
+                sql.text(&cursor.trace_id);
+                sql.push("))");
+            }
+            for (column, wanted) in [
+                ("model", &filter.model),
+                ("prompt_version", &filter.prompt_version),
+            ] {
+                if let Some(value) = wanted {
+                    traces_with_span(sql, project_id, column, value);
+                }
+            }
+        };
+
+        let mut sql = Sql::new("SELECT ?fields FROM (SELECT ");
+        sql.push(RUN_FIELDS);
+        sql.push(" FROM runs WHERE project_id = ");
+        sql.text(project_id);
+        sql.push(" AND trace_id IN (SELECT trace_id FROM runs");
+        conditions(&mut sql);
+        sql.push(") ");
+        sql.push(NEWEST_FIRST);
+        sql.push(" LIMIT 1 BY trace_id)");
+        conditions(&mut sql);
+        sql.push(" ORDER BY start_time_ns DESC, trace_id DESC LIMIT ");
+        sql.int(limit as i64 + 1);
+
+        let mut runs: Vec<RunRow> = self
+            .fetch::<RunRecord>(sql)
+            .await?
+            .into_iter()
+            .map(RunRow::from)
+            .collect();
+        let next_cursor = (runs.len() > limit).then(|| {
+            runs.truncate(limit);
+            let last = &runs[limit - 1];
+            Cursor {
+                start_time_ns: last.start_time_ns,
+                trace_id: last.trace_id.clone(),
+            }
+            .encode()
+        });
+        Ok(RunPage { runs, next_cursor })
+    }
+
+    async fn session(&self, project_id: &str, session_id: &str) -> Result<Vec<RunRow>, QueryError> {
+        let mut sql = Sql::new("SELECT ?fields FROM runs WHERE project_id = ");
+        sql.text(project_id);
+        sql.push(" AND trace_id IN (SELECT trace_id FROM runs WHERE project_id = ");
+        sql.text(project_id);
+        sql.push(" AND session_id = ");
+        sql.text(session_id);
+        sql.push(")");
+        let versions = self.fetch::<RunRecord>(sql).await?;
+        let mut runs: Vec<RunRow> = newest_runs(versions.into_iter().map(RunRow::from).collect())
+            .into_iter()
+            .filter(|r| r.session_id == session_id)
+            .collect();
+        runs.sort_by(|a, b| (a.start_time_ns, &a.trace_id).cmp(&(b.start_time_ns, &b.trace_id)));
+        Ok(runs)
+    }
+
+    async fn health(&self) -> Result<(), QueryError> {
+        self.client
+            .query("SELECT 1")
+            .execute()
+            .await
+            .map_err(store_error)
+    }
+}
+
+/// `AND trace_id IN (…)`: runs having a span whose newest version has `column` = `value`.
+fn traces_with_span(sql: &mut Sql, project_id: &str, column: &'static str, value: &str) {
+    sql.push(" AND trace_id IN (SELECT trace_id FROM (SELECT trace_id, span_id, ");
+    sql.push(column);
+    sql.push(" FROM spans WHERE project_id = ");
+    sql.text(project_id);
+    sql.push(" AND trace_id IN (SELECT trace_id FROM spans WHERE project_id = ");
+    sql.text(project_id);
+    sql.push(" AND ");
+    sql.push(column);
+    sql.push(" = ");
+    sql.text(value);
+    sql.push(") ");
+    sql.push(NEWEST_FIRST);
+    sql.push(" LIMIT 1 BY trace_id, span_id) WHERE ");
+    sql.push(column);
+    sql.push(" = ");
+    sql.text(value);
+    sql.push(")");
+}
+
+/// A statement made of constant fragments and bound values, bound in order of appearance.
+struct Sql {
+    text: String,
+    values: Vec<Value>,
+}
+
+enum Value {
+    Text(String),
+    Int(i64),
+}
+
+impl Sql {
+    fn new(fragment: &'static str) -> Sql {
+        Sql {
+            text: fragment.to_string(),
+            values: Vec::new(),
+        }
+    }
+
+    /// Appends constant SQL (never a value from a request).
+    fn push(&mut self, fragment: &'static str) {
+        self.text.push_str(fragment);
+    }
+
+    fn text(&mut self, value: &str) {
+        self.text.push('?');
+        self.values.push(Value::Text(value.to_string()));
+    }
+
+    fn int(&mut self, value: i64) {
+        self.text.push('?');
+        self.values.push(Value::Int(value));
+    }
+}
+
+/// A ClickHouse failure in the query service's terms: a server that is down, slow or
+/// overloaded is `Unavailable` (503, retry); anything else is a bug or a schema mismatch.
+fn store_error(error: clickhouse::error::Error) -> QueryError {
+    use clickhouse::error::Error;
+    let transient = match &error {
+        Error::Network(_) | Error::TimedOut => true,
+        Error::BadResponse(text) => error_code(text).is_none_or(is_transient_code),
+        _ => false,
+    };
+    if transient {
+        QueryError::Unavailable(error.to_string())
+    } else {
+        QueryError::Store(error.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use vigil_schemas::{clickhouse::schema::column_list, layout::Table};
+
+    use super::*;
+
+    #[test]
+    fn run_fields_are_the_run_columns() {
+        assert_eq!(RUN_FIELDS, column_list(Table::Runs));
+    }
+
+    #[test]
+    fn values_are_bound_never_spliced() {
+        let mut sql = Sql::new("SELECT 1 WHERE a = ");
+        sql.text("x' OR 1 = 1 --");
+        sql.push(" AND b = ");
+        sql.int(7);
+        assert_eq!(sql.text, "SELECT 1 WHERE a = ? AND b = ?");
+        assert_eq!(sql.values.len(), 2);
+    }
+}

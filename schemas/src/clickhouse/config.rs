@@ -1,0 +1,188 @@
+//! How to reach ClickHouse, and the client every part of Vigil builds from it.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// `[store.clickhouse]` in the config file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClickHouseConfig {
+    /// The HTTP interface, `http://host:8123` (or `https://…` for TLS, verified against the
+    /// system's trusted roots: install a private CA there).
+    pub url: String,
+    /// Created by the migrations when missing.
+    pub database: String,
+    pub user: String,
+    pub password: String,
+    /// The cluster (from the servers' `<remote_servers>`) to shard over: local tables on every
+    /// node plus `Distributed` tables in front of them. None for a single server.
+    pub cluster: Option<String>,
+    /// With a cluster, the HTTP URL of every node, where `vigil migrate` creates the tables
+    /// (ClickHouse's own `ON CLUSTER` needs ZooKeeper). Defaults to `url` alone.
+    pub nodes: Vec<String>,
+    /// Apply pending migrations when `vigil serve` starts.
+    pub migrate_on_start: bool,
+    /// LZ4-compress inserts and answers (worth it over a network, not on loopback).
+    pub compression: bool,
+    /// An insert or query taking longer than this fails (and a write is retried).
+    pub timeout_secs: u64,
+}
+
+impl Default for ClickHouseConfig {
+    fn default() -> Self {
+        ClickHouseConfig {
+            url: "http://127.0.0.1:8123".into(),
+            database: "vigil".into(),
+            user: "default".into(),
+            password: String::new(),
+            cluster: None,
+            nodes: Vec::new(),
+            migrate_on_start: true,
+            compression: false,
+            timeout_secs: 60,
+        }
+    }
+}
+
+/// A setting that cannot work, named.
+#[derive(Debug, thiserror::Error)]
+#[error("store.clickhouse.{field}: {message}")]
+pub struct ConfigError {
+    pub field: &'static str,
+    pub message: String,
+}
+
+impl ClickHouseConfig {
+    /// The short form `vigil serve --clickhouse-url URL`: everything else at its default.
+    pub fn at(url: impl Into<String>) -> ClickHouseConfig {
+        ClickHouseConfig {
+            url: url.into(),
+            ..Default::default()
+        }
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let err = |field, message: String| Err(ConfigError { field, message });
+        for url in std::iter::once(&self.url).chain(&self.nodes) {
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                return err(
+                    "url",
+                    format!(
+                        "{url:?} is not an http:// or https:// URL of ClickHouse's HTTP interface"
+                    ),
+                );
+            }
+        }
+        // Identifiers cannot be bound as parameters; they are checked instead.
+        if !is_identifier(&self.database) {
+            return err(
+                "database",
+                format!(
+                    "{:?} must be letters, digits and underscores",
+                    self.database
+                ),
+            );
+        }
+        if let Some(cluster) = &self.cluster
+            && !is_identifier(cluster)
+        {
+            return err(
+                "cluster",
+                format!("{cluster:?} must be letters, digits and underscores"),
+            );
+        }
+        if self.timeout_secs == 0 {
+            return err("timeout_secs", "must be at least 1".into());
+        }
+        Ok(())
+    }
+
+    pub fn timeout(&self) -> Duration {
+        Duration::from_secs(self.timeout_secs)
+    }
+
+    /// The nodes migrations run on.
+    pub fn migration_nodes(&self) -> Vec<String> {
+        if self.nodes.is_empty() {
+            vec![self.url.clone()]
+        } else {
+            self.nodes.clone()
+        }
+    }
+
+    /// A client for the database (which must exist: see [`crate::clickhouse::Migrator`]).
+    pub fn client(&self) -> clickhouse::Client {
+        self.client_for(&self.url).with_database(&self.database)
+    }
+
+    /// A client for one node, with no database selected.
+    pub fn client_for(&self, url: &str) -> clickhouse::Client {
+        let compression = if self.compression {
+            clickhouse::Compression::Lz4
+        } else {
+            clickhouse::Compression::None
+        };
+        let mut client = clickhouse::Client::default()
+            .with_url(url)
+            .with_user(&self.user)
+            .with_compression(compression)
+            // Schema validation asks the server for metadata 18.16 cannot give.
+            .with_validation(false)
+            .with_setting("max_execution_time", self.timeout_secs.to_string());
+        if !self.password.is_empty() {
+            client = client.with_password(&self.password);
+        }
+        if self.cluster.is_some() {
+            // An insert returns once every shard has its rows, so the WAL checkpoint never moves
+            // past rows still queued on the way to a shard. Sub-queries over a Distributed table
+            // read the local shard: a trace's rows all live on one shard.
+            client = client
+                .with_setting("insert_distributed_sync", "1")
+                .with_setting("distributed_product_mode", "local");
+        }
+        client
+    }
+}
+
+fn is_identifier(text: &str) -> bool {
+    let mut chars = text.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn validation_names_the_setting() {
+        assert!(ClickHouseConfig::default().validate().is_ok());
+        let bad_db = ClickHouseConfig {
+            database: "vigil; DROP TABLE x".into(),
+            ..Default::default()
+        };
+        assert!(
+            bad_db
+                .validate()
+                .unwrap_err()
+                .to_string()
+                .starts_with("store.clickhouse.database")
+        );
+        let bad_url = ClickHouseConfig::at("tcp://localhost:9000");
+        assert!(
+            bad_url
+                .validate()
+                .unwrap_err()
+                .to_string()
+                .contains("store.clickhouse.url")
+        );
+        let bad_cluster = ClickHouseConfig {
+            cluster: Some("a-b".into()),
+            ..Default::default()
+        };
+        assert!(bad_cluster.validate().is_err());
+    }
+}

@@ -1,0 +1,284 @@
+//! Versioned, idempotent migrations. Each node records what it applied in
+//! `<database>.vigil_migrations`; `vigil migrate` (and `vigil serve` when `migrate_on_start`)
+//! applies what is missing, in order, on every node of [`ClickHouseConfig::migration_nodes`].
+//!
+//! * Every statement is idempotent (`IF NOT EXISTS`), so a migration interrupted half-way, or
+//!   two collectors migrating at once, end in the same state.
+//! * A migration's checksum is recorded with it; a binary whose migration of the same version
+//!   differs refuses to go on rather than guess.
+//! * A migration may need a newer server (data-skipping indexes need 20.1): on an older one it
+//!   is reported as skipped, not recorded, and applied by the first `migrate` after an upgrade.
+
+use sha2::{Digest, Sha256};
+
+use super::{ClickHouseConfig, ServerVersion, schema::Target};
+use crate::layout::Table;
+
+/// The table, in the configured database, that records applied migrations (on every node).
+pub const MIGRATIONS_TABLE: &str = "vigil_migrations";
+
+pub struct Migration {
+    pub version: u32,
+    pub name: &'static str,
+    /// The oldest server that can apply it; older ones skip it.
+    pub requires: Option<ServerVersion>,
+    statements: fn(&Target) -> Vec<String>,
+}
+
+impl Migration {
+    pub fn statements(&self, target: &Target) -> Vec<String> {
+        (self.statements)(target)
+    }
+
+    /// A digest of what the migration does, independent of the database and cluster names.
+    pub fn checksum(&self) -> String {
+        let canonical = Target {
+            database: "db".into(),
+            cluster: None,
+        };
+        hex::encode(Sha256::digest(self.statements(&canonical).join(";\n")))
+    }
+}
+
+/// Every migration, in order.
+pub const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "tables runs, spans and scores",
+        requires: None,
+        statements: |target| {
+            Table::ALL
+                .into_iter()
+                .flat_map(|t| target.create_table(t))
+                .collect()
+        },
+    },
+    Migration {
+        version: 2,
+        name: "bloom-filter skip indexes for look-ups by session, user, model, prompt and tool",
+        requires: Some(ServerVersion {
+            major: 20,
+            minor: 1,
+        }),
+        statements: skip_indexes,
+    },
+];
+
+fn skip_indexes(target: &Target) -> Vec<String> {
+    let indexes: [(Table, &[&str]); 2] = [
+        (Table::Runs, &["session_id", "user_hash"]),
+        (Table::Spans, &["model", "prompt_version", "tool_name"]),
+    ];
+    indexes
+        .iter()
+        .flat_map(|(table, columns)| {
+            let storage = target.storage_table(*table);
+            columns.iter().map(move |column| {
+                format!(
+                    "ALTER TABLE {}.{storage} ADD INDEX IF NOT EXISTS idx_{column} {column} TYPE bloom_filter(0.01) GRANULARITY 4",
+                    target.database
+                )
+            })
+        })
+        .collect()
+}
+
+/// What `migrate` did on one node.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NodeReport {
+    pub url: String,
+    pub server_version: String,
+    /// Applied now: (version, name).
+    pub applied: Vec<(u32, String)>,
+    /// Applied before.
+    pub present: Vec<u32>,
+    /// Not applicable to this server: (version, name, why).
+    pub skipped: Vec<(u32, String, String)>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MigrationReport {
+    pub nodes: Vec<NodeReport>,
+}
+
+impl std::fmt::Display for MigrationReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for node in &self.nodes {
+            writeln!(f, "{} (ClickHouse {})", node.url, node.server_version)?;
+            for (version, name) in &node.applied {
+                writeln!(f, "  applied   {version:>3}  {name}")?;
+            }
+            for version in &node.present {
+                writeln!(f, "  present   {version:>3}")?;
+            }
+            for (version, name, why) in &node.skipped {
+                writeln!(f, "  skipped   {version:>3}  {name}: {why}")?;
+            }
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum MigrationError {
+    #[error("{url}: {action}: {source}")]
+    Server {
+        url: String,
+        action: String,
+        #[source]
+        source: clickhouse::error::Error,
+    },
+    #[error(
+        "{url}: migration {version} was recorded with checksum {recorded}, but this build's is {expected}: the schema was changed by another version of Vigil"
+    )]
+    Checksum {
+        url: String,
+        version: u32,
+        recorded: String,
+        expected: String,
+    },
+    #[error("{url}: unrecognised server version {version:?}")]
+    Version { url: String, version: String },
+}
+
+pub struct Migrator<'a> {
+    config: &'a ClickHouseConfig,
+}
+
+impl<'a> Migrator<'a> {
+    pub fn new(config: &'a ClickHouseConfig) -> Migrator<'a> {
+        Migrator { config }
+    }
+
+    /// Applies every pending migration on every node.
+    pub async fn run(&self) -> Result<MigrationReport, MigrationError> {
+        let mut report = MigrationReport::default();
+        for url in self.config.migration_nodes() {
+            report.nodes.push(self.run_on(&url).await?);
+        }
+        Ok(report)
+    }
+
+    async fn run_on(&self, url: &str) -> Result<NodeReport, MigrationError> {
+        let client = self.config.client_for(url);
+        let failed = |action: String| {
+            let url = url.to_string();
+            move |source| MigrationError::Server {
+                url,
+                action,
+                source,
+            }
+        };
+        let target = Target {
+            database: self.config.database.clone(),
+            cluster: self.config.cluster.clone(),
+        };
+        let db = &target.database;
+
+        let version_text: String = client
+            .query("SELECT version()")
+            .fetch_one()
+            .await
+            .map_err(failed("asking the server's version".into()))?;
+        let server =
+            ServerVersion::parse(&version_text).ok_or_else(|| MigrationError::Version {
+                url: url.into(),
+                version: version_text.clone(),
+            })?;
+
+        for statement in [
+            format!("CREATE DATABASE IF NOT EXISTS {db}"),
+            format!(
+                "CREATE TABLE IF NOT EXISTS {db}.{MIGRATIONS_TABLE} (version UInt32, name String, checksum String, applied_at DateTime) ENGINE = MergeTree ORDER BY version"
+            ),
+        ] {
+            client
+                .query(&statement)
+                .execute()
+                .await
+                .map_err(failed(statement.clone()))?;
+        }
+        let recorded: Vec<(u32, String)> = client
+            .query(&format!(
+                "SELECT version, any(checksum) FROM {db}.{MIGRATIONS_TABLE} GROUP BY version"
+            ))
+            .fetch_all()
+            .await
+            .map_err(failed("reading the applied migrations".into()))?;
+
+        let mut report = NodeReport {
+            url: url.into(),
+            server_version: version_text.trim().to_string(),
+            ..Default::default()
+        };
+        for migration in MIGRATIONS {
+            if let Some((_, checksum)) = recorded.iter().find(|(v, _)| *v == migration.version) {
+                if *checksum != migration.checksum() {
+                    return Err(MigrationError::Checksum {
+                        url: url.into(),
+                        version: migration.version,
+                        recorded: checksum.clone(),
+                        expected: migration.checksum(),
+                    });
+                }
+                report.present.push(migration.version);
+                continue;
+            }
+            if let Some(required) = migration.requires
+                && server < required
+            {
+                report.skipped.push((
+                    migration.version,
+                    migration.name.into(),
+                    format!("needs ClickHouse {required} or newer"),
+                ));
+                continue;
+            }
+            for statement in migration.statements(&target) {
+                client
+                    .query(&statement)
+                    .execute()
+                    .await
+                    .map_err(failed(format!("migration {}", migration.version)))?;
+            }
+            client
+                .query(&format!(
+                    "INSERT INTO {db}.{MIGRATIONS_TABLE} (version, name, checksum, applied_at) VALUES (?, ?, ?, now())"
+                ))
+                .bind(migration.version)
+                .bind(migration.name)
+                .bind(migration.checksum())
+                .execute()
+                .await
+                .map_err(failed(format!("recording migration {}", migration.version)))?;
+            report
+                .applied
+                .push((migration.version, migration.name.into()));
+        }
+        Ok(report)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn migrations_are_ordered_and_checksums_ignore_names() {
+        let versions: Vec<u32> = MIGRATIONS.iter().map(|m| m.version).collect();
+        let mut sorted = versions.clone();
+        sorted.sort_unstable();
+        sorted.dedup();
+        assert_eq!(versions, sorted);
+        let cluster = Target {
+            database: "other".into(),
+            cluster: Some("c".into()),
+        };
+        assert_eq!(MIGRATIONS[1].statements(&cluster).len(), 5);
+        assert!(
+            MIGRATIONS[1].statements(&cluster)[0]
+                .starts_with("ALTER TABLE other.runs_local ADD INDEX")
+        );
+        assert_eq!(MIGRATIONS[0].checksum().len(), 64);
+    }
+}
