@@ -229,8 +229,11 @@ pub struct DemoOptions {
     pub protocol: IngestProtocol,
     /// Runs per request.
     pub batch_runs: usize,
-    /// The runs' timestamps are spread over this window, ending now.
+    /// The runs' timestamps are spread over this window…
     pub history: Duration,
+    /// …ending at this instant (ns since the epoch); `None`: now. Fixed, the same seed sends
+    /// exactly the same runs every time (the store conformance tests send them to two stores).
+    pub end_ns: Option<i64>,
 }
 
 impl Default for DemoOptions {
@@ -244,6 +247,7 @@ impl Default for DemoOptions {
             protocol: IngestProtocol::Mixed,
             batch_runs: 50,
             history: Duration::from_secs(24 * 3600),
+            end_ns: None,
         }
     }
 }
@@ -379,11 +383,14 @@ impl fmt::Display for DemoReport {
 pub async fn run_demo(opts: DemoOptions) -> anyhow::Result<DemoReport> {
     opts.validate()?;
     let history_ns = i64::try_from(opts.history.as_nanos()).context("history is too long")?;
-    let now = now_ns()?;
+    let end = match opts.end_ns {
+        Some(end) => end,
+        None => now_ns()?,
+    };
     let runs = workload::generate(&WorkloadConfig::new(
         opts.seed,
         opts.runs,
-        now.saturating_sub(history_ns),
+        end.saturating_sub(history_ns),
         history_ns,
     ));
     let mut client = IngestClient::connect(&opts.endpoint, &opts.token, false).await?;
@@ -600,9 +607,13 @@ pub struct DemoArgs {
     /// Runs per request.
     #[arg(long, default_value_t = 50)]
     pub batch_runs: usize,
-    /// Hours of history the runs' timestamps cover, ending now.
+    /// Hours of history the runs' timestamps cover, ending now (or at --end-time).
     #[arg(long, default_value_t = 24.0)]
     pub history_hours: f64,
+    /// End of the history window (RFC 3339, e.g. 2026-11-23T12:00:00Z) instead of now: the same
+    /// seed and end time send exactly the same runs.
+    #[arg(long)]
+    pub end_time: Option<String>,
     /// Print the report as JSON.
     #[arg(long)]
     pub json: bool,
@@ -626,6 +637,14 @@ pub async fn run_cli(args: DemoArgs) -> anyhow::Result<()> {
         protocol: args.protocol,
         batch_runs: args.batch_runs,
         history,
+        end_ns: args
+            .end_time
+            .as_deref()
+            .map(|text| {
+                vigil_schemas::time::parse_rfc3339(text)
+                    .with_context(|| format!("--end-time {text:?} is not an RFC 3339 time"))
+            })
+            .transpose()?,
     })
     .await?;
     if args.json {
@@ -772,6 +791,7 @@ mod tests {
             protocol: IngestProtocol::Mixed,
             batch_runs: 10,
             history: Duration::from_secs(3600),
+            end_ns: None,
         };
         let report = run_demo(opts.clone()).await.expect("the demo runs");
 

@@ -13,7 +13,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use support::Vigil;
+use support::{Store, Vigil};
 use tonic::{Request, metadata::MetadataValue};
 use vigil_proto::v1::{self, ingest_service_client::IngestServiceClient};
 
@@ -64,9 +64,8 @@ fn request(batch: u64, now: i64) -> (v1::ExportRequest, Vec<(String, Vec<String>
     (req, ids)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn kill_9_under_load_loses_and_duplicates_nothing_acknowledged() {
-    let mut vigil = Vigil::start();
+async fn kill_9_under_load_loses_and_duplicates_nothing_acknowledged(store: Store) {
+    let mut vigil = Vigil::start_on(store);
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
@@ -175,3 +174,7 @@ async fn kill_9_under_load_loses_and_duplicates_nothing_acknowledged() {
         c.await.unwrap();
     }
 }
+
+on_both_stores!(
+    kill_9_under_load_loses_and_duplicates_nothing_acknowledged,
+);

@@ -9,7 +9,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use support::Vigil;
+use support::{Store, Vigil};
 
 async fn wait_for_runs(vigil: &Vigil, expected: usize) -> Vec<serde_json::Value> {
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -33,9 +33,8 @@ async fn wait_for_runs(vigil: &Vigil, expected: usize) -> Vec<serde_json::Value>
     }
 }
 
-#[tokio::test]
-async fn demo_traffic_is_stored_and_survives_a_graceful_restart() {
-    let mut vigil = Vigil::start();
+async fn demo_traffic_is_stored_and_survives_a_graceful_restart(store: Store) {
+    let mut vigil = Vigil::start_on(store);
     let (endpoint, token) = (vigil.grpc(), vigil.token.clone());
     let out = support::cli(&[
         "demo",
@@ -84,3 +83,7 @@ async fn demo_traffic_is_stored_and_survives_a_graceful_restart() {
         .collect();
     assert_eq!(before_ids, after_ids);
 }
+
+on_both_stores!(
+    demo_traffic_is_stored_and_survives_a_graceful_restart,
+);

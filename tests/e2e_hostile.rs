@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use prost::Message;
 use serde_json::Value;
-use support::Vigil;
+use support::{Store, Vigil};
 use tonic::{Request, metadata::MetadataValue};
 use vigil_proto::{
     otlp::{
@@ -78,9 +78,8 @@ fn error_of(body: &[u8]) -> Value {
     v["error"].clone()
 }
 
-#[tokio::test]
-async fn broken_bodies_get_clear_errors_and_the_server_keeps_serving() {
-    let vigil = Vigil::start_with(&[("VIGIL_LIMITS__MAX_MESSAGE_BYTES", "1048576")]);
+async fn broken_bodies_get_clear_errors_and_the_server_keeps_serving(store: Store) {
+    let vigil = Vigil::start_on_with(store, &[("VIGIL_LIMITS__MAX_MESSAGE_BYTES", "1048576")]);
 
     let (status, body) = post_otlp(
         &vigil,
@@ -165,9 +164,8 @@ async fn broken_bodies_get_clear_errors_and_the_server_keeps_serving() {
     assert_eq!(status, 200);
 }
 
-#[tokio::test]
-async fn invalid_spans_are_reported_and_valid_neighbours_kept() {
-    let vigil = Vigil::start();
+async fn invalid_spans_are_reported_and_valid_neighbours_kept(store: Store) {
+    let vigil = Vigil::start_on(store);
     let now = now_ns();
     let many_attributes: Vec<KeyValue> = (0..10_000).map(|i| kv(&format!("k{i}"), "v")).collect();
     let year = 365 * 86_400 * 1_000_000_000u64;
@@ -268,3 +266,8 @@ async fn invalid_spans_are_reported_and_valid_neighbours_kept() {
         "{err:?}"
     );
 }
+
+on_both_stores!(
+    broken_bodies_get_clear_errors_and_the_server_keeps_serving,
+    invalid_spans_are_reported_and_valid_neighbours_kept,
+);

@@ -10,7 +10,7 @@ use std::process::Command;
 use hmac::{Hmac, Mac};
 use serde_json::Value;
 use sha2::Sha256;
-use support::{Vigil, python};
+use support::{Store, Vigil, python};
 use tonic::{Request, metadata::MetadataValue};
 use vigil_proto::v1::{self, ExportRequest, ingest_service_client::IngestServiceClient};
 
@@ -127,9 +127,8 @@ fn native_run(seed: u64, start: i64) -> (v1::Run, Vec<v1::Span>) {
     (run, spans)
 }
 
-#[tokio::test]
-async fn native_grpc_round_trip() {
-    let vigil = Vigil::start();
+async fn native_grpc_round_trip(store: Store) {
+    let vigil = Vigil::start_on(store);
     let mut client = IngestServiceClient::connect(vigil.grpc()).await.unwrap();
     let start = now_ns() - 60_000_000_000;
     let (run, spans) = native_run(1, start);
@@ -224,9 +223,8 @@ async fn native_grpc_round_trip() {
     assert_eq!(session["runs"].as_array().unwrap().len(), 1);
 }
 
-#[tokio::test]
-async fn roles_separate_ingest_from_reading_and_redact_content() {
-    let vigil = Vigil::start();
+async fn roles_separate_ingest_from_reading_and_redact_content(store: Store) {
+    let vigil = Vigil::start_on(store);
     let ingest_only = vigil.create_key("ingest").token;
     let read_only = vigil.create_key("read").token;
     let mut client = IngestServiceClient::connect(vigil.grpc()).await.unwrap();
@@ -357,9 +355,8 @@ async fn check_python_runs(vigil: &Vigil, sent: &Value) {
     }
 }
 
-#[tokio::test]
-async fn python_sdk_over_otlp_grpc_and_http() {
-    let vigil = Vigil::start();
+async fn python_sdk_over_otlp_grpc_and_http(store: Store) {
+    let vigil = Vigil::start_on(store);
     let auth = ["--token", vigil.token.as_str()];
     let sent = send_with_python(&vigil, "grpc", &vigil.grpc(), &auth, 4);
     check_python_runs(&vigil, &sent).await;
@@ -368,9 +365,8 @@ async fn python_sdk_over_otlp_grpc_and_http() {
     check_python_runs(&vigil, &sent).await;
 }
 
-#[tokio::test]
-async fn langfuse_compatible_path_with_basic_auth() {
-    let vigil = Vigil::start();
+async fn langfuse_compatible_path_with_basic_auth(store: Store) {
+    let vigil = Vigil::start_on(store);
     let key = vigil.create_key("ingest,read");
     let (id, secret) = (key.id, key.secret);
     let basic = format!("{id}:{secret}");
@@ -389,3 +385,10 @@ async fn langfuse_compatible_path_with_basic_auth() {
     let sent = send_with_python(&vigil, "http", &endpoint, &["--basic", &basic], 2);
     check_python_runs(&vigil, &sent).await;
 }
+
+on_both_stores!(
+    native_grpc_round_trip,
+    roles_separate_ingest_from_reading_and_redact_content,
+    python_sdk_over_otlp_grpc_and_http,
+    langfuse_compatible_path_with_basic_auth,
+);

@@ -1,9 +1,19 @@
 #!/usr/bin/env bash
 # Runs every test of Vigil. Installs what the tests need on a fresh machine first:
-# a Python virtualenv with the OpenTelemetry SDK and its OTLP exporters (from PyPI).
+# Debian's ClickHouse server and client (the tests start their own isolated servers on free
+# ports), and a Python virtualenv with the OpenTelemetry SDK and its OTLP exporters (from PyPI).
 # Usage: tests/run.sh [extra cargo test arguments]
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+if ! command -v clickhouse-server >/dev/null || ! command -v clickhouse-client >/dev/null; then
+  echo "==> installing clickhouse-server and clickhouse-client (Debian)"
+  SUDO=""
+  [ "$(id -u)" -eq 0 ] || SUDO=sudo
+  $SUDO apt-get update -qq
+  # The package's post-install may try to start a system service; the tests never use it.
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq clickhouse-server clickhouse-client >/dev/null
+fi
 
 VENV=tests/.venv
 REQUIREMENTS=tests/otel/requirements.txt

@@ -11,6 +11,46 @@ use std::{
 
 use serde_json::Value;
 
+pub mod clickhouse;
+
+use clickhouse::{ClickHouse, unique_database};
+
+/// Which store a Vigil under test writes to and reads from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Store {
+    Embedded,
+    /// A database of its own on this test binary's shared ClickHouse server.
+    ClickHouse,
+}
+
+/// Settings pointing a Vigil at `database` on the ClickHouse server at `url`.
+pub fn clickhouse_env(url: &str, database: &str) -> Vec<(String, String)> {
+    vec![
+        ("VIGIL_STORE__KIND".into(), "clickhouse".into()),
+        ("VIGIL_STORE__CLICKHOUSE__URL".into(), url.into()),
+        ("VIGIL_STORE__CLICKHOUSE__DATABASE".into(), database.into()),
+    ]
+}
+
+/// Generates, for an `async fn name(store: Store)`, the tests `name::embedded` and
+/// `name::clickhouse`: every end-to-end scenario runs against both stores.
+#[macro_export]
+macro_rules! on_both_stores {
+    ($($name:ident),+ $(,)?) => {$(
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn embedded() {
+                super::$name($crate::support::Store::Embedded).await
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn clickhouse() {
+                super::$name($crate::support::Store::ClickHouse).await
+            }
+        }
+    )+};
+}
+
 pub struct Vigil {
     pub child: Option<Child>,
     pub data_dir: PathBuf,
@@ -18,6 +58,8 @@ pub struct Vigil {
     pub http_port: u16,
     pub token: String,
     extra_env: Vec<(String, String)>,
+    /// The ClickHouse database this Vigil uses, when it uses one.
+    pub database: Option<String>,
     _tmp: Option<tempfile::TempDir>,
 }
 
@@ -36,6 +78,32 @@ impl Vigil {
     }
 
     pub fn start_with(env: &[(&str, &str)]) -> Vigil {
+        Vigil::start_on_with(Store::Embedded, env)
+    }
+
+    /// Starts a fresh Vigil on `store` (on ClickHouse: a new database on the shared server).
+    pub fn start_on(store: Store) -> Vigil {
+        Vigil::start_on_with(store, &[])
+    }
+
+    pub fn start_on_with(store: Store, env: &[(&str, &str)]) -> Vigil {
+        let mut env: Vec<(String, String)> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let mut database = None;
+        if store == Store::ClickHouse {
+            let name = unique_database();
+            env.extend(clickhouse_env(&ClickHouse::shared().url(), &name));
+            database = Some(name);
+        }
+        let mut vigil = Vigil::spawn_with(env);
+        vigil.database = database;
+        vigil
+    }
+
+    /// Starts a fresh Vigil (own data directory, free ports) with these settings.
+    pub fn spawn_with(env: Vec<(String, String)>) -> Vigil {
         let tmp = tempfile::tempdir().unwrap();
         let mut vigil = Vigil {
             child: None,
@@ -43,10 +111,8 @@ impl Vigil {
             grpc_port: free_port(),
             http_port: free_port(),
             token: String::new(),
-            extra_env: env
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
+            extra_env: env,
+            database: None,
             _tmp: Some(tmp),
         };
         vigil.spawn();

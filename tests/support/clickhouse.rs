@@ -1,0 +1,226 @@
+//! Real ClickHouse servers for the tests: Debian's `clickhouse-server` started on free loopback
+//! ports with its own directory (config, data, logs), as DESIGN.md describes.
+//!
+//! A watchdog shell owns each server: it SIGKILLs the server and removes its directory when the
+//! test process goes away, however it ends (a panic, a timeout, kill -9), so no server outlives
+//! its tests. A missing `clickhouse-server` fails the test: `tests/run.sh` installs it.
+
+use std::{
+    path::{Path, PathBuf},
+    process::{Command, Stdio},
+    sync::{
+        OnceLock,
+        atomic::{AtomicU32, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use super::free_port;
+
+const SERVER: &str = "clickhouse-server";
+const BASE_CONFIG_DIR: &str = "/etc/clickhouse-server";
+
+pub struct ClickHouse {
+    dir: PathBuf,
+    pub http_port: u16,
+    pub tcp_port: u16,
+    interserver_port: u16,
+    /// Removed by the watchdog; kept here so `Drop` can too.
+    _tmp: Option<tempfile::TempDir>,
+}
+
+impl ClickHouse {
+    /// A fresh, isolated server.
+    pub fn start() -> ClickHouse {
+        ClickHouse::start_nodes(1, None).pop().unwrap()
+    }
+
+    /// `n` servers forming the cluster `name`: one shard each, on loopback.
+    pub fn start_cluster(name: &str, n: usize) -> Vec<ClickHouse> {
+        ClickHouse::start_nodes(n, Some(name))
+    }
+
+    /// One server shared by every test of this test binary; each test takes its own database
+    /// ([`unique_database`]).
+    pub fn shared() -> &'static ClickHouse {
+        static SHARED: OnceLock<ClickHouse> = OnceLock::new();
+        SHARED.get_or_init(ClickHouse::start)
+    }
+
+    fn start_nodes(n: usize, cluster: Option<&str>) -> Vec<ClickHouse> {
+        assert!(
+            Path::new(&format!("/usr/sbin/{SERVER}")).exists()
+                || Command::new("which").arg(SERVER).output().is_ok_and(|o| o.status.success()),
+            "{SERVER} is not installed: run tests/run.sh, which installs Debian's clickhouse-server"
+        );
+        let mut nodes: Vec<ClickHouse> = (0..n)
+            .map(|_| {
+                let tmp = tempfile::Builder::new().prefix("vigil-ch-").tempdir().unwrap();
+                ClickHouse {
+                    dir: tmp.path().to_path_buf(),
+                    http_port: free_port(),
+                    tcp_port: free_port(),
+                    interserver_port: free_port(),
+                    _tmp: Some(tmp),
+                }
+            })
+            .collect();
+        let shards: String = nodes
+            .iter()
+            .map(|node| {
+                format!(
+                    "<shard><replica><host>127.0.0.1</host><port>{}</port></replica></shard>",
+                    node.tcp_port
+                )
+            })
+            .collect();
+        for node in &mut nodes {
+            node.write_config(cluster.map(|name| format!("<{name}>{shards}</{name}>")));
+            node.spawn();
+        }
+        for node in &nodes {
+            node.wait_ready();
+        }
+        nodes
+    }
+
+    fn write_config(&self, cluster: Option<String>) {
+        std::fs::create_dir_all(self.dir.join("config.d")).unwrap();
+        for file in ["config.xml", "users.xml"] {
+            std::fs::copy(Path::new(BASE_CONFIG_DIR).join(file), self.dir.join(file)).unwrap();
+        }
+        if let Some(cluster) = cluster {
+            std::fs::write(
+                self.dir.join("config.d/cluster.xml"),
+                format!("<yandex><remote_servers>{cluster}</remote_servers></yandex>"),
+            )
+            .unwrap();
+        }
+    }
+
+    /// Starts the server process under its watchdog.
+    fn spawn(&self) {
+        let dir = self.dir.display();
+        let server = format!(
+            "{SERVER} --config-file={dir}/config.xml -- --path={dir}/data/ --tmp_path={dir}/tmp/ \
+             --user_files_path={dir}/uf/ --format_schema_path={dir}/fs/ --http_port={} \
+             --tcp_port={} --interserver_http_port={} --logger.log={dir}/log \
+             --logger.errorlog={dir}/err.log --logger.level=warning",
+            self.http_port, self.tcp_port, self.interserver_port
+        );
+        // The watchdog: start the server, remember its pid, and SIGKILL it as soon as the test
+        // process is gone. `stop()` kills the server; the watchdog then ends too.
+        let watchdog = format!(
+            "{server} >{dir}/stdout 2>&1 & ch=$!; echo $ch > {dir}/pid; \
+             while kill -0 {parent} 2>/dev/null && kill -0 $ch 2>/dev/null; do sleep 0.5; done; \
+             kill -9 $ch 2>/dev/null; kill -0 {parent} 2>/dev/null || rm -rf {dir}",
+            parent = std::process::id()
+        );
+        let _ = std::fs::remove_file(self.dir.join("pid"));
+        Command::new("sh")
+            .arg("-c")
+            .arg(watchdog)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+    }
+
+    fn wait_ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while self.query_blocking("SELECT 1").as_deref() != Some("1\n") {
+            assert!(
+                Instant::now() < deadline,
+                "clickhouse on :{} did not start; log:\n{}",
+                self.http_port,
+                std::fs::read_to_string(self.dir.join("err.log")).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.http_port)
+    }
+
+    /// SIGKILL: the server is gone at once (the 18.16 server takes ~15 s to stop on SIGTERM).
+    /// Data it confirmed is in its parts on disk and survives.
+    pub fn stop(&self) {
+        let pid = std::fs::read_to_string(self.dir.join("pid")).unwrap();
+        Command::new("kill")
+            .args(["-9", pid.trim()])
+            .status()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while self.query_blocking("SELECT 1").is_some() {
+            assert!(Instant::now() < deadline, "clickhouse did not stop");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Starts the server again on the same directory and ports.
+    pub fn restart(&self) {
+        self.spawn();
+        self.wait_ready();
+    }
+
+    /// Runs one statement over HTTP; its text answer (TabSeparated), or panics with the error.
+    pub async fn query(&self, sql: &str) -> String {
+        let response = reqwest::Client::new()
+            .post(self.url())
+            .body(sql.to_string())
+            .send()
+            .await
+            .unwrap();
+        let status = response.status();
+        let text = response.text().await.unwrap();
+        assert!(status.is_success(), "{sql}: {text}");
+        text
+    }
+
+    /// A number answered by `sql`.
+    pub async fn number(&self, sql: &str) -> u64 {
+        let text = self.query(sql).await;
+        text.trim()
+            .parse()
+            .unwrap_or_else(|_| panic!("{sql}: {text}"))
+    }
+
+    /// `SELECT …` without a runtime; `None` when the server does not answer.
+    fn query_blocking(&self, sql: &str) -> Option<String> {
+        use std::io::{Read, Write};
+        let mut stream = std::net::TcpStream::connect(("127.0.0.1", self.http_port)).ok()?;
+        stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+        write!(
+            stream,
+            "POST / HTTP/1.0\r\nHost: 127.0.0.1\r\nContent-Length: {}\r\n\r\n{sql}",
+            sql.len()
+        )
+        .ok()?;
+        let mut response = String::new();
+        stream.read_to_string(&mut response).ok()?;
+        let (head, body) = response.split_once("\r\n\r\n")?;
+        head.starts_with("HTTP/1.0 200")
+            .then(|| body.to_string())
+            .or_else(|| head.starts_with("HTTP/1.1 200").then(|| body.to_string()))
+    }
+}
+
+impl Drop for ClickHouse {
+    fn drop(&mut self) {
+        if let Ok(pid) = std::fs::read_to_string(self.dir.join("pid")) {
+            let _ = Command::new("kill").args(["-9", pid.trim()]).status();
+        }
+    }
+}
+
+/// A database name no other test of this process uses.
+pub fn unique_database() -> String {
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    format!(
+        "vigil_t{}_{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    )
+}
