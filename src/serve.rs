@@ -20,7 +20,7 @@ use vigil_collector::{
 };
 use vigil_query::{ClickHouseStore, EmbeddedStore, TraceStore};
 use vigil_schemas::{
-    clickhouse::{ClickHouseConfig, MigrationReport, Migrator},
+    clickhouse::{ClickHouseConfig, MigrationError, MigrationReport, Migrator},
     keys::{KeyStore, Role, write_private_file},
     prices::PriceCatalog,
 };

@@ -84,6 +84,4 @@ async fn demo_traffic_is_stored_and_survives_a_graceful_restart(store: Store) {
     assert_eq!(before_ids, after_ids);
 }
 
-on_both_stores!(
-    demo_traffic_is_stored_and_survives_a_graceful_restart,
-);
+on_both_stores!(demo_traffic_is_stored_and_survives_a_graceful_restart,);

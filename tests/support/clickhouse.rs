@@ -50,12 +50,18 @@ impl ClickHouse {
     fn start_nodes(n: usize, cluster: Option<&str>) -> Vec<ClickHouse> {
         assert!(
             Path::new(&format!("/usr/sbin/{SERVER}")).exists()
-                || Command::new("which").arg(SERVER).output().is_ok_and(|o| o.status.success()),
+                || Command::new("which")
+                    .arg(SERVER)
+                    .output()
+                    .is_ok_and(|o| o.status.success()),
             "{SERVER} is not installed: run tests/run.sh, which installs Debian's clickhouse-server"
         );
         let mut nodes: Vec<ClickHouse> = (0..n)
             .map(|_| {
-                let tmp = tempfile::Builder::new().prefix("vigil-ch-").tempdir().unwrap();
+                let tmp = tempfile::Builder::new()
+                    .prefix("vigil-ch-")
+                    .tempdir()
+                    .unwrap();
                 ClickHouse {
                     dir: tmp.path().to_path_buf(),
                     http_port: free_port(),

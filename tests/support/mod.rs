@@ -12,6 +12,8 @@ use std::{
 use serde_json::Value;
 
 pub mod clickhouse;
+pub mod conformance;
+pub mod load;
 
 use clickhouse::{ClickHouse, unique_database};
 
@@ -299,7 +301,7 @@ impl Vigil {
         }
     }
 
-    /// Lines of `/metrics`.
+    /// The sum of the samples of a `/metrics` family (which must exist).
     pub async fn metric(&self, name: &str) -> f64 {
         let text = reqwest::Client::new()
             .get(format!("{}/metrics", self.http()))
@@ -309,10 +311,13 @@ impl Vigil {
             .text()
             .await
             .unwrap();
-        text.lines()
+        let values: Vec<f64> = text
+            .lines()
             .filter(|l| l.starts_with(name))
             .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-            .sum()
+            .collect();
+        assert!(!values.is_empty(), "/metrics has no {name}");
+        values.iter().sum()
     }
 }
 

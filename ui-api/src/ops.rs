@@ -17,23 +17,30 @@ pub async fn healthz() -> impl IntoResponse {
     Json(json!({"status": "ok"}))
 }
 
-/// Ready: the WAL accepts appends and the store answers queries.
+/// Ready: the WAL accepts appends, so acknowledged data is safe whatever the store does. The
+/// store's state is reported beside it: a store that is down makes the collector `degraded`
+/// (it keeps accepting, the backlog grows) but not unready; a full backlog makes it unready.
 pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     let wal = state.pipeline.wal();
-    let wal_ok = !wal.is_full();
+    let accepting = !wal.is_full();
     let store = state.store.health().await;
     let stats = wal.stats();
+    let status = match (accepting, store.is_ok()) {
+        (false, _) => "not_ready",
+        (true, false) => "degraded",
+        (true, true) => "ready",
+    };
     let body = json!({
-        "status": if wal_ok && store.is_ok() { "ready" } else { "not_ready" },
-        "wal": {"accepting": wal_ok, "backlog_bytes": stats.backlog_bytes},
+        "status": status,
+        "wal": {"accepting": accepting, "backlog_bytes": stats.backlog_bytes},
         "store": match &store { Ok(()) => json!({"ok": true}), Err(e) => json!({"ok": false, "error": e.to_string()}) },
     });
-    let status = if wal_ok && store.is_ok() {
+    let code = if accepting {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
-    (status, Json(body))
+    (code, Json(body))
 }
 
 /// Prometheus text exposition.

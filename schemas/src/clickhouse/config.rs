@@ -84,13 +84,21 @@ impl ClickHouseConfig {
                 ),
             );
         }
-        if let Some(cluster) = &self.cluster
-            && !is_identifier(cluster)
-        {
-            return err(
-                "cluster",
-                format!("{cluster:?} must be letters, digits and underscores"),
-            );
+        if let Some(cluster) = &self.cluster {
+            if !is_identifier(cluster) {
+                return err(
+                    "cluster",
+                    format!("{cluster:?} must be letters, digits and underscores"),
+                );
+            }
+            if self.nodes.len() < 2 {
+                return err(
+                    "nodes",
+                    format!(
+                        "cluster {cluster:?} is set: list the HTTP URL of every node (at least two), where migrations create the tables"
+                    ),
+                );
+            }
         }
         if self.timeout_secs == 0 {
             return err("timeout_secs", "must be at least 1".into());
@@ -137,8 +145,11 @@ impl ClickHouseConfig {
             // An insert returns once every shard has its rows, so the WAL checkpoint never moves
             // past rows still queued on the way to a shard. Sub-queries over a Distributed table
             // read the local shard: a trace's rows all live on one shard.
+            // The shards' tables have MATERIALIZED columns, which a Distributed table forwards
+            // along with the rest; the shard must be allowed to take them.
             client = client
                 .with_setting("insert_distributed_sync", "1")
+                .with_setting("insert_allow_materialized_columns", "1")
                 .with_setting("distributed_product_mode", "local");
         }
         client
@@ -181,8 +192,20 @@ mod tests {
         );
         let bad_cluster = ClickHouseConfig {
             cluster: Some("a-b".into()),
+            nodes: vec!["http://a:8123".into(), "http://b:8123".into()],
             ..Default::default()
         };
         assert!(bad_cluster.validate().is_err());
+        let no_nodes = ClickHouseConfig {
+            cluster: Some("two".into()),
+            ..Default::default()
+        };
+        assert!(
+            no_nodes
+                .validate()
+                .unwrap_err()
+                .to_string()
+                .contains("store.clickhouse.nodes")
+        );
     }
 }

@@ -1,0 +1,157 @@
+//! The ClickHouse store beyond the shared scenarios: identical answers to the embedded store,
+//! a ClickHouse outage under sustained ingest, and two shards behind `Distributed` tables.
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use support::{
+    Store, Vigil,
+    clickhouse::{ClickHouse, unique_database},
+    clickhouse_env,
+    conformance::{SHARED_USER_HASH_SECRET, answers, assert_same_answers, send_demo, wait_drained},
+    load::{AGENT, Load},
+};
+
+const HASH_SECRET_ENV: &str = "VIGIL_SECURITY__USER_HASH_SECRET";
+
+/// The same demo traffic into the embedded store and into ClickHouse: every read answers the
+/// same, to the last field.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn both_stores_answer_identically() {
+    let secret = [(HASH_SECRET_ENV, SHARED_USER_HASH_SECRET)];
+    let embedded = Vigil::start_on_with(Store::Embedded, &secret);
+    let clickhouse = Vigil::start_on_with(Store::ClickHouse, &secret);
+    for vigil in [&embedded, &clickhouse] {
+        send_demo(vigil, 11, 400);
+        wait_drained(vigil).await;
+    }
+    let expected = answers(&embedded).await;
+    assert!(expected.len() > 400, "{} answers", expected.len());
+    assert_same_answers(
+        &expected,
+        &answers(&clickhouse).await,
+        "embedded vs clickhouse",
+    );
+}
+
+/// ClickHouse stopped for 35 s under sustained ingest: the WAL absorbs the backlog, refuses with
+/// a retryable status past its limit, the health endpoints say so, and when ClickHouse is back
+/// the backlog drains by itself. Counted in ClickHouse: every acknowledged run and span once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_clickhouse_outage_loses_and_duplicates_nothing() {
+    let ch = ClickHouse::start();
+    let db = unique_database();
+    let mut env = clickhouse_env(&ch.url(), &db);
+    env.push((
+        "VIGIL_WAL__MAX_BACKLOG_BYTES".into(),
+        (4u64 << 20).to_string(),
+    ));
+    env.push(("VIGIL_WAL__SEGMENT_BYTES".into(), (1u64 << 20).to_string()));
+    let vigil = Vigil::spawn_with(env);
+    let (status, _) = vigil.get("/readyz").await;
+    assert_eq!(status, 200);
+
+    let load = Load::start(&vigil, 3);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    ch.stop();
+    let outage = Instant::now();
+
+    // During the outage: not ready, a growing backlog, refusals once it is full.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while load.refusals.load(std::sync::atomic::Ordering::Relaxed) == 0 {
+        assert!(Instant::now() < deadline, "the full WAL never refused");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (status, body) = vigil.get("/readyz").await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["status"], "not_ready", "{body}");
+    assert_eq!(body["store"]["ok"], false, "{body}");
+    assert_eq!(body["wal"]["accepting"], false, "{body}");
+    assert!(vigil.metric("vigil_wal_backlog_bytes").await > 0.0);
+    assert_eq!(vigil.metric("vigil_sink_up").await, 0.0);
+    assert!(vigil.metric("vigil_sink_write_errors_total").await > 0.0);
+    while outage.elapsed() < Duration::from_secs(35) {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    ch.restart();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let acked = load.stop().await;
+    wait_drained(&vigil).await;
+    let (status, body) = vigil.get("/readyz").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["status"], "ready", "{body}");
+    assert_eq!(vigil.metric("vigil_sink_up").await, 1.0);
+
+    let acked_spans: u64 = acked.values().map(|s| s.len() as u64).sum();
+    let runs_keys = ch
+        .number(&format!("SELECT uniqExact(trace_id) FROM {db}.runs"))
+        .await;
+    let span_keys = ch
+        .number(&format!(
+            "SELECT uniqExact(trace_id, span_id) FROM {db}.spans"
+        ))
+        .await;
+    // Every sender finished its request before stopping: what is stored is what was acked.
+    assert_eq!(runs_keys, acked.len() as u64);
+    assert_eq!(span_keys, acked_spans);
+    for table in ["runs", "spans"] {
+        ch.query(&format!("OPTIMIZE TABLE {db}.{table} FINAL"))
+            .await;
+    }
+    assert_eq!(
+        ch.number(&format!("SELECT count() FROM {db}.runs")).await,
+        runs_keys
+    );
+    assert_eq!(
+        ch.number(&format!("SELECT count() FROM {db}.spans")).await,
+        span_keys
+    );
+    let listed = vigil.list_all_runs(&format!("agent={AGENT}")).await;
+    assert_eq!(listed.len(), acked.len());
+}
+
+/// Two ClickHouse servers as two shards, two collectors writing through the `Distributed`
+/// tables: every read equals a single node's answer given the same data, and both shards
+/// hold part of it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_shards_answer_like_a_single_node() {
+    let nodes = ClickHouse::start_cluster("vigil_two", 2);
+    let cluster_env = |node: &ClickHouse| {
+        let mut env = clickhouse_env(&node.url(), "vigil");
+        env.push((
+            "VIGIL_STORE__CLICKHOUSE__CLUSTER".into(),
+            "vigil_two".into(),
+        ));
+        env.push((
+            "VIGIL_STORE__CLICKHOUSE__NODES".into(),
+            format!("[\"{}\", \"{}\"]", nodes[0].url(), nodes[1].url()),
+        ));
+        env.push((HASH_SECRET_ENV.into(), SHARED_USER_HASH_SECRET.into()));
+        env
+    };
+    let first = Vigil::spawn_with(cluster_env(&nodes[0]));
+    let second = Vigil::spawn_with(cluster_env(&nodes[1]));
+    let single = Vigil::start_on_with(
+        Store::ClickHouse,
+        &[(HASH_SECRET_ENV, SHARED_USER_HASH_SECRET)],
+    );
+
+    send_demo(&first, 21, 250);
+    send_demo(&second, 22, 250);
+    send_demo(&single, 21, 250);
+    send_demo(&single, 22, 250);
+    for vigil in [&first, &second, &single] {
+        wait_drained(vigil).await;
+    }
+
+    for node in &nodes {
+        let local = node.number("SELECT count() FROM vigil.runs_local").await;
+        assert!(local > 0, "a shard holds no runs");
+    }
+    let expected = answers(&single).await;
+    assert_same_answers(&expected, &answers(&first).await, "shard 1 vs single node");
+    assert_same_answers(&expected, &answers(&second).await, "shard 2 vs single node");
+}

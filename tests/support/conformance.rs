@@ -1,0 +1,129 @@
+//! The same data sent to several Vigils, and everything each one answers about it, in a form
+//! that can be compared: the conformance suite checks that the stores answer identically.
+
+use std::{
+    collections::BTreeSet,
+    time::{Duration, Instant},
+};
+
+use serde_json::Value;
+
+use super::{Vigil, cli};
+
+/// A user-hash key every Vigil of a comparison shares, so user hashes agree.
+pub const SHARED_USER_HASH_SECRET: &str =
+    "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
+/// A fixed end for the demo's history window, so the same seed sends the same runs.
+pub const DEMO_END_TIME: &str = "2026-11-20T12:00:00Z";
+
+/// Sends `vigil demo` traffic (seed, runs, fixed end time) to `vigil`.
+pub fn send_demo(vigil: &Vigil, seed: u64, runs: usize) {
+    cli(&[
+        "demo",
+        "--endpoint",
+        &vigil.grpc(),
+        "--token",
+        &vigil.token,
+        "--seed",
+        &seed.to_string(),
+        "--runs",
+        &runs.to_string(),
+        "--end-time",
+        DEMO_END_TIME,
+        "--history-hours",
+        "48",
+    ]);
+}
+
+/// Waits until everything acknowledged is in the store: the WAL backlog is empty.
+pub async fn wait_drained(vigil: &Vigil) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while vigil.metric("vigil_wal_backlog_bytes").await > 0.0 {
+        if Instant::now() > deadline {
+            let log = vigil.log();
+            let tail: Vec<&str> = log.lines().rev().take(20).collect();
+            panic!(
+                "the WAL did not drain; log tail (newest first):\n{}",
+                tail.join("\n")
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Removes what legitimately differs between two Vigils given the same data: when each
+/// accepted a row.
+fn normalize(value: &mut Value) {
+    match value {
+        Value::Object(map) => {
+            map.remove("ingested_at_ns");
+            map.remove("ingested_at");
+            map.values_mut().for_each(normalize);
+        }
+        Value::Array(items) => items.iter_mut().for_each(normalize),
+        _ => {}
+    }
+}
+
+/// Everything the read API answers about the data: run lists (whole, filtered, paged), every
+/// run with its spans and scores, every session.
+pub async fn answers(vigil: &Vigil) -> Vec<(String, Value)> {
+    let mut out = Vec::new();
+    let all = vigil.list_all_runs("").await;
+    assert!(!all.is_empty(), "no runs to compare");
+    let field = |name: &str| -> BTreeSet<String> {
+        all.iter()
+            .filter_map(|r| r[name].as_str().map(str::to_string))
+            .filter(|s| !s.is_empty())
+            .collect()
+    };
+    let mut queries = vec![String::new()];
+    for agent in field("agent_name") {
+        queries.push(format!("agent={agent}"));
+    }
+    for outcome in ["success", "failure", "partial", "timeout"] {
+        queries.push(format!("outcome={outcome}"));
+    }
+    for environment in field("environment") {
+        queries.push(format!("environment={environment}"));
+    }
+    queries.push("from=2026-11-19T00:00:00Z&to=2026-11-20T00:00:00Z".into());
+    queries.push("model=gpt-4o".into());
+    queries.push("prompt_version=v9".into());
+    for query in queries {
+        let mut listed = Value::Array(vigil.list_all_runs(&query).await);
+        normalize(&mut listed);
+        out.push((format!("runs?{query}"), listed));
+    }
+    // Small pages: the cursor walks the same positions on both stores.
+    let (status, mut page) = vigil.get("/api/v1/runs?limit=7&outcome=success").await;
+    assert_eq!(status, 200);
+    normalize(&mut page);
+    out.push(("runs?limit=7".into(), page));
+    for run in &all {
+        let trace = run["trace_id"].as_str().unwrap();
+        let (status, mut body) = vigil.get(&format!("/api/v1/runs/{trace}")).await;
+        assert_eq!(status, 200, "{body}");
+        normalize(&mut body);
+        out.push((format!("runs/{trace}"), body));
+    }
+    for session in field("session_id") {
+        let (status, mut body) = vigil.get(&format!("/api/v1/sessions/{session}")).await;
+        assert_eq!(status, 200, "{body}");
+        normalize(&mut body);
+        out.push((format!("sessions/{session}"), body));
+    }
+    out
+}
+
+/// Asserts that two sets of answers are equal, naming the first request that differs.
+pub fn assert_same_answers(left: &[(String, Value)], right: &[(String, Value)], what: &str) {
+    assert_eq!(
+        left.len(),
+        right.len(),
+        "{what}: different numbers of answers"
+    );
+    for ((request, a), (_, b)) in left.iter().zip(right) {
+        assert_eq!(a, b, "{what}: answers to {request} differ");
+    }
+}

@@ -1,0 +1,154 @@
+//! Sustained native ingest from several concurrent senders, recording exactly what the server
+//! acknowledged. A sender that is refused with a retryable status (the WAL backlog is full, the
+//! server is shutting down) retries the same request after a pause, as an SDK does; one whose
+//! server is gone stops.
+
+use std::{
+    collections::BTreeMap,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, AtomicU64, Ordering},
+    },
+    time::Duration,
+};
+
+use tokio::task::JoinHandle;
+use tonic::{Code, Request, metadata::MetadataValue};
+use vigil_proto::v1::{self, ingest_service_client::IngestServiceClient};
+
+use super::Vigil;
+
+pub const RUNS_PER_REQUEST: u64 = 10;
+pub const SPANS_PER_RUN: u64 = 3;
+pub const AGENT: &str = "load-test";
+
+/// Trace id → span ids, of everything acknowledged.
+pub type Acked = BTreeMap<String, Vec<String>>;
+
+/// Request number `batch`: runs `batch * RUNS_PER_REQUEST ..`, each with a root and two children.
+pub fn request(batch: u64, now: i64) -> (v1::ExportRequest, Vec<(String, Vec<String>)>) {
+    let mut req = v1::ExportRequest::default();
+    let mut ids = Vec::new();
+    for r in 0..RUNS_PER_REQUEST {
+        let n = batch * RUNS_PER_REQUEST + r;
+        let trace_id = format!("{:032x}", n + 1);
+        let start = now - 5_000_000_000 + (n as i64 % 1000) * 1_000_000;
+        req.runs.push(v1::Run {
+            trace_id: trace_id.clone(),
+            session_id: format!("s{}", n % 50),
+            agent_name: AGENT.into(),
+            start_time_unix_nano: start,
+            end_time_unix_nano: start + 1_000_000_000,
+            outcome: v1::Outcome::Success as i32,
+            ..Default::default()
+        });
+        let mut span_ids = Vec::new();
+        for s in 0..SPANS_PER_RUN {
+            let span_id = format!("{:016x}", n * 16 + s + 1);
+            req.spans.push(v1::Span {
+                trace_id: trace_id.clone(),
+                span_id: span_id.clone(),
+                parent_span_id: if s == 0 {
+                    String::new()
+                } else {
+                    format!("{:016x}", n * 16 + 1)
+                },
+                kind: v1::SpanKind::Tool as i32,
+                name: format!("step-{s}"),
+                start_time_unix_nano: start + s as i64,
+                end_time_unix_nano: start + 1_000,
+                ..Default::default()
+            });
+            span_ids.push(span_id);
+        }
+        ids.push((trace_id, span_ids));
+    }
+    (req, ids)
+}
+
+pub struct Load {
+    acked: Arc<std::sync::Mutex<Acked>>,
+    next_batch: Arc<AtomicU64>,
+    stop: Arc<AtomicBool>,
+    /// Retryable refusals seen (RESOURCE_EXHAUSTED, UNAVAILABLE).
+    pub refusals: Arc<AtomicU64>,
+    senders: Vec<JoinHandle<()>>,
+}
+
+impl Load {
+    pub fn start(vigil: &Vigil, senders: usize) -> Load {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos() as i64;
+        let load = Load {
+            acked: Default::default(),
+            next_batch: Default::default(),
+            stop: Default::default(),
+            refusals: Default::default(),
+            senders: Vec::new(),
+        };
+        let auth: MetadataValue<_> = format!("Bearer {}", vigil.token).parse().unwrap();
+        let senders = (0..senders)
+            .map(|_| {
+                let (acked, next_batch, stop, refusals, auth) = (
+                    load.acked.clone(),
+                    load.next_batch.clone(),
+                    load.stop.clone(),
+                    load.refusals.clone(),
+                    auth.clone(),
+                );
+                let endpoint = vigil.grpc();
+                tokio::spawn(async move {
+                    let Ok(mut client) = IngestServiceClient::connect(endpoint).await else {
+                        return;
+                    };
+                    while !stop.load(Ordering::Relaxed) {
+                        let (req, ids) = request(next_batch.fetch_add(1, Ordering::Relaxed), now);
+                        loop {
+                            let mut request = Request::new(req.clone());
+                            request.metadata_mut().insert("authorization", auth.clone());
+                            match client.export(request).await {
+                                Ok(_) => {
+                                    acked.lock().unwrap().extend(ids);
+                                    break;
+                                }
+                                Err(status)
+                                    if matches!(
+                                        status.code(),
+                                        Code::ResourceExhausted | Code::Unavailable
+                                    ) && !status.message().contains("transport") =>
+                                {
+                                    refusals.fetch_add(1, Ordering::Relaxed);
+                                    tokio::time::sleep(Duration::from_millis(100)).await;
+                                }
+                                // The server is gone (kill -9): this request's fate is unknown.
+                                Err(_) => return,
+                            }
+                        }
+                    }
+                })
+            })
+            .collect();
+        Load { senders, ..load }
+    }
+
+    /// Runs acknowledged so far.
+    pub fn acked_runs(&self) -> usize {
+        self.acked.lock().unwrap().len()
+    }
+
+    /// Requests handed out so far (acknowledged or not).
+    pub fn sent_requests(&self) -> u64 {
+        self.next_batch.load(Ordering::Relaxed)
+    }
+
+    /// Stops sending (each sender finishes the request it is on) and returns what was acked.
+    pub async fn stop(self) -> Acked {
+        self.stop.store(true, Ordering::Relaxed);
+        for sender in self.senders {
+            let _ = sender.await;
+        }
+        std::mem::take(&mut *self.acked.lock().unwrap())
+    }
+}
