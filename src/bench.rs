@@ -182,6 +182,9 @@ impl fmt::Display for IngestBenchReport {
 pub enum BenchCommand {
     /// Load-test the ingest of a running collector.
     Ingest(IngestBenchArgs),
+    /// Ingest through Vigil into ClickHouse, against the same rows inserted directly with
+    /// `clickhouse-client` in Native format.
+    Clickhouse(crate::bench_clickhouse::ClickHouseBenchArgs),
 }
 
 /// `vigil bench ingest`.
@@ -278,19 +281,36 @@ pub async fn run_cli(command: BenchCommand) -> anyhow::Result<()> {
             }
             Ok(())
         }
+        BenchCommand::Clickhouse(args) => {
+            let report = crate::bench_clickhouse::run(args.clone()).await?;
+            if args.json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                println!("{report}");
+            }
+            Ok(())
+        }
     }
 }
 
 /// A `vigil serve` child process on free ports with its own temporary data directory.
-struct SpawnedCollector {
+pub(crate) struct SpawnedCollector {
     child: std::process::Child,
     data_dir: std::path::PathBuf,
-    endpoint: String,
-    token: String,
+    pub endpoint: String,
+    /// Base URL of its HTTP side (`/metrics`, the REST API).
+    pub http: String,
+    pub token: String,
 }
 
 impl SpawnedCollector {
-    async fn start() -> anyhow::Result<SpawnedCollector> {
+    /// With the default configuration: the embedded store.
+    pub async fn start() -> anyhow::Result<SpawnedCollector> {
+        SpawnedCollector::start_with(&[]).await
+    }
+
+    /// With these `VIGIL_*` settings on top of the defaults.
+    pub async fn start_with(env: &[(String, String)]) -> anyhow::Result<SpawnedCollector> {
         let free_port = || -> anyhow::Result<u16> {
             Ok(std::net::TcpListener::bind("127.0.0.1:0")?
                 .local_addr()?
@@ -306,6 +326,7 @@ impl SpawnedCollector {
             .env("VIGIL_SERVER__GRPC_LISTEN", format!("127.0.0.1:{grpc}"))
             .env("VIGIL_SERVER__HTTP_LISTEN", format!("127.0.0.1:{http}"))
             .env("VIGIL_LOG", "warn")
+            .envs(env.iter().map(|(k, v)| (k, v)))
             .stdout(std::process::Stdio::null())
             .spawn()
             .context("starting vigil serve")?;
@@ -315,6 +336,7 @@ impl SpawnedCollector {
             child,
             data_dir,
             endpoint: format!("http://127.0.0.1:{grpc}"),
+            http: format!("http://127.0.0.1:{http}"),
             token: String::new(),
         };
         loop {
@@ -335,12 +357,12 @@ impl SpawnedCollector {
         }
     }
 
-    fn pid(&self) -> u32 {
+    pub fn pid(&self) -> u32 {
         self.child.id()
     }
 
     /// SIGTERM, wait for the graceful exit, remove the data directory.
-    fn stop(mut self) {
+    pub fn stop(mut self) {
         let _ = std::process::Command::new("kill")
             .arg(self.child.id().to_string())
             .status();

@@ -332,6 +332,22 @@ mod tests {
     }
 
     #[test]
+    fn the_example_clickhouse_configs_parse_and_validate() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/clickhouse");
+        for (file, cluster) in [("single-node.toml", None), ("cluster.toml", Some("vigil"))] {
+            let text = std::fs::read_to_string(dir.join(file)).unwrap();
+            let config: Config = toml::from_str(&text).unwrap();
+            config.validate().unwrap();
+            assert_eq!(config.store.kind, StoreKind::Clickhouse, "{file}");
+            assert_eq!(
+                config.store.clickhouse.cluster.as_deref(),
+                cluster,
+                "{file}"
+            );
+        }
+    }
+
+    #[test]
     fn environment_overrides_the_file() {
         let mut table: toml::Table = "[server]\ngrpc_listen = \"127.0.0.1:1\"\n".parse().unwrap();
         let vars = [

@@ -2,6 +2,7 @@
 //! the crates; it owns no business logic.
 
 mod bench;
+mod bench_clickhouse;
 mod config;
 mod demo;
 mod keys_cmd;

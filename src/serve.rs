@@ -196,6 +196,10 @@ async fn migrate_until_done(config: ClickHouseConfig, shutdown: CancellationToke
                 tracing::info!(report = %report.to_string().trim_end(), "clickhouse schema is current");
                 return;
             }
+            Err(e @ MigrationError::Checksum { .. }) => {
+                tracing::error!(error = %e, "clickhouse schema conflict: run `vigil migrate` to see it; store writes will fail until it is resolved");
+                return;
+            }
             Err(e) => {
                 tracing::warn!(error = %e, retry_in_ms = delay.as_millis() as u64, "clickhouse migrations failed; retrying")
             }

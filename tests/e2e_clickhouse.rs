@@ -72,6 +72,7 @@ async fn a_clickhouse_outage_loses_and_duplicates_nothing() {
     assert!(vigil.metric("vigil_wal_backlog_bytes").await > 0.0);
     assert_eq!(vigil.metric("vigil_sink_up").await, 0.0);
     assert!(vigil.metric("vigil_sink_write_errors_total").await > 0.0);
+    assert_eq!(vigil.metric("vigil_store_up").await, 0.0);
     while outage.elapsed() < Duration::from_secs(35) {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
@@ -84,6 +85,7 @@ async fn a_clickhouse_outage_loses_and_duplicates_nothing() {
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["status"], "ready", "{body}");
     assert_eq!(vigil.metric("vigil_sink_up").await, 1.0);
+    assert_eq!(vigil.metric("vigil_store_up").await, 1.0);
 
     let acked_spans: u64 = acked.values().map(|s| s.len() as u64).sum();
     let runs_keys = ch

@@ -17,7 +17,8 @@ use std::{
 
 use super::free_port;
 
-const SERVER: &str = "clickhouse-server";
+/// Debian installs the server in /usr/sbin, which is not on every user's PATH.
+const SERVER: &str = "/usr/sbin/clickhouse-server";
 const BASE_CONFIG_DIR: &str = "/etc/clickhouse-server";
 
 pub struct ClickHouse {

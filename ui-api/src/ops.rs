@@ -83,6 +83,13 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
         "fsync calls of the WAL (group commits).",
         wal.fsyncs,
     );
+    gauge(
+        &mut out,
+        "vigil_store_up",
+        "gauge",
+        "1 when the store answers a health query now.",
+        u64::from(state.store.health().await.is_ok()),
+    );
     (state.extra_metrics)(&mut out);
     (
         [(
