@@ -73,6 +73,8 @@ pub struct ClickHouseBenchReport {
     /// Acknowledged spans per second while the load ran (the ingest side alone).
     pub vigil_acknowledged_spans_per_second: f64,
     pub collector_cores_used: Option<f64>,
+    /// Cores the load generator (this process) used while the load ran: it shares the machine.
+    pub load_generator_cores_used: Option<f64>,
     /// `clickhouse-client … FORMAT Native` of the same rows, summed over the three tables.
     pub direct_seconds: f64,
     pub direct_rows_per_second: f64,
@@ -99,6 +101,10 @@ impl fmt::Display for ClickHouseBenchReport {
             self.collector_cores_used
                 .map(|c| format!(", collector {c:.2} cores"))
                 .unwrap_or_default()
+                + &self
+                    .load_generator_cores_used
+                    .map(|c| format!(", load generator {c:.2} cores"))
+                    .unwrap_or_default()
         )?;
         writeln!(
             f,
@@ -154,6 +160,7 @@ pub async fn run(mut args: ClickHouseBenchArgs) -> anyhow::Result<ClickHouseBenc
         vigil_rows_per_second: vigil.rows as f64 / vigil.seconds,
         vigil_acknowledged_spans_per_second: vigil.acknowledged_spans_per_second,
         collector_cores_used: vigil.cores_used,
+        load_generator_cores_used: vigil.load_generator_cores,
         direct_seconds: direct,
         direct_rows_per_second: vigil.rows as f64 / direct,
         ratio: direct / vigil.seconds,
@@ -166,6 +173,7 @@ struct VigilRun {
     seconds: f64,
     acknowledged_spans_per_second: f64,
     cores_used: Option<f64>,
+    load_generator_cores: Option<f64>,
 }
 
 /// Both halves; the second gets the whole machine (the collector has stopped).
@@ -177,7 +185,10 @@ async fn measure(
     let env = [
         ("VIGIL_STORE__KIND", "clickhouse".to_string()),
         ("VIGIL_STORE__CLICKHOUSE__URL", vigil_config.url.clone()),
-        ("VIGIL_STORE__CLICKHOUSE__DATABASE", vigil_config.database.clone()),
+        (
+            "VIGIL_STORE__CLICKHOUSE__DATABASE",
+            vigil_config.database.clone(),
+        ),
         ("VIGIL_STORE__CLICKHOUSE__MIGRATE_ON_START", "false".into()),
         ("VIGIL_BATCHER__MAX_ROWS", args.batch_rows.to_string()),
     ]
@@ -214,14 +225,14 @@ async fn measure(
     std::fs::create_dir_all(&dir)?;
     let result = async {
         for table in Table::ALL {
-        let count: u64 = client
-            .query(&format!("SELECT count() FROM {table}"))
-            .fetch_one()
-            .await?;
-        rows += count;
-        if table == Table::Spans {
-            spans = count;
-        }
+            let count: u64 = client
+                .query(&format!("SELECT count() FROM {table}"))
+                .fetch_one()
+                .await?;
+            rows += count;
+            if table == Table::Spans {
+                spans = count;
+            }
             let file = dir.join(format!("{table}.native"));
             export_native(&client, table, &file).await?;
             direct_seconds += insert_native(args.clickhouse_port, direct_db, table, &file)?;
@@ -237,7 +248,8 @@ async fn measure(
             spans,
             seconds,
             acknowledged_spans_per_second: load.spans_per_second,
-            cores_used: load.collector.map(|c| c.cores_used),
+            cores_used: load.collector.as_ref().map(|c| c.cores_used),
+            load_generator_cores: load.client_cpu_seconds.map(|s| s / load.duration_secs),
         },
         direct_seconds,
     ))
@@ -290,7 +302,13 @@ async fn export_native(
 fn insert_native(port: u16, database: &str, table: Table, file: &Path) -> anyhow::Result<f64> {
     let started = Instant::now();
     let output = std::process::Command::new("clickhouse-client")
-        .args(["--host", "127.0.0.1", "--port", &port.to_string(), "--query"])
+        .args([
+            "--host",
+            "127.0.0.1",
+            "--port",
+            &port.to_string(),
+            "--query",
+        ])
         .arg(format!(
             "INSERT INTO {database}.{table} ({}) FORMAT Native",
             column_list(table)

@@ -135,6 +135,19 @@ pub struct BatcherSettings {
     pub max_rows: usize,
     /// Upper bound on how long acknowledged data waits before it is written to the store.
     pub max_delay: String,
+    /// Batches written to the store at once; the checkpoint still advances in log order.
+    /// Unset: 1 for the embedded store (its writes use this machine's CPU), 2 for ClickHouse
+    /// (while ClickHouse works on one insert, the next is prepared and sent).
+    pub max_in_flight: Option<usize>,
+}
+
+impl BatcherSettings {
+    pub fn max_in_flight(&self, store: StoreKind) -> usize {
+        self.max_in_flight.unwrap_or(match store {
+            StoreKind::Embedded => 1,
+            StoreKind::Clickhouse => 2,
+        })
+    }
 }
 
 impl Default for BatcherSettings {
@@ -142,6 +155,7 @@ impl Default for BatcherSettings {
         BatcherSettings {
             max_rows: 25_000,
             max_delay: "500ms".into(),
+            max_in_flight: None,
         }
     }
 }
@@ -247,6 +261,9 @@ impl Config {
         duration("assembler.orphan_after", &self.assembler.orphan_after)?;
         if self.batcher.max_rows == 0 {
             bail!("batcher.max_rows must be at least 1");
+        }
+        if self.batcher.max_in_flight == Some(0) {
+            bail!("batcher.max_in_flight must be at least 1");
         }
         if self.wal.segment_bytes < 4096 {
             bail!(

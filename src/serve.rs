@@ -106,6 +106,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         BatcherConfig {
             max_rows: config.batcher.max_rows,
             max_delay: duration("batcher.max_delay", &config.batcher.max_delay)?,
+            max_in_flight: config.batcher.max_in_flight(config.store.kind),
             ..Default::default()
         },
         telemetry.clone(),

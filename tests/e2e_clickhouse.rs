@@ -58,14 +58,22 @@ async fn a_clickhouse_outage_loses_and_duplicates_nothing() {
     ch.stop();
     let outage = Instant::now();
 
-    // During the outage: not ready, a growing backlog, refusals once it is full.
+    // During the outage: a growing backlog, then, once it is full, refusals and not ready.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let body = loop {
+        let (status, body) = vigil.get("/readyz").await;
+        if status == 503 {
+            break body;
+        }
+        assert_eq!(status, 200, "{body}");
+        assert!(Instant::now() < deadline, "the WAL never filled: {body}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
     let deadline = Instant::now() + Duration::from_secs(30);
     while load.refusals.load(std::sync::atomic::Ordering::Relaxed) == 0 {
         assert!(Instant::now() < deadline, "the full WAL never refused");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let (status, body) = vigil.get("/readyz").await;
-    assert_eq!(status, 503, "{body}");
     assert_eq!(body["status"], "not_ready", "{body}");
     assert_eq!(body["store"]["ok"], false, "{body}");
     assert_eq!(body["wal"]["accepting"], false, "{body}");
@@ -88,29 +96,11 @@ async fn a_clickhouse_outage_loses_and_duplicates_nothing() {
     assert_eq!(vigil.metric("vigil_store_up").await, 1.0);
 
     let acked_spans: u64 = acked.values().map(|s| s.len() as u64).sum();
-    let runs_keys = ch
-        .number(&format!("SELECT uniqExact(trace_id) FROM {db}.runs"))
-        .await;
-    let span_keys = ch
-        .number(&format!(
-            "SELECT uniqExact(trace_id, span_id) FROM {db}.spans"
-        ))
-        .await;
+    let (run_keys, span_keys) = ch.stored_keys(&db).await;
     // Every sender finished its request before stopping: what is stored is what was acked.
-    assert_eq!(runs_keys, acked.len() as u64);
+    assert_eq!(run_keys, acked.len() as u64);
     assert_eq!(span_keys, acked_spans);
-    for table in ["runs", "spans"] {
-        ch.query(&format!("OPTIMIZE TABLE {db}.{table} FINAL"))
-            .await;
-    }
-    assert_eq!(
-        ch.number(&format!("SELECT count() FROM {db}.runs")).await,
-        runs_keys
-    );
-    assert_eq!(
-        ch.number(&format!("SELECT count() FROM {db}.spans")).await,
-        span_keys
-    );
+    ch.assert_one_row_per_key(&db).await;
     let listed = vigil.list_all_runs(&format!("agent={AGENT}")).await;
     assert_eq!(listed.len(), acked.len());
 }
@@ -156,4 +146,29 @@ async fn two_shards_answer_like_a_single_node() {
     let expected = answers(&single).await;
     assert_same_answers(&expected, &answers(&first).await, "shard 1 vs single node");
     assert_same_answers(&expected, &answers(&second).await, "shard 2 vs single node");
+}
+
+/// `vigil bench clickhouse --smoke` works end to end against a real server (the figures
+/// themselves are for BENCHMARKS.md, not for a test).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_clickhouse_benchmark_runs() {
+    let ch = ClickHouse::start();
+    let out = support::cli(&[
+        "bench",
+        "clickhouse",
+        "--smoke",
+        "--json",
+        "--clickhouse-url",
+        &ch.url(),
+        "--clickhouse-port",
+        &ch.tcp_port.to_string(),
+    ]);
+    let report: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert!(report["rows"].as_u64().unwrap() > 0, "{report}");
+    assert!(report["ratio"].as_f64().unwrap() > 0.0, "{report}");
+    // The benchmark drops its databases.
+    let left = ch
+        .number("SELECT count() FROM system.databases WHERE name LIKE 'vigil_bench%'")
+        .await;
+    assert_eq!(left, 0);
 }

@@ -26,9 +26,8 @@ use vigil_schemas::{
 use crate::{
     cursor::Cursor,
     error::QueryError,
-    store::{RunDetail, RunFilter, RunPage, TraceStore, page_size},
-    tree::tree_order,
-    versions::{newest_runs, newest_scores, newest_spans},
+    store::{ListRequest, RunDetail, RunFilter, RunPage, TraceStore},
+    versions::{newest_runs, run_detail},
 };
 
 /// The run columns, in [`RunRecord`]'s order.
@@ -95,16 +94,11 @@ impl TraceStore for ClickHouseStore {
             self.trace_rows::<SpanRecord>("spans", project_id, trace_id),
             self.trace_rows::<ScoreRecord>("scores", project_id, trace_id),
         )?;
-        let run = newest_runs(runs.into_iter().map(RunRow::from).collect())
-            .into_iter()
-            .next();
-        let spans = tree_order(newest_spans(spans.into_iter().map(SpanRow::from).collect()));
-        if run.is_none() && spans.is_empty() {
-            return Ok(None);
-        }
-        let mut scores = newest_scores(scores.into_iter().map(ScoreRow::from).collect());
-        scores.sort_by(|a, b| (a.time_ns, &a.score_id).cmp(&(b.time_ns, &b.score_id)));
-        Ok(Some(RunDetail { run, spans, scores }))
+        Ok(run_detail(
+            runs.into_iter().map(RunRow::from).collect(),
+            spans.into_iter().map(SpanRow::from).collect(),
+            scores.into_iter().map(ScoreRow::from).collect(),
+        ))
     }
 
     async fn list_runs(
@@ -114,15 +108,14 @@ impl TraceStore for ClickHouseStore {
         limit: Option<usize>,
         cursor: Option<&str>,
     ) -> Result<RunPage, QueryError> {
-        let limit = page_size(limit)?;
-        let outcome = filter.validate()?;
-        let cursor = cursor.map(Cursor::decode).transpose()?;
-        if filter.is_empty_range() {
-            return Ok(RunPage {
-                runs: Vec::new(),
-                next_cursor: None,
-            });
-        }
+        let Some(ListRequest {
+            limit,
+            outcome,
+            cursor,
+        }) = filter.prepare(limit, cursor)?
+        else {
+            return Ok(RunPage::empty());
+        };
         // The run-level conditions, used twice: to find candidates (any version matches) and
         // on each candidate's newest version.
         let conditions = |sql: &mut Sql| {

@@ -49,9 +49,8 @@ use vigil_schemas::{
 use crate::{
     cursor::Cursor,
     error::QueryError,
-    store::{RunDetail, RunFilter, RunPage, TraceStore, page_size},
-    tree::tree_order,
-    versions::{newest_runs, newest_scores, newest_spans},
+    store::{ListRequest, RunDetail, RunFilter, RunPage, TraceStore},
+    versions::{newest_runs, run_detail},
 };
 
 const VERSION_RANK: &str = "__version_rank";
@@ -210,14 +209,7 @@ impl TraceStore for EmbeddedStore {
             self.fetch(Table::Spans, project_id, all, key(), spans_from_batch),
             self.fetch(Table::Scores, project_id, all, key(), scores_from_batch),
         )?;
-        let run = newest_runs(runs).into_iter().next();
-        let spans = tree_order(newest_spans(spans));
-        if run.is_none() && spans.is_empty() {
-            return Ok(None);
-        }
-        let mut scores = newest_scores(scores);
-        scores.sort_by(|a, b| (a.time_ns, &a.score_id).cmp(&(b.time_ns, &b.score_id)));
-        Ok(Some(RunDetail { run, spans, scores }))
+        Ok(run_detail(runs, spans, scores))
     }
 
     async fn list_runs(
@@ -227,15 +219,14 @@ impl TraceStore for EmbeddedStore {
         limit: Option<usize>,
         cursor: Option<&str>,
     ) -> Result<RunPage, QueryError> {
-        let limit = page_size(limit)?;
-        let outcome = filter.validate()?;
-        let cursor = cursor.map(Cursor::decode).transpose()?;
-        if filter.is_empty_range() {
-            return Ok(RunPage {
-                runs: Vec::new(),
-                next_cursor: None,
-            });
-        }
+        let Some(ListRequest {
+            limit,
+            outcome,
+            cursor,
+        }) = filter.prepare(limit, cursor)?
+        else {
+            return Ok(RunPage::empty());
+        };
         let mut days = Days::of(filter.from_ns, filter.to_ns);
         if let Some(cursor) = &cursor {
             days = days.ending_by(day_of(cursor.start_time_ns));

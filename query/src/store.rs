@@ -4,7 +4,7 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use vigil_schemas::{Outcome, RunRow, ScoreRow, SpanRow};
 
-use crate::error::QueryError;
+use crate::{cursor::Cursor, error::QueryError};
 
 /// `list_runs` page size when the caller names none.
 pub const DEFAULT_LIMIT: usize = 100;
@@ -93,6 +93,40 @@ impl RunFilter {
     /// Whether the time range can hold no run at all.
     pub(crate) fn is_empty_range(&self) -> bool {
         matches!((self.from_ns, self.to_ns), (Some(from), Some(to)) if to <= from)
+    }
+}
+
+/// A `list_runs` request, checked: what every store works from.
+pub(crate) struct ListRequest {
+    pub limit: usize,
+    pub outcome: Option<Outcome>,
+    pub cursor: Option<Cursor>,
+}
+
+impl RunFilter {
+    /// Checks a `list_runs` request; `None` when no run can match (an empty time range).
+    pub(crate) fn prepare(
+        &self,
+        limit: Option<usize>,
+        cursor: Option<&str>,
+    ) -> Result<Option<ListRequest>, QueryError> {
+        let limit = page_size(limit)?;
+        let outcome = self.validate()?;
+        let cursor = cursor.map(Cursor::decode).transpose()?;
+        Ok((!self.is_empty_range()).then_some(ListRequest {
+            limit,
+            outcome,
+            cursor,
+        }))
+    }
+}
+
+impl RunPage {
+    pub(crate) fn empty() -> RunPage {
+        RunPage {
+            runs: Vec::new(),
+            next_cursor: None,
+        }
     }
 }
 

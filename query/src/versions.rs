@@ -6,6 +6,8 @@ use std::{collections::HashMap, hash::Hash};
 
 use vigil_schemas::{RunRow, ScoreRow, SpanRow};
 
+use crate::{store::RunDetail, tree::tree_order};
+
 /// The rows that are the newest version of their key, in no particular order.
 fn newest<T, K, V>(rows: Vec<T>, key: impl Fn(&T) -> K, version: impl Fn(&T) -> V) -> Vec<T>
 where
@@ -47,6 +49,23 @@ pub(crate) fn newest_scores(rows: Vec<ScoreRow>) -> Vec<ScoreRow> {
         |s| (s.project_id.clone(), s.trace_id.clone(), s.score_id.clone()),
         |s| (s.ingested_at_ns, s.time_ns),
     )
+}
+
+/// One trace's answer from every stored version of its rows: the newest run, the newest spans in
+/// tree order, the newest scores by time; `None` when there is neither run nor span.
+pub(crate) fn run_detail(
+    runs: Vec<RunRow>,
+    spans: Vec<SpanRow>,
+    scores: Vec<ScoreRow>,
+) -> Option<RunDetail> {
+    let run = newest_runs(runs).into_iter().next();
+    let spans = tree_order(newest_spans(spans));
+    if run.is_none() && spans.is_empty() {
+        return None;
+    }
+    let mut scores = newest_scores(scores);
+    scores.sort_by(|a, b| (a.time_ns, &a.score_id).cmp(&(b.time_ns, &b.score_id)));
+    Some(RunDetail { run, spans, scores })
 }
 
 #[cfg(test)]

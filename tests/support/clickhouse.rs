@@ -7,9 +7,9 @@
 
 use std::{
     path::{Path, PathBuf},
-    process::{Command, Stdio},
+    process::{Child, Command, Stdio},
     sync::{
-        OnceLock,
+        Mutex, OnceLock,
         atomic::{AtomicU32, Ordering},
     },
     time::{Duration, Instant},
@@ -26,6 +26,8 @@ pub struct ClickHouse {
     pub http_port: u16,
     pub tcp_port: u16,
     interserver_port: u16,
+    /// The watchdog shell of the running server.
+    watchdog: Mutex<Option<Child>>,
     /// Removed by the watchdog; kept here so `Drop` can too.
     _tmp: Option<tempfile::TempDir>,
 }
@@ -68,6 +70,7 @@ impl ClickHouse {
                     http_port: free_port(),
                     tcp_port: free_port(),
                     interserver_port: free_port(),
+                    watchdog: Mutex::new(None),
                     _tmp: Some(tmp),
                 }
             })
@@ -124,7 +127,7 @@ impl ClickHouse {
             parent = std::process::id()
         );
         let _ = std::fs::remove_file(self.dir.join("pid"));
-        Command::new("sh")
+        let watchdog = Command::new("sh")
             .arg("-c")
             .arg(watchdog)
             .stdin(Stdio::null())
@@ -132,6 +135,17 @@ impl ClickHouse {
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
+        *self.watchdog.lock().unwrap() = Some(watchdog);
+    }
+
+    /// SIGKILLs the server and reaps its watchdog (which ends when the server does).
+    fn kill(&self) {
+        if let Ok(pid) = std::fs::read_to_string(self.dir.join("pid")) {
+            let _ = Command::new("kill").args(["-9", pid.trim()]).status();
+        }
+        if let Some(mut watchdog) = self.watchdog.lock().unwrap().take() {
+            let _ = watchdog.wait();
+        }
     }
 
     fn wait_ready(&self) {
@@ -154,11 +168,7 @@ impl ClickHouse {
     /// SIGKILL: the server is gone at once (the 18.16 server takes ~15 s to stop on SIGTERM).
     /// Data it confirmed is in its parts on disk and survives.
     pub fn stop(&self) {
-        let pid = std::fs::read_to_string(self.dir.join("pid")).unwrap();
-        Command::new("kill")
-            .args(["-9", pid.trim()])
-            .status()
-            .unwrap();
+        self.kill();
         let deadline = Instant::now() + Duration::from_secs(10);
         while self.query_blocking("SELECT 1").is_some() {
             assert!(Instant::now() < deadline, "clickhouse did not stop");
@@ -194,6 +204,36 @@ impl ClickHouse {
             .unwrap_or_else(|_| panic!("{sql}: {text}"))
     }
 
+    /// Distinct keys stored in `db`: (runs, spans).
+    pub async fn stored_keys(&self, db: &str) -> (u64, u64) {
+        let runs = self
+            .number(&format!("SELECT uniqExact(trace_id) FROM {db}.runs"))
+            .await;
+        let spans = self
+            .number(&format!(
+                "SELECT uniqExact(trace_id, span_id) FROM {db}.spans"
+            ))
+            .await;
+        (runs, spans)
+    }
+
+    /// Forces ClickHouse to merge `db`'s runs and spans (OPTIMIZE … FINAL), then checks that
+    /// exactly one row per key is left: no replay left a second copy that a merge cannot fold.
+    pub async fn assert_one_row_per_key(&self, db: &str) {
+        let (runs, spans) = self.stored_keys(db).await;
+        for table in ["runs", "spans"] {
+            self.query(&format!("OPTIMIZE TABLE {db}.{table} FINAL"))
+                .await;
+        }
+        let count = |table: &str| format!("SELECT count() FROM {db}.{table}");
+        assert_eq!(self.number(&count("runs")).await, runs, "rows of {db}.runs");
+        assert_eq!(
+            self.number(&count("spans")).await,
+            spans,
+            "rows of {db}.spans"
+        );
+    }
+
     /// `SELECT …` without a runtime; `None` when the server does not answer.
     fn query_blocking(&self, sql: &str) -> Option<String> {
         use std::io::{Read, Write};
@@ -216,9 +256,7 @@ impl ClickHouse {
 
 impl Drop for ClickHouse {
     fn drop(&mut self) {
-        if let Ok(pid) = std::fs::read_to_string(self.dir.join("pid")) {
-            let _ = Command::new("kill").args(["-9", pid.trim()]).status();
-        }
+        self.kill();
     }
 }
 

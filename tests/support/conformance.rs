@@ -90,6 +90,16 @@ pub async fn answers(vigil: &Vigil) -> Vec<(String, Value)> {
     queries.push("from=2026-11-19T00:00:00Z&to=2026-11-20T00:00:00Z".into());
     queries.push("model=gpt-4o".into());
     queries.push("prompt_version=v9".into());
+    // Values that would change a statement if they were spliced into SQL match nothing.
+    for hostile in [
+        "agent=%27%20OR%20%271%27%3D%271",
+        "session_id=x%27)%20OR%201%3D1%20--",
+        "model=%5C%27%3B%20DROP%20TABLE%20runs%3B%20--",
+        "prompt_version=%27%20UNION%20SELECT%201%20--",
+    ] {
+        let listed = vigil.list_all_runs(hostile).await;
+        assert!(listed.is_empty(), "{hostile} matched {} runs", listed.len());
+    }
     for query in queries {
         let mut listed = Value::Array(vigil.list_all_runs(&query).await);
         normalize(&mut listed);
