@@ -105,6 +105,43 @@ async fn a_clickhouse_outage_loses_and_duplicates_nothing() {
     assert_eq!(listed.len(), acked.len());
 }
 
+/// A ClickHouse that stops answering (SIGSTOP) instead of going away: inserts time out and are
+/// retried, and once it answers again everything acknowledged is stored, once per key, although
+/// the timed-out inserts may have completed on the server too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_stalled_clickhouse_times_out_and_nothing_is_lost() {
+    let ch = ClickHouse::start();
+    let db = unique_database();
+    let mut env = clickhouse_env(&ch.url(), &db);
+    env.push(("VIGIL_STORE__CLICKHOUSE__TIMEOUT_SECS".into(), "2".into()));
+    let vigil = Vigil::spawn_with(env);
+    let load = Load::start(&vigil, 2);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let errors_before = vigil.metric("vigil_sink_write_errors_total").await;
+    ch.pause();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while vigil.metric("vigil_sink_write_errors_total").await == errors_before {
+        assert!(
+            Instant::now() < deadline,
+            "no insert timed out against a stalled server"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    ch.resume();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let acked = load.stop().await;
+    wait_drained(&vigil).await;
+
+    let acked_spans: u64 = acked.values().map(|s| s.len() as u64).sum();
+    assert_eq!(ch.stored_keys(&db).await, (acked.len() as u64, acked_spans));
+    ch.assert_one_row_per_key(&db).await;
+    assert_eq!(
+        vigil.list_all_runs(&format!("agent={AGENT}")).await.len(),
+        acked.len()
+    );
+}
+
 /// Two ClickHouse servers as two shards, two collectors writing through the `Distributed`
 /// tables: every read equals a single node's answer given the same data, and both shards
 /// hold part of it.

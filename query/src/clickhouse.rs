@@ -13,6 +13,8 @@
 //! * The same queries run on one server and over a cluster's `Distributed` tables: a trace's
 //!   rows share a shard, and sub-queries read the local shard (`distributed_product_mode`).
 
+use std::time::Duration;
+
 use async_trait::async_trait;
 use clickhouse::{Client, RowOwned, RowRead};
 use vigil_schemas::{
@@ -39,13 +41,20 @@ const NEWEST_FIRST: &str = "ORDER BY ingested_at_ns DESC, end_time_ns DESC, star
 /// The read side of the ClickHouse store.
 pub struct ClickHouseStore {
     client: Client,
+    /// A query not answered within this fails as unavailable (a stalled server must not hang
+    /// the API).
+    timeout: Duration,
 }
+
+/// `health()` answers within this, whatever the query timeout: `/readyz` and `/metrics` call it.
+const HEALTH_TIMEOUT: Duration = Duration::from_secs(2);
 
 impl ClickHouseStore {
     /// A store reading the configured database (created by the migrations).
     pub fn new(config: &ClickHouseConfig) -> ClickHouseStore {
         ClickHouseStore {
             client: config.client(),
+            timeout: config.timeout(),
         }
     }
 
@@ -62,7 +71,7 @@ impl ClickHouseStore {
                 Value::Int(n) => query.bind(n),
             };
         }
-        query.fetch_all::<T>().await.map_err(store_error)
+        within(self.timeout, query.fetch_all::<T>()).await
     }
 
     /// Every version of one trace's rows in `table`.
@@ -213,11 +222,8 @@ impl TraceStore for ClickHouseStore {
     }
 
     async fn health(&self) -> Result<(), QueryError> {
-        self.client
-            .query("SELECT 1")
-            .execute()
-            .await
-            .map_err(store_error)
+        let timeout = self.timeout.min(HEALTH_TIMEOUT);
+        within(timeout, self.client.query("SELECT 1").execute()).await
     }
 }
 
@@ -274,6 +280,19 @@ impl Sql {
     fn int(&mut self, value: i64) {
         self.text.push('?');
         self.values.push(Value::Int(value));
+    }
+}
+
+/// Runs a request, failing as unavailable when ClickHouse does not answer in time.
+async fn within<T>(
+    timeout: Duration,
+    request: impl Future<Output = clickhouse::error::Result<T>>,
+) -> Result<T, QueryError> {
+    match tokio::time::timeout(timeout, request).await {
+        Ok(result) => result.map_err(store_error),
+        Err(_) => Err(QueryError::Unavailable(format!(
+            "clickhouse did not answer within {timeout:?}"
+        ))),
     }
 }
 

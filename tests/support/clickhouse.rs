@@ -176,6 +176,27 @@ impl ClickHouse {
         }
     }
 
+    /// SIGSTOP: the server keeps its connections but answers nothing (a stalled server).
+    pub fn pause(&self) {
+        self.signal("-STOP");
+    }
+
+    /// SIGCONT after [`Self::pause`].
+    pub fn resume(&self) {
+        self.signal("-CONT");
+    }
+
+    fn signal(&self, signal: &str) {
+        let pid = std::fs::read_to_string(self.dir.join("pid")).unwrap();
+        assert!(
+            Command::new("kill")
+                .args([signal, pid.trim()])
+                .status()
+                .unwrap()
+                .success()
+        );
+    }
+
     /// Starts the server again on the same directory and ports.
     pub fn restart(&self) {
         self.spawn();

@@ -139,6 +139,8 @@ pub enum MigrationError {
     },
     #[error("{url}: unrecognised server version {version:?}")]
     Version { url: String, version: String },
+    #[error("ClickHouse did not answer within {0:?}")]
+    TimedOut(std::time::Duration),
 }
 
 pub struct Migrator<'a> {
