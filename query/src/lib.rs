@@ -12,6 +12,7 @@ mod clickhouse;
 mod cursor;
 mod embedded;
 mod error;
+pub mod metrics;
 mod store;
 mod tree;
 mod versions;

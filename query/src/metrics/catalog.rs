@@ -1,0 +1,208 @@
+//! What can be asked: every metric of API.md, every field metrics are grouped and filtered by,
+//! and which combinations mean something.
+//!
+//! Each metric counts one kind of thing, its *subject*: runs, model calls or tool calls. A
+//! grouping field belongs to a subject too:
+//!
+//! | field | is a property of | a run metric grouped by it means | a model-call metric | a tool-call metric |
+//! |---|---|---|---|---|
+//! | agent, agent_version, task_type, environment, release, outcome, session_id, user_hash | the run | the runs with that value | the calls of runs with that value | the calls of runs with that value |
+//! | classification | the run (a list) | the runs carrying that tag (a run with two tags is in both groups) | likewise | likewise |
+//! | model, provider, prompt_id, prompt_version | a model call | the runs that made at least one such call (a run calling two models is in both groups, so groups can add up to more than the total) | the calls themselves | refused: a tool call is not made by a model call |
+//! | tool | a tool call | the runs that called the tool at least once | refused: a model call is not a tool call | the calls themselves |
+//!
+//! Grouping by a model-call field and `tool` together is refused for every metric: a run's
+//! model calls and tool calls are not paired, so the groups would be a cross product.
+
+use std::fmt;
+
+/// What a metric counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Subject {
+    Run,
+    ModelCall,
+    ToolCall,
+}
+
+impl Subject {
+    pub fn describe(self) -> &'static str {
+        match self {
+            Subject::Run => "runs",
+            Subject::ModelCall => "model calls",
+            Subject::ToolCall => "tool calls",
+        }
+    }
+}
+
+macro_rules! names {
+    ($(#[$meta:meta])* $vis:vis enum $name:ident { $($variant:ident => $text:literal,)+ }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        $vis enum $name { $($variant,)+ }
+
+        impl $name {
+            pub const ALL: &'static [$name] = &[$($name::$variant,)+];
+
+            pub fn name(self) -> &'static str {
+                match self { $($name::$variant => $text,)+ }
+            }
+
+            pub fn parse(text: &str) -> Option<$name> {
+                $name::ALL.iter().copied().find(|v| v.name() == text)
+            }
+
+            /// Every name, comma-separated, for error messages.
+            pub fn names() -> String {
+                $name::ALL.iter().map(|v| v.name()).collect::<Vec<_>>().join(", ")
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.name())
+            }
+        }
+    };
+}
+
+names! {
+    /// A metric of `POST /api/v1/metrics/query` (definitions in DESIGN.md).
+    pub enum Metric {
+        Runs => "runs",
+        CompletedRuns => "completed_runs",
+        FailedRuns => "failed_runs",
+        CompletionRate => "completion_rate",
+        SilentPartialFailures => "silent_partial_failures",
+        SilentPartialFailureRate => "silent_partial_failure_rate",
+        RunLatencyP50Ms => "run_latency_p50_ms",
+        RunLatencyP90Ms => "run_latency_p90_ms",
+        RunLatencyP99Ms => "run_latency_p99_ms",
+        CostUsd => "cost_usd",
+        CostPerRunUsd => "cost_per_run_usd",
+        UnpricedModelCalls => "unpriced_model_calls",
+        InputTokens => "input_tokens",
+        OutputTokens => "output_tokens",
+        CachedInputTokens => "cached_input_tokens",
+        ReasoningTokens => "reasoning_tokens",
+        ToolCallsPerRun => "tool_calls_per_run",
+        RepeatedToolCalls => "repeated_tool_calls",
+        FeedbackPositiveRate => "feedback_positive_rate",
+        Sessions => "sessions",
+        Users => "users",
+        ModelCalls => "model_calls",
+        ModelErrorRate => "model_error_rate",
+        ModelLatencyP50Ms => "model_latency_p50_ms",
+        ModelLatencyP90Ms => "model_latency_p90_ms",
+        ModelLatencyP99Ms => "model_latency_p99_ms",
+        ToolCalls => "tool_calls",
+        ToolErrors => "tool_errors",
+        ToolErrorRate => "tool_error_rate",
+        ToolLatencyP50Ms => "tool_latency_p50_ms",
+        ToolLatencyP90Ms => "tool_latency_p90_ms",
+        ToolLatencyP99Ms => "tool_latency_p99_ms",
+    }
+}
+
+impl Metric {
+    /// What the metric counts.
+    pub fn subject(self) -> Subject {
+        use Metric::*;
+        match self {
+            ModelCalls | ModelErrorRate | ModelLatencyP50Ms | ModelLatencyP90Ms
+            | ModelLatencyP99Ms => Subject::ModelCall,
+            ToolCalls | ToolErrors | ToolErrorRate | ToolLatencyP50Ms | ToolLatencyP90Ms
+            | ToolLatencyP99Ms => Subject::ToolCall,
+            _ => Subject::Run,
+        }
+    }
+
+    /// The percentile (in percent) of a latency metric.
+    pub fn percentile(self) -> Option<u32> {
+        use Metric::*;
+        match self {
+            RunLatencyP50Ms | ModelLatencyP50Ms | ToolLatencyP50Ms => Some(50),
+            RunLatencyP90Ms | ModelLatencyP90Ms | ToolLatencyP90Ms => Some(90),
+            RunLatencyP99Ms | ModelLatencyP99Ms | ToolLatencyP99Ms => Some(99),
+            _ => None,
+        }
+    }
+}
+
+names! {
+    /// A field metrics are grouped and filtered by.
+    pub enum Field {
+        Agent => "agent",
+        AgentVersion => "agent_version",
+        TaskType => "task_type",
+        Environment => "environment",
+        Release => "release",
+        Outcome => "outcome",
+        SessionId => "session_id",
+        UserHash => "user_hash",
+        Model => "model",
+        Provider => "provider",
+        PromptId => "prompt_id",
+        PromptVersion => "prompt_version",
+        Tool => "tool",
+        Classification => "classification",
+    }
+}
+
+impl Field {
+    /// The subject the field is a property of.
+    pub fn subject(self) -> Subject {
+        match self {
+            Field::Model | Field::Provider | Field::PromptId | Field::PromptVersion => {
+                Subject::ModelCall
+            }
+            Field::Tool => Subject::ToolCall,
+            _ => Subject::Run,
+        }
+    }
+
+    /// Why `metric` cannot be grouped by this field, if it cannot.
+    pub fn refuses(self, metric: Metric) -> Option<String> {
+        match (metric.subject(), self.subject()) {
+            (Subject::ToolCall, Subject::ModelCall) => Some(format!(
+                "{metric} cannot be grouped by {self}: a tool call is not made by a model call"
+            )),
+            (Subject::ModelCall, Subject::ToolCall) => Some(format!(
+                "{metric} cannot be grouped by {self}: a model call is not a tool call"
+            )),
+            _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_name_of_api_md_parses_and_round_trips() {
+        for metric in Metric::ALL {
+            assert_eq!(Metric::parse(metric.name()), Some(*metric));
+        }
+        for field in Field::ALL {
+            assert_eq!(Field::parse(field.name()), Some(*field));
+        }
+        assert_eq!(Metric::ALL.len(), 32);
+        assert_eq!(Field::ALL.len(), 14);
+        assert_eq!(Metric::parse("p99"), None);
+    }
+
+    #[test]
+    fn groupings_across_call_kinds_are_refused_with_a_reason() {
+        let why = Field::Model.refuses(Metric::ToolErrorRate).unwrap();
+        assert!(
+            why.contains("tool_error_rate cannot be grouped by model"),
+            "{why}"
+        );
+        assert!(Field::Tool.refuses(Metric::ModelLatencyP99Ms).is_some());
+        assert!(Field::Model.refuses(Metric::CostUsd).is_none());
+        assert!(Field::Tool.refuses(Metric::Runs).is_none());
+        assert!(Field::Agent.refuses(Metric::ToolCalls).is_none());
+        assert_eq!(Metric::ToolLatencyP90Ms.percentile(), Some(90));
+        assert_eq!(Metric::CostUsd.subject(), Subject::Run);
+    }
+}
