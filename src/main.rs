@@ -81,7 +81,14 @@ enum Command {
     /// Run everything: gRPC and HTTP ingest, the store, the REST API.
     Serve(StoreArgs),
     /// Create or upgrade the ClickHouse tables (every node of a cluster), then exit.
-    Migrate(StoreArgs),
+    Migrate {
+        #[command(flatten)]
+        store: StoreArgs,
+        /// Print every migration's SQL for the configured database and cluster instead of
+        /// applying anything (no connection is made).
+        #[arg(long)]
+        print_sql: bool,
+    },
     /// Manage API keys.
     Keys {
         #[command(flatten)]
@@ -106,13 +113,17 @@ fn main() -> anyhow::Result<()> {
             init_logging(&config.log.level)?;
             runtime()?.block_on(serve::serve(config))
         }
-        Command::Migrate(args) => {
-            let config = args.load()?;
+        Command::Migrate { store, print_sql } => {
+            let config = store.load()?;
             init_logging("warn")?;
-            let report = runtime()?.block_on(serve::migrate(&config))?;
+            let output = if print_sql {
+                vigil_schemas::clickhouse::migrate::script(&config.store.clickhouse)
+            } else {
+                runtime()?.block_on(serve::migrate(&config))?.to_string()
+            };
             #[allow(clippy::print_stdout)]
             {
-                print!("{report}");
+                print!("{output}");
             }
             Ok(())
         }

@@ -209,3 +209,52 @@ async fn the_clickhouse_benchmark_runs() {
         .await;
     assert_eq!(left, 0);
 }
+
+/// The migrations are valid, and idempotent, on a current ClickHouse release too (chDB from
+/// PyPI embeds one), not only on the 18.16 server the other tests use.
+#[test]
+fn the_migrations_apply_on_a_current_clickhouse() {
+    let sql = support::cli(&["migrate", "--print-sql"]);
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/clickhouse/check_ddl.py");
+    let mut child = std::process::Command::new(support::python())
+        .args([script, "vigil"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(sql.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let major: u32 = report["version"]
+        .as_str()
+        .unwrap()
+        .split('.')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(major >= 24, "{report}");
+    // Every column of the column lists, plus the materialized time column.
+    use vigil_schemas::clickhouse::schema::{RUN_COLUMNS, SCORE_COLUMNS, SPAN_COLUMNS};
+    for (table, columns) in [
+        ("runs", RUN_COLUMNS),
+        ("spans", SPAN_COLUMNS),
+        ("scores", SCORE_COLUMNS),
+    ] {
+        assert_eq!(report["columns"][table], columns.len() + 1, "{report}");
+    }
+    // Migration 2 applies there: five bloom-filter indexes.
+    assert_eq!(report["skip_indexes"], 5, "{report}");
+}

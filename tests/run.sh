@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test of Vigil. Installs what the tests need on a fresh machine first:
 # Debian's ClickHouse server and client (the tests start their own isolated servers on free
-# ports), and a Python virtualenv with the OpenTelemetry SDK and its OTLP exporters (from PyPI).
+# ports), and a Python virtualenv with the OpenTelemetry SDK and its OTLP exporters, and chDB (a
+# current ClickHouse, embedded) to check the migrations on (from PyPI).
 # Usage: tests/run.sh [extra cargo test arguments]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -16,9 +17,9 @@ if ! command -v clickhouse-server >/dev/null || ! command -v clickhouse-client >
 fi
 
 VENV=tests/.venv
-REQUIREMENTS=tests/otel/requirements.txt
+REQUIREMENTS=tests/requirements.txt
 if [ ! -x "$VENV/bin/python" ] || ! cmp -s "$REQUIREMENTS" "$VENV/.requirements"; then
-  echo "==> installing the OpenTelemetry SDK into $VENV"
+  echo "==> installing the OpenTelemetry SDK and chDB into $VENV"
   python3 -m venv "$VENV"
   "$VENV/bin/pip" install --quiet --disable-pip-version-check -r "$REQUIREMENTS"
   cp "$REQUIREMENTS" "$VENV/.requirements"

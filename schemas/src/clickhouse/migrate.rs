@@ -143,6 +143,35 @@ pub enum MigrationError {
     TimedOut(std::time::Duration),
 }
 
+/// Every migration's statements for the configured database and cluster, as one SQL script
+/// (`vigil migrate --print-sql`): to review before applying, or to apply by other means. It
+/// leaves out what `migrate` itself does: `CREATE DATABASE`, the record table, version checks.
+pub fn script(config: &ClickHouseConfig) -> String {
+    let target = Target {
+        database: config.database.clone(),
+        cluster: config.cluster.clone(),
+    };
+    let mut out = String::new();
+    if target.cluster.is_some() {
+        out.push_str("-- Run on every node of the cluster.\n\n");
+    }
+    for migration in MIGRATIONS {
+        out.push_str(&format!(
+            "-- migration {}: {}",
+            migration.version, migration.name
+        ));
+        if let Some(required) = migration.requires {
+            out.push_str(&format!(" (ClickHouse {required} or newer)"));
+        }
+        out.push('\n');
+        for statement in migration.statements(&target) {
+            out.push_str(&statement);
+            out.push_str(";\n\n");
+        }
+    }
+    out
+}
+
 pub struct Migrator<'a> {
     config: &'a ClickHouseConfig,
 }
@@ -282,5 +311,8 @@ mod tests {
                 .starts_with("ALTER TABLE other.runs_local ADD INDEX")
         );
         assert_eq!(MIGRATIONS[0].checksum().len(), 64);
+        let sql = script(&ClickHouseConfig::default());
+        assert_eq!(sql.matches("CREATE TABLE IF NOT EXISTS vigil.").count(), 3);
+        assert!(sql.contains("-- migration 2: bloom-filter"));
     }
 }
