@@ -13,6 +13,38 @@
 //!
 //! Grouping by a model-call field and `tool` together is refused for every metric: a run's
 //! model calls and tool calls are not paired, so the groups would be a cross product.
+//! A run without any model call (or tool call) falls in the group `""` of a model-call field
+//! (or of `tool`), so that the groups still cover every run.
+//!
+//! ## Definitions
+//!
+//! Every row is counted once, in its newest version (DESIGN.md). A run belongs to the range and
+//! to a time bucket by its start; a call by its own start. "Model calls" are spans of kind
+//! `model`, "tool calls" spans of kind `tool`; a call failed when its status is `error`.
+//!
+//! | metric | definition |
+//! |---|---|
+//! | `runs` | runs |
+//! | `completed_runs` | runs with outcome `success` |
+//! | `failed_runs` | runs with outcome `failure` or `timeout` (`partial` and `cancelled` are neither) |
+//! | `completion_rate` | `completed_runs ÷ runs` (every stored run has finished) |
+//! | `silent_partial_failures` | runs with outcome `success` that contain a failed model or tool call |
+//! | `silent_partial_failure_rate` | `silent_partial_failures ÷ completed_runs` |
+//! | `run_latency_p50/p90/p99_ms` | exact percentile (DESIGN.md, [`super::percentile`]) of end − start, in ms |
+//! | `cost_usd` | sum of the runs' model calls' `cost_nanos` ÷ 10⁹; unpriced calls add nothing and are counted apart |
+//! | `cost_per_run_usd` | `cost_usd ÷ runs` |
+//! | `unpriced_model_calls` | the runs' model calls without a cost |
+//! | `input_tokens`, `output_tokens`, `cached_input_tokens`, `reasoning_tokens` | sums over the runs' model calls |
+//! | `tool_calls_per_run` | the runs' tool calls ÷ runs |
+//! | `repeated_tool_calls` | the runs' tool calls with the same tool and a non-empty argument hash equal to the tool call just before them in the run (by start time, then span id): the loop signal |
+//! | `feedback_positive_rate` | share of `true` among the runs' boolean scores |
+//! | `sessions`, `users` | distinct non-empty session ids, user hashes of the runs |
+//! | `model_calls`, `tool_calls` | calls |
+//! | `model_error_rate`, `tool_error_rate` | failed calls ÷ calls |
+//! | `tool_errors` | failed tool calls |
+//! | `model_latency_*`, `tool_latency_*` | exact percentile of the calls' end − start, in ms |
+//!
+//! A ratio over nothing (no runs, no calls) is null, not zero.
 
 use std::fmt;
 
