@@ -183,11 +183,7 @@ pub async fn migrate(config: &Config) -> anyhow::Result<MigrationReport> {
             "vigil migrate is for the ClickHouse store: set [store] kind = \"clickhouse\" or pass --clickhouse-url"
         );
     }
-    let ch = &config.store.clickhouse;
-    let report = tokio::time::timeout(ch.timeout(), Migrator::new(ch).run())
-        .await
-        .unwrap_or_else(|_| Err(MigrationError::TimedOut(ch.timeout())))?;
-    Ok(report)
+    Ok(Migrator::new(&config.store.clickhouse).run().await?)
 }
 
 /// `migrate_on_start`: applies the migrations, retrying while ClickHouse cannot be reached.
@@ -196,12 +192,7 @@ pub async fn migrate(config: &Config) -> anyhow::Result<MigrationReport> {
 async fn migrate_until_done(config: ClickHouseConfig, shutdown: CancellationToken) {
     let mut delay = Duration::from_millis(200);
     loop {
-        let migrator = Migrator::new(&config);
-        let attempt = tokio::time::timeout(config.timeout(), migrator.run());
-        match attempt
-            .await
-            .unwrap_or_else(|_| Err(MigrationError::TimedOut(config.timeout())))
-        {
+        match Migrator::new(&config).run().await {
             Ok(report) => {
                 tracing::info!(report = %report.to_string().trim_end(), "clickhouse schema is current");
                 return;

@@ -11,7 +11,7 @@ use support::{
     clickhouse::{ClickHouse, unique_database},
     clickhouse_env,
     conformance::{SHARED_USER_HASH_SECRET, answers, assert_same_answers, send_demo, wait_drained},
-    load::{AGENT, Load},
+    load::{AGENT, Load, acked_spans},
 };
 
 const HASH_SECRET_ENV: &str = "VIGIL_SECURITY__USER_HASH_SECRET";
@@ -95,7 +95,7 @@ async fn a_clickhouse_outage_loses_and_duplicates_nothing() {
     assert_eq!(vigil.metric("vigil_sink_up").await, 1.0);
     assert_eq!(vigil.metric("vigil_store_up").await, 1.0);
 
-    let acked_spans: u64 = acked.values().map(|s| s.len() as u64).sum();
+    let acked_spans = acked_spans(&acked);
     let (run_keys, span_keys) = ch.stored_keys(&db).await;
     // Every sender finished its request before stopping: what is stored is what was acked.
     assert_eq!(run_keys, acked.len() as u64);
@@ -133,7 +133,7 @@ async fn a_stalled_clickhouse_times_out_and_nothing_is_lost() {
     let acked = load.stop().await;
     wait_drained(&vigil).await;
 
-    let acked_spans: u64 = acked.values().map(|s| s.len() as u64).sum();
+    let acked_spans = acked_spans(&acked);
     assert_eq!(ch.stored_keys(&db).await, (acked.len() as u64, acked_spans));
     ch.assert_one_row_per_key(&db).await;
     assert_eq!(

@@ -15,7 +15,7 @@ use std::{
 use support::{
     Store, Vigil,
     clickhouse::ClickHouse,
-    load::{AGENT, Acked, Load, RUNS_PER_REQUEST},
+    load::{AGENT, Acked, Load, RUNS_PER_REQUEST, acked_spans},
 };
 
 async fn kill_9_under_load_loses_and_duplicates_nothing_acknowledged(store: Store) {
@@ -103,7 +103,7 @@ async fn check_clickhouse_rows(vigil: &Vigil, acked: &Acked, listed_runs: u64) {
     let db = vigil.database.as_deref().unwrap();
     let (run_keys, span_keys) = ch.stored_keys(db).await;
     assert_eq!(run_keys, listed_runs);
-    let acked_spans: u64 = acked.values().map(|s| s.len() as u64).sum();
+    let acked_spans = acked_spans(acked);
     // Requests in flight at the kill may have been stored without their acknowledgement
     // reaching the client: more keys than acknowledged is fine, fewer is loss.
     assert!(span_keys >= acked_spans, "{span_keys} < {acked_spans}");

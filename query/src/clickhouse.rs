@@ -13,16 +13,18 @@
 //! * The same queries run on one server and over a cluster's `Distributed` tables: a trace's
 //!   rows share a shard, and sub-queries read the local shard (`distributed_product_mode`).
 
-use std::time::Duration;
+use std::{sync::LazyLock, time::Duration};
 
 use async_trait::async_trait;
 use clickhouse::{Client, RowOwned, RowRead};
 use vigil_schemas::{
     RunRow, ScoreRow, SpanRow,
     clickhouse::{
-        ClickHouseConfig, error_code, is_transient_code,
+        ClickHouseConfig, is_transient,
         rows::{RunRecord, ScoreRecord, SpanRecord},
+        schema::column_list,
     },
+    layout::Table,
 };
 
 use crate::{
@@ -33,10 +35,18 @@ use crate::{
 };
 
 /// The run columns, in [`RunRecord`]'s order.
-const RUN_FIELDS: &str = "project_id, trace_id, session_id, user_hash, task_type, agent_name, agent_version, environment, release, start_time_ns, end_time_ns, outcome, error_message, input, output, tags, classification, retention, audit_ref, synthesized, ingested_at_ns";
+static RUN_FIELDS: LazyLock<String> = LazyLock::new(|| column_list(Table::Runs));
 
-/// Orders the versions of a key newest first (`Table::version_order`).
-const NEWEST_FIRST: &str = "ORDER BY ingested_at_ns DESC, end_time_ns DESC, start_time_ns DESC";
+/// Orders the versions of a key newest first ([`Table::version_order`]; the same for runs and
+/// spans).
+static NEWEST_FIRST: LazyLock<String> = LazyLock::new(|| {
+    let columns: Vec<String> = Table::Runs
+        .version_order()
+        .iter()
+        .map(|c| format!("{c} DESC"))
+        .collect();
+    format!("ORDER BY {}", columns.join(", "))
+});
 
 /// The read side of the ClickHouse store.
 pub struct ClickHouseStore {
@@ -174,13 +184,13 @@ impl TraceStore for ClickHouseStore {
         };
 
         let mut sql = Sql::new("SELECT ?fields FROM (SELECT ");
-        sql.push(RUN_FIELDS);
+        sql.push(&RUN_FIELDS);
         sql.push(" FROM runs WHERE project_id = ");
         sql.text(project_id);
         sql.push(" AND trace_id IN (SELECT trace_id FROM runs");
         conditions(&mut sql);
         sql.push(") ");
-        sql.push(NEWEST_FIRST);
+        sql.push(&NEWEST_FIRST);
         sql.push(" LIMIT 1 BY trace_id)");
         conditions(&mut sql);
         sql.push(" ORDER BY start_time_ns DESC, trace_id DESC LIMIT ");
@@ -240,7 +250,7 @@ fn traces_with_span(sql: &mut Sql, project_id: &str, column: &'static str, value
     sql.push(" = ");
     sql.text(value);
     sql.push(") ");
-    sql.push(NEWEST_FIRST);
+    sql.push(&NEWEST_FIRST);
     sql.push(" LIMIT 1 BY trace_id, span_id) WHERE ");
     sql.push(column);
     sql.push(" = ");
@@ -299,13 +309,7 @@ async fn within<T>(
 /// A ClickHouse failure in the query service's terms: a server that is down, slow or
 /// overloaded is `Unavailable` (503, retry); anything else is a bug or a schema mismatch.
 fn store_error(error: clickhouse::error::Error) -> QueryError {
-    use clickhouse::error::Error;
-    let transient = match &error {
-        Error::Network(_) | Error::TimedOut => true,
-        Error::BadResponse(text) => error_code(text).is_none_or(is_transient_code),
-        _ => false,
-    };
-    if transient {
+    if is_transient(&error) {
         QueryError::Unavailable(error.to_string())
     } else {
         QueryError::Store(error.to_string())
@@ -314,13 +318,16 @@ fn store_error(error: clickhouse::error::Error) -> QueryError {
 
 #[cfg(test)]
 mod tests {
-    use vigil_schemas::{clickhouse::schema::column_list, layout::Table};
-
     use super::*;
 
     #[test]
-    fn run_fields_are_the_run_columns() {
-        assert_eq!(RUN_FIELDS, column_list(Table::Runs));
+    fn versions_are_ordered_as_everywhere_else() {
+        // One ordering serves runs and spans.
+        assert_eq!(Table::Runs.version_order(), Table::Spans.version_order());
+        assert_eq!(
+            *NEWEST_FIRST,
+            "ORDER BY ingested_at_ns DESC, end_time_ns DESC, start_time_ns DESC"
+        );
     }
 
     #[test]

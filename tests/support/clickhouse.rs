@@ -15,7 +15,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use super::free_port;
+use super::{free_port, http_blocking};
 
 /// Debian installs the server in /usr/sbin, which is not on every user's PATH.
 const SERVER: &str = "/usr/sbin/clickhouse-server";
@@ -255,23 +255,10 @@ impl ClickHouse {
         );
     }
 
-    /// `SELECT …` without a runtime; `None` when the server does not answer.
+    /// `SELECT …` without a runtime; `None` when the server does not answer it.
     fn query_blocking(&self, sql: &str) -> Option<String> {
-        use std::io::{Read, Write};
-        let mut stream = std::net::TcpStream::connect(("127.0.0.1", self.http_port)).ok()?;
-        stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-        write!(
-            stream,
-            "POST / HTTP/1.0\r\nHost: 127.0.0.1\r\nContent-Length: {}\r\n\r\n{sql}",
-            sql.len()
-        )
-        .ok()?;
-        let mut response = String::new();
-        stream.read_to_string(&mut response).ok()?;
-        let (head, body) = response.split_once("\r\n\r\n")?;
-        head.starts_with("HTTP/1.0 200")
-            .then(|| body.to_string())
-            .or_else(|| head.starts_with("HTTP/1.1 200").then(|| body.to_string()))
+        http_blocking(self.http_port, "POST", "/", sql)
+            .and_then(|(status, body)| (status == 200).then_some(body))
     }
 }
 

@@ -25,6 +25,11 @@ pub const AGENT: &str = "load-test";
 /// Trace id → span ids, of everything acknowledged.
 pub type Acked = BTreeMap<String, Vec<String>>;
 
+/// How many spans were acknowledged.
+pub fn acked_spans(acked: &Acked) -> u64 {
+    acked.values().map(|spans| spans.len() as u64).sum()
+}
+
 /// Request number `batch`: runs `batch * RUNS_PER_REQUEST ..`, each with a root and two children.
 pub fn request(batch: u64, now: i64) -> (v1::ExportRequest, Vec<(String, Vec<String>)>) {
     let mut req = v1::ExportRequest::default();

@@ -158,9 +158,7 @@ impl Vigil {
     fn wait_healthy(&mut self) {
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
-            if let Ok(r) = http_status(&format!("{}/healthz", self.http()))
-                && r == 200
-            {
+            if http_blocking(self.http_port, "GET", "/healthz", "").is_some_and(|(s, _)| s == 200) {
                 return;
             }
             if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
@@ -330,24 +328,23 @@ impl Drop for Vigil {
     }
 }
 
-/// A tiny blocking GET returning the status code, for start-up polling without a runtime.
-fn http_status(url: &str) -> std::io::Result<u16> {
+/// A tiny blocking HTTP/1.0 request to a loopback port, for start-up polling without a runtime:
+/// the status and the body, or `None` when nothing answers.
+pub fn http_blocking(port: u16, method: &str, path: &str, body: &str) -> Option<(u16, String)> {
     use std::io::{Read, Write};
-    let rest = url.strip_prefix("http://").unwrap();
-    let (host, path) = rest
-        .split_once('/')
-        .map(|(h, p)| (h, format!("/{p}")))
-        .unwrap();
-    let mut stream = std::net::TcpStream::connect(host)?;
-    stream.set_read_timeout(Some(Duration::from_secs(2)))?;
-    write!(stream, "GET {path} HTTP/1.0\r\nHost: {host}\r\n\r\n")?;
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(
+        stream,
+        "{method} {path} HTTP/1.0\r\nHost: 127.0.0.1\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .ok()?;
     let mut response = String::new();
-    stream.read_to_string(&mut response)?;
-    Ok(response
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0))
+    stream.read_to_string(&mut response).ok()?;
+    let (head, body) = response.split_once("\r\n\r\n")?;
+    let status = head.split_whitespace().nth(1)?.parse().ok()?;
+    Some((status, body.to_string()))
 }
 
 /// A key as `vigil keys create` printed it.

@@ -15,7 +15,7 @@ use clickhouse::{Client, RowWrite};
 use vigil_schemas::{
     IngestBatch,
     clickhouse::{
-        ClickHouseConfig, error_code, is_transient_code,
+        ClickHouseConfig, is_transient,
         rows::{RunInsert, ScoreInsert, SpanInsert},
     },
     layout::Table,
@@ -78,15 +78,12 @@ impl Sink for ClickHouseSink {
 /// Whether a failed insert may succeed later (the server is down, overloaded, a shard is
 /// away) or never will (a missing table, a type mismatch: a schema that was not migrated).
 fn classify(table: Table, error: clickhouse::error::Error) -> SinkError {
-    use clickhouse::error::Error;
     let message = format!("{table}: {error}");
-    match &error {
-        Error::Network(_) | Error::TimedOut => SinkError::Unavailable(message),
-        Error::BadResponse(text) => match error_code(text) {
-            Some(code) if !is_transient_code(code) => SinkError::Rejected(message),
-            // An error page without a code is a proxy or a server starting up.
-            _ => SinkError::Unavailable(message),
-        },
-        _ => SinkError::Internal(message),
+    if is_transient(&error) {
+        SinkError::Unavailable(message)
+    } else if matches!(error, clickhouse::error::Error::BadResponse(_)) {
+        SinkError::Rejected(message)
+    } else {
+        SinkError::Internal(message)
     }
 }

@@ -54,14 +54,6 @@ pub struct ConfigError {
 }
 
 impl ClickHouseConfig {
-    /// The short form `vigil serve --clickhouse-url URL`: everything else at its default.
-    pub fn at(url: impl Into<String>) -> ClickHouseConfig {
-        ClickHouseConfig {
-            url: url.into(),
-            ..Default::default()
-        }
-    }
-
     pub fn validate(&self) -> Result<(), ConfigError> {
         let err = |field, message: String| Err(ConfigError { field, message });
         for url in std::iter::once(&self.url).chain(&self.nodes) {
@@ -182,7 +174,10 @@ mod tests {
                 .to_string()
                 .starts_with("store.clickhouse.database")
         );
-        let bad_url = ClickHouseConfig::at("tcp://localhost:9000");
+        let bad_url = ClickHouseConfig {
+            url: "tcp://localhost:9000".into(),
+            ..Default::default()
+        };
         assert!(
             bad_url
                 .validate()

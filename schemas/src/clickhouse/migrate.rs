@@ -181,8 +181,16 @@ impl<'a> Migrator<'a> {
         Migrator { config }
     }
 
-    /// Applies every pending migration on every node.
+    /// Applies every pending migration on every node, failing with `TimedOut` when ClickHouse
+    /// does not finish within the configured timeout (a stalled server must not hang a start).
     pub async fn run(&self) -> Result<MigrationReport, MigrationError> {
+        let timeout = self.config.timeout();
+        tokio::time::timeout(timeout, self.run_on_every_node())
+            .await
+            .unwrap_or(Err(MigrationError::TimedOut(timeout)))
+    }
+
+    async fn run_on_every_node(&self) -> Result<MigrationReport, MigrationError> {
         let mut report = MigrationReport::default();
         for url in self.config.migration_nodes() {
             report.nodes.push(self.run_on(&url).await?);

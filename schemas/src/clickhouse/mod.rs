@@ -37,16 +37,29 @@ impl std::fmt::Display for ServerVersion {
     }
 }
 
+/// Whether a failed request may succeed later: the server is unreachable, slow or overloaded,
+/// a shard is away, or it answered with an error page carrying no ClickHouse code (a proxy, a
+/// server starting up). A request the server will always refuse (a missing table, a type
+/// mismatch) is not transient. The sink and the query service both decide by this.
+pub fn is_transient(error: &clickhouse::error::Error) -> bool {
+    use clickhouse::error::Error;
+    match error {
+        Error::Network(_) | Error::TimedOut => true,
+        Error::BadResponse(text) => error_code(text).is_none_or(is_transient_code),
+        _ => false,
+    }
+}
+
 /// The ClickHouse error code in a server's error text (`Code: 60, e.displayText() = …`).
-pub fn error_code(message: &str) -> Option<u32> {
+fn error_code(message: &str) -> Option<u32> {
     let rest = message.split("Code: ").nth(1)?;
     let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
     digits.parse().ok()
 }
 
-/// Whether a server error may go away by itself (overload, a restarting replica, a timeout), as
-/// opposed to a request the server will always refuse (a missing table, a type mismatch).
-pub fn is_transient_code(code: u32) -> bool {
+/// Whether a server error code may go away by itself (overload, a restarting replica, a
+/// timeout).
+fn is_transient_code(code: u32) -> bool {
     const TRANSIENT: &[u32] = &[
         3,   // UNEXPECTED_END_OF_FILE: the connection broke mid-request
         159, // TIMEOUT_EXCEEDED
@@ -85,5 +98,11 @@ mod tests {
         );
         assert_eq!(error_code("connection refused"), None);
         assert!(is_transient_code(252) && !is_transient_code(60));
+        use clickhouse::error::Error;
+        assert!(is_transient(&Error::TimedOut));
+        assert!(is_transient(&Error::BadResponse("502 Bad Gateway".into())));
+        assert!(!is_transient(&Error::BadResponse(
+            "Code: 60, e.displayText() = DB::Exception: Table vigil.runs doesn't exist".into()
+        )));
     }
 }
