@@ -139,10 +139,16 @@ fn main() -> anyhow::Result<()> {
     }
 }
 
+/// Stack of each runtime worker thread.
+const WORKER_STACK_BYTES: usize = 16 * 1024 * 1024;
+
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("vigil")
+        // DataFusion plans nested metric queries recursively; the default 2 MiB overflows on
+        // them in debug builds.
+        .thread_stack_size(WORKER_STACK_BYTES)
         .build()
         .context("starting the async runtime")
 }

@@ -30,9 +30,19 @@ use vigil_schemas::{
 use crate::{
     cursor::Cursor,
     error::QueryError,
+    metrics::{
+        MetricAnswer, MetricPlan,
+        answer::assemble,
+        compile::{Dialect, Statement, compile},
+        rows::{AggregateRecord, Aggregates, aggregate_names},
+    },
+    sql::{Placeholders, Sql, Value},
     store::{ListRequest, RunDetail, RunFilter, RunPage, TraceStore},
     versions::{newest_runs, run_detail},
 };
+
+/// The `clickhouse` crate binds `?` placeholders.
+const Q: Placeholders = Placeholders::Question;
 
 /// The run columns, in [`RunRecord`]'s order.
 static RUN_FIELDS: LazyLock<String> = LazyLock::new(|| column_list(Table::Runs));
@@ -91,7 +101,7 @@ impl ClickHouseStore {
         project_id: &str,
         trace_id: &str,
     ) -> Result<Vec<T>, QueryError> {
-        let mut sql = Sql::new("SELECT ?fields FROM ");
+        let mut sql = Sql::new(Q, "SELECT ?fields FROM ");
         sql.push(table);
         sql.push(" WHERE project_id = ");
         sql.text(project_id);
@@ -183,7 +193,7 @@ impl TraceStore for ClickHouseStore {
             }
         };
 
-        let mut sql = Sql::new("SELECT ?fields FROM (SELECT ");
+        let mut sql = Sql::new(Q, "SELECT ?fields FROM (SELECT ");
         sql.push(&RUN_FIELDS);
         sql.push(" FROM runs WHERE project_id = ");
         sql.text(project_id);
@@ -215,7 +225,7 @@ impl TraceStore for ClickHouseStore {
     }
 
     async fn session(&self, project_id: &str, session_id: &str) -> Result<Vec<RunRow>, QueryError> {
-        let mut sql = Sql::new("SELECT ?fields FROM runs WHERE project_id = ");
+        let mut sql = Sql::new(Q, "SELECT ?fields FROM runs WHERE project_id = ");
         sql.text(project_id);
         sql.push(" AND trace_id IN (SELECT trace_id FROM runs WHERE project_id = ");
         sql.text(project_id);
@@ -229,6 +239,34 @@ impl TraceStore for ClickHouseStore {
             .collect();
         runs.sort_by(|a, b| (a.start_time_ns, &a.trace_id).cmp(&(b.start_time_ns, &b.trace_id)));
         Ok(runs)
+    }
+
+    async fn metrics(
+        &self,
+        project_id: &str,
+        plan: &MetricPlan,
+    ) -> Result<MetricAnswer, QueryError> {
+        let mut answers = Vec::new();
+        for Statement {
+            subject,
+            sql: statement,
+        } in compile(plan, project_id, Dialect::ClickHouse)
+        {
+            // One row type reads every statement: the aggregates gathered in an array.
+            let mut sql = Sql::new(Q, "SELECT g0, g1, g2, g3, bucket, [");
+            for (i, name) in aggregate_names(subject).into_iter().enumerate() {
+                if i > 0 {
+                    sql.push(", ");
+                }
+                sql.push(name);
+            }
+            sql.push("] AS aggregates FROM (");
+            sql.append(statement);
+            sql.push(")");
+            let rows = self.fetch::<AggregateRecord>(sql).await?;
+            answers.push((subject, rows.into_iter().map(Aggregates::from).collect()));
+        }
+        Ok(assemble(plan, answers))
     }
 
     async fn health(&self) -> Result<(), QueryError> {
@@ -256,41 +294,6 @@ fn traces_with_span(sql: &mut Sql, project_id: &str, column: &'static str, value
     sql.push(" = ");
     sql.text(value);
     sql.push(")");
-}
-
-/// A statement made of constant fragments and bound values, bound in order of appearance.
-struct Sql {
-    text: String,
-    values: Vec<Value>,
-}
-
-enum Value {
-    Text(String),
-    Int(i64),
-}
-
-impl Sql {
-    fn new(fragment: &'static str) -> Sql {
-        Sql {
-            text: fragment.to_string(),
-            values: Vec::new(),
-        }
-    }
-
-    /// Appends constant SQL (never a value from a request).
-    fn push(&mut self, fragment: &'static str) {
-        self.text.push_str(fragment);
-    }
-
-    fn text(&mut self, value: &str) {
-        self.text.push('?');
-        self.values.push(Value::Text(value.to_string()));
-    }
-
-    fn int(&mut self, value: i64) {
-        self.text.push('?');
-        self.values.push(Value::Int(value));
-    }
 }
 
 /// Runs a request, failing as unavailable when ClickHouse does not answer in time.
@@ -328,15 +331,5 @@ mod tests {
             *NEWEST_FIRST,
             "ORDER BY ingested_at_ns DESC, end_time_ns DESC, start_time_ns DESC"
         );
-    }
-
-    #[test]
-    fn values_are_bound_never_spliced() {
-        let mut sql = Sql::new("SELECT 1 WHERE a = ");
-        sql.text("x' OR 1 = 1 --");
-        sql.push(" AND b = ");
-        sql.int(7);
-        assert_eq!(sql.text, "SELECT 1 WHERE a = ? AND b = ?");
-        assert_eq!(sql.values.len(), 2);
     }
 }

@@ -28,12 +28,13 @@ use datafusion::{
         datatypes::DataType,
         error::ArrowError,
     },
-    common::JoinType,
+    common::{JoinType, ScalarValue},
     datasource::{
         file_format::parquet::ParquetFormat,
         listing::{ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl},
     },
     error::DataFusionError,
+    execution::context::SQLOptions,
     execution::runtime_env::RuntimeEnvBuilder,
     functions_window::expr_fn::row_number,
     logical_expr::{ExprFunctionExt, utils::conjunction},
@@ -49,6 +50,14 @@ use vigil_schemas::{
 use crate::{
     cursor::Cursor,
     error::QueryError,
+    metrics::{
+        MetricAnswer, MetricPlan,
+        answer::assemble,
+        compile::{Dialect, Statement, compile},
+        percentile::{PERCENTILES, exact_percentile_udaf},
+        rows::{aggregate_names, from_batches},
+    },
+    sql::Value,
     store::{ListRequest, RunDetail, RunFilter, RunPage, TraceStore},
     versions::{newest_runs, run_detail},
 };
@@ -80,6 +89,9 @@ impl EmbeddedStore {
         config.options_mut().execution.parquet.pushdown_filters = true;
         config.options_mut().execution.parquet.reorder_filters = true;
         let ctx = SessionContext::new_with_config_rt(config, runtime);
+        for percent in PERCENTILES {
+            ctx.register_udaf(exact_percentile_udaf(percent));
+        }
         for table in Table::ALL {
             let dir = layout.table_dir(table);
             let path = dir.to_str().ok_or_else(|| {
@@ -292,6 +304,36 @@ impl TraceStore for EmbeddedStore {
         .collect();
         runs.sort_by(|a, b| (a.start_time_ns, &a.trace_id).cmp(&(b.start_time_ns, &b.trace_id)));
         Ok(runs)
+    }
+
+    async fn metrics(
+        &self,
+        project_id: &str,
+        plan: &MetricPlan,
+    ) -> Result<MetricAnswer, QueryError> {
+        let mut answers = Vec::new();
+        for Statement { subject, sql } in compile(plan, project_id, Dialect::DataFusion) {
+            let params: Vec<ScalarValue> = sql
+                .values
+                .into_iter()
+                .map(|value| match value {
+                    Value::Text(text) => ScalarValue::Utf8(Some(text)),
+                    Value::Int(n) => ScalarValue::Int64(Some(n)),
+                })
+                .collect();
+            let read_only = SQLOptions::new()
+                .with_allow_ddl(false)
+                .with_allow_dml(false)
+                .with_allow_statements(false);
+            let df = self
+                .ctx
+                .sql_with_options(&sql.text, read_only)
+                .await?
+                .with_param_values(params)?;
+            let names = aggregate_names(subject);
+            answers.push((subject, from_batches(&collect(df).await?, &names)?));
+        }
+        Ok(assemble(plan, answers))
     }
 
     async fn health(&self) -> Result<(), QueryError> {

@@ -13,6 +13,7 @@ mod cursor;
 mod embedded;
 mod error;
 pub mod metrics;
+mod sql;
 mod store;
 mod tree;
 mod versions;

@@ -4,7 +4,11 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use vigil_schemas::{Outcome, RunRow, ScoreRow, SpanRow};
 
-use crate::{cursor::Cursor, error::QueryError};
+use crate::{
+    cursor::Cursor,
+    error::QueryError,
+    metrics::{MetricAnswer, MetricPlan},
+};
 
 /// `list_runs` page size when the caller names none.
 pub const DEFAULT_LIMIT: usize = 100;
@@ -165,6 +169,13 @@ pub trait TraceStore: Send + Sync {
 
     /// A session's runs in time order (start time, then trace id).
     async fn session(&self, project_id: &str, session_id: &str) -> Result<Vec<RunRow>, QueryError>;
+
+    /// The metrics of a validated request (`crate::metrics`), for one project.
+    async fn metrics(
+        &self,
+        project_id: &str,
+        plan: &MetricPlan,
+    ) -> Result<MetricAnswer, QueryError>;
 
     /// A cheap check that the store can answer.
     async fn health(&self) -> Result<(), QueryError>;

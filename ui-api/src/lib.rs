@@ -6,6 +6,7 @@
 
 mod auth;
 mod error;
+mod metrics;
 mod ops;
 mod otlp_http;
 mod runs;
@@ -48,6 +49,7 @@ pub fn app(state: AppState) -> Router {
         .route("/api/v1/runs/{trace_id}", get(runs::get_one))
         .route("/api/v1/sessions/{session_id}", get(runs::session))
         .route("/api/v1/scores", post(scores::create))
+        .route("/api/v1/metrics/query", post(metrics::query))
         .layer(axum::extract::DefaultBodyLimit::max(body_limit))
         .with_state(state)
 }

@@ -1,12 +1,18 @@
-//! The metric engine (in progress): a request (`POST /api/v1/metrics/query`, API.md) becomes a
-//! validated [`MetricPlan`]; then SQL for ClickHouse or for DataFusion, the only step that
-//! differs per store. So far: the catalog of metrics and fields with the meaning of every
-//! grouping ([`catalog`]), request validation ([`request`]), and the exact percentile aggregate
-//! DataFusion needs to answer like ClickHouse's `quantileExact` ([`percentile`]).
+//! The metric engine: a request (`POST /api/v1/metrics/query`, API.md) becomes a validated
+//! [`MetricPlan`] ([`request`]), then SQL for ClickHouse or for DataFusion ([`compile`], the only
+//! step that differs per store); each store runs it and reads back integer aggregates
+//! ([`rows`]), and [`answer`] turns those into the metrics, the same way for both stores.
+//! [`catalog`] holds every metric and field, and what each grouping means; [`percentile`] the
+//! exact percentile DataFusion needs to answer like ClickHouse's `quantileExact`.
 
+pub mod answer;
 pub mod catalog;
+pub(crate) mod compile;
 pub mod percentile;
 pub mod request;
+pub(crate) mod rows;
 
+pub use answer::{MetricAnswer, MetricRow, MetricValue};
 pub use catalog::{Field, Metric, Subject};
+pub use compile::Dialect;
 pub use request::{MetricPlan, MetricQuery};

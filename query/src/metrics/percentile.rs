@@ -21,6 +21,9 @@ use datafusion::{
     },
 };
 
+/// The percentiles the catalog's latency metrics ask for.
+pub const PERCENTILES: [u32; 3] = [50, 90, 99];
+
 /// The element at index min(⌊percent·n / 100⌋, n−1) of ascending `sorted`; `None` when empty.
 /// The index is computed in integers, so it is exact for every n.
 pub fn exact_percentile(sorted: &[i64], percent: u32) -> Option<i64> {

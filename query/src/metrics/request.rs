@@ -49,7 +49,8 @@ pub struct MetricQuery {
 pub struct MetricPlan {
     pub from_ns: i64,
     pub to_ns: i64,
-    /// In the order asked, without repeats.
+    /// In the order asked, without repeats; `unpriced_model_calls` is added after them when a
+    /// cost is asked for without it.
     pub metrics: Vec<Metric>,
     /// In the order asked.
     pub group_by: Vec<Field>,
@@ -103,6 +104,12 @@ impl MetricQuery {
             if !metrics.contains(&metric) {
                 metrics.push(metric);
             }
+        }
+        // A cost is never read without the count of calls it could not price.
+        let asks_cost =
+            metrics.contains(&Metric::CostUsd) || metrics.contains(&Metric::CostPerRunUsd);
+        if asks_cost && !metrics.contains(&Metric::UnpricedModelCalls) {
+            metrics.push(Metric::UnpricedModelCalls);
         }
         if self.metrics.len() > MAX_METRICS {
             return Err(QueryError::invalid(

@@ -1,0 +1,976 @@
+//! The last step of the metric engine and the only one that differs per store: a
+//! [`MetricPlan`] becomes SQL, for ClickHouse or for DataFusion.
+//!
+//! Each subject the plan asks about is one statement, of a fixed shape ([`super::rows`]):
+//! the group keys `g0`…`g3`, `bucket`, then integer aggregates (counts, sums, exact
+//! percentiles in ns). Ratios and units are computed afterwards, once, for both stores
+//! ([`super::answer`]), so both answer to the last digit.
+//!
+//! Run statement, inside out:
+//!
+//! 1. `runs_v`: the newest version of each run in the range's days, then the range and the
+//!    run-field filters.
+//! 2. Per-run facts, each only when a metric or a grouping needs it, each over the newest
+//!    versions of the spans (or scores) of the runs in `runs_v`: model calls (cost, tokens; per
+//!    model-call group key when grouped by one, and only the calls passing the model-call
+//!    filters), tool calls (count, repeated calls; per tool when grouped by tool), failed calls
+//!    (silent partial failures), boolean scores (feedback).
+//! 3. `runs_v` joined with the facts on `trace_id`: an inner join when the facts carry a filter
+//!    (the run must have made such a call), a left join otherwise, so that a run without calls
+//!    still counts (in the group `""`).
+//! 4. Grouping (`classification` unnests the run's tags) and the aggregates.
+//!
+//! Call statement: the newest version of each call of the kind that started in the range,
+//! the call-field filters, joined with its run's newest version (from the day before the range)
+//! when a run field is grouped or filtered on, then grouped.
+//!
+//! ClickHouse 18.16 shapes the SQL: one join per `SELECT` (joins nest), no window functions
+//! (the newest version is `ORDER BY … LIMIT 1 BY key`; repeated tool calls compare neighbours
+//! in a sorted array), no common table expressions. DataFusion gets the same shapes with
+//! `row_number()` and `lag()`.
+
+use vigil_schemas::{
+    layout::Table,
+    time::{NANOS_PER_DAY, day_of, day_string},
+};
+
+use super::{
+    catalog::{Field, Metric, Subject},
+    request::MetricPlan,
+};
+use crate::sql::{Placeholders, Sql};
+
+/// Which SQL to write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    ClickHouse,
+    DataFusion,
+}
+
+/// One statement per subject asked about.
+#[derive(Debug, Clone)]
+pub(crate) struct Statement {
+    pub subject: Subject,
+    pub sql: Sql,
+}
+
+/// The statements that answer `plan` for one project.
+pub(crate) fn compile(plan: &MetricPlan, project_id: &str, dialect: Dialect) -> Vec<Statement> {
+    let compiler = Compiler {
+        plan,
+        project_id,
+        dialect,
+    };
+    plan.subjects()
+        .into_iter()
+        .map(|subject| Statement {
+            subject,
+            sql: match subject {
+                Subject::Run => compiler.runs(),
+                Subject::ModelCall => compiler.calls(CallKind::Model),
+                Subject::ToolCall => compiler.calls(CallKind::Tool),
+            },
+        })
+        .collect()
+}
+
+/// Output names of the group keys, by position in `group_by`.
+const GROUP_ALIASES: [&str; 4] = ["g0", "g1", "g2", "g3"];
+/// Names of a fact's group-key columns, by the same position.
+const FACT_KEYS: [&str; 4] = ["k0", "k1", "k2", "k3"];
+/// A run's classification tags, one row per tag, when grouped by them.
+const CLASS_KEY: &str = "class_key";
+
+/// The column a field is stored in.
+fn column(field: Field) -> &'static str {
+    match field {
+        Field::Agent => "agent_name",
+        Field::AgentVersion => "agent_version",
+        Field::TaskType => "task_type",
+        Field::Environment => "environment",
+        Field::Release => "release",
+        Field::Outcome => "outcome",
+        Field::SessionId => "session_id",
+        Field::UserHash => "user_hash",
+        Field::Model => "model",
+        Field::Provider => "provider",
+        Field::PromptId => "prompt_id",
+        Field::PromptVersion => "prompt_version",
+        Field::Tool => "tool_name",
+        Field::Classification => "classification",
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum CallKind {
+    Model,
+    Tool,
+}
+
+impl CallKind {
+    fn subject(self) -> Subject {
+        match self {
+            CallKind::Model => Subject::ModelCall,
+            CallKind::Tool => Subject::ToolCall,
+        }
+    }
+
+    fn condition(self) -> &'static str {
+        match self {
+            CallKind::Model => "kind = 'model'",
+            CallKind::Tool => "kind = 'tool'",
+        }
+    }
+}
+
+/// The run statement's aggregates, in output order, and the metrics that need each one.
+const RUN_AGGREGATES: &[(&str, &[Metric])] = {
+    use Metric::*;
+    &[
+        ("runs", &[]),
+        (
+            "completed",
+            &[CompletedRuns, CompletionRate, SilentPartialFailureRate],
+        ),
+        ("failed", &[FailedRuns]),
+        ("silent", &[SilentPartialFailures, SilentPartialFailureRate]),
+        ("latency_p50", &[RunLatencyP50Ms]),
+        ("latency_p90", &[RunLatencyP90Ms]),
+        ("latency_p99", &[RunLatencyP99Ms]),
+        ("sessions", &[Sessions]),
+        ("users", &[Users]),
+        ("cost_nanos", &[CostUsd, CostPerRunUsd]),
+        ("priced_calls", &[CostUsd, CostPerRunUsd]),
+        ("unpriced_calls", &[UnpricedModelCalls]),
+        ("input_tokens", &[InputTokens]),
+        ("output_tokens", &[OutputTokens]),
+        ("cached_input_tokens", &[CachedInputTokens]),
+        ("reasoning_tokens", &[ReasoningTokens]),
+        ("tool_calls", &[ToolCallsPerRun]),
+        ("repeated_tool_calls", &[RepeatedToolCalls]),
+        ("feedback_positive", &[FeedbackPositiveRate]),
+        ("feedback_total", &[FeedbackPositiveRate]),
+    ]
+};
+
+/// The call statement's aggregates, in output order, and the metrics that need each one.
+const CALL_AGGREGATES: &[(&str, &[Metric])] = {
+    use Metric::*;
+    &[
+        ("calls", &[]),
+        ("errors", &[ModelErrorRate, ToolErrors, ToolErrorRate]),
+        ("latency_p50", &[ModelLatencyP50Ms, ToolLatencyP50Ms]),
+        ("latency_p90", &[ModelLatencyP90Ms, ToolLatencyP90Ms]),
+        ("latency_p99", &[ModelLatencyP99Ms, ToolLatencyP99Ms]),
+    ]
+};
+
+/// The column names of the run statement's answer, after the group keys and `bucket`.
+pub(crate) fn run_aggregate_names() -> impl Iterator<Item = &'static str> {
+    RUN_AGGREGATES.iter().map(|(name, _)| *name)
+}
+
+/// The column names of a call statement's answer, after the group keys and `bucket`.
+pub(crate) fn call_aggregate_names() -> impl Iterator<Item = &'static str> {
+    CALL_AGGREGATES.iter().map(|(name, _)| *name)
+}
+
+struct Compiler<'a> {
+    plan: &'a MetricPlan,
+    project_id: &'a str,
+    dialect: Dialect,
+}
+
+impl Compiler<'_> {
+    fn sql(&self) -> Sql {
+        let placeholders = match self.dialect {
+            Dialect::ClickHouse => Placeholders::Question,
+            Dialect::DataFusion => Placeholders::Numbered,
+        };
+        Sql::new(placeholders, "")
+    }
+
+    fn asks(&self, needed_by: &[Metric]) -> bool {
+        needed_by.is_empty() || needed_by.iter().any(|m| self.plan.metrics.contains(m))
+    }
+
+    fn groups_or_filters(&self, subject: Subject) -> bool {
+        self.plan
+            .group_by
+            .iter()
+            .chain(self.plan.filters.keys())
+            .any(|f| f.subject() == subject)
+    }
+
+    fn filters_on(&self, subject: Subject) -> bool {
+        self.plan.filters.keys().any(|f| f.subject() == subject)
+    }
+
+    /// Run columns the statements read: keys, times, and every run field used.
+    fn run_columns(&self, with_times: bool) -> Vec<&'static str> {
+        let mut columns = vec!["trace_id"];
+        if with_times {
+            columns.extend([
+                "start_time_ns",
+                "end_time_ns",
+                "outcome",
+                "session_id",
+                "user_hash",
+            ]);
+        }
+        for field in self.plan.group_by.iter().chain(self.plan.filters.keys()) {
+            if field.subject() == Subject::Run && !columns.contains(&column(*field)) {
+                columns.push(column(*field));
+            }
+        }
+        columns
+    }
+
+    // ---- the run statement ----
+
+    fn runs(&self) -> Sql {
+        let mut sql = self.sql();
+        let needs_model = self.asks_any_of(&[
+            Metric::CostUsd,
+            Metric::CostPerRunUsd,
+            Metric::UnpricedModelCalls,
+            Metric::InputTokens,
+            Metric::OutputTokens,
+            Metric::CachedInputTokens,
+            Metric::ReasoningTokens,
+        ]) || self.groups_or_filters(Subject::ModelCall);
+        let needs_tool = self.asks_any_of(&[Metric::ToolCallsPerRun, Metric::RepeatedToolCalls])
+            || self.groups_or_filters(Subject::ToolCall);
+        let needs_failures = self.asks_any_of(&[
+            Metric::SilentPartialFailures,
+            Metric::SilentPartialFailureRate,
+        ]);
+        let needs_scores = self.asks_any_of(&[Metric::FeedbackPositiveRate]);
+
+        sql.push("SELECT ");
+        self.group_keys(&mut sql, Subject::Run);
+        self.bucket(&mut sql);
+        for (name, needed_by) in RUN_AGGREGATES {
+            sql.push(", ");
+            if self.asks(needed_by) {
+                self.run_aggregate(&mut sql, name);
+            } else {
+                self.integer(&mut sql, "0");
+            }
+            sql.push(" AS ");
+            sql.push(name);
+        }
+        sql.push(" FROM ");
+        let joins: Vec<(bool, fn(&Self, &mut Sql))> = [
+            (
+                needs_model,
+                Self::model_facts as fn(&Self, &mut Sql),
+                Subject::ModelCall,
+            ),
+            (needs_tool, Self::tool_facts, Subject::ToolCall),
+            (needs_failures, Self::failure_facts, Subject::Run),
+            (needs_scores, Self::score_facts, Subject::Run),
+        ]
+        .into_iter()
+        .filter(|(needed, _, _)| *needed)
+        .map(|(_, facts, subject)| (subject != Subject::Run && self.filters_on(subject), facts))
+        .collect();
+        self.with_tags(&mut sql, |this, sql| this.joined(sql, &joins));
+        self.group_by(&mut sql);
+        sql
+    }
+
+    fn asks_any_of(&self, metrics: &[Metric]) -> bool {
+        metrics.iter().any(|m| self.plan.metrics.contains(m))
+    }
+
+    /// `runs_v` joined with each facts subquery in turn (ClickHouse 18.16: one join per level).
+    fn joined(&self, sql: &mut Sql, joins: &[(bool, fn(&Self, &mut Sql))]) {
+        let Some(((inner, facts), rest)) = joins.split_last() else {
+            self.runs_v(sql);
+            return;
+        };
+        sql.push("(SELECT * FROM ");
+        self.joined(sql, rest);
+        sql.push(" AS l ");
+        sql.push(match (self.dialect, inner) {
+            (Dialect::ClickHouse, true) => "ALL INNER JOIN ",
+            (Dialect::ClickHouse, false) => "ALL LEFT JOIN ",
+            (Dialect::DataFusion, true) => "INNER JOIN ",
+            (Dialect::DataFusion, false) => "LEFT JOIN ",
+        });
+        facts(self, sql);
+        sql.push(match self.dialect {
+            Dialect::ClickHouse => " AS r USING trace_id)",
+            Dialect::DataFusion => " AS r USING (trace_id))",
+        });
+    }
+
+    /// The newest version of each run that started in the range and passes the run filters.
+    fn runs_v(&self, sql: &mut Sql) {
+        sql.push("(SELECT * FROM ");
+        let days = (day_of(self.plan.from_ns), day_of(self.plan.to_ns - 1));
+        self.newest(
+            sql,
+            Table::Runs,
+            &self.run_columns(true),
+            Some(days),
+            None,
+            false,
+        );
+        sql.push(" AS v WHERE start_time_ns >= ");
+        sql.int(self.plan.from_ns);
+        sql.push(" AND start_time_ns < ");
+        sql.int(self.plan.to_ns);
+        self.filters(sql, Subject::Run);
+        sql.push(")");
+    }
+
+    /// `AND trace_id IN (the runs counted)`.
+    fn of_counted_runs(&self, sql: &mut Sql) {
+        sql.push(" AND trace_id IN (SELECT trace_id FROM ");
+        self.runs_v(sql);
+        sql.push(" AS c)");
+    }
+
+    /// Per run (and per model-call group key): cost, priced and unpriced calls, tokens, of the
+    /// model calls passing the model-call filters.
+    fn model_facts(&self, sql: &mut Sql) {
+        let mut columns = vec!["trace_id", "cost_nanos"];
+        columns.extend([
+            "input_tokens",
+            "output_tokens",
+            "cached_input_tokens",
+            "reasoning_tokens",
+        ]);
+        self.call_fields(&mut columns, Subject::ModelCall);
+        sql.push("(SELECT trace_id");
+        self.fact_keys(sql, Subject::ModelCall);
+        for (expr, alias) in [
+            ("coalesce(cost_nanos, 0)", "m_cost"),
+            ("input_tokens", "m_input"),
+            ("output_tokens", "m_output"),
+            ("cached_input_tokens", "m_cached"),
+            ("reasoning_tokens", "m_reasoning"),
+        ] {
+            sql.push(", ");
+            self.sum(sql, expr);
+            sql.push(" AS ");
+            sql.push(alias);
+        }
+        for (condition, alias) in [
+            ("cost_nanos IS NOT NULL", "m_priced"),
+            ("cost_nanos IS NULL", "m_unpriced"),
+        ] {
+            sql.push(", ");
+            self.count_if(sql, condition);
+            sql.push(" AS ");
+            sql.push(alias);
+        }
+        sql.push(" FROM ");
+        self.newest_calls_of_counted_runs(sql, CallKind::Model, &columns);
+        sql.push(" AS s WHERE 1 = 1");
+        self.filters(sql, Subject::ModelCall);
+        self.group_by_fact_keys(sql, Subject::ModelCall);
+        sql.push(")");
+    }
+
+    /// Per run (and per tool when grouped by tool): tool calls and repeated tool calls, of the
+    /// calls passing the tool filter. A call repeats when the run's tool call just before it
+    /// (by start, then span id; whatever its tool) had the same tool and the same non-empty
+    /// argument hash.
+    fn tool_facts(&self, sql: &mut Sql) {
+        sql.push("(SELECT trace_id");
+        self.fact_keys(sql, Subject::ToolCall);
+        sql.push(", ");
+        self.integer(sql, "count(*)");
+        sql.push(" AS t_calls, ");
+        self.sum(sql, "t_repeat");
+        sql.push(" AS t_repeated FROM ");
+        self.tool_calls_with_repeats(sql);
+        sql.push(" AS s WHERE 1 = 1");
+        self.filters(sql, Subject::ToolCall);
+        self.group_by_fact_keys(sql, Subject::ToolCall);
+        sql.push(")");
+    }
+
+    /// One row per tool call of the counted runs: `trace_id`, `tool_name`, `t_repeat` (0 or 1).
+    fn tool_calls_with_repeats(&self, sql: &mut Sql) {
+        let columns = [
+            "trace_id",
+            "span_id",
+            "start_time_ns",
+            "tool_name",
+            "tool_args_hash",
+        ];
+        match self.dialect {
+            Dialect::ClickHouse => {
+                sql.push(
+                    "(SELECT trace_id, tupleElement(call, 3) AS tool_name, t_repeat FROM \
+                     (SELECT trace_id, arraySort(groupArray((start_time_ns, span_id, tool_name, \
+                     tool_args_hash))) AS calls FROM ",
+                );
+                self.newest_calls_of_counted_runs(sql, CallKind::Tool, &columns);
+                sql.push(
+                    " AS s GROUP BY trace_id) ARRAY JOIN calls AS call, arrayConcat([0], \
+                     arrayMap((a, b) -> toUInt8(tupleElement(a, 3) = tupleElement(b, 3) AND \
+                     tupleElement(a, 4) = tupleElement(b, 4) AND tupleElement(a, 4) != ''), \
+                     arrayPopFront(calls), arrayPopBack(calls))) AS t_repeat)",
+                );
+            }
+            Dialect::DataFusion => {
+                sql.push(
+                    "(SELECT trace_id, tool_name, CASE WHEN tool_args_hash <> '' AND \
+                     tool_args_hash = previous_hash AND tool_name = previous_tool THEN 1 ELSE 0 \
+                     END AS t_repeat FROM (SELECT trace_id, tool_name, tool_args_hash, \
+                     lag(tool_name) OVER (PARTITION BY trace_id ORDER BY start_time_ns, span_id) \
+                     AS previous_tool, lag(tool_args_hash) OVER (PARTITION BY trace_id ORDER BY \
+                     start_time_ns, span_id) AS previous_hash FROM ",
+                );
+                self.newest_calls_of_counted_runs(sql, CallKind::Tool, &columns);
+                sql.push(" AS s) AS w)");
+            }
+        }
+    }
+
+    /// Per run: its failed model and tool calls (silent partial failures).
+    fn failure_facts(&self, sql: &mut Sql) {
+        sql.push("(SELECT trace_id, ");
+        self.integer(sql, "count(*)");
+        sql.push(" AS f_failed FROM ");
+        let columns = ["trace_id", "span_id", "status"];
+        self.newest(
+            sql,
+            Table::Spans,
+            &columns,
+            None,
+            Some("kind IN ('model', 'tool')"),
+            true,
+        );
+        sql.push(" AS s WHERE status = 'error' GROUP BY trace_id)");
+    }
+
+    /// Per run: its boolean scores, and how many are true.
+    fn score_facts(&self, sql: &mut Sql) {
+        sql.push("(SELECT trace_id, ");
+        self.count_if(
+            sql,
+            match self.dialect {
+                Dialect::ClickHouse => "bool_value = 1",
+                Dialect::DataFusion => "bool_value = true",
+            },
+        );
+        sql.push(" AS s_positive, ");
+        self.integer(sql, "count(bool_value)");
+        sql.push(" AS s_total FROM ");
+        self.newest(
+            sql,
+            Table::Scores,
+            &["trace_id", "score_id", "bool_value"],
+            None,
+            None,
+            true,
+        );
+        sql.push(" AS s GROUP BY trace_id)");
+    }
+
+    /// The newest version of each call of `kind` of the counted runs.
+    fn newest_calls_of_counted_runs(
+        &self,
+        sql: &mut Sql,
+        kind: CallKind,
+        columns: &[&'static str],
+    ) {
+        let mut columns = columns.to_vec();
+        if !columns.contains(&"span_id") {
+            columns.push("span_id");
+        }
+        self.newest(
+            sql,
+            Table::Spans,
+            &columns,
+            None,
+            Some(kind.condition()),
+            true,
+        );
+    }
+
+    fn run_aggregate(&self, sql: &mut Sql, name: &str) {
+        let sum = |this: &Self, sql: &mut Sql, expr| this.sum(sql, expr);
+        match name {
+            "runs" => self.integer(sql, "count(*)"),
+            "completed" => self.count_if(sql, "outcome = 'success'"),
+            "failed" => self.count_if(sql, "outcome IN ('failure', 'timeout')"),
+            "silent" => self.count_if(sql, "outcome = 'success' AND coalesce(f_failed, 0) > 0"),
+            "latency_p50" => self.percentile(sql, 50),
+            "latency_p90" => self.percentile(sql, 90),
+            "latency_p99" => self.percentile(sql, 99),
+            "sessions" => self.distinct_nonempty(sql, "session_id"),
+            "users" => self.distinct_nonempty(sql, "user_hash"),
+            "cost_nanos" => sum(self, sql, "coalesce(m_cost, 0)"),
+            "priced_calls" => sum(self, sql, "coalesce(m_priced, 0)"),
+            "unpriced_calls" => sum(self, sql, "coalesce(m_unpriced, 0)"),
+            "input_tokens" => sum(self, sql, "coalesce(m_input, 0)"),
+            "output_tokens" => sum(self, sql, "coalesce(m_output, 0)"),
+            "cached_input_tokens" => sum(self, sql, "coalesce(m_cached, 0)"),
+            "reasoning_tokens" => sum(self, sql, "coalesce(m_reasoning, 0)"),
+            "tool_calls" => sum(self, sql, "coalesce(t_calls, 0)"),
+            "repeated_tool_calls" => sum(self, sql, "coalesce(t_repeated, 0)"),
+            "feedback_positive" => sum(self, sql, "coalesce(s_positive, 0)"),
+            "feedback_total" => sum(self, sql, "coalesce(s_total, 0)"),
+            other => unreachable!("run aggregate {other} has no SQL"),
+        }
+    }
+
+    // ---- the call statements ----
+
+    fn calls(&self, kind: CallKind) -> Sql {
+        let mut sql = self.sql();
+        sql.push("SELECT ");
+        self.group_keys(&mut sql, kind.subject());
+        self.bucket(&mut sql);
+        for (name, needed_by) in CALL_AGGREGATES {
+            sql.push(", ");
+            match (*name, self.asks(needed_by)) {
+                (_, false) => self.integer(&mut sql, "0"),
+                ("calls", true) => self.integer(&mut sql, "count(*)"),
+                ("errors", true) => self.count_if(&mut sql, "status = 'error'"),
+                ("latency_p50", true) => self.percentile(&mut sql, 50),
+                ("latency_p90", true) => self.percentile(&mut sql, 90),
+                ("latency_p99", true) => self.percentile(&mut sql, 99),
+                (other, true) => unreachable!("call aggregate {other} has no SQL"),
+            }
+            sql.push(" AS ");
+            sql.push(name);
+        }
+        sql.push(" FROM ");
+        self.with_tags(&mut sql, |this, sql| this.calls_of_runs(sql, kind));
+        self.group_by(&mut sql);
+        sql
+    }
+
+    /// The calls of `kind` in the range, joined with their runs when a run field is used.
+    fn calls_of_runs(&self, sql: &mut Sql, kind: CallKind) {
+        let mut columns = vec!["trace_id", "start_time_ns", "end_time_ns", "status"];
+        self.call_fields(&mut columns, kind.subject());
+        let days = (day_of(self.plan.from_ns), day_of(self.plan.to_ns - 1));
+        let with_runs = self.groups_or_filters(Subject::Run);
+        if with_runs {
+            sql.push("(SELECT * FROM ");
+        }
+        sql.push("(SELECT * FROM ");
+        let mut columns_with_key = columns.clone();
+        columns_with_key.push("span_id");
+        self.newest(
+            sql,
+            Table::Spans,
+            &columns_with_key,
+            Some(days),
+            Some(kind.condition()),
+            false,
+        );
+        sql.push(" AS v WHERE start_time_ns >= ");
+        sql.int(self.plan.from_ns);
+        sql.push(" AND start_time_ns < ");
+        sql.int(self.plan.to_ns);
+        self.filters(sql, kind.subject());
+        sql.push(")");
+        if with_runs {
+            sql.push(match self.dialect {
+                Dialect::ClickHouse => " AS l ALL INNER JOIN ",
+                Dialect::DataFusion => " AS l INNER JOIN ",
+            });
+            // The calls' runs: newest versions from the day before the range on, whatever their
+            // start, passing the run filters.
+            sql.push("(SELECT * FROM ");
+            let days = (days.0 - 1, days.1);
+            self.newest(
+                sql,
+                Table::Runs,
+                &self.run_columns(false),
+                Some(days),
+                None,
+                false,
+            );
+            sql.push(" AS v WHERE 1 = 1");
+            self.filters(sql, Subject::Run);
+            sql.push(match self.dialect {
+                Dialect::ClickHouse => ") AS r USING trace_id)",
+                Dialect::DataFusion => ") AS r USING (trace_id))",
+            });
+        }
+    }
+
+    // ---- shared pieces ----
+
+    /// Adds the columns of the call fields used (grouped or filtered on) for `subject`.
+    fn call_fields(&self, columns: &mut Vec<&'static str>, subject: Subject) {
+        for field in self.plan.group_by.iter().chain(self.plan.filters.keys()) {
+            if field.subject() == subject && !columns.contains(&column(*field)) {
+                columns.push(column(*field));
+            }
+        }
+    }
+
+    /// `, <column> AS k<i>` for each group field of `subject` (facts keyed by it).
+    fn fact_keys(&self, sql: &mut Sql, subject: Subject) {
+        for (i, field) in self.plan.group_by.iter().enumerate() {
+            if field.subject() == subject {
+                sql.push(", ");
+                sql.push(column(*field));
+                sql.push(" AS ");
+                sql.push(FACT_KEYS[i]);
+            }
+        }
+    }
+
+    fn group_by_fact_keys(&self, sql: &mut Sql, subject: Subject) {
+        sql.push(" GROUP BY trace_id");
+        for (i, field) in self.plan.group_by.iter().enumerate() {
+            if field.subject() == subject {
+                sql.push(", ");
+                sql.push(FACT_KEYS[i]);
+            }
+        }
+    }
+
+    /// `g0, g1, g2, g3` of a statement about `subject`; unused positions are `''`.
+    fn group_keys(&self, sql: &mut Sql, subject: Subject) {
+        for (i, alias) in GROUP_ALIASES.iter().enumerate() {
+            if i > 0 {
+                sql.push(", ");
+            }
+            match self.plan.group_by.get(i) {
+                None => sql.push("''"),
+                Some(Field::Classification) => sql.push(CLASS_KEY),
+                Some(Field::Outcome) if self.dialect == Dialect::ClickHouse => {
+                    sql.push("toString(outcome)")
+                }
+                // A call field in the run statement: the fact's key, `''` for a run without
+                // such calls.
+                Some(field) if subject == Subject::Run && field.subject() != Subject::Run => {
+                    sql.push("coalesce(");
+                    sql.push(FACT_KEYS[i]);
+                    sql.push(", '')");
+                }
+                Some(field) => sql.push(column(*field)),
+            }
+            sql.push(" AS ");
+            sql.push(alias);
+        }
+    }
+
+    fn bucket(&self, sql: &mut Sql) {
+        sql.push(", ");
+        match self.plan.step_ns {
+            None => self.integer(sql, "0"),
+            Some(step) => {
+                match self.dialect {
+                    Dialect::ClickHouse => sql.push("toInt64(intDiv(start_time_ns, "),
+                    Dialect::DataFusion => sql.push("CAST((start_time_ns / "),
+                }
+                sql.int(step);
+                sql.push(") * ");
+                sql.int(step);
+                match self.dialect {
+                    Dialect::ClickHouse => sql.push(")"),
+                    Dialect::DataFusion => sql.push(" AS BIGINT)"),
+                }
+            }
+        }
+        sql.push(" AS bucket");
+    }
+
+    fn group_by(&self, sql: &mut Sql) {
+        sql.push(" GROUP BY bucket");
+        for alias in GROUP_ALIASES.iter().take(self.plan.group_by.len()) {
+            sql.push(", ");
+            sql.push(alias);
+        }
+    }
+
+    /// `FROM` source with one row per classification tag (`''` for a run without tags) when
+    /// grouped by classification, then filtered to the filter's tags.
+    fn with_tags(&self, sql: &mut Sql, source: impl FnOnce(&Self, &mut Sql)) {
+        if !self.plan.group_by.contains(&Field::Classification) {
+            source(self, sql);
+            sql.push(" AS t");
+            return;
+        }
+        sql.push("(SELECT * FROM (SELECT *, ");
+        sql.push(match self.dialect {
+            Dialect::ClickHouse => "arrayJoin(if(empty(classification), [''], classification))",
+            Dialect::DataFusion => {
+                "unnest(CASE WHEN cardinality(classification) = 0 THEN make_array('') ELSE \
+                 classification END)"
+            }
+        });
+        sql.push(" AS ");
+        sql.push(CLASS_KEY);
+        sql.push(" FROM ");
+        source(self, sql);
+        sql.push(" AS u) AS x");
+        if let Some(tags) = self.plan.filters.get(&Field::Classification) {
+            sql.push(" WHERE ");
+            sql.push(CLASS_KEY);
+            sql.push(" IN (");
+            sql.texts(tags);
+            sql.push(")");
+        }
+        sql.push(") AS t");
+    }
+
+    /// `AND <field> IN (…)` for each filter on a field of `subject`.
+    fn filters(&self, sql: &mut Sql, subject: Subject) {
+        for (field, values) in &self.plan.filters {
+            if field.subject() != subject {
+                continue;
+            }
+            sql.push(" AND ");
+            if *field == Field::Classification {
+                sql.push(match self.dialect {
+                    Dialect::ClickHouse => "hasAny(classification, [",
+                    Dialect::DataFusion => "array_has_any(classification, make_array(",
+                });
+                sql.texts(values);
+                sql.push(match self.dialect {
+                    Dialect::ClickHouse => "])",
+                    Dialect::DataFusion => "))",
+                });
+            } else {
+                sql.push(column(*field));
+                sql.push(" IN (");
+                sql.texts(values);
+                sql.push(")");
+            }
+        }
+    }
+
+    /// `(SELECT <columns> … ) AS <newest>`: the newest version of each key of `table` in the
+    /// project, read from the given days (whole days, by the table's time column) or from all,
+    /// and only of the counted runs when `of_counted_runs`.
+    fn newest(
+        &self,
+        sql: &mut Sql,
+        table: Table,
+        columns: &[&'static str],
+        days: Option<(i64, i64)>,
+        condition: Option<&'static str>,
+        of_counted_runs: bool,
+    ) {
+        let keys = &table.key_columns()[1..];
+        let mut selected: Vec<&'static str> = columns.to_vec();
+        for key in keys {
+            if !selected.contains(key) {
+                selected.push(key);
+            }
+        }
+        let version_order = table.version_order();
+        let time_column = if table == Table::Scores {
+            "time_ns"
+        } else {
+            "start_time_ns"
+        };
+        let select_list = |sql: &mut Sql| {
+            for (i, column) in selected.iter().enumerate() {
+                if i > 0 {
+                    sql.push(", ");
+                }
+                sql.push(column);
+            }
+        };
+        let source = |sql: &mut Sql, ranked: bool| {
+            sql.push(" FROM ");
+            sql.push(table.name());
+            sql.push(" WHERE project_id = ");
+            sql.text(self.project_id);
+            if let Some(condition) = condition {
+                sql.push(" AND ");
+                sql.push(condition);
+            }
+            if let Some((first, last)) = days {
+                match self.dialect {
+                    Dialect::ClickHouse => {
+                        sql.push(" AND ");
+                        sql.push(time_column);
+                        sql.push(" >= ");
+                        sql.int(first * NANOS_PER_DAY);
+                        sql.push(" AND ");
+                        sql.push(time_column);
+                        sql.push(" < ");
+                        sql.int((last + 1) * NANOS_PER_DAY);
+                    }
+                    Dialect::DataFusion => {
+                        sql.push(" AND day >= ");
+                        sql.text(&day_string(first));
+                        sql.push(" AND day <= ");
+                        sql.text(&day_string(last));
+                    }
+                }
+            }
+            if of_counted_runs {
+                self.of_counted_runs(sql);
+            }
+            let _ = ranked;
+        };
+        match self.dialect {
+            Dialect::ClickHouse => {
+                sql.push("(SELECT ");
+                select_list(sql);
+                source(sql, false);
+                sql.push(" ORDER BY ");
+                for (i, column) in version_order.iter().enumerate() {
+                    if i > 0 {
+                        sql.push(", ");
+                    }
+                    sql.push(column);
+                    sql.push(" DESC");
+                }
+                sql.push(" LIMIT 1 BY ");
+                for (i, key) in keys.iter().enumerate() {
+                    if i > 0 {
+                        sql.push(", ");
+                    }
+                    sql.push(key);
+                }
+                sql.push(")");
+            }
+            Dialect::DataFusion => {
+                sql.push("(SELECT ");
+                select_list(sql);
+                sql.push(" FROM (SELECT ");
+                select_list(sql);
+                sql.push(", row_number() OVER (PARTITION BY ");
+                for (i, key) in keys.iter().enumerate() {
+                    if i > 0 {
+                        sql.push(", ");
+                    }
+                    sql.push(key);
+                }
+                sql.push(" ORDER BY ");
+                for (i, column) in version_order.iter().enumerate() {
+                    if i > 0 {
+                        sql.push(", ");
+                    }
+                    sql.push(column);
+                    sql.push(" DESC");
+                }
+                sql.push(") AS version_rank");
+                source(sql, true);
+                sql.push(") AS ranked WHERE version_rank = 1)");
+            }
+        }
+    }
+
+    fn integer(&self, sql: &mut Sql, expr: &'static str) {
+        self.wrap_integer(sql, |sql| sql.push(expr));
+    }
+
+    fn wrap_integer(&self, sql: &mut Sql, inner: impl FnOnce(&mut Sql)) {
+        sql.push(match self.dialect {
+            Dialect::ClickHouse => "toInt64(",
+            Dialect::DataFusion => "CAST(",
+        });
+        inner(sql);
+        sql.push(match self.dialect {
+            Dialect::ClickHouse => ")",
+            Dialect::DataFusion => " AS BIGINT)",
+        });
+    }
+
+    fn sum(&self, sql: &mut Sql, expr: &'static str) {
+        self.wrap_integer(sql, |sql| {
+            sql.push("sum(");
+            sql.push(expr);
+            sql.push(")");
+        });
+    }
+
+    fn count_if(&self, sql: &mut Sql, condition: &'static str) {
+        let dialect = self.dialect;
+        self.wrap_integer(sql, |sql| match dialect {
+            Dialect::ClickHouse => {
+                sql.push("countIf(");
+                sql.push(condition);
+                sql.push(")");
+            }
+            Dialect::DataFusion => {
+                sql.push("sum(CASE WHEN ");
+                sql.push(condition);
+                sql.push(" THEN 1 ELSE 0 END)");
+            }
+        });
+    }
+
+    fn distinct_nonempty(&self, sql: &mut Sql, column: &'static str) {
+        let dialect = self.dialect;
+        self.wrap_integer(sql, |sql| match dialect {
+            Dialect::ClickHouse => {
+                sql.push("uniqExactIf(");
+                sql.push(column);
+                sql.push(", ");
+                sql.push(column);
+                sql.push(" != '')");
+            }
+            Dialect::DataFusion => {
+                sql.push("count(DISTINCT CASE WHEN ");
+                sql.push(column);
+                sql.push(" <> '' THEN ");
+                sql.push(column);
+                sql.push(" END)");
+            }
+        });
+    }
+
+    /// The exact percentile (DESIGN.md) of the durations, in ns.
+    fn percentile(&self, sql: &mut Sql, percent: u32) {
+        let dialect = self.dialect;
+        self.wrap_integer(sql, |sql| {
+            sql.push(match (dialect, percent) {
+                (Dialect::ClickHouse, 50) => "quantileExact(0.5)(",
+                (Dialect::ClickHouse, 90) => "quantileExact(0.9)(",
+                (Dialect::ClickHouse, 99) => "quantileExact(0.99)(",
+                (Dialect::DataFusion, 50) => "exact_p50(",
+                (Dialect::DataFusion, 90) => "exact_p90(",
+                (Dialect::DataFusion, 99) => "exact_p99(",
+                (_, other) => unreachable!("no percentile {other} in the catalog"),
+            });
+            sql.push("end_time_ns - start_time_ns)");
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metrics::MetricQuery;
+
+    fn plan(json: serde_json::Value) -> MetricPlan {
+        serde_json::from_value::<MetricQuery>(json)
+            .unwrap()
+            .plan()
+            .unwrap()
+    }
+
+    #[test]
+    fn request_values_are_bound_not_written() {
+        let plan = plan(serde_json::json!({
+            "from": "2026-11-23T00:00:00Z", "to": "2026-11-24T00:00:00Z",
+            "metrics": ["runs", "cost_usd", "tool_error_rate"],
+            "group_by": ["agent"],
+            "filters": {"environment": ["prod'; DROP TABLE runs --"]},
+        }));
+        for dialect in [Dialect::ClickHouse, Dialect::DataFusion] {
+            let statements = compile(&plan, "p'x", dialect);
+            assert_eq!(statements.len(), 2);
+            for statement in statements {
+                assert!(
+                    !statement.sql.text.contains("DROP"),
+                    "{}",
+                    statement.sql.text
+                );
+                assert!(!statement.sql.text.contains("p'x"));
+            }
+        }
+    }
+}

@@ -1,0 +1,99 @@
+//! What a statement of [`super::compile`] answers, read back from either store: per group and
+//! bucket, the integer aggregates in the order the compiler wrote them.
+
+use clickhouse::Row;
+use datafusion::arrow::{
+    array::{Array, AsArray, RecordBatch},
+    compute::cast,
+    datatypes::{DataType, Int64Type},
+    error::ArrowError,
+};
+use serde::Deserialize;
+
+use super::{
+    catalog::Subject,
+    compile::{call_aggregate_names, run_aggregate_names},
+};
+
+/// One answered row of a statement.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Aggregates {
+    /// `g0`…`g3`; the positions past `group_by`'s length are `""`.
+    pub keys: [String; 4],
+    /// Start of the time bucket (ns), 0 without `step`.
+    pub bucket: i64,
+    /// In the compiler's aggregate order.
+    pub values: Vec<i64>,
+}
+
+/// ClickHouse's answer: the aggregates gathered in one array column (so one row type reads
+/// every statement).
+#[derive(Row, Deserialize)]
+pub(crate) struct AggregateRecord {
+    g0: String,
+    g1: String,
+    g2: String,
+    g3: String,
+    bucket: i64,
+    aggregates: Vec<i64>,
+}
+
+impl From<AggregateRecord> for Aggregates {
+    fn from(r: AggregateRecord) -> Aggregates {
+        Aggregates {
+            keys: [r.g0, r.g1, r.g2, r.g3],
+            bucket: r.bucket,
+            values: r.aggregates,
+        }
+    }
+}
+
+/// The aggregate columns of a statement about `subject`, in order.
+pub(crate) fn aggregate_names(subject: Subject) -> Vec<&'static str> {
+    match subject {
+        Subject::Run => run_aggregate_names().collect(),
+        Subject::ModelCall | Subject::ToolCall => call_aggregate_names().collect(),
+    }
+}
+
+/// DataFusion's answer, column by column.
+pub(crate) fn from_batches(
+    batches: &[RecordBatch],
+    aggregates: &[&str],
+) -> Result<Vec<Aggregates>, ArrowError> {
+    let mut rows = Vec::new();
+    for batch in batches {
+        let column = |name: &str, data_type: &DataType| {
+            let column = batch
+                .column_by_name(name)
+                .ok_or_else(|| ArrowError::SchemaError(format!("column {name} is missing")))?;
+            cast(column, data_type)
+        };
+        let keys = ["g0", "g1", "g2", "g3"]
+            .into_iter()
+            .map(|name| column(name, &DataType::Utf8))
+            .collect::<Result<Vec<_>, _>>()?;
+        let integers = std::iter::once("bucket")
+            .chain(aggregates.iter().copied())
+            .map(|name| column(name, &DataType::Int64))
+            .collect::<Result<Vec<_>, _>>()?;
+        for row in 0..batch.num_rows() {
+            let key = |i: usize| keys[i].as_string::<i32>().value(row).to_string();
+            let integer = |array: &dyn Array| {
+                let array = array.as_primitive::<Int64Type>();
+                // An aggregate over no values (never happens in a group that exists) reads 0.
+                if array.is_null(row) {
+                    0
+                } else {
+                    array.value(row)
+                }
+            };
+            rows.push(Aggregates {
+                keys: [key(0), key(1), key(2), key(3)],
+                bucket: integer(&integers[0]),
+                values: integers[1..].iter().map(|a| integer(a)).collect(),
+            });
+        }
+    }
+    Ok(rows)
+}
