@@ -6,6 +6,7 @@ mod bench_clickhouse;
 mod config;
 mod demo;
 mod keys_cmd;
+mod metrics_cmd;
 mod process;
 mod serve;
 mod workload;
@@ -98,6 +99,8 @@ enum Command {
     },
     /// Send realistic synthetic agent traffic to a running Vigil.
     Demo(demo::DemoArgs),
+    /// Query a running Vigil's metrics (`POST /api/v1/metrics/query`) and print them.
+    Metrics(metrics_cmd::MetricsArgs),
     /// Benchmarks.
     Bench {
         #[command(subcommand)]
@@ -131,6 +134,10 @@ fn main() -> anyhow::Result<()> {
         Command::Demo(args) => {
             init_logging("warn")?;
             runtime()?.block_on(demo::run_cli(args))
+        }
+        Command::Metrics(args) => {
+            init_logging("warn")?;
+            runtime()?.block_on(metrics_cmd::run_cli(args))
         }
         Command::Bench { which } => {
             init_logging("warn")?;

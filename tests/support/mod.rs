@@ -243,6 +243,20 @@ impl Vigil {
         (status, body)
     }
 
+    /// POST a JSON body with the admin key; returns (status, JSON body).
+    pub async fn post(&self, path: &str, body: &Value) -> (u16, Value) {
+        let r = reqwest::Client::new()
+            .post(format!("{}{path}", self.http()))
+            .bearer_auth(&self.token)
+            .json(body)
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        let body = r.json().await.unwrap_or(Value::Null);
+        (status, body)
+    }
+
     /// Every run `GET /api/v1/runs?{query}` lists, following `next_cursor` to the end.
     pub async fn list_all_runs(&self, query: &str) -> Vec<Value> {
         let mut runs = Vec::new();

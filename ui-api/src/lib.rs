@@ -7,6 +7,7 @@
 mod auth;
 mod error;
 mod metrics;
+mod openapi;
 mod ops;
 mod otlp_http;
 mod runs;
@@ -50,6 +51,7 @@ pub fn app(state: AppState) -> Router {
         .route("/api/v1/sessions/{session_id}", get(runs::session))
         .route("/api/v1/scores", post(scores::create))
         .route("/api/v1/metrics/query", post(metrics::query))
+        .route("/api/v1/openapi.json", get(openapi::document))
         .layer(axum::extract::DefaultBodyLimit::max(body_limit))
         .with_state(state)
 }

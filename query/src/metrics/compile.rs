@@ -175,13 +175,18 @@ pub(crate) fn call_aggregate_names() -> impl Iterator<Item = &'static str> {
     CALL_AGGREGATES.iter().map(|(name, _)| *name)
 }
 
+/// Writes one facts subquery.
+type Facts<'p> = fn(&Compiler<'p>, &mut Sql);
+/// A facts subquery to join, and whether the join is inner (the facts carry a filter).
+type Join<'p> = (bool, Facts<'p>);
+
 struct Compiler<'a> {
     plan: &'a MetricPlan,
     project_id: &'a str,
     dialect: Dialect,
 }
 
-impl Compiler<'_> {
+impl<'p> Compiler<'p> {
     fn sql(&self) -> Sql {
         let placeholders = match self.dialect {
             Dialect::ClickHouse => Placeholders::Question,
@@ -261,10 +266,10 @@ impl Compiler<'_> {
             sql.push(name);
         }
         sql.push(" FROM ");
-        let joins: Vec<(bool, fn(&Self, &mut Sql))> = [
+        let joins: Vec<Join<'p>> = [
             (
                 needs_model,
-                Self::model_facts as fn(&Self, &mut Sql),
+                Self::model_facts as Facts<'p>,
                 Subject::ModelCall,
             ),
             (needs_tool, Self::tool_facts, Subject::ToolCall),
@@ -285,7 +290,7 @@ impl Compiler<'_> {
     }
 
     /// `runs_v` joined with each facts subquery in turn (ClickHouse 18.16: one join per level).
-    fn joined(&self, sql: &mut Sql, joins: &[(bool, fn(&Self, &mut Sql))]) {
+    fn joined(&self, sql: &mut Sql, joins: &[Join<'p>]) {
         let Some(((inner, facts), rest)) = joins.split_last() else {
             self.runs_v(sql);
             return;
@@ -779,7 +784,7 @@ impl Compiler<'_> {
                 sql.push(column);
             }
         };
-        let source = |sql: &mut Sql, ranked: bool| {
+        let source = |sql: &mut Sql| {
             sql.push(" FROM ");
             sql.push(table.name());
             sql.push(" WHERE project_id = ");
@@ -811,13 +816,12 @@ impl Compiler<'_> {
             if of_counted_runs {
                 self.of_counted_runs(sql);
             }
-            let _ = ranked;
         };
         match self.dialect {
             Dialect::ClickHouse => {
                 sql.push("(SELECT ");
                 select_list(sql);
-                source(sql, false);
+                source(sql);
                 sql.push(" ORDER BY ");
                 for (i, column) in version_order.iter().enumerate() {
                     if i > 0 {
@@ -856,7 +860,7 @@ impl Compiler<'_> {
                     sql.push(" DESC");
                 }
                 sql.push(") AS version_rank");
-                source(sql, true);
+                source(sql);
                 sql.push(") AS ranked WHERE version_rank = 1)");
             }
         }

@@ -260,7 +260,17 @@ mod tests {
         }))
         .plan()
         .unwrap();
-        assert_eq!(plan.metrics.len(), 4);
+        // Repeats dropped; a cost brings the count of calls it could not price.
+        assert_eq!(
+            plan.metrics,
+            vec![
+                Metric::Runs,
+                Metric::CompletionRate,
+                Metric::RunLatencyP99Ms,
+                Metric::CostUsd,
+                Metric::UnpricedModelCalls
+            ]
+        );
         assert_eq!(plan.group_by, vec![Field::Agent]);
         assert_eq!(
             plan.filters[&Field::Environment],
