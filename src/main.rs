@@ -2,7 +2,6 @@
 //! the crates; it owns no business logic.
 
 mod bench;
-mod bench_clickhouse;
 mod config;
 mod demo;
 mod keys_cmd;

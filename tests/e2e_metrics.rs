@@ -1049,3 +1049,38 @@ fn the_reference_cost_follows_the_price_change() {
     c.sdk_cost_usd = Some(0.25);
     assert_eq!(expected_cost(&c), Some(250_000_000));
 }
+
+/// A smoke run of `vigil bench metrics` on both stores, with DuckDB and clickhouse-client.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_metrics_benchmark_runs() {
+    let ch = support::clickhouse::ClickHouse::shared();
+    let dir = tempfile::tempdir().unwrap();
+    let out = support::cli(&[
+        "bench",
+        "metrics",
+        "--smoke",
+        "--json",
+        "--data-dir",
+        dir.path().to_str().unwrap(),
+        "--clickhouse-url",
+        &ch.url(),
+        "--clickhouse-port",
+        &ch.tcp_port.to_string(),
+        "--python",
+        &support::python(),
+    ]);
+    let report: Value = serde_json::from_str(&out).unwrap();
+    let queries = report["queries"].as_array().unwrap();
+    assert_eq!(queries.len(), 4, "{report}");
+    for query in queries {
+        assert!(query["rows"].as_u64().unwrap() > 0, "{report}");
+        for timing in [
+            "embedded_api_ms",
+            "duckdb_ms",
+            "clickhouse_api_ms",
+            "clickhouse_client_ms",
+        ] {
+            assert!(query[timing].as_f64().unwrap() > 0.0, "{timing}: {report}");
+        }
+    }
+}

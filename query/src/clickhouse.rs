@@ -34,7 +34,7 @@ use crate::{
         MetricAnswer, MetricPlan,
         answer::assemble,
         compile::{Dialect, Statement, compile},
-        rows::{AggregateRecord, Aggregates, aggregate_names},
+        rows::{AggregateRecord, Aggregates},
     },
     sql::{Placeholders, Sql, Value},
     store::{ListRequest, RunDetail, RunFilter, RunPage, TraceStore},
@@ -247,22 +247,7 @@ impl TraceStore for ClickHouseStore {
         plan: &MetricPlan,
     ) -> Result<MetricAnswer, QueryError> {
         let mut answers = Vec::new();
-        for Statement {
-            subject,
-            sql: statement,
-        } in compile(plan, project_id, Dialect::ClickHouse)
-        {
-            // One row type reads every statement: the aggregates gathered in an array.
-            let mut sql = Sql::new(Q, "SELECT g0, g1, g2, g3, bucket, [");
-            for (i, name) in aggregate_names(subject).into_iter().enumerate() {
-                if i > 0 {
-                    sql.push(", ");
-                }
-                sql.push(name);
-            }
-            sql.push("] AS aggregates FROM (");
-            sql.append(statement);
-            sql.push(")");
+        for Statement { subject, sql } in compile(plan, project_id, Dialect::ClickHouse) {
             let rows = self.fetch::<AggregateRecord>(sql).await?;
             answers.push((subject, rows.into_iter().map(Aggregates::from).collect()));
         }

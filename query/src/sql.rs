@@ -9,6 +9,18 @@ pub(crate) enum Placeholders {
     Question,
     /// `$1`, `$2`… (DataFusion's parameter values).
     Numbered,
+    /// No parameters: values written as literals, for people reading a statement and for
+    /// benchmarks that run it in another client. The stores never run such a statement.
+    Inline(Quoting),
+}
+
+/// How a string literal is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Quoting {
+    /// ClickHouse: backslash escapes.
+    Backslash,
+    /// Standard SQL (DataFusion, DuckDB): a quote is doubled.
+    Standard,
 }
 
 /// A bound value.
@@ -70,6 +82,10 @@ impl Sql {
     }
 
     fn bind(&mut self, value: Value) {
+        if let Placeholders::Inline(quoting) = self.placeholders {
+            self.text.push_str(&literal(&value, quoting));
+            return;
+        }
         self.values.push(value);
         match self.placeholders {
             Placeholders::Question => self.text.push('?'),
@@ -77,7 +93,18 @@ impl Sql {
                 self.text.push('$');
                 self.text.push_str(&self.values.len().to_string());
             }
+            Placeholders::Inline(_) => unreachable!("inline values are written above"),
         }
+    }
+}
+
+fn literal(value: &Value, quoting: Quoting) -> String {
+    match (value, quoting) {
+        (Value::Int(n), _) => n.to_string(),
+        (Value::Text(text), Quoting::Backslash) => {
+            format!("'{}'", text.replace('\\', "\\\\").replace('\'', "\\'"))
+        }
+        (Value::Text(text), Quoting::Standard) => format!("'{}'", text.replace('\'', "''")),
     }
 }
 
@@ -102,5 +129,13 @@ mod tests {
         let mut sql = Sql::new(Placeholders::Question, "a = ");
         sql.int(1);
         assert_eq!(sql.text, "a = ?");
+
+        let mut sql = Sql::new(Placeholders::Inline(Quoting::Backslash), "a = ");
+        sql.text("it's \\");
+        assert_eq!(sql.text, r"a = 'it\'s \\'");
+        let mut sql = Sql::new(Placeholders::Inline(Quoting::Standard), "a = ");
+        sql.text("it's");
+        assert_eq!(sql.text, "a = 'it''s'");
+        assert!(sql.values.is_empty());
     }
 }

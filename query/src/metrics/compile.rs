@@ -38,7 +38,7 @@ use super::{
     catalog::{Field, Metric, Subject},
     request::MetricPlan,
 };
-use crate::sql::{Placeholders, Sql};
+use crate::sql::{Placeholders, Quoting, Sql};
 
 /// Which SQL to write.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -54,24 +54,38 @@ pub(crate) struct Statement {
     pub sql: Sql,
 }
 
-/// The statements that answer `plan` for one project.
+/// The statements that answer `plan` for one project, with bound parameters.
 pub(crate) fn compile(plan: &MetricPlan, project_id: &str, dialect: Dialect) -> Vec<Statement> {
-    let compiler = Compiler {
+    let placeholders = match dialect {
+        Dialect::ClickHouse => Placeholders::Question,
+        Dialect::DataFusion => Placeholders::Numbered,
+    };
+    Compiler {
         plan,
         project_id,
         dialect,
+        placeholders,
+    }
+    .statements()
+}
+
+/// The statements a store runs for `plan`, with the values written in as literals: for people
+/// (what does Vigil ask the store?) and for benchmarks that run the same SQL in another client.
+pub fn metric_sql(plan: &MetricPlan, project_id: &str, dialect: Dialect) -> Vec<String> {
+    let quoting = match dialect {
+        Dialect::ClickHouse => Quoting::Backslash,
+        Dialect::DataFusion => Quoting::Standard,
     };
-    plan.subjects()
-        .into_iter()
-        .map(|subject| Statement {
-            subject,
-            sql: match subject {
-                Subject::Run => compiler.runs(),
-                Subject::ModelCall => compiler.calls(CallKind::Model),
-                Subject::ToolCall => compiler.calls(CallKind::Tool),
-            },
-        })
-        .collect()
+    Compiler {
+        plan,
+        project_id,
+        dialect,
+        placeholders: Placeholders::Inline(quoting),
+    }
+    .statements()
+    .into_iter()
+    .map(|statement| statement.sql.text)
+    .collect()
 }
 
 /// Output names of the group keys, by position in `group_by`.
@@ -184,15 +198,53 @@ struct Compiler<'a> {
     plan: &'a MetricPlan,
     project_id: &'a str,
     dialect: Dialect,
+    placeholders: Placeholders,
 }
 
 impl<'p> Compiler<'p> {
     fn sql(&self) -> Sql {
-        let placeholders = match self.dialect {
-            Dialect::ClickHouse => Placeholders::Question,
-            Dialect::DataFusion => Placeholders::Numbered,
+        Sql::new(self.placeholders, "")
+    }
+
+    fn statements(&self) -> Vec<Statement> {
+        self.plan
+            .subjects()
+            .into_iter()
+            .map(|subject| {
+                let statement = match subject {
+                    Subject::Run => self.runs(),
+                    Subject::ModelCall => self.calls(CallKind::Model),
+                    Subject::ToolCall => self.calls(CallKind::Tool),
+                };
+                Statement {
+                    subject,
+                    sql: self.gathered(subject, statement),
+                }
+            })
+            .collect()
+    }
+
+    /// ClickHouse answers with the aggregates gathered in one array, so that one row type
+    /// ([`super::rows::AggregateRecord`]) reads every statement.
+    fn gathered(&self, subject: Subject, statement: Sql) -> Sql {
+        if self.dialect == Dialect::DataFusion {
+            return statement;
+        }
+        let mut sql = Sql::new(self.placeholders, "SELECT g0, g1, g2, g3, bucket, [");
+        let names: Vec<&'static str> = match subject {
+            Subject::Run => run_aggregate_names().collect(),
+            _ => call_aggregate_names().collect(),
         };
-        Sql::new(placeholders, "")
+        for (i, name) in names.into_iter().enumerate() {
+            if i > 0 {
+                sql.push(", ");
+            }
+            sql.push(name);
+        }
+        sql.push("] AS aggregates FROM (");
+        sql.append(statement);
+        sql.push(")");
+        sql
     }
 
     fn asks(&self, needed_by: &[Metric]) -> bool {

@@ -17,6 +17,9 @@ use anyhow::{Context, bail};
 use serde::Serialize;
 use tokio::task::JoinSet;
 
+mod clickhouse_ingest;
+mod metrics;
+
 use crate::demo::{self, Ack, IngestClient, IngestProtocol, KeyArgs, Payload};
 use crate::workload::{self, GeneratedRun, WorkloadConfig};
 
@@ -184,7 +187,10 @@ pub enum BenchCommand {
     Ingest(IngestBenchArgs),
     /// Ingest through Vigil into ClickHouse, against the same rows inserted directly with
     /// `clickhouse-client` in Native format.
-    Clickhouse(crate::bench_clickhouse::ClickHouseBenchArgs),
+    Clickhouse(clickhouse_ingest::ClickHouseBenchArgs),
+    /// The dashboard's metric queries over 1,000,000 runs / 10,000,000 spans on each store,
+    /// through the API, against the same SQL in DuckDB and in `clickhouse-client`.
+    Metrics(metrics::MetricsBenchArgs),
 }
 
 /// `vigil bench ingest`.
@@ -281,8 +287,17 @@ pub async fn run_cli(command: BenchCommand) -> anyhow::Result<()> {
             }
             Ok(())
         }
+        BenchCommand::Metrics(args) => {
+            let report = metrics::run(args.clone()).await?;
+            if args.json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                println!("{report}");
+            }
+            Ok(())
+        }
         BenchCommand::Clickhouse(args) => {
-            let report = crate::bench_clickhouse::run(args.clone()).await?;
+            let report = clickhouse_ingest::run(args.clone()).await?;
             if args.json {
                 println!("{}", serde_json::to_string_pretty(&report)?);
             } else {
@@ -297,6 +312,7 @@ pub async fn run_cli(command: BenchCommand) -> anyhow::Result<()> {
 pub(crate) struct SpawnedCollector {
     child: std::process::Child,
     data_dir: std::path::PathBuf,
+    remove_data_dir: bool,
     pub endpoint: String,
     /// Base URL of its HTTP side (`/metrics`, the REST API).
     pub http: String,
@@ -309,16 +325,26 @@ impl SpawnedCollector {
         SpawnedCollector::start_with(&[]).await
     }
 
-    /// With these `VIGIL_*` settings on top of the defaults.
+    /// With these `VIGIL_*` settings on top of the defaults, in a temporary data directory
+    /// removed by [`Self::stop`].
     pub async fn start_with(env: &[(String, String)]) -> anyhow::Result<SpawnedCollector> {
-        let free_port = || -> anyhow::Result<u16> {
-            Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-                .local_addr()?
-                .port())
-        };
+        let data_dir = std::env::temp_dir().join(format!(
+            "vigil-bench-{}-{}",
+            std::process::id(),
+            free_port()?
+        ));
+        let mut collector = SpawnedCollector::start_at(&data_dir, env).await?;
+        collector.remove_data_dir = true;
+        Ok(collector)
+    }
+
+    /// On the data directory `data_dir`, which is kept.
+    pub async fn start_at(
+        data_dir: &std::path::Path,
+        env: &[(String, String)],
+    ) -> anyhow::Result<SpawnedCollector> {
+        let data_dir = data_dir.to_path_buf();
         let (grpc, http) = (free_port()?, free_port()?);
-        let data_dir =
-            std::env::temp_dir().join(format!("vigil-bench-{}-{}", std::process::id(), grpc));
         let child = std::process::Command::new(std::env::current_exe()?)
             .arg("serve")
             .arg("--data-dir")
@@ -335,6 +361,7 @@ impl SpawnedCollector {
         let mut collector = SpawnedCollector {
             child,
             data_dir,
+            remove_data_dir: false,
             endpoint: format!("http://127.0.0.1:{grpc}"),
             http: format!("http://127.0.0.1:{http}"),
             token: String::new(),
@@ -367,8 +394,16 @@ impl SpawnedCollector {
             .arg(self.child.id().to_string())
             .status();
         let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.data_dir);
+        if self.remove_data_dir {
+            let _ = std::fs::remove_dir_all(&self.data_dir);
+        }
     }
+}
+
+fn free_port() -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
 }
 
 /// Runs the benchmark described by `opts` against a running collector.

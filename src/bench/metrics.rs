@@ -1,0 +1,612 @@
+//! `vigil bench metrics`: the dashboard's metric queries over a large store, through Vigil's API,
+//! against the same SQL run by the store's own client.
+//!
+//! 1. Generates `--runs` runs (default 1,000,000) with `--spans-per-run` spans each (default 10:
+//!    half model calls, half tool calls) over the 24 hours before [`END`], seeded, and loads
+//!    them into the embedded store (Parquet, through the collector's own sink) and, given
+//!    `--clickhouse-url`, into ClickHouse (through the collector's ClickHouse sink). A store that
+//!    already holds exactly this data (`--data-dir` kept between runs) is not loaded again.
+//! 2. Starts `vigil serve` on each store and times every dashboard query through
+//!    `POST /api/v1/metrics/query` (one warm-up, then `--repetitions`; the median is reported).
+//! 3. Runs the SQL Vigil runs ([`vigil_query::metrics::metric_sql`]) in `clickhouse-client`
+//!    (its `--time`: the query's time in the client, without process start), and the embedded
+//!    store's SQL in DuckDB over the same Parquet files (`duckdb_metrics.py`, run with
+//!    `--python`, a Python that has the `duckdb` package), with the same number of threads as
+//!    this machine has cores.
+//!
+//! The ratios are Vigil's time over the reference's.
+
+use std::{
+    fmt,
+    path::{Path, PathBuf},
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context, bail};
+use rand::{Rng, SeedableRng, rngs::StdRng, seq::IndexedRandom};
+use serde::Serialize;
+use serde_json::json;
+use vigil_collector::sink::{ClickHouseSink, EmbeddedSink, EmbeddedSinkConfig, Sink};
+use vigil_query::metrics::{Dialect, MetricQuery, metric_sql};
+use vigil_schemas::{
+    clickhouse::{ClickHouseConfig, Migrator},
+    model::{IngestBatch, Outcome, RunRow, ScoreRow, SpanKind, SpanRow, SpanStatus},
+    time::{parse_rfc3339, rfc3339},
+};
+
+use super::SpawnedCollector;
+
+/// The generated runs start in the 24 hours before this instant.
+const END: &str = "2026-11-23T12:00:00Z";
+const HOUR_NS: i64 = 3_600_000_000_000;
+/// The project of the generated rows: the bootstrap key's.
+const PROJECT: &str = "default";
+/// Runs generated and written per batch (bounded memory).
+const RUNS_PER_BATCH: usize = 50_000;
+const DUCKDB_SCRIPT: &str = include_str!("duckdb_metrics.py");
+const DATABASE: &str = "vigil_bench_metrics";
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct MetricsBenchArgs {
+    /// Runs to load.
+    #[arg(long, default_value_t = 1_000_000)]
+    pub runs: usize,
+    /// Spans per run: half model calls, half tool calls.
+    #[arg(long, default_value_t = 10)]
+    pub spans_per_run: usize,
+    /// Where the embedded store is generated; kept, and reused when it holds the same data.
+    #[arg(long, default_value = "vigil-bench-metrics")]
+    pub data_dir: PathBuf,
+    /// Also load ClickHouse (HTTP URL) into the database `vigil_bench_metrics`, and compare with
+    /// `clickhouse-client`.
+    #[arg(long)]
+    pub clickhouse_url: Option<String>,
+    /// ClickHouse's native port, for `clickhouse-client`.
+    #[arg(long, default_value_t = 9000)]
+    pub clickhouse_port: u16,
+    /// A Python interpreter with the `duckdb` package, to compare the embedded store with DuckDB.
+    #[arg(long, env = "VIGIL_BENCH_PYTHON")]
+    pub python: Option<String>,
+    /// Timed repetitions of each query (after one warm-up).
+    #[arg(long, default_value_t = 5)]
+    pub repetitions: usize,
+    /// 2,000 runs and one repetition, to check the harness works (CI).
+    #[arg(long)]
+    pub smoke: bool,
+    /// Print the report as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// The dashboard's questions.
+fn dashboard() -> Vec<(&'static str, MetricQuery)> {
+    let end = parse_rfc3339(END).unwrap_or_default();
+    let query = |metrics: &[&str], group_by: &str, step: Option<&str>| MetricQuery {
+        from: rfc3339(end - 24 * HOUR_NS),
+        to: rfc3339(end),
+        metrics: metrics.iter().map(|m| m.to_string()).collect(),
+        group_by: vec![group_by.to_string()],
+        filters: Default::default(),
+        step: step.map(str::to_string),
+    };
+    vec![
+        (
+            "run latency p50/p90/p99 by agent, 24 h in 1 h steps",
+            query(
+                &[
+                    "run_latency_p50_ms",
+                    "run_latency_p90_ms",
+                    "run_latency_p99_ms",
+                ],
+                "agent",
+                Some("1h"),
+            ),
+        ),
+        ("cost by model", query(&["cost_usd"], "model", None)),
+        (
+            "tool error rate by tool",
+            query(&["tool_error_rate"], "tool", None),
+        ),
+        (
+            "completion rate by prompt version",
+            query(&["completion_rate"], "prompt_version", None),
+        ),
+    ]
+}
+
+#[derive(Debug, Serialize)]
+pub struct MetricsBenchReport {
+    pub runs: usize,
+    pub spans: usize,
+    pub cores: usize,
+    pub repetitions: usize,
+    pub load_seconds: Vec<(String, f64)>,
+    pub queries: Vec<QueryTimes>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct QueryTimes {
+    pub query: String,
+    pub embedded_api_ms: f64,
+    pub duckdb_ms: Option<f64>,
+    pub clickhouse_api_ms: Option<f64>,
+    pub clickhouse_client_ms: Option<f64>,
+    pub rows: usize,
+}
+
+impl QueryTimes {
+    fn duckdb_ratio(&self) -> Option<f64> {
+        self.duckdb_ms.map(|d| self.embedded_api_ms / d)
+    }
+
+    fn clickhouse_ratio(&self) -> Option<f64> {
+        Some(self.clickhouse_api_ms? / self.clickhouse_client_ms?)
+    }
+}
+
+impl fmt::Display for MetricsBenchReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "{} runs, {} spans; {} cores; median of {} repetitions after a warm-up",
+            self.runs, self.spans, self.cores, self.repetitions
+        )?;
+        for (store, seconds) in &self.load_seconds {
+            writeln!(f, "loaded {store} in {seconds:.1} s")?;
+        }
+        let ms = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.1}"));
+        let ratio = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.2}×"));
+        writeln!(
+            f,
+            "| query | rows | embedded via API (ms) | DuckDB, same Parquet (ms) | ratio | ClickHouse via API (ms) | clickhouse-client, same SQL (ms) | ratio |"
+        )?;
+        writeln!(f, "|---|---:|---:|---:|---:|---:|---:|---:|")?;
+        for q in &self.queries {
+            writeln!(
+                f,
+                "| {} | {} | {:.1} | {} | {} | {} | {} | {} |",
+                q.query,
+                q.rows,
+                q.embedded_api_ms,
+                ms(q.duckdb_ms),
+                ratio(q.duckdb_ratio()),
+                ms(q.clickhouse_api_ms),
+                ms(q.clickhouse_client_ms),
+                ratio(q.clickhouse_ratio()),
+            )?;
+        }
+        Ok(())
+    }
+}
+
+pub async fn run(mut args: MetricsBenchArgs) -> anyhow::Result<MetricsBenchReport> {
+    if args.smoke {
+        args.runs = args.runs.min(2_000);
+        args.repetitions = 1;
+    }
+    let data = Data {
+        runs: args.runs,
+        spans_per_run: args.spans_per_run,
+    };
+    let mut load_seconds = Vec::new();
+    let embedded_dir = std::path::absolute(&args.data_dir)?;
+    if let Some(seconds) = load_embedded(&data, &embedded_dir).await? {
+        load_seconds.push(("the embedded store".to_string(), seconds));
+    }
+    let clickhouse = match &args.clickhouse_url {
+        Some(url) => {
+            let config = ClickHouseConfig {
+                url: url.clone(),
+                database: DATABASE.into(),
+                ..ClickHouseConfig::default()
+            };
+            if let Some(seconds) = load_clickhouse(&data, &config).await? {
+                load_seconds.push(("ClickHouse".to_string(), seconds));
+            }
+            Some(config)
+        }
+        None => None,
+    };
+
+    let queries = dashboard();
+    let embedded = time_api(
+        &queries,
+        args.repetitions,
+        SpawnedCollector::start_at(&embedded_dir, &[]).await?,
+    )
+    .await?;
+    let clickhouse_api = match &clickhouse {
+        Some(config) => {
+            let env = [
+                ("VIGIL_STORE__KIND".to_string(), "clickhouse".to_string()),
+                (
+                    "VIGIL_STORE__CLICKHOUSE__URL".to_string(),
+                    config.url.clone(),
+                ),
+                (
+                    "VIGIL_STORE__CLICKHOUSE__DATABASE".to_string(),
+                    DATABASE.to_string(),
+                ),
+            ];
+            Some(
+                time_api(
+                    &queries,
+                    args.repetitions,
+                    SpawnedCollector::start_with(&env).await?,
+                )
+                .await?,
+            )
+        }
+        None => None,
+    };
+    let clickhouse_client = match &clickhouse {
+        Some(_) => Some(time_clickhouse_client(
+            &queries,
+            args.repetitions,
+            args.clickhouse_port,
+        )?),
+        None => None,
+    };
+    let duckdb = match &args.python {
+        Some(python) => Some(time_duckdb(
+            &queries,
+            args.repetitions,
+            python,
+            &embedded_dir,
+        )?),
+        None => None,
+    };
+
+    let queries = queries
+        .iter()
+        .enumerate()
+        .map(|(i, (name, _))| QueryTimes {
+            query: name.to_string(),
+            embedded_api_ms: embedded[i].0,
+            rows: embedded[i].1,
+            duckdb_ms: duckdb.as_ref().map(|d| d[i]),
+            clickhouse_api_ms: clickhouse_api.as_ref().map(|c| c[i].0),
+            clickhouse_client_ms: clickhouse_client.as_ref().map(|c| c[i]),
+        })
+        .collect();
+    Ok(MetricsBenchReport {
+        runs: data.runs,
+        spans: data.runs * data.spans_per_run,
+        cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
+        repetitions: args.repetitions,
+        load_seconds,
+        queries,
+    })
+}
+
+// ---- the data ----
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Data {
+    runs: usize,
+    spans_per_run: usize,
+}
+
+impl Data {
+    fn describe(&self) -> String {
+        format!(
+            "{} runs x {} spans (seed 7, end {END})\n",
+            self.runs, self.spans_per_run
+        )
+    }
+
+    /// The rows of runs `first..first + count`: deterministic for each run, whatever the batch.
+    fn batch(&self, first: usize, count: usize) -> IngestBatch {
+        const AGENTS: [&str; 6] = [
+            "support-bot",
+            "sql-analyst",
+            "researcher",
+            "code-reviewer",
+            "triage",
+            "planner",
+        ];
+        const MODELS: [&str; 6] = [
+            "gpt-4o",
+            "gpt-4o-mini",
+            "claude-sonnet-4-5",
+            "claude-haiku-4-5",
+            "gemini-2.5-pro",
+            "llama-3.1-70b",
+        ];
+        const TOOLS: [&str; 8] = [
+            "search",
+            "sql.query",
+            "http.get",
+            "code.exec",
+            "files.read",
+            "email.send",
+            "calendar",
+            "vector.lookup",
+        ];
+        const OUTCOMES: [Outcome; 8] = [
+            Outcome::Success,
+            Outcome::Success,
+            Outcome::Success,
+            Outcome::Success,
+            Outcome::Success,
+            Outcome::Failure,
+            Outcome::Timeout,
+            Outcome::Partial,
+        ];
+        let end = parse_rfc3339(END).unwrap_or_default();
+        let mut batch = IngestBatch::default();
+        for n in first..first + count {
+            let mut rng = StdRng::seed_from_u64(7 ^ (n as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+            let trace_id = format!("{:032x}", n as u128 * 0x1_0000_0001 + 7);
+            let start = end - 24 * HOUR_NS + rng.random_range(0..24 * HOUR_NS);
+            let mut at = start;
+            let agent = *AGENTS.choose(&mut rng).unwrap_or(&AGENTS[0]);
+            let prompt_version = format!("{agent}@v{}", rng.random_range(1..=12));
+            for s in 0..self.spans_per_run {
+                let begin = at + rng.random_range(0..500_000_000);
+                let end = begin + rng.random_range(5_000_000..8_000_000_000);
+                at = end;
+                let mut span = SpanRow {
+                    project_id: PROJECT.into(),
+                    trace_id: trace_id.clone(),
+                    span_id: format!("{:08x}{:08x}", n as u32, s as u32),
+                    start_time_ns: begin,
+                    end_time_ns: end,
+                    status: if rng.random_bool(0.06) {
+                        SpanStatus::Error
+                    } else {
+                        SpanStatus::Ok
+                    },
+                    ingested_at_ns: end,
+                    ..SpanRow::default()
+                };
+                if s % 2 == 0 {
+                    span.kind = SpanKind::Model;
+                    span.name = "chat".into();
+                    span.model = MODELS.choose(&mut rng).unwrap_or(&MODELS[0]).to_string();
+                    span.prompt_version = prompt_version.clone();
+                    span.input_tokens = rng.random_range(100..20_000);
+                    span.output_tokens = rng.random_range(10..2_000);
+                    span.cost_nanos = (!span.model.starts_with("llama"))
+                        .then(|| rng.random_range(10_000..50_000_000));
+                } else {
+                    span.kind = SpanKind::Tool;
+                    span.name = "tool".into();
+                    span.tool_name = TOOLS.choose(&mut rng).unwrap_or(&TOOLS[0]).to_string();
+                    span.tool_args_hash = format!("{:016x}", rng.random_range(0..4u64));
+                }
+                batch.spans.push(span);
+            }
+            batch.runs.push(RunRow {
+                project_id: PROJECT.into(),
+                trace_id: trace_id.clone(),
+                session_id: format!("session-{}", n / 4),
+                user_hash: format!("{:016x}", rng.random_range(0..50_000u64)),
+                task_type: "task".into(),
+                agent_name: agent.into(),
+                agent_version: "1.0".into(),
+                environment: "production".into(),
+                release: "r1".into(),
+                start_time_ns: start,
+                end_time_ns: at + rng.random_range(1_000_000..500_000_000),
+                outcome: *OUTCOMES.choose(&mut rng).unwrap_or(&Outcome::Success),
+                ingested_at_ns: at,
+                ..RunRow::default()
+            });
+            if rng.random_bool(0.2) {
+                batch.scores.push(ScoreRow {
+                    project_id: PROJECT.into(),
+                    trace_id,
+                    score_id: format!("thumbs-{n}"),
+                    name: "thumbs".into(),
+                    bool_value: Some(rng.random_bool(0.7)),
+                    time_ns: at,
+                    ingested_at_ns: at,
+                    ..ScoreRow::default()
+                });
+            }
+        }
+        batch
+    }
+
+    /// Writes every run, batch by batch, through `sink`.
+    async fn write(&self, sink: &dyn Sink) -> anyhow::Result<()> {
+        let mut first = 0;
+        while first < self.runs {
+            let count = RUNS_PER_BATCH.min(self.runs - first);
+            sink.write(Arc::new(self.batch(first, count))).await?;
+            first += count;
+        }
+        Ok(())
+    }
+}
+
+/// Loads the embedded store unless it already holds `data`; the seconds it took.
+async fn load_embedded(data: &Data, dir: &Path) -> anyhow::Result<Option<f64>> {
+    let marker = dir.join("bench-data.txt");
+    if std::fs::read_to_string(&marker).ok().as_deref() == Some(data.describe().as_str()) {
+        return Ok(None);
+    }
+    if dir.exists() {
+        std::fs::remove_dir_all(dir).with_context(|| format!("clearing {}", dir.display()))?;
+    }
+    let started = Instant::now();
+    let sink = EmbeddedSink::open(dir, EmbeddedSinkConfig::default())?;
+    data.write(&sink).await?;
+    // Merge the batches' files as the running store would.
+    for _ in 0..10 {
+        if sink.compact_once().await?.partitions_compacted == 0 {
+            break;
+        }
+    }
+    std::fs::write(&marker, data.describe())?;
+    Ok(Some(started.elapsed().as_secs_f64()))
+}
+
+/// Loads ClickHouse unless the database already holds `data`; the seconds it took.
+async fn load_clickhouse(data: &Data, config: &ClickHouseConfig) -> anyhow::Result<Option<f64>> {
+    let client = config.client_for(&config.url).with_database("default");
+    let described = data.describe();
+    let stored: Option<String> = client
+        .query("SELECT description FROM vigil_bench_metrics.bench_data")
+        .fetch_optional()
+        .await
+        .ok()
+        .flatten();
+    if stored.as_deref() == Some(described.as_str()) {
+        return Ok(None);
+    }
+    client
+        .query("DROP DATABASE IF EXISTS vigil_bench_metrics")
+        .execute()
+        .await?;
+    let started = Instant::now();
+    Migrator::new(config).run().await?;
+    data.write(&ClickHouseSink::new(config)).await?;
+    client
+        .query("CREATE TABLE vigil_bench_metrics.bench_data (description String) ENGINE = TinyLog")
+        .execute()
+        .await?;
+    client
+        .query("INSERT INTO vigil_bench_metrics.bench_data VALUES (?)")
+        .bind(described)
+        .execute()
+        .await?;
+    Ok(Some(started.elapsed().as_secs_f64()))
+}
+
+// ---- timing ----
+
+/// Median milliseconds and answer rows of each query through `POST /api/v1/metrics/query`.
+async fn time_api(
+    queries: &[(&str, MetricQuery)],
+    repetitions: usize,
+    vigil: SpawnedCollector,
+) -> anyhow::Result<Vec<(f64, usize)>> {
+    let client = reqwest::Client::new();
+    let url = format!("{}/api/v1/metrics/query", vigil.http);
+    let mut out = Vec::new();
+    for (name, query) in queries {
+        let ask = || async {
+            let response = client
+                .post(&url)
+                .bearer_auth(&vigil.token)
+                .json(query)
+                .timeout(Duration::from_secs(600))
+                .send()
+                .await?;
+            let status = response.status();
+            let body: serde_json::Value = response.json().await?;
+            if !status.is_success() {
+                bail!("{name}: {status}: {body}");
+            }
+            Ok(body["rows"].as_array().map_or(0, Vec::len))
+        };
+        let rows = ask().await?;
+        let mut times = Vec::new();
+        for _ in 0..repetitions {
+            let started = Instant::now();
+            ask().await?;
+            times.push(started.elapsed().as_secs_f64() * 1e3);
+        }
+        out.push((median(&mut times), rows));
+    }
+    vigil.stop();
+    Ok(out)
+}
+
+/// Median milliseconds of each query's SQL in `clickhouse-client`, as it reports them.
+fn time_clickhouse_client(
+    queries: &[(&str, MetricQuery)],
+    repetitions: usize,
+    port: u16,
+) -> anyhow::Result<Vec<f64>> {
+    let mut out = Vec::new();
+    for (name, query) in queries {
+        let statements = metric_sql(&query.plan()?, PROJECT, Dialect::ClickHouse);
+        let run = || -> anyhow::Result<f64> {
+            let mut total = 0.0;
+            for sql in &statements {
+                let output = std::process::Command::new("clickhouse-client")
+                    .args([
+                        "--port",
+                        &port.to_string(),
+                        "--database",
+                        DATABASE,
+                        "--time",
+                        "--format",
+                        "RowBinary",
+                        "--query",
+                        sql,
+                    ])
+                    .output()
+                    .context("running clickhouse-client")?;
+                let stderr = String::from_utf8_lossy(&output.stderr);
+                if !output.status.success() {
+                    bail!("{name}: clickhouse-client: {stderr}");
+                }
+                let seconds: f64 = stderr
+                    .lines()
+                    .last()
+                    .and_then(|l| l.trim().parse().ok())
+                    .with_context(|| format!("clickhouse-client --time printed {stderr:?}"))?;
+                total += seconds * 1e3;
+            }
+            Ok(total)
+        };
+        run()?;
+        let mut times = (0..repetitions)
+            .map(|_| run())
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        out.push(median(&mut times));
+    }
+    Ok(out)
+}
+
+/// Median milliseconds of each query's SQL in DuckDB over the embedded store's Parquet files.
+fn time_duckdb(
+    queries: &[(&str, MetricQuery)],
+    repetitions: usize,
+    python: &str,
+    data_dir: &Path,
+) -> anyhow::Result<Vec<f64>> {
+    let script = std::env::temp_dir().join(format!("vigil-duckdb-{}.py", std::process::id()));
+    std::fs::write(&script, DUCKDB_SCRIPT)?;
+    let mut specs = Vec::new();
+    for (name, query) in queries {
+        specs.push(
+            json!({"name": name, "sql": metric_sql(&query.plan()?, PROJECT, Dialect::DataFusion)}),
+        );
+    }
+    let spec = json!({
+        "store": data_dir.join("store"),
+        "threads": std::thread::available_parallelism().map_or(1, |n| n.get()),
+        "repetitions": repetitions,
+        "queries": specs,
+    });
+    let mut child = std::process::Command::new(python)
+        .arg(&script)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .with_context(|| format!("running {python}"))?;
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().context("duckdb script stdin")?;
+        stdin.write_all(spec.to_string().as_bytes())?;
+    }
+    let output = child.wait_with_output()?;
+    let _ = std::fs::remove_file(&script);
+    if !output.status.success() {
+        bail!("the DuckDB script failed");
+    }
+    let times: Vec<f64> =
+        serde_json::from_slice(&output.stdout).context("reading the DuckDB script's answer")?;
+    Ok(times)
+}
+
+fn median(times: &mut [f64]) -> f64 {
+    times.sort_by(f64::total_cmp);
+    times.get(times.len() / 2).copied().unwrap_or(f64::NAN)
+}
