@@ -4,9 +4,11 @@ Reads a JSON spec on stdin: {"store": dir, "threads": n, "repetitions": n,
 "queries": [{"name": ..., "sql": [statement, ...]}]}; prints the median milliseconds of each
 query (all its statements), after one warm-up, as a JSON list.
 
-The statements are the ones Vigil gives DataFusion, with two adaptations to DuckDB: the exact
+The statements are the ones Vigil gives DataFusion, with three adaptations to DuckDB: the exact
 percentile aggregates `exact_pN(x)` become macros with the same definition (the element at index
-min(floor(N * n / 100), n - 1) of the sorted values), and integer division `/` is written `//`.
+min(floor(N * n / 100), n - 1) of the sorted values), integer division `/` is written `//`, and
+the ordered aggregate `first_value(x ORDER BY …)` (the newest version of a row) is DuckDB's
+`first(x ORDER BY …)`.
 """
 
 import json
@@ -32,7 +34,9 @@ for percent in (50, 90, 99):
 
 medians = []
 for query in spec["queries"]:
-    statements = [sql.replace(" / ", " // ") for sql in query["sql"]]
+    statements = [
+        sql.replace(" / ", " // ").replace("first_value(", "first(") for sql in query["sql"]
+    ]
 
     def run():
         for sql in statements:

@@ -8,13 +8,20 @@
 //! |---|---|---|---|---|
 //! | agent, agent_version, task_type, environment, release, outcome, session_id, user_hash | the run | the runs with that value | the calls of runs with that value | the calls of runs with that value |
 //! | classification | the run (a list) | the runs carrying that tag (a run with two tags is in both groups) | likewise | likewise |
-//! | model, provider, prompt_id, prompt_version | a model call | the runs that made at least one such call (a run calling two models is in both groups, so groups can add up to more than the total) | the calls themselves | refused: a tool call is not made by a model call |
-//! | tool | a tool call | the runs that called the tool at least once | refused: a model call is not a tool call | the calls themselves |
+//! | model, provider, prompt_id, prompt_version | a model call | counts, rates and latencies: the runs that made at least one such call (a run calling two models is in both groups, so groups can add up to more than the total); sums over model calls (cost, tokens, unpriced calls): only the calls with that value, so `cost_usd` by model is what each model cost and the groups add up to the total | the calls themselves | refused: a tool call is not made by a model call |
+//! | tool | a tool call | counts, rates and latencies: the runs that called the tool at least once; sums over tool calls (`tool_calls_per_run`'s calls, `repeated_tool_calls`): only that tool's calls | refused: a model call is not a tool call | the calls themselves |
 //!
 //! Grouping by a model-call field and `tool` together is refused for every metric: a run's
 //! model calls and tool calls are not paired, so the groups would be a cross product.
 //! A run without any model call (or tool call) falls in the group `""` of a model-call field
 //! (or of `tool`), so that the groups still cover every run.
+//!
+//! Filters read the same way: a run metric filtered on a call field counts the runs that made at
+//! least one call passing every such filter, and its sums count only those calls. A filter on
+//! `classification` keeps the runs carrying any of the tags; grouped by `classification` too, only
+//! the filter's tags make groups. A call metric grouped or filtered on a run field takes the
+//! run's newest version among the runs that started from the day before the range on (runs
+//! last minutes, not days).
 //!
 //! ## Definitions
 //!
@@ -31,7 +38,7 @@
 //! | `silent_partial_failures` | runs with outcome `success` that contain a failed model or tool call |
 //! | `silent_partial_failure_rate` | `silent_partial_failures ÷ completed_runs` |
 //! | `run_latency_p50/p90/p99_ms` | exact percentile (DESIGN.md, [`super::percentile`]) of end − start, in ms |
-//! | `cost_usd` | sum of the runs' model calls' `cost_nanos` ÷ 10⁹; unpriced calls add nothing and are counted apart |
+//! | `cost_usd` | sum of the runs' model calls' `cost_nanos` ÷ 10⁹ (priced at ingest, per call, at the price in force at the call's start; a cost the SDK reported wins); unpriced calls add nothing and are counted apart: an answer with a cost always carries `unpriced_model_calls`, and a group whose model calls are all unpriced has a null cost, never 0 |
 //! | `cost_per_run_usd` | `cost_usd ÷ runs` |
 //! | `unpriced_model_calls` | the runs' model calls without a cost |
 //! | `input_tokens`, `output_tokens`, `cached_input_tokens`, `reasoning_tokens` | sums over the runs' model calls |
@@ -44,7 +51,10 @@
 //! | `tool_errors` | failed tool calls |
 //! | `model_latency_*`, `tool_latency_*` | exact percentile of the calls' end − start, in ms |
 //!
-//! A ratio over nothing (no runs, no calls) is null, not zero.
+//! A ratio over nothing (no runs, no calls) is null, not zero; so is a percentile. Counts and
+//! sums are exact integers, computed in the store; ratios, milliseconds and USD are computed
+//! from them once, the same way for both stores ([`super::answer`]), so both answer to the last
+//! digit. Time buckets (`step`) are aligned to the Unix epoch; a bucket is named by its start.
 
 use std::fmt;
 
