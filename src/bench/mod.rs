@@ -280,32 +280,24 @@ pub async fn run_cli(command: BenchCommand) -> anyhow::Result<()> {
             if args.smoke && report.spans_acknowledged == 0 {
                 bail!("smoke run: no span was acknowledged");
             }
-            if args.json {
-                println!("{}", serde_json::to_string_pretty(&report)?);
-            } else {
-                println!("{report}");
-            }
-            Ok(())
+            print_report(&report, args.json)
         }
-        BenchCommand::Metrics(args) => {
-            let report = metrics::run(args.clone()).await?;
-            if args.json {
-                println!("{}", serde_json::to_string_pretty(&report)?);
-            } else {
-                println!("{report}");
-            }
-            Ok(())
-        }
+        BenchCommand::Metrics(args) => print_report(&metrics::run(args.clone()).await?, args.json),
         BenchCommand::Clickhouse(args) => {
-            let report = clickhouse_ingest::run(args.clone()).await?;
-            if args.json {
-                println!("{}", serde_json::to_string_pretty(&report)?);
-            } else {
-                println!("{report}");
-            }
-            Ok(())
+            print_report(&clickhouse_ingest::run(args.clone()).await?, args.json)
         }
     }
+}
+
+/// Prints a report for people, or as JSON.
+#[allow(clippy::print_stdout)]
+fn print_report(report: &(impl fmt::Display + Serialize), json: bool) -> anyhow::Result<()> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(report)?);
+    } else {
+        println!("{report}");
+    }
+    Ok(())
 }
 
 /// A `vigil serve` child process on free ports with its own temporary data directory.

@@ -232,29 +232,14 @@ impl Vigil {
     }
 
     pub async fn get_as(&self, path: &str, token: &str) -> (u16, Value) {
-        let r = reqwest::Client::new()
-            .get(format!("{}{path}", self.http()))
-            .bearer_auth(token)
-            .send()
-            .await
-            .unwrap();
-        let status = r.status().as_u16();
-        let body = r.json().await.unwrap_or(Value::Null);
-        (status, body)
+        let request = reqwest::Client::new().get(format!("{}{path}", self.http()));
+        answer(request.bearer_auth(token)).await
     }
 
     /// POST a JSON body with the admin key; returns (status, JSON body).
     pub async fn post(&self, path: &str, body: &Value) -> (u16, Value) {
-        let r = reqwest::Client::new()
-            .post(format!("{}{path}", self.http()))
-            .bearer_auth(&self.token)
-            .json(body)
-            .send()
-            .await
-            .unwrap();
-        let status = r.status().as_u16();
-        let body = r.json().await.unwrap_or(Value::Null);
-        (status, body)
+        let request = reqwest::Client::new().post(format!("{}{path}", self.http()));
+        answer(request.bearer_auth(&self.token).json(body)).await
     }
 
     /// Every run `GET /api/v1/runs?{query}` lists, following `next_cursor` to the end.
@@ -340,6 +325,13 @@ impl Drop for Vigil {
             let _ = child.wait();
         }
     }
+}
+
+/// Sends a request; its status and JSON body (null when the body is not JSON).
+async fn answer(request: reqwest::RequestBuilder) -> (u16, Value) {
+    let response = request.send().await.unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
 }
 
 /// A tiny blocking HTTP/1.0 request to a loopback port, for start-up polling without a runtime:
