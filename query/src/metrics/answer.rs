@@ -41,16 +41,6 @@ pub enum MetricValue {
     Null,
 }
 
-impl MetricValue {
-    pub fn as_f64(self) -> Option<f64> {
-        match self {
-            MetricValue::Integer(n) => Some(n as f64),
-            MetricValue::Number(x) => Some(x),
-            MetricValue::Null => None,
-        }
-    }
-}
-
 impl Serialize for MetricValue {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         match self {
@@ -81,7 +71,7 @@ impl Serialize for MetricRow {
 
 /// One subject's aggregates of one group and bucket, by name.
 struct Named<'a> {
-    names: Vec<&'static str>,
+    names: &'a [&'static str],
     values: Option<&'a [i64]>,
 }
 
@@ -108,11 +98,13 @@ pub(crate) fn assemble(
             merged.entry((row.keys, row.bucket)).or_default()[slot] = Some(row.values);
         }
     }
+    // Each subject's aggregate names, looked up once for every row.
+    let names = [Subject::Run, Subject::ModelCall, Subject::ToolCall].map(aggregate_names);
     let rows = merged
         .into_iter()
         .map(|((keys, bucket), values)| {
             let named = |subject: Subject| Named {
-                names: aggregate_names(subject),
+                names: &names[slot(subject)],
                 values: values[slot(subject)].as_deref(),
             };
             let runs = named(Subject::Run);
@@ -166,10 +158,9 @@ fn value(metric: Metric, runs: &Named, model_calls: &Named, tool_calls: &Named) 
         }
     };
     // Cost is unknown, not zero, when the group's model calls are all unpriced.
-    let cost_nanos = || {
-        let all_unpriced = runs.get("priced_calls") == 0 && runs.get("unpriced_calls") > 0;
-        (!all_unpriced).then(|| runs.get("cost_nanos"))
-    };
+    let all_unpriced = runs.get("priced_calls") == 0 && runs.get("unpriced_calls") > 0;
+    let cost_usd = (!all_unpriced && runs.get("runs") > 0)
+        .then(|| runs.get("cost_nanos") as f64 / NANOS_PER_USD);
     match metric {
         Runs => Integer(runs.get("runs")),
         CompletedRuns => Integer(runs.get("completed")),
@@ -180,16 +171,8 @@ fn value(metric: Metric, runs: &Named, model_calls: &Named, tool_calls: &Named) 
         RunLatencyP50Ms => latency(runs, "runs", "latency_p50"),
         RunLatencyP90Ms => latency(runs, "runs", "latency_p90"),
         RunLatencyP99Ms => latency(runs, "runs", "latency_p99"),
-        CostUsd => match cost_nanos() {
-            Some(nanos) if runs.get("runs") > 0 => Number(nanos as f64 / NANOS_PER_USD),
-            _ => Null,
-        },
-        CostPerRunUsd => match cost_nanos() {
-            Some(nanos) if runs.get("runs") > 0 => {
-                Number(nanos as f64 / NANOS_PER_USD / runs.get("runs") as f64)
-            }
-            _ => Null,
-        },
+        CostUsd => cost_usd.map_or(Null, Number),
+        CostPerRunUsd => cost_usd.map_or(Null, |usd| Number(usd / runs.get("runs") as f64)),
         UnpricedModelCalls => Integer(runs.get("unpriced_calls")),
         InputTokens => Integer(runs.get("input_tokens")),
         OutputTokens => Integer(runs.get("output_tokens")),

@@ -254,8 +254,9 @@ impl<'p> Compiler<'p> {
         sql
     }
 
+    /// Whether an aggregate needed by `needed_by` (by every request when empty) is asked for.
     fn asks(&self, needed_by: &[Metric]) -> bool {
-        needed_by.is_empty() || needed_by.iter().any(|m| self.plan.metrics.contains(m))
+        needed_by.is_empty() || self.asks_any_of(needed_by)
     }
 
     fn groups_or_filters(&self, subject: Subject) -> bool {
@@ -545,14 +546,11 @@ impl<'p> Compiler<'p> {
         kind: CallKind,
         columns: &[&'static str],
     ) {
-        let mut columns = columns.to_vec();
-        if !columns.contains(&"span_id") {
-            columns.push("span_id");
-        }
+        // The key (`trace_id`, `span_id`) is always selected by `newest`.
         self.newest(
             sql,
             Table::Spans,
-            &columns,
+            columns,
             None,
             Some(kind.condition()),
             true,
@@ -623,12 +621,10 @@ impl<'p> Compiler<'p> {
             sql.push("(SELECT * FROM ");
         }
         sql.push("(SELECT * FROM ");
-        let mut columns_with_key = columns.clone();
-        columns_with_key.push("span_id");
         self.newest(
             sql,
             Table::Spans,
-            &columns_with_key,
+            &columns,
             Some(days),
             Some(kind.condition()),
             false,
