@@ -11,6 +11,7 @@ use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 use anyhow::{Context, bail};
 use serde::{Deserialize, Serialize};
+use vigil_alerts::AlertingSettings;
 use vigil_schemas::{
     clickhouse::ClickHouseConfig,
     limits::Limits,
@@ -32,6 +33,7 @@ pub struct Config {
     pub security: SecurityConfig,
     pub pricing: PricingConfig,
     pub log: LogConfig,
+    pub alerting: AlertingSettings,
 }
 
 impl Default for Config {
@@ -47,6 +49,7 @@ impl Default for Config {
             security: SecurityConfig::default(),
             pricing: PricingConfig::default(),
             log: LogConfig::default(),
+            alerting: AlertingSettings::default(),
         }
     }
 }
@@ -259,6 +262,14 @@ impl Config {
             self.store.clickhouse.validate()?;
         }
         duration("assembler.orphan_after", &self.assembler.orphan_after)?;
+        duration(
+            "alerting.evaluation_interval",
+            &self.alerting.evaluation_interval,
+        )?;
+        duration(
+            "alerting.reload_check_interval",
+            &self.alerting.reload_check_interval,
+        )?;
         if self.batcher.max_rows == 0 {
             bail!("batcher.max_rows must be at least 1");
         }

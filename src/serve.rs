@@ -8,6 +8,7 @@ use std::{collections::BTreeSet, path::Path, sync::Arc, time::Duration};
 
 use anyhow::Context;
 use tokio_util::sync::CancellationToken;
+use vigil_alerts::AlertEngine;
 use vigil_collector::{
     assemble::{AssemblerConfig, RunAssembler},
     batcher::{Batcher, BatcherConfig},
@@ -131,6 +132,16 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         "vigil is serving"
     );
 
+    let alerts = AlertEngine::open(config.alerting.clone(), &data_dir, store.clone())
+        .context("starting alerting")?;
+    if config.alerting.enabled {
+        tasks.push(tokio::spawn(alerts.clone().run(background.clone())));
+        tasks.push(tokio::spawn(reload_on_sighup(
+            alerts.clone(),
+            background.clone(),
+        )));
+    }
+
     let grpc_task = tokio::spawn(
         GrpcIngest::new(pipeline.clone(), keys.clone()).serve(grpc_listener, accepting.clone()),
     );
@@ -138,7 +149,11 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         pipeline: pipeline.clone(),
         store,
         keys,
-        extra_metrics: Arc::new(process_metrics),
+        alerts: alerts.clone(),
+        extra_metrics: Arc::new(move |out: &mut String| {
+            process_metrics(out);
+            alerts.telemetry().render(out);
+        }),
     });
     let http_shutdown = accepting.clone();
     let http_task = tokio::spawn(async move {
@@ -232,6 +247,30 @@ fn bootstrap_admin_key(keys: &KeyStore, data_dir: &Path) -> anyhow::Result<()> {
         println!("  {}", key.token);
     }
     Ok(())
+}
+
+/// SIGHUP reloads the alert rules file.
+async fn reload_on_sighup(alerts: Arc<AlertEngine>, shutdown: CancellationToken) {
+    #[cfg(unix)]
+    {
+        let mut hup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for SIGHUP");
+                return;
+            }
+        };
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = hup.recv() => alerts.request_reload(),
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = (alerts, shutdown);
+    }
 }
 
 async fn wait_for_signal() {

@@ -60,6 +60,27 @@ impl ApiError {
         }
     }
 
+    pub fn conflict(message: impl Into<String>) -> ApiError {
+        ApiError {
+            status: StatusCode::CONFLICT,
+            code: "conflict",
+            message: message.into(),
+            field: None,
+            retry_after_secs: None,
+        }
+    }
+
+    pub fn internal(message: impl Into<String>) -> ApiError {
+        tracing::error!(message = %message.into(), "request failed");
+        ApiError {
+            status: StatusCode::INTERNAL_SERVER_ERROR,
+            code: "internal",
+            message: "the request failed; the server log has the details".into(),
+            field: None,
+            retry_after_secs: None,
+        }
+    }
+
     pub fn unsupported_media(message: impl Into<String>) -> ApiError {
         ApiError {
             status: StatusCode::UNSUPPORTED_MEDIA_TYPE,

@@ -4,6 +4,7 @@
 //! Handlers are thin: authenticate, parse, call the ingest pipeline or the trace store, map the
 //! error. The router is built by [`app`] so tests can drive it without a socket.
 
+mod alerts;
 mod auth;
 mod error;
 mod metrics;
@@ -18,8 +19,9 @@ use std::sync::Arc;
 
 use axum::{
     Router,
-    routing::{get, post},
+    routing::{get, post, put},
 };
+use vigil_alerts::AlertEngine;
 use vigil_collector::pipeline::IngestPipeline;
 use vigil_query::TraceStore;
 use vigil_schemas::keys::KeyStore;
@@ -32,6 +34,7 @@ pub struct AppState {
     pub pipeline: Arc<IngestPipeline>,
     pub store: Arc<dyn TraceStore>,
     pub keys: Arc<KeyStore>,
+    pub alerts: Arc<AlertEngine>,
     /// Extra Prometheus text appended to `/metrics` by the binary (e.g. process figures).
     pub extra_metrics: Arc<dyn Fn(&mut String) + Send + Sync>,
 }
@@ -51,6 +54,22 @@ pub fn app(state: AppState) -> Router {
         .route("/api/v1/sessions/{session_id}", get(runs::session))
         .route("/api/v1/scores", post(scores::create))
         .route("/api/v1/metrics/query", post(metrics::query))
+        .route("/api/v1/alert-rules", get(alerts::list_rules))
+        .route(
+            "/api/v1/alert-rules/{name}",
+            put(alerts::put_rule)
+                .get(alerts::get_rule)
+                .delete(alerts::delete_rule),
+        )
+        .route("/api/v1/alerts", get(alerts::list_alerts))
+        .route(
+            "/api/v1/silences",
+            post(alerts::create_silence).get(alerts::list_silences),
+        )
+        .route(
+            "/api/v1/silences/{id}",
+            get(alerts::get_silence).delete(alerts::expire_silence),
+        )
         .route("/api/v1/openapi.json", get(openapi::document))
         .layer(axum::extract::DefaultBodyLimit::max(body_limit))
         .with_state(state)

@@ -7,6 +7,8 @@
 //! answers as documented (authentication, role, status, content type), and that the documented
 //! views have exactly the properties the views serialize.
 
+mod alerting;
+
 use std::sync::LazyLock;
 
 use axum::Json;
@@ -53,6 +55,7 @@ fn build() -> Value {
                 "description": "Runs with their spans and scores, run lists, sessions.",
             },
             {"name": "metrics", "description": "Aggregates over runs, model calls and tool calls."},
+            {"name": alerting::TAG.0, "description": alerting::TAG.1},
         ],
         "paths": paths(),
         "components": {
@@ -107,7 +110,7 @@ fn role_description(role: Role) -> &'static str {
 // ---------------------------------------------------------------------------------------------
 
 fn paths() -> Value {
-    json!({
+    let mut paths = json!({
         "/healthz": {"get": healthz()},
         "/readyz": {"get": readyz()},
         "/metrics": {"get": prometheus()},
@@ -129,7 +132,11 @@ fn paths() -> Value {
         "/api/v1/scores": {"post": create_score()},
         "/api/v1/metrics/query": {"post": query_metrics()},
         "/api/v1/openapi.json": {"get": openapi()},
-    })
+    });
+    for (path, item) in alerting::paths() {
+        paths[path] = item;
+    }
+    paths
 }
 
 /// Needs no key.
@@ -557,7 +564,7 @@ fn security_schemes() -> Value {
 }
 
 fn parameters() -> Value {
-    json!({
+    let mut parameters = json!({
         "trace_id": {
             "name": "trace_id",
             "in": "path",
@@ -574,7 +581,11 @@ fn parameters() -> Value {
             "schema": {"type": "string"},
             "example": "session-42",
         },
-    })
+    });
+    for (name, parameter) in alerting::parameters() {
+        parameters[name] = parameter;
+    }
+    parameters
 }
 
 fn error_responses() -> Value {
@@ -594,6 +605,10 @@ fn error_responses() -> Value {
         "Unauthorized": error("`unauthenticated`: no API key, or not a valid one."),
         "Forbidden": error("`permission_denied`: the key lacks the role this operation needs."),
         "NotFound": error("`not_found`: nothing of this project has this id."),
+        "Conflict": error(
+            "`conflict`: the change clashes with the server's configuration (a rule of the \
+             rules file cannot be changed through the API).",
+        ),
         "PayloadTooLarge": error(
             "`payload_too_large`: the body, after decompression, exceeds the server's limit.",
         ),
@@ -735,6 +750,9 @@ fn schemas() -> Value {
         )]),
     );
     add("MetricRow", metric_row_schema());
+    for (name, schema) in alerting::schemas() {
+        add(name, schema);
+    }
     Value::Object(schemas)
 }
 
@@ -786,7 +804,7 @@ fn error_schema() -> Value {
                         "description": "Machine-readable; the same for the same kind of failure.",
                         "enum": [
                             "invalid_argument", "unauthenticated", "permission_denied",
-                            "not_found", "payload_too_large", "unsupported_media_type",
+                            "not_found", "conflict", "payload_too_large", "unsupported_media_type",
                             "resource_exhausted", "unavailable", "internal",
                         ],
                     },
@@ -1264,6 +1282,7 @@ mod tests {
         http::{Method, Request, StatusCode, header},
     };
     use tower::ServiceExt;
+    use vigil_alerts::{AlertEngine, AlertingSettings};
     use vigil_collector::{
         assemble::{AssemblerConfig, RunAssembler},
         enrich::{Enricher, UserHasher},
@@ -1384,6 +1403,11 @@ mod tests {
             "/api/v1/sessions/{session_id}",
             "/api/v1/scores",
             "/api/v1/metrics/query",
+            "/api/v1/alert-rules",
+            "/api/v1/alert-rules/{name}",
+            "/api/v1/alerts",
+            "/api/v1/silences",
+            "/api/v1/silences/{id}",
             "/api/v1/openapi.json",
         ]);
         assert_eq!(paths, expected);
@@ -1532,6 +1556,8 @@ mod tests {
             ApiError::forbidden("read"),
             ApiError::not_found("x"),
             ApiError::unsupported_media("x"),
+            ApiError::conflict("x"),
+            ApiError::internal("x"),
             ApiError::too_large(1),
             ApiError::from(QueryError::Unavailable("down".into())),
             ApiError::from(QueryError::Store("bad".into())),
@@ -1588,10 +1614,15 @@ mod tests {
                 wal.clone(),
                 Arc::new(IngestTelemetry::new()),
             ));
+            let store: Arc<dyn vigil_query::TraceStore> =
+                Arc::new(EmbeddedStore::open(&dir).unwrap());
+            let alerts =
+                AlertEngine::open(AlertingSettings::default(), &dir, store.clone()).unwrap();
             let state = AppState {
                 pipeline,
-                store: Arc::new(EmbeddedStore::open(&dir).unwrap()),
+                store,
                 keys: Arc::new(KeyStore::open(dir.join("keys.json")).unwrap()),
+                alerts,
                 extra_metrics: Arc::new(|_: &mut String| {}),
             };
             Fixture { dir, wal, state }

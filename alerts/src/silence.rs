@@ -1,0 +1,370 @@
+//! Silences, with Alertmanager's semantics: a silence mutes every alert of its project whose
+//! labels match all its matchers while `starts_at <= now < ends_at`. A silence is never deleted
+//! by the API, only expired (its end set to now), so what was muted stays on the record; expired
+//! silences are dropped `EXPIRED_RETENTION` after their end. Kept in one JSON file, replaced
+//! atomically on every change.
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+use vigil_schemas::{
+    keys::write_private_file,
+    time::{parse_rfc3339, rfc3339},
+};
+
+use crate::labels::{Labels, Matcher, MatcherSpec, all_match, matchers};
+
+/// How long an expired silence stays listed.
+pub const EXPIRED_RETENTION_NS: i64 = 5 * 86_400 * 1_000_000_000;
+/// The most matchers one silence may have.
+pub const MAX_MATCHERS: usize = 32;
+/// The longest comment.
+pub const MAX_COMMENT_CHARS: usize = 4096;
+
+/// A silence as sent to `POST /api/v1/silences`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SilenceSpec {
+    pub matchers: Vec<MatcherSpec>,
+    /// RFC 3339; now when absent.
+    #[serde(default)]
+    pub starts_at: Option<String>,
+    /// RFC 3339.
+    pub ends_at: String,
+    #[serde(default)]
+    pub comment: String,
+    /// Who asked for it (free text; the key id is recorded beside it).
+    #[serde(default)]
+    pub created_by: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SilenceState {
+    Pending,
+    Active,
+    Expired,
+}
+
+/// A stored silence.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Silence {
+    pub id: String,
+    pub project: String,
+    pub matchers: Vec<MatcherSpec>,
+    pub starts_at_ns: i64,
+    pub ends_at_ns: i64,
+    pub comment: String,
+    pub created_by: String,
+    /// The API key that created it.
+    pub key_id: String,
+    pub updated_at_ns: i64,
+}
+
+impl Silence {
+    pub fn state(&self, now_ns: i64) -> SilenceState {
+        if now_ns < self.starts_at_ns {
+            SilenceState::Pending
+        } else if now_ns < self.ends_at_ns {
+            SilenceState::Active
+        } else {
+            SilenceState::Expired
+        }
+    }
+
+    /// The API's view: times in RFC 3339, and the state now.
+    pub fn view(&self, now_ns: i64) -> serde_json::Value {
+        serde_json::json!({
+            "id": self.id,
+            "matchers": self.matchers,
+            "starts_at": rfc3339(self.starts_at_ns),
+            "ends_at": rfc3339(self.ends_at_ns),
+            "comment": self.comment,
+            "created_by": self.created_by,
+            "key_id": self.key_id,
+            "updated_at": rfc3339(self.updated_at_ns),
+            "state": self.state(now_ns),
+        })
+    }
+}
+
+/// A silence refused: the field and why.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {message}")]
+pub struct SilenceError {
+    pub field: &'static str,
+    pub message: String,
+}
+
+fn invalid(field: &'static str, message: impl Into<String>) -> SilenceError {
+    SilenceError {
+        field,
+        message: message.into(),
+    }
+}
+
+/// Checks a silence as sent; the silence it makes starts at `now` unless told otherwise.
+pub fn check(
+    spec: SilenceSpec,
+    project: &str,
+    key_id: &str,
+    now_ns: i64,
+) -> Result<Silence, SilenceError> {
+    if spec.matchers.is_empty() {
+        return Err(invalid(
+            "matchers",
+            "a silence needs at least one matcher (it would mute everything)",
+        ));
+    }
+    if spec.matchers.len() > MAX_MATCHERS {
+        return Err(invalid("matchers", format!("at most {MAX_MATCHERS}")));
+    }
+    let compiled = matchers(&spec.matchers).map_err(|m| invalid("matchers", m))?;
+    if compiled.iter().all(|m| m.matches(&Labels::new())) {
+        return Err(invalid(
+            "matchers",
+            "every matcher matches an empty label set, so the silence would mute every alert",
+        ));
+    }
+    let time = |field: &'static str, text: &str| {
+        parse_rfc3339(text).ok_or_else(|| invalid(field, format!("{text:?} is not RFC 3339")))
+    };
+    let starts_at_ns = match &spec.starts_at {
+        Some(text) => time("starts_at", text)?,
+        None => now_ns,
+    };
+    let ends_at_ns = time("ends_at", &spec.ends_at)?;
+    if ends_at_ns <= starts_at_ns {
+        return Err(invalid("ends_at", "must be after starts_at"));
+    }
+    if ends_at_ns <= now_ns {
+        return Err(invalid("ends_at", "is in the past"));
+    }
+    if spec.comment.chars().count() > MAX_COMMENT_CHARS {
+        return Err(invalid(
+            "comment",
+            format!("at most {MAX_COMMENT_CHARS} characters"),
+        ));
+    }
+    Ok(Silence {
+        id: new_id(),
+        project: project.to_string(),
+        matchers: spec.matchers,
+        starts_at_ns,
+        ends_at_ns,
+        comment: spec.comment,
+        created_by: spec.created_by,
+        key_id: key_id.to_string(),
+        updated_at_ns: now_ns,
+    })
+}
+
+fn new_id() -> String {
+    hex::encode(rand::random::<[u8; 16]>())
+}
+
+/// Every silence, with the matchers compiled, backed by one file.
+pub struct Silences {
+    path: PathBuf,
+    silences: Vec<(Silence, Vec<Matcher>)>,
+}
+
+impl Silences {
+    /// Loads the file, if there is one.
+    pub fn open(path: PathBuf) -> std::io::Result<Silences> {
+        let stored: Vec<Silence> = match std::fs::read(&path) {
+            Ok(bytes) => serde_json::from_slice(&bytes)
+                .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+            Err(e) => return Err(e),
+        };
+        let silences = stored
+            .into_iter()
+            .filter_map(|s| matchers(&s.matchers).ok().map(|m| (s, m)))
+            .collect();
+        Ok(Silences { path, silences })
+    }
+
+    pub fn add(&mut self, silence: Silence) -> std::io::Result<()> {
+        let compiled = matchers(&silence.matchers).map_err(std::io::Error::other)?;
+        self.silences.push((silence, compiled));
+        self.save()
+    }
+
+    /// Expires a silence of `project` now; false when there is no such silence.
+    pub fn expire(&mut self, project: &str, id: &str, now_ns: i64) -> std::io::Result<bool> {
+        let Some((silence, _)) = self
+            .silences
+            .iter_mut()
+            .find(|(s, _)| s.id == id && s.project == project)
+        else {
+            return Ok(false);
+        };
+        if silence.state(now_ns) != SilenceState::Expired {
+            silence.ends_at_ns = now_ns;
+            silence.starts_at_ns = silence.starts_at_ns.min(now_ns);
+            silence.updated_at_ns = now_ns;
+            self.save()?;
+        }
+        Ok(true)
+    }
+
+    pub fn get(&self, project: &str, id: &str) -> Option<&Silence> {
+        self.silences
+            .iter()
+            .map(|(s, _)| s)
+            .find(|s| s.id == id && s.project == project)
+    }
+
+    /// The project's silences, newest first, long-expired ones dropped.
+    pub fn list(&self, project: &str) -> Vec<&Silence> {
+        let mut list: Vec<&Silence> = self
+            .silences
+            .iter()
+            .map(|(s, _)| s)
+            .filter(|s| s.project == project)
+            .collect();
+        list.sort_by_key(|s| std::cmp::Reverse(s.updated_at_ns));
+        list
+    }
+
+    /// The ids of the active silences that mute an alert with these labels.
+    pub fn muting(&self, project: &str, labels: &Labels, now_ns: i64) -> Vec<String> {
+        self.silences
+            .iter()
+            .filter(|(s, m)| {
+                s.project == project
+                    && s.state(now_ns) == SilenceState::Active
+                    && all_match(m, labels)
+            })
+            .map(|(s, _)| s.id.clone())
+            .collect()
+    }
+
+    /// Drops silences expired longer than the retention ago.
+    pub fn collect_garbage(&mut self, now_ns: i64) -> std::io::Result<()> {
+        let before = self.silences.len();
+        self.silences
+            .retain(|(s, _)| now_ns - s.ends_at_ns < EXPIRED_RETENTION_NS);
+        if self.silences.len() != before {
+            self.save()?;
+        }
+        Ok(())
+    }
+
+    fn save(&self) -> std::io::Result<()> {
+        let stored: Vec<&Silence> = self.silences.iter().map(|(s, _)| s).collect();
+        let bytes = serde_json::to_vec_pretty(&stored).map_err(std::io::Error::other)?;
+        write_private_file(&self.path, &bytes)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::labels::MatchOp;
+
+    const S: i64 = 1_000_000_000;
+
+    fn spec(matchers: Vec<MatcherSpec>, ends_at: &str) -> SilenceSpec {
+        SilenceSpec {
+            matchers,
+            starts_at: None,
+            ends_at: ends_at.into(),
+            comment: "deploy".into(),
+            created_by: "oncall".into(),
+        }
+    }
+
+    fn m(name: &str, op: MatchOp, value: &str) -> MatcherSpec {
+        MatcherSpec {
+            name: name.into(),
+            op,
+            value: value.into(),
+        }
+    }
+
+    #[test]
+    fn a_silence_mutes_matching_alerts_of_its_project_while_active() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("silences.json");
+        let mut silences = Silences::open(path.clone()).unwrap();
+        let now = parse_rfc3339("2026-11-24T10:00:00Z").unwrap();
+        let s = check(
+            spec(
+                vec![
+                    m("alertname", MatchOp::Equal, "HighErrors"),
+                    m("agent", MatchOp::Regex, "support-.*"),
+                ],
+                "2026-11-24T11:00:00Z",
+            ),
+            "default",
+            "key1",
+            now,
+        )
+        .unwrap();
+        let id = s.id.clone();
+        silences.add(s).unwrap();
+        let labels: Labels = [
+            ("alertname".to_string(), "HighErrors".to_string()),
+            ("agent".to_string(), "support-bot".to_string()),
+        ]
+        .into();
+        assert_eq!(silences.muting("default", &labels, now), vec![id.clone()]);
+        assert!(silences.muting("other", &labels, now).is_empty());
+        assert!(
+            silences
+                .muting("default", &labels, now + 3600 * S)
+                .is_empty()
+        );
+        let mut other = labels.clone();
+        other.insert("agent".into(), "billing".into());
+        assert!(silences.muting("default", &other, now).is_empty());
+
+        // Survives a reopen; expiring ends it now and keeps it listed.
+        let mut silences = Silences::open(path).unwrap();
+        assert!(silences.expire("default", &id, now + S).unwrap());
+        assert!(silences.muting("default", &labels, now + S).is_empty());
+        assert_eq!(
+            silences.get("default", &id).unwrap().state(now + S),
+            SilenceState::Expired
+        );
+        assert!(!silences.expire("other", &id, now).unwrap());
+        silences
+            .collect_garbage(now + EXPIRED_RETENTION_NS + 2 * S)
+            .unwrap();
+        assert!(silences.list("default").is_empty());
+    }
+
+    #[test]
+    fn bad_silences_are_refused_with_the_field() {
+        let now = parse_rfc3339("2026-11-24T10:00:00Z").unwrap();
+        let refuse = |spec: SilenceSpec| check(spec, "p", "k", now).unwrap_err().field;
+        assert_eq!(refuse(spec(vec![], "2026-11-24T11:00:00Z")), "matchers");
+        assert_eq!(
+            refuse(spec(
+                vec![m("a", MatchOp::Regex, ".*")],
+                "2026-11-24T11:00:00Z"
+            )),
+            "matchers"
+        );
+        assert_eq!(
+            refuse(spec(
+                vec![m("a", MatchOp::Regex, "(")],
+                "2026-11-24T11:00:00Z"
+            )),
+            "matchers"
+        );
+        assert_eq!(
+            refuse(spec(vec![m("a", MatchOp::Equal, "x")], "tomorrow")),
+            "ends_at"
+        );
+        assert_eq!(
+            refuse(spec(
+                vec![m("a", MatchOp::Equal, "x")],
+                "2026-11-24T09:00:00Z"
+            )),
+            "ends_at"
+        );
+    }
+}
