@@ -360,6 +360,27 @@ mod tests {
     }
 
     #[test]
+    fn the_default_rule_pack_in_deploy_loads() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/alerts.toml");
+        let secret = |_: &str| Some("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw".to_string());
+        let loaded = vigil_alerts::config::load_file(&path, 60_000_000_000, &secret).unwrap();
+        let names: Vec<&str> = loaded.rules.iter().map(|r| r.name()).collect();
+        for name in [
+            "run-error-spike",
+            "run-p99-over-sla",
+            "token-usage-anomaly",
+            "tool-failure-rate-increase",
+            "completion-rate-low",
+            "cost-per-run-spike",
+            "tool-call-loops",
+        ] {
+            assert!(names.contains(&name), "{name} is missing from {names:?}");
+        }
+        assert_eq!(loaded.receivers.len(), 2);
+        assert_eq!(loaded.inhibit_rules.len(), 1);
+    }
+
+    #[test]
     fn the_example_clickhouse_configs_parse_and_validate() {
         let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/clickhouse");
         for (file, cluster) in [("single-node.toml", None), ("cluster.toml", Some("vigil"))] {

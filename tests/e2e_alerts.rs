@@ -200,7 +200,17 @@ fn rules_file(dir: &Path, oncall: &Receiver, flaky: &Receiver) -> PathBuf {
 
 /// Sends `n` runs of `agent`, each with this outcome, started a second ago.
 async fn send_runs(vigil: &Vigil, agent: &str, outcome: v1::Outcome, n: usize, seed: u64) {
-    let start = now_ns() - 1_000_000_000;
+    send_runs_at(vigil, agent, outcome, n, seed, now_ns() - 1_000_000_000).await
+}
+
+async fn send_runs_at(
+    vigil: &Vigil,
+    agent: &str,
+    outcome: v1::Outcome,
+    n: usize,
+    seed: u64,
+    start: i64,
+) {
     let runs = (0..n)
         .map(|i| v1::Run {
             trace_id: format!("{:016x}{:016x}", seed, i as u64 + 1),
@@ -505,6 +515,73 @@ async fn rules_through_the_api_and_the_file(store: Store) {
         "a file rule cannot be replaced through the API"
     );
 
+    // An anomaly rule: failed runs in the last 10 minutes against the same 10 minutes on each of
+    // the 7 days before. anomaly-bot failed 10 times a day and 100 times now (ratio 10): it
+    // fires; steady-bot failed 10 times a day and 20 times now (ratio 2): it does not.
+    let day = 86_400 * 1_000_000_000i64;
+    let now = now_ns();
+    for k in 1..=7 {
+        let at = now - k * day - 60_000_000_000;
+        send_runs_at(
+            &vigil,
+            "anomaly-bot",
+            v1::Outcome::Failure,
+            10,
+            100 + k as u64,
+            at,
+        )
+        .await;
+        send_runs_at(
+            &vigil,
+            "steady-bot",
+            v1::Outcome::Failure,
+            10,
+            200 + k as u64,
+            at,
+        )
+        .await;
+    }
+    send_runs(&vigil, "anomaly-bot", v1::Outcome::Failure, 100, 300).await;
+    send_runs(&vigil, "steady-bot", v1::Outcome::Failure, 20, 301).await;
+    let anomaly = json!({"metric": "failed_runs", "group_by": ["agent"], "window": "10m",
+        "interval": "1s", "baseline": "same_window_last_7d", "ratio_above": 3, "min_baseline": 5,
+        "annotations": {"summary": "{{ $value }} failed, {{ $baseline }} usually"}});
+    assert_eq!(put("failed-runs-anomaly", anomaly).await.0, 201);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let firing = loop {
+        let (_, body) = vigil.get("/api/v1/alerts").await;
+        let alerts = body["alerts"].as_array().unwrap().clone();
+        if let Some(alert) = alerts.iter().find(|a| a["rule"] == "failed-runs-anomaly") {
+            break (alert.clone(), alerts);
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the anomaly did not fire: {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let (alert, alerts) = firing;
+    assert_eq!(alert["labels"]["agent"], "anomaly-bot");
+    assert_eq!(alert["value"], 100.0);
+    assert_eq!(alert["baseline"], 10.0);
+    assert_eq!(alert["annotations"]["summary"], "100 failed, 10 usually");
+    assert_eq!(
+        alerts
+            .iter()
+            .filter(|a| a["rule"] == "failed-runs-anomaly")
+            .count(),
+        1,
+        "steady-bot must not fire: {alerts:?}"
+    );
+    let (status, _) = request(
+        &vigil,
+        reqwest::Method::DELETE,
+        "/api/v1/alert-rules/failed-runs-anomaly",
+        None,
+    )
+    .await;
+    assert_eq!(status, 200);
+
     // Created (201), replaced (200), read, listed, deleted.
     let rule = json!({"metric": "tool_error_rate", "group_by": ["tool"], "window": "15m", "op": ">", "threshold": 0.2, "for": "5m"});
     assert_eq!(put("tool-failures", rule.clone()).await.0, 201);
@@ -640,4 +717,35 @@ on_both_stores!(alerts_fire_resolve_and_survive_restarts);
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn rules_through_the_api_and_the_file_embedded() {
     rules_through_the_api_and_the_file(Store::Embedded).await
+}
+
+/// A smoke run of `vigil bench alerts` on both stores: the harness works, and the two stores,
+/// holding the same data, raise the same number of alerts for the same rules.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_alerts_benchmark_runs() {
+    let ch = support::clickhouse::ClickHouse::shared();
+    let dir = tempfile::tempdir().unwrap();
+    let out = support::cli(&[
+        "bench",
+        "alerts",
+        "--smoke",
+        "--json",
+        "--data-dir",
+        dir.path().to_str().unwrap(),
+        "--clickhouse-url",
+        &ch.url(),
+    ]);
+    let report: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(report["rules"], 50, "{report}");
+    assert!(report["batches"].as_u64().unwrap() > 1, "{report}");
+    let stores = report["stores"].as_array().unwrap();
+    assert_eq!(stores.len(), 2, "{report}");
+    for store in stores {
+        assert!(store["round_seconds"].as_f64().unwrap() > 0.0, "{report}");
+    }
+    assert!(stores[0]["active_alerts"].as_u64().unwrap() > 0, "{report}");
+    assert_eq!(
+        stores[0]["active_alerts"], stores[1]["active_alerts"],
+        "{report}"
+    );
 }

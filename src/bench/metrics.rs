@@ -38,14 +38,14 @@ use vigil_schemas::{
 use super::SpawnedCollector;
 
 /// The generated runs start in the 24 hours before this instant.
-const END: &str = "2026-11-23T12:00:00Z";
+pub(super) const END: &str = "2026-11-23T12:00:00Z";
 const HOUR_NS: i64 = 3_600_000_000_000;
 /// The project of the generated rows: the bootstrap key's.
 const PROJECT: &str = "default";
 /// Runs generated and written per batch (bounded memory).
 const RUNS_PER_BATCH: usize = 50_000;
 const DUCKDB_SCRIPT: &str = include_str!("duckdb_metrics.py");
-const DATABASE: &str = "vigil_bench_metrics";
+pub(super) const DATABASE: &str = "vigil_bench_metrics";
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct MetricsBenchArgs {
@@ -283,9 +283,9 @@ pub async fn run(mut args: MetricsBenchArgs) -> anyhow::Result<MetricsBenchRepor
 // ---- the data ----
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Data {
-    runs: usize,
-    spans_per_run: usize,
+pub(super) struct Data {
+    pub(super) runs: usize,
+    pub(super) spans_per_run: usize,
 }
 
 impl Data {
@@ -423,7 +423,7 @@ impl Data {
 }
 
 /// Loads the embedded store unless it already holds `data`; the seconds it took.
-async fn load_embedded(data: &Data, dir: &Path) -> anyhow::Result<Option<f64>> {
+pub(super) async fn load_embedded(data: &Data, dir: &Path) -> anyhow::Result<Option<f64>> {
     let marker = dir.join("bench-data.txt");
     if std::fs::read_to_string(&marker).ok().as_deref() == Some(data.describe().as_str()) {
         return Ok(None);
@@ -445,7 +445,10 @@ async fn load_embedded(data: &Data, dir: &Path) -> anyhow::Result<Option<f64>> {
 }
 
 /// Loads ClickHouse unless the database already holds `data`; the seconds it took.
-async fn load_clickhouse(data: &Data, config: &ClickHouseConfig) -> anyhow::Result<Option<f64>> {
+pub(super) async fn load_clickhouse(
+    data: &Data,
+    config: &ClickHouseConfig,
+) -> anyhow::Result<Option<f64>> {
     let client = config.client_for(&config.url).with_database("default");
     let described = data.describe();
     let stored: Option<String> = client

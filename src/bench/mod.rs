@@ -17,6 +17,7 @@ use anyhow::{Context, bail};
 use serde::Serialize;
 use tokio::task::JoinSet;
 
+mod alerts;
 mod clickhouse_ingest;
 mod metrics;
 
@@ -191,6 +192,9 @@ pub enum BenchCommand {
     /// The dashboard's metric queries over 1,000,000 runs / 10,000,000 spans on each store,
     /// through the API, against the same SQL in DuckDB and in `clickhouse-client`.
     Metrics(metrics::MetricsBenchArgs),
+    /// 1,000 alert rules evaluated over 1,000,000 runs / 10,000,000 spans on each store, against
+    /// the 60 s interval they must fit in.
+    Alerts(alerts::AlertsBenchArgs),
 }
 
 /// `vigil bench ingest`.
@@ -283,6 +287,7 @@ pub async fn run_cli(command: BenchCommand) -> anyhow::Result<()> {
             print_report(&report, args.json)
         }
         BenchCommand::Metrics(args) => print_report(&metrics::run(args.clone()).await?, args.json),
+        BenchCommand::Alerts(args) => print_report(&alerts::run(args.clone()).await?, args.json),
         BenchCommand::Clickhouse(args) => {
             print_report(&clickhouse_ingest::run(args.clone()).await?, args.json)
         }

@@ -57,6 +57,23 @@ pub(crate) struct Statement {
 }
 
 /// The statements that answer `plan` for one project, with bound parameters.
+/// Which keys a newest-version subquery reads. Picking the newest version is the costly step of
+/// every statement, so the keys are narrowed first, always to a superset of those that count.
+#[derive(Debug, Clone, Copy)]
+enum Restrict {
+    /// Every key in the days read.
+    Nothing,
+    /// The keys of the counted runs' traces (their calls and scores).
+    CountedRuns,
+    /// The traces with a row of this table (passing the condition) that started in the range.
+    /// A key whose newest version started in the range is among them, so the answer is exact;
+    /// the newest version is then picked among the range's traces rather than among every
+    /// trace of its days (measured on 10,000,000 spans: a 5-minute window's tool error rate
+    /// from 7 s to 1 s on the embedded store). Only for ranges covering less than half of their
+    /// days; for longer ones it would cost more than it saves.
+    StartedInRange(Table, Option<&'static str>),
+}
+
 pub(crate) fn compile(plan: &MetricPlan, project_id: &str, dialect: Dialect) -> Vec<Statement> {
     let placeholders = match dialect {
         Dialect::ClickHouse => Placeholders::Question,
@@ -381,7 +398,7 @@ impl<'p> Compiler<'p> {
             &self.run_columns(true),
             Some(days),
             None,
-            false,
+            Restrict::StartedInRange(Table::Runs, None),
         );
         sql.push(" AS v WHERE start_time_ns >= ");
         sql.int(self.plan.from_ns);
@@ -510,7 +527,7 @@ impl<'p> Compiler<'p> {
             &columns,
             None,
             Some("kind IN ('model', 'tool')"),
-            true,
+            Restrict::CountedRuns,
         );
         sql.push(" AS s WHERE status = 'error' GROUP BY trace_id)");
     }
@@ -534,7 +551,7 @@ impl<'p> Compiler<'p> {
             &["trace_id", "score_id", "bool_value"],
             None,
             None,
-            true,
+            Restrict::CountedRuns,
         );
         sql.push(" AS s GROUP BY trace_id)");
     }
@@ -553,7 +570,7 @@ impl<'p> Compiler<'p> {
             columns,
             None,
             Some(kind.condition()),
-            true,
+            Restrict::CountedRuns,
         );
     }
 
@@ -627,7 +644,7 @@ impl<'p> Compiler<'p> {
             &columns,
             Some(days),
             Some(kind.condition()),
-            false,
+            Restrict::StartedInRange(Table::Spans, Some(kind.condition())),
         );
         sql.push(" AS v WHERE start_time_ns >= ");
         sql.int(self.plan.from_ns);
@@ -650,7 +667,7 @@ impl<'p> Compiler<'p> {
                 &self.run_columns(false),
                 Some(days),
                 None,
-                false,
+                Restrict::StartedInRange(Table::Spans, Some(kind.condition())),
             );
             sql.push(" AS v WHERE 1 = 1");
             self.filters(sql, Subject::Run);
@@ -807,8 +824,8 @@ impl<'p> Compiler<'p> {
     }
 
     /// `(SELECT <columns> …)`: the newest version of each key of `table` in the project, read
-    /// from the given days (whole days, by the table's time column) or from all, and only of the
-    /// counted runs when `of_counted_runs`.
+    /// from the given days (whole days, by the table's time column) or from all, of the keys
+    /// `restrict` lets through.
     ///
     /// Each store picks it the way it does fastest (measured on 10,000,000 spans, BENCHMARKS.md):
     /// ClickHouse 18.16 sorts the versions (`ORDER BY <version order> DESC LIMIT 1 BY key`;
@@ -822,7 +839,7 @@ impl<'p> Compiler<'p> {
         columns: &[&'static str],
         days: Option<(i64, i64)>,
         condition: Option<&'static str>,
-        of_counted_runs: bool,
+        restrict: Restrict,
     ) {
         let keys = &table.key_columns()[1..];
         let values: Vec<&'static str> = columns
@@ -848,7 +865,7 @@ impl<'p> Compiler<'p> {
                     sql.push(", ");
                     sql.push(column);
                 }
-                self.rows_of(sql, table, days, condition, of_counted_runs);
+                self.rows_of(sql, table, days, condition, restrict);
                 sql.push(" ORDER BY ");
                 list(sql, version_order, " DESC");
                 sql.push(" LIMIT 1 BY ");
@@ -876,7 +893,7 @@ impl<'p> Compiler<'p> {
                     sql.push(") AS ");
                     sql.push(NEWEST_ALIASES[i]);
                 }
-                self.rows_of(sql, table, days, condition, of_counted_runs);
+                self.rows_of(sql, table, days, condition, restrict);
                 sql.push(" GROUP BY ");
                 list(sql, keys, "");
                 sql.push(") AS newest)");
@@ -885,14 +902,14 @@ impl<'p> Compiler<'p> {
     }
 
     /// ` FROM <table> WHERE …`: the project's rows of `table`, in `days`, passing `condition`,
-    /// of the counted runs when `of_counted_runs`.
+    /// of the keys `restrict` lets through.
     fn rows_of(
         &self,
         sql: &mut Sql,
         table: Table,
         days: Option<(i64, i64)>,
         condition: Option<&'static str>,
-        of_counted_runs: bool,
+        restrict: Restrict,
     ) {
         let time_column = if table == Table::Scores {
             "time_ns"
@@ -927,9 +944,28 @@ impl<'p> Compiler<'p> {
                 }
             }
         }
-        if of_counted_runs {
-            self.of_counted_runs(sql);
+        match restrict {
+            Restrict::Nothing => {}
+            Restrict::CountedRuns => self.of_counted_runs(sql),
+            // A range covering most of its days would not narrow anything worth the extra scan.
+            Restrict::StartedInRange(..) if !self.range_is_narrow() => {}
+            Restrict::StartedInRange(table, condition) => {
+                let days = (day_of(self.plan.from_ns), day_of(self.plan.to_ns - 1));
+                sql.push(" AND trace_id IN (SELECT trace_id");
+                self.rows_of(sql, table, Some(days), condition, Restrict::Nothing);
+                sql.push(" AND start_time_ns >= ");
+                sql.int(self.plan.from_ns);
+                sql.push(" AND start_time_ns < ");
+                sql.int(self.plan.to_ns);
+                sql.push(")");
+            }
         }
+    }
+
+    /// Whether the range covers less than half of the days it touches.
+    fn range_is_narrow(&self) -> bool {
+        let days = day_of(self.plan.to_ns - 1) - day_of(self.plan.from_ns) + 1;
+        (self.plan.to_ns - self.plan.from_ns).saturating_mul(2) < days * NANOS_PER_DAY
     }
 
     fn integer(&self, sql: &mut Sql, expr: &'static str) {
