@@ -251,6 +251,10 @@ async fn request(
     (status, response.json().await.unwrap_or(Value::Null))
 }
 
+async fn delete(vigil: &Vigil, path: &str) -> u16 {
+    request(vigil, reqwest::Method::DELETE, path, None).await.0
+}
+
 /// Waits until every rule has been evaluated after `since_ns` (a start or a restart).
 async fn wait_evaluated(vigil: &Vigil, since_ns: i64) {
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -573,14 +577,10 @@ async fn rules_through_the_api_and_the_file(store: Store) {
         1,
         "steady-bot must not fire: {alerts:?}"
     );
-    let (status, _) = request(
-        &vigil,
-        reqwest::Method::DELETE,
-        "/api/v1/alert-rules/failed-runs-anomaly",
-        None,
-    )
-    .await;
-    assert_eq!(status, 200);
+    assert_eq!(
+        delete(&vigil, "/api/v1/alert-rules/failed-runs-anomaly").await,
+        200
+    );
 
     // Created (201), replaced (200), read, listed, deleted.
     let rule = json!({"metric": "tool_error_rate", "group_by": ["tool"], "window": "15m", "op": ">", "threshold": 0.2, "for": "5m"});
@@ -614,22 +614,14 @@ async fn rules_through_the_api_and_the_file(store: Store) {
     vigil.restart();
     let (_, listed) = vigil.get("/api/v1/alert-rules").await;
     assert_eq!(names(&listed), vec!["from-file", "tool-failures"]);
-    let (status, _) = request(
-        &vigil,
-        reqwest::Method::DELETE,
-        "/api/v1/alert-rules/tool-failures",
-        None,
-    )
-    .await;
-    assert_eq!(status, 200);
-    let (status, _) = request(
-        &vigil,
-        reqwest::Method::DELETE,
-        "/api/v1/alert-rules/tool-failures",
-        None,
-    )
-    .await;
-    assert_eq!(status, 404);
+    assert_eq!(
+        delete(&vigil, "/api/v1/alert-rules/tool-failures").await,
+        200
+    );
+    assert_eq!(
+        delete(&vigil, "/api/v1/alert-rules/tool-failures").await,
+        404
+    );
 
     // The file changes: reloaded without a signal.
     std::fs::write(

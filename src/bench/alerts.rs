@@ -14,7 +14,7 @@
 //!    the end of the generated data, so every window holds data. Repeated `--repetitions`
 //!    times; the median round is reported, with its slowest batch.
 
-use std::{fmt, path::PathBuf, sync::Arc, time::Instant};
+use std::{fmt, sync::Arc, time::Instant};
 
 use anyhow::Context;
 use rand::{Rng, SeedableRng, rngs::StdRng, seq::IndexedRandom};
@@ -26,9 +26,9 @@ use vigil_alerts::{
     rule::{Rule, RuleSpec},
 };
 use vigil_query::{ClickHouseStore, EmbeddedStore, TraceStore};
-use vigil_schemas::{clickhouse::ClickHouseConfig, time::parse_rfc3339};
+use vigil_schemas::time::parse_rfc3339;
 
-use super::metrics::{DATABASE, Data, END, load_clickhouse, load_embedded};
+use super::metrics::{DataArgs, END, Loaded};
 
 /// The interval the whole rule set must be evaluated within.
 const INTERVAL_SECONDS: f64 = 60.0;
@@ -38,19 +38,9 @@ pub struct AlertsBenchArgs {
     /// Alert rules to evaluate.
     #[arg(long, default_value_t = 1_000)]
     pub rules: usize,
-    /// Runs in the store.
-    #[arg(long, default_value_t = 1_000_000)]
-    pub runs: usize,
-    /// Spans per run: half model calls, half tool calls.
-    #[arg(long, default_value_t = 10)]
-    pub spans_per_run: usize,
-    /// The embedded store (shared with `vigil bench metrics`: kept, and reused when it holds
-    /// the same data).
-    #[arg(long, default_value = "vigil-bench-metrics")]
-    pub data_dir: PathBuf,
-    /// Also evaluate over ClickHouse (HTTP URL), database `vigil_bench_metrics`.
-    #[arg(long)]
-    pub clickhouse_url: Option<String>,
+    /// The data, shared with `vigil bench metrics` (the same generator and kept store).
+    #[command(flatten)]
+    pub data: DataArgs,
     /// Batches evaluated at once.
     #[arg(long, default_value_t = 4)]
     pub concurrency: usize,
@@ -136,26 +126,20 @@ impl fmt::Display for AlertsBenchReport {
 
 pub async fn run(mut args: AlertsBenchArgs) -> anyhow::Result<AlertsBenchReport> {
     if args.smoke {
-        args.runs = args.runs.min(2_000);
+        args.data.runs = args.data.runs.min(2_000);
         args.rules = args.rules.min(50);
         args.repetitions = 1;
     }
-    let data = Data {
-        runs: args.runs,
-        spans_per_run: args.spans_per_run,
-    };
-    let dir = std::path::absolute(&args.data_dir)?;
-    load_embedded(&data, &dir).await?;
+    let Loaded {
+        data,
+        dir,
+        clickhouse,
+        ..
+    } = args.data.load().await?;
     let mut stores: Vec<(String, Arc<dyn TraceStore>)> =
         vec![("embedded".into(), Arc::new(EmbeddedStore::open(&dir)?))];
-    if let Some(url) = &args.clickhouse_url {
-        let config = ClickHouseConfig {
-            url: url.clone(),
-            database: DATABASE.into(),
-            ..ClickHouseConfig::default()
-        };
-        load_clickhouse(&data, &config).await?;
-        stores.push(("clickhouse".into(), Arc::new(ClickHouseStore::new(&config))));
+    if let Some(config) = &clickhouse {
+        stores.push(("clickhouse".into(), Arc::new(ClickHouseStore::new(config))));
     }
 
     let rules: Vec<Arc<Rule>> = rule_set(args.rules)?.into_iter().map(Arc::new).collect();

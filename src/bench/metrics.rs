@@ -45,23 +45,12 @@ const PROJECT: &str = "default";
 /// Runs generated and written per batch (bounded memory).
 const RUNS_PER_BATCH: usize = 50_000;
 const DUCKDB_SCRIPT: &str = include_str!("duckdb_metrics.py");
-pub(super) const DATABASE: &str = "vigil_bench_metrics";
+const DATABASE: &str = "vigil_bench_metrics";
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct MetricsBenchArgs {
-    /// Runs to load.
-    #[arg(long, default_value_t = 1_000_000)]
-    pub runs: usize,
-    /// Spans per run: half model calls, half tool calls.
-    #[arg(long, default_value_t = 10)]
-    pub spans_per_run: usize,
-    /// Where the embedded store is generated; kept, and reused when it holds the same data.
-    #[arg(long, default_value = "vigil-bench-metrics")]
-    pub data_dir: PathBuf,
-    /// Also load ClickHouse (HTTP URL) into the database `vigil_bench_metrics`, and compare with
-    /// `clickhouse-client`.
-    #[arg(long)]
-    pub clickhouse_url: Option<String>,
+    #[command(flatten)]
+    pub data: DataArgs,
     /// ClickHouse's native port, for `clickhouse-client`.
     #[arg(long, default_value_t = 9000)]
     pub clickhouse_port: u16,
@@ -77,6 +66,67 @@ pub struct MetricsBenchArgs {
     /// Print the report as JSON.
     #[arg(long)]
     pub json: bool,
+}
+
+/// The generated data the query benchmarks (`metrics`, `alerts`) read, and where it is kept.
+#[derive(clap::Args, Debug, Clone)]
+pub struct DataArgs {
+    /// Runs to load.
+    #[arg(long, default_value_t = 1_000_000)]
+    pub runs: usize,
+    /// Spans per run: half model calls, half tool calls.
+    #[arg(long, default_value_t = 10)]
+    pub spans_per_run: usize,
+    /// Where the embedded store is generated; kept, and reused when it holds the same data.
+    #[arg(long, default_value = "vigil-bench-metrics")]
+    pub data_dir: PathBuf,
+    /// Also load ClickHouse (HTTP URL) into the database `vigil_bench_metrics`.
+    #[arg(long)]
+    pub clickhouse_url: Option<String>,
+}
+
+/// The data, loaded where it was not already.
+pub(super) struct Loaded {
+    pub data: Data,
+    /// The embedded store's directory.
+    pub dir: PathBuf,
+    pub clickhouse: Option<ClickHouseConfig>,
+    /// The stores loaded now, and the seconds it took.
+    pub load_seconds: Vec<(String, f64)>,
+}
+
+impl DataArgs {
+    pub(super) async fn load(&self) -> anyhow::Result<Loaded> {
+        let data = Data {
+            runs: self.runs,
+            spans_per_run: self.spans_per_run,
+        };
+        let mut load_seconds = Vec::new();
+        let dir = std::path::absolute(&self.data_dir)?;
+        if let Some(seconds) = load_embedded(&data, &dir).await? {
+            load_seconds.push(("the embedded store".to_string(), seconds));
+        }
+        let clickhouse = match &self.clickhouse_url {
+            Some(url) => {
+                let config = ClickHouseConfig {
+                    url: url.clone(),
+                    database: DATABASE.into(),
+                    ..ClickHouseConfig::default()
+                };
+                if let Some(seconds) = load_clickhouse(&data, &config).await? {
+                    load_seconds.push(("ClickHouse".to_string(), seconds));
+                }
+                Some(config)
+            }
+            None => None,
+        };
+        Ok(Loaded {
+            data,
+            dir,
+            clickhouse,
+            load_seconds,
+        })
+    }
 }
 
 /// The dashboard's questions.
@@ -182,32 +232,15 @@ impl fmt::Display for MetricsBenchReport {
 
 pub async fn run(mut args: MetricsBenchArgs) -> anyhow::Result<MetricsBenchReport> {
     if args.smoke {
-        args.runs = args.runs.min(2_000);
+        args.data.runs = args.data.runs.min(2_000);
         args.repetitions = 1;
     }
-    let data = Data {
-        runs: args.runs,
-        spans_per_run: args.spans_per_run,
-    };
-    let mut load_seconds = Vec::new();
-    let embedded_dir = std::path::absolute(&args.data_dir)?;
-    if let Some(seconds) = load_embedded(&data, &embedded_dir).await? {
-        load_seconds.push(("the embedded store".to_string(), seconds));
-    }
-    let clickhouse = match &args.clickhouse_url {
-        Some(url) => {
-            let config = ClickHouseConfig {
-                url: url.clone(),
-                database: DATABASE.into(),
-                ..ClickHouseConfig::default()
-            };
-            if let Some(seconds) = load_clickhouse(&data, &config).await? {
-                load_seconds.push(("ClickHouse".to_string(), seconds));
-            }
-            Some(config)
-        }
-        None => None,
-    };
+    let Loaded {
+        data,
+        dir: embedded_dir,
+        clickhouse,
+        load_seconds,
+    } = args.data.load().await?;
 
     let queries = dashboard();
     let embedded = time_api(
@@ -423,7 +456,7 @@ impl Data {
 }
 
 /// Loads the embedded store unless it already holds `data`; the seconds it took.
-pub(super) async fn load_embedded(data: &Data, dir: &Path) -> anyhow::Result<Option<f64>> {
+async fn load_embedded(data: &Data, dir: &Path) -> anyhow::Result<Option<f64>> {
     let marker = dir.join("bench-data.txt");
     if std::fs::read_to_string(&marker).ok().as_deref() == Some(data.describe().as_str()) {
         return Ok(None);
@@ -445,10 +478,7 @@ pub(super) async fn load_embedded(data: &Data, dir: &Path) -> anyhow::Result<Opt
 }
 
 /// Loads ClickHouse unless the database already holds `data`; the seconds it took.
-pub(super) async fn load_clickhouse(
-    data: &Data,
-    config: &ClickHouseConfig,
-) -> anyhow::Result<Option<f64>> {
+async fn load_clickhouse(data: &Data, config: &ClickHouseConfig) -> anyhow::Result<Option<f64>> {
     let client = config.client_for(&config.url).with_database("default");
     let described = data.describe();
     let stored: Option<String> = client
