@@ -1525,6 +1525,21 @@ mod tests {
                 "Score",
                 serde_json::to_value(score_view(ScoreRow::default())).unwrap(),
             ),
+            (
+                "Silence",
+                vigil_alerts::silence::Silence {
+                    id: "s".into(),
+                    project: "p".into(),
+                    matchers: Vec::new(),
+                    starts_at_ns: 0,
+                    ends_at_ns: 1,
+                    comment: String::new(),
+                    created_by: String::new(),
+                    key_id: "vk_test".into(),
+                    updated_at_ns: 0,
+                }
+                .view(0),
+            ),
         ];
         for (name, value) in views {
             let schema = &DOCUMENT["components"]["schemas"][name];
