@@ -427,13 +427,17 @@ async fn alerts_fire_resolve_and_survive_restarts(store: Store) {
     .await;
 }
 
-async fn assert_metrics(vigil: &Vigil, lines: &[&str]) {
-    let metrics = reqwest::get(format!("{}/metrics", vigil.http()))
+async fn metrics_text(vigil: &Vigil) -> String {
+    reqwest::get(format!("{}/metrics", vigil.http()))
         .await
         .unwrap()
         .text()
         .await
-        .unwrap();
+        .unwrap()
+}
+
+async fn assert_metrics(vigil: &Vigil, lines: &[&str]) {
+    let metrics = metrics_text(vigil).await;
     for line in lines {
         assert!(metrics.contains(line), "{line} not in\n{metrics}");
     }
@@ -644,13 +648,10 @@ async fn rules_through_the_api_and_the_file(store: Store) {
     .unwrap();
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let metrics = reqwest::get(format!("{}/metrics", vigil.http()))
+        if metrics_text(&vigil)
             .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        if metrics.contains("vigil_alert_config_last_reload_successful 0") {
+            .contains("vigil_alert_config_last_reload_successful 0")
+        {
             break;
         }
         assert!(Instant::now() < deadline, "the broken file was not noticed");

@@ -24,7 +24,7 @@
 //! equal = ["agent"]
 //! ```
 
-use std::{collections::BTreeSet, path::Path};
+use std::{collections::BTreeSet, path::Path, sync::Arc};
 
 use base64::Engine as _;
 use serde::{Deserialize, Serialize};
@@ -222,7 +222,7 @@ pub enum ConfigError {
 /// The rules file, checked.
 #[derive(Debug, Clone, Default)]
 pub struct LoadedFile {
-    pub rules: Vec<Rule>,
+    pub rules: Vec<Arc<Rule>>,
     pub receivers: Vec<Receiver>,
     pub inhibit_rules: Vec<InhibitRule>,
 }
@@ -276,7 +276,7 @@ pub fn check_file(
             }
             .into());
         }
-        rules.push(rule);
+        rules.push(Arc::new(rule));
     }
     let inhibit_rules = file
         .inhibit_rules

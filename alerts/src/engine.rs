@@ -68,6 +68,16 @@ struct Health {
     last_error: Option<String>,
 }
 
+impl Health {
+    fn of(at_ns: i64, took: Duration, error: Option<String>) -> Health {
+        Health {
+            last_evaluation_ns: Some(at_ns),
+            last_duration: took,
+            last_error: error,
+        }
+    }
+}
+
 /// A resolved alert, kept until each receiver it routes to was told.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct Resolved {
@@ -103,7 +113,7 @@ impl Core {
         self.file
             .rules
             .iter()
-            .map(|r| (r, Source::File))
+            .map(|r| (r.as_ref(), Source::File))
             .chain(self.api_rules.iter().map(|r| (r.as_ref(), Source::Api)))
     }
 
@@ -113,15 +123,7 @@ impl Core {
     }
 
     fn rebuild_batches(&mut self) {
-        let rules: Vec<Arc<Rule>> = self
-            .file
-            .rules
-            .iter()
-            .cloned()
-            .map(Arc::new)
-            .chain(self.api_rules.iter().cloned())
-            .collect();
-        self.batches = batches(rules);
+        self.batches = batches(self.file.rules.iter().chain(&self.api_rules).cloned());
         let live: BTreeSet<RuleId> = self.rules().map(|(r, _)| id(r)).collect();
         let now = now_ns();
         let gone: Vec<RuleId> = self
@@ -380,12 +382,13 @@ impl AlertEngine {
                 _ = self.changed.notified() => {}
                 Some(event) = inbox.recv() => self.handle(event),
             }
-            let reload = self.reload_requested.swap(false, Ordering::SeqCst)
-                || (last_reload_check.elapsed() >= self.reload_check && self.file_changed());
-            if last_reload_check.elapsed() >= self.reload_check || reload {
+            let check_due = last_reload_check.elapsed() >= self.reload_check;
+            if check_due {
                 last_reload_check = Instant::now();
             }
-            if reload {
+            if self.reload_requested.swap(false, Ordering::SeqCst)
+                || (check_due && self.file_changed())
+            {
                 let _ = self.reload();
             }
             let now = now_ns();
@@ -526,24 +529,25 @@ impl AlertEngine {
             Err(e) => {
                 tracing::warn!(error = %e, rules = batch.rules.len(), "alert rule evaluation failed; alerts keep their state");
                 for rule in &batch.rules {
-                    let health = core.health.entry(id(rule)).or_default();
-                    health.last_evaluation_ns = Some(at_ns);
-                    health.last_error = Some(e.to_string());
-                    health.last_duration = took;
+                    core.health
+                        .insert(id(rule), Health::of(at_ns, took, Some(e.to_string())));
                 }
                 return;
             }
         };
         for (rule, evaluation) in evaluations {
             let key = id(&rule);
-            // The rule may have been changed or removed while its query ran.
-            let Some((current, _)) = core.find(&key.0, &key.1) else {
+            // The rule may have been changed or removed while its query ran: its next turn
+            // evaluates what is there now.
+            if !core
+                .find(&key.0, &key.1)
+                .is_some_and(|(current, _)| current.spec == rule.spec)
+            {
                 continue;
-            };
-            let current = current.clone();
+            }
             let state = core.states.remove(&key).unwrap_or_default();
             let before = state.clone();
-            let (next, transitions) = step(&current, state, &evaluation, at_ns);
+            let (next, transitions) = step(&rule, state, &evaluation, at_ns);
             if next != before {
                 core.dirty = true;
             }
@@ -551,26 +555,15 @@ impl AlertEngine {
                 core.states.insert(key.clone(), next);
             }
             for transition in transitions {
-                core.record(&key.0, &key.1, &current.spec.receivers, transition);
+                core.record(&key.0, &key.1, &rule.spec.receivers, transition);
             }
-            core.health.insert(
-                key,
-                Health {
-                    last_evaluation_ns: Some(at_ns),
-                    last_duration: took,
-                    last_error: None,
-                },
-            );
+            core.health.insert(key, Health::of(at_ns, took, None));
         }
-        let (mut pending, mut firing) = (0, 0);
-        for state in core.states.values() {
-            for instance in state.instances.values() {
-                match instance.phase {
-                    Phase::Pending => pending += 1,
-                    Phase::Firing => firing += 1,
-                }
-            }
-        }
+        let (pending, firing) = core
+            .states
+            .values()
+            .map(RuleState::phases)
+            .fold((0, 0), |(p, f), (p1, f1)| (p + p1, f + f1));
         let rules = core.rules().count() as u64;
         self.telemetry.alerts(rules, pending, firing);
     }
@@ -592,9 +585,7 @@ impl AlertEngine {
             let core: &mut Core = &mut core;
             let inhibit_rules = &core.file.inhibit_rules;
             let muted = |alert: &Alert| {
-                !silences
-                    .muting(&alert.project, &alert.labels, now)
-                    .is_empty()
+                silences.mutes(&alert.project, &alert.labels, now)
                     || inhibit_rules.iter().any(|rule| {
                         rule.inhibits(
                             &alert.labels,
@@ -875,15 +866,7 @@ impl AlertEngine {
 
 fn rule_view(core: &Core, rule: &Rule, source: Source) -> Value {
     let health = core.health.get(&id(rule)).cloned().unwrap_or_default();
-    let (mut pending, mut firing) = (0, 0);
-    if let Some(state) = core.states.get(&id(rule)) {
-        for instance in state.instances.values() {
-            match instance.phase {
-                Phase::Pending => pending += 1,
-                Phase::Firing => firing += 1,
-            }
-        }
-    }
+    let (pending, firing) = core.states.get(&id(rule)).map_or((0, 0), RuleState::phases);
     let mut view = serde_json::to_value(&rule.spec).expect("a rule serializes");
     let object = view.as_object_mut().expect("a rule is an object");
     object.remove("project");

@@ -74,6 +74,18 @@ pub struct RuleState {
     pub instances: BTreeMap<String, Instance>,
 }
 
+impl RuleState {
+    /// Its alerts pending and firing.
+    pub fn phases(&self) -> (u64, u64) {
+        let firing = self
+            .instances
+            .values()
+            .filter(|i| i.phase == Phase::Firing)
+            .count() as u64;
+        (self.instances.len() as u64 - firing, firing)
+    }
+}
+
 /// One evaluation of `rule`: the next state, and the alerts that fired or resolved.
 pub fn step(
     rule: &Rule,

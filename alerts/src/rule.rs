@@ -244,7 +244,7 @@ impl Rule {
 
         for name in spec.labels.keys() {
             check_label_name(name).map_err(|m| fail("labels", m))?;
-            if name == ALERTNAME || spec.plan_fields().any(|f| f == name) {
+            if name == ALERTNAME || spec.group_by.contains(name) {
                 return Err(fail(
                     "labels",
                     format!("{name:?} is set by the rule itself (alertname, group_by fields)"),
@@ -316,12 +316,6 @@ impl Rule {
             .iter()
             .map(|(name, template)| (name.clone(), template.render(&context)))
             .collect()
-    }
-}
-
-impl RuleSpec {
-    fn plan_fields(&self) -> impl Iterator<Item = &str> {
-        self.group_by.iter().map(String::as_str)
     }
 }
 

@@ -230,15 +230,30 @@ impl Silences {
 
     /// The ids of the active silences that mute an alert with these labels.
     pub fn muting(&self, project: &str, labels: &Labels, now_ns: i64) -> Vec<String> {
+        self.active_on(project, labels, now_ns)
+            .map(|s| s.id.clone())
+            .collect()
+    }
+
+    /// Whether an active silence mutes an alert with these labels.
+    pub fn mutes(&self, project: &str, labels: &Labels, now_ns: i64) -> bool {
+        self.active_on(project, labels, now_ns).next().is_some()
+    }
+
+    fn active_on<'a>(
+        &'a self,
+        project: &'a str,
+        labels: &'a Labels,
+        now_ns: i64,
+    ) -> impl Iterator<Item = &'a Silence> + 'a {
         self.silences
             .iter()
-            .filter(|(s, m)| {
+            .filter(move |(s, m)| {
                 s.project == project
                     && s.state(now_ns) == SilenceState::Active
                     && all_match(m, labels)
             })
-            .map(|(s, _)| s.id.clone())
-            .collect()
+            .map(|(s, _)| s)
     }
 
     /// Drops silences expired longer than the retention ago.

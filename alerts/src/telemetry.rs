@@ -80,16 +80,6 @@ impl AlertTelemetry {
             .or_default() += 1;
     }
 
-    /// Delivered notifications to `receiver` so far.
-    pub fn delivered(&self, receiver: &str) -> u64 {
-        self.inner
-            .lock()
-            .notifications
-            .get(&(receiver.to_string(), "delivered"))
-            .copied()
-            .unwrap_or(0)
-    }
-
     /// Prometheus text exposition.
     pub fn render(&self, out: &mut String) {
         let f = self.inner.lock();

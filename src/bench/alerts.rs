@@ -28,7 +28,7 @@ use vigil_alerts::{
 use vigil_query::{ClickHouseStore, EmbeddedStore, TraceStore};
 use vigil_schemas::time::parse_rfc3339;
 
-use super::metrics::{DataArgs, END, Loaded};
+use super::metrics::{AGENTS, DataArgs, END, Loaded};
 
 /// The interval the whole rule set must be evaluated within.
 const INTERVAL_SECONDS: f64 = 60.0;
@@ -266,14 +266,6 @@ fn rule_set(n: usize) -> anyhow::Result<Vec<Rule>> {
     ];
     const MODEL_METRICS: [&str; 3] = ["model_error_rate", "model_latency_p99_ms", "model_calls"];
     const TOOL_METRICS: [&str; 3] = ["tool_error_rate", "tool_latency_p99_ms", "tool_errors"];
-    const AGENTS: [&str; 6] = [
-        "support-bot",
-        "sql-analyst",
-        "researcher",
-        "code-reviewer",
-        "triage",
-        "planner",
-    ];
     let mut rng = StdRng::seed_from_u64(11);
     let mut rules = Vec::with_capacity(n);
     for i in 0..n {

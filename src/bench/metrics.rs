@@ -68,6 +68,16 @@ pub struct MetricsBenchArgs {
     pub json: bool,
 }
 
+/// The agents of the generated runs.
+pub(super) const AGENTS: [&str; 6] = [
+    "support-bot",
+    "sql-analyst",
+    "researcher",
+    "code-reviewer",
+    "triage",
+    "planner",
+];
+
 /// The generated data the query benchmarks (`metrics`, `alerts`) read, and where it is kept.
 #[derive(clap::Args, Debug, Clone)]
 pub struct DataArgs {
@@ -331,14 +341,6 @@ impl Data {
 
     /// The rows of runs `first..first + count`: deterministic for each run, whatever the batch.
     fn batch(&self, first: usize, count: usize) -> IngestBatch {
-        const AGENTS: [&str; 6] = [
-            "support-bot",
-            "sql-analyst",
-            "researcher",
-            "code-reviewer",
-            "triage",
-            "planner",
-        ];
         const MODELS: [&str; 6] = [
             "gpt-4o",
             "gpt-4o-mini",
