@@ -64,6 +64,10 @@ pub enum WalError {
     },
     #[error("record of {0} bytes exceeds the wal record limit of {MAX_RECORD_BYTES} bytes")]
     RecordTooLarge(usize),
+    #[error(
+        "the store has not caught up with the write-ahead log (checkpoint {checkpoint}, waiting for {lsn}); retry later"
+    )]
+    CheckpointTimeout { lsn: u64, checkpoint: u64 },
 }
 
 fn io_err(path: &Path) -> impl FnOnce(io::Error) -> WalError + '_ {
@@ -116,6 +120,9 @@ struct Append {
     payload: Vec<u8>,
     attachment: Option<Attachment>,
     done: oneshot::Sender<Result<u64, WalError>>,
+    /// Not a record: a request to close the current segment after everything queued before it
+    /// (see [`Wal::seal`]); answered with the end of the log.
+    seal: bool,
 }
 
 /// Attachments of the newest durable records, in log order.
@@ -244,6 +251,7 @@ impl Wal {
                     payload,
                     attachment,
                     done,
+                    seal: false,
                 })
                 .map_err(|_| WalError::Closed)?;
         }
@@ -298,15 +306,68 @@ impl Wal {
         }
         write_checkpoint(&self.shared.dir, lsn)?;
         self.shared.checkpoint.store(lsn, Ordering::Release);
+        self.delete_checkpointed_segments();
+        Ok(())
+    }
+
+    /// Deletes the segments wholly before the checkpoint; returns how many.
+    fn delete_checkpointed_segments(&self) -> usize {
+        let lsn = self.checkpoint_lsn();
         let mut segments = self.shared.segments.lock();
+        let mut deleted = 0;
         while segments.len() > 1 && segments[1] <= lsn {
             let start = segments.remove(0);
             let path = segment_path(&self.shared.dir, start);
-            if let Err(e) = fs::remove_file(&path) {
-                tracing::warn!(path = %path.display(), error = %e, "could not delete wal segment");
+            match fs::remove_file(&path) {
+                Ok(()) => deleted += 1,
+                Err(e) => {
+                    tracing::warn!(path = %path.display(), error = %e, "could not delete wal segment")
+                }
             }
         }
-        Ok(())
+        deleted
+    }
+
+    /// Closes the current segment once everything appended before this call is durable, and
+    /// returns the end of the log at that point: every record acknowledged before the call lies
+    /// in segments wholly before it.
+    pub async fn seal(&self) -> Result<u64, WalError> {
+        let (done, wait) = oneshot::channel();
+        {
+            let queue = self.queue.lock();
+            let sender = queue.as_ref().ok_or(WalError::Closed)?;
+            sender
+                .send(Append {
+                    payload: Vec::new(),
+                    attachment: None,
+                    done,
+                    seal: true,
+                })
+                .map_err(|_| WalError::Closed)?;
+        }
+        wait.await.map_err(|_| WalError::Closed)?
+    }
+
+    /// Waits until the checkpoint reaches `lsn` (the store holds everything before it), then
+    /// deletes the segments wholly before the checkpoint, so that nothing before `lsn` remains
+    /// on disk; returns how many segments were deleted. Gives up with
+    /// [`WalError::CheckpointTimeout`] after `timeout` (the store is down or far behind).
+    pub async fn purge_through(
+        &self,
+        lsn: u64,
+        timeout: std::time::Duration,
+    ) -> Result<usize, WalError> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        while self.checkpoint_lsn() < lsn {
+            if tokio::time::Instant::now() >= deadline {
+                return Err(WalError::CheckpointTimeout {
+                    lsn,
+                    checkpoint: self.checkpoint_lsn(),
+                });
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        Ok(self.delete_checkpointed_segments())
     }
 
     /// Stops the writer after it has written and fsync'd everything queued.
@@ -365,6 +426,8 @@ impl SegmentWriter {
                     break;
                 }
             }
+            let (seals, mut group): (Vec<Append>, Vec<Append>) =
+                group.into_iter().partition(|append| append.seal);
             buffer.clear();
             let mut ends = Vec::with_capacity(group.len());
             let mut lsn = self.end;
@@ -404,10 +467,24 @@ impl SegmentWriter {
                     }
                 }
             }
-            if self.end - self.segment_start >= self.segment_bytes
-                && let Err(e) = self.rotate()
-            {
-                tracing::error!(error = %e, "wal segment rotation failed");
+            let full = self.end - self.segment_start >= self.segment_bytes;
+            let sealing = !seals.is_empty() && self.end > self.segment_start;
+            let rotated = if full || sealing {
+                self.rotate().inspect_err(|e| {
+                    tracing::error!(error = %e, "wal segment rotation failed");
+                })
+            } else {
+                Ok(())
+            };
+            for seal in seals {
+                let answer = match &rotated {
+                    Ok(()) => Ok(self.end),
+                    Err(e) => Err(WalError::Io {
+                        path: self.shared.dir.clone(),
+                        source: io::Error::other(e.to_string()),
+                    }),
+                };
+                let _ = seal.done.send(answer);
             }
         }
         if self.fsync {
@@ -764,6 +841,35 @@ mod tests {
         drop(wal);
         let wal = Wal::open(config(dir.path())).unwrap();
         assert_eq!(read_all(&wal), (20..30).map(payload).collect::<Vec<_>>());
+    }
+
+    #[tokio::test]
+    async fn sealing_then_purging_leaves_no_earlier_record_on_disk() {
+        let dir = tempfile::tempdir().unwrap();
+        let wal = Wal::open(WalConfig::new(dir.path())).unwrap();
+        let marker = b"erase-me-0123456789".to_vec();
+        for _ in 0..3 {
+            wal.append(marker.clone()).await.unwrap();
+        }
+        let sealed = wal.seal().await.unwrap();
+        assert_eq!(sealed, wal.durable_lsn());
+        // A seal of an empty segment does not start another one.
+        assert_eq!(wal.seal().await.unwrap(), sealed);
+        assert_eq!(wal.stats().segments, 2);
+        wal.append(payload(1)).await.unwrap();
+
+        let short = std::time::Duration::from_millis(50);
+        assert!(matches!(
+            wal.purge_through(sealed, short).await,
+            Err(WalError::CheckpointTimeout { .. })
+        ));
+        wal.advance_checkpoint(sealed).unwrap();
+        assert_eq!(wal.purge_through(sealed, short).await.unwrap(), 0);
+        for entry in fs::read_dir(dir.path()).unwrap() {
+            let bytes = fs::read(entry.unwrap().path()).unwrap();
+            assert!(!bytes.windows(marker.len()).any(|w| w == marker.as_slice()));
+        }
+        assert_eq!(read_all(&wal), vec![payload(1)]);
     }
 
     #[tokio::test]

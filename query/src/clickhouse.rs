@@ -28,6 +28,10 @@ use vigil_schemas::{
 };
 
 use crate::{
+    audit::{
+        AffectedPlan, AffectedRun, AffectedSummary, DayCount, SessionItem, SessionPage,
+        SessionPageRequest, compile::AuditSql, summary_of,
+    },
     cursor::Cursor,
     error::QueryError,
     metrics::{
@@ -254,10 +258,101 @@ impl TraceStore for ClickHouseStore {
         Ok(assemble(plan, answers))
     }
 
+    async fn affected_summary(
+        &self,
+        project_id: &str,
+        plan: &AffectedPlan,
+    ) -> Result<AffectedSummary, QueryError> {
+        let audit = AuditSql::new(plan, project_id, Dialect::ClickHouse);
+        let (totals, days) = tokio::try_join!(
+            self.fetch::<TotalsRecord>(audit.summary()),
+            self.fetch::<DayRecord>(audit.by_day())
+        )?;
+        let totals = totals
+            .first()
+            .map(|t| {
+                vec![
+                    t.runs as i64,
+                    t.sessions as i64,
+                    t.users as i64,
+                    t.first_seen,
+                    t.last_seen,
+                ]
+            })
+            .unwrap_or_default();
+        let by_day = days
+            .into_iter()
+            .map(|d| DayCount {
+                day: d.day,
+                runs: d.runs,
+                sessions: d.sessions,
+                users: d.users,
+            })
+            .collect();
+        Ok(summary_of(&totals, by_day))
+    }
+
+    async fn affected_sessions(
+        &self,
+        project_id: &str,
+        plan: &AffectedPlan,
+        page: &SessionPageRequest,
+    ) -> Result<SessionPage, QueryError> {
+        let audit = AuditSql::new(plan, project_id, Dialect::ClickHouse);
+        let items = self
+            .fetch::<SessionRecord>(audit.sessions(page))
+            .await?
+            .into_iter()
+            .map(|r| SessionItem {
+                session_id: r.session_id,
+                user_hash: r.user_hash,
+                runs: r.runs,
+                first_seen_ns: r.first_seen,
+                last_seen_ns: r.last_seen,
+            })
+            .collect();
+        Ok(SessionPage::from_items(items, page.limit))
+    }
+
+    async fn affected_runs(
+        &self,
+        project_id: &str,
+        plan: &AffectedPlan,
+    ) -> Result<Vec<AffectedRun>, QueryError> {
+        let audit = AuditSql::new(plan, project_id, Dialect::ClickHouse);
+        self.fetch::<AffectedRun>(audit.runs()).await
+    }
+
     async fn health(&self) -> Result<(), QueryError> {
         let timeout = self.timeout.min(HEALTH_TIMEOUT);
         within(timeout, self.client.query("SELECT 1").execute()).await
     }
+}
+
+#[derive(clickhouse::Row, serde::Deserialize)]
+struct TotalsRecord {
+    runs: u64,
+    sessions: u64,
+    users: u64,
+    first_seen: i64,
+    last_seen: i64,
+}
+
+#[derive(clickhouse::Row, serde::Deserialize)]
+struct DayRecord {
+    day: i64,
+    runs: u64,
+    sessions: u64,
+    users: u64,
+}
+
+#[derive(clickhouse::Row, serde::Deserialize)]
+struct SessionRecord {
+    session_id: String,
+    user_hash: String,
+    runs: u64,
+    first_seen: i64,
+    last_seen: i64,
 }
 
 /// `AND trace_id IN (…)`: runs having a span whose newest version has `column` = `value`.

@@ -23,7 +23,7 @@ use std::{io, path::Path, sync::Arc};
 use async_trait::async_trait;
 use datafusion::{
     arrow::{
-        array::{Array, Int64Array, RecordBatch, StringArray},
+        array::{Array, Int64Array, ListArray, RecordBatch, StringArray},
         compute::cast,
         datatypes::DataType,
         error::ArrowError,
@@ -48,6 +48,10 @@ use vigil_schemas::{
 };
 
 use crate::{
+    audit::{
+        AffectedPlan, AffectedRun, AffectedSummary, DayCount, SessionItem, SessionPage,
+        SessionPageRequest, compile::AuditSql, summary_of,
+    },
     cursor::Cursor,
     error::QueryError,
     metrics::{
@@ -57,7 +61,7 @@ use crate::{
         percentile::{PERCENTILES, exact_percentile_udaf},
         rows::{aggregate_names, from_batches},
     },
-    sql::Value,
+    sql::{Sql, Value},
     store::{ListRequest, RunDetail, RunFilter, RunPage, TraceStore},
     versions::{newest_runs, run_detail},
 };
@@ -313,27 +317,73 @@ impl TraceStore for EmbeddedStore {
     ) -> Result<MetricAnswer, QueryError> {
         let mut answers = Vec::new();
         for Statement { subject, sql } in compile(plan, project_id, Dialect::DataFusion) {
-            let params: Vec<ScalarValue> = sql
-                .values
-                .into_iter()
-                .map(|value| match value {
-                    Value::Text(text) => ScalarValue::Utf8(Some(text)),
-                    Value::Int(n) => ScalarValue::Int64(Some(n)),
-                })
-                .collect();
-            let read_only = SQLOptions::new()
-                .with_allow_ddl(false)
-                .with_allow_dml(false)
-                .with_allow_statements(false);
-            let df = self
-                .ctx
-                .sql_with_options(&sql.text, read_only)
-                .await?
-                .with_param_values(params)?;
             let names = aggregate_names(subject);
-            answers.push((subject, from_batches(&collect(df).await?, &names)?));
+            answers.push((subject, from_batches(&self.run_sql(sql).await?, &names)?));
         }
         Ok(assemble(plan, answers))
+    }
+
+    async fn affected_summary(
+        &self,
+        project_id: &str,
+        plan: &AffectedPlan,
+    ) -> Result<AffectedSummary, QueryError> {
+        let audit = AuditSql::new(plan, project_id, Dialect::DataFusion);
+        let (totals, days) = tokio::try_join!(
+            self.summary_rows(audit.summary()),
+            self.summary_rows(audit.by_day())
+        )?;
+        let totals = totals.first().cloned().unwrap_or_default();
+        let by_day = days
+            .iter()
+            .map(|d| DayCount {
+                day: d[0],
+                runs: d[1] as u64,
+                sessions: d[2] as u64,
+                users: d[3] as u64,
+            })
+            .collect();
+        Ok(summary_of(&totals, by_day))
+    }
+
+    async fn affected_sessions(
+        &self,
+        project_id: &str,
+        plan: &AffectedPlan,
+        page: &SessionPageRequest,
+    ) -> Result<SessionPage, QueryError> {
+        let audit = AuditSql::new(plan, project_id, Dialect::DataFusion);
+        let mut items = Vec::new();
+        for batch in self.run_sql(audit.sessions(page)).await? {
+            let sessions = strings(&batch, "session_id")?;
+            let users = strings(&batch, "user_hash")?;
+            let runs = int64s_cast(&batch, "runs")?;
+            let first = int64s_cast(&batch, "first_seen")?;
+            let last = int64s_cast(&batch, "last_seen")?;
+            for i in 0..batch.num_rows() {
+                items.push(SessionItem {
+                    session_id: sessions[i].clone(),
+                    user_hash: users[i].clone(),
+                    runs: runs[i] as u64,
+                    first_seen_ns: first[i],
+                    last_seen_ns: last[i],
+                });
+            }
+        }
+        Ok(SessionPage::from_items(items, page.limit))
+    }
+
+    async fn affected_runs(
+        &self,
+        project_id: &str,
+        plan: &AffectedPlan,
+    ) -> Result<Vec<AffectedRun>, QueryError> {
+        let audit = AuditSql::new(plan, project_id, Dialect::DataFusion);
+        let mut runs = Vec::new();
+        for batch in self.run_sql(audit.runs()).await? {
+            runs.extend(affected_runs_from(&batch)?);
+        }
+        Ok(runs)
     }
 
     async fn health(&self) -> Result<(), QueryError> {
@@ -346,6 +396,47 @@ impl TraceStore for EmbeddedStore {
             );
         }
         Ok(())
+    }
+}
+
+impl EmbeddedStore {
+    /// Runs a read-only statement written in the DataFusion dialect, its values bound.
+    async fn run_sql(&self, sql: Sql) -> Result<Vec<RecordBatch>, QueryError> {
+        let params: Vec<ScalarValue> = sql
+            .values
+            .into_iter()
+            .map(|value| match value {
+                Value::Text(text) => ScalarValue::Utf8(Some(text)),
+                Value::Int(n) => ScalarValue::Int64(Some(n)),
+            })
+            .collect();
+        let read_only = SQLOptions::new()
+            .with_allow_ddl(false)
+            .with_allow_dml(false)
+            .with_allow_statements(false);
+        let df = self
+            .ctx
+            .sql_with_options(&sql.text, read_only)
+            .await?
+            .with_param_values(params)?;
+        collect(df).await
+    }
+
+    async fn summary_rows(&self, sql: Sql) -> Result<Vec<Vec<i64>>, QueryError> {
+        let batches = self.run_sql(sql).await?;
+        let mut rows = Vec::new();
+        for batch in &batches {
+            let columns: Vec<Vec<i64>> = batch
+                .schema()
+                .fields()
+                .iter()
+                .map(|f| int64s_cast(batch, f.name()))
+                .collect::<Result<_, _>>()?;
+            for i in 0..batch.num_rows() {
+                rows.push(columns.iter().map(|c| c[i]).collect());
+            }
+        }
+        Ok(rows)
     }
 }
 
@@ -548,6 +639,70 @@ fn strings(batch: &RecordBatch, name: &str) -> Result<Vec<String>, QueryError> {
         .iter()
         .map(|v| v.unwrap_or_default().to_string())
         .collect())
+}
+
+/// An integer column of any integer type, nulls as 0.
+fn int64s_cast(batch: &RecordBatch, name: &str) -> Result<Vec<i64>, QueryError> {
+    let column = batch
+        .column_by_name(name)
+        .ok_or_else(|| ArrowError::SchemaError(format!("column {name} is missing")))?;
+    let column = cast(column, &DataType::Int64)?;
+    let array = column
+        .as_any()
+        .downcast_ref::<Int64Array>()
+        .ok_or_else(|| ArrowError::SchemaError(format!("column {name} is not an integer")))?;
+    Ok(array.iter().map(Option::unwrap_or_default).collect())
+}
+
+/// Rows of [`EXPORT_COLUMNS`].
+fn affected_runs_from(batch: &RecordBatch) -> Result<Vec<AffectedRun>, QueryError> {
+    let text = |name| strings(batch, name);
+    let (trace, session, user) = (text("trace_id")?, text("session_id")?, text("user_hash")?);
+    let (agent, agent_version, task) = (
+        text("agent_name")?,
+        text("agent_version")?,
+        text("task_type")?,
+    );
+    let (environment, release, outcome) =
+        (text("environment")?, text("release")?, text("outcome")?);
+    let (retention, audit_ref) = (text("retention")?, text("audit_ref")?);
+    let start = int64s_cast(batch, "start_time_ns")?;
+    let end = int64s_cast(batch, "end_time_ns")?;
+    let classification = batch
+        .column_by_name("classification")
+        .and_then(|c| c.as_any().downcast_ref::<ListArray>())
+        .ok_or_else(|| ArrowError::SchemaError("column classification is not a list".into()))?;
+    let mut rows = Vec::with_capacity(batch.num_rows());
+    for i in 0..batch.num_rows() {
+        let tags = classification.value(i);
+        let tags = cast(&tags, &DataType::Utf8)?;
+        let tags = tags
+            .as_any()
+            .downcast_ref::<StringArray>()
+            .map(|a| {
+                a.iter()
+                    .map(|t| t.unwrap_or_default().to_string())
+                    .collect()
+            })
+            .unwrap_or_default();
+        rows.push(AffectedRun {
+            trace_id: trace[i].clone(),
+            session_id: session[i].clone(),
+            user_hash: user[i].clone(),
+            agent_name: agent[i].clone(),
+            agent_version: agent_version[i].clone(),
+            task_type: task[i].clone(),
+            environment: environment[i].clone(),
+            release: release[i].clone(),
+            start_time_ns: start[i],
+            end_time_ns: end[i],
+            outcome: outcome[i].clone(),
+            classification: tags,
+            retention: retention[i].clone(),
+            audit_ref: audit_ref[i].clone(),
+        });
+    }
+    Ok(rows)
 }
 
 fn int64s(batch: &RecordBatch, name: &str) -> Result<Vec<i64>, QueryError> {

@@ -8,11 +8,13 @@
 //! This crate never writes the store and never depends on the collector: the two meet in
 //! `vigil-schemas` (row types, Arrow schemas, the on-disk layout).
 
+pub mod audit;
 mod clickhouse;
 mod cursor;
 mod embedded;
 mod error;
 pub mod metrics;
+mod newest;
 mod sql;
 mod store;
 mod tree;

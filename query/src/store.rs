@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 use vigil_schemas::{Outcome, RunRow, ScoreRow, SpanRow};
 
 use crate::{
+    audit::{AffectedPlan, AffectedRun, AffectedSummary, SessionPage, SessionPageRequest},
     cursor::Cursor,
     error::QueryError,
     metrics::{MetricAnswer, MetricPlan},
@@ -176,6 +177,29 @@ pub trait TraceStore: Send + Sync {
         project_id: &str,
         plan: &MetricPlan,
     ) -> Result<MetricAnswer, QueryError>;
+
+    /// Totals and per-day counts of the runs a compliance investigation finds ([`crate::audit`]).
+    async fn affected_summary(
+        &self,
+        project_id: &str,
+        plan: &AffectedPlan,
+    ) -> Result<AffectedSummary, QueryError>;
+
+    /// One page of the sessions (with their users) of those runs.
+    async fn affected_sessions(
+        &self,
+        project_id: &str,
+        plan: &AffectedPlan,
+        page: &SessionPageRequest,
+    ) -> Result<SessionPage, QueryError>;
+
+    /// Every one of those runs, by start time then trace id. Exports call it one chunk of the
+    /// range at a time ([`crate::audit::export_chunks`]).
+    async fn affected_runs(
+        &self,
+        project_id: &str,
+        plan: &AffectedPlan,
+    ) -> Result<Vec<AffectedRun>, QueryError>;
 
     /// A cheap check that the store can answer.
     async fn health(&self) -> Result<(), QueryError>;

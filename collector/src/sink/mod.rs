@@ -15,9 +15,11 @@ use datafusion::{arrow::error::ArrowError, parquet::errors::ParquetError};
 use vigil_schemas::{IngestBatch, layout::Table};
 
 pub mod clickhouse;
+pub mod deletion;
 pub mod embedded;
 
 pub use clickhouse::ClickHouseSink;
+pub use deletion::{Cutoffs, DeletedRows, Deleter, Doomed};
 pub use embedded::{CompactionConfig, CompactionStats, EmbeddedSink, EmbeddedSinkConfig};
 
 /// Where acknowledged data goes.

@@ -182,10 +182,12 @@ names! {
         SessionId => "session_id",
         UserHash => "user_hash",
         Model => "model",
+        ModelVersion => "model_version",
         Provider => "provider",
         PromptId => "prompt_id",
         PromptVersion => "prompt_version",
         Tool => "tool",
+        ToolVersion => "tool_version",
         Classification => "classification",
     }
 }
@@ -194,10 +196,12 @@ impl Field {
     /// The subject the field is a property of.
     pub fn subject(self) -> Subject {
         match self {
-            Field::Model | Field::Provider | Field::PromptId | Field::PromptVersion => {
-                Subject::ModelCall
-            }
-            Field::Tool => Subject::ToolCall,
+            Field::Model
+            | Field::ModelVersion
+            | Field::Provider
+            | Field::PromptId
+            | Field::PromptVersion => Subject::ModelCall,
+            Field::Tool | Field::ToolVersion => Subject::ToolCall,
             _ => Subject::Run,
         }
     }
@@ -229,7 +233,7 @@ mod tests {
             assert_eq!(Field::parse(field.name()), Some(*field));
         }
         assert_eq!(Metric::ALL.len(), 32);
-        assert_eq!(Field::ALL.len(), 14);
+        assert_eq!(Field::ALL.len(), 16);
         assert_eq!(Metric::parse("p99"), None);
     }
 

@@ -31,6 +31,8 @@
 //! (repeated tool calls compare neighbours in a sorted array), no common table expressions.
 //! DataFusion gets the same shapes, with `lag()` for repeated tool calls.
 
+use std::collections::BTreeMap;
+
 use vigil_schemas::{
     layout::Table,
     time::{NANOS_PER_DAY, day_of, day_string},
@@ -40,7 +42,10 @@ use super::{
     catalog::{Field, Metric, Subject},
     request::MetricPlan,
 };
-use crate::sql::{Placeholders, Quoting, Sql};
+use crate::{
+    newest::newest_versions,
+    sql::{Placeholders, Quoting, Sql},
+};
 
 /// Which SQL to write.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -111,16 +116,43 @@ pub fn metric_sql(plan: &MetricPlan, project_id: &str, dialect: Dialect) -> Vec<
 const GROUP_ALIASES: [&str; 4] = ["g0", "g1", "g2", "g3"];
 /// Names of a fact's group-key columns, by the same position.
 const FACT_KEYS: [&str; 4] = ["k0", "k1", "k2", "k3"];
-/// Names of the newest versions' columns inside [`Compiler::newest`], by position.
-const NEWEST_ALIASES: [&str; 16] = [
-    "n0", "n1", "n2", "n3", "n4", "n5", "n6", "n7", "n8", "n9", "n10", "n11", "n12", "n13", "n14",
-    "n15",
-];
 /// A run's classification tags, one row per tag, when grouped by them.
 const CLASS_KEY: &str = "class_key";
 
+/// `AND <field> IN (…)` for each filter on a field of `subject` (a classification filter: the
+/// run has any of the tags).
+pub(crate) fn filter_conditions(
+    sql: &mut Sql,
+    dialect: Dialect,
+    filters: &BTreeMap<Field, Vec<String>>,
+    subject: Subject,
+) {
+    for (field, values) in filters {
+        if field.subject() != subject {
+            continue;
+        }
+        sql.push(" AND ");
+        if *field == Field::Classification {
+            sql.push(match dialect {
+                Dialect::ClickHouse => "hasAny(classification, [",
+                Dialect::DataFusion => "array_has_any(classification, make_array(",
+            });
+            sql.texts(values);
+            sql.push(match dialect {
+                Dialect::ClickHouse => "])",
+                Dialect::DataFusion => "))",
+            });
+        } else {
+            sql.push(column(*field));
+            sql.push(" IN (");
+            sql.texts(values);
+            sql.push(")");
+        }
+    }
+}
+
 /// The column a field is stored in.
-fn column(field: Field) -> &'static str {
+pub(crate) fn column(field: Field) -> &'static str {
     match field {
         Field::Agent => "agent_name",
         Field::AgentVersion => "agent_version",
@@ -131,10 +163,12 @@ fn column(field: Field) -> &'static str {
         Field::SessionId => "session_id",
         Field::UserHash => "user_hash",
         Field::Model => "model",
+        Field::ModelVersion => "model_version",
         Field::Provider => "provider",
         Field::PromptId => "prompt_id",
         Field::PromptVersion => "prompt_version",
         Field::Tool => "tool_name",
+        Field::ToolVersion => "tool_version",
         Field::Classification => "classification",
     }
 }
@@ -799,39 +833,12 @@ impl<'p> Compiler<'p> {
 
     /// `AND <field> IN (…)` for each filter on a field of `subject`.
     fn filters(&self, sql: &mut Sql, subject: Subject) {
-        for (field, values) in &self.plan.filters {
-            if field.subject() != subject {
-                continue;
-            }
-            sql.push(" AND ");
-            if *field == Field::Classification {
-                sql.push(match self.dialect {
-                    Dialect::ClickHouse => "hasAny(classification, [",
-                    Dialect::DataFusion => "array_has_any(classification, make_array(",
-                });
-                sql.texts(values);
-                sql.push(match self.dialect {
-                    Dialect::ClickHouse => "])",
-                    Dialect::DataFusion => "))",
-                });
-            } else {
-                sql.push(column(*field));
-                sql.push(" IN (");
-                sql.texts(values);
-                sql.push(")");
-            }
-        }
+        filter_conditions(sql, self.dialect, &self.plan.filters, subject);
     }
 
     /// `(SELECT <columns> …)`: the newest version of each key of `table` in the project, read
     /// from the given days (whole days, by the table's time column) or from all, of the keys
-    /// `restrict` lets through.
-    ///
-    /// Each store picks it the way it does fastest (measured on 10,000,000 spans, BENCHMARKS.md):
-    /// ClickHouse 18.16 sorts the versions (`ORDER BY <version order> DESC LIMIT 1 BY key`;
-    /// `argMax` per column was slower), DataFusion aggregates per key
-    /// (`first_value(c ORDER BY <version order> DESC)`; a `row_number()` window was 2.5x slower).
-    /// Both keep the same row.
+    /// `restrict` lets through ([`newest_versions`]).
     fn newest(
         &self,
         sql: &mut Sql,
@@ -841,64 +848,9 @@ impl<'p> Compiler<'p> {
         condition: Option<&'static str>,
         restrict: Restrict,
     ) {
-        let keys = &table.key_columns()[1..];
-        let values: Vec<&'static str> = columns
-            .iter()
-            .copied()
-            .filter(|c| !keys.contains(c))
-            .collect();
-        let version_order = table.version_order();
-        let list = |sql: &mut Sql, items: &[&'static str], suffix: &'static str| {
-            for (i, item) in items.iter().enumerate() {
-                if i > 0 {
-                    sql.push(", ");
-                }
-                sql.push(item);
-                sql.push(suffix);
-            }
-        };
-        match self.dialect {
-            Dialect::ClickHouse => {
-                sql.push("(SELECT ");
-                list(sql, keys, "");
-                for column in &values {
-                    sql.push(", ");
-                    sql.push(column);
-                }
-                self.rows_of(sql, table, days, condition, restrict);
-                sql.push(" ORDER BY ");
-                list(sql, version_order, " DESC");
-                sql.push(" LIMIT 1 BY ");
-                list(sql, keys, "");
-                sql.push(")");
-            }
-            Dialect::DataFusion => {
-                // Outer level: the columns under their own names again.
-                sql.push("(SELECT ");
-                list(sql, keys, "");
-                for (i, column) in values.iter().enumerate() {
-                    sql.push(", ");
-                    sql.push(NEWEST_ALIASES[i]);
-                    sql.push(" AS ");
-                    sql.push(column);
-                }
-                // Inner level: one row per key.
-                sql.push(" FROM (SELECT ");
-                list(sql, keys, "");
-                for (i, column) in values.iter().enumerate() {
-                    sql.push(", first_value(");
-                    sql.push(column);
-                    sql.push(" ORDER BY ");
-                    list(sql, version_order, " DESC");
-                    sql.push(") AS ");
-                    sql.push(NEWEST_ALIASES[i]);
-                }
-                self.rows_of(sql, table, days, condition, restrict);
-                sql.push(" GROUP BY ");
-                list(sql, keys, "");
-                sql.push(") AS newest)");
-            }
-        }
+        newest_versions(sql, self.dialect, table, columns, |sql| {
+            self.rows_of(sql, table, days, condition, restrict)
+        });
     }
 
     /// ` FROM <table> WHERE …`: the project's rows of `table`, in `days`, passing `condition`,

@@ -19,6 +19,8 @@ pub const MAX_METRICS: usize = Metric::ALL.len();
 pub const MAX_GROUP_BY: usize = 4;
 /// The most values one filter may list.
 pub const MAX_FILTER_VALUES: usize = 1000;
+/// The longest value a filter may list.
+pub const MAX_FILTER_VALUE_BYTES: usize = 1024;
 /// The longest time range one request may cover.
 pub const MAX_RANGE_DAYS: i64 = 400;
 /// The most time buckets `step` may cut the range into.
@@ -136,39 +138,15 @@ impl MetricQuery {
             ));
         }
         let by_model_call = group_by.iter().any(|f| f.subject() == Subject::ModelCall);
-        if by_model_call && group_by.contains(&Field::Tool) {
+        let by_tool_call = group_by.iter().any(|f| f.subject() == Subject::ToolCall);
+        if by_model_call && by_tool_call {
             return Err(QueryError::invalid(
                 "group_by",
-                "cannot group by a model-call field and tool together: a run's model calls and tool calls are not paired",
+                "cannot group by a model-call field and a tool-call field together: a run's model calls and tool calls are not paired",
             ));
         }
 
-        let mut filters = BTreeMap::new();
-        for (name, values) in &self.filters {
-            let field = field("filters", name)?;
-            if values.is_empty() || values.len() > MAX_FILTER_VALUES {
-                return Err(QueryError::invalid(
-                    "filters",
-                    format!("{field}: list between 1 and {MAX_FILTER_VALUES} values"),
-                ));
-            }
-            if field == Field::Outcome
-                && let Some(bad) = values.iter().find(|v| Outcome::parse(v).is_none())
-            {
-                let names: Vec<&str> = Outcome::ALL.iter().map(|o| o.as_str()).collect();
-                return Err(QueryError::invalid(
-                    "filters",
-                    format!(
-                        "outcome: unknown outcome {bad:?}; one of {}",
-                        names.join(", ")
-                    ),
-                ));
-            }
-            let mut values = values.clone();
-            values.sort();
-            values.dedup();
-            filters.insert(field, values);
-        }
+        let filters = check_filters(&self.filters)?;
 
         for metric in &metrics {
             for field in group_by.iter().chain(filters.keys()) {
@@ -219,7 +197,7 @@ impl MetricQuery {
     }
 }
 
-fn time(field: &'static str, text: &str) -> Result<i64, QueryError> {
+pub(crate) fn time(field: &'static str, text: &str) -> Result<i64, QueryError> {
     parse_rfc3339(text).ok_or_else(|| {
         QueryError::invalid(
             field,
@@ -235,6 +213,50 @@ fn field(request_field: &'static str, name: &str) -> Result<Field, QueryError> {
             format!("unknown field {name:?}; one of {}", Field::names()),
         )
     })
+}
+
+/// Checks request filters (field → accepted values): known fields, between 1 and
+/// [`MAX_FILTER_VALUES`] values of at most [`MAX_FILTER_VALUE_BYTES`] each, known outcomes;
+/// each value list sorted and without repeats.
+pub(crate) fn check_filters(
+    filters: &BTreeMap<String, Vec<String>>,
+) -> Result<BTreeMap<Field, Vec<String>>, QueryError> {
+    let mut checked = BTreeMap::new();
+    for (name, values) in filters {
+        let field = field("filters", name)?;
+        if values.is_empty() || values.len() > MAX_FILTER_VALUES {
+            return Err(QueryError::invalid(
+                "filters",
+                format!("{field}: list between 1 and {MAX_FILTER_VALUES} values"),
+            ));
+        }
+        if let Some(long) = values.iter().find(|v| v.len() > MAX_FILTER_VALUE_BYTES) {
+            return Err(QueryError::invalid(
+                "filters",
+                format!(
+                    "{field}: a value of {} bytes is longer than the limit of {MAX_FILTER_VALUE_BYTES} bytes",
+                    long.len()
+                ),
+            ));
+        }
+        if field == Field::Outcome
+            && let Some(bad) = values.iter().find(|v| Outcome::parse(v).is_none())
+        {
+            let names: Vec<&str> = Outcome::ALL.iter().map(|o| o.as_str()).collect();
+            return Err(QueryError::invalid(
+                "filters",
+                format!(
+                    "outcome: unknown outcome {bad:?}; one of {}",
+                    names.join(", ")
+                ),
+            ));
+        }
+        let mut values = values.clone();
+        values.sort();
+        values.dedup();
+        checked.insert(field, values);
+    }
+    Ok(checked)
 }
 
 #[cfg(test)]

@@ -61,6 +61,8 @@ use vigil_schemas::{
 
 use super::{Sink, SinkError};
 
+mod deletion;
+
 /// How the embedded sink writes and compacts.
 #[derive(Debug, Clone)]
 pub struct EmbeddedSinkConfig {
@@ -713,22 +715,7 @@ impl Store {
         let schema = table.schema();
         let mut batches = Vec::new();
         for input in inputs {
-            let file = File::open(&input.path).map_err(SinkError::io(&input.path))?;
-            let reader = ParquetRecordBatchReaderBuilder::try_new(file)
-                .and_then(|b| b.with_batch_size(64 * 1024).build())
-                .map_err(SinkError::parquet(&input.path))?;
-            for batch in reader {
-                let batch = batch.map_err(|e| SinkError::Corrupt {
-                    path: input.path.clone(),
-                    message: e.to_string(),
-                })?;
-                batches.push(
-                    conform(table, &batch).map_err(|message| SinkError::Corrupt {
-                        path: input.path.clone(),
-                        message,
-                    })?,
-                );
-            }
+            batches.extend(read_file(table, &input.path)?);
         }
         let rows_read: usize = batches.iter().map(RecordBatch::num_rows).sum();
         let merged = concat_batches(&schema, &batches)
@@ -849,6 +836,24 @@ fn delete_inputs(item: &PendingDeletion) -> Result<usize, SinkError> {
         sync_dir(dir)?;
     }
     Ok(deleted)
+}
+
+/// Every row of a data file, with the table's exact schema.
+fn read_file(table: Table, path: &Path) -> Result<Vec<RecordBatch>, SinkError> {
+    let file = File::open(path).map_err(SinkError::io(path))?;
+    let reader = ParquetRecordBatchReaderBuilder::try_new(file)
+        .and_then(|b| b.with_batch_size(64 * 1024).build())
+        .map_err(SinkError::parquet(path))?;
+    let corrupt = |message: String| SinkError::Corrupt {
+        path: path.to_path_buf(),
+        message,
+    };
+    reader
+        .map(|batch| {
+            let batch = batch.map_err(|e| corrupt(e.to_string()))?;
+            conform(table, &batch).map_err(corrupt)
+        })
+        .collect()
 }
 
 /// A batch read back from a file, with the table's exact schema (columns picked by name).
@@ -1367,5 +1372,73 @@ mod tests {
             .unwrap()
             .unwrap();
         assert_eq!(read_runs(&partition).len(), 5);
+    }
+
+    #[tokio::test]
+    async fn deletion_rewrites_files_without_the_doomed_traces() {
+        use crate::sink::{Cutoffs, Deleter, Doomed};
+
+        let dir = tempfile::tempdir().unwrap();
+        let sink = EmbeddedSink::open(dir.path(), config(Duration::from_secs(3600))).unwrap();
+        let user_run = |trace: &str, user: &str, day: i64, ingested: i64| RunRow {
+            user_hash: user.into(),
+            ..run(trace, at(day, 10), ingested)
+        };
+        let d = day0();
+        // Two writes, so the doomed traces sit in several files, in two versions.
+        for ingested in [1, 2] {
+            let batch = IngestBatch {
+                runs: vec![
+                    user_run("a", "hash-of-ann", d, ingested),
+                    user_run("b", "hash-of-ann", d + 1, ingested),
+                    user_run("c", "hash-of-bob", d, ingested),
+                ],
+                spans: ["a", "b", "c"]
+                    .iter()
+                    .map(|t| span(t, "s1", at(d, 11), ingested))
+                    .collect(),
+                scores: vec![score("a", "f1", at(d, 12), ingested)],
+            };
+            sink.write(Arc::new(batch)).await.unwrap();
+        }
+        let ann = Doomed::User {
+            project_id: "p".into(),
+            user_hash: "hash-of-ann".into(),
+        };
+        let dry = sink.delete(&ann, true).await.unwrap();
+        assert_eq!((dry.runs, dry.spans, dry.scores), (4, 4, 2));
+        let runs_dir = sink.layout().partition_dir(Table::Runs, d);
+        assert_eq!(read_runs(&runs_dir).len(), 4, "a dry run changes nothing");
+
+        assert_eq!(sink.delete(&ann, false).await.unwrap(), dry);
+        let left: Vec<String> = read_runs(&runs_dir)
+            .into_iter()
+            .map(|r| r.trace_id)
+            .collect();
+        assert_eq!(left, vec!["c".to_string(), "c".to_string()]);
+        let next_day = sink.layout().partition_dir(Table::Runs, d + 1);
+        assert!(read_runs(&next_day).is_empty());
+        for table in Table::ALL {
+            for (_, partition) in sink.store.partitions(table).unwrap() {
+                for name in names(&partition) {
+                    let bytes = fs::read(partition.join(&name)).unwrap();
+                    assert!(!bytes.windows(11).any(|w| w == b"hash-of-ann"), "{name}");
+                    assert!(!name.ends_with(TEMP_FILE_SUFFIX), "{name}");
+                }
+            }
+        }
+        // Again: nothing left to delete.
+        assert_eq!(sink.delete(&ann, false).await.unwrap().runs, 0);
+
+        // Retention: runs without a policy expire after a day.
+        let expired = Doomed::Expired(Cutoffs {
+            named: Vec::new(),
+            default: Some(at(d + 1, 0)),
+        });
+        let gone = sink.delete(&expired, false).await.unwrap();
+        assert_eq!((gone.runs, gone.spans, gone.scores), (2, 2, 0));
+        let dropped = sink.drop_days_before(d + 1, false).await.unwrap();
+        assert_eq!(dropped.total(), 0, "day {d} had nothing left");
+        assert!(!sink.layout().partition_dir(Table::Runs, d).exists());
     }
 }

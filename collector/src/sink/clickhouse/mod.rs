@@ -23,9 +23,13 @@ use vigil_schemas::{
 
 use super::{Sink, SinkError};
 
+mod deletion;
+
 pub struct ClickHouseSink {
     client: Client,
     timeout: Duration,
+    /// For deletions, which run on every node's storage tables.
+    config: ClickHouseConfig,
 }
 
 impl ClickHouseSink {
@@ -33,6 +37,7 @@ impl ClickHouseSink {
         ClickHouseSink {
             client: config.client(),
             timeout: config.timeout(),
+            config: config.clone(),
         }
     }
 

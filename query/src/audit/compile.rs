@@ -1,0 +1,319 @@
+//! The SQL of the compliance queries, for both stores (the values bound, never spliced).
+//!
+//! Every answer is computed over one relation, the *affected runs*: the newest version of each
+//! run that started in the range, passes the run filters, and — when there are call filters —
+//! made a model call (in its newest version) matching every model-call filter and a tool call
+//! matching every tool-call filter. Each step first narrows to the keys having *any* version
+//! that matches (cheap, selective), then picks the newest version of just those keys and
+//! applies the filters again, so an older version never matches in place of a newer one.
+//!
+//! Versions of one run (or span) are taken to start within a day of each other (a synthesized
+//! run is replaced by its real root, a retried export re-sends the same times), as the run list
+//! does: the newest-version step reads the range's days widened by one day on each side.
+
+use vigil_schemas::{
+    layout::Table,
+    time::{NANOS_PER_DAY, day_of, day_string},
+};
+
+use super::request::{AffectedPlan, SessionPageRequest};
+use crate::{
+    metrics::{
+        Dialect, Field, Subject,
+        compile::{column, filter_conditions},
+    },
+    newest::newest_versions,
+    sql::{Placeholders, Sql},
+};
+
+/// The run columns an export carries, in [`super::AffectedRun`]'s order.
+pub(crate) const EXPORT_COLUMNS: [&str; 14] = [
+    "trace_id",
+    "session_id",
+    "user_hash",
+    "agent_name",
+    "agent_version",
+    "task_type",
+    "environment",
+    "release",
+    "start_time_ns",
+    "end_time_ns",
+    "outcome",
+    "classification",
+    "retention",
+    "audit_ref",
+];
+
+/// Columns of the affected runs the aggregates read (the run filters' columns are added).
+const SUMMARY_COLUMNS: [&str; 4] = ["trace_id", "session_id", "user_hash", "start_time_ns"];
+
+/// Writes the compliance statements of one plan for one project.
+pub(crate) struct AuditSql<'a> {
+    plan: &'a AffectedPlan,
+    project_id: &'a str,
+    dialect: Dialect,
+}
+
+impl<'a> AuditSql<'a> {
+    pub(crate) fn new(plan: &'a AffectedPlan, project_id: &'a str, dialect: Dialect) -> Self {
+        AuditSql {
+            plan,
+            project_id,
+            dialect,
+        }
+    }
+
+    fn sql(&self, fragment: &'static str) -> Sql {
+        let placeholders = match self.dialect {
+            Dialect::ClickHouse => Placeholders::Question,
+            Dialect::DataFusion => Placeholders::Numbered,
+        };
+        Sql::new(placeholders, fragment)
+    }
+
+    /// One row: `runs, sessions, users, first_seen, last_seen`.
+    pub(crate) fn summary(&self) -> Sql {
+        let mut sql = self.sql("SELECT count(*) AS runs, ");
+        self.distinct_nonempty(&mut sql, "session_id");
+        sql.push(" AS sessions, ");
+        self.distinct_nonempty(&mut sql, "user_hash");
+        sql.push(
+            " AS users, min(start_time_ns) AS first_seen, max(start_time_ns) AS last_seen FROM ",
+        );
+        self.affected(&mut sql, &SUMMARY_COLUMNS);
+        sql
+    }
+
+    /// Per UTC day (days since the epoch): `day, runs, sessions, users`, by day.
+    pub(crate) fn by_day(&self) -> Sql {
+        let mut sql = self.sql("SELECT ");
+        self.day_expr(&mut sql);
+        sql.push(" AS day, count(*) AS runs, ");
+        self.distinct_nonempty(&mut sql, "session_id");
+        sql.push(" AS sessions, ");
+        self.distinct_nonempty(&mut sql, "user_hash");
+        sql.push(" AS users FROM ");
+        self.affected(&mut sql, &SUMMARY_COLUMNS);
+        sql.push(" GROUP BY day ORDER BY day");
+        sql
+    }
+
+    /// One page of `session_id, user_hash, runs, first_seen, last_seen`, by first run, session
+    /// id, user hash; `limit + 1` rows, to tell whether another page follows.
+    pub(crate) fn sessions(&self, page: &SessionPageRequest) -> Sql {
+        let mut sql = self.sql(
+            "SELECT session_id, user_hash, runs, first_seen, last_seen FROM (SELECT session_id, user_hash, count(*) AS runs, min(start_time_ns) AS first_seen, max(start_time_ns) AS last_seen FROM ",
+        );
+        self.affected(&mut sql, &SUMMARY_COLUMNS);
+        sql.push(" GROUP BY session_id, user_hash) AS items");
+        if let Some(after) = &page.after {
+            sql.push(" WHERE first_seen > ");
+            sql.int(after.first_seen_ns);
+            sql.push(" OR (first_seen = ");
+            sql.int(after.first_seen_ns);
+            sql.push(" AND (session_id > ");
+            sql.text(&after.session_id);
+            sql.push(" OR (session_id = ");
+            sql.text(&after.session_id);
+            sql.push(" AND user_hash > ");
+            sql.text(&after.user_hash);
+            sql.push(")))");
+        }
+        sql.push(" ORDER BY first_seen, session_id, user_hash LIMIT ");
+        sql.int(page.limit as i64 + 1);
+        sql
+    }
+
+    /// Every affected run ([`EXPORT_COLUMNS`]), by start time then trace id.
+    pub(crate) fn runs(&self) -> Sql {
+        let mut sql = self.sql("SELECT ");
+        for (i, column) in EXPORT_COLUMNS.iter().enumerate() {
+            if i > 0 {
+                sql.push(", ");
+            }
+            if *column == "outcome" && self.dialect == Dialect::ClickHouse {
+                sql.push("toString(outcome) AS outcome");
+            } else {
+                sql.push(column);
+            }
+        }
+        sql.push(" FROM ");
+        self.affected(&mut sql, &EXPORT_COLUMNS);
+        sql.push(" ORDER BY start_time_ns, trace_id");
+        sql
+    }
+
+    /// `(SELECT <columns> …) AS affected`: the affected runs (module docs).
+    fn affected(&self, sql: &mut Sql, columns: &[&'static str]) {
+        let mut columns = columns.to_vec();
+        for field in self.plan.filters.keys() {
+            if field.subject() == Subject::Run && !columns.contains(&column(*field)) {
+                columns.push(column(*field));
+            }
+        }
+        sql.push("(SELECT ");
+        for (i, column) in columns.iter().enumerate() {
+            if i > 0 {
+                sql.push(", ");
+            }
+            sql.push(column);
+        }
+        sql.push(" FROM ");
+        newest_versions(sql, self.dialect, Table::Runs, &columns, |sql| {
+            self.rows(sql, Table::Runs, true);
+            sql.push(" AND trace_id IN (SELECT trace_id");
+            self.rows(sql, Table::Runs, false);
+            self.run_conditions(sql);
+            for subject in [Subject::ModelCall, Subject::ToolCall] {
+                if self.filters_on(subject) {
+                    sql.push(" AND trace_id IN (");
+                    self.matching_calls(sql, subject);
+                    sql.push(")");
+                }
+            }
+            sql.push(")");
+        });
+        sql.push(" AS runs_v WHERE 1 = 1");
+        self.run_conditions(sql);
+        sql.push(") AS affected");
+    }
+
+    /// `SELECT trace_id …`: the traces having a call of `subject`, in its newest version,
+    /// matching every filter on that subject.
+    fn matching_calls(&self, sql: &mut Sql, subject: Subject) {
+        let kind = match subject {
+            Subject::ModelCall => " AND kind = 'model'",
+            _ => " AND kind = 'tool'",
+        };
+        let mut columns = vec!["trace_id", "span_id", "kind"];
+        for field in self.plan.filters.keys() {
+            if field.subject() == subject {
+                columns.push(column(*field));
+            }
+        }
+        sql.push("SELECT DISTINCT trace_id FROM ");
+        newest_versions(sql, self.dialect, Table::Spans, &columns, |sql| {
+            self.rows(sql, Table::Spans, true);
+            sql.push(" AND trace_id IN (SELECT trace_id");
+            self.rows(sql, Table::Spans, true);
+            sql.push(kind);
+            filter_conditions(sql, self.dialect, &self.plan.filters, subject);
+            sql.push(")");
+        });
+        sql.push(" AS calls_v WHERE 1 = 1");
+        sql.push(kind);
+        filter_conditions(sql, self.dialect, &self.plan.filters, subject);
+    }
+
+    /// ` AND start_time_ns in the range AND <run filters>`.
+    fn run_conditions(&self, sql: &mut Sql) {
+        if let Some((from, to)) = self.plan.range {
+            sql.push(" AND start_time_ns >= ");
+            sql.int(from);
+            sql.push(" AND start_time_ns < ");
+            sql.int(to);
+        }
+        filter_conditions(sql, self.dialect, &self.plan.filters, Subject::Run);
+    }
+
+    /// ` FROM <table> WHERE project_id = … AND <days>`: the range's days, widened by one on
+    /// each side when `widened`; every day without a range.
+    fn rows(&self, sql: &mut Sql, table: Table, widened: bool) {
+        sql.push(" FROM ");
+        sql.push(table.name());
+        sql.push(" WHERE project_id = ");
+        sql.text(self.project_id);
+        let Some((from, to)) = self.plan.range else {
+            return;
+        };
+        let widen = i64::from(widened);
+        let (first, last) = (day_of(from) - widen, day_of(to - 1) + widen);
+        match self.dialect {
+            Dialect::ClickHouse => {
+                sql.push(" AND start_time_ns >= ");
+                sql.int(first * NANOS_PER_DAY);
+                sql.push(" AND start_time_ns < ");
+                sql.int((last + 1) * NANOS_PER_DAY);
+            }
+            Dialect::DataFusion => {
+                sql.push(" AND day >= ");
+                sql.text(&day_string(first));
+                sql.push(" AND day <= ");
+                sql.text(&day_string(last));
+            }
+        }
+    }
+
+    fn filters_on(&self, subject: Subject) -> bool {
+        self.plan
+            .filters
+            .keys()
+            .any(|f: &Field| f.subject() == subject)
+    }
+
+    fn day_expr(&self, sql: &mut Sql) {
+        sql.push(match self.dialect {
+            Dialect::ClickHouse => "toInt64(intDiv(start_time_ns, 86400000000000))",
+            Dialect::DataFusion => "(start_time_ns / 86400000000000)",
+        });
+    }
+
+    fn distinct_nonempty(&self, sql: &mut Sql, column: &'static str) {
+        match self.dialect {
+            Dialect::ClickHouse => {
+                sql.push("uniqExactIf(");
+                sql.push(column);
+                sql.push(", ");
+                sql.push(column);
+                sql.push(" != '')");
+            }
+            Dialect::DataFusion => {
+                sql.push("count(DISTINCT CASE WHEN ");
+                sql.push(column);
+                sql.push(" <> '' THEN ");
+                sql.push(column);
+                sql.push(" END)");
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::sql::Value;
+
+    #[test]
+    fn request_values_are_bound_in_every_statement() {
+        let hostile = "v7'); DROP TABLE runs; --".to_string();
+        let plan = AffectedPlan {
+            range: Some((0, NANOS_PER_DAY)),
+            filters: BTreeMap::from([
+                (Field::PromptVersion, vec![hostile.clone()]),
+                (Field::ToolVersion, vec![hostile.clone()]),
+                (Field::Classification, vec![hostile.clone()]),
+                (Field::Agent, vec![hostile.clone()]),
+            ]),
+        };
+        for dialect in [Dialect::ClickHouse, Dialect::DataFusion] {
+            let audit = AuditSql::new(&plan, "p'", dialect);
+            let page = SessionPageRequest {
+                limit: 10,
+                after: None,
+            };
+            for sql in [
+                audit.summary(),
+                audit.by_day(),
+                audit.sessions(&page),
+                audit.runs(),
+            ] {
+                assert!(!sql.text.contains("DROP"), "{}", sql.text);
+                assert!(!sql.text.contains("p'"), "{}", sql.text);
+                assert!(sql.values.contains(&Value::Text(hostile.clone())));
+            }
+        }
+    }
+}

@@ -1,0 +1,196 @@
+//! Compliance queries: which runs, sessions and (hashed) users a model version, prompt
+//! version, tool version… touched, since when, and every one of those runs for an export.
+//! The request and its checks are in [`request`], the SQL for both stores in `compile`; each
+//! store runs it ([`crate::TraceStore::affected_summary`] and friends).
+
+pub(crate) mod compile;
+pub mod request;
+
+use serde::Serialize;
+
+pub use request::{AffectedPlan, AffectedQuery, SessionCursor, SessionPageRequest};
+
+/// Totals of an investigation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AffectedSummary {
+    pub runs: u64,
+    /// Distinct non-empty session ids.
+    pub sessions: u64,
+    /// Distinct non-empty user hashes.
+    pub users: u64,
+    /// Start of the first and of the last affected run (ns); `None` when there is none.
+    pub first_seen_ns: Option<i64>,
+    pub last_seen_ns: Option<i64>,
+    /// By UTC day, oldest first; days without affected runs are left out.
+    pub by_day: Vec<DayCount>,
+}
+
+/// The summary from its totals row (`runs, sessions, users, first_seen, last_seen`; the
+/// times meaningless without runs) and its days.
+pub(crate) fn summary_of(totals: &[i64], by_day: Vec<DayCount>) -> AffectedSummary {
+    let at = |i: usize| totals.get(i).copied().unwrap_or_default();
+    let runs = at(0).max(0) as u64;
+    AffectedSummary {
+        runs,
+        sessions: at(1).max(0) as u64,
+        users: at(2).max(0) as u64,
+        first_seen_ns: (runs > 0).then(|| at(3)),
+        last_seen_ns: (runs > 0).then(|| at(4)),
+        by_day,
+    }
+}
+
+/// One day of an investigation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DayCount {
+    /// Days since the Unix epoch (UTC).
+    pub day: i64,
+    pub runs: u64,
+    pub sessions: u64,
+    pub users: u64,
+}
+
+/// One session (and user) of an investigation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SessionItem {
+    pub session_id: String,
+    pub user_hash: String,
+    pub runs: u64,
+    pub first_seen_ns: i64,
+    pub last_seen_ns: i64,
+}
+
+/// One page of sessions.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SessionPage {
+    pub items: Vec<SessionItem>,
+    pub next_cursor: Option<String>,
+}
+
+impl SessionPage {
+    /// A page from up to `limit + 1` items: the extra one only says that more follow.
+    pub(crate) fn from_items(mut items: Vec<SessionItem>, limit: usize) -> SessionPage {
+        let next_cursor = (items.len() > limit).then(|| {
+            items.truncate(limit);
+            items.last().map(|last| {
+                SessionCursor {
+                    first_seen_ns: last.first_seen_ns,
+                    session_id: last.session_id.clone(),
+                    user_hash: last.user_hash.clone(),
+                }
+                .encode()
+            })
+        });
+        SessionPage {
+            items,
+            next_cursor: next_cursor.flatten(),
+        }
+    }
+}
+
+/// One affected run, as exported (no inputs or outputs).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize, clickhouse::Row)]
+pub struct AffectedRun {
+    pub trace_id: String,
+    pub session_id: String,
+    pub user_hash: String,
+    pub agent_name: String,
+    pub agent_version: String,
+    pub task_type: String,
+    pub environment: String,
+    pub release: String,
+    pub start_time_ns: i64,
+    pub end_time_ns: i64,
+    pub outcome: String,
+    pub classification: Vec<String>,
+    pub retention: String,
+    pub audit_ref: String,
+}
+
+/// The most runs one export chunk holds, as counted per day by the summary: the export's
+/// memory is bounded by a chunk, whatever the export's size.
+pub const EXPORT_CHUNK_RUNS: u64 = 20_000;
+
+/// The time ranges an export reads one after another, each holding about
+/// [`EXPORT_CHUNK_RUNS`] runs or fewer by the summary's day counts: quiet days are read
+/// together, a busy day is cut into equal parts. Days without runs are skipped.
+pub fn export_chunks(summary: &AffectedSummary) -> Vec<(i64, i64)> {
+    const DAY: i64 = vigil_schemas::time::NANOS_PER_DAY;
+    let mut chunks: Vec<(i64, i64)> = Vec::new();
+    let mut open: Option<(i64, i64, u64)> = None;
+    for day in &summary.by_day {
+        let (start, end) = (day.day * DAY, (day.day + 1) * DAY);
+        if day.runs > EXPORT_CHUNK_RUNS {
+            chunks.extend(open.take().map(|(s, e, _)| (s, e)));
+            let parts = day.runs.div_ceil(EXPORT_CHUNK_RUNS) as i64;
+            let step = DAY / parts;
+            for i in 0..parts {
+                let to = if i + 1 == parts {
+                    end
+                } else {
+                    start + (i + 1) * step
+                };
+                chunks.push((start + i * step, to));
+            }
+            continue;
+        }
+        open = match open {
+            Some((s, _, runs)) if runs + day.runs <= EXPORT_CHUNK_RUNS => {
+                Some((s, end, runs + day.runs))
+            }
+            previous => {
+                chunks.extend(previous.map(|(s, e, _)| (s, e)));
+                Some((start, end, day.runs))
+            }
+        };
+    }
+    chunks.extend(open.map(|(s, e, _)| (s, e)));
+    chunks
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DAY: i64 = vigil_schemas::time::NANOS_PER_DAY;
+
+    fn summary(days: &[(i64, u64)]) -> AffectedSummary {
+        AffectedSummary {
+            runs: days.iter().map(|(_, r)| r).sum(),
+            sessions: 0,
+            users: 0,
+            first_seen_ns: None,
+            last_seen_ns: None,
+            by_day: days
+                .iter()
+                .map(|&(day, runs)| DayCount {
+                    day,
+                    runs,
+                    sessions: 0,
+                    users: 0,
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn chunks_merge_quiet_days_and_split_busy_ones() {
+        let chunks = export_chunks(&summary(&[
+            (10, 5),
+            (11, 7),
+            (13, EXPORT_CHUNK_RUNS),
+            (14, 2 * EXPORT_CHUNK_RUNS + 1),
+            (20, 1),
+        ]));
+        assert_eq!(chunks[0], (10 * DAY, 12 * DAY));
+        assert_eq!(chunks[1], (13 * DAY, 14 * DAY));
+        assert_eq!(chunks.len(), 2 + 3 + 1);
+        assert_eq!(chunks[2].0, 14 * DAY);
+        assert_eq!(chunks[4].1, 15 * DAY);
+        for pair in chunks.windows(2) {
+            assert!(pair[0].1 <= pair[1].0, "chunks overlap: {chunks:?}");
+        }
+        assert_eq!(chunks[5], (20 * DAY, 21 * DAY));
+        assert!(export_chunks(&summary(&[])).is_empty());
+    }
+}
