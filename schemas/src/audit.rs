@@ -846,7 +846,7 @@ mod tests {
 
     fn record(i: u64) -> AuditRecord {
         AuditRecord {
-            project_id: if i % 3 == 0 { "other" } else { "p" }.into(),
+            project_id: if i.is_multiple_of(3) { "other" } else { "p" }.into(),
             key_id: format!("vk_{i:016x}"),
             action: ACTIONS[(i as usize) % ACTIONS.len()].into(),
             parameters: json!({"i": i, "name": format!("rule-{i}"), "nested": {"b": [1, 2.5], "a": null}}),
