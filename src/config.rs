@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use vigil_alerts::AlertingSettings;
 use vigil_schemas::{
     clickhouse::ClickHouseConfig,
+    keys::{KeyError, RateLimit},
     limits::Limits,
     prices::{ModelEntry, SelfHostedPrice},
     time::parse_duration_ns,
@@ -31,6 +32,7 @@ pub struct Config {
     pub assembler: AssemblerSettings,
     pub limits: Limits,
     pub security: SecurityConfig,
+    pub rate_limits: RateLimitSettings,
     pub pricing: PricingConfig,
     pub log: LogConfig,
     pub alerting: AlertingSettings,
@@ -47,6 +49,7 @@ impl Default for Config {
             assembler: AssemblerSettings::default(),
             limits: Limits::default(),
             security: SecurityConfig::default(),
+            rate_limits: RateLimitSettings::default(),
             pricing: PricingConfig::default(),
             log: LogConfig::default(),
             alerting: AlertingSettings::default(),
@@ -188,6 +191,36 @@ pub struct SecurityConfig {
     pub user_hash_secret: Option<String>,
 }
 
+/// The REST API's per-key rate limit for keys without their own (trace ingest is not counted).
+/// Meant to stop a runaway client, not to shape normal traffic: lower it per key.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RateLimitSettings {
+    /// Refill rate of each key's bucket; 0: no default limit.
+    pub requests_per_second: f64,
+    /// Requests a key may make at once.
+    pub burst: u32,
+}
+
+impl Default for RateLimitSettings {
+    fn default() -> Self {
+        RateLimitSettings {
+            requests_per_second: 500.0,
+            burst: 1000,
+        }
+    }
+}
+
+impl RateLimitSettings {
+    /// The limit of keys without their own; `None` when turned off.
+    pub fn default_limit(&self) -> Option<RateLimit> {
+        (self.requests_per_second != 0.0).then_some(RateLimit {
+            requests_per_second: self.requests_per_second,
+            burst: self.burst,
+        })
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize, Default)]
 #[serde(default, deny_unknown_fields)]
 pub struct PricingConfig {
@@ -289,6 +322,11 @@ impl Config {
             && (secret.len() < 32 || hex::decode(secret).is_err())
         {
             bail!("security.user_hash_secret must be at least 16 bytes written as hex");
+        }
+        if let Some(limit) = self.rate_limits.default_limit()
+            && let Err(KeyError::BadRateLimit { field, message }) = limit.validate()
+        {
+            bail!("rate_limits.{field}: {message}");
         }
         let mut catalog = vigil_schemas::prices::PriceCatalog::builtin()?;
         catalog
@@ -433,5 +471,33 @@ mod tests {
         };
         let err = config.validate().unwrap_err();
         assert!(err.to_string().contains("batcher.max_delay"), "{err}");
+        let config = Config {
+            rate_limits: RateLimitSettings {
+                requests_per_second: 10.0,
+                burst: 0,
+            },
+            ..Default::default()
+        };
+        let err = config.validate().unwrap_err().to_string();
+        assert!(
+            err.starts_with("rate_limits.burst: 0 is outside 1..="),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn rate_limits_can_be_turned_off() {
+        assert!(Config::default().rate_limits.default_limit().is_some());
+        let off = RateLimitSettings {
+            requests_per_second: 0.0,
+            burst: 0,
+        };
+        assert!(off.default_limit().is_none());
+        Config {
+            rate_limits: off,
+            ..Default::default()
+        }
+        .validate()
+        .unwrap();
     }
 }

@@ -1,12 +1,13 @@
 //! `vigil keys create|list|revoke`: API keys, in the data directory's key registry. Works while
-//! the server runs (it notices the change).
+//! the server runs (it notices the change). Creations and revocations go to the audit log in
+//! `<data dir>/audit` with key id `cli`, as `POST` / `DELETE /api/v1/keys` record theirs.
 
-use std::collections::BTreeSet;
-
-use anyhow::bail;
+use anyhow::Context;
 use clap::Subcommand;
+use serde_json::Value;
 use vigil_schemas::{
-    keys::{KeyStore, Role},
+    audit::{AuditLog, AuditRecord, CLI_KEY_ID, KEY_CREATE, KEY_REVOKE},
+    keys::{KeySpec, KeyStore, RateLimit, Role},
     time::rfc3339,
 };
 
@@ -24,6 +25,12 @@ pub enum KeysAction {
         roles: Vec<String>,
         #[arg(long, default_value = "")]
         description: String,
+        /// This key's REST rate limit, requests per second (default: `[rate_limits]`).
+        #[arg(long, requires = "burst")]
+        requests_per_second: Option<f64>,
+        /// Requests at once, with --requests-per-second.
+        #[arg(long, requires = "requests_per_second")]
+        burst: Option<u32>,
     },
     /// List keys (never their secrets).
     List,
@@ -40,17 +47,27 @@ pub fn run(config: &Config, action: KeysAction) -> anyhow::Result<()> {
             project,
             roles,
             description,
+            requests_per_second,
+            burst,
         } => {
-            let mut parsed = BTreeSet::new();
-            for r in &roles {
-                match Role::parse(r) {
-                    Some(role) => {
-                        parsed.insert(role);
-                    }
-                    None => bail!("--role {r:?}: expected one of ingest, read, audit, admin"),
-                }
-            }
-            let key = keys.create(&project, parsed, &description)?;
+            let rate_limit = requests_per_second
+                .zip(burst)
+                .map(|(requests_per_second, burst)| RateLimit {
+                    requests_per_second,
+                    burst,
+                });
+            let key = keys.create_key(KeySpec {
+                project_id: project,
+                roles: Role::parse_list(&roles).context("--role")?,
+                description,
+                rate_limit,
+            })?;
+            audit(
+                config,
+                &key.record.project_id,
+                KEY_CREATE,
+                key.record.public_view(),
+            )?;
             println!("id:     {}", key.record.id);
             println!("secret: {}", key.secret);
             println!("token:  {}", key.token);
@@ -79,8 +96,24 @@ pub fn run(config: &Config, action: KeysAction) -> anyhow::Result<()> {
         }
         KeysAction::Revoke { id } => {
             let k = keys.revoke(&id)?;
+            audit(config, &k.project_id, KEY_REVOKE, k.public_view())?;
             println!("revoked {}", k.id);
         }
     }
+    Ok(())
+}
+
+/// Records a key change made here; the change is made by then, so a failure says so.
+fn audit(config: &Config, project_id: &str, action: &str, parameters: Value) -> anyhow::Result<()> {
+    let record = AuditRecord {
+        project_id: project_id.to_string(),
+        key_id: CLI_KEY_ID.to_string(),
+        action: action.to_string(),
+        parameters,
+        result_count: 1,
+    };
+    AuditLog::open(config.data_dir.join("audit"))
+        .and_then(|log| log.append(record))
+        .with_context(|| format!("{action} was done but could not be recorded in the audit log"))?;
     Ok(())
 }

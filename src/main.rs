@@ -1,6 +1,7 @@
 //! `vigil`: the one binary. It parses the command line and the configuration, then hands over to
 //! the crates; it owns no business logic.
 
+mod audit_cmd;
 mod bench;
 mod config;
 mod demo;
@@ -96,6 +97,11 @@ enum Command {
         #[command(subcommand)]
         action: keys_cmd::KeysAction,
     },
+    /// The audit log: `vigil audit verify` checks its hash chain.
+    Audit {
+        #[command(subcommand)]
+        action: audit_cmd::AuditAction,
+    },
     /// Send realistic synthetic agent traffic to a running Vigil.
     Demo(demo::DemoArgs),
     /// Query a running Vigil's metrics (`POST /api/v1/metrics/query`) and print them.
@@ -130,6 +136,7 @@ fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Keys { config, action } => keys_cmd::run(&config.load()?, action),
+        Command::Audit { action } => audit_cmd::run(action),
         Command::Demo(args) => {
             init_logging("warn")?;
             runtime()?.block_on(demo::run_cli(args))

@@ -21,6 +21,7 @@ use vigil_collector::{
 };
 use vigil_query::{ClickHouseStore, EmbeddedStore, TraceStore};
 use vigil_schemas::{
+    audit::{AuditLog, AuditRecord, KEY_CREATE, SYSTEM_KEY_ID},
     clickhouse::{ClickHouseConfig, MigrationError, MigrationReport, Migrator},
     keys::{KeyStore, Role, write_private_file},
     prices::PriceCatalog,
@@ -38,7 +39,8 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     std::fs::create_dir_all(&data_dir)
         .with_context(|| format!("creating data directory {}", data_dir.display()))?;
     let keys = Arc::new(KeyStore::open(data_dir.join("keys.json"))?);
-    bootstrap_admin_key(&keys, &data_dir)?;
+    let audit = Arc::new(AuditLog::open(data_dir.join("audit"))?);
+    bootstrap_admin_key(&keys, &audit, &data_dir)?;
 
     let hasher = match &config.security.user_hash_secret {
         Some(secret) => UserHasher::new(&hex::decode(secret)?),
@@ -150,6 +152,10 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         store,
         keys,
         alerts: alerts.clone(),
+        audit,
+        rate_limits: Arc::new(vigil_api::RateLimiter::new(
+            config.rate_limits.default_limit(),
+        )),
         extra_metrics: Arc::new(move |out: &mut String| {
             process_metrics(out);
             alerts.telemetry().render(out);
@@ -229,13 +235,23 @@ async fn migrate_until_done(config: ClickHouseConfig, shutdown: CancellationToke
 }
 
 /// On first start, with no keys at all, creates an admin key for project `default`, prints it
-/// once and writes it to `<data dir>/bootstrap.key` (mode 0600).
-fn bootstrap_admin_key(keys: &KeyStore, data_dir: &Path) -> anyhow::Result<()> {
+/// once and writes it to `<data dir>/bootstrap.key` (mode 0600); the audit log records it as
+/// created by `system`.
+fn bootstrap_admin_key(keys: &KeyStore, audit: &AuditLog, data_dir: &Path) -> anyhow::Result<()> {
     if !keys.list()?.is_empty() {
         return Ok(());
     }
     let roles: BTreeSet<Role> = Role::ALL.into_iter().collect();
     let key = keys.create("default", roles, "bootstrap admin key")?;
+    audit
+        .append(AuditRecord {
+            project_id: key.record.project_id.clone(),
+            key_id: SYSTEM_KEY_ID.into(),
+            action: KEY_CREATE.into(),
+            parameters: key.record.public_view(),
+            result_count: 1,
+        })
+        .context("recording the bootstrap admin key in the audit log")?;
     let path = data_dir.join(BOOTSTRAP_KEY_FILE);
     write_private_file(&path, format!("{}\n", key.token).as_bytes())?;
     #[allow(clippy::print_stdout)]

@@ -4,7 +4,12 @@
 //! can only do Basic auth send `base64(<key id>:<secret>)`, where the key id is `vk_<id>`. Secrets
 //! are 192 random bits, so a plain SHA-256 of the secret is a safe verifier (as for GitHub tokens);
 //! comparisons are constant-time. Every process that authenticates reloads the file when it
-//! changes, so `vigil keys create` works while the server runs.
+//! changes, so `vigil keys create` works while the server runs; changes are made under an
+//! exclusive lock on `<file>.lock`, so the CLI and the server (`POST /api/v1/keys`) never lose
+//! each other's changes.
+//!
+//! A key may carry its own REST rate limit ([`RateLimit`]); keys without one get the server's
+//! default.
 
 use std::{
     collections::BTreeSet,
@@ -20,7 +25,7 @@ use rand::RngCore;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::time::now_ns;
+use crate::time::{now_ns, rfc3339};
 
 const TOKEN_PREFIX: &str = "vk_";
 
@@ -53,6 +58,67 @@ impl Role {
     pub fn parse(text: &str) -> Option<Role> {
         Role::ALL.into_iter().find(|r| r.as_str() == text.trim())
     }
+
+    /// Role names, as the CLI (`--role`) and the API (`roles`) take them; at least one.
+    pub fn parse_list<S: AsRef<str>>(names: &[S]) -> Result<BTreeSet<Role>, KeyError> {
+        let mut roles = BTreeSet::new();
+        for name in names {
+            let role = Role::parse(name.as_ref())
+                .ok_or_else(|| KeyError::UnknownRole(name.as_ref().to_string()))?;
+            roles.insert(role);
+        }
+        if roles.is_empty() {
+            return Err(KeyError::NoRoles);
+        }
+        Ok(roles)
+    }
+}
+
+/// A token bucket: `requests_per_second` refill, `burst` requests at most at once.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimit {
+    pub requests_per_second: f64,
+    pub burst: u32,
+}
+
+impl RateLimit {
+    /// The slowest refill accepted: one request a day.
+    pub const MIN_REQUESTS_PER_SECOND: f64 = 1.0 / 86_400.0;
+    pub const MAX_REQUESTS_PER_SECOND: f64 = 1_000_000.0;
+    pub const MAX_BURST: u32 = 1_000_000;
+
+    /// Checks the bounds; the error names the field (`requests_per_second`, `burst`) and limit.
+    pub fn validate(&self) -> Result<(), KeyError> {
+        let rps = self.requests_per_second;
+        if !(Self::MIN_REQUESTS_PER_SECOND..=Self::MAX_REQUESTS_PER_SECOND).contains(&rps) {
+            return Err(KeyError::BadRateLimit {
+                field: "requests_per_second",
+                message: format!(
+                    "{rps} is outside {} (one a day) ..= {}",
+                    Self::MIN_REQUESTS_PER_SECOND,
+                    Self::MAX_REQUESTS_PER_SECOND
+                ),
+            });
+        }
+        if !(1..=Self::MAX_BURST).contains(&self.burst) {
+            return Err(KeyError::BadRateLimit {
+                field: "burst",
+                message: format!("{} is outside 1..={}", self.burst, Self::MAX_BURST),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// What a new key is made of.
+#[derive(Debug, Clone)]
+pub struct KeySpec {
+    pub project_id: String,
+    pub roles: BTreeSet<Role>,
+    pub description: String,
+    /// `None`: the server's default.
+    pub rate_limit: Option<RateLimit>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -73,10 +139,35 @@ pub enum KeyError {
     NoRoles,
     #[error("project id {0:?} must be 1-64 characters of [A-Za-z0-9_.-]")]
     BadProject(String),
+    #[error("unknown role {0:?}: expected one of ingest, read, audit, admin")]
+    UnknownRole(String),
+    #[error("description: {0} bytes, the limit is {MAX_DESCRIPTION_BYTES}")]
+    DescriptionTooLong(usize),
+    #[error("rate_limit.{field}: {message}")]
+    BadRateLimit {
+        field: &'static str,
+        message: String,
+    },
 }
 
+impl KeyError {
+    /// The request field at fault, for errors that are the caller's.
+    pub fn field(&self) -> Option<String> {
+        match self {
+            KeyError::NoRoles | KeyError::UnknownRole(_) => Some("roles".into()),
+            KeyError::BadProject(_) => Some("project_id".into()),
+            KeyError::DescriptionTooLong(_) => Some("description".into()),
+            KeyError::BadRateLimit { field, .. } => Some(format!("rate_limit.{field}")),
+            KeyError::Io { .. } | KeyError::Corrupt { .. } | KeyError::NotFound(_) => None,
+        }
+    }
+}
+
+/// The longest key description.
+pub const MAX_DESCRIPTION_BYTES: usize = 1024;
+
 /// A stored key: everything but the secret.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct KeyRecord {
     /// `vk_<16 hex>`: public, safe to log.
     pub id: String,
@@ -87,6 +178,32 @@ pub struct KeyRecord {
     pub description: String,
     pub created_at_ns: i64,
     pub revoked_at_ns: Option<i64>,
+    /// This key's REST rate limit; `None`: the server's default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_limit: Option<RateLimit>,
+}
+
+impl KeyRecord {
+    pub fn principal(&self) -> Principal {
+        Principal {
+            key_id: self.id.clone(),
+            project_id: self.project_id.clone(),
+            roles: self.roles.clone(),
+        }
+    }
+
+    /// The key as the API shows it and the audit log records it: no secret, no hash.
+    pub fn public_view(&self) -> serde_json::Value {
+        serde_json::json!({
+            "id": self.id,
+            "project_id": self.project_id,
+            "roles": self.roles.iter().map(|r| r.as_str()).collect::<Vec<_>>(),
+            "description": self.description,
+            "created_at": rfc3339(self.created_at_ns),
+            "revoked_at": self.revoked_at_ns.map(rfc3339),
+            "rate_limit": self.rate_limit,
+        })
+    }
 }
 
 /// Who is calling: the outcome of a successful authentication.
@@ -153,15 +270,39 @@ impl KeyStore {
         Ok(self.loaded.lock().keys.clone())
     }
 
-    /// Creates a key and saves it; the returned secret is not stored anywhere.
+    /// Creates a key with the server's default rate limit; see [`KeyStore::create_key`].
     pub fn create(
         &self,
         project_id: &str,
         roles: BTreeSet<Role>,
         description: &str,
     ) -> Result<NewKey, KeyError> {
+        self.create_key(KeySpec {
+            project_id: project_id.to_string(),
+            roles,
+            description: description.to_string(),
+            rate_limit: None,
+        })
+    }
+
+    /// Creates a key and saves it; the returned secret is not stored anywhere. The one way keys
+    /// are made, for the CLI and the API alike.
+    pub fn create_key(&self, spec: KeySpec) -> Result<NewKey, KeyError> {
+        let KeySpec {
+            project_id,
+            roles,
+            description,
+            rate_limit,
+        } = spec;
+        let project_id = project_id.as_str();
         if roles.is_empty() {
             return Err(KeyError::NoRoles);
+        }
+        if description.len() > MAX_DESCRIPTION_BYTES {
+            return Err(KeyError::DescriptionTooLong(description.len()));
+        }
+        if let Some(limit) = &rate_limit {
+            limit.validate()?;
         }
         if project_id.is_empty()
             || project_id.len() > 64
@@ -182,9 +323,10 @@ impl KeyStore {
             project_id: project_id.to_string(),
             roles,
             secret_sha256: sha256_hex(&secret),
-            description: description.to_string(),
+            description,
             created_at_ns: now_ns(),
             revoked_at_ns: None,
+            rate_limit,
         };
         self.update(|keys| {
             keys.push(record.clone());
@@ -197,13 +339,27 @@ impl KeyStore {
         })
     }
 
-    /// Revokes a key; it stops working at the next authentication.
+    /// Revokes a key; it stops working at the next authentication. Revoking a revoked key keeps
+    /// its first revocation time.
     pub fn revoke(&self, id: &str) -> Result<KeyRecord, KeyError> {
+        self.revoke_where(id, |_| true)
+    }
+
+    /// Revokes a key of `project_id`; a key of another project is [`KeyError::NotFound`].
+    pub fn revoke_in_project(&self, project_id: &str, id: &str) -> Result<KeyRecord, KeyError> {
+        self.revoke_where(id, |k| k.project_id == project_id)
+    }
+
+    fn revoke_where(
+        &self,
+        id: &str,
+        allowed: impl Fn(&KeyRecord) -> bool,
+    ) -> Result<KeyRecord, KeyError> {
         let mut revoked = None;
         self.update(|keys| {
             let key = keys
                 .iter_mut()
-                .find(|k| k.id == id)
+                .find(|k| k.id == id && allowed(k))
                 .ok_or_else(|| KeyError::NotFound(id.to_string()))?;
             key.revoked_at_ns.get_or_insert_with(now_ns);
             revoked = Some(key.clone());
@@ -214,14 +370,39 @@ impl KeyStore {
 
     /// Checks a bearer token (`vk_<id>_<secret>`).
     pub fn authenticate_bearer(&self, token: &str) -> Option<Principal> {
+        self.bearer_key(token).map(|k| k.principal())
+    }
+
+    /// Checks a Basic credential: `base64(<key id>:<secret>)`.
+    pub fn authenticate_basic(&self, encoded: &str) -> Option<Principal> {
+        self.basic_key(encoded).map(|k| k.principal())
+    }
+
+    /// Checks an `Authorization` header value, Bearer or Basic.
+    pub fn authenticate_header(&self, value: &str) -> Option<Principal> {
+        self.authenticate_header_key(value).map(|k| k.principal())
+    }
+
+    /// [`KeyStore::authenticate_header`], answering with the whole key (its rate limit too).
+    pub fn authenticate_header_key(&self, value: &str) -> Option<KeyRecord> {
+        let (scheme, credential) = value.trim().split_once(' ')?;
+        if scheme.eq_ignore_ascii_case("bearer") {
+            self.bearer_key(credential)
+        } else if scheme.eq_ignore_ascii_case("basic") {
+            self.basic_key(credential)
+        } else {
+            None
+        }
+    }
+
+    fn bearer_key(&self, token: &str) -> Option<KeyRecord> {
         let token = token.trim();
         let rest = token.strip_prefix(TOKEN_PREFIX)?;
         let (id_hex, secret) = rest.split_once('_')?;
         self.authenticate(&format!("{TOKEN_PREFIX}{id_hex}"), secret)
     }
 
-    /// Checks a Basic credential: `base64(<key id>:<secret>)`.
-    pub fn authenticate_basic(&self, encoded: &str) -> Option<Principal> {
+    fn basic_key(&self, encoded: &str) -> Option<KeyRecord> {
         let decoded = base64::engine::general_purpose::STANDARD
             .decode(encoded.trim())
             .ok()?;
@@ -230,19 +411,7 @@ impl KeyStore {
         self.authenticate(id, secret)
     }
 
-    /// Checks an `Authorization` header value, Bearer or Basic.
-    pub fn authenticate_header(&self, value: &str) -> Option<Principal> {
-        let (scheme, credential) = value.trim().split_once(' ')?;
-        if scheme.eq_ignore_ascii_case("bearer") {
-            self.authenticate_bearer(credential)
-        } else if scheme.eq_ignore_ascii_case("basic") {
-            self.authenticate_basic(credential)
-        } else {
-            None
-        }
-    }
-
-    fn authenticate(&self, id: &str, secret: &str) -> Option<Principal> {
+    fn authenticate(&self, id: &str, secret: &str) -> Option<KeyRecord> {
         // A failed refresh keeps the keys loaded last: an unreadable file must not lock all out.
         let _ = self.refresh();
         let loaded = self.loaded.lock();
@@ -250,13 +419,8 @@ impl KeyStore {
             .keys
             .iter()
             .find(|k| k.id == id && k.revoked_at_ns.is_none())?;
-        constant_time_eq(key.secret_sha256.as_bytes(), sha256_hex(secret).as_bytes()).then(|| {
-            Principal {
-                key_id: key.id.clone(),
-                project_id: key.project_id.clone(),
-                roles: key.roles.clone(),
-            }
-        })
+        constant_time_eq(key.secret_sha256.as_bytes(), sha256_hex(secret).as_bytes())
+            .then(|| key.clone())
     }
 
     fn refresh(&self) -> Result<(), KeyError> {
@@ -293,17 +457,28 @@ impl KeyStore {
         }
     }
 
-    /// Read-modify-write of the file, replaced atomically (temp file, fsync, rename).
+    /// Read-modify-write of the file, replaced atomically (temp file, fsync, rename), under an
+    /// exclusive lock on `<file>.lock` so that two processes never lose each other's change.
     fn update(
         &self,
         change: impl FnOnce(&mut Vec<KeyRecord>) -> Result<(), KeyError>,
     ) -> Result<(), KeyError> {
-        let mut file = self.read_file()?;
-        change(&mut file.keys)?;
         let io = |source| KeyError::Io {
             path: self.path.clone(),
             source,
         };
+        let lock_path = self.path.with_extension("lock");
+        let mut options = fs::OpenOptions::new();
+        options.write(true).create(true).truncate(false);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            options.mode(0o600);
+        }
+        let lock = options.open(&lock_path).map_err(io)?;
+        lock.lock().map_err(io)?; // released when `lock` is closed
+        let mut file = self.read_file()?;
+        change(&mut file.keys)?;
         let json = serde_json::to_vec_pretty(&file).map_err(|source| KeyError::Corrupt {
             path: self.path.clone(),
             source,
@@ -390,6 +565,99 @@ mod tests {
         assert!(other.authenticate_bearer(&key.token).is_none());
         let raw = fs::read_to_string(dir.path().join("keys.json")).unwrap();
         assert!(!raw.contains(&key.secret), "the secret must not be stored");
+    }
+
+    #[test]
+    fn keys_carry_rate_limits_and_revocation_is_per_project() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = KeyStore::open(dir.path().join("keys.json")).unwrap();
+        let limit = RateLimit {
+            requests_per_second: 0.5,
+            burst: 3,
+        };
+        let key = store
+            .create_key(KeySpec {
+                project_id: "a".into(),
+                roles: roles(&[Role::Read]),
+                description: "dashboard".into(),
+                rate_limit: Some(limit),
+            })
+            .unwrap();
+        let found = store
+            .authenticate_header_key(&format!("Bearer {}", key.token))
+            .unwrap();
+        assert_eq!(found.rate_limit, Some(limit));
+        assert_eq!(found.principal().project_id, "a");
+
+        let view = key.record.public_view();
+        let text = view.to_string();
+        assert!(!text.contains(&key.secret) && !text.contains(&key.record.secret_sha256));
+        assert_eq!(view["roles"], serde_json::json!(["read"]));
+        assert_eq!(view["rate_limit"]["burst"], 3);
+
+        assert!(matches!(
+            store.revoke_in_project("b", &key.record.id),
+            Err(KeyError::NotFound(_))
+        ));
+        assert!(store.authenticate_bearer(&key.token).is_some());
+        let revoked = store.revoke_in_project("a", &key.record.id).unwrap();
+        assert!(revoked.revoked_at_ns.is_some());
+        assert!(store.authenticate_bearer(&key.token).is_none());
+    }
+
+    #[test]
+    fn rate_limits_and_roles_are_checked() {
+        let bad = |rps: f64, burst: u32| {
+            RateLimit {
+                requests_per_second: rps,
+                burst,
+            }
+            .validate()
+            .unwrap_err()
+        };
+        assert_eq!(
+            bad(0.0, 1).field().as_deref(),
+            Some("rate_limit.requests_per_second")
+        );
+        assert_eq!(
+            bad(f64::NAN, 1).field().as_deref(),
+            Some("rate_limit.requests_per_second")
+        );
+        let err = bad(1.0, 0);
+        assert_eq!(err.field().as_deref(), Some("rate_limit.burst"));
+        assert!(err.to_string().contains("1..=1000000"), "{err}");
+        assert_eq!(
+            Role::parse_list(&["read", "audit"]).unwrap(),
+            roles(&[Role::Read, Role::Audit])
+        );
+        assert!(matches!(
+            Role::parse_list(&["reader"]),
+            Err(KeyError::UnknownRole(_))
+        ));
+        assert!(matches!(
+            Role::parse_list::<&str>(&[]),
+            Err(KeyError::NoRoles)
+        ));
+    }
+
+    #[test]
+    fn concurrent_creations_from_two_handles_all_survive() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("keys.json");
+        let threads: Vec<_> = (0..2)
+            .map(|_| {
+                let store = KeyStore::open(&path).unwrap();
+                std::thread::spawn(move || {
+                    for _ in 0..10 {
+                        store.create("p", roles(&[Role::Read]), "").unwrap();
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        assert_eq!(KeyStore::open(&path).unwrap().list().unwrap().len(), 20);
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! Alerting over HTTP (API.md "Alerting"): rules (`/api/v1/alert-rules`), active alerts
 //! (`/api/v1/alerts`) and silences (`/api/v1/silences`). Reading needs `read`; changing rules
-//! and silences needs `admin`. Everything is scoped to the key's project.
+//! and silences needs `admin`. Everything is scoped to the key's project. Every change made
+//! here is recorded in the audit log (rule put / delete, silence create / expire).
 
 use axum::{
     Json,
@@ -9,9 +10,12 @@ use axum::{
 };
 use serde_json::{Value, json};
 use vigil_alerts::{RuleChangeError, rule::RuleSpec, silence::SilenceSpec};
-use vigil_schemas::keys::Role;
+use vigil_schemas::{
+    audit::{ALERT_RULE_DELETE, ALERT_RULE_PUT, SILENCE_CREATE, SILENCE_EXPIRE},
+    keys::Role,
+};
 
-use crate::{AppState, auth::Caller, error::ApiError};
+use crate::{AppState, audit_log::record, auth::Caller, error::ApiError};
 
 type Body<T> = Result<Json<T>, JsonRejection>;
 
@@ -73,12 +77,14 @@ pub async fn put_rule(
             "a rule belongs to the key's project; leave project out",
         ));
     }
-    let spec: RuleSpec =
-        serde_json::from_value(spec).map_err(|e| ApiError::bad_request("body", e.to_string()))?;
+    let rule: RuleSpec = serde_json::from_value(spec.clone())
+        .map_err(|e| ApiError::bad_request("body", e.to_string()))?;
     let created = state
         .alerts
-        .put_rule(&principal.project_id, spec)
+        .put_rule(&principal.project_id, rule)
         .map_err(rule_change_error)?;
+    let parameters = json!({"name": name, "created": created, "rule": spec});
+    record(&state, principal, ALERT_RULE_PUT, parameters, 1).await?;
     let view = state
         .alerts
         .rule(&principal.project_id, &name)
@@ -99,7 +105,17 @@ pub async fn delete_rule(
 ) -> Result<Json<Value>, ApiError> {
     let principal = caller.require(Role::Admin)?;
     match state.alerts.delete_rule(&principal.project_id, &name) {
-        Ok(true) => Ok(Json(json!({"deleted": name}))),
+        Ok(true) => {
+            record(
+                &state,
+                principal,
+                ALERT_RULE_DELETE,
+                json!({"name": name}),
+                1,
+            )
+            .await?;
+            Ok(Json(json!({"deleted": name})))
+        }
         Ok(false) => Err(ApiError::not_found(format!("no alert rule named {name:?}"))),
         Err(e) => Err(rule_change_error(e)),
     }
@@ -136,6 +152,7 @@ pub async fn create_silence(
         .alerts
         .create_silence(&principal.project_id, &principal.key_id, spec)
         .map_err(|e| ApiError::bad_request(e.field, e.message))?;
+    record(&state, principal, SILENCE_CREATE, silence.clone(), 1).await?;
     Ok((StatusCode::CREATED, Json(silence)))
 }
 
@@ -172,12 +189,14 @@ pub async fn expire_silence(
 ) -> Result<Json<Value>, ApiError> {
     let principal = caller.require(Role::Admin)?;
     match state.alerts.expire_silence(&principal.project_id, &id) {
-        Ok(true) => Ok(Json(
-            state
+        Ok(true) => {
+            let silence = state
                 .alerts
                 .silence(&principal.project_id, &id)
-                .unwrap_or(Value::Null),
-        )),
+                .unwrap_or_else(|| json!({"id": id}));
+            record(&state, principal, SILENCE_EXPIRE, silence.clone(), 1).await?;
+            Ok(Json(silence))
+        }
         Ok(false) => Err(ApiError::not_found(format!("no silence with id {id:?}"))),
         Err(e) => Err(ApiError::internal(format!(
             "saving the silences failed: {e}"

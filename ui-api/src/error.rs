@@ -9,6 +9,9 @@ use axum::{
 use serde_json::json;
 use vigil_collector::error::IngestError;
 use vigil_query::{ErrorKind, QueryError};
+use vigil_schemas::keys::KeyError;
+
+use crate::rate_limit::Refusal;
 
 #[derive(Debug)]
 pub struct ApiError {
@@ -81,6 +84,22 @@ impl ApiError {
         }
     }
 
+    /// 429: the key is over its REST rate limit.
+    pub fn rate_limited(key_id: &str, refusal: Refusal) -> ApiError {
+        let secs = refusal.retry_after_secs;
+        ApiError {
+            status: StatusCode::TOO_MANY_REQUESTS,
+            code: "rate_limited",
+            message: format!(
+                "key {key_id} is over its rate limit of {} requests/s with a burst of {}; \
+                 retry in {secs} s",
+                refusal.limit.requests_per_second, refusal.limit.burst
+            ),
+            field: None,
+            retry_after_secs: Some(secs),
+        }
+    }
+
     pub fn unsupported_media(message: impl Into<String>) -> ApiError {
         ApiError {
             status: StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -149,6 +168,18 @@ impl From<QueryError> for ApiError {
             message,
             field: e.field().map(str::to_string),
             retry_after_secs,
+        }
+    }
+}
+
+impl From<KeyError> for ApiError {
+    fn from(e: KeyError) -> ApiError {
+        match (&e, e.field()) {
+            (KeyError::NotFound(id), _) => {
+                ApiError::not_found(format!("no key with id {id:?} in this project"))
+            }
+            (_, Some(field)) => ApiError::bad_request(field, e.to_string()),
+            (_, None) => ApiError::internal(format!("key registry: {e}")),
         }
     }
 }

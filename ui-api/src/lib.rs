@@ -5,12 +5,15 @@
 //! error. The router is built by [`app`] so tests can drive it without a socket.
 
 mod alerts;
+mod audit_log;
 mod auth;
 mod error;
+mod keys;
 mod metrics;
 mod openapi;
 mod ops;
 mod otlp_http;
+pub mod rate_limit;
 mod runs;
 mod scores;
 mod views;
@@ -19,14 +22,14 @@ use std::sync::Arc;
 
 use axum::{
     Router,
-    routing::{get, post, put},
+    routing::{delete, get, post, put},
 };
 use vigil_alerts::AlertEngine;
 use vigil_collector::pipeline::IngestPipeline;
 use vigil_query::TraceStore;
-use vigil_schemas::keys::KeyStore;
+use vigil_schemas::{audit::AuditLog, keys::KeyStore};
 
-pub use crate::error::ApiError;
+pub use crate::{error::ApiError, rate_limit::RateLimiter};
 
 /// Everything the handlers share.
 #[derive(Clone)]
@@ -35,6 +38,10 @@ pub struct AppState {
     pub store: Arc<dyn TraceStore>,
     pub keys: Arc<KeyStore>,
     pub alerts: Arc<AlertEngine>,
+    /// The hash-chained audit log (`<data dir>/audit`).
+    pub audit: Arc<AuditLog>,
+    /// Per-key limits of the REST API.
+    pub rate_limits: Arc<RateLimiter>,
     /// Extra Prometheus text appended to `/metrics` by the binary (e.g. process figures).
     pub extra_metrics: Arc<dyn Fn(&mut String) + Send + Sync>,
 }
@@ -70,6 +77,9 @@ pub fn app(state: AppState) -> Router {
             "/api/v1/silences/{id}",
             get(alerts::get_silence).delete(alerts::expire_silence),
         )
+        .route("/api/v1/keys", post(keys::create).get(keys::list))
+        .route("/api/v1/keys/{id}", delete(keys::revoke))
+        .route("/api/v1/audit/log", get(audit_log::read))
         .route("/api/v1/openapi.json", get(openapi::document))
         .layer(axum::extract::DefaultBodyLimit::max(body_limit))
         .with_state(state)

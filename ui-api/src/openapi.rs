@@ -7,6 +7,7 @@
 //! answers as documented (authentication, role, status, content type), and that the documented
 //! views have exactly the properties the views serialize.
 
+mod access;
 mod alerting;
 
 use std::sync::LazyLock;
@@ -56,6 +57,7 @@ fn build() -> Value {
             },
             {"name": "metrics", "description": "Aggregates over runs, model calls and tool calls."},
             {"name": alerting::TAG.0, "description": alerting::TAG.1},
+            {"name": access::TAG.0, "description": access::TAG.1},
         ],
         "paths": paths(),
         "components": {
@@ -136,6 +138,10 @@ fn paths() -> Value {
     for (path, item) in alerting::paths() {
         paths[path] = item;
     }
+    for (path, item) in access::paths() {
+        paths[path] = item;
+    }
+    access::add_rate_limit_responses(&mut paths);
     paths
 }
 
@@ -582,7 +588,10 @@ fn parameters() -> Value {
             "example": "session-42",
         },
     });
-    for (name, parameter) in alerting::parameters() {
+    for (name, parameter) in alerting::parameters()
+        .into_iter()
+        .chain(access::parameters())
+    {
         parameters[name] = parameter;
     }
     parameters
@@ -597,7 +606,7 @@ fn error_responses() -> Value {
             "content": {"application/json": {"schema": schema_ref("Error")}},
         })
     };
-    json!({
+    let mut responses = json!({
         "BadRequest": error(
             "`invalid_argument`: the request is wrong; `field` names the part at fault and \
              `message` says why.",
@@ -627,7 +636,11 @@ fn error_responses() -> Value {
         "Internal": error(
             "`internal`: a failure on Vigil's side; the server log has the details.",
         ),
-    })
+    });
+    for (name, response) in access::responses() {
+        responses[name] = response;
+    }
+    responses
 }
 
 fn schemas() -> Value {
@@ -750,7 +763,7 @@ fn schemas() -> Value {
         )]),
     );
     add("MetricRow", metric_row_schema());
-    for (name, schema) in alerting::schemas() {
+    for (name, schema) in alerting::schemas().into_iter().chain(access::schemas()) {
         add(name, schema);
     }
     Value::Object(schemas)
@@ -805,7 +818,7 @@ fn error_schema() -> Value {
                         "enum": [
                             "invalid_argument", "unauthenticated", "permission_denied",
                             "not_found", "conflict", "payload_too_large", "unsupported_media_type",
-                            "resource_exhausted", "unavailable", "internal",
+                            "resource_exhausted", "rate_limited", "unavailable", "internal",
                         ],
                     },
                     "message": text(
@@ -1294,6 +1307,7 @@ mod tests {
     use vigil_query::{EmbeddedStore, QueryError};
     use vigil_schemas::{
         RunRow, ScoreRow, SpanRow,
+        audit::AuditLog,
         keys::{KeyStore, Principal},
         limits::{FieldError, Limits},
         prices::PriceCatalog,
@@ -1302,7 +1316,7 @@ mod tests {
 
     use super::*;
     use crate::{
-        ApiError, AppState, app,
+        ApiError, AppState, RateLimiter, app,
         views::{run_view, score_view, span_view},
     };
 
@@ -1408,6 +1422,9 @@ mod tests {
             "/api/v1/alerts",
             "/api/v1/silences",
             "/api/v1/silences/{id}",
+            "/api/v1/keys",
+            "/api/v1/keys/{id}",
+            "/api/v1/audit/log",
             "/api/v1/openapi.json",
         ]);
         assert_eq!(paths, expected);
@@ -1585,6 +1602,16 @@ mod tests {
             })),
             ApiError::from(IngestError::Unavailable(WalError::Closed)),
             ApiError::from(IngestError::Encode),
+            ApiError::rate_limited(
+                "vk_test",
+                crate::rate_limit::Refusal {
+                    limit: vigil_schemas::keys::RateLimit {
+                        requests_per_second: 1.0,
+                        burst: 1,
+                    },
+                    retry_after_secs: 1,
+                },
+            ),
         ];
         for error in errors {
             assert!(documented.contains(error.code), "{}", error.code);
@@ -1638,6 +1665,8 @@ mod tests {
                 store,
                 keys: Arc::new(KeyStore::open(dir.join("keys.json")).unwrap()),
                 alerts,
+                audit: Arc::new(AuditLog::open(dir.join("audit")).unwrap()),
+                rate_limits: Arc::new(RateLimiter::new(None)),
                 extra_metrics: Arc::new(|_: &mut String| {}),
             };
             Fixture { dir, wal, state }

@@ -90,6 +90,13 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
         "1 when the store answers a health query now.",
         u64::from(state.store.health().await.is_ok()),
     );
+    gauge(
+        &mut out,
+        "vigil_api_rate_limited_total",
+        "counter",
+        "REST requests refused (429) because their key was over its rate limit.",
+        state.rate_limits.refused(),
+    );
     (state.extra_metrics)(&mut out);
     (
         [(

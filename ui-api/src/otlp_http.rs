@@ -14,7 +14,7 @@ use axum::{
 use prost::Message;
 use vigil_proto::otlp::collector::trace::v1::ExportTraceServiceRequest;
 
-use crate::{AppState, auth::Caller, error::ApiError};
+use crate::{AppState, auth::IngestCaller, error::ApiError};
 
 enum Encoding {
     Protobuf,
@@ -23,7 +23,7 @@ enum Encoding {
 
 pub async fn export(
     State(state): State<AppState>,
-    caller: Caller,
+    caller: IngestCaller,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
