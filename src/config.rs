@@ -12,6 +12,7 @@ use std::{net::SocketAddr, path::PathBuf, time::Duration};
 use anyhow::{Context, bail};
 use serde::{Deserialize, Serialize};
 use vigil_alerts::AlertingSettings;
+use vigil_collector::retention::RetentionSettings;
 use vigil_schemas::{
     clickhouse::ClickHouseConfig,
     keys::{KeyError, RateLimit},
@@ -36,6 +37,7 @@ pub struct Config {
     pub pricing: PricingConfig,
     pub log: LogConfig,
     pub alerting: AlertingSettings,
+    pub retention: RetentionSettings,
 }
 
 impl Default for Config {
@@ -53,6 +55,7 @@ impl Default for Config {
             pricing: PricingConfig::default(),
             log: LogConfig::default(),
             alerting: AlertingSettings::default(),
+            retention: RetentionSettings::default(),
         }
     }
 }
@@ -303,6 +306,7 @@ impl Config {
             "alerting.reload_check_interval",
             &self.alerting.reload_check_interval,
         )?;
+        self.retention.validate().map_err(anyhow::Error::msg)?;
         if self.batcher.max_rows == 0 {
             bail!("batcher.max_rows must be at least 1");
         }

@@ -8,6 +8,7 @@ mod demo;
 mod keys_cmd;
 mod metrics_cmd;
 mod process;
+mod retention_cmd;
 mod serve;
 mod workload;
 
@@ -102,6 +103,8 @@ enum Command {
         #[command(subcommand)]
         action: audit_cmd::AuditAction,
     },
+    /// What the retention job would delete now (`--dry-run`).
+    Retention(retention_cmd::RetentionArgs),
     /// Send realistic synthetic agent traffic to a running Vigil.
     Demo(demo::DemoArgs),
     /// Query a running Vigil's metrics (`POST /api/v1/metrics/query`) and print them.
@@ -137,6 +140,10 @@ fn main() -> anyhow::Result<()> {
         }
         Command::Keys { config, action } => keys_cmd::run(&config.load()?, action),
         Command::Audit { action } => audit_cmd::run(action),
+        Command::Retention(args) => {
+            init_logging("warn")?;
+            retention_cmd::run(args)
+        }
         Command::Demo(args) => {
             init_logging("warn")?;
             runtime()?.block_on(demo::run_cli(args))

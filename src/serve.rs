@@ -15,13 +15,14 @@ use vigil_collector::{
     enrich::{Enricher, UserHasher},
     grpc::GrpcIngest,
     pipeline::IngestPipeline,
-    sink::{ClickHouseSink, EmbeddedSink, EmbeddedSinkConfig, Sink},
+    retention::{RetentionReport, spawn_retention},
+    sink::{ClickHouseSink, Deleter, EmbeddedSink, EmbeddedSinkConfig, Sink},
     telemetry::IngestTelemetry,
     wal::{Wal, WalConfig},
 };
 use vigil_query::{ClickHouseStore, EmbeddedStore, TraceStore};
 use vigil_schemas::{
-    audit::{AuditLog, AuditRecord, KEY_CREATE, SYSTEM_KEY_ID},
+    audit::{AuditLog, AuditRecord, KEY_CREATE, RETENTION_DELETE, SYSTEM_KEY_ID},
     clickhouse::{ClickHouseConfig, MigrationError, MigrationReport, Migrator},
     keys::{KeyStore, Role, write_private_file},
     prices::PriceCatalog,
@@ -75,7 +76,8 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let background = CancellationToken::new();
     let mut tasks = Vec::new();
 
-    let (sink, store): (Arc<dyn Sink>, Arc<dyn TraceStore>) = match config.store.kind {
+    type Stores = (Arc<dyn Sink>, Arc<dyn Deleter>, Arc<dyn TraceStore>);
+    let (sink, deleter, store): Stores = match config.store.kind {
         StoreKind::Embedded => {
             let sink = Arc::new(EmbeddedSink::open(
                 &data_dir,
@@ -86,7 +88,11 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
                 &config.store.compaction_interval,
             )?;
             tasks.push(sink.clone().spawn_compactor(interval, background.clone()));
-            (sink, Arc::new(EmbeddedStore::open(&data_dir)?))
+            (
+                sink.clone(),
+                sink,
+                Arc::new(EmbeddedStore::open(&data_dir)?),
+            )
         }
         StoreKind::Clickhouse => {
             let ch = &config.store.clickhouse;
@@ -96,10 +102,8 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
                     background.clone(),
                 )));
             }
-            (
-                Arc::new(ClickHouseSink::new(ch)),
-                Arc::new(ClickHouseStore::new(ch)),
-            )
+            let sink = Arc::new(ClickHouseSink::new(ch));
+            (sink.clone(), sink, Arc::new(ClickHouseStore::new(ch)))
         }
     };
 
@@ -120,6 +124,16 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
             .clone()
             .spawn_orphan_sweeper(Duration::from_secs(10), background.clone()),
     );
+
+    if config.retention.enabled {
+        let audit = audit.clone();
+        tasks.push(spawn_retention(
+            config.retention.clone(),
+            deleter.clone(),
+            move |report| record_retention(&audit, report),
+            background.clone(),
+        ));
+    }
 
     let grpc_listener = tokio::net::TcpListener::bind(&config.server.grpc_listen)
         .await
@@ -152,6 +166,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         store,
         keys,
         alerts: alerts.clone(),
+        deleter,
         audit,
         rate_limits: Arc::new(vigil_api::RateLimiter::new(
             config.rate_limits.default_limit(),
@@ -195,6 +210,24 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     wal.close();
     tracing::info!("stopped");
     Ok(())
+}
+
+/// The project id of audit entries about every project (retention).
+pub const ALL_PROJECTS: &str = "*";
+
+/// Writes a retention pass that deleted something to the audit log (key `system`).
+fn record_retention(audit: &AuditLog, report: &RetentionReport) {
+    let record = AuditRecord {
+        // Retention runs over every project.
+        project_id: ALL_PROJECTS.into(),
+        key_id: SYSTEM_KEY_ID.into(),
+        action: RETENTION_DELETE.into(),
+        parameters: serde_json::to_value(report).unwrap_or_default(),
+        result_count: report.dropped.runs + report.expired.runs,
+    };
+    if let Err(e) = audit.append(record) {
+        tracing::error!(error = %e, "the retention pass could not be written to the audit log");
+    }
 }
 
 /// `vigil migrate`: applies the pending ClickHouse migrations on every node.

@@ -157,10 +157,12 @@ fn pool(field: Field) -> &'static [&'static str] {
         Field::SessionId => &["", "s-1", "s-2", "s-3", "s-4", "s-5", "s-6"],
         Field::UserHash => &["", "u1a2", "u3b4", "u5c6", "u7d8"],
         Field::Model => &["golden-alpha", "golden-beta", "golden-unpriced"],
+        Field::ModelVersion => &["2025-01", "2025-06"],
         Field::Provider => &["acme", "other", "self"],
         Field::PromptId => &["greet", "solve"],
         Field::PromptVersion => &["v1", "v2", "v3"],
         Field::Tool => &["search", "sql", "fetch"],
+        Field::ToolVersion => &["1", "2"],
         Field::Classification => &["pii", "financial", "phi"],
     }
 }
@@ -229,7 +231,7 @@ fn generate(seed: u64, runs: usize) -> Vec<Run> {
             };
             c.fields.insert(Field::Model, c.model.clone());
             c.fields.insert(Field::Provider, provider.into());
-            for field in [Field::PromptId, Field::PromptVersion] {
+            for field in [Field::ModelVersion, Field::PromptId, Field::PromptVersion] {
                 c.fields
                     .insert(field, pool(field).choose(&mut rng).unwrap().to_string());
             }
@@ -249,6 +251,13 @@ fn generate(seed: u64, runs: usize) -> Vec<Run> {
             let mut c = call(&mut rng, n, 2);
             c.tool = pool(Field::Tool).choose(&mut rng).unwrap().to_string();
             c.fields.insert(Field::Tool, c.tool.clone());
+            c.fields.insert(
+                Field::ToolVersion,
+                pool(Field::ToolVersion)
+                    .choose(&mut rng)
+                    .unwrap()
+                    .to_string(),
+            );
             c.arguments = ["", "q=1", "q=2"].choose(&mut rng).unwrap().to_string();
             tool_calls.push(c);
         }
@@ -336,6 +345,7 @@ fn export_request(runs: &[Run]) -> v1::ExportRequest {
                 model: is_model.then(|| v1::ModelCall {
                     provider: call.fields[&Field::Provider].clone(),
                     model: call.model.clone(),
+                    model_version: call.fields[&Field::ModelVersion].clone(),
                     prompt_id: call.fields[&Field::PromptId].clone(),
                     prompt_version: call.fields[&Field::PromptVersion].clone(),
                     input_tokens: call.tokens[0],
@@ -348,6 +358,7 @@ fn export_request(runs: &[Run]) -> v1::ExportRequest {
                 }),
                 tool: (!is_model).then(|| v1::ToolCall {
                     name: call.tool.clone(),
+                    version: call.fields[&Field::ToolVersion].clone(),
                     arguments: call.arguments.clone(),
                     ..Default::default()
                 }),
@@ -483,7 +494,11 @@ impl Query {
             .group_by
             .iter()
             .any(|f| f.subject() == Subject::ModelCall);
-        if groups_model_call && self.group_by.contains(&Field::Tool) {
+        let groups_tool_call = self
+            .group_by
+            .iter()
+            .any(|f| f.subject() == Subject::ToolCall);
+        if groups_model_call && groups_tool_call {
             return Some("group_by");
         }
         let bad_outcome = self.filters.get(&Field::Outcome).is_some_and(|values| {

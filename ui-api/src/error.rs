@@ -7,7 +7,7 @@ use axum::{
     response::{IntoResponse, Response},
 };
 use serde_json::json;
-use vigil_collector::error::IngestError;
+use vigil_collector::{erasure::ErasureError, error::IngestError};
 use vigil_query::{ErrorKind, QueryError};
 use vigil_schemas::keys::KeyError;
 
@@ -168,6 +168,25 @@ impl From<QueryError> for ApiError {
             message,
             field: e.field().map(str::to_string),
             retry_after_secs,
+        }
+    }
+}
+
+impl From<ErasureError> for ApiError {
+    fn from(e: ErasureError) -> ApiError {
+        if e.is_retryable() {
+            tracing::warn!(error = %e, "erasure could not finish");
+            ApiError {
+                status: StatusCode::SERVICE_UNAVAILABLE,
+                code: "unavailable",
+                message: format!(
+                    "the erasure could not finish: {e}; nothing was reported erased, run it again"
+                ),
+                field: None,
+                retry_after_secs: Some(5),
+            }
+        } else {
+            ApiError::internal(format!("erasure failed: {e}"))
         }
     }
 }

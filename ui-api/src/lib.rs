@@ -7,6 +7,7 @@
 mod alerts;
 mod audit_log;
 mod auth;
+mod compliance;
 mod error;
 mod keys;
 mod metrics;
@@ -25,7 +26,7 @@ use axum::{
     routing::{delete, get, post, put},
 };
 use vigil_alerts::AlertEngine;
-use vigil_collector::pipeline::IngestPipeline;
+use vigil_collector::{pipeline::IngestPipeline, sink::Deleter};
 use vigil_query::TraceStore;
 use vigil_schemas::{audit::AuditLog, keys::KeyStore};
 
@@ -38,6 +39,8 @@ pub struct AppState {
     pub store: Arc<dyn TraceStore>,
     pub keys: Arc<KeyStore>,
     pub alerts: Arc<AlertEngine>,
+    /// Deletes from the store: erasure (and the retention job, run by the binary).
+    pub deleter: Arc<dyn Deleter>,
     /// The hash-chained audit log (`<data dir>/audit`).
     pub audit: Arc<AuditLog>,
     /// Per-key limits of the REST API.
@@ -80,6 +83,9 @@ pub fn app(state: AppState) -> Router {
         .route("/api/v1/keys", post(keys::create).get(keys::list))
         .route("/api/v1/keys/{id}", delete(keys::revoke))
         .route("/api/v1/audit/log", get(audit_log::read))
+        .route("/api/v1/audit/affected", post(compliance::affected))
+        .route("/api/v1/audit/user-lookup", post(compliance::user_lookup))
+        .route("/api/v1/users/{user_hash}", delete(compliance::erase_user))
         .route("/api/v1/openapi.json", get(openapi::document))
         .layer(axum::extract::DefaultBodyLimit::max(body_limit))
         .with_state(state)

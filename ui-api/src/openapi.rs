@@ -9,6 +9,7 @@
 
 mod access;
 mod alerting;
+mod compliance;
 
 use std::sync::LazyLock;
 
@@ -18,7 +19,10 @@ use vigil_query::{
     DEFAULT_LIMIT, MAX_LIMIT,
     metrics::{
         Field, Metric, Subject,
-        request::{MAX_BUCKETS, MAX_FILTER_VALUES, MAX_GROUP_BY, MAX_METRICS, MAX_RANGE_DAYS},
+        request::{
+            MAX_BUCKETS, MAX_FILTER_VALUE_BYTES, MAX_FILTER_VALUES, MAX_GROUP_BY, MAX_METRICS,
+            MAX_RANGE_DAYS,
+        },
     },
 };
 use vigil_schemas::{Outcome, SpanKind, SpanStatus, keys::Role};
@@ -57,6 +61,7 @@ fn build() -> Value {
             },
             {"name": "metrics", "description": "Aggregates over runs, model calls and tool calls."},
             {"name": alerting::TAG.0, "description": alerting::TAG.1},
+            {"name": compliance::TAG.0, "description": compliance::TAG.1},
             {"name": access::TAG.0, "description": access::TAG.1},
         ],
         "paths": paths(),
@@ -138,7 +143,7 @@ fn paths() -> Value {
     for (path, item) in alerting::paths() {
         paths[path] = item;
     }
-    for (path, item) in access::paths() {
+    for (path, item) in access::paths().into_iter().chain(compliance::paths()) {
         paths[path] = item;
     }
     access::add_rate_limit_responses(&mut paths);
@@ -591,6 +596,7 @@ fn parameters() -> Value {
     for (name, parameter) in alerting::parameters()
         .into_iter()
         .chain(access::parameters())
+        .chain(compliance::parameters())
     {
         parameters[name] = parameter;
     }
@@ -763,7 +769,11 @@ fn schemas() -> Value {
         )]),
     );
     add("MetricRow", metric_row_schema());
-    for (name, schema) in alerting::schemas().into_iter().chain(access::schemas()) {
+    for (name, schema) in alerting::schemas()
+        .into_iter()
+        .chain(access::schemas())
+        .chain(compliance::schemas())
+    {
         add(name, schema);
     }
     Value::Object(schemas)
@@ -1171,12 +1181,8 @@ fn field_names_description() -> String {
     )
 }
 
-fn metric_query_schema() -> Value {
-    let costs = [Metric::CostUsd, Metric::CostPerRunUsd]
-        .iter()
-        .map(|m| format!("`{m}`"))
-        .collect::<Vec<_>>()
-        .join(" or ");
+/// Field → accepted values: the filters of metric queries and compliance investigations.
+fn filters_schema() -> Value {
     let outcomes: Vec<&str> = Outcome::ALL.iter().map(|o| o.as_str()).collect();
     let mut filter_properties = Map::new();
     filter_properties.insert(
@@ -1188,6 +1194,30 @@ fn metric_query_schema() -> Value {
             "maxItems": MAX_FILTER_VALUES,
         }),
     );
+    json!({
+        "type": "object",
+        "propertyNames": schema_ref("FieldName"),
+        "properties": filter_properties,
+        "additionalProperties": {
+            "type": "array",
+            "items": {"type": "string", "maxLength": MAX_FILTER_VALUE_BYTES},
+            "minItems": 1,
+            "maxItems": MAX_FILTER_VALUES,
+        },
+        "default": {},
+        "description": format!(
+            "Field → accepted values (any of them), 1 to {MAX_FILTER_VALUES} per field, each at \
+             most {MAX_FILTER_VALUE_BYTES} bytes."
+        ),
+    })
+}
+
+fn metric_query_schema() -> Value {
+    let costs = [Metric::CostUsd, Metric::CostPerRunUsd]
+        .iter()
+        .map(|m| format!("`{m}`"))
+        .collect::<Vec<_>>()
+        .join(" or ");
     json!({
         "type": "object",
         "additionalProperties": false,
@@ -1216,21 +1246,7 @@ fn metric_query_schema() -> Value {
                 "default": [],
                 "description": "One row per combination of values, keys in this order.",
             },
-            "filters": {
-                "type": "object",
-                "propertyNames": schema_ref("FieldName"),
-                "properties": filter_properties,
-                "additionalProperties": {
-                    "type": "array",
-                    "items": {"type": "string"},
-                    "minItems": 1,
-                    "maxItems": MAX_FILTER_VALUES,
-                },
-                "default": {},
-                "description": format!(
-                    "Field → accepted values (any of them), 1 to {MAX_FILTER_VALUES} per field."
-                ),
-            },
+            "filters": filters_schema(),
             "step": {
                 "type": "string",
                 "pattern": "^[0-9]+(ns|us|ms|s|m|h|d|w)$",
@@ -1425,6 +1441,9 @@ mod tests {
             "/api/v1/keys",
             "/api/v1/keys/{id}",
             "/api/v1/audit/log",
+            "/api/v1/audit/affected",
+            "/api/v1/audit/user-lookup",
+            "/api/v1/users/{user_hash}",
             "/api/v1/openapi.json",
         ]);
         assert_eq!(paths, expected);
@@ -1641,6 +1660,7 @@ mod tests {
         dir: PathBuf,
         wal: Arc<Wal>,
         state: AppState,
+        stop: tokio_util::sync::CancellationToken,
     }
 
     impl Fixture {
@@ -1660,16 +1680,35 @@ mod tests {
                 Arc::new(EmbeddedStore::open(&dir).unwrap());
             let alerts =
                 AlertEngine::open(AlertingSettings::default(), &dir, store.clone()).unwrap();
+            // A batcher, so that what the examples send reaches the store (an erasure waits
+            // for it).
+            let sink = Arc::new(
+                vigil_collector::sink::EmbeddedSink::open(&dir, Default::default()).unwrap(),
+            );
+            let batcher = vigil_collector::batcher::Batcher::new(
+                wal.clone(),
+                sink.clone(),
+                Default::default(),
+                Arc::new(IngestTelemetry::new()),
+            );
+            let stop = tokio_util::sync::CancellationToken::new();
+            tokio::spawn(batcher.run(stop.clone()));
             let state = AppState {
                 pipeline,
                 store,
                 keys: Arc::new(KeyStore::open(dir.join("keys.json")).unwrap()),
                 alerts,
+                deleter: sink,
                 audit: Arc::new(AuditLog::open(dir.join("audit")).unwrap()),
                 rate_limits: Arc::new(RateLimiter::new(None)),
                 extra_metrics: Arc::new(|_: &mut String| {}),
             };
-            Fixture { dir, wal, state }
+            Fixture {
+                dir,
+                wal,
+                state,
+                stop,
+            }
         }
 
         fn key(&self, roles: BTreeSet<Role>) -> String {
@@ -1679,6 +1718,7 @@ mod tests {
 
     impl Drop for Fixture {
         fn drop(&mut self) {
+            self.stop.cancel();
             self.wal.close();
             let _ = std::fs::remove_dir_all(&self.dir);
         }

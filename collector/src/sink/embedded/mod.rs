@@ -200,6 +200,20 @@ impl EmbeddedSink {
         })
     }
 
+    /// Opens the store for reading and dry runs only: nothing a crash left behind is touched
+    /// (a running server may own the store and be writing it).
+    pub fn inspect(data_dir: impl AsRef<Path>) -> Result<EmbeddedSink, SinkError> {
+        Ok(EmbeddedSink {
+            store: Arc::new(Store {
+                layout: EmbeddedLayout::new(data_dir),
+                config: EmbeddedSinkConfig::default(),
+                next_seq: AtomicU64::new(0),
+                pending: Mutex::new(Vec::new()),
+                compacting: Mutex::new(()),
+            }),
+        })
+    }
+
     pub fn layout(&self) -> &EmbeddedLayout {
         &self.store.layout
     }

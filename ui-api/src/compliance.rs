@@ -1,0 +1,526 @@
+//! Compliance over HTTP (API.md): affected-session investigations and their exports, user
+//! look-ups and erasure. Every answer is written to the audit log *before* it is sent: when the
+//! log cannot be written, nothing is answered.
+
+use std::{sync::Arc, time::Duration};
+
+use axum::{
+    Json,
+    body::Body,
+    extract::{Path, Query, State, rejection::JsonRejection},
+    http::{HeaderValue, header},
+    response::{IntoResponse, Response},
+};
+use futures_util::{StreamExt, stream};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use vigil_collector::{erasure, sink::DeletedRows};
+use vigil_query::{
+    TraceStore,
+    audit::{
+        AffectedPlan, AffectedQuery, AffectedRun, AffectedSummary, SessionCursor,
+        SessionPageRequest, export_chunks,
+    },
+    page_size,
+};
+use vigil_schemas::{
+    audit,
+    keys::Role,
+    time::{now_ns, rfc3339},
+};
+
+use crate::{AppState, audit_log::record, auth::Caller, error::ApiError};
+
+/// The longest raw user id a look-up takes.
+pub const MAX_USER_ID_BYTES: usize = 1024;
+
+type Body_<T> = Result<Json<T>, JsonRejection>;
+
+fn body<T>(body: Body_<T>) -> Result<T, ApiError> {
+    body.map(|Json(t)| t)
+        .map_err(|e| ApiError::bad_request("body", e.body_text()))
+}
+
+/// `?format=` of an investigation.
+#[derive(Debug, Deserialize)]
+pub struct FormatParam {
+    format: Option<String>,
+}
+
+/// How an export is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ExportFormat {
+    Csv,
+    Ndjson,
+}
+
+impl ExportFormat {
+    /// `None`: the JSON summary and one page of sessions.
+    fn parse(param: Option<&str>) -> Result<Option<ExportFormat>, ApiError> {
+        match param {
+            None | Some("json") => Ok(None),
+            Some("csv") => Ok(Some(ExportFormat::Csv)),
+            Some("ndjson") => Ok(Some(ExportFormat::Ndjson)),
+            Some(other) => Err(ApiError::bad_request(
+                "format",
+                format!("unknown format {other:?}; one of json, csv, ndjson"),
+            )),
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            ExportFormat::Csv => "csv",
+            ExportFormat::Ndjson => "ndjson",
+        }
+    }
+
+    fn content_type(self) -> &'static str {
+        match self {
+            ExportFormat::Csv => "text/csv; charset=utf-8",
+            ExportFormat::Ndjson => "application/x-ndjson",
+        }
+    }
+}
+
+/// The JSON answer of an investigation or a look-up.
+#[derive(Debug, Serialize)]
+pub struct AffectedView {
+    pub runs: u64,
+    pub sessions: u64,
+    pub users: u64,
+    pub first_seen: Option<String>,
+    pub last_seen: Option<String>,
+    pub by_day: Vec<DayView>,
+    pub items: Vec<SessionView>,
+    pub next_cursor: Option<String>,
+    /// The audit log entry that records this answer.
+    pub audit_entry: u64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct DayView {
+    /// `YYYY-MM-DD` (UTC).
+    pub day: String,
+    pub runs: u64,
+    pub sessions: u64,
+    pub users: u64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct SessionView {
+    pub session_id: String,
+    pub user_hash: String,
+    pub runs: u64,
+    pub first_seen: String,
+    pub last_seen: String,
+}
+
+/// `POST /api/v1/audit/affected[?format=csv|ndjson]`.
+pub async fn affected(
+    State(state): State<AppState>,
+    caller: Caller,
+    Query(params): Query<FormatParam>,
+    request: Body_<AffectedQuery>,
+) -> Result<Response, ApiError> {
+    let principal = caller.require(Role::Audit)?;
+    let format = ExportFormat::parse(params.format.as_deref())?;
+    let query = body(request)?;
+    let (plan, page) = query.plan()?;
+    let project = principal.project_id.clone();
+    let summary = state.store.affected_summary(&project, &plan).await?;
+    let mut parameters = json!({"from": query.from, "to": query.to, "filters": query.filters});
+    match format {
+        None => {
+            parameters["limit"] = json!(page.limit);
+            parameters["cursor"] = json!(query.cursor);
+            let view = investigate(&state, &project, &plan, &page, summary).await?;
+            let entry = record(
+                &state,
+                principal,
+                audit::AUDIT_AFFECTED,
+                parameters,
+                view.runs,
+            )
+            .await?;
+            Ok(Json(AffectedView {
+                audit_entry: entry.seq,
+                ..view
+            })
+            .into_response())
+        }
+        Some(format) => {
+            parameters["format"] = json!(format.name());
+            let entry = record(
+                &state,
+                principal,
+                audit::AUDIT_EXPORT,
+                parameters,
+                summary.runs,
+            )
+            .await?;
+            Ok(export(
+                state.store.clone(),
+                project,
+                plan,
+                &summary,
+                format,
+                entry.seq,
+            ))
+        }
+    }
+}
+
+/// `POST /api/v1/audit/user-lookup`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LookupRequest {
+    /// The person's id as the application knows it; hashed here, never stored or logged.
+    pub user_id: String,
+    #[serde(default)]
+    pub limit: Option<usize>,
+    #[serde(default)]
+    pub cursor: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct LookupView {
+    pub user_hash: String,
+    #[serde(flatten)]
+    pub found: AffectedView,
+}
+
+pub async fn user_lookup(
+    State(state): State<AppState>,
+    caller: Caller,
+    request: Body_<LookupRequest>,
+) -> Result<Json<LookupView>, ApiError> {
+    let principal = caller.require(Role::Audit)?;
+    let request = body(request)?;
+    if request.user_id.is_empty() || request.user_id.len() > MAX_USER_ID_BYTES {
+        return Err(ApiError::bad_request(
+            "user_id",
+            format!("must be between 1 and {MAX_USER_ID_BYTES} bytes"),
+        ));
+    }
+    let page = SessionPageRequest {
+        limit: page_size(request.limit)?,
+        after: request
+            .cursor
+            .as_deref()
+            .map(SessionCursor::decode)
+            .transpose()?,
+    };
+    let user_hash = state.pipeline.enricher().hasher().hash(&request.user_id);
+    let plan = AffectedPlan::of_user(&user_hash);
+    let project = &principal.project_id;
+    let summary = state.store.affected_summary(project, &plan).await?;
+    let found = investigate(&state, project, &plan, &page, summary).await?;
+    let parameters = json!({"user_hash": user_hash, "limit": page.limit, "cursor": request.cursor});
+    let entry = record(
+        &state,
+        principal,
+        audit::AUDIT_USER_LOOKUP,
+        parameters,
+        found.runs,
+    )
+    .await?;
+    Ok(Json(LookupView {
+        user_hash,
+        found: AffectedView {
+            audit_entry: entry.seq,
+            ..found
+        },
+    }))
+}
+
+/// How long an erasure waits for the store to take everything the WAL acknowledged.
+const ERASURE_DRAIN_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The longest user hash an erasure takes (SDKs may send their own hashes).
+pub const MAX_USER_HASH_BYTES: usize = 1024;
+
+/// What `DELETE /api/v1/users/{user_hash}` answers.
+#[derive(Debug, Serialize)]
+pub struct ErasureReceipt {
+    pub user_hash: String,
+    /// When the erasure finished (RFC 3339).
+    pub erased_at: String,
+    /// Stored rows deleted, every version counted.
+    pub deleted: DeletedRows,
+    /// Write-ahead log segments deleted once the store held their records.
+    pub wal_segments_deleted: usize,
+    /// The audit log entry recording the erasure, and its hash.
+    pub audit_entry: u64,
+    pub audit_hash: String,
+}
+
+/// `DELETE /api/v1/users/{user_hash}`.
+pub async fn erase_user(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(user_hash): Path<String>,
+) -> Result<Json<ErasureReceipt>, ApiError> {
+    let principal = caller.require(Role::Admin)?;
+    if user_hash.is_empty() || user_hash.len() > MAX_USER_HASH_BYTES {
+        return Err(ApiError::bad_request(
+            "user_hash",
+            format!("must be between 1 and {MAX_USER_HASH_BYTES} bytes"),
+        ));
+    }
+    let erased = erasure::erase_user(
+        state.pipeline.wal(),
+        state.deleter.as_ref(),
+        &principal.project_id,
+        &user_hash,
+        ERASURE_DRAIN_TIMEOUT,
+    )
+    .await?;
+    let parameters = json!({
+        "user_hash": user_hash,
+        "deleted": erased.deleted,
+        "wal_segments_deleted": erased.wal_segments_deleted,
+    });
+    let entry = record(
+        &state,
+        principal,
+        audit::USER_ERASE,
+        parameters,
+        erased.deleted.runs,
+    )
+    .await?;
+    Ok(Json(ErasureReceipt {
+        user_hash,
+        erased_at: rfc3339(now_ns()),
+        deleted: erased.deleted,
+        wal_segments_deleted: erased.wal_segments_deleted,
+        audit_entry: entry.seq,
+        audit_hash: entry.hash,
+    }))
+}
+
+/// The summary and one page of sessions (the audit entry is filled in by the caller).
+async fn investigate(
+    state: &AppState,
+    project: &str,
+    plan: &AffectedPlan,
+    page: &SessionPageRequest,
+    summary: AffectedSummary,
+) -> Result<AffectedView, ApiError> {
+    let sessions = state.store.affected_sessions(project, plan, page).await?;
+    Ok(AffectedView {
+        runs: summary.runs,
+        sessions: summary.sessions,
+        users: summary.users,
+        first_seen: summary.first_seen_ns.map(rfc3339),
+        last_seen: summary.last_seen_ns.map(rfc3339),
+        by_day: summary
+            .by_day
+            .iter()
+            .map(|d| DayView {
+                day: vigil_schemas::time::day_string(d.day),
+                runs: d.runs,
+                sessions: d.sessions,
+                users: d.users,
+            })
+            .collect(),
+        items: sessions
+            .items
+            .into_iter()
+            .map(|s| SessionView {
+                session_id: s.session_id,
+                user_hash: s.user_hash,
+                runs: s.runs,
+                first_seen: rfc3339(s.first_seen_ns),
+                last_seen: rfc3339(s.last_seen_ns),
+            })
+            .collect(),
+        next_cursor: sessions.next_cursor,
+        audit_entry: 0,
+    })
+}
+
+/// Every affected run, streamed one chunk of the range at a time ([`export_chunks`]): the
+/// memory an export holds is one chunk, whatever its size. A chunk that fails ends the body
+/// abruptly (no final chunk), so the client sees a broken transfer, never a short file that
+/// looks whole.
+fn export(
+    store: Arc<dyn TraceStore>,
+    project: String,
+    plan: AffectedPlan,
+    summary: &AffectedSummary,
+    format: ExportFormat,
+    audit_entry: u64,
+) -> Response {
+    let header = match format {
+        ExportFormat::Csv => Some(csv_header()),
+        ExportFormat::Ndjson => None,
+    };
+    let chunks = stream::iter(export_chunks(summary)).then(move |(from, to)| {
+        let (store, project, plan) = (store.clone(), project.clone(), plan.within(from, to));
+        async move {
+            let runs = store.affected_runs(&project, &plan).await?;
+            Ok::<_, vigil_query::QueryError>(encode(&runs, format))
+        }
+    });
+    let body = stream::iter(header.map(Ok)).chain(chunks);
+    let mut response = Body::from_stream(body).into_response();
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(format.content_type()),
+    );
+    let disposition = match format {
+        ExportFormat::Csv => "attachment; filename=\"affected-runs.csv\"",
+        ExportFormat::Ndjson => "attachment; filename=\"affected-runs.ndjson\"",
+    };
+    headers.insert(
+        header::CONTENT_DISPOSITION,
+        HeaderValue::from_static(disposition),
+    );
+    headers.insert("vigil-audit-entry", HeaderValue::from(audit_entry));
+    headers.insert("vigil-affected-runs", HeaderValue::from(summary.runs));
+    response
+}
+
+/// The export's columns.
+const CSV_COLUMNS: [&str; 14] = [
+    "trace_id",
+    "session_id",
+    "user_hash",
+    "agent",
+    "agent_version",
+    "task_type",
+    "environment",
+    "release",
+    "start_time",
+    "end_time",
+    "outcome",
+    "classification",
+    "retention",
+    "audit_ref",
+];
+
+fn csv_header() -> String {
+    let mut line = CSV_COLUMNS.join(",");
+    line.push('\n');
+    line
+}
+
+fn encode(runs: &[AffectedRun], format: ExportFormat) -> String {
+    let mut out = String::with_capacity(runs.len() * 256);
+    for run in runs {
+        match format {
+            ExportFormat::Csv => csv_line(&mut out, run),
+            ExportFormat::Ndjson => {
+                let line = ndjson_value(run);
+                out.push_str(&line.to_string());
+                out.push('\n');
+            }
+        }
+    }
+    out
+}
+
+fn ndjson_value(run: &AffectedRun) -> Value {
+    json!({
+        "trace_id": run.trace_id,
+        "session_id": run.session_id,
+        "user_hash": run.user_hash,
+        "agent": run.agent_name,
+        "agent_version": run.agent_version,
+        "task_type": run.task_type,
+        "environment": run.environment,
+        "release": run.release,
+        "start_time": rfc3339(run.start_time_ns),
+        "end_time": rfc3339(run.end_time_ns),
+        "outcome": run.outcome,
+        "classification": run.classification,
+        "retention": run.retention,
+        "audit_ref": run.audit_ref,
+    })
+}
+
+fn csv_line(out: &mut String, run: &AffectedRun) {
+    let fields = [
+        run.trace_id.as_str(),
+        &run.session_id,
+        &run.user_hash,
+        &run.agent_name,
+        &run.agent_version,
+        &run.task_type,
+        &run.environment,
+        &run.release,
+        &rfc3339(run.start_time_ns),
+        &rfc3339(run.end_time_ns),
+        &run.outcome,
+        &run.classification.join(";"),
+        &run.retention,
+        &run.audit_ref,
+    ];
+    for (i, field) in fields.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        csv_field(out, field);
+    }
+    out.push('\n');
+}
+
+/// RFC 4180 quoting; a value a spreadsheet would run as a formula (`=`, `+`, `-`, `@`, tab,
+/// carriage return first) is prefixed with `'` (OWASP's advice on CSV injection).
+fn csv_field(out: &mut String, value: &str) {
+    let formula = value.starts_with(['=', '+', '-', '@', '\t', '\r']);
+    let quote = formula || value.contains([',', '"', '\n', '\r']);
+    if !quote {
+        out.push_str(value);
+        return;
+    }
+    out.push('"');
+    if formula {
+        out.push('\'');
+    }
+    out.push_str(&value.replace('"', "\"\""));
+    out.push('"');
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn csv_fields_are_quoted_and_formulas_defused() {
+        let mut out = String::new();
+        for value in [
+            "plain",
+            "a,b",
+            "say \"hi\"",
+            "line\nbreak",
+            "=HYPERLINK(\"x\")",
+            "-1",
+        ] {
+            csv_field(&mut out, value);
+            out.push('|');
+        }
+        assert_eq!(
+            out,
+            "plain|\"a,b\"|\"say \"\"hi\"\"\"|\"line\nbreak\"|\"'=HYPERLINK(\"\"x\"\")\"|\"'-1\"|"
+        );
+    }
+
+    #[test]
+    fn formats_parse_and_unknown_ones_name_the_field() {
+        assert_eq!(ExportFormat::parse(None).unwrap(), None);
+        assert_eq!(
+            ExportFormat::parse(Some("csv")).unwrap(),
+            Some(ExportFormat::Csv)
+        );
+        assert_eq!(
+            ExportFormat::parse(Some("xml"))
+                .unwrap_err()
+                .field
+                .as_deref(),
+            Some("format")
+        );
+    }
+}
