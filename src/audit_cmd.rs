@@ -37,8 +37,8 @@ pub fn run(action: AuditAction) -> anyhow::Result<()> {
             println!("head hash: {}", report.last_hash);
             if report.head_lags {
                 println!(
-                    "note: {HEAD_FILE} was one entry behind (an append interrupted after its \
-                     entry was durable); the next append moves it"
+                    "note: {HEAD_FILE} is one entry behind, announcing the last entry (an \
+                     append interrupted after writing it); the next append moves it"
                 );
             }
             if report.torn_tail_bytes > 0 {

@@ -276,15 +276,6 @@ fn bootstrap_admin_key(keys: &KeyStore, audit: &AuditLog, data_dir: &Path) -> an
     }
     let roles: BTreeSet<Role> = Role::ALL.into_iter().collect();
     let key = keys.create("default", roles, "bootstrap admin key")?;
-    audit
-        .append(AuditRecord {
-            project_id: key.record.project_id.clone(),
-            key_id: SYSTEM_KEY_ID.into(),
-            action: KEY_CREATE.into(),
-            parameters: key.record.public_view(),
-            result_count: 1,
-        })
-        .context("recording the bootstrap admin key in the audit log")?;
     let path = data_dir.join(BOOTSTRAP_KEY_FILE);
     write_private_file(&path, format!("{}\n", key.token).as_bytes())?;
     #[allow(clippy::print_stdout)]
@@ -295,6 +286,16 @@ fn bootstrap_admin_key(keys: &KeyStore, audit: &AuditLog, data_dir: &Path) -> an
         );
         println!("  {}", key.token);
     }
+    // After the token is saved and shown: a failure here must not lose the only admin key.
+    audit
+        .append(AuditRecord {
+            project_id: key.record.project_id.clone(),
+            key_id: SYSTEM_KEY_ID.into(),
+            action: KEY_CREATE.into(),
+            parameters: key.record.public_view(),
+            result_count: 1,
+        })
+        .context("recording the bootstrap admin key in the audit log")?;
     Ok(())
 }
 

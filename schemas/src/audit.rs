@@ -5,8 +5,10 @@
 //!
 //! - `audit.log`: one JSON line per [`AuditEntry`], `seq` 1, 2, 3, … in order.
 //! - `head`: `{"seq": n, "hash": "…"}` of the last acknowledged entry, replaced atomically (temp
-//!   file, fsync, rename) after every append. The chain alone cannot tell a log whose end was cut
-//!   off from a shorter log; the head can.
+//!   file, fsync, rename); during an append it also announces the entry being written
+//!   (`"pending": {"seq": n + 1, "hash": "…"}`). The chain alone cannot tell a log whose end was
+//!   cut off from a shorter log, nor an entry appended by Vigil from one appended by hand; the
+//!   head can.
 //!
 //! # The chain
 //!
@@ -23,8 +25,8 @@
 //!
 //! [`AuditLog::append`] takes an exclusive `flock` on `audit.log` (the CLI appends while the
 //! server runs), reads the last complete line, checks it against its hash and against the head,
-//! writes the new line with one `write`, `fdatasync`s it, then replaces the head; the entry is
-//! durable when `append` returns. Time never goes back: an entry's `time_ns` is the later of now
+//! announces the new entry in the head, writes the line with one `write`, `fdatasync`s it, then
+//! replaces the head with the new entry; the entry is durable when `append` returns. Time never goes back: an entry's `time_ns` is the later of now
 //! and the previous entry's.
 //!
 //! A log that fails those checks is not appended to ([`AuditError::Inconsistent`]): chaining a new
@@ -38,9 +40,10 @@
 //!   counts them in `torn_tail_bytes`) and the next append cuts them off before writing. If the
 //!   head says that entry was acknowledged, it is not a torn write but a removed end, and is
 //!   reported as such.
-//! - A crash after the `fdatasync` but before the head is replaced leaves the head one entry
-//!   behind, pointing at the entry before the last: [`verify`] accepts that (`head_lags`) and the
-//!   next append moves the head.
+//! - A crash after the line is written but before the head is replaced leaves the head one entry
+//!   behind, announcing the last entry as pending: [`verify`] accepts exactly that entry
+//!   (`head_lags`) and the next append moves the head. An entry beyond the head that was not
+//!   announced is reported: it was not appended by Vigil.
 //!
 //! # What it proves
 //!
@@ -245,10 +248,21 @@ fn write_canonical(value: &Value, out: &mut String) {
     }
 }
 
-/// The `head` file.
+/// The `head` file: the last acknowledged entry (seq 0 and [`ZERO_HASH`] before the first).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Head {
+    pub seq: u64,
+    pub hash: String,
+    /// The entry an append in progress is writing (seq + 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pending: Option<PendingEntry>,
+}
+
+/// An entry announced in the head before it is written.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PendingEntry {
     pub seq: u64,
     pub hash: String,
 }
@@ -389,23 +403,32 @@ impl AuditLog {
                 ),
             });
         }
+        self.write_head(&Head {
+            seq: entry.seq - 1,
+            hash: entry.prev_hash.clone(),
+            pending: Some(PendingEntry {
+                seq: entry.seq,
+                hash: entry.hash.clone(),
+            }),
+        })?;
         file.write_all(&line).map_err(io)?;
         file.sync_data().map_err(io)?;
         // Also makes the log's own directory entry durable: the head is in the same directory.
-        let head = Head {
+        self.write_head(&Head {
             seq: entry.seq,
             hash: entry.hash.clone(),
-        };
-        let head_path = self.dir.join(HEAD_FILE);
-        let head_json = serde_json::to_vec(&head).map_err(|e| AuditError::Invalid {
+            pending: None,
+        })?;
+        Ok(entry)
+    }
+
+    fn write_head(&self, head: &Head) -> Result<(), AuditError> {
+        let path = self.dir.join(HEAD_FILE);
+        let json = serde_json::to_vec(head).map_err(|e| AuditError::Invalid {
             field: "head",
             message: e.to_string(),
         })?;
-        write_private_file(&head_path, &head_json).map_err(|source| AuditError::Io {
-            path: head_path,
-            source,
-        })?;
-        Ok(entry)
+        write_private_file(&path, &json).map_err(|source| AuditError::Io { path, source })
     }
 
     /// Entries with `from_ns <= time_ns < to_ns` and `seq > after`, in log order, at most `limit`.
@@ -519,7 +542,8 @@ pub struct VerifyReport {
     pub last_hash: String,
     /// What the head file says, when it says anything.
     pub head: Option<Head>,
-    /// The head is one entry behind: an append was interrupted after its entry was durable.
+    /// The head is one entry behind, announcing the last entry as pending: an append was
+    /// interrupted after writing its entry.
     pub head_lags: bool,
     /// Bytes after the last line end: a write torn by a crash, never acknowledged, ignored.
     pub torn_tail_bytes: u64,
@@ -695,44 +719,41 @@ enum HeadCheck {
 }
 
 fn check_head(head: Option<&Head>, last: Option<&AuditEntry>) -> HeadCheck {
-    match (head, last) {
-        (None, None) => HeadCheck::Current,
-        (None, Some(last)) if last.seq == 1 && last.prev_hash == ZERO_HASH => HeadCheck::Lags,
-        (None, Some(last)) => HeadCheck::Mismatch(format!(
-            "the head file is missing but the log has {} entries",
-            last.seq
-        )),
-        (Some(head), None) => HeadCheck::Mismatch(format!(
-            "the log has no entries but the head records seq {}: the log was emptied",
+    let Some(head) = head else {
+        return match last {
+            None => HeadCheck::Current,
+            Some(last) => HeadCheck::Mismatch(format!(
+                "the head file is missing but the log has {} entries",
+                last.seq
+            )),
+        };
+    };
+    let (last_seq, last_hash) = last.map_or((0, ZERO_HASH), |l| (l.seq, l.hash.as_str()));
+    let announced = head.pending.as_ref().is_some_and(|p| {
+        last.is_some_and(|l| p.seq == l.seq && p.hash == l.hash && l.prev_hash == head.hash)
+    });
+    if head.seq == last_seq && head.hash == last_hash {
+        HeadCheck::Current
+    } else if announced && head.seq + 1 == last_seq {
+        HeadCheck::Lags
+    } else if head.seq > last_seq {
+        HeadCheck::Mismatch(format!(
+            "the log ends at seq {last_seq} but the head records seq {}: entries {}..={} were \
+             removed from the end",
+            head.seq,
+            last_seq + 1,
             head.seq
-        )),
-        (Some(head), Some(last)) => {
-            if head.seq == last.seq && head.hash == last.hash {
-                HeadCheck::Current
-            } else if head.seq + 1 == last.seq && head.hash == last.prev_hash {
-                HeadCheck::Lags
-            } else if head.seq > last.seq {
-                HeadCheck::Mismatch(format!(
-                    "the log ends at seq {} but the head records seq {}: entries {}..={} were \
-                     removed from the end",
-                    last.seq,
-                    head.seq,
-                    last.seq + 1,
-                    head.seq
-                ))
-            } else if head.seq == last.seq {
-                HeadCheck::Mismatch(format!(
-                    "the last entry (seq {}) is not the one the head records: it was replaced",
-                    last.seq
-                ))
-            } else {
-                HeadCheck::Mismatch(format!(
-                    "the head records seq {} but the log goes on to seq {}: entries were \
-                     appended or replaced outside Vigil",
-                    head.seq, last.seq
-                ))
-            }
-        }
+        ))
+    } else if head.seq == last_seq {
+        HeadCheck::Mismatch(format!(
+            "the last entry (seq {last_seq}) is not the one the head records: it was replaced"
+        ))
+    } else {
+        HeadCheck::Mismatch(format!(
+            "the head records seq {} but the log goes on to seq {last_seq}: entries after seq \
+             {} were not appended by Vigil",
+            head.seq, head.seq
+        ))
     }
 }
 
@@ -927,7 +948,8 @@ mod tests {
             report.head,
             Some(Head {
                 seq: 5,
-                hash: all[4].hash.clone()
+                hash: all[4].hash.clone(),
+                pending: None,
             })
         );
     }
@@ -1015,24 +1037,78 @@ mod tests {
     }
 
     #[test]
-    fn a_head_one_entry_behind_is_a_crash_and_is_repaired() {
+    fn a_head_one_announced_entry_behind_is_a_crash_and_is_repaired() {
         let (_tmp, log) = log_with(3);
         let all = log.read(None, None, None, 10).unwrap();
-        let behind = Head {
+        let write_head = |head: &Head| {
+            fs::write(log.dir().join(HEAD_FILE), serde_json::to_vec(head).unwrap()).unwrap()
+        };
+        // The crash: entry 3 written, the head still announcing it.
+        write_head(&Head {
             seq: 2,
             hash: all[1].hash.clone(),
-        };
-        fs::write(
-            log.dir().join(HEAD_FILE),
-            serde_json::to_vec(&behind).unwrap(),
-        )
-        .unwrap();
+            pending: Some(PendingEntry {
+                seq: 3,
+                hash: all[2].hash.clone(),
+            }),
+        });
         let report = verify(log.dir()).unwrap();
         assert!(report.is_valid() && report.head_lags, "{report:?}");
         log.append(record(3)).unwrap();
         let report = verify(log.dir()).unwrap();
         assert!(report.is_valid() && !report.head_lags, "{report:?}");
         assert_eq!(report.head.unwrap().seq, 4);
+
+        // An entry announced but never written: nothing to see.
+        let (_tmp, log) = log_with(2);
+        let all = log.read(None, None, None, 10).unwrap();
+        write_head(&Head {
+            seq: 2,
+            hash: all[1].hash.clone(),
+            pending: Some(PendingEntry {
+                seq: 3,
+                hash: "ab".repeat(32),
+            }),
+        });
+        assert!(verify(log.dir()).unwrap().is_valid());
+        assert_eq!(log.append(record(5)).unwrap().seq, 3);
+        // Before the first entry: the head announces seq 1 after seq 0.
+        let (_tmp, log) = log_with(0);
+        write_head(&Head {
+            seq: 0,
+            hash: ZERO_HASH.into(),
+            pending: Some(PendingEntry {
+                seq: 1,
+                hash: "ab".repeat(32),
+            }),
+        });
+        assert!(verify(log.dir()).unwrap().is_valid());
+        assert_eq!(log.append(record(5)).unwrap().seq, 1);
+    }
+
+    #[test]
+    fn an_entry_appended_by_hand_is_found_even_with_a_correct_hash() {
+        let (_tmp, log) = log_with(3);
+        let last = log.read(None, None, None, 10).unwrap().pop().unwrap();
+        let mut forged = AuditEntry {
+            seq: 4,
+            time: rfc3339(last.time_ns + 1),
+            time_ns: last.time_ns + 1,
+            action: KEY_REVOKE.into(),
+            prev_hash: last.hash.clone(),
+            hash: String::new(),
+            ..last
+        };
+        forged.hash = forged.expected_hash();
+        let mut all = lines(&log);
+        all.push(serde_json::to_string(&forged).unwrap());
+        write_lines(&log, &all);
+        let found = tampering(&log);
+        assert_eq!(
+            (found.kind, found.line, found.seq),
+            (TamperKind::Head, 4, 4)
+        );
+        assert!(log.append(record(1)).is_err());
     }
 
     #[test]
@@ -1153,11 +1229,25 @@ mod tests {
 
     #[derive(Debug, Clone)]
     enum Mutation {
-        Field { entry: usize, field: usize },
-        Delete { entry: usize },
-        Swap { a: usize, b: usize },
-        Duplicate { entry: usize },
-        Truncate { keep: usize },
+        Field {
+            entry: usize,
+            field: usize,
+        },
+        Delete {
+            entry: usize,
+        },
+        Swap {
+            a: usize,
+            b: usize,
+        },
+        Duplicate {
+            entry: usize,
+        },
+        Truncate {
+            keep: usize,
+        },
+        /// A correctly chained entry added at the end, by hand.
+        Forge,
     }
 
     fn mutation(n: usize) -> impl Strategy<Value = Mutation> {
@@ -1172,6 +1262,7 @@ mod tests {
                 }),
             (0..n).prop_map(|entry| Mutation::Duplicate { entry }),
             (0..n).prop_map(|keep| Mutation::Truncate { keep }),
+            Just(Mutation::Forge),
         ]
     }
 
@@ -1212,6 +1303,17 @@ mod tests {
                 Mutation::Truncate { keep } => {
                     all.truncate(*keep);
                     *keep + 1
+                }
+                Mutation::Forge => {
+                    let last: AuditEntry = serde_json::from_str(&all[n - 1]).unwrap();
+                    let mut forged = AuditEntry {
+                        seq: last.seq + 1,
+                        prev_hash: last.hash.clone(),
+                        ..last
+                    };
+                    forged.hash = forged.expected_hash();
+                    all.push(serde_json::to_string(&forged).unwrap());
+                    n + 1
                 }
             };
             write_lines(&log, &all);
