@@ -22,7 +22,7 @@ use vigil_collector::{
 };
 use vigil_query::{ClickHouseStore, EmbeddedStore, TraceStore};
 use vigil_schemas::{
-    audit::{AuditLog, AuditRecord, KEY_CREATE, RETENTION_DELETE, SYSTEM_KEY_ID},
+    audit::{ALL_PROJECTS, AuditLog, AuditRecord, KEY_CREATE, RETENTION_DELETE, SYSTEM_KEY_ID},
     clickhouse::{ClickHouseConfig, MigrationError, MigrationReport, Migrator},
     keys::{KeyStore, Role, write_private_file},
     prices::PriceCatalog,
@@ -211,9 +211,6 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     tracing::info!("stopped");
     Ok(())
 }
-
-/// The project id of audit entries about every project (retention).
-pub const ALL_PROJECTS: &str = "*";
 
 /// Writes a retention pass that deleted something to the audit log (key `system`).
 fn record_retention(audit: &AuditLog, report: &RetentionReport) {

@@ -293,6 +293,34 @@ async fn investigate(vigil: &Vigil, token: &str, body: &Value, page: usize) -> V
     answer
 }
 
+/// An investigation answered by the store's statements (a digest is never folded).
+async fn by_statements(
+    vigil: &Vigil,
+    store: Store,
+    body: &Value,
+    limit: usize,
+) -> (
+    vigil_query::audit::AffectedSummary,
+    vigil_query::audit::SessionPage,
+) {
+    let query: vigil_query::audit::AffectedQuery = serde_json::from_value(body.clone()).unwrap();
+    let (plan, mut page) = query.plan().unwrap();
+    page.limit = limit;
+    let reader: Box<dyn vigil_query::TraceStore> = match store {
+        Store::Embedded => Box::new(vigil_query::EmbeddedStore::open(vigil.data_dir()).unwrap()),
+        Store::ClickHouse => Box::new(vigil_query::ClickHouseStore::new(
+            &vigil_schemas::clickhouse::ClickHouseConfig {
+                url: ClickHouse::shared().url(),
+                database: vigil.database.clone().unwrap(),
+                ..Default::default()
+            },
+        )),
+    };
+    vigil_query::audit::investigate_folding_at_most(reader.as_ref(), "default", &plan, &page, 0)
+        .await
+        .unwrap()
+}
+
 /// An export's body, with its status and headers checked.
 async fn export(vigil: &Vigil, token: &str, body: &Value, format: &str) -> (String, u64) {
     let response = reqwest::Client::new()
@@ -387,6 +415,28 @@ async fn investigations_exports_and_erasure(store: Store) {
             .collect();
         let answer = investigate(&vigil, &audit.token, &body, 7).await;
         assert_eq!(answer, expected(&affected, &hashes), "{body}");
+        // The store's statements, not folding a digest (what large investigations take).
+        let (summary, first_page) = by_statements(&vigil, store, &body, 7).await;
+        assert_eq!(summary.runs, affected.len() as u64, "{body}");
+        assert_eq!(
+            summary.by_day.len(),
+            answer["by_day"].as_array().unwrap().len()
+        );
+        assert_eq!(json!(summary.sessions), answer["sessions"], "{body}");
+        assert_eq!(json!(summary.users), answer["users"], "{body}");
+        let sessions: Vec<Value> = first_page
+            .items
+            .iter()
+            .map(|i| json!([i.session_id, i.user_hash, i.runs]))
+            .collect();
+        let expected_first: Vec<Value> = answer["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .take(7)
+            .map(|i| json!([i["session_id"], i["user_hash"], i["runs"]]))
+            .collect();
+        assert_eq!(sessions, expected_first, "{body}");
 
         // Exports: every affected run, once.
         let (csv, count) = export(&vigil, &audit.token, &body, "csv").await;
@@ -703,4 +753,119 @@ async fn no_trace_left(vigil: &Vigil, store: Store, user_hash: &str, traces: &BT
     }
 }
 
-on_both_stores!(investigations_exports_and_erasure);
+/// Runs at `age` before now with a retention policy, for the retention test.
+fn aged_run(n: usize, age_ns: i64, policy: &str) -> v1::ExportRequest {
+    let now = vigil_schemas::time::now_ns();
+    let run = Run {
+        trace_id: format!("{:016x}{n:016x}", 0xdead_u64),
+        session: format!("s-{n}"),
+        user: String::new(),
+        agent_version: "1.0".into(),
+        classification: Vec::new(),
+        start: now - age_ns,
+        models: vec![["gpt-x".into(), "2025-01".into(), "p".into(), "v1".into()]],
+        tools: Vec::new(),
+    };
+    let mut request = export_request(&[run]);
+    request.runs[0].retention = policy.into();
+    request
+}
+
+async fn retention_deletes_what_expired(store: Store) {
+    let policies = [
+        ("VIGIL_RETENTION__DEFAULT", "30d"),
+        ("VIGIL_RETENTION__POLICIES__SHORT", "2d"),
+    ];
+    let mut settings = policies.to_vec();
+    settings.push(("VIGIL_RETENTION__ENABLED", "false"));
+    let mut vigil = Vigil::start_on_with(store, &settings);
+    // (age, policy, expired?)
+    let runs = [
+        (40 * NANOS_PER_DAY, "", true), // a day older than every policy: dropped whole
+        (40 * NANOS_PER_DAY, "unknown", true), // an unknown policy is the default
+        (5 * NANOS_PER_DAY, "short", true), // past its policy: deleted by row
+        (5 * NANOS_PER_DAY, "", false), // within the default
+        (HOUR, "short", false),         // within its policy
+    ];
+    let mut client = IngestServiceClient::connect(vigil.grpc()).await.unwrap();
+    let auth: MetadataValue<_> = format!("Bearer {}", vigil.token).parse().unwrap();
+    for (n, (age, policy, _)) in runs.iter().enumerate() {
+        let mut request = Request::new(aged_run(n, *age, policy));
+        request.metadata_mut().insert("authorization", auth.clone());
+        let response = client.export(request).await.unwrap().into_inner();
+        assert!(response.rejections.is_empty(), "{:?}", response.rejections);
+    }
+    wait_drained(&vigil).await;
+    let trace = |n: usize| format!("{:016x}{n:016x}", 0xdead_u64);
+
+    // The dry run says what would go and deletes nothing.
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_vigil"))
+        .args(["retention", "--dry-run", "--data-dir"])
+        .arg(vigil.data_dir())
+        .envs(vigil.env().iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&output.stdout).to_string();
+    assert!(
+        output.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let number_after = |label: &str| -> u64 {
+        let line = text
+            .lines()
+            .find(|l| l.contains(label))
+            .unwrap_or_else(|| panic!("{text}"));
+        let rows = line.rsplit(": ").next().unwrap();
+        rows.split_whitespace().next().unwrap().parse().unwrap()
+    };
+    let dropped = number_after("whole days before");
+    let expired = number_after("expired runs in the days kept");
+    assert_eq!(dropped + expired, 3, "{text}");
+    assert!(
+        dropped >= 2,
+        "the 40-day-old runs sit in days older than every policy: {text}"
+    );
+    for n in 0..runs.len() {
+        let (status, _) = vigil.get(&format!("/api/v1/runs/{}", trace(n))).await;
+        assert_eq!(status, 200, "a dry run deletes nothing");
+    }
+
+    // The job: its first pass runs at start.
+    vigil.stop();
+    vigil.restart_with(&[("VIGIL_RETENTION__ENABLED", "true")]);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    for (n, (_, _, expired)) in runs.iter().enumerate() {
+        let want = if *expired { 404 } else { 200 };
+        loop {
+            let (status, _) = vigil.get(&format!("/api/v1/runs/{}", trace(n))).await;
+            if status == want {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "run {n}: {status}, want {want}"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        }
+    }
+    // The pass is on the audit log, visible to every project's auditors.
+    let auditor = vigil.create_key("audit");
+    let (status, log) = vigil.get_as("/api/v1/audit/log", &auditor.token).await;
+    assert_eq!(status, 200, "{log}");
+    let pass = log["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["action"] == "retention.delete")
+        .unwrap_or_else(|| panic!("{log}"));
+    assert_eq!(pass["key_id"], json!("system"));
+    assert_eq!(pass["result_count"], json!(3));
+    let data_dir = vigil.data_dir().display().to_string();
+    cli(&["audit", "verify", "--data-dir", &data_dir]);
+}
+
+on_both_stores!(
+    investigations_exports_and_erasure,
+    retention_deletes_what_expired
+);

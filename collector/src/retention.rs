@@ -12,7 +12,7 @@ use std::{collections::BTreeMap, sync::Arc, time::Duration};
 use serde::{Deserialize, Serialize};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
-use vigil_schemas::time::{day_of, day_string, now_ns, parse_duration_ns};
+use vigil_schemas::time::{NANOS_PER_DAY, day_of, day_string, now_ns, parse_duration_ns};
 
 use crate::sink::{Cutoffs, DeletedRows, Deleter, Doomed, SinkError};
 
@@ -94,6 +94,7 @@ impl RetentionSettings {
                 .map(|(name, text)| (name.clone(), cutoff(text)))
                 .collect(),
             default: cutoff(&self.default),
+            from_ns: None,
         }
     }
 
@@ -145,9 +146,11 @@ pub async fn enforce(
         Some(day) => deleter.drop_days_before(day, dry_run).await?,
         None => DeletedRows::default(),
     };
-    let expired = deleter
-        .delete(&Doomed::Expired(settings.cutoffs(now)), dry_run)
-        .await?;
+    let cutoffs = Cutoffs {
+        from_ns: before.map(|day| day * NANOS_PER_DAY),
+        ..settings.cutoffs(now)
+    };
+    let expired = deleter.delete(&Doomed::Expired(cutoffs), dry_run).await?;
     Ok(RetentionReport {
         at: vigil_schemas::time::rfc3339(now),
         dropped_days_before: before.map(day_string),
@@ -188,8 +191,6 @@ pub fn spawn_retention(
 
 #[cfg(test)]
 mod tests {
-    use vigil_schemas::time::NANOS_PER_DAY;
-
     use super::*;
 
     const DAY: i64 = NANOS_PER_DAY;

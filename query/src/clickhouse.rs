@@ -29,7 +29,7 @@ use vigil_schemas::{
 
 use crate::{
     audit::{
-        AffectedPlan, AffectedRun, AffectedSummary, DayCount, SessionItem, SessionPage,
+        AffectedPlan, AffectedRun, AffectedSummary, DayCount, DigestRow, SessionItem, SessionPage,
         SessionPageRequest, compile::AuditSql, summary_of,
     },
     cursor::Cursor,
@@ -70,6 +70,12 @@ pub struct ClickHouseStore {
     timeout: Duration,
 }
 
+/// Settings of the compliance statements. ClickHouse 18.16 runs a sub-query of `IN` once more
+/// to look the set up in the primary key, and again for each nested level; the investigations'
+/// sets hold random trace ids, which the key cannot narrow anyway. Measured on 1,000,000 runs /
+/// 10,000,000 spans: one investigation statement took 12 s with the look-up, 0.8 s without.
+const AUDIT_SETTINGS: &[(&str, &str)] = &[("use_index_for_in_with_subqueries", "0")];
+
 /// `health()` answers within this, whatever the query timeout: `/readyz` and `/metrics` call it.
 const HEALTH_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -88,7 +94,19 @@ impl ClickHouseStore {
     }
 
     async fn fetch<T: RowOwned + RowRead>(&self, sql: Sql) -> Result<Vec<T>, QueryError> {
+        self.fetch_with(sql, &[]).await
+    }
+
+    /// [`Self::fetch`] with per-query settings.
+    async fn fetch_with<T: RowOwned + RowRead>(
+        &self,
+        sql: Sql,
+        settings: &[(&str, &str)],
+    ) -> Result<Vec<T>, QueryError> {
         let mut query = self.client.query(&sql.text);
+        for (name, value) in settings {
+            query = query.with_setting(*name, *value);
+        }
         for value in sql.values {
             query = match value {
                 Value::Text(text) => query.bind(text),
@@ -265,8 +283,8 @@ impl TraceStore for ClickHouseStore {
     ) -> Result<AffectedSummary, QueryError> {
         let audit = AuditSql::new(plan, project_id, Dialect::ClickHouse);
         let (totals, days) = tokio::try_join!(
-            self.fetch::<TotalsRecord>(audit.summary()),
-            self.fetch::<DayRecord>(audit.by_day())
+            self.fetch_with::<TotalsRecord>(audit.summary(), AUDIT_SETTINGS),
+            self.fetch_with::<DayRecord>(audit.by_day(), AUDIT_SETTINGS)
         )?;
         let totals = totals
             .first()
@@ -300,7 +318,7 @@ impl TraceStore for ClickHouseStore {
     ) -> Result<SessionPage, QueryError> {
         let audit = AuditSql::new(plan, project_id, Dialect::ClickHouse);
         let items = self
-            .fetch::<SessionRecord>(audit.sessions(page))
+            .fetch_with::<SessionRecord>(audit.sessions(page), AUDIT_SETTINGS)
             .await?
             .into_iter()
             .map(|r| SessionItem {
@@ -320,7 +338,19 @@ impl TraceStore for ClickHouseStore {
         plan: &AffectedPlan,
     ) -> Result<Vec<AffectedRun>, QueryError> {
         let audit = AuditSql::new(plan, project_id, Dialect::ClickHouse);
-        self.fetch::<AffectedRun>(audit.runs()).await
+        self.fetch_with::<AffectedRun>(audit.runs(), AUDIT_SETTINGS)
+            .await
+    }
+
+    async fn affected_digest(
+        &self,
+        project_id: &str,
+        plan: &AffectedPlan,
+        cap: usize,
+    ) -> Result<Option<Vec<DigestRow>>, QueryError> {
+        let audit = AuditSql::new(plan, project_id, Dialect::ClickHouse);
+        let rows: Vec<DigestRow> = self.fetch_with(audit.digest(cap), AUDIT_SETTINGS).await?;
+        Ok((rows.len() <= cap).then_some(rows))
     }
 
     async fn health(&self) -> Result<(), QueryError> {

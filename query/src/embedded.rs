@@ -49,7 +49,7 @@ use vigil_schemas::{
 
 use crate::{
     audit::{
-        AffectedPlan, AffectedRun, AffectedSummary, DayCount, SessionItem, SessionPage,
+        AffectedPlan, AffectedRun, AffectedSummary, DayCount, DigestRow, SessionItem, SessionPage,
         SessionPageRequest, compile::AuditSql, summary_of,
     },
     cursor::Cursor,
@@ -371,6 +371,36 @@ impl TraceStore for EmbeddedStore {
             }
         }
         Ok(SessionPage::from_items(items, page.limit))
+    }
+
+    async fn affected_digest(
+        &self,
+        project_id: &str,
+        plan: &AffectedPlan,
+        cap: usize,
+    ) -> Result<Option<Vec<DigestRow>>, QueryError> {
+        let audit = AuditSql::new(plan, project_id, Dialect::DataFusion);
+        let mut rows = Vec::new();
+        for batch in self.run_sql(audit.digest(cap)).await? {
+            let (sessions, users) = (
+                strings(&batch, "session_id")?,
+                strings(&batch, "user_hash")?,
+            );
+            let (days, runs) = (int64s_cast(&batch, "day")?, int64s_cast(&batch, "runs")?);
+            let first = int64s_cast(&batch, "first_seen")?;
+            let last = int64s_cast(&batch, "last_seen")?;
+            for i in 0..batch.num_rows() {
+                rows.push(DigestRow {
+                    day: days[i],
+                    session_id: sessions[i].clone(),
+                    user_hash: users[i].clone(),
+                    runs: runs[i] as u64,
+                    first_seen: first[i],
+                    last_seen: last[i],
+                });
+            }
+        }
+        Ok((rows.len() <= cap).then_some(rows))
     }
 
     async fn affected_runs(

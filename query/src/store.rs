@@ -5,7 +5,9 @@ use serde::{Deserialize, Serialize};
 use vigil_schemas::{Outcome, RunRow, ScoreRow, SpanRow};
 
 use crate::{
-    audit::{AffectedPlan, AffectedRun, AffectedSummary, SessionPage, SessionPageRequest},
+    audit::{
+        AffectedPlan, AffectedRun, AffectedSummary, DigestRow, SessionPage, SessionPageRequest,
+    },
     cursor::Cursor,
     error::QueryError,
     metrics::{MetricAnswer, MetricPlan},
@@ -177,6 +179,15 @@ pub trait TraceStore: Send + Sync {
         project_id: &str,
         plan: &MetricPlan,
     ) -> Result<MetricAnswer, QueryError>;
+
+    /// The runs a compliance investigation finds, folded by day, session and user
+    /// ([`crate::audit::investigate`]); `None` when there are more than `cap` such rows.
+    async fn affected_digest(
+        &self,
+        project_id: &str,
+        plan: &AffectedPlan,
+        cap: usize,
+    ) -> Result<Option<Vec<DigestRow>>, QueryError>;
 
     /// Totals and per-day counts of the runs a compliance investigation finds ([`crate::audit`]).
     async fn affected_summary(

@@ -84,6 +84,8 @@ pub const MAX_ENTRY_BYTES: usize = 64 * 1024;
 pub const CLI_KEY_ID: &str = "cli";
 /// `key_id` of actions Vigil takes by itself (retention, the first start's admin key).
 pub const SYSTEM_KEY_ID: &str = "system";
+/// `project_id` of actions about every project (retention); every project's auditors see them.
+pub const ALL_PROJECTS: &str = "*";
 
 // Actions recorded across Vigil.
 /// `POST /api/v1/audit/affected`: which sessions and users a filter affects.

@@ -18,6 +18,7 @@ use serde::Serialize;
 use tokio::task::JoinSet;
 
 mod alerts;
+mod audit;
 mod clickhouse_ingest;
 mod metrics;
 
@@ -195,6 +196,9 @@ pub enum BenchCommand {
     /// 1,000 alert rules evaluated over 1,000,000 runs / 10,000,000 spans on each store, against
     /// the 60 s interval they must fit in.
     Alerts(alerts::AlertsBenchArgs),
+    /// Compliance investigations and CSV exports over 1,000,000 runs / 10,000,000 spans on each
+    /// store.
+    Audit(audit::AuditBenchArgs),
 }
 
 /// `vigil bench ingest`.
@@ -288,6 +292,7 @@ pub async fn run_cli(command: BenchCommand) -> anyhow::Result<()> {
         }
         BenchCommand::Metrics(args) => print_report(&metrics::run(args.clone()).await?, args.json),
         BenchCommand::Alerts(args) => print_report(&alerts::run(args.clone()).await?, args.json),
+        BenchCommand::Audit(args) => print_report(&audit::run(args.clone()).await?, args.json),
         BenchCommand::Clickhouse(args) => {
             print_report(&clickhouse_ingest::run(args.clone()).await?, args.json)
         }
@@ -763,7 +768,7 @@ fn parse_cpu_ticks(stat: &str) -> Option<u64> {
     Some(utime + stime)
 }
 
-fn peak_rss_bytes(pid: u32) -> Option<u64> {
+pub(crate) fn peak_rss_bytes(pid: u32) -> Option<u64> {
     parse_vm_hwm(&std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?)
 }
 

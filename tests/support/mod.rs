@@ -222,6 +222,19 @@ impl Vigil {
         self.spawn();
     }
 
+    /// Starts again on the same data directory and ports, with these settings added (a setting
+    /// given again replaces the earlier value).
+    pub fn restart_with(&mut self, env: &[(&str, &str)]) {
+        self.extra_env
+            .extend(env.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        self.restart();
+    }
+
+    /// The settings this Vigil was started with (its store among them).
+    pub fn env(&self) -> &[(String, String)] {
+        &self.extra_env
+    }
+
     pub fn data_dir(&self) -> &Path {
         &self.data_dir
     }

@@ -13,7 +13,7 @@ use axum::{
 use serde::Deserialize;
 use serde_json::{Value, json};
 use vigil_schemas::{
-    audit::{AUDIT_LOG_READ, AuditEntry, AuditError, AuditRecord},
+    audit::{ALL_PROJECTS, AUDIT_LOG_READ, AuditEntry, AuditError, AuditRecord},
     keys::{Principal, Role},
     time::parse_rfc3339,
 };
@@ -112,7 +112,9 @@ pub async fn read(
     let audit = state.audit.clone();
     let project = principal.project_id.clone();
     let mut entries = tokio::task::spawn_blocking(move || {
-        audit.read_matching(from, to, after, limit + 1, |e| e.project_id == project)
+        audit.read_matching(from, to, after, limit + 1, |e| {
+            e.project_id == project || e.project_id == ALL_PROJECTS
+        })
     })
     .await
     .map_err(|e| ApiError::internal(format!("audit read did not finish: {e}")))?

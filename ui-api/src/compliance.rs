@@ -19,7 +19,7 @@ use vigil_query::{
     TraceStore,
     audit::{
         AffectedPlan, AffectedQuery, AffectedRun, AffectedSummary, SessionCursor,
-        SessionPageRequest, export_chunks,
+        SessionPageRequest, export_chunks, investigate as run_investigation,
     },
     page_size,
 };
@@ -34,9 +34,9 @@ use crate::{AppState, audit_log::record, auth::Caller, error::ApiError};
 /// The longest raw user id a look-up takes.
 pub const MAX_USER_ID_BYTES: usize = 1024;
 
-type Body_<T> = Result<Json<T>, JsonRejection>;
+type JsonBody<T> = Result<Json<T>, JsonRejection>;
 
-fn body<T>(body: Body_<T>) -> Result<T, ApiError> {
+fn body<T>(body: JsonBody<T>) -> Result<T, ApiError> {
     body.map(|Json(t)| t)
         .map_err(|e| ApiError::bad_request("body", e.body_text()))
 }
@@ -121,20 +121,19 @@ pub async fn affected(
     State(state): State<AppState>,
     caller: Caller,
     Query(params): Query<FormatParam>,
-    request: Body_<AffectedQuery>,
+    request: JsonBody<AffectedQuery>,
 ) -> Result<Response, ApiError> {
     let principal = caller.require(Role::Audit)?;
     let format = ExportFormat::parse(params.format.as_deref())?;
     let query = body(request)?;
     let (plan, page) = query.plan()?;
     let project = principal.project_id.clone();
-    let summary = state.store.affected_summary(&project, &plan).await?;
     let mut parameters = json!({"from": query.from, "to": query.to, "filters": query.filters});
     match format {
         None => {
             parameters["limit"] = json!(page.limit);
             parameters["cursor"] = json!(query.cursor);
-            let view = investigate(&state, &project, &plan, &page, summary).await?;
+            let view = investigate(&state, &project, &plan, &page).await?;
             let entry = record(
                 &state,
                 principal,
@@ -151,6 +150,7 @@ pub async fn affected(
         }
         Some(format) => {
             parameters["format"] = json!(format.name());
+            let summary = state.store.affected_summary(&project, &plan).await?;
             let entry = record(
                 &state,
                 principal,
@@ -193,7 +193,7 @@ pub struct LookupView {
 pub async fn user_lookup(
     State(state): State<AppState>,
     caller: Caller,
-    request: Body_<LookupRequest>,
+    request: JsonBody<LookupRequest>,
 ) -> Result<Json<LookupView>, ApiError> {
     let principal = caller.require(Role::Audit)?;
     let request = body(request)?;
@@ -214,8 +214,7 @@ pub async fn user_lookup(
     let user_hash = state.pipeline.enricher().hasher().hash(&request.user_id);
     let plan = AffectedPlan::of_user(&user_hash);
     let project = &principal.project_id;
-    let summary = state.store.affected_summary(project, &plan).await?;
-    let found = investigate(&state, project, &plan, &page, summary).await?;
+    let found = investigate(&state, project, &plan, &page).await?;
     let parameters = json!({"user_hash": user_hash, "limit": page.limit, "cursor": request.cursor});
     let entry = record(
         &state,
@@ -305,9 +304,8 @@ async fn investigate(
     project: &str,
     plan: &AffectedPlan,
     page: &SessionPageRequest,
-    summary: AffectedSummary,
 ) -> Result<AffectedView, ApiError> {
-    let sessions = state.store.affected_sessions(project, plan, page).await?;
+    let (summary, sessions) = run_investigation(state.store.as_ref(), project, plan, page).await?;
     Ok(AffectedView {
         runs: summary.runs,
         sessions: summary.sessions,

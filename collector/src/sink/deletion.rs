@@ -30,6 +30,9 @@ pub struct Cutoffs {
     /// Policy name → cutoff (ns since the epoch); `None`: kept forever.
     pub named: Vec<(String, Option<i64>)>,
     pub default: Option<i64>,
+    /// Runs that started before this are left alone: their whole days are dropped instead
+    /// ([`Deleter::drop_days_before`]), so a dry run counts each row once.
+    pub from_ns: Option<i64>,
 }
 
 impl Cutoffs {
@@ -43,8 +46,10 @@ impl Cutoffs {
 
     /// Whether a run with this policy, started then, has expired.
     pub fn expired(&self, retention: &str, start_time_ns: i64) -> bool {
-        self.cutoff_of(retention)
-            .is_some_and(|cutoff| start_time_ns < cutoff)
+        self.from_ns.is_none_or(|from| start_time_ns >= from)
+            && self
+                .cutoff_of(retention)
+                .is_some_and(|cutoff| start_time_ns < cutoff)
     }
 
     /// The latest cutoff of all: no run started at or after it can have expired.
@@ -120,6 +125,7 @@ mod tests {
         let cutoffs = Cutoffs {
             named: vec![("short".into(), Some(100)), ("legal_hold".into(), None)],
             default: Some(50),
+            from_ns: None,
         };
         assert!(cutoffs.expired("short", 99));
         assert!(!cutoffs.expired("short", 100));
@@ -128,6 +134,12 @@ mod tests {
         assert!(cutoffs.expired("unknown", 49));
         assert!(!cutoffs.expired("unknown", 50));
         assert_eq!(cutoffs.latest(), Some(100));
+        let later = Cutoffs {
+            from_ns: Some(40),
+            ..cutoffs.clone()
+        };
+        assert!(!later.expired("", 39));
+        assert!(later.expired("", 40));
         let forever = Cutoffs::default();
         assert!(!forever.expired("", i64::MIN));
         assert_eq!(forever.latest(), None);

@@ -98,6 +98,21 @@ impl<'a> AuditSql<'a> {
         sql
     }
 
+    /// `day, session_id, user_hash, runs, first_seen, last_seen`: the affected runs folded by
+    /// day, session and user, at most `cap + 1` rows. Everything an investigation answers can
+    /// be computed from these rows, so one pass over the data answers it when they are few.
+    pub(crate) fn digest(&self, cap: usize) -> Sql {
+        let mut sql = self.sql("SELECT ");
+        self.day_expr(&mut sql);
+        sql.push(
+            " AS day, session_id, user_hash, count(*) AS runs, min(start_time_ns) AS first_seen, max(start_time_ns) AS last_seen FROM ",
+        );
+        self.affected(&mut sql, &SUMMARY_COLUMNS);
+        sql.push(" GROUP BY day, session_id, user_hash LIMIT ");
+        sql.int(cap as i64 + 1);
+        sql
+    }
+
     /// One page of `session_id, user_hash, runs, first_seen, last_seen`, by first run, session
     /// id, user hash; `limit + 1` rows, to tell whether another page follows.
     pub(crate) fn sessions(&self, page: &SessionPageRequest) -> Sql {

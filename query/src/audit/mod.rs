@@ -88,6 +88,126 @@ impl SessionPage {
     }
 }
 
+/// The affected runs of one day, session and user ([`compile::AuditSql::digest`]).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize, clickhouse::Row)]
+pub struct DigestRow {
+    pub day: i64,
+    pub session_id: String,
+    pub user_hash: String,
+    pub runs: u64,
+    pub first_seen: i64,
+    pub last_seen: i64,
+}
+
+/// The most digest rows an investigation folds in memory; past it, the store answers the
+/// totals, the days and the page of sessions with a statement each.
+pub const MAX_DIGEST_ROWS: usize = 50_000;
+
+/// An investigation's answer: the totals and days, and one page of sessions.
+pub async fn investigate(
+    store: &dyn crate::TraceStore,
+    project_id: &str,
+    plan: &AffectedPlan,
+    page: &SessionPageRequest,
+) -> Result<(AffectedSummary, SessionPage), crate::QueryError> {
+    investigate_folding_at_most(store, project_id, plan, page, MAX_DIGEST_ROWS).await
+}
+
+/// [`investigate`], folding a digest of at most `cap` rows in memory (0: never; tests compare
+/// both ways of answering).
+pub async fn investigate_folding_at_most(
+    store: &dyn crate::TraceStore,
+    project_id: &str,
+    plan: &AffectedPlan,
+    page: &SessionPageRequest,
+    cap: usize,
+) -> Result<(AffectedSummary, SessionPage), crate::QueryError> {
+    if let Some(rows) = store.affected_digest(project_id, plan, cap).await? {
+        return Ok(fold_digest(&rows, page));
+    }
+    let (summary, sessions) = tokio::try_join!(
+        store.affected_summary(project_id, plan),
+        store.affected_sessions(project_id, plan, page)
+    )?;
+    Ok((summary, sessions))
+}
+
+/// The totals, days and page of sessions of a digest: the same answer the statements give.
+pub(crate) fn fold_digest(
+    rows: &[DigestRow],
+    page: &SessionPageRequest,
+) -> (AffectedSummary, SessionPage) {
+    use std::collections::{BTreeMap, BTreeSet};
+
+    let nonempty = |s: &String| !s.is_empty();
+    let mut sessions = BTreeSet::new();
+    let mut users = BTreeSet::new();
+    let mut days: BTreeMap<i64, (u64, BTreeSet<&str>, BTreeSet<&str>)> = BTreeMap::new();
+    let mut items: BTreeMap<(&str, &str), SessionItem> = BTreeMap::new();
+    for row in rows {
+        if nonempty(&row.session_id) {
+            sessions.insert(row.session_id.as_str());
+        }
+        if nonempty(&row.user_hash) {
+            users.insert(row.user_hash.as_str());
+        }
+        let day = days.entry(row.day).or_default();
+        day.0 += row.runs;
+        if nonempty(&row.session_id) {
+            day.1.insert(&row.session_id);
+        }
+        if nonempty(&row.user_hash) {
+            day.2.insert(&row.user_hash);
+        }
+        let item = items
+            .entry((&row.session_id, &row.user_hash))
+            .or_insert_with(|| SessionItem {
+                session_id: row.session_id.clone(),
+                user_hash: row.user_hash.clone(),
+                runs: 0,
+                first_seen_ns: row.first_seen,
+                last_seen_ns: row.last_seen,
+            });
+        item.runs += row.runs;
+        item.first_seen_ns = item.first_seen_ns.min(row.first_seen);
+        item.last_seen_ns = item.last_seen_ns.max(row.last_seen);
+    }
+    let runs: u64 = rows.iter().map(|r| r.runs).sum();
+    let summary = AffectedSummary {
+        runs,
+        sessions: sessions.len() as u64,
+        users: users.len() as u64,
+        first_seen_ns: rows.iter().map(|r| r.first_seen).min(),
+        last_seen_ns: rows.iter().map(|r| r.last_seen).max(),
+        by_day: days
+            .into_iter()
+            .map(|(day, (runs, sessions, users))| DayCount {
+                day,
+                runs,
+                sessions: sessions.len() as u64,
+                users: users.len() as u64,
+            })
+            .collect(),
+    };
+    let position = |i: &SessionItem| (i.first_seen_ns, i.session_id.clone(), i.user_hash.clone());
+    let mut items: Vec<SessionItem> = items
+        .into_values()
+        .filter(|i| {
+            page.after.as_ref().is_none_or(|after| {
+                position(i)
+                    > (
+                        after.first_seen_ns,
+                        after.session_id.clone(),
+                        after.user_hash.clone(),
+                    )
+            })
+        })
+        .collect();
+    items.sort_by_key(position);
+    items.truncate(page.limit + 1);
+    (summary, SessionPage::from_items(items, page.limit))
+}
+
 /// One affected run, as exported (no inputs or outputs).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize, clickhouse::Row)]
 pub struct AffectedRun {

@@ -267,7 +267,12 @@ fn condition(doomed: &Doomed) -> (String, Vec<Value>) {
             if clauses.is_empty() {
                 return ("0".into(), Vec::new());
             }
-            (clauses.join(" OR "), values)
+            let mut condition = format!("({})", clauses.join(" OR "));
+            if let Some(from) = cutoffs.from_ns {
+                condition.push_str(" AND start_time_ns >= ?");
+                values.push(Value::Int(from));
+            }
+            (condition, values)
         }
     }
 }

@@ -70,17 +70,17 @@ impl Store {
 
     /// The traces with a run, in any stored version, that `doomed` picks.
     fn doomed_traces(&self, doomed: &Doomed) -> Result<Traces, SinkError> {
-        // Nothing started on or after the latest cutoff has expired.
-        let last_day = match doomed {
-            Doomed::User { .. } => None,
+        // Nothing started on or after the latest cutoff has expired, nor before `from_ns`.
+        let (first_day, last_day) = match doomed {
+            Doomed::User { .. } => (None, None),
             Doomed::Expired(cutoffs) => match cutoffs.latest() {
-                Some(latest) => Some(day_of(latest)),
+                Some(latest) => (cutoffs.from_ns.map(day_of), Some(day_of(latest))),
                 None => return Ok(Traces::new()),
             },
         };
         let mut traces = Traces::new();
         for (day, dir) in self.partitions(Table::Runs)? {
-            if last_day.is_some_and(|last| day > last) {
+            if last_day.is_some_and(|last| day > last) || first_day.is_some_and(|f| day < f) {
                 continue;
             }
             for file in self.data_files(&dir)? {

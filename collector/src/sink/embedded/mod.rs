@@ -1448,6 +1448,7 @@ mod tests {
         let expired = Doomed::Expired(Cutoffs {
             named: Vec::new(),
             default: Some(at(d + 1, 0)),
+            from_ns: None,
         });
         let gone = sink.delete(&expired, false).await.unwrap();
         assert_eq!((gone.runs, gone.spans, gone.scores), (2, 2, 0));
