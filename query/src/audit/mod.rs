@@ -101,7 +101,7 @@ pub struct DigestRow {
 
 /// The most digest rows an investigation folds in memory; past it, the store answers the
 /// totals, the days and the page of sessions with a statement each.
-pub const MAX_DIGEST_ROWS: usize = 50_000;
+pub const MAX_DIGEST_ROWS: usize = 250_000;
 
 /// An investigation's answer: the totals and days, and one page of sessions.
 pub async fn investigate(
