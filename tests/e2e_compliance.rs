@@ -895,7 +895,11 @@ async fn the_audit_benchmark_runs() {
         assert_eq!(e["affected_runs"], c["affected_runs"], "{report}");
         assert_eq!(e["sessions"], c["sessions"], "{report}");
     }
-    assert!(embedded.iter().any(|i| i["affected_runs"].as_u64().unwrap() > 0));
+    assert!(
+        embedded
+            .iter()
+            .any(|i| i["affected_runs"].as_u64().unwrap() > 0)
+    );
     let exports = report["exports"].as_array().unwrap();
     assert_eq!(exports.len(), 4, "{report}");
     for export in exports.iter().filter(|e| e["what"] == "every run") {

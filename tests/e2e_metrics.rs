@@ -354,7 +354,6 @@ fn export_request(runs: &[Run]) -> v1::ExportRequest {
                     cache_write_tokens: call.tokens[3],
                     reasoning_tokens: call.tokens[4],
                     cost_usd: call.sdk_cost_usd,
-                    ..Default::default()
                 }),
                 tool: (!is_model).then(|| v1::ToolCall {
                     name: call.tool.clone(),

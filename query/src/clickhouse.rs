@@ -284,7 +284,7 @@ impl TraceStore for ClickHouseStore {
         let audit = AuditSql::new(plan, project_id, Dialect::ClickHouse);
         let (totals, days) = tokio::try_join!(
             self.fetch_with::<TotalsRecord>(audit.summary(), AUDIT_SETTINGS),
-            self.fetch_with::<DayRecord>(audit.by_day(), AUDIT_SETTINGS)
+            self.fetch_with::<DayCount>(audit.by_day(), AUDIT_SETTINGS)
         )?;
         let totals = totals
             .first()
@@ -298,16 +298,7 @@ impl TraceStore for ClickHouseStore {
                 ]
             })
             .unwrap_or_default();
-        let by_day = days
-            .into_iter()
-            .map(|d| DayCount {
-                day: d.day,
-                runs: d.runs,
-                sessions: d.sessions,
-                users: d.users,
-            })
-            .collect();
-        Ok(summary_of(&totals, by_day))
+        Ok(summary_of(&totals, days))
     }
 
     async fn affected_sessions(
@@ -318,17 +309,8 @@ impl TraceStore for ClickHouseStore {
     ) -> Result<SessionPage, QueryError> {
         let audit = AuditSql::new(plan, project_id, Dialect::ClickHouse);
         let items = self
-            .fetch_with::<SessionRecord>(audit.sessions(page), AUDIT_SETTINGS)
-            .await?
-            .into_iter()
-            .map(|r| SessionItem {
-                session_id: r.session_id,
-                user_hash: r.user_hash,
-                runs: r.runs,
-                first_seen_ns: r.first_seen,
-                last_seen_ns: r.last_seen,
-            })
-            .collect();
+            .fetch_with::<SessionItem>(audit.sessions(page), AUDIT_SETTINGS)
+            .await?;
         Ok(SessionPage::from_items(items, page.limit))
     }
 
@@ -364,23 +346,6 @@ struct TotalsRecord {
     runs: u64,
     sessions: u64,
     users: u64,
-    first_seen: i64,
-    last_seen: i64,
-}
-
-#[derive(clickhouse::Row, serde::Deserialize)]
-struct DayRecord {
-    day: i64,
-    runs: u64,
-    sessions: u64,
-    users: u64,
-}
-
-#[derive(clickhouse::Row, serde::Deserialize)]
-struct SessionRecord {
-    session_id: String,
-    user_hash: String,
-    runs: u64,
     first_seen: i64,
     last_seen: i64,
 }

@@ -18,10 +18,9 @@ use vigil_collector::{erasure, sink::DeletedRows};
 use vigil_query::{
     TraceStore,
     audit::{
-        AffectedPlan, AffectedQuery, AffectedRun, AffectedSummary, SessionCursor,
-        SessionPageRequest, export_chunks, investigate as run_investigation,
+        AffectedPlan, AffectedQuery, AffectedRun, AffectedSummary, SessionPageRequest,
+        export_chunks, investigate as run_investigation,
     },
-    page_size,
 };
 use vigil_schemas::{
     audit,
@@ -203,14 +202,7 @@ pub async fn user_lookup(
             format!("must be between 1 and {MAX_USER_ID_BYTES} bytes"),
         ));
     }
-    let page = SessionPageRequest {
-        limit: page_size(request.limit)?,
-        after: request
-            .cursor
-            .as_deref()
-            .map(SessionCursor::decode)
-            .transpose()?,
-    };
+    let page = SessionPageRequest::new(request.limit, request.cursor.as_deref())?;
     let user_hash = state.pipeline.enricher().hasher().hash(&request.user_id);
     let plan = AffectedPlan::of_user(&user_hash);
     let project = &principal.project_id;

@@ -20,7 +20,7 @@ use super::request::{AffectedPlan, SessionPageRequest};
 use crate::{
     metrics::{
         Dialect, Field, Subject,
-        compile::{column, filter_conditions},
+        compile::{column, distinct_nonempty, filter_conditions},
     },
     newest::newest_versions,
     sql::{Placeholders, Sql},
@@ -279,22 +279,7 @@ impl<'a> AuditSql<'a> {
     }
 
     fn distinct_nonempty(&self, sql: &mut Sql, column: &'static str) {
-        match self.dialect {
-            Dialect::ClickHouse => {
-                sql.push("uniqExactIf(");
-                sql.push(column);
-                sql.push(", ");
-                sql.push(column);
-                sql.push(" != '')");
-            }
-            Dialect::DataFusion => {
-                sql.push("count(DISTINCT CASE WHEN ");
-                sql.push(column);
-                sql.push(" <> '' THEN ");
-                sql.push(column);
-                sql.push(" END)");
-            }
-        }
+        distinct_nonempty(sql, self.dialect, column);
     }
 }
 

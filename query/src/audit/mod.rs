@@ -40,8 +40,8 @@ pub(crate) fn summary_of(totals: &[i64], by_day: Vec<DayCount>) -> AffectedSumma
     }
 }
 
-/// One day of an investigation.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+/// One day of an investigation (also ClickHouse's answer row: fields in column order).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize, clickhouse::Row)]
 pub struct DayCount {
     /// Days since the Unix epoch (UTC).
     pub day: i64,
@@ -50,8 +50,9 @@ pub struct DayCount {
     pub users: u64,
 }
 
-/// One session (and user) of an investigation.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+/// One session (and user) of an investigation (also ClickHouse's answer row: fields in column
+/// order).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize, clickhouse::Row)]
 pub struct SessionItem {
     pub session_id: String,
     pub user_hash: String,

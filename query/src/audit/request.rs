@@ -84,15 +84,10 @@ impl AffectedQuery {
             range: Some((from_ns, to_ns)),
             filters: check_filters(&self.filters)?,
         };
-        let page = SessionPageRequest {
-            limit: page_size(self.limit)?,
-            after: self
-                .cursor
-                .as_deref()
-                .map(SessionCursor::decode)
-                .transpose()?,
-        };
-        Ok((plan, page))
+        Ok((
+            plan,
+            SessionPageRequest::new(self.limit, self.cursor.as_deref())?,
+        ))
     }
 }
 
@@ -115,6 +110,16 @@ impl AffectedPlan {
             range: Some(range),
             filters: self.filters.clone(),
         }
+    }
+}
+
+impl SessionPageRequest {
+    /// A page of `limit` sessions (see [`page_size`]) after `cursor` (a `next_cursor`).
+    pub fn new(limit: Option<usize>, cursor: Option<&str>) -> Result<Self, QueryError> {
+        Ok(SessionPageRequest {
+            limit: page_size(limit)?,
+            after: cursor.map(SessionCursor::decode).transpose()?,
+        })
     }
 }
 

@@ -151,6 +151,26 @@ pub(crate) fn filter_conditions(
     }
 }
 
+/// How many distinct non-empty values `column` holds.
+pub(crate) fn distinct_nonempty(sql: &mut Sql, dialect: Dialect, column: &'static str) {
+    match dialect {
+        Dialect::ClickHouse => {
+            sql.push("uniqExactIf(");
+            sql.push(column);
+            sql.push(", ");
+            sql.push(column);
+            sql.push(" != '')");
+        }
+        Dialect::DataFusion => {
+            sql.push("count(DISTINCT CASE WHEN ");
+            sql.push(column);
+            sql.push(" <> '' THEN ");
+            sql.push(column);
+            sql.push(" END)");
+        }
+    }
+}
+
 /// The column a field is stored in.
 pub(crate) fn column(field: Field) -> &'static str {
     match field {
@@ -962,22 +982,7 @@ impl<'p> Compiler<'p> {
 
     fn distinct_nonempty(&self, sql: &mut Sql, column: &'static str) {
         let dialect = self.dialect;
-        self.wrap_integer(sql, |sql| match dialect {
-            Dialect::ClickHouse => {
-                sql.push("uniqExactIf(");
-                sql.push(column);
-                sql.push(", ");
-                sql.push(column);
-                sql.push(" != '')");
-            }
-            Dialect::DataFusion => {
-                sql.push("count(DISTINCT CASE WHEN ");
-                sql.push(column);
-                sql.push(" <> '' THEN ");
-                sql.push(column);
-                sql.push(" END)");
-            }
-        });
+        self.wrap_integer(sql, |sql| distinct_nonempty(sql, dialect, column));
     }
 
     /// The exact percentile (DESIGN.md) of the durations, in ns.

@@ -59,14 +59,22 @@ pub(super) fn parameters() -> Vec<(&'static str, Value)> {
     ]
 }
 
-fn errors(responses: &mut Value, statuses: &[(&str, &str)]) {
-    for (status, name) in statuses {
-        responses[*status] = response_ref(name);
+/// The error responses every compliance operation can give, added to `responses`.
+fn with_errors(mut responses: Value) -> Value {
+    for (status, name) in [
+        ("400", "BadRequest"),
+        ("401", "Unauthorized"),
+        ("403", "Forbidden"),
+        ("500", "Internal"),
+        ("503", "Unavailable"),
+    ] {
+        responses[status] = response_ref(name);
     }
+    responses
 }
 
 fn affected() -> Value {
-    let mut responses = json!({
+    let responses = json!({
         "200": {
             "description": format!(
                 "With `format=json`: the investigation. With `csv` (RFC 4180, a header line; a \
@@ -90,16 +98,6 @@ fn affected() -> Value {
             },
         },
     });
-    errors(
-        &mut responses,
-        &[
-            ("400", "BadRequest"),
-            ("401", "Unauthorized"),
-            ("403", "Forbidden"),
-            ("500", "Internal"),
-            ("503", "Unavailable"),
-        ],
-    );
     json!({
         "tags": ["compliance"],
         "operationId": "investigateAffected",
@@ -124,24 +122,14 @@ fn affected() -> Value {
                 },
             }},
         },
-        "responses": responses,
+        "responses": with_errors(responses),
     })
 }
 
 fn user_lookup() -> Value {
-    let mut responses = json!({
+    let responses = json!({
         "200": json_response("The hash and that person's sessions.", schema_ref("UserLookup")),
     });
-    errors(
-        &mut responses,
-        &[
-            ("400", "BadRequest"),
-            ("401", "Unauthorized"),
-            ("403", "Forbidden"),
-            ("500", "Internal"),
-            ("503", "Unavailable"),
-        ],
-    );
     json!({
         "tags": ["compliance"],
         "operationId": "lookUpUser",
@@ -156,24 +144,14 @@ fn user_lookup() -> Value {
                 "example": {"user_id": "customer-8841"},
             }},
         },
-        "responses": responses,
+        "responses": with_errors(responses),
     })
 }
 
 fn erase_user() -> Value {
-    let mut responses = json!({
+    let responses = json!({
         "200": json_response("Erased: the receipt.", schema_ref("ErasureReceipt")),
     });
-    errors(
-        &mut responses,
-        &[
-            ("400", "BadRequest"),
-            ("401", "Unauthorized"),
-            ("403", "Forbidden"),
-            ("500", "Internal"),
-            ("503", "Unavailable"),
-        ],
-    );
     json!({
         "tags": ["compliance"],
         "operationId": "eraseUser",
@@ -187,7 +165,7 @@ fn erase_user() -> Value {
             audit log (`user.erase`), whose entries keep the hash.",
         "security": bearer(Role::Admin),
         "parameters": [{"$ref": "#/components/parameters/user_hash"}],
-        "responses": responses,
+        "responses": with_errors(responses),
     })
 }
 
