@@ -116,6 +116,8 @@ pub fn metric_sql(plan: &MetricPlan, project_id: &str, dialect: Dialect) -> Vec<
 const GROUP_ALIASES: [&str; 4] = ["g0", "g1", "g2", "g3"];
 /// Names of a fact's group-key columns, by the same position.
 const FACT_KEYS: [&str; 4] = ["k0", "k1", "k2", "k3"];
+/// `tupleElement` positions of the tool-call fields after (start, span, tool, arguments).
+const EXTRA_TUPLE_ELEMENTS: [&str; 4] = ["5", "6", "7", "8"];
 /// A run's classification tags, one row per tag, when grouped by them.
 const CLASS_KEY: &str = "class_key";
 
@@ -530,22 +532,37 @@ impl<'p> Compiler<'p> {
         sql.push(")");
     }
 
-    /// One row per tool call of the counted runs: `trace_id`, `tool_name`, `t_repeat` (0 or 1).
+    /// One row per tool call of the counted runs: `trace_id`, `tool_name`, the other tool-call
+    /// fields grouped or filtered on, `t_repeat` (0 or 1).
     fn tool_calls_with_repeats(&self, sql: &mut Sql) {
-        let columns = [
+        let mut columns = vec![
             "trace_id",
             "span_id",
             "start_time_ns",
             "tool_name",
             "tool_args_hash",
         ];
+        self.call_fields(&mut columns, Subject::ToolCall);
+        let extra: Vec<&'static str> = columns[5..].to_vec();
         match self.dialect {
             Dialect::ClickHouse => {
+                // The calls of a run as sorted tuples: (start, span, tool, arguments, extra…).
+                sql.push("(SELECT trace_id, tupleElement(call, 3) AS tool_name");
+                for (i, column) in extra.iter().enumerate() {
+                    sql.push(", tupleElement(call, ");
+                    sql.push(EXTRA_TUPLE_ELEMENTS[i]);
+                    sql.push(") AS ");
+                    sql.push(column);
+                }
                 sql.push(
-                    "(SELECT trace_id, tupleElement(call, 3) AS tool_name, t_repeat FROM \
-                     (SELECT trace_id, arraySort(groupArray((start_time_ns, span_id, tool_name, \
-                     tool_args_hash))) AS calls FROM ",
+                    ", t_repeat FROM (SELECT trace_id, arraySort(groupArray((start_time_ns, \
+                     span_id, tool_name, tool_args_hash",
                 );
+                for column in &extra {
+                    sql.push(", ");
+                    sql.push(column);
+                }
+                sql.push("))) AS calls FROM ");
                 self.newest_calls_of_counted_runs(sql, CallKind::Tool, &columns);
                 sql.push(
                     " AS s GROUP BY trace_id) ARRAY JOIN calls AS call, arrayConcat([0], \
@@ -555,13 +572,24 @@ impl<'p> Compiler<'p> {
                 );
             }
             Dialect::DataFusion => {
+                let extra_columns = |sql: &mut Sql| {
+                    for column in &extra {
+                        sql.push(", ");
+                        sql.push(column);
+                    }
+                };
+                sql.push("(SELECT trace_id, tool_name");
+                extra_columns(sql);
                 sql.push(
-                    "(SELECT trace_id, tool_name, CASE WHEN tool_args_hash <> '' AND \
-                     tool_args_hash = previous_hash AND tool_name = previous_tool THEN 1 ELSE 0 \
-                     END AS t_repeat FROM (SELECT trace_id, tool_name, tool_args_hash, \
-                     lag(tool_name) OVER (PARTITION BY trace_id ORDER BY start_time_ns, span_id) \
-                     AS previous_tool, lag(tool_args_hash) OVER (PARTITION BY trace_id ORDER BY \
-                     start_time_ns, span_id) AS previous_hash FROM ",
+                    ", CASE WHEN tool_args_hash <> '' AND tool_args_hash = previous_hash AND \
+                     tool_name = previous_tool THEN 1 ELSE 0 END AS t_repeat FROM (SELECT \
+                     trace_id, tool_name, tool_args_hash",
+                );
+                extra_columns(sql);
+                sql.push(
+                    ", lag(tool_name) OVER (PARTITION BY trace_id ORDER BY start_time_ns, \
+                     span_id) AS previous_tool, lag(tool_args_hash) OVER (PARTITION BY trace_id \
+                     ORDER BY start_time_ns, span_id) AS previous_hash FROM ",
                 );
                 self.newest_calls_of_counted_runs(sql, CallKind::Tool, &columns);
                 sql.push(" AS s) AS w)");
