@@ -29,8 +29,8 @@ use vigil_schemas::{
 
 use crate::{
     audit::{
-        AffectedPlan, AffectedRun, AffectedSummary, DayCount, DigestRow, SessionItem, SessionPage,
-        SessionPageRequest, compile::AuditSql, summary_of,
+        AffectedPlan, AffectedRun, AffectedSummary, DayCount, DayRuns, DigestRow, SessionItem,
+        SessionPage, SessionPageRequest, compile::AuditSql, summary_of,
     },
     cursor::Cursor,
     error::QueryError,
@@ -299,6 +299,15 @@ impl TraceStore for ClickHouseStore {
             })
             .unwrap_or_default();
         Ok(summary_of(&totals, days))
+    }
+
+    async fn affected_days(
+        &self,
+        project_id: &str,
+        plan: &AffectedPlan,
+    ) -> Result<Vec<DayRuns>, QueryError> {
+        let audit = AuditSql::new(plan, project_id, Dialect::ClickHouse);
+        self.fetch_with(audit.day_runs(), AUDIT_SETTINGS).await
     }
 
     async fn affected_sessions(

@@ -49,8 +49,8 @@ use vigil_schemas::{
 
 use crate::{
     audit::{
-        AffectedPlan, AffectedRun, AffectedSummary, DayCount, DigestRow, SessionItem, SessionPage,
-        SessionPageRequest, compile::AuditSql, summary_of,
+        AffectedPlan, AffectedRun, AffectedSummary, DayCount, DayRuns, DigestRow, SessionItem,
+        SessionPage, SessionPageRequest, compile::AuditSql, summary_of,
     },
     cursor::Cursor,
     error::QueryError,
@@ -344,6 +344,23 @@ impl TraceStore for EmbeddedStore {
             })
             .collect();
         Ok(summary_of(&totals, by_day))
+    }
+
+    async fn affected_days(
+        &self,
+        project_id: &str,
+        plan: &AffectedPlan,
+    ) -> Result<Vec<DayRuns>, QueryError> {
+        let audit = AuditSql::new(plan, project_id, Dialect::DataFusion);
+        Ok(self
+            .summary_rows(audit.day_runs())
+            .await?
+            .into_iter()
+            .map(|row| DayRuns {
+                day: row[0],
+                runs: row[1].max(0) as u64,
+            })
+            .collect())
     }
 
     async fn affected_sessions(

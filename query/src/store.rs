@@ -6,7 +6,8 @@ use vigil_schemas::{Outcome, RunRow, ScoreRow, SpanRow};
 
 use crate::{
     audit::{
-        AffectedPlan, AffectedRun, AffectedSummary, DigestRow, SessionPage, SessionPageRequest,
+        AffectedPlan, AffectedRun, AffectedSummary, DayRuns, DigestRow, SessionPage,
+        SessionPageRequest,
     },
     cursor::Cursor,
     error::QueryError,
@@ -195,6 +196,13 @@ pub trait TraceStore: Send + Sync {
         project_id: &str,
         plan: &AffectedPlan,
     ) -> Result<AffectedSummary, QueryError>;
+
+    /// How many of those runs started on each day, by day (an export's plan).
+    async fn affected_days(
+        &self,
+        project_id: &str,
+        plan: &AffectedPlan,
+    ) -> Result<Vec<DayRuns>, QueryError>;
 
     /// One page of the sessions (with their users) of those runs.
     async fn affected_sessions(

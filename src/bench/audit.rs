@@ -39,6 +39,9 @@ pub struct AuditBenchArgs {
     /// Only ClickHouse (with `--clickhouse-url`): skips the embedded store's server.
     #[arg(long)]
     pub clickhouse_only: bool,
+    /// Only the exports: skips the investigations.
+    #[arg(long)]
+    pub exports_only: bool,
     /// 2,000 runs, one repetition: checks the harness works (CI).
     #[arg(long)]
     pub smoke: bool,
@@ -139,7 +142,7 @@ pub async fn run(mut args: AuditBenchArgs) -> anyhow::Result<AuditBenchReport> {
     for (name, env) in servers {
         let server = SpawnedCollector::start_at(&dir, &env).await?;
         let result = async {
-            for (question, filters) in questions() {
+            for (question, filters) in questions().into_iter().filter(|_| !args.exports_only) {
                 let body =
                     json!({"from": rfc3339(range.0), "to": rfc3339(range.1), "filters": filters});
                 investigations

@@ -18,8 +18,8 @@ use vigil_collector::{erasure, sink::DeletedRows};
 use vigil_query::{
     TraceStore,
     audit::{
-        AffectedPlan, AffectedQuery, AffectedRun, AffectedSummary, SessionPageRequest,
-        export_chunks, investigate as run_investigation,
+        AffectedPlan, AffectedQuery, AffectedRun, DayRuns, SessionPageRequest, export_chunks,
+        investigate as run_investigation,
     },
 };
 use vigil_schemas::{
@@ -149,20 +149,14 @@ pub async fn affected(
         }
         Some(format) => {
             parameters["format"] = json!(format.name());
-            let summary = state.store.affected_summary(&project, &plan).await?;
-            let entry = record(
-                &state,
-                principal,
-                audit::AUDIT_EXPORT,
-                parameters,
-                summary.runs,
-            )
-            .await?;
+            let days = state.store.affected_days(&project, &plan).await?;
+            let runs = days.iter().map(|d| d.runs).sum();
+            let entry = record(&state, principal, audit::AUDIT_EXPORT, parameters, runs).await?;
             Ok(export(
                 state.store.clone(),
                 project,
                 plan,
-                &summary,
+                &days,
                 format,
                 entry.seq,
             ))
@@ -338,15 +332,16 @@ fn export(
     store: Arc<dyn TraceStore>,
     project: String,
     plan: AffectedPlan,
-    summary: &AffectedSummary,
+    days: &[DayRuns],
     format: ExportFormat,
     audit_entry: u64,
 ) -> Response {
+    let runs: u64 = days.iter().map(|d| d.runs).sum();
     let header = match format {
         ExportFormat::Csv => Some(csv_header()),
         ExportFormat::Ndjson => None,
     };
-    let chunks = stream::iter(export_chunks(summary)).then(move |(from, to)| {
+    let chunks = stream::iter(export_chunks(days)).then(move |(from, to)| {
         let (store, project, plan) = (store.clone(), project.clone(), plan.within(from, to));
         async move {
             let runs = store.affected_runs(&project, &plan).await?;
@@ -369,7 +364,7 @@ fn export(
         HeaderValue::from_static(disposition),
     );
     headers.insert("vigil-audit-entry", HeaderValue::from(audit_entry));
-    headers.insert("vigil-affected-runs", HeaderValue::from(summary.runs));
+    headers.insert("vigil-affected-runs", HeaderValue::from(runs));
     response
 }
 

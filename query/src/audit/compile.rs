@@ -113,6 +113,17 @@ impl<'a> AuditSql<'a> {
         sql
     }
 
+    /// `day, runs` by day: all an export needs to cut itself into chunks, without the distinct
+    /// counts (whose memory grows with the runs).
+    pub(crate) fn day_runs(&self) -> Sql {
+        let mut sql = self.sql("SELECT ");
+        self.day_expr(&mut sql);
+        sql.push(" AS day, count(*) AS runs FROM ");
+        self.affected(&mut sql, &["trace_id", "start_time_ns"]);
+        sql.push(" GROUP BY day ORDER BY day");
+        sql
+    }
+
     /// One page of `session_id, user_hash, runs, first_seen, last_seen`, by first run, session
     /// id, user hash; `limit + 1` rows, to tell whether another page follows.
     pub(crate) fn sessions(&self, page: &SessionPageRequest) -> Sql {

@@ -50,6 +50,14 @@ pub struct DayCount {
     pub users: u64,
 }
 
+/// How many affected runs started on one day (also ClickHouse's answer row).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize, clickhouse::Row)]
+pub struct DayRuns {
+    /// Days since the Unix epoch (UTC).
+    pub day: i64,
+    pub runs: u64,
+}
+
 /// One session (and user) of an investigation (also ClickHouse's answer row: fields in column
 /// order).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize, clickhouse::Row)]
@@ -233,13 +241,13 @@ pub struct AffectedRun {
 pub const EXPORT_CHUNK_RUNS: u64 = 20_000;
 
 /// The time ranges an export reads one after another, each holding about
-/// [`EXPORT_CHUNK_RUNS`] runs or fewer by the summary's day counts: quiet days are read
-/// together, a busy day is cut into equal parts. Days without runs are skipped.
-pub fn export_chunks(summary: &AffectedSummary) -> Vec<(i64, i64)> {
+/// [`EXPORT_CHUNK_RUNS`] runs or fewer by the day counts: quiet days are read together, a busy
+/// day is cut into equal parts. Days without runs are skipped.
+pub fn export_chunks(days: &[DayRuns]) -> Vec<(i64, i64)> {
     const DAY: i64 = vigil_schemas::time::NANOS_PER_DAY;
     let mut chunks: Vec<(i64, i64)> = Vec::new();
     let mut open: Option<(i64, i64, u64)> = None;
-    for day in &summary.by_day {
+    for day in days {
         let (start, end) = (day.day * DAY, (day.day + 1) * DAY);
         if day.runs > EXPORT_CHUNK_RUNS {
             chunks.extend(open.take().map(|(s, e, _)| (s, e)));
@@ -275,23 +283,10 @@ mod tests {
 
     const DAY: i64 = vigil_schemas::time::NANOS_PER_DAY;
 
-    fn summary(days: &[(i64, u64)]) -> AffectedSummary {
-        AffectedSummary {
-            runs: days.iter().map(|(_, r)| r).sum(),
-            sessions: 0,
-            users: 0,
-            first_seen_ns: None,
-            last_seen_ns: None,
-            by_day: days
-                .iter()
-                .map(|&(day, runs)| DayCount {
-                    day,
-                    runs,
-                    sessions: 0,
-                    users: 0,
-                })
-                .collect(),
-        }
+    fn summary(days: &[(i64, u64)]) -> Vec<DayRuns> {
+        days.iter()
+            .map(|&(day, runs)| DayRuns { day, runs })
+            .collect()
     }
 
     #[test]
