@@ -206,8 +206,11 @@ async fn invalid_spans_are_reported_and_valid_neighbours_kept(store: Store) {
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     loop {
         let (status, body) = vigil.get(&format!("/api/v1/runs/{trace}")).await;
-        if status == 200 {
-            assert_eq!(body["spans"].as_array().unwrap().len(), 1);
+        // On ClickHouse the run and its spans are separate inserts: the run may be readable a
+        // moment before its span.
+        let spans = body["spans"].as_array().map_or(0, Vec::len);
+        if status == 200 && spans > 0 {
+            assert_eq!(spans, 1, "{body}");
             break;
         }
         assert!(std::time::Instant::now() < deadline);

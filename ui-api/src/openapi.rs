@@ -168,6 +168,24 @@ fn response_ref(name: &str) -> Value {
     json!({"$ref": format!("#/components/responses/{name}")})
 }
 
+/// 401 and 403 (every authenticated operation), and the `extra` (status, response name) pairs.
+fn errors(extra: &[(&str, &str)]) -> Map<String, Value> {
+    let mut map = Map::new();
+    for (status, name) in [("401", "Unauthorized"), ("403", "Forbidden")]
+        .iter()
+        .chain(extra)
+    {
+        map.insert((*status).into(), response_ref(name));
+    }
+    map
+}
+
+/// `responses` with one more.
+fn with(mut responses: Map<String, Value>, status: &str, response: Value) -> Map<String, Value> {
+    responses.insert(status.into(), response);
+    responses
+}
+
 fn json_response(description: &str, schema: Value) -> Value {
     json!({"description": description, "content": {"application/json": {"schema": schema}}})
 }

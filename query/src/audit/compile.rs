@@ -11,16 +11,13 @@
 //! run is replaced by its real root, a retried export re-sends the same times), as the run list
 //! does: the newest-version step reads the range's days widened by one day on each side.
 
-use vigil_schemas::{
-    layout::Table,
-    time::{NANOS_PER_DAY, day_of, day_string},
-};
+use vigil_schemas::{layout::Table, time::day_of};
 
 use super::request::{AffectedPlan, SessionPageRequest};
 use crate::{
     metrics::{
         Dialect, Field, Subject,
-        compile::{column, distinct_nonempty, filter_conditions},
+        compile::{column, day_range, distinct_nonempty, filter_conditions},
     },
     newest::newest_versions,
     sql::{Placeholders, Sql},
@@ -259,20 +256,7 @@ impl<'a> AuditSql<'a> {
         };
         let widen = i64::from(widened);
         let (first, last) = (day_of(from) - widen, day_of(to - 1) + widen);
-        match self.dialect {
-            Dialect::ClickHouse => {
-                sql.push(" AND start_time_ns >= ");
-                sql.int(first * NANOS_PER_DAY);
-                sql.push(" AND start_time_ns < ");
-                sql.int((last + 1) * NANOS_PER_DAY);
-            }
-            Dialect::DataFusion => {
-                sql.push(" AND day >= ");
-                sql.text(&day_string(first));
-                sql.push(" AND day <= ");
-                sql.text(&day_string(last));
-            }
-        }
+        day_range(sql, self.dialect, table, first, last);
     }
 
     fn filters_on(&self, subject: Subject) -> bool {
@@ -298,6 +282,8 @@ impl<'a> AuditSql<'a> {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use std::collections::BTreeMap;
+
+    use vigil_schemas::time::NANOS_PER_DAY;
 
     use super::*;
     use crate::sql::Value;

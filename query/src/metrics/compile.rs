@@ -153,6 +153,29 @@ pub(crate) fn filter_conditions(
     }
 }
 
+/// ` AND <the rows of days first..=last>`: by the table's time column in ClickHouse (whose
+/// partitions are those days), by the `day` partition column in DataFusion.
+pub(crate) fn day_range(sql: &mut Sql, dialect: Dialect, table: Table, first: i64, last: i64) {
+    match dialect {
+        Dialect::ClickHouse => {
+            sql.push(" AND ");
+            sql.push(table.time_column());
+            sql.push(" >= ");
+            sql.int(first * NANOS_PER_DAY);
+            sql.push(" AND ");
+            sql.push(table.time_column());
+            sql.push(" < ");
+            sql.int((last + 1) * NANOS_PER_DAY);
+        }
+        Dialect::DataFusion => {
+            sql.push(" AND day >= ");
+            sql.text(&day_string(first));
+            sql.push(" AND day <= ");
+            sql.text(&day_string(last));
+        }
+    }
+}
+
 /// How many distinct non-empty values `column` holds.
 pub(crate) fn distinct_nonempty(sql: &mut Sql, dialect: Dialect, column: &'static str) {
     match dialect {
@@ -911,11 +934,6 @@ impl<'p> Compiler<'p> {
         condition: Option<&'static str>,
         restrict: Restrict,
     ) {
-        let time_column = if table == Table::Scores {
-            "time_ns"
-        } else {
-            "start_time_ns"
-        };
         sql.push(" FROM ");
         sql.push(table.name());
         sql.push(" WHERE project_id = ");
@@ -925,24 +943,7 @@ impl<'p> Compiler<'p> {
             sql.push(condition);
         }
         if let Some((first, last)) = days {
-            match self.dialect {
-                Dialect::ClickHouse => {
-                    sql.push(" AND ");
-                    sql.push(time_column);
-                    sql.push(" >= ");
-                    sql.int(first * NANOS_PER_DAY);
-                    sql.push(" AND ");
-                    sql.push(time_column);
-                    sql.push(" < ");
-                    sql.int((last + 1) * NANOS_PER_DAY);
-                }
-                Dialect::DataFusion => {
-                    sql.push(" AND day >= ");
-                    sql.text(&day_string(first));
-                    sql.push(" AND day <= ");
-                    sql.text(&day_string(last));
-                }
-            }
+            day_range(sql, self.dialect, table, first, last);
         }
         match restrict {
             Restrict::Nothing => {}

@@ -7,7 +7,9 @@ use vigil_schemas::{
     keys::{RateLimit, Role},
 };
 
-use super::{bearer, json_response, object, response_ref, schema_ref, string, text, time};
+use super::{
+    bearer, errors, json_response, object, response_ref, schema_ref, string, text, time, with,
+};
 use crate::audit_log::{DEFAULT_LIMIT, MAX_LIMIT};
 
 pub(super) const TAG: (&str, &str) = (
@@ -97,26 +99,6 @@ pub(super) fn add_rate_limit_responses(paths: &mut Value) {
             };
         }
     }
-}
-
-fn errors(extra: &[(&str, &str)]) -> serde_json::Map<String, Value> {
-    let mut map = serde_json::Map::new();
-    for (status, name) in [("401", "Unauthorized"), ("403", "Forbidden")]
-        .iter()
-        .chain(extra)
-    {
-        map.insert((*status).into(), response_ref(name));
-    }
-    map
-}
-
-fn with(
-    mut responses: serde_json::Map<String, Value>,
-    status: &str,
-    response: Value,
-) -> serde_json::Map<String, Value> {
-    responses.insert(status.into(), response);
-    responses
 }
 
 fn create_key() -> Value {

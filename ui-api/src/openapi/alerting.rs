@@ -4,7 +4,7 @@ use serde_json::{Value, json};
 use vigil_alerts::rule::SAME_WINDOW_LAST_7D;
 use vigil_schemas::keys::Role;
 
-use super::{bearer, json_response, object, response_ref, schema_ref, string, text};
+use super::{bearer, errors, json_response, object, schema_ref, string, text, with};
 
 pub(super) const TAG: (&str, &str) = (
     "alerting",
@@ -55,26 +55,6 @@ pub(super) fn parameters() -> Vec<(&'static str, Value)> {
             }),
         ),
     ]
-}
-
-fn errors(extra: &[(&str, &str)]) -> serde_json::Map<String, Value> {
-    let mut map = serde_json::Map::new();
-    for (status, name) in [("401", "Unauthorized"), ("403", "Forbidden")]
-        .iter()
-        .chain(extra)
-    {
-        map.insert((*status).into(), response_ref(name));
-    }
-    map
-}
-
-fn with(
-    mut responses: serde_json::Map<String, Value>,
-    status: &str,
-    response: Value,
-) -> serde_json::Map<String, Value> {
-    responses.insert(status.into(), response);
-    responses
 }
 
 fn list_rules() -> Value {

@@ -1,7 +1,7 @@
 //! The compliance part of the OpenAPI document: affected-session investigations and their
 //! exports, user look-ups, erasure (handlers in `crate::compliance`).
 
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
 use vigil_query::{
     MAX_LIMIT,
     audit::{EXPORT_CHUNK_RUNS, request::MAX_AUDIT_RANGE_DAYS},
@@ -9,8 +9,8 @@ use vigil_query::{
 use vigil_schemas::keys::Role;
 
 use super::{
-    bearer, count, filters_schema, json_response, object, response_ref, schema_ref, string, text,
-    time,
+    bearer, count, errors, filters_schema, json_response, object, schema_ref, string, text, time,
+    with,
 };
 use crate::compliance::{MAX_USER_HASH_BYTES, MAX_USER_ID_BYTES};
 
@@ -59,23 +59,18 @@ pub(super) fn parameters() -> Vec<(&'static str, Value)> {
     ]
 }
 
-/// The error responses every compliance operation can give, added to `responses`.
-fn with_errors(mut responses: Value) -> Value {
-    for (status, name) in [
+/// The error responses of every compliance operation, with its 200.
+fn responses(ok: Value) -> Map<String, Value> {
+    let failures = [
         ("400", "BadRequest"),
-        ("401", "Unauthorized"),
-        ("403", "Forbidden"),
         ("500", "Internal"),
         ("503", "Unavailable"),
-    ] {
-        responses[status] = response_ref(name);
-    }
-    responses
+    ];
+    with(errors(&failures), "200", ok)
 }
 
 fn affected() -> Value {
-    let responses = json!({
-        "200": {
+    let ok = json!({
             "description": format!(
                 "With `format=json`: the investigation. With `csv` (RFC 4180, a header line; a \
                  value a spreadsheet would run as a formula is quoted and prefixed with `'`) or \
@@ -96,7 +91,6 @@ fn affected() -> Value {
                 "text/csv": {"schema": {"type": "string"}},
                 "application/x-ndjson": {"schema": schema_ref("AffectedRun")},
             },
-        },
     });
     json!({
         "tags": ["compliance"],
@@ -122,14 +116,15 @@ fn affected() -> Value {
                 },
             }},
         },
-        "responses": with_errors(responses),
+        "responses": responses(ok),
     })
 }
 
 fn user_lookup() -> Value {
-    let responses = json!({
-        "200": json_response("The hash and that person's sessions.", schema_ref("UserLookup")),
-    });
+    let ok = json_response(
+        "The hash and that person's sessions.",
+        schema_ref("UserLookup"),
+    );
     json!({
         "tags": ["compliance"],
         "operationId": "lookUpUser",
@@ -144,14 +139,12 @@ fn user_lookup() -> Value {
                 "example": {"user_id": "customer-8841"},
             }},
         },
-        "responses": with_errors(responses),
+        "responses": responses(ok),
     })
 }
 
 fn erase_user() -> Value {
-    let responses = json!({
-        "200": json_response("Erased: the receipt.", schema_ref("ErasureReceipt")),
-    });
+    let ok = json_response("Erased: the receipt.", schema_ref("ErasureReceipt"));
     json!({
         "tags": ["compliance"],
         "operationId": "eraseUser",
@@ -165,7 +158,7 @@ fn erase_user() -> Value {
             audit log (`user.erase`), whose entries keep the hash.",
         "security": bearer(Role::Admin),
         "parameters": [{"$ref": "#/components/parameters/user_hash"}],
-        "responses": with_errors(responses),
+        "responses": responses(ok),
     })
 }
 
