@@ -193,7 +193,7 @@ impl IngestClient {
     }
 }
 
-/// The refusals a client should retry (DESIGN.md: backlog full, store down).
+/// The refusals a client should retry (docs/api.md#limits-and-refusals: backlog full, store down).
 pub(crate) fn is_retryable(status: &Status) -> bool {
     matches!(status.code(), Code::Unavailable | Code::ResourceExhausted)
 }

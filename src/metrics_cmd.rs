@@ -1,5 +1,6 @@
-//! `vigil metrics`: asks a running Vigil's `POST /api/v1/metrics/query` (API.md) and prints the
-//! answer for a terminal (an aligned table), a script (CSV) or another program (JSON).
+//! `vigil metrics`: asks a running Vigil's `POST /api/v1/metrics/query` (docs/api.md#metrics-query)
+//! and prints the answer for a terminal (an aligned table), a script (CSV) or another program
+//! (JSON).
 //!
 //! The shell (HTTP, stdout, exit status) is [`run_cli`]; everything it prints is made by pure
 //! functions: [`build_query`], [`table`], [`csv`], [`pretty_json`], [`server_error`].
@@ -51,7 +52,7 @@ pub enum OutputFormat {
 #[derive(clap::Args, Debug, Clone)]
 pub struct MetricsArgs {
     /// Metric to compute, e.g. runs, completion_rate, run_latency_p99_ms, cost_usd (repeat or
-    /// comma-separate; API.md lists them all).
+    /// comma-separate; docs/design.md#metric-definitions lists them all).
     #[arg(long = "metric", value_delimiter = ',', required = true)]
     pub metrics: Vec<String>,
     /// Field to group by, e.g. agent, model, environment (repeat or comma-separate).

@@ -201,7 +201,8 @@ impl GeneratedRun {
         })
     }
 
-    /// DESIGN.md's silent partial failure: outcome `success` with a failed tool or model span.
+    /// The silent partial failure of docs/design.md#metric-definitions: outcome `success` with a
+    /// failed tool or model span.
     pub fn is_silent_partial_failure(&self) -> bool {
         self.outcome == Outcome::Success
             && self.spans.iter().any(|s| {
@@ -2782,7 +2783,8 @@ mod tests {
     }
 
     /// The collector's own decoders read both wire formats into the same rows: the OTLP traffic
-    /// uses the attribute names Vigil maps (API.md), and the native traffic says the same thing.
+    /// uses the attribute names Vigil maps (docs/api.md#otlp-attribute-mapping), and the native
+    /// traffic says the same thing.
     #[test]
     fn the_collector_reads_both_formats_alike() {
         let runs = generate(&config(9, 400));

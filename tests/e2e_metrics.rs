@@ -708,7 +708,7 @@ fn expected(query: &Query, data: &[Run]) -> Expected {
     out
 }
 
-/// Element at index min(⌊p·n/100⌋, n−1) of the sorted values (DESIGN.md).
+/// Element at index min(⌊p·n/100⌋, n−1) of the sorted values (docs/design.md#percentiles).
 fn percentile(values: &[i64], p: usize) -> Option<i64> {
     let mut sorted = values.to_vec();
     sorted.sort_unstable();

@@ -1,4 +1,4 @@
-//! Alerting (API.md "Alerting"): rules over the metric engine, a pure evaluator, silences and
+//! Alerting (docs/api.md#alerting): rules over the metric engine, a pure evaluator, silences and
 //! inhibition, grouping and deduplication through a durable notification log, and webhooks
 //! signed per Standard Webhooks.
 //!

@@ -39,7 +39,7 @@ pub struct RuleSpec {
     /// The project whose data the rule reads (file rules; API rules take the key's project).
     #[serde(default = "default_project")]
     pub project: String,
-    /// One metric name of the metric engine (API.md).
+    /// One metric name of the metric engine (docs/design.md#metric-definitions).
     pub metric: String,
     #[serde(default)]
     pub filters: BTreeMap<String, Vec<String>>,

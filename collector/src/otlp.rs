@@ -1,5 +1,5 @@
 //! Decoding of OTLP trace exports: each span becomes a [`DraftSpan`], read by the mapping of
-//! API.md ("How OTLP spans are read").
+//! docs/api.md ("OTLP attribute mapping").
 //!
 //! * **Where a field is found.** Its source attributes are tried in the order of the table, first
 //!   on the span, then on the resource: resource attributes are span attributes of lower
@@ -331,9 +331,9 @@ fn decode_span(
     Ok(DraftSpan { row, run })
 }
 
-/// The kind, decided in the order of API.md. A value that names no kind Vigil has (Langfuse's
-/// `span` or `event`, OpenInference's `CHAIN`, an unknown operation) does not decide: the next
-/// rule is tried.
+/// The kind, decided in the order of docs/api.md#span-kind. A value that names no kind Vigil has
+/// (Langfuse's `span` or `event`, OpenInference's `CHAIN`, an unknown operation) does not decide:
+/// the next rule is tried.
 fn decide_kind(attrs: &Attributes<'_>) -> SpanKind {
     let langfuse = attrs.peek(&[LANGFUSE_TYPE], |v| {
         text(v).and_then(|t| match t.to_ascii_lowercase().as_str() {

@@ -18,8 +18,8 @@ pub const TRUNCATED_ATTRIBUTE: &str = "vigil.truncated";
 /// The smallest bound of the `vigil.truncated` marker.
 const MIN_MARKER_BYTES: usize = 1024;
 
-/// Attributes that carry a raw end-user id (API.md). Their values are never stored as
-/// attributes: OTLP decoding takes the id into the run context (to be hashed), and both decoders
+/// Attributes that carry a raw end-user id (docs/api.md#run-fields). Their values are never stored
+/// as attributes: OTLP decoding takes the id into the run context (to be hashed), and both decoders
 /// drop whatever else is under these names.
 pub const RAW_USER_ATTRIBUTES: &[&str] = &["user.id", "langfuse.user.id", "enduser.id"];
 

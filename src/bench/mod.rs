@@ -121,7 +121,7 @@ pub struct IngestBenchReport {
     pub spans_acknowledged: u64,
     pub spans_rejected: u64,
     pub spans_per_second: f64,
-    /// Acknowledgement latency per request; exact percentiles (DESIGN.md).
+    /// Acknowledgement latency per request; exact percentiles (docs/design.md#percentiles).
     pub latency_p50_ms: Option<f64>,
     pub latency_p90_ms: Option<f64>,
     pub latency_p99_ms: Option<f64>,
@@ -523,8 +523,8 @@ pub async fn bench_ingest(opts: IngestBenchOptions) -> anyhow::Result<IngestBenc
     Ok(report)
 }
 
-/// Percentile `percent` of ascending `sorted` values as DESIGN.md defines it: the element at
-/// index min(⌊q·n⌋, n−1), with q = percent / 100 computed exactly.
+/// Percentile `percent` of ascending `sorted` values as docs/design.md#percentiles defines it: the
+/// element at index min(⌊q·n⌋, n−1), with q = percent / 100 computed exactly.
 pub fn exact_percentile(sorted: &[u64], percent: u32) -> Option<u64> {
     if sorted.is_empty() {
         return None;

@@ -1,5 +1,6 @@
 //! Real ClickHouse servers for the tests: Debian's `clickhouse-server` started on free loopback
-//! ports with its own directory (config, data, logs), as DESIGN.md describes.
+//! ports with its own directory (config, data, logs), as
+//! docs/design.md#testing-against-real-clickhouse describes.
 //!
 //! A watchdog shell owns each server: it SIGKILLs the server and removes its directory when the
 //! test process goes away, however it ends (a panic, a timeout, kill -9), so no server outlives

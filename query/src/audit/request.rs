@@ -20,7 +20,7 @@ pub const MAX_AUDIT_RANGE_DAYS: i64 = 3660;
 
 const NANOS_PER_DAY: i64 = 86_400 * 1_000_000_000;
 
-/// An affected-session investigation as sent (API.md).
+/// An affected-session investigation as sent (docs/api.md#compliance).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AffectedQuery {

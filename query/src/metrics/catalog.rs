@@ -1,5 +1,5 @@
-//! What can be asked: every metric of API.md, every field metrics are grouped and filtered by,
-//! and which combinations mean something.
+//! What can be asked: every metric of docs/design.md#metric-definitions, every field metrics are
+//! grouped and filtered by, and which combinations mean something.
 //!
 //! Each metric counts one kind of thing, its *subject*: runs, model calls or tool calls. A
 //! grouping field belongs to a subject too:
@@ -25,9 +25,10 @@
 //!
 //! ## Definitions
 //!
-//! Every row is counted once, in its newest version (DESIGN.md). A run belongs to the range and
-//! to a time bucket by its start; a call by its own start. "Model calls" are spans of kind
-//! `model`, "tool calls" spans of kind `tool`; a call failed when its status is `error`.
+//! Every row is counted once, in its newest version (docs/design.md#keys-and-versions). A run
+//! belongs to the range and to a time bucket by its start; a call by its own start. "Model calls"
+//! are spans of kind `model`, "tool calls" spans of kind `tool`; a call failed when its status is
+//! `error`.
 //!
 //! | metric | definition |
 //! |---|---|
@@ -37,7 +38,7 @@
 //! | `completion_rate` | `completed_runs ÷ runs` (every stored run has finished) |
 //! | `silent_partial_failures` | runs with outcome `success` that contain a failed model or tool call |
 //! | `silent_partial_failure_rate` | `silent_partial_failures ÷ completed_runs` |
-//! | `run_latency_p50/p90/p99_ms` | exact percentile (DESIGN.md, [`super::percentile`]) of end − start, in ms |
+//! | `run_latency_p50/p90/p99_ms` | exact percentile (docs/design.md#percentiles, [`super::percentile`]) of end − start, in ms |
 //! | `cost_usd` | sum of the runs' model calls' `cost_nanos` ÷ 10⁹ (priced at ingest, per call, at the price in force at the call's start; a cost the SDK reported wins); unpriced calls add nothing and are counted apart: an answer with a cost always carries `unpriced_model_calls`, and a group whose model calls are all unpriced has a null cost, never 0 |
 //! | `cost_per_run_usd` | `cost_usd ÷ runs` |
 //! | `unpriced_model_calls` | the runs' model calls without a cost |
@@ -108,7 +109,7 @@ macro_rules! names {
 }
 
 names! {
-    /// A metric of `POST /api/v1/metrics/query` (definitions in DESIGN.md).
+    /// A metric of `POST /api/v1/metrics/query` (definitions in docs/design.md#metric-definitions).
     pub enum Metric {
         Runs => "runs",
         CompletedRuns => "completed_runs",

@@ -1014,7 +1014,7 @@ impl<'p> Compiler<'p> {
         self.wrap_integer(sql, |sql| distinct_nonempty(sql, dialect, column));
     }
 
-    /// The exact percentile (DESIGN.md) of the durations, in ns.
+    /// The exact percentile (docs/design.md#percentiles) of the durations, in ns.
     fn percentile(&self, sql: &mut Sql, percent: u32) {
         let dialect = self.dialect;
         self.wrap_integer(sql, |sql| {

@@ -1,7 +1,7 @@
-//! Exact percentiles as DESIGN.md defines them, for DataFusion: percentile q of n values is the
-//! element at 0-based index min(⌊q·n⌋, n−1) of the values sorted ascending, ClickHouse's
-//! `quantileExact`. DataFusion's built-ins interpolate (`median`, `percentile_cont`) or
-//! approximate (`approx_percentile_cont`), so both stores could not agree to the last digit;
+//! Exact percentiles as docs/design.md#percentiles defines them, for DataFusion: percentile q of n
+//! values is the element at 0-based index min(⌊q·n⌋, n−1) of the values sorted ascending,
+//! ClickHouse's `quantileExact`. DataFusion's built-ins interpolate (`median`, `percentile_cont`)
+//! or approximate (`approx_percentile_cont`), so both stores could not agree to the last digit;
 //! [`exact_percentile_udaf`] gives DataFusion the same rule.
 
 use std::{mem::size_of, sync::Arc};
@@ -142,7 +142,7 @@ mod tests {
     #[test]
     fn follows_the_design_definition() {
         let values: Vec<i64> = (0..1000).collect();
-        // ClickHouse's quantileExact(0.99) over 0..999 is 990 (DESIGN.md).
+        // ClickHouse's quantileExact(0.99) over 0..999 is 990 (docs/design.md#percentiles).
         assert_eq!(exact_percentile(&values, 99), Some(990));
         assert_eq!(exact_percentile(&values, 50), Some(500));
         assert_eq!(exact_percentile(&[7], 99), Some(7));

@@ -28,7 +28,7 @@ pub const MAX_BUCKETS: i64 = 10_000;
 
 const NANOS_PER_DAY: i64 = 86_400 * 1_000_000_000;
 
-/// A metrics request as sent (API.md).
+/// A metrics request as sent (docs/api.md#metrics-query).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MetricQuery {

@@ -15,7 +15,7 @@ use crate::audit_log::{DEFAULT_LIMIT, MAX_LIMIT};
 pub(super) const TAG: (&str, &str) = (
     "access",
     "API keys of the caller's project, and the audit log: every key change, rule and silence \
-     change, compliance query and erasure, hash-chained (API.md \"Compliance\").",
+     change, compliance query and erasure, hash-chained (docs/api.md#compliance).",
 );
 
 /// Trace export paths: not rate limited (the WAL backlog bounds them).

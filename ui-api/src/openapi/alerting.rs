@@ -8,7 +8,7 @@ use super::{bearer, errors, json_response, object, schema_ref, string, text, wit
 
 pub(super) const TAG: (&str, &str) = (
     "alerting",
-    "Alert rules over the metrics, the alerts they raise, and silences (API.md \"Alerting\").",
+    "Alert rules over the metrics, the alerts they raise, and silences (docs/api.md#alerting).",
 );
 
 pub(super) fn paths() -> Vec<(&'static str, Value)> {
