@@ -1,4 +1,5 @@
-//! Generates the `vigil.v1` gRPC code with the vendored protoc, so no system protoc is needed.
+//! Generates the `vigil.v1` gRPC code and the `vigil.wal.v1` record messages with the vendored
+//! protoc, so no system protoc is needed.
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let protoc = protoc_bin_vendored::protoc_bin_path()?;
@@ -7,7 +8,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     unsafe {
         std::env::set_var("PROTOC", protoc);
     }
-    tonic_prost_build::configure().compile_protos(&["proto/vigil/v1/ingest.proto"], &["proto"])?;
+    tonic_prost_build::configure().compile_protos(
+        &[
+            "proto/vigil/v1/ingest.proto",
+            "proto/vigil/wal/v1/record.proto",
+        ],
+        &["proto"],
+    )?;
     println!("cargo:rerun-if-changed=proto");
     Ok(())
 }

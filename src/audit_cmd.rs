@@ -5,22 +5,18 @@ use anyhow::bail;
 use clap::Subcommand;
 use vigil_schemas::audit::{HEAD_FILE, LOG_FILE, verify};
 
-use crate::ConfigArgs;
+use crate::config::Config;
 
 #[derive(Subcommand)]
 pub enum AuditAction {
     /// Check the audit log's hash chain and head; exit 1 naming the first bad entry.
-    Verify {
-        #[command(flatten)]
-        config: ConfigArgs,
-    },
+    Verify,
 }
 
 #[allow(clippy::print_stdout)]
-pub fn run(action: AuditAction) -> anyhow::Result<()> {
+pub fn run(config: &Config, action: AuditAction) -> anyhow::Result<()> {
     match action {
-        AuditAction::Verify { config } => {
-            let config = config.load()?;
+        AuditAction::Verify => {
             let dir = config.data_dir.join("audit");
             let report = verify(&dir)?;
             if let Some(tampering) = &report.tampering {

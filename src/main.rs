@@ -10,6 +10,7 @@ mod metrics_cmd;
 mod process;
 mod retention_cmd;
 mod serve;
+mod wal_cmd;
 mod workload;
 
 use std::path::PathBuf;
@@ -35,14 +36,16 @@ struct Cli {
     command: Command,
 }
 
-/// Where the configuration comes from; shared by every command that reads it.
+/// Where the configuration comes from; shared by every command that reads it. Global, so that
+/// a command with subcommands takes them before or after the subcommand
+/// (`vigil keys --data-dir X create` and `vigil keys create --data-dir X`).
 #[derive(clap::Args, Clone)]
 struct ConfigArgs {
     /// TOML configuration file.
-    #[arg(long, short = 'c', env = "VIGIL_CONFIG")]
+    #[arg(long, short = 'c', env = "VIGIL_CONFIG", global = true)]
     config: Option<PathBuf>,
     /// Data directory (WAL, embedded store, keys); overrides the config.
-    #[arg(long)]
+    #[arg(long, global = true)]
     data_dir: Option<PathBuf>,
 }
 
@@ -100,8 +103,17 @@ enum Command {
     },
     /// The audit log: `vigil audit verify` checks its hash chain.
     Audit {
+        #[command(flatten)]
+        config: ConfigArgs,
         #[command(subcommand)]
         action: audit_cmd::AuditAction,
+    },
+    /// The write-ahead log: `inspect` it, `quarantine` a record the server cannot read.
+    Wal {
+        #[command(flatten)]
+        config: ConfigArgs,
+        #[command(subcommand)]
+        action: wal_cmd::WalAction,
     },
     /// What the retention job would delete now (`--dry-run`).
     Retention(retention_cmd::RetentionArgs),
@@ -139,7 +151,8 @@ fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Keys { config, action } => keys_cmd::run(&config.load()?, action),
-        Command::Audit { action } => audit_cmd::run(action),
+        Command::Audit { config, action } => audit_cmd::run(&config.load()?, action),
+        Command::Wal { config, action } => wal_cmd::run(&config.load()?, action),
         Command::Retention(args) => {
             init_logging("warn")?;
             retention_cmd::run(args)
@@ -182,4 +195,54 @@ fn init_logging(level: &str) -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::{CommandFactory, Parser};
+
+    use super::{Cli, Command};
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    /// `--data-dir` and `--config` are taken before and after a subcommand.
+    #[test]
+    fn shared_options_follow_the_subcommand_too() {
+        for args in [
+            &[
+                "vigil",
+                "keys",
+                "create",
+                "--data-dir",
+                "X",
+                "--role",
+                "read",
+            ][..],
+            &[
+                "vigil",
+                "keys",
+                "--data-dir",
+                "X",
+                "create",
+                "--role",
+                "read",
+            ][..],
+            &["vigil", "keys", "list", "--data-dir", "X"][..],
+        ] {
+            let cli = Cli::try_parse_from(args).unwrap_or_else(|e| panic!("{args:?}: {e}"));
+            let Command::Keys { config, .. } = cli.command else {
+                panic!("{args:?}: not the keys command");
+            };
+            assert_eq!(config.data_dir.as_deref(), Some("X".as_ref()), "{args:?}");
+        }
+        let cli = Cli::try_parse_from(["vigil", "audit", "verify", "--config", "v.toml"])
+            .unwrap_or_else(|e| panic!("{e}"));
+        let Command::Audit { config, .. } = cli.command else {
+            panic!("not the audit command");
+        };
+        assert_eq!(config.config.as_deref(), Some("v.toml".as_ref()));
+    }
 }

@@ -380,7 +380,8 @@ mod tests {
                 state = next;
                 match holds {
                     Some(true) => { held_since.get_or_insert(t); last_held = Some(t); }
-                    Some(false) => { if !firing { held_since = None; } }
+                    Some(false) if !firing => { held_since = None; }
+                    Some(false) => {}
                     None => {}
                 }
                 prop_assert!(transitions.len() <= 1);

@@ -8,6 +8,10 @@
 //! forever: acknowledged data is never dropped; meanwhile the WAL absorbs new data until its
 //! backlog limit. On shutdown it writes what it has read and stops; anything left is replayed on
 //! the next start.
+//!
+//! A record it cannot read (see `record.rs`) is never skipped on its own: the batcher writes
+//! what came before it and stops there, saying so, until the operator quarantines the record
+//! (`quarantine.rs`).
 
 use std::{
     sync::{Arc, atomic::Ordering},
@@ -22,8 +26,10 @@ use tokio_util::sync::CancellationToken;
 use vigil_schemas::IngestBatch;
 
 use crate::{
+    quarantine::Quarantine,
+    record,
     sink::Sink,
-    telemetry::IngestTelemetry,
+    telemetry::{IngestTelemetry, UnreadableRecord},
     wal::{Attachment, Wal, WalReader},
 };
 
@@ -52,6 +58,8 @@ impl Default for BatcherConfig {
 }
 
 const READ_CHUNK_BYTES: usize = 8 * 1024 * 1024;
+/// How often a batcher stopped at an unreadable record looks for its quarantine.
+const UNREADABLE_RETRY: Duration = Duration::from_secs(1);
 
 pub struct Batcher {
     wal: Arc<Wal>,
@@ -129,6 +137,7 @@ impl Batcher {
         let mut batch = IngestBatch::default();
         let mut end_lsn = None;
         let deadline = Instant::now() + self.config.max_delay;
+        let quarantine = Quarantine::of_wal(self.wal.dir());
         loop {
             let records = match reader.read(READ_CHUNK_BYTES) {
                 Ok(records) => records,
@@ -138,14 +147,36 @@ impl Batcher {
                     break;
                 }
             };
+            let mut stopped = false;
             for record in records {
+                let (start, end) = (record.start_lsn, record.end_lsn);
                 match decode(record.payload, record.attachment) {
-                    Ok(part) => batch.extend(part),
-                    Err(e) => {
-                        tracing::error!(lsn = record.end_lsn, error = %e, "undecodable wal record skipped")
+                    Ok(part) => {
+                        batch.extend(part);
+                        self.record_readable();
+                    }
+                    Err(_) if quarantine.contains(start) => {
+                        tracing::warn!(lsn = start, "passing a quarantined wal record");
+                        self.record_readable();
+                    }
+                    Err(error) => {
+                        self.record_unreadable(start, error);
+                        reader.rewind_to(start);
+                        stopped = true;
+                        break;
                     }
                 }
-                end_lsn = Some(record.end_lsn);
+                end_lsn = Some(end);
+            }
+            if stopped {
+                // Write what came before it; come back to it after a pause.
+                if end_lsn.is_none() {
+                    tokio::select! {
+                        _ = shutdown.cancelled() => {}
+                        _ = tokio::time::sleep(UNREADABLE_RETRY) => {}
+                    }
+                }
+                break;
             }
             let now = Instant::now();
             if batch.rows() >= self.config.max_rows
@@ -166,6 +197,31 @@ impl Batcher {
             }
         }
         end_lsn.map(|lsn| (batch, lsn))
+    }
+
+    /// Stops at the record at `lsn`: loudly, once.
+    fn record_unreadable(&self, lsn: u64, error: String) {
+        let mut unreadable = self.telemetry.unreadable_record.lock();
+        if unreadable.as_ref().is_none_or(|u| u.lsn != lsn) {
+            tracing::error!(
+                lsn,
+                %error,
+                "the store's writer is stopped at a wal record it cannot read; nothing after it \
+                 is written until it is read by a newer binary or set aside with \
+                 `vigil wal quarantine --lsn {lsn}` (see `vigil wal inspect`)"
+            );
+            *unreadable = Some(UnreadableRecord { lsn, error });
+        }
+    }
+
+    fn record_readable(&self) {
+        let mut unreadable = self.telemetry.unreadable_record.lock();
+        if let Some(past) = unreadable.take() {
+            tracing::warn!(
+                lsn = past.lsn,
+                "the store's writer moved past the unreadable wal record"
+            );
+        }
     }
 }
 
@@ -244,7 +300,7 @@ fn decode(payload: Vec<u8>, attachment: Option<Attachment>) -> Result<IngestBatc
     match attachment.map(|a| a.downcast::<IngestBatch>()) {
         Some(Ok(shared)) => Ok(Arc::try_unwrap(shared).unwrap_or_else(|shared| (*shared).clone())),
         Some(Err(_)) => Err("the attachment is not an ingest batch".into()),
-        None => bincode::deserialize(&payload).map_err(|e| e.to_string()),
+        None => record::decode(&payload).map_err(|e| e.to_string()),
     }
 }
 
@@ -280,14 +336,13 @@ mod tests {
     }
 
     fn record(trace_id: &str) -> Vec<u8> {
-        bincode::serialize(&IngestBatch {
+        record::encode(&IngestBatch {
             runs: vec![RunRow {
                 trace_id: trace_id.into(),
                 ..Default::default()
             }],
             ..Default::default()
         })
-        .unwrap()
     }
 
     #[tokio::test]
@@ -336,6 +391,227 @@ mod tests {
         }
         assert!(first_end < second_end);
         assert_eq!(sink.written.load(Ordering::SeqCst), 2);
+        shutdown.cancel();
+        task.await.unwrap();
+    }
+
+    /// Keeps every batch it is given.
+    #[derive(Default)]
+    struct CollectingSink {
+        batches: parking_lot::Mutex<Vec<IngestBatch>>,
+    }
+
+    #[async_trait]
+    impl Sink for CollectingSink {
+        async fn write(&self, batch: Arc<IngestBatch>) -> Result<(), SinkError> {
+            self.batches.lock().push((*batch).clone());
+            Ok(())
+        }
+    }
+
+    impl CollectingSink {
+        fn rows(&self) -> IngestBatch {
+            let mut all = IngestBatch::default();
+            for batch in self.batches.lock().iter() {
+                all.extend(batch.clone());
+            }
+            all
+        }
+    }
+
+    fn start(
+        wal: &Arc<Wal>,
+        sink: &Arc<CollectingSink>,
+        telemetry: &Arc<IngestTelemetry>,
+    ) -> (CancellationToken, JoinHandle<()>) {
+        let batcher = Batcher::new(
+            wal.clone(),
+            sink.clone(),
+            BatcherConfig {
+                max_delay: Duration::from_millis(10),
+                ..Default::default()
+            },
+            telemetry.clone(),
+        );
+        let shutdown = CancellationToken::new();
+        (shutdown.clone(), tokio::spawn(batcher.run(shutdown)))
+    }
+
+    async fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !done() {
+            assert!(Instant::now() < deadline, "timed out waiting for {what}");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    /// A WAL written by the release before record formats were versioned (format 1, bincode)
+    /// is replayed by this one: every field of every row, and nothing before the checkpoint.
+    #[tokio::test]
+    // `..Default::default()` on complete rows: the fields a later release adds.
+    #[allow(clippy::needless_update)]
+    async fn a_wal_left_by_the_format_1_release_is_replayed_field_by_field() {
+        use vigil_schemas::{Outcome, ScoreRow, SpanKind, SpanRow, SpanStatus};
+
+        let fixture = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/wal-format1");
+        let dir = tempfile::tempdir().unwrap();
+        for file in ["00000000000000000000.wal", "checkpoint"] {
+            std::fs::copy(fixture.join(file), dir.path().join(file)).unwrap();
+        }
+        let wal = Arc::new(Wal::open(WalConfig::new(dir.path())).unwrap());
+        let sink = Arc::new(CollectingSink::default());
+        let telemetry = Arc::new(IngestTelemetry::new());
+        let (shutdown, task) = start(&wal, &sink, &telemetry);
+        let end = wal.durable_lsn();
+        wait_for("the replay", || wal.checkpoint_lsn() == end).await;
+        shutdown.cancel();
+        task.await.unwrap();
+
+        // The fixture's rows, written out by hand (fixtures/wal-format1/README.md); fields a
+        // later release adds take their defaults.
+        let expected = IngestBatch {
+            runs: vec![
+                RunRow {
+                    project_id: "p".into(),
+                    trace_id: "t1".into(),
+                    session_id: "s".into(),
+                    user_hash: "u".into(),
+                    task_type: "refund".into(),
+                    agent_name: "agent".into(),
+                    agent_version: "1.2".into(),
+                    environment: "prod".into(),
+                    release: "r7".into(),
+                    start_time_ns: -5,
+                    end_time_ns: 1_700_000_000_000_000_000,
+                    outcome: Outcome::Timeout,
+                    error_message: "boom".into(),
+                    input: "in \u{2713}".into(),
+                    output: "out".into(),
+                    tags: vec!["a".into(), "b".into()],
+                    classification: vec!["pii".into()],
+                    retention: "30d".into(),
+                    audit_ref: "ref".into(),
+                    synthesized: true,
+                    ingested_at_ns: 42,
+                    ..Default::default()
+                },
+                RunRow::default(),
+            ],
+            spans: vec![
+                SpanRow {
+                    project_id: "p".into(),
+                    trace_id: "t1".into(),
+                    span_id: "sp".into(),
+                    parent_span_id: "root".into(),
+                    kind: SpanKind::Tool,
+                    name: "search".into(),
+                    start_time_ns: 1,
+                    end_time_ns: 2,
+                    status: SpanStatus::Error,
+                    error_type: "Timeout".into(),
+                    status_message: "slow".into(),
+                    input: "{}".into(),
+                    output: "[]".into(),
+                    attr_keys: vec!["k".into()],
+                    attr_values: vec!["v".into()],
+                    provider: "openai".into(),
+                    model: "gpt".into(),
+                    model_version: "2026-01".into(),
+                    prompt_id: "pr".into(),
+                    prompt_version: "v7".into(),
+                    input_tokens: u64::MAX,
+                    output_tokens: 3,
+                    cached_input_tokens: 4,
+                    cache_write_tokens: 5,
+                    reasoning_tokens: 6,
+                    cost_nanos: Some(-7),
+                    cost_source: "sdk".into(),
+                    tool_name: "search".into(),
+                    tool_version: "3".into(),
+                    tool_call_id: "call".into(),
+                    tool_args_hash: "hash".into(),
+                    retry_count: 9,
+                    ingested_at_ns: 43,
+                    ..Default::default()
+                },
+                SpanRow::default(),
+            ],
+            scores: vec![
+                ScoreRow {
+                    project_id: "p".into(),
+                    trace_id: "t1".into(),
+                    score_id: "sc".into(),
+                    span_id: "sp".into(),
+                    name: "helpful".into(),
+                    value: Some(0.25),
+                    bool_value: Some(false),
+                    string_value: "meh".into(),
+                    source: "api".into(),
+                    comment: "c".into(),
+                    time_ns: 10,
+                    ingested_at_ns: 44,
+                    ..Default::default()
+                },
+                ScoreRow::default(),
+                ScoreRow {
+                    project_id: "p".into(),
+                    trace_id: "t1".into(),
+                    score_id: "late".into(),
+                    name: "thumbs".into(),
+                    value: Some(1.0),
+                    bool_value: Some(true),
+                    source: "user".into(),
+                    time_ns: 11,
+                    ingested_at_ns: 45,
+                    ..Default::default()
+                },
+            ],
+        };
+        assert_eq!(sink.rows(), expected);
+        assert!(telemetry.unreadable_record.lock().is_none());
+    }
+
+    /// A record this binary cannot read stops the writer there (what came before is written),
+    /// until it is quarantined; then the rest follows.
+    #[tokio::test]
+    async fn an_unreadable_record_stops_the_writer_until_it_is_quarantined() {
+        let dir = tempfile::tempdir().unwrap();
+        let wal = Arc::new(Wal::open(WalConfig::new(dir.path())).unwrap());
+        let before = wal.append(record("before")).await.unwrap();
+        let unreadable_end = wal
+            .append(b"VWAL\x09from the future".to_vec())
+            .await
+            .unwrap();
+        wal.append(record("after")).await.unwrap();
+        let sink = Arc::new(CollectingSink::default());
+        let telemetry = Arc::new(IngestTelemetry::new());
+        let (shutdown, task) = start(&wal, &sink, &telemetry);
+
+        wait_for("the stop", || telemetry.unreadable_record.lock().is_some()).await;
+        wait_for("the checkpoint", || wal.checkpoint_lsn() == before).await;
+        let stopped_at = telemetry.unreadable_record.lock().clone().unwrap();
+        assert_eq!(stopped_at.lsn, before);
+        assert!(stopped_at.error.contains("format 9"), "{stopped_at:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let trace_ids = |sink: &CollectingSink| -> Vec<String> {
+            sink.rows().runs.into_iter().map(|r| r.trace_id).collect()
+        };
+        assert_eq!(trace_ids(&sink), ["before"]);
+        assert_eq!(
+            wal.checkpoint_lsn(),
+            before,
+            "nothing is skipped on its own"
+        );
+
+        crate::quarantine::quarantine(dir.path(), before, "test", "now".into(), |_| Ok(()))
+            .unwrap();
+        wait_for("the rest", || trace_ids(&sink) == ["before", "after"]).await;
+        wait_for("the checkpoint", || {
+            wal.checkpoint_lsn() == wal.durable_lsn()
+        })
+        .await;
+        assert!(wal.checkpoint_lsn() > unreadable_end);
+        assert!(telemetry.unreadable_record.lock().is_none());
         shutdown.cancel();
         task.await.unwrap();
     }

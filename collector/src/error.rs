@@ -19,9 +19,6 @@ pub enum IngestError {
     /// The collector cannot make data durable right now (disk error, shutting down).
     #[error("the collector cannot accept data right now; retry later")]
     Unavailable(#[source] WalError),
-    /// Accepted rows could not be encoded for the WAL: a bug, logged; the client may retry.
-    #[error("the collector could not store this request; retry later")]
-    Encode,
 }
 
 /// What a client should do, in protocol-neutral terms.
@@ -41,7 +38,7 @@ impl IngestError {
             IngestError::PermissionDenied(_) => ErrorClass::PermissionDenied,
             IngestError::InvalidRequest(_) => ErrorClass::InvalidArgument,
             IngestError::Backlog(_) => ErrorClass::ResourceExhausted,
-            IngestError::Unavailable(_) | IngestError::Encode => ErrorClass::Unavailable,
+            IngestError::Unavailable(_) => ErrorClass::Unavailable,
         }
     }
 

@@ -17,6 +17,8 @@ pub mod grpc;
 pub mod native;
 pub mod otlp;
 pub mod pipeline;
+pub mod quarantine;
+pub mod record;
 pub mod retention;
 pub mod sink;
 pub mod telemetry;

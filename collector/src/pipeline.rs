@@ -25,6 +25,7 @@ use crate::{
     error::IngestError,
     native::decode_native,
     otlp::{count_spans, decode_otlp},
+    record,
     telemetry::IngestTelemetry,
     wal::Wal,
 };
@@ -211,10 +212,7 @@ impl IngestPipeline {
             return Ok(());
         }
         let counts = (batch.runs.len(), batch.spans.len(), batch.scores.len());
-        let payload = bincode::serialize(&batch).map_err(|e| {
-            tracing::error!(error = %e, "a batch could not be encoded for the wal");
-            IngestError::Encode
-        })?;
+        let payload = record::encode(&batch);
         // The batch itself rides along, so the batcher need not decode the record again.
         match self.wal.append_with(payload, Some(Arc::new(batch))).await {
             Ok(_) => {

@@ -28,6 +28,15 @@ pub struct IngestTelemetry {
     pub sink_write_seconds_micros: AtomicU64,
     /// 1 when the last sink write succeeded (or none failed yet), 0 while it is failing.
     pub sink_healthy: AtomicU64,
+    /// The WAL record the batcher stopped at because it cannot read it (see `quarantine.rs`).
+    pub unreadable_record: Mutex<Option<UnreadableRecord>>,
+}
+
+/// A WAL record the batcher cannot read and will not pass until it is quarantined.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnreadableRecord {
+    pub lsn: u64,
+    pub error: String,
 }
 
 const MAX_REJECTION_LABELS: usize = 64;
@@ -145,6 +154,14 @@ impl IngestTelemetry {
             "gauge",
             "1 when the store accepts writes.",
             get(&self.sink_healthy),
+        );
+        gauge(
+            out,
+            "vigil_wal_unreadable_record",
+            "gauge",
+            "1 while the store's writer is stopped at a WAL record it cannot read \
+             (`vigil wal inspect`).",
+            u64::from(self.unreadable_record.lock().is_some()),
         );
     }
 }

@@ -258,6 +258,11 @@ impl Wal {
         wait.await.map_err(|_| WalError::Closed)?
     }
 
+    /// The directory the log lives in.
+    pub fn dir(&self) -> &Path {
+        &self.shared.dir
+    }
+
     /// The LSN up to which everything is durable.
     pub fn durable_lsn(&self) -> u64 {
         *self.shared.durable.borrow()
@@ -532,10 +537,11 @@ impl SegmentWriter {
     }
 }
 
-/// One record read back: the LSN just past it (what to checkpoint), and either its attachment
-/// (taken from memory; `payload` is then empty) or its payload read from disk.
+/// One record read back: where it starts, the LSN just past it (what to checkpoint), and either
+/// its attachment (taken from memory; `payload` is then empty) or its payload read from disk.
 #[derive(Clone)]
 pub struct WalRecord {
+    pub start_lsn: u64,
     pub end_lsn: u64,
     pub payload: Vec<u8>,
     pub attachment: Option<Attachment>,
@@ -544,6 +550,7 @@ pub struct WalRecord {
 impl std::fmt::Debug for WalRecord {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("WalRecord")
+            .field("start_lsn", &self.start_lsn)
             .field("end_lsn", &self.end_lsn)
             .field("payload_bytes", &self.payload.len())
             .field("attached", &self.attachment.is_some())
@@ -565,6 +572,12 @@ impl WalReader {
         self.position
     }
 
+    /// Goes back to the record starting at `lsn` (one already read), to read it again.
+    pub fn rewind_to(&mut self, lsn: u64) {
+        debug_assert!(lsn <= self.position);
+        self.position = lsn;
+    }
+
     /// Waits until something is readable, or `timeout` passed; false on timeout.
     pub async fn wait_readable(&mut self, timeout: std::time::Duration) -> bool {
         if *self.durable.borrow_and_update() > self.position {
@@ -583,9 +596,11 @@ impl WalReader {
         let mut taken = 0usize;
         while self.position < durable && taken < max_bytes {
             if let Some((end, bytes, attachment)) = self.take_attachment() {
+                let start = self.position;
                 self.position = end;
                 taken += bytes;
                 records.push(WalRecord {
+                    start_lsn: start,
                     end_lsn: end,
                     payload: Vec::new(),
                     attachment: Some(attachment),
@@ -676,8 +691,10 @@ impl WalReader {
                 reason: "checksum mismatch".into(),
             });
         }
+        let start = self.position;
         self.position += HEADER_BYTES + len as u64;
         Ok(WalRecord {
+            start_lsn: start,
             end_lsn: self.position,
             payload,
             attachment: None,
@@ -693,6 +710,12 @@ struct ScanResult {
 /// Walks a segment's frames; stops at the first one that is short, too long or mis-checksummed.
 fn scan_segment(path: &Path) -> Result<ScanResult, WalError> {
     let bytes = fs::read(path).map_err(io_err(path))?;
+    Ok(walk_frames(&bytes, |_, _| {}))
+}
+
+/// Calls `visit(offset, payload)` for each whole, checksummed frame of a segment's bytes, in
+/// order; says how far the valid frames reach and why the walk stopped short, if it did.
+fn walk_frames(bytes: &[u8], mut visit: impl FnMut(usize, &[u8])) -> ScanResult {
     let mut offset = 0usize;
     let corruption = loop {
         if offset == bytes.len() {
@@ -713,13 +736,70 @@ fn scan_segment(path: &Path) -> Result<ScanResult, WalError> {
                 "frame of {len} bytes runs past the end of the file"
             ));
         }
-        if crc32fast::hash(&bytes[body..body + len]) != crc {
+        let payload = &bytes[body..body + len];
+        if crc32fast::hash(payload) != crc {
             break Some("checksum mismatch".to_string());
         }
+        visit(offset, payload);
         offset = body + len;
     };
-    Ok(ScanResult {
+    ScanResult {
         valid_bytes: offset as u64,
+        corruption,
+    }
+}
+
+/// What [`read_stored`] found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredLog {
+    pub checkpoint_lsn: u64,
+    /// Start LSNs of the segment files.
+    pub segments: Vec<u64>,
+    /// Where the whole records end.
+    pub end_lsn: u64,
+    /// Where and why the walk stopped before the end of the files (a torn tail, which the next
+    /// start of the server cuts away, or corruption).
+    pub corruption: Option<(u64, String)>,
+}
+
+/// Reads the log in `dir` without opening it for writing (a running server may be appending):
+/// calls `visit(start_lsn, end_lsn, payload)` for every whole record after the checkpoint, in
+/// log order, one segment in memory at a time. For inspection; the server reads through
+/// [`WalReader`].
+pub fn read_stored(
+    dir: &Path,
+    mut visit: impl FnMut(u64, u64, &[u8]),
+) -> Result<StoredLog, WalError> {
+    let checkpoint_lsn = read_checkpoint(dir)?;
+    let segments = list_segments(dir)?;
+    let mut end_lsn = checkpoint_lsn;
+    let mut corruption = None;
+    for (i, &start) in segments.iter().enumerate() {
+        if segments
+            .get(i + 1)
+            .is_some_and(|&next| next <= checkpoint_lsn)
+        {
+            continue;
+        }
+        let path = segment_path(dir, start);
+        let bytes = fs::read(&path).map_err(io_err(&path))?;
+        let scan = walk_frames(&bytes, |offset, payload| {
+            let record_start = start + offset as u64;
+            let record_end = record_start + HEADER_BYTES + payload.len() as u64;
+            if record_start >= checkpoint_lsn {
+                visit(record_start, record_end, payload);
+            }
+        });
+        end_lsn = end_lsn.max(start + scan.valid_bytes);
+        if let Some(reason) = scan.corruption {
+            corruption = Some((start + scan.valid_bytes, reason));
+            break;
+        }
+    }
+    Ok(StoredLog {
+        checkpoint_lsn,
+        segments,
+        end_lsn,
         corruption,
     })
 }

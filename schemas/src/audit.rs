@@ -112,9 +112,11 @@ pub const ALERT_RULE_DELETE: &str = "alert_rule.delete";
 pub const SILENCE_CREATE: &str = "silence.create";
 /// A silence expired.
 pub const SILENCE_EXPIRE: &str = "silence.expire";
+/// A WAL record that cannot be read set aside by `vigil wal quarantine`.
+pub const WAL_QUARANTINE: &str = "wal.quarantine";
 
 /// Every action name above.
-pub const ACTIONS: [&str; 12] = [
+pub const ACTIONS: [&str; 13] = [
     AUDIT_AFFECTED,
     AUDIT_EXPORT,
     AUDIT_USER_LOOKUP,
@@ -127,6 +129,7 @@ pub const ACTIONS: [&str; 12] = [
     ALERT_RULE_DELETE,
     SILENCE_CREATE,
     SILENCE_EXPIRE,
+    WAL_QUARANTINE,
 ];
 
 #[derive(Debug, thiserror::Error)]

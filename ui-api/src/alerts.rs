@@ -1,28 +1,21 @@
-//! Alerting over HTTP (API.md "Alerting"): rules (`/api/v1/alert-rules`), active alerts
+//! Alerting over HTTP (docs/api.md#alerting): rules (`/api/v1/alert-rules`), active alerts
 //! (`/api/v1/alerts`) and silences (`/api/v1/silences`). Reading needs `read`; changing rules
 //! and silences needs `admin`. Everything is scoped to the key's project. Every change made
 //! here is recorded in the audit log (rule put / delete, silence create / expire).
 
 use axum::{
     Json,
-    extract::{Path, State, rejection::JsonRejection},
+    extract::{Path, State},
     http::StatusCode,
 };
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
 use vigil_alerts::{RuleChangeError, rule::RuleSpec, silence::SilenceSpec};
 use vigil_schemas::{
     audit::{ALERT_RULE_DELETE, ALERT_RULE_PUT, SILENCE_CREATE, SILENCE_EXPIRE},
     keys::Role,
 };
 
-use crate::{AppState, audit_log::record, auth::Caller, error::ApiError};
-
-type Body<T> = Result<Json<T>, JsonRejection>;
-
-fn body<T>(body: Body<T>) -> Result<T, ApiError> {
-    body.map(|Json(t)| t)
-        .map_err(|e| ApiError::bad_request("body", e.body_text()))
-}
+use crate::{AppState, audit_log::record, auth::Caller, body::JsonBody, error::ApiError};
 
 /// `GET /api/v1/alert-rules`
 pub async fn list_rules(
@@ -54,14 +47,13 @@ pub async fn put_rule(
     State(state): State<AppState>,
     caller: Caller,
     Path(name): Path<String>,
-    spec: Body<Value>,
+    JsonBody(mut spec): JsonBody<Map<String, Value>>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let principal = caller.require(Role::Admin)?;
-    let mut spec = body(spec)?;
     // The name is the path's; a body may repeat it, not contradict it.
     match spec.get("name") {
         None => {
-            spec["name"] = json!(name);
+            spec.insert("name".into(), json!(name));
         }
         Some(given) if given == &json!(name) => {}
         Some(_) => {
@@ -77,6 +69,7 @@ pub async fn put_rule(
             "a rule belongs to the key's project; leave project out",
         ));
     }
+    let spec = Value::Object(spec);
     let rule: RuleSpec = serde_json::from_value(spec.clone())
         .map_err(|e| ApiError::bad_request("body", e.to_string()))?;
     let created = state
@@ -88,7 +81,7 @@ pub async fn put_rule(
     let view = state
         .alerts
         .rule(&principal.project_id, &name)
-        .unwrap_or(Value::Null);
+        .ok_or_else(|| ApiError::internal(format!("alert rule {name:?} vanished after its put")))?;
     let status = if created {
         StatusCode::CREATED
     } else {
@@ -144,10 +137,9 @@ pub async fn list_alerts(
 pub async fn create_silence(
     State(state): State<AppState>,
     caller: Caller,
-    spec: Body<SilenceSpec>,
+    JsonBody(spec): JsonBody<SilenceSpec>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let principal = caller.require(Role::Admin)?;
-    let spec = body(spec)?;
     let silence = state
         .alerts
         .create_silence(&principal.project_id, &principal.key_id, spec)

@@ -1,13 +1,13 @@
-//! Compliance over HTTP (API.md): affected-session investigations and their exports, user
-//! look-ups and erasure. Every answer is written to the audit log *before* it is sent: when the
-//! log cannot be written, nothing is answered.
+//! Compliance over HTTP (docs/api.md#compliance): affected-session investigations and their
+//! exports, user look-ups and erasure. Every answer is written to the audit log *before* it is
+//! sent: when the log cannot be written, nothing is answered.
 
 use std::{sync::Arc, time::Duration};
 
 use axum::{
     Json,
     body::Body,
-    extract::{Path, Query, State, rejection::JsonRejection},
+    extract::{Path, Query, State},
     http::{HeaderValue, header},
     response::{IntoResponse, Response},
 };
@@ -28,17 +28,10 @@ use vigil_schemas::{
     time::{now_ns, rfc3339},
 };
 
-use crate::{AppState, audit_log::record, auth::Caller, error::ApiError};
+use crate::{AppState, audit_log::record, auth::Caller, body::JsonBody, error::ApiError};
 
 /// The longest raw user id a look-up takes.
 pub const MAX_USER_ID_BYTES: usize = 1024;
-
-type JsonBody<T> = Result<Json<T>, JsonRejection>;
-
-fn body<T>(body: JsonBody<T>) -> Result<T, ApiError> {
-    body.map(|Json(t)| t)
-        .map_err(|e| ApiError::bad_request("body", e.body_text()))
-}
 
 /// `?format=` of an investigation.
 #[derive(Debug, Deserialize)]
@@ -120,11 +113,10 @@ pub async fn affected(
     State(state): State<AppState>,
     caller: Caller,
     Query(params): Query<FormatParam>,
-    request: JsonBody<AffectedQuery>,
+    JsonBody(query): JsonBody<AffectedQuery>,
 ) -> Result<Response, ApiError> {
     let principal = caller.require(Role::Audit)?;
     let format = ExportFormat::parse(params.format.as_deref())?;
-    let query = body(request)?;
     let (plan, page) = query.plan()?;
     let project = principal.project_id.clone();
     let mut parameters = json!({"from": query.from, "to": query.to, "filters": query.filters});
@@ -186,10 +178,9 @@ pub struct LookupView {
 pub async fn user_lookup(
     State(state): State<AppState>,
     caller: Caller,
-    request: JsonBody<LookupRequest>,
+    JsonBody(request): JsonBody<LookupRequest>,
 ) -> Result<Json<LookupView>, ApiError> {
     let principal = caller.require(Role::Audit)?;
-    let request = body(request)?;
     if request.user_id.is_empty() || request.user_id.len() > MAX_USER_ID_BYTES {
         return Err(ApiError::bad_request(
             "user_id",

@@ -4,7 +4,7 @@
 
 use axum::{
     Json,
-    extract::{Path, State, rejection::JsonRejection},
+    extract::{Path, State},
     http::StatusCode,
 };
 use serde::Deserialize;
@@ -14,7 +14,7 @@ use vigil_schemas::{
     keys::{KeySpec, RateLimit, Role},
 };
 
-use crate::{AppState, audit_log::record, auth::Caller, error::ApiError};
+use crate::{AppState, audit_log::record, auth::Caller, body::JsonBody, error::ApiError};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -30,10 +30,9 @@ pub struct CreateKey {
 pub async fn create(
     State(state): State<AppState>,
     caller: Caller,
-    body: Result<Json<CreateKey>, JsonRejection>,
+    JsonBody(body): JsonBody<CreateKey>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let principal = caller.require(Role::Admin)?;
-    let Json(body) = body.map_err(|e| ApiError::bad_request("body", e.body_text()))?;
     let spec = KeySpec {
         project_id: principal.project_id.clone(),
         roles: Role::parse_list(&body.roles)?,

@@ -7,6 +7,7 @@
 mod alerts;
 mod audit_log;
 mod auth;
+mod body;
 mod compliance;
 mod error;
 mod keys;

@@ -209,12 +209,14 @@ fn readyz() -> Value {
         "description": "Ready while the write-ahead log accepts appends, so acknowledged data is \
             safe whatever the store does. A store that is down makes the collector `degraded` \
             (it keeps accepting; the backlog grows) but not unready; a full backlog makes it \
-            `not_ready` (503).",
+            `not_ready` (503), and so does a WAL record the store's writer cannot read (it \
+            stops there until an operator runs `vigil wal quarantine`).",
         "security": public(),
         "responses": {
             "200": json_response("Ready or degraded.", schema_ref("Readiness")),
             "503": json_response(
-                "Not ready: the write-ahead log's backlog is full.",
+                "Not ready: the write-ahead log's backlog is full, or the store's writer is \
+                 stopped at a record it cannot read.",
                 schema_ref("Readiness"),
             ),
         },
@@ -762,7 +764,7 @@ fn schemas() -> Value {
         "MetricName",
         json!({
             "type": "string",
-            "description": "A metric (definitions in DESIGN.md).",
+            "description": "A metric (definitions in docs/design.md#metric-definitions).",
             "enum": Metric::ALL.iter().map(|m| m.name()).collect::<Vec<_>>(),
         }),
     );
@@ -880,19 +882,28 @@ fn readiness_schema() -> Value {
         ),
         (
             "wal",
-            object(vec![
-                (
-                    "accepting",
-                    json!({
+            json!({
+                "type": "object",
+                "required": ["accepting", "backlog_bytes"],
+                "properties": {
+                    "accepting": {
                         "type": "boolean",
                         "description": "Whether appends are accepted (the backlog is not full).",
-                    }),
-                ),
-                (
-                    "backlog_bytes",
-                    count("Bytes in the WAL not yet confirmed by the store."),
-                ),
-            ]),
+                    },
+                    "backlog_bytes": count("Bytes in the WAL not yet confirmed by the store."),
+                    "unreadable_record": {
+                        "type": "object",
+                        "description": "Present while the store's writer is stopped at a WAL \
+                            record it cannot read (the status is then `not_ready`).",
+                        "required": ["lsn", "error", "action"],
+                        "properties": {
+                            "lsn": count("Where the record starts in the log."),
+                            "error": {"type": "string"},
+                            "action": {"type": "string", "description": "What the operator can do."},
+                        },
+                    },
+                },
+            }),
         ),
         (
             "store",
@@ -1638,7 +1649,6 @@ mod tests {
                 limit_bytes: 1,
             })),
             ApiError::from(IngestError::Unavailable(WalError::Closed)),
-            ApiError::from(IngestError::Encode),
             ApiError::rate_limited(
                 "vk_test",
                 crate::rate_limit::Refusal {

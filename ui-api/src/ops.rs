@@ -19,23 +19,38 @@ pub async fn healthz() -> impl IntoResponse {
 
 /// Ready: the WAL accepts appends, so acknowledged data is safe whatever the store does. The
 /// store's state is reported beside it: a store that is down makes the collector `degraded`
-/// (it keeps accepting, the backlog grows) but not unready; a full backlog makes it unready.
+/// (it keeps accepting, the backlog grows) but not unready; a full backlog makes it unready, and
+/// so does a WAL record the store's writer cannot read (it stops there until an operator acts).
 pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     let wal = state.pipeline.wal();
     let accepting = !wal.is_full();
+    let unreadable = state.pipeline.telemetry().unreadable_record.lock().clone();
     let store = state.store.health().await;
     let stats = wal.stats();
-    let status = match (accepting, store.is_ok()) {
+    let ready = accepting && unreadable.is_none();
+    let status = match (ready, store.is_ok()) {
         (false, _) => "not_ready",
         (true, false) => "degraded",
         (true, true) => "ready",
     };
+    let mut wal_state = json!({"accepting": accepting, "backlog_bytes": stats.backlog_bytes});
+    if let Some(record) = unreadable {
+        wal_state["unreadable_record"] = json!({
+            "lsn": record.lsn,
+            "error": record.error,
+            "action": format!(
+                "the store's writer is stopped at this record; see `vigil wal inspect`, then run \
+                 a binary that reads it or `vigil wal quarantine --lsn {} --reason …`",
+                record.lsn
+            ),
+        });
+    }
     let body = json!({
         "status": status,
-        "wal": {"accepting": accepting, "backlog_bytes": stats.backlog_bytes},
+        "wal": wal_state,
         "store": match &store { Ok(()) => json!({"ok": true}), Err(e) => json!({"ok": false, "error": e.to_string()}) },
     });
-    let code = if accepting {
+    let code = if ready {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE

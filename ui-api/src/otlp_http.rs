@@ -14,7 +14,12 @@ use axum::{
 use prost::Message;
 use vigil_proto::otlp::collector::trace::v1::ExportTraceServiceRequest;
 
-use crate::{AppState, auth::IngestCaller, error::ApiError};
+use crate::{
+    AppState,
+    auth::IngestCaller,
+    body::{body_error, media_type},
+    error::ApiError,
+};
 
 enum Encoding {
     Protobuf,
@@ -28,25 +33,8 @@ pub async fn export(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let limit = state.pipeline.limits().max_message_bytes;
-    let body = body.map_err(|e| {
-        if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
-            ApiError::too_large(limit)
-        } else {
-            ApiError::bad_request("body", e.body_text())
-        }
-    })?;
-    let encoding = match headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .map(|v| {
-            v.split(';')
-                .next()
-                .unwrap_or_default()
-                .trim()
-                .to_ascii_lowercase()
-        })
-        .as_deref()
-    {
+    let body = body.map_err(|e| body_error(e, limit))?;
+    let encoding = match media_type(&headers).as_deref() {
         Some("application/x-protobuf") | Some("application/protobuf") => Encoding::Protobuf,
         Some("application/json") => Encoding::Json,
         other => {

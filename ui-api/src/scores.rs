@@ -5,7 +5,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use vigil_proto::v1;
 
-use crate::{AppState, auth::Caller, error::ApiError};
+use crate::{AppState, auth::Caller, body::JsonBody, error::ApiError};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -31,9 +31,8 @@ pub struct ScoreInput {
 pub async fn create(
     State(state): State<AppState>,
     caller: Caller,
-    body: Result<Json<ScoreInput>, axum::extract::rejection::JsonRejection>,
+    JsonBody(input): JsonBody<ScoreInput>,
 ) -> Result<Json<Value>, ApiError> {
-    let Json(input) = body.map_err(|e| ApiError::bad_request("body", e.body_text()))?;
     let value = match (input.value, input.bool_value, input.string_value) {
         (Some(v), None, None) => v1::score::Value::Numeric(v),
         (None, Some(b), None) => v1::score::Value::Boolean(b),
