@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 use vigil_schemas::{
     keys::write_private_file,
-    time::{parse_rfc3339, rfc3339},
+    time::{parse_duration_ns, parse_rfc3339, rfc3339},
 };
 
 use crate::labels::{Labels, Matcher, MatcherSpec, all_match, matchers};
@@ -29,8 +29,12 @@ pub struct SilenceSpec {
     /// RFC 3339; now when absent.
     #[serde(default)]
     pub starts_at: Option<String>,
-    /// RFC 3339.
-    pub ends_at: String,
+    /// RFC 3339. Give this or `duration`.
+    #[serde(default)]
+    pub ends_at: Option<String>,
+    /// How long from `starts_at` (e.g. `2h`), as `amtool silence add --duration` takes it.
+    #[serde(default)]
+    pub duration: Option<String>,
     #[serde(default)]
     pub comment: String,
     /// Who asked for it (free text; the key id is recorded beside it).
@@ -133,7 +137,24 @@ pub fn check(
         Some(text) => time("starts_at", text)?,
         None => now_ns,
     };
-    let ends_at_ns = time("ends_at", &spec.ends_at)?;
+    let ends_at_ns = match (&spec.ends_at, &spec.duration) {
+        (Some(text), None) => time("ends_at", text)?,
+        (None, Some(text)) => {
+            let length = parse_duration_ns(text)
+                .filter(|&ns| ns > 0)
+                .ok_or_else(|| {
+                    invalid(
+                        "duration",
+                        format!("{text:?} is not a positive duration such as 30m or 2h"),
+                    )
+                })?;
+            starts_at_ns.saturating_add(length)
+        }
+        (Some(_), Some(_)) => {
+            return Err(invalid("duration", "give ends_at or duration, not both"));
+        }
+        (None, None) => return Err(invalid("ends_at", "give ends_at or duration")),
+    };
     if ends_at_ns <= starts_at_ns {
         return Err(invalid("ends_at", "must be after starts_at"));
     }
@@ -285,7 +306,8 @@ mod tests {
         SilenceSpec {
             matchers,
             starts_at: None,
-            ends_at: ends_at.into(),
+            ends_at: Some(ends_at.into()),
+            duration: None,
             comment: "deploy".into(),
             created_by: "oncall".into(),
         }
@@ -380,6 +402,36 @@ mod tests {
                 "2026-11-24T09:00:00Z"
             )),
             "ends_at"
+        );
+        let lasting = |ends_at: Option<&str>, duration: Option<&str>| SilenceSpec {
+            ends_at: ends_at.map(Into::into),
+            duration: duration.map(Into::into),
+            ..spec(vec![m("a", MatchOp::Equal, "x")], "")
+        };
+        assert_eq!(refuse(lasting(None, None)), "ends_at");
+        assert_eq!(refuse(lasting(None, Some("soon"))), "duration");
+        assert_eq!(refuse(lasting(None, Some("0s"))), "duration");
+        assert_eq!(
+            refuse(lasting(Some("2026-11-24T11:00:00Z"), Some("1h"))),
+            "duration"
+        );
+    }
+
+    /// `duration` is counted from `starts_at` (now when absent), as amtool's `--duration`.
+    #[test]
+    fn a_duration_ends_the_silence_that_long_after_its_start() {
+        let now = parse_rfc3339("2026-11-24T10:00:00Z").unwrap();
+        let mut spec = spec(vec![m("a", MatchOp::Equal, "x")], "");
+        spec.ends_at = None;
+        spec.duration = Some("2h".into());
+        let silence = check(spec.clone(), "p", "k", now).unwrap();
+        assert_eq!(silence.starts_at_ns, now);
+        assert_eq!(silence.ends_at_ns, now + 2 * 3600 * S);
+        spec.starts_at = Some("2026-11-25T00:00:00Z".into());
+        let later = check(spec, "p", "k", now).unwrap();
+        assert_eq!(
+            later.ends_at_ns,
+            parse_rfc3339("2026-11-25T02:00:00Z").unwrap()
         );
     }
 }

@@ -391,11 +391,16 @@ pub(super) fn schemas() -> Vec<(&'static str, Value)> {
             json!({
                 "type": "object",
                 "additionalProperties": false,
-                "required": ["matchers", "ends_at"],
+                "required": ["matchers"],
+                "description": "Give `ends_at` or `duration`, not both.",
                 "properties": {
                     "matchers": {"type": "array", "items": schema_ref("Matcher"), "minItems": 1},
                     "starts_at": {"type": "string", "format": "date-time", "description": "Default: now."},
                     "ends_at": {"type": "string", "format": "date-time"},
+                    "duration": {
+                        "type": "string",
+                        "description": "How long from `starts_at`, e.g. `30m` or `2h` (units ns, us, ms, s, m, h, d, w).",
+                    },
                     "comment": {"type": "string"},
                     "created_by": {"type": "string"},
                 },

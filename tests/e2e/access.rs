@@ -1,9 +1,8 @@
 //! Access end to end, against the real binary: the audit log (what is recorded, reading it,
 //! `vigil audit verify` on the real files, tampered with), API keys through the API, and per-key
 //! rate limits.
-#![allow(clippy::unwrap_used)]
 
-mod support;
+use crate::support;
 
 use std::{path::Path, process::Command, time::Duration};
 

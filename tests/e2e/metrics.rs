@@ -4,9 +4,8 @@
 //! computed here, in plain Rust over the generated records, never through the engine. The
 //! queries are random combinations of metrics, groupings, filters, ranges and steps (a property
 //! test: the seed is printed, and `VIGIL_GOLDEN_SEED` replays one).
-#![allow(clippy::unwrap_used)]
 
-mod support;
+use crate::support;
 
 use std::collections::{BTreeMap, BTreeSet};
 

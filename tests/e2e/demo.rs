@@ -1,8 +1,7 @@
 //! `vigil demo` against a running server over both protocols, then a graceful restart: every run
 //! the demo sent is readable before and after, once.
-#![allow(clippy::unwrap_used)]
 
-mod support;
+use crate::support;
 
 use std::{
     collections::BTreeSet,

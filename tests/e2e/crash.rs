@@ -2,9 +2,8 @@
 //! readable, exactly once, on both stores. On ClickHouse the stored rows are also counted
 //! directly: every acknowledged key is there, and once ClickHouse has merged (OPTIMIZE FINAL)
 //! there is exactly one row per key.
-#![allow(clippy::unwrap_used)]
 
-mod support;
+use crate::support;
 
 use std::{
     collections::BTreeSet,

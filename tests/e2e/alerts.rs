@@ -11,9 +11,8 @@
 //!
 //! And on the embedded store: rules through the API (refused with the field when invalid), the
 //! rules file reloaded on change and on SIGHUP, a broken file leaving the rules in force.
-#![allow(clippy::unwrap_used)]
 
-mod support;
+use crate::support;
 
 use std::{
     path::{Path, PathBuf},

@@ -2,9 +2,8 @@
 //! computed here from the generated runs (never through Vigil's queries), complete CSV and
 //! NDJSON exports, user look-ups, erasure that leaves no trace in any table or WAL segment,
 //! hostile filters, and every one of these on the audit log.
-#![allow(clippy::unwrap_used)]
 
-mod support;
+use crate::support;
 
 use std::collections::{BTreeMap, BTreeSet};
 

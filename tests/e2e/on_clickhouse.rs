@@ -1,8 +1,7 @@
 //! The ClickHouse store beyond the shared scenarios: identical answers to the embedded store,
 //! a ClickHouse outage under sustained ingest, and two shards behind `Distributed` tables.
-#![allow(clippy::unwrap_used)]
 
-mod support;
+use crate::support;
 
 use std::time::{Duration, Instant};
 

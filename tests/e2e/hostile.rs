@@ -1,9 +1,8 @@
 //! Hostile and broken input against the real server: malformed protobuf, invalid UTF-8, oversized
 //! bodies, 10,000 attributes, absurd timestamps, too many items. Each gets a clear error naming
 //! the field and the limit, valid items beside them are kept, and the server keeps serving.
-#![allow(clippy::unwrap_used)]
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 

@@ -1,9 +1,8 @@
 //! End to end, with the real binary over real sockets: native gRPC, OTLP from the real Python
 //! OpenTelemetry SDK over gRPC and HTTP, the Langfuse-compatible path, roles, and read-back equal
 //! to what was sent.
-#![allow(clippy::unwrap_used)]
 
-mod support;
+use crate::support;
 
 use std::process::Command;
 
