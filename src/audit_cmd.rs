@@ -3,7 +3,7 @@
 
 use anyhow::bail;
 use clap::Subcommand;
-use vigil_schemas::audit::{HEAD_FILE, LOG_FILE, verify};
+use vigil_access::audit::{HEAD_FILE, LOG_FILE, verify};
 
 use crate::config::Config;
 

@@ -7,18 +7,18 @@
 //! `VIGIL_STORE__CLICKHOUSE__URL=http://ch:8123`. Values are read as TOML
 //! (numbers, booleans) and fall back to strings.
 
-use std::{net::SocketAddr, path::PathBuf, time::Duration};
+use std::{net::SocketAddr, path::PathBuf};
 
 use anyhow::{Context, bail};
 use serde::{Deserialize, Serialize};
+use vigil_access::keys::{KeyError, RateLimit};
 use vigil_alerts::AlertingSettings;
 use vigil_collector::retention::RetentionSettings;
 use vigil_schemas::{
     clickhouse::ClickHouseConfig,
-    keys::{KeyError, RateLimit},
     limits::Limits,
     prices::{ModelEntry, SelfHostedPrice},
-    time::parse_duration_ns,
+    time::ConfigDuration,
 };
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -68,7 +68,7 @@ pub struct ServerConfig {
     /// HTTP: OTLP/HTTP, REST API, health, metrics.
     pub http_listen: String,
     /// How long shutdown waits for in-flight requests and the final flush.
-    pub shutdown_grace: String,
+    pub shutdown_grace: ConfigDuration,
 }
 
 impl Default for ServerConfig {
@@ -76,7 +76,7 @@ impl Default for ServerConfig {
         ServerConfig {
             grpc_listen: "0.0.0.0:4317".into(),
             http_listen: "0.0.0.0:4318".into(),
-            shutdown_grace: "20s".into(),
+            shutdown_grace: ConfigDuration::from_secs(20),
         }
     }
 }
@@ -96,7 +96,7 @@ pub enum StoreKind {
 pub struct StoreConfig {
     pub kind: StoreKind,
     /// How often small Parquet files are merged (embedded store).
-    pub compaction_interval: String,
+    pub compaction_interval: ConfigDuration,
     pub clickhouse: ClickHouseConfig,
 }
 
@@ -104,7 +104,7 @@ impl Default for StoreConfig {
     fn default() -> Self {
         StoreConfig {
             kind: StoreKind::Embedded,
-            compaction_interval: "30s".into(),
+            compaction_interval: ConfigDuration::from_secs(30),
             clickhouse: ClickHouseConfig::default(),
         }
     }
@@ -143,7 +143,7 @@ impl Default for WalSettings {
 pub struct BatcherSettings {
     pub max_rows: usize,
     /// Upper bound on how long acknowledged data waits before it is written to the store.
-    pub max_delay: String,
+    pub max_delay: ConfigDuration,
     /// Batches written to the store at once; the checkpoint still advances in log order.
     /// Unset: 1 for the embedded store (its writes use this machine's CPU), 2 for ClickHouse
     /// (while ClickHouse works on one insert, the next is prepared and sent).
@@ -163,7 +163,7 @@ impl Default for BatcherSettings {
     fn default() -> Self {
         BatcherSettings {
             max_rows: 25_000,
-            max_delay: "500ms".into(),
+            max_delay: ConfigDuration::from_millis(500),
             max_in_flight: None,
         }
     }
@@ -173,14 +173,14 @@ impl Default for BatcherSettings {
 #[serde(default, deny_unknown_fields)]
 pub struct AssemblerSettings {
     /// A trace whose root span has not come this long after its last span gets a synthesized run.
-    pub orphan_after: String,
+    pub orphan_after: ConfigDuration,
     pub max_traces: usize,
 }
 
 impl Default for AssemblerSettings {
     fn default() -> Self {
         AssemblerSettings {
-            orphan_after: "5m".into(),
+            orphan_after: ConfigDuration::from_secs(300),
             max_traces: 100_000,
         }
     }
@@ -248,16 +248,6 @@ impl Default for LogConfig {
     }
 }
 
-/// A duration setting, parsed, with the setting's name in the error.
-pub fn duration(name: &str, text: &str) -> anyhow::Result<Duration> {
-    let ns = parse_duration_ns(text)
-        .filter(|ns| *ns >= 0)
-        .with_context(|| {
-            format!("{name} = {text:?} is not a duration (e.g. 500ms, 30s, 5m, 1h)")
-        })?;
-    Ok(Duration::from_nanos(ns as u64))
-}
-
 impl Config {
     /// Defaults, then `path` if given, then the environment.
     pub fn load(path: Option<&std::path::Path>) -> anyhow::Result<Config> {
@@ -271,12 +261,15 @@ impl Config {
             None => toml::Table::new(),
         };
         apply_env(&mut table, std::env::vars())?;
+        // The path names the setting at fault (`server.shutdown_grace: "soon" is not …`).
         let config: Config =
-            toml::Value::Table(table)
-                .try_into()
-                .map_err(|e: toml::de::Error| {
-                    anyhow::anyhow!("invalid configuration: {}", e.message())
-                })?;
+            serde_path_to_error::deserialize(toml::Value::Table(table)).map_err(|e| {
+                anyhow::anyhow!(
+                    "invalid configuration: {}: {}",
+                    e.path(),
+                    e.inner().message()
+                )
+            })?;
         config.validate()?;
         Ok(config)
     }
@@ -291,21 +284,9 @@ impl Config {
                 format!("{name} = {addr:?} is not an address like 0.0.0.0:4317")
             })?;
         }
-        duration("server.shutdown_grace", &self.server.shutdown_grace)?;
-        duration("store.compaction_interval", &self.store.compaction_interval)?;
-        duration("batcher.max_delay", &self.batcher.max_delay)?;
         if self.store.kind == StoreKind::Clickhouse {
             self.store.clickhouse.validate()?;
         }
-        duration("assembler.orphan_after", &self.assembler.orphan_after)?;
-        duration(
-            "alerting.evaluation_interval",
-            &self.alerting.evaluation_interval,
-        )?;
-        duration(
-            "alerting.reload_check_interval",
-            &self.alerting.reload_check_interval,
-        )?;
         self.retention.validate().map_err(anyhow::Error::msg)?;
         if self.batcher.max_rows == 0 {
             bail!("batcher.max_rows must be at least 1");
@@ -466,15 +447,14 @@ mod tests {
     fn mistakes_are_named() {
         let err = toml::from_str::<Config>("[server]\ngrpc_lisen = \"x\"").unwrap_err();
         assert!(err.to_string().contains("grpc_lisen"), "{err}");
-        let config = Config {
-            batcher: BatcherSettings {
-                max_delay: "soon".into(),
-                ..Default::default()
-            },
-            ..Default::default()
-        };
-        let err = config.validate().unwrap_err();
-        assert!(err.to_string().contains("batcher.max_delay"), "{err}");
+        // A duration is parsed once, when the file is read, and refused by its path.
+        let file = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(file.path(), "[batcher]\nmax_delay = \"soon\"\n").unwrap();
+        let err = Config::load(Some(file.path())).unwrap_err().to_string();
+        assert!(
+            err.contains("batcher.max_delay") && err.contains("\"soon\" is not a duration"),
+            "{err}"
+        );
         let config = Config {
             rate_limits: RateLimitSettings {
                 requests_per_second: 10.0,

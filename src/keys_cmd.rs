@@ -5,11 +5,11 @@
 use anyhow::Context;
 use clap::Subcommand;
 use serde_json::Value;
-use vigil_schemas::{
+use vigil_access::{
     audit::{AuditLog, AuditRecord, CLI_KEY_ID, KEY_CREATE, KEY_REVOKE},
     keys::{KeySpec, KeyStore, RateLimit, Role},
-    time::rfc3339,
 };
+use vigil_schemas::time::rfc3339;
 
 use crate::config::Config;
 

@@ -2,16 +2,13 @@
 //! the crates; it owns no business logic.
 
 mod audit_cmd;
-mod bench;
 mod config;
-mod demo;
 mod keys_cmd;
 mod metrics_cmd;
 mod process;
 mod retention_cmd;
 mod serve;
 mod wal_cmd;
-mod workload;
 
 use std::path::PathBuf;
 
@@ -118,13 +115,13 @@ enum Command {
     /// What the retention job would delete now (`--dry-run`).
     Retention(retention_cmd::RetentionArgs),
     /// Send realistic synthetic agent traffic to a running Vigil.
-    Demo(demo::DemoArgs),
+    Demo(vigil_workload::demo::DemoArgs),
     /// Query a running Vigil's metrics (`POST /api/v1/metrics/query`) and print them.
     Metrics(metrics_cmd::MetricsArgs),
     /// Benchmarks.
     Bench {
         #[command(subcommand)]
-        which: bench::BenchCommand,
+        which: vigil_workload::bench::BenchCommand,
     },
 }
 
@@ -159,7 +156,7 @@ fn main() -> anyhow::Result<()> {
         }
         Command::Demo(args) => {
             init_logging("warn")?;
-            runtime()?.block_on(demo::run_cli(args))
+            runtime()?.block_on(vigil_workload::demo::run_cli(args))
         }
         Command::Metrics(args) => {
             init_logging("warn")?;
@@ -167,7 +164,7 @@ fn main() -> anyhow::Result<()> {
         }
         Command::Bench { which } => {
             init_logging("warn")?;
-            runtime()?.block_on(bench::run_cli(which))
+            runtime()?.block_on(vigil_workload::bench::run_cli(which))
         }
     }
 }

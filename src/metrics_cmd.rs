@@ -3,7 +3,8 @@
 //! (JSON).
 //!
 //! The shell (HTTP, stdout, exit status) is [`run_cli`]; everything it prints is made by pure
-//! functions: [`build_query`], [`table`], [`csv`], [`pretty_json`], [`server_error`].
+//! functions: [`build_query`], [`table`], [`csv`] (written by the `csv` crate), [`pretty_json`],
+//! [`server_error`].
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -19,7 +20,7 @@ use serde_json::Value;
 use vigil_query::metrics::MetricQuery;
 use vigil_schemas::time::{now_ns, parse_duration_ns, rfc3339};
 
-use crate::demo::KeyArgs;
+use vigil_workload::demo::KeyArgs;
 
 /// Where `vigil serve` listens for HTTP by default.
 pub const DEFAULT_URL: &str = "http://127.0.0.1:4318";
@@ -107,7 +108,7 @@ async fn run(args: MetricsArgs) -> anyhow::Result<()> {
     let output = match args.format {
         OutputFormat::Table => table(&query, &answer),
         OutputFormat::Json => pretty_json(&answer)?,
-        OutputFormat::Csv => csv(&query, &answer),
+        OutputFormat::Csv => csv(&query, &answer)?,
     };
     let mut stdout = std::io::stdout().lock();
     match stdout
@@ -433,24 +434,16 @@ pub fn table_number(x: f64) -> String {
 
 /// The answer as RFC 4180 CSV (CRLF line ends): numbers at full precision without exponents,
 /// null as an empty field.
-pub fn csv(query: &MetricQuery, answer: &Answer) -> String {
+pub fn csv(query: &MetricQuery, answer: &Answer) -> anyhow::Result<String> {
     let columns = columns(query, answer);
-    let mut out = String::new();
-    let mut record = |fields: Vec<String>| {
-        let quoted: Vec<String> = fields.iter().map(|f| csv_field(f)).collect();
-        out.push_str(&quoted.join(","));
-        out.push_str("\r\n");
-    };
-    record(columns.iter().map(|c| c.name.clone()).collect());
+    let mut writer = ::csv::WriterBuilder::new()
+        .terminator(::csv::Terminator::CRLF)
+        .from_writer(Vec::new());
+    writer.write_record(columns.iter().map(|c| c.name.as_str()))?;
     for row in &answer.rows {
-        record(
-            columns
-                .iter()
-                .map(|c| csv_value(row.get(&c.name)))
-                .collect(),
-        );
+        writer.write_record(columns.iter().map(|c| csv_value(row.get(&c.name))))?;
     }
-    out
+    Ok(String::from_utf8(writer.into_inner()?)?)
 }
 
 fn csv_value(value: Option<&Value>) -> String {
@@ -465,15 +458,6 @@ fn csv_value(value: Option<&Value>) -> String {
         },
         Some(Value::String(s)) => s.clone(),
         Some(other) => other.to_string(),
-    }
-}
-
-/// A field quoted when it holds a comma, a quote, CR or LF, inner quotes doubled.
-pub fn csv_field(field: &str) -> String {
-    if field.contains([',', '"', '\r', '\n']) {
-        format!("\"{}\"", field.replace('"', "\"\""))
-    } else {
-        field.to_string()
     }
 }
 
@@ -705,14 +689,6 @@ mod tests {
 
     #[test]
     fn csv_quotes_what_needs_it() {
-        assert_eq!(csv_field("plain"), "plain");
-        assert_eq!(csv_field(""), "");
-        assert_eq!(csv_field("a,b"), "\"a,b\"");
-        assert_eq!(csv_field("say \"hi\""), "\"say \"\"hi\"\"\"");
-        assert_eq!(csv_field("two\nlines"), "\"two\nlines\"");
-        assert_eq!(csv_field("cr\r"), "\"cr\r\"");
-        assert_eq!(csv_field("it's ok"), "it's ok");
-
         let query = build_query(
             &args(&[
                 "--metric",
@@ -731,7 +707,7 @@ mod tests {
             {"agent": "tiny", "completion_rate": 1e-7, "runs": 1},
         ]));
         assert_eq!(
-            csv(&query, &answer),
+            csv(&query, &answer).unwrap(),
             "agent,completion_rate,runs\r\n\
              \"bot, \"\"v2\"\"\",0.9166666666666666,12\r\n\
              plain,,0\r\n\

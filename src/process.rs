@@ -1,24 +1,39 @@
-//! Figures about the Vigil process itself for `/metrics` (Linux `/proc`; absent elsewhere).
+//! Figures about the Vigil process itself for `/metrics` (Linux `/proc`; absent elsewhere), read
+//! at each scrape.
 
-use std::fmt::Write;
+use std::fmt;
 
-/// Appends `process_resident_memory_bytes` and `process_cpu_seconds_total`.
-pub fn process_metrics(out: &mut String) {
-    if let Some(rss) = read_status_kb("VmRSS:") {
-        let _ = writeln!(
-            out,
-            "# HELP process_resident_memory_bytes Resident memory size."
-        );
-        let _ = writeln!(out, "# TYPE process_resident_memory_bytes gauge");
-        let _ = writeln!(out, "process_resident_memory_bytes {}", rss * 1024);
-    }
-    if let Some(cpu) = cpu_seconds("self") {
-        let _ = writeln!(
-            out,
-            "# HELP process_cpu_seconds_total User and system CPU time."
-        );
-        let _ = writeln!(out, "# TYPE process_cpu_seconds_total counter");
-        let _ = writeln!(out, "process_cpu_seconds_total {cpu:.2}");
+use prometheus_client::{
+    collector::Collector,
+    encoding::{DescriptorEncoder, EncodeMetric},
+    metrics::{counter::ConstCounter, gauge::ConstGauge},
+};
+
+/// `process_resident_memory_bytes` and `process_cpu_seconds_total`.
+#[derive(Debug)]
+pub struct ProcessFigures;
+
+impl Collector for ProcessFigures {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), fmt::Error> {
+        if let Some(rss) = read_status_kb("VmRSS:") {
+            let metric = ConstGauge::new(i64::try_from(rss * 1024).unwrap_or(i64::MAX));
+            metric.encode(encoder.encode_descriptor(
+                "process_resident_memory_bytes",
+                "Resident memory size.",
+                None,
+                metric.metric_type(),
+            )?)?;
+        }
+        if let Some(cpu) = cpu_seconds("self") {
+            let metric = ConstCounter::new(cpu);
+            metric.encode(encoder.encode_descriptor(
+                "process_cpu_seconds",
+                "User and system CPU time.",
+                None,
+                metric.metric_type(),
+            )?)?;
+        }
+        Ok(())
     }
 }
 

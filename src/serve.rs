@@ -7,8 +7,15 @@
 use std::{collections::BTreeSet, path::Path, sync::Arc, time::Duration};
 
 use anyhow::Context;
+use prometheus_client::registry::Registry;
 use tokio_util::sync::CancellationToken;
+use vigil_access::{
+    audit::{ALL_PROJECTS, AuditLog, AuditRecord, KEY_CREATE, RETENTION_DELETE, SYSTEM_KEY_ID},
+    files::write_private_file,
+    keys::{KeyStore, Role},
+};
 use vigil_alerts::AlertEngine;
+use vigil_api::ApiTelemetry;
 use vigil_collector::{
     assemble::{AssemblerConfig, RunAssembler},
     batcher::{Batcher, BatcherConfig},
@@ -17,20 +24,18 @@ use vigil_collector::{
     pipeline::IngestPipeline,
     retention::{RetentionReport, spawn_retention},
     sink::{ClickHouseSink, Deleter, EmbeddedSink, EmbeddedSinkConfig, Sink},
-    telemetry::IngestTelemetry,
+    telemetry::{IngestTelemetry, WalFigures},
     wal::{Wal, WalConfig},
 };
 use vigil_query::{ClickHouseStore, EmbeddedStore, TraceStore};
 use vigil_schemas::{
-    audit::{ALL_PROJECTS, AuditLog, AuditRecord, KEY_CREATE, RETENTION_DELETE, SYSTEM_KEY_ID},
     clickhouse::{ClickHouseConfig, MigrationError, MigrationReport, Migrator},
-    keys::{KeyStore, Role, write_private_file},
     prices::PriceCatalog,
 };
 
 use crate::{
-    config::{Config, StoreKind, duration},
-    process::process_metrics,
+    config::{Config, StoreKind},
+    process::ProcessFigures,
 };
 
 pub const BOOTSTRAP_KEY_FILE: &str = "bootstrap.key";
@@ -60,8 +65,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     })?);
     let telemetry = Arc::new(IngestTelemetry::new());
     let assembler = RunAssembler::new(AssemblerConfig {
-        orphan_after_ns: duration("assembler.orphan_after", &config.assembler.orphan_after)?
-            .as_nanos() as i64,
+        orphan_after_ns: config.assembler.orphan_after.as_nanos(),
         max_traces: config.assembler.max_traces,
     });
     let pipeline = Arc::new(IngestPipeline::new(
@@ -83,10 +87,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
                 &data_dir,
                 EmbeddedSinkConfig::default(),
             )?);
-            let interval = duration(
-                "store.compaction_interval",
-                &config.store.compaction_interval,
-            )?;
+            let interval = config.store.compaction_interval.get();
             tasks.push(sink.clone().spawn_compactor(interval, background.clone()));
             (
                 sink.clone(),
@@ -112,7 +113,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         sink.clone(),
         BatcherConfig {
             max_rows: config.batcher.max_rows,
-            max_delay: duration("batcher.max_delay", &config.batcher.max_delay)?,
+            max_delay: config.batcher.max_delay.get(),
             max_in_flight: config.batcher.max_in_flight(config.store.kind),
             ..Default::default()
         },
@@ -161,6 +162,17 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let grpc_task = tokio::spawn(
         GrpcIngest::new(pipeline.clone(), keys.clone()).serve(grpc_listener, accepting.clone()),
     );
+    let rate_limits = Arc::new(vigil_api::RateLimiter::new(
+        config.rate_limits.default_limit(),
+    ));
+    let api_telemetry = Arc::new(ApiTelemetry::default());
+    let mut registry = Registry::default();
+    pipeline.telemetry().register(&mut registry);
+    registry.register_collector(Box::new(WalFigures(wal.clone())));
+    alerts.telemetry().register(&mut registry);
+    api_telemetry.register(&mut registry);
+    rate_limits.register(&mut registry);
+    registry.register_collector(Box::new(ProcessFigures));
     let app = vigil_api::app(vigil_api::AppState {
         pipeline: pipeline.clone(),
         store,
@@ -168,13 +180,9 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         alerts: alerts.clone(),
         deleter,
         audit,
-        rate_limits: Arc::new(vigil_api::RateLimiter::new(
-            config.rate_limits.default_limit(),
-        )),
-        extra_metrics: Arc::new(move |out: &mut String| {
-            process_metrics(out);
-            alerts.telemetry().render(out);
-        }),
+        rate_limits,
+        telemetry: api_telemetry,
+        registry: Arc::new(registry),
     });
     let http_shutdown = accepting.clone();
     let http_task = tokio::spawn(async move {
@@ -186,7 +194,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     wait_for_signal().await;
     tracing::info!("shutting down: no longer accepting requests");
     accepting.cancel();
-    let grace = duration("server.shutdown_grace", &config.server.shutdown_grace)?;
+    let grace = config.server.shutdown_grace.get();
     let drained = tokio::time::timeout(grace, async {
         let _ = grpc_task.await;
         let _ = http_task.await;

@@ -4,11 +4,9 @@
 
 use anyhow::Context;
 use clap::Subcommand;
+use vigil_access::audit::{ALL_PROJECTS, AuditLog, AuditRecord, CLI_KEY_ID, WAL_QUARANTINE};
 use vigil_collector::quarantine::{self, Inspection, QuarantineEntry};
-use vigil_schemas::{
-    audit::{ALL_PROJECTS, AuditLog, AuditRecord, CLI_KEY_ID, WAL_QUARANTINE},
-    time::{now_ns, rfc3339},
-};
+use vigil_schemas::time::{now_ns, rfc3339};
 
 use crate::config::Config;
 

@@ -28,6 +28,7 @@ use std::{collections::BTreeSet, path::Path, sync::Arc};
 
 use base64::Engine as _;
 use serde::{Deserialize, Serialize};
+use vigil_schemas::time::ConfigDuration;
 
 use crate::{
     labels::{Labels, Matcher, MatcherSpec, all_match, matchers},
@@ -42,9 +43,9 @@ pub struct AlertingSettings {
     /// Rules, receivers and inhibition rules (TOML); none when unset.
     pub rules_file: Option<std::path::PathBuf>,
     /// Evaluation interval of rules that name none.
-    pub evaluation_interval: String,
+    pub evaluation_interval: ConfigDuration,
     /// How often the rules file is checked for changes.
-    pub reload_check_interval: String,
+    pub reload_check_interval: ConfigDuration,
     /// Vigil's address as on-call reaches it: `externalURL` and the alerts' `generatorURL`.
     pub external_url: String,
     /// Evaluations (metric queries) run at once; a slow one holds only its own slot.
@@ -56,8 +57,8 @@ impl Default for AlertingSettings {
         AlertingSettings {
             enabled: true,
             rules_file: None,
-            evaluation_interval: "1m".into(),
-            reload_check_interval: "5s".into(),
+            evaluation_interval: ConfigDuration::from_secs(60),
+            reload_check_interval: ConfigDuration::from_secs(5),
             external_url: "http://localhost:4318".into(),
             max_concurrent_evaluations: 4,
         }

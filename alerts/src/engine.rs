@@ -28,18 +28,16 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use tokio::sync::{Notify, Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
+use vigil_access::files::write_private_file;
 use vigil_query::{QueryError, TraceStore};
-use vigil_schemas::{
-    keys::write_private_file,
-    time::{now_ns, rfc3339},
-};
+use vigil_schemas::time::{now_ns, rfc3339};
 
 use crate::{
     batch::{Batch, BatchKey, aligned, batches},
     config::{AlertingSettings, ConfigError, LoadedFile, check_receivers, load_file},
     dispatch::{Alert, Dispatcher, Notification, NotificationLog},
     evaluator::{Evaluation, Phase, RuleState, Transition, resolve_all, step},
-    rule::{Rule, RuleError, RuleSpec, duration},
+    rule::{Rule, RuleError, RuleSpec},
     silence::{Silence, SilenceError, SilenceSpec, Silences, check as check_silence},
     telemetry::AlertTelemetry,
     webhook::{Attempt, attempt, backoff, payload},
@@ -284,20 +282,17 @@ impl AlertEngine {
         data_dir: &std::path::Path,
         store: Arc<dyn TraceStore>,
     ) -> Result<Arc<AlertEngine>, EngineError> {
-        let setting = |name: &'static str, text: &str| {
-            duration(text).map_err(|message| EngineError::Setting { name, message })
-        };
-        let default_interval_ns = setting(
-            "alerting.evaluation_interval",
-            &settings.evaluation_interval,
-        )?;
-        let reload_check = Duration::from_nanos(
-            setting(
-                "alerting.reload_check_interval",
-                &settings.reload_check_interval,
-            )?
-            .max(1) as u64,
-        );
+        if settings.evaluation_interval.as_nanos() == 0 {
+            return Err(EngineError::Setting {
+                name: "alerting.evaluation_interval",
+                message: "must be more than 0".into(),
+            });
+        }
+        let default_interval_ns = settings.evaluation_interval.as_nanos();
+        let reload_check = settings
+            .reload_check_interval
+            .get()
+            .max(Duration::from_nanos(1));
         let dir = data_dir.join("alerts");
         std::fs::create_dir_all(&dir)?;
         let (file, file_stamp) = match &settings.rules_file {

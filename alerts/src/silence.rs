@@ -7,10 +7,8 @@
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
-use vigil_schemas::{
-    keys::write_private_file,
-    time::{parse_duration_ns, parse_rfc3339, rfc3339},
-};
+use vigil_access::files::write_private_file;
+use vigil_schemas::time::{parse_duration_ns, parse_rfc3339, rfc3339};
 
 use crate::labels::{Labels, Matcher, MatcherSpec, all_match, matchers};
 

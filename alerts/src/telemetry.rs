@@ -1,168 +1,142 @@
 //! Alerting's own figures for `/metrics`: evaluations, their failures and duration, alerts by
-//! state, and every webhook try and notification by receiver and outcome.
+//! state, and every webhook try and notification by receiver and outcome, kept in
+//! `prometheus-client` metrics and registered into the server's registry
+//! ([`AlertTelemetry::register`]).
 
-use std::{collections::BTreeMap, fmt::Write as _};
+use prometheus_client::{
+    encoding::EncodeLabelSet,
+    metrics::{counter::Counter, family::Family, gauge::Gauge},
+    registry::Registry,
+};
 
-use parking_lot::Mutex;
+use std::sync::atomic::AtomicU64;
 
-#[derive(Default)]
-pub struct AlertTelemetry {
-    inner: Mutex<Figures>,
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct Delivery {
+    receiver: String,
+    outcome: &'static str,
 }
 
-#[derive(Default)]
-struct Figures {
-    evaluations: u64,
-    evaluation_failures: u64,
-    evaluations_skipped: u64,
-    last_round_seconds: f64,
-    rules: u64,
-    pending: u64,
-    firing: u64,
-    reload_ok: bool,
-    reloads: u64,
-    /// (receiver, outcome) → count.
-    attempts: BTreeMap<(String, &'static str), u64>,
-    notifications: BTreeMap<(String, &'static str), u64>,
+#[derive(Debug, Default)]
+pub struct AlertTelemetry {
+    rules: Gauge,
+    evaluations: Counter,
+    evaluation_failures: Counter,
+    evaluations_skipped: Counter,
+    last_round_seconds: Gauge<f64, AtomicU64>,
+    reload_ok: Gauge,
+    reloads: Counter,
+    pending: Gauge,
+    firing: Gauge,
+    attempts: Family<Delivery, Counter>,
+    notifications: Family<Delivery, Counter>,
 }
 
 impl AlertTelemetry {
     pub fn new() -> AlertTelemetry {
         let t = AlertTelemetry::default();
-        t.inner.lock().reload_ok = true;
+        t.reload_ok.set(1);
         t
     }
 
+    /// Adds every figure to `registry`.
+    pub fn register(&self, registry: &mut Registry) {
+        registry.register(
+            "vigil_alert_rules",
+            "Alert rules loaded.",
+            self.rules.clone(),
+        );
+        registry.register(
+            "vigil_alert_rule_evaluations",
+            "Rule evaluations.",
+            self.evaluations.clone(),
+        );
+        registry.register(
+            "vigil_alert_rule_evaluation_failures",
+            "Rule evaluations whose query failed; the rule's alerts kept their state.",
+            self.evaluation_failures.clone(),
+        );
+        registry.register(
+            "vigil_alert_rule_evaluations_skipped",
+            "Rule evaluations skipped because the previous one of the same query was still \
+             running.",
+            self.evaluations_skipped.clone(),
+        );
+        registry.register(
+            "vigil_alert_evaluation_round_seconds",
+            "Duration of the last evaluation of a batch of rules.",
+            self.last_round_seconds.clone(),
+        );
+        registry.register(
+            "vigil_alert_config_last_reload_successful",
+            "1 if the last load of the rules file succeeded.",
+            self.reload_ok.clone(),
+        );
+        registry.register(
+            "vigil_alert_config_reloads",
+            "Loads of the rules file.",
+            self.reloads.clone(),
+        );
+        registry.register("vigil_alerts_firing", "Alerts firing.", self.firing.clone());
+        registry.register(
+            "vigil_alerts_pending",
+            "Alerts pending (condition holds, `for` not yet passed).",
+            self.pending.clone(),
+        );
+        registry.register(
+            "vigil_alert_webhook_attempts",
+            "Webhook requests by receiver and outcome.",
+            self.attempts.clone(),
+        );
+        registry.register(
+            "vigil_alert_notifications",
+            "Notifications by receiver and final outcome.",
+            self.notifications.clone(),
+        );
+    }
+
     pub fn evaluated(&self, rules: u64, failed: bool) {
-        let mut f = self.inner.lock();
-        f.evaluations += rules;
+        self.evaluations.inc_by(rules);
         if failed {
-            f.evaluation_failures += rules;
+            self.evaluation_failures.inc_by(rules);
         }
     }
 
     pub fn skipped(&self, rules: u64) {
-        self.inner.lock().evaluations_skipped += rules;
+        self.evaluations_skipped.inc_by(rules);
     }
 
     pub fn round_took(&self, seconds: f64) {
-        self.inner.lock().last_round_seconds = seconds;
+        self.last_round_seconds.set(seconds);
     }
 
     pub fn alerts(&self, rules: u64, pending: u64, firing: u64) {
-        let mut f = self.inner.lock();
-        f.rules = rules;
-        f.pending = pending;
-        f.firing = firing;
+        let gauge = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+        self.rules.set(gauge(rules));
+        self.pending.set(gauge(pending));
+        self.firing.set(gauge(firing));
     }
 
     pub fn reloaded(&self, ok: bool) {
-        let mut f = self.inner.lock();
-        f.reload_ok = ok;
-        f.reloads += 1;
+        self.reload_ok.set(i64::from(ok));
+        self.reloads.inc();
     }
 
     pub fn attempt(&self, receiver: &str, outcome: &'static str) {
-        *self
-            .inner
-            .lock()
-            .attempts
-            .entry((receiver.to_string(), outcome))
-            .or_default() += 1;
+        self.attempts
+            .get_or_create(&Delivery {
+                receiver: receiver.to_string(),
+                outcome,
+            })
+            .inc();
     }
 
     pub fn notification(&self, receiver: &str, outcome: &'static str) {
-        *self
-            .inner
-            .lock()
-            .notifications
-            .entry((receiver.to_string(), outcome))
-            .or_default() += 1;
-    }
-
-    /// Prometheus text exposition.
-    pub fn render(&self, out: &mut String) {
-        let f = self.inner.lock();
-        let plain: [(&str, &str, &str, f64); 8] = [
-            (
-                "vigil_alert_rules",
-                "gauge",
-                "Alert rules loaded.",
-                f.rules as f64,
-            ),
-            (
-                "vigil_alert_rule_evaluations_total",
-                "counter",
-                "Rule evaluations.",
-                f.evaluations as f64,
-            ),
-            (
-                "vigil_alert_rule_evaluation_failures_total",
-                "counter",
-                "Rule evaluations whose query failed; the rule's alerts kept their state.",
-                f.evaluation_failures as f64,
-            ),
-            (
-                "vigil_alert_rule_evaluations_skipped_total",
-                "counter",
-                "Rule evaluations skipped because the previous one of the same query was still running.",
-                f.evaluations_skipped as f64,
-            ),
-            (
-                "vigil_alert_evaluation_round_seconds",
-                "gauge",
-                "Duration of the last evaluation of a batch of rules.",
-                f.last_round_seconds,
-            ),
-            (
-                "vigil_alert_config_last_reload_successful",
-                "gauge",
-                "1 if the last load of the rules file succeeded.",
-                if f.reload_ok { 1.0 } else { 0.0 },
-            ),
-            (
-                "vigil_alert_config_reloads_total",
-                "counter",
-                "Loads of the rules file.",
-                f.reloads as f64,
-            ),
-            (
-                "vigil_alerts_firing",
-                "gauge",
-                "Alerts firing.",
-                f.firing as f64,
-            ),
-        ];
-        for (name, kind, help, value) in plain {
-            let _ = writeln!(
-                out,
-                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
-            );
-        }
-        let _ = writeln!(
-            out,
-            "# HELP vigil_alerts_pending Alerts pending (condition holds, `for` not yet passed).\n# TYPE vigil_alerts_pending gauge\nvigil_alerts_pending {}",
-            f.pending
-        );
-        for (name, help, figures) in [
-            (
-                "vigil_alert_webhook_attempts_total",
-                "Webhook requests by receiver and outcome.",
-                &f.attempts,
-            ),
-            (
-                "vigil_alert_notifications_total",
-                "Notifications by receiver and final outcome.",
-                &f.notifications,
-            ),
-        ] {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
-            for ((receiver, outcome), n) in figures {
-                let _ = writeln!(
-                    out,
-                    "{name}{{receiver={receiver:?},outcome=\"{outcome}\"}} {n}"
-                );
-            }
-        }
+        self.notifications
+            .get_or_create(&Delivery {
+                receiver: receiver.to_string(),
+                outcome,
+            })
+            .inc();
     }
 }

@@ -14,7 +14,7 @@
 //! (`quarantine.rs`).
 
 use std::{
-    sync::{Arc, atomic::Ordering},
+    sync::Arc,
     time::{Duration, Instant},
 };
 
@@ -201,22 +201,24 @@ impl Batcher {
 
     /// Stops at the record at `lsn`: loudly, once.
     fn record_unreadable(&self, lsn: u64, error: String) {
-        let mut unreadable = self.telemetry.unreadable_record.lock();
-        if unreadable.as_ref().is_none_or(|u| u.lsn != lsn) {
+        let record = UnreadableRecord { lsn, error };
+        let before = self.telemetry.set_unreadable(Some(record.clone()));
+        if before.is_none_or(|b| b.lsn != lsn) {
             tracing::error!(
                 lsn,
-                %error,
+                error = %record.error,
                 "the store's writer is stopped at a wal record it cannot read; nothing after it \
                  is written until it is read by a newer binary or set aside with \
                  `vigil wal quarantine --lsn {lsn}` (see `vigil wal inspect`)"
             );
-            *unreadable = Some(UnreadableRecord { lsn, error });
         }
     }
 
     fn record_readable(&self) {
-        let mut unreadable = self.telemetry.unreadable_record.lock();
-        if let Some(past) = unreadable.take() {
+        if !self.telemetry.stopped_at_unreadable() {
+            return;
+        }
+        if let Some(past) = self.telemetry.set_unreadable(None) {
             tracing::warn!(
                 lsn = past.lsn,
                 "the store's writer moved past the unreadable wal record"
@@ -270,19 +272,11 @@ impl Writer {
             let started = Instant::now();
             match self.sink.write(batch.clone()).await {
                 Ok(()) => {
-                    let t = &self.telemetry;
-                    IngestTelemetry::add(&t.sink_rows_written, rows);
-                    IngestTelemetry::add(&t.sink_batches_written, 1);
-                    t.sink_write_seconds_micros
-                        .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
-                    t.sink_healthy.store(1, Ordering::Relaxed);
+                    self.telemetry.sink_wrote(rows, started.elapsed());
                     return true;
                 }
                 Err(e) => {
-                    self.telemetry
-                        .sink_write_errors
-                        .fetch_add(1, Ordering::Relaxed);
-                    self.telemetry.sink_healthy.store(0, Ordering::Relaxed);
+                    self.telemetry.sink_failed();
                     tracing::warn!(error = %e, rows, retry_in_ms = backoff.as_millis() as u64, "store write failed; retrying");
                 }
             }
@@ -307,7 +301,7 @@ fn decode(payload: Vec<u8>, attachment: Option<Attachment>) -> Result<IngestBatc
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
-    use std::sync::atomic::AtomicUsize;
+    use std::sync::atomic::{AtomicUsize, Ordering};
 
     use async_trait::async_trait;
     use tokio::sync::Notify;

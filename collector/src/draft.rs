@@ -94,11 +94,22 @@ pub struct Rejected {
     pub error: vigil_schemas::limits::FieldError,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// What an item of a request is (also the `kind` label of `vigil_ingested_items_total`).
+#[derive(Debug, Clone, Copy, Hash, PartialEq, Eq)]
 pub enum ItemKind {
     Run,
     Span,
     Score,
+}
+
+impl ItemKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ItemKind::Run => "run",
+            ItemKind::Span => "span",
+            ItemKind::Score => "score",
+        }
+    }
 }
 
 /// A decoded native request.

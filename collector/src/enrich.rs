@@ -77,7 +77,7 @@ impl UserHasher {
                 }
                 let mut text = hex::encode(secret);
                 text.push('\n');
-                vigil_schemas::keys::write_private_file(path, text.as_bytes())?;
+                vigil_access::files::write_private_file(path, text.as_bytes())?;
                 tracing::info!(path = %path.display(), "created the user-hash secret");
                 Ok(UserHasher::new(&secret))
             }

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status, codec::CompressionEncoding, metadata::MetadataMap};
+use vigil_access::keys::{KeyStore, Principal};
 use vigil_proto::{
     otlp::collector::trace::v1::{
         ExportTraceServiceRequest, ExportTraceServiceResponse,
@@ -15,7 +16,6 @@ use vigil_proto::{
         ingest_service_server::{IngestService, IngestServiceServer},
     },
 };
-use vigil_schemas::keys::{KeyStore, Principal};
 
 use crate::{error::IngestError, pipeline::IngestPipeline};
 

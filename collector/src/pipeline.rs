@@ -1,10 +1,14 @@
 //! The ingest service both front doors share (gRPC here, HTTP in `vigil-api`):
 //! authorize → decode + validate → enrich → assemble runs → WAL (ack) — and nothing else.
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
 use parking_lot::Mutex;
 use tokio_util::sync::CancellationToken;
+use vigil_access::keys::{Principal, Role};
 use vigil_proto::{
     otlp::collector::trace::v1::{
         ExportTracePartialSuccess, ExportTraceServiceRequest, ExportTraceServiceResponse,
@@ -13,7 +17,6 @@ use vigil_proto::{
 };
 use vigil_schemas::{
     IngestBatch,
-    keys::{Principal, Role},
     limits::{FieldError, Limits},
     time::now_ns,
 };
@@ -26,7 +29,7 @@ use crate::{
     native::decode_native,
     otlp::{count_spans, decode_otlp},
     record,
-    telemetry::IngestTelemetry,
+    telemetry::{IngestTelemetry, Protocol, Refusal},
     wal::Wal,
 };
 
@@ -80,8 +83,9 @@ impl IngestPipeline {
         principal: &Principal,
         request: v1::ExportRequest,
     ) -> Result<v1::ExportResponse, IngestError> {
+        let started = Instant::now();
         authorize(principal)?;
-        IngestTelemetry::add(&self.telemetry.requests_native, 1);
+        self.telemetry.request(Protocol::Native);
         let items = request.runs.len() + request.spans.len() + request.scores.len();
         self.check_item_count(items)?;
         let now = now_ns();
@@ -119,7 +123,8 @@ impl IngestPipeline {
             scores,
         };
         let accepted = (batch.runs.len(), batch.spans.len(), batch.scores.len());
-        self.commit(batch).await?;
+        self.commit(batch, Some((Protocol::Native, started)))
+            .await?;
         self.count_rejections(&draft.rejected);
         Ok(v1::ExportResponse {
             accepted_runs: accepted.0 as u32,
@@ -135,8 +140,9 @@ impl IngestPipeline {
         principal: &Principal,
         request: ExportTraceServiceRequest,
     ) -> Result<ExportTraceServiceResponse, IngestError> {
+        let started = Instant::now();
         authorize(principal)?;
-        IngestTelemetry::add(&self.telemetry.requests_otlp, 1);
+        self.telemetry.request(Protocol::Otlp);
         self.check_item_count(count_spans(&request))?;
         let now = now_ns();
         let mut draft = decode_otlp(request, &self.limits, now);
@@ -146,11 +152,14 @@ impl IngestPipeline {
             self.enricher.enrich_context(&mut span.run);
         }
         let (spans, runs) = self.assembler.lock().accept(draft.spans, now);
-        self.commit(IngestBatch {
-            runs,
-            spans,
-            scores: Vec::new(),
-        })
+        self.commit(
+            IngestBatch {
+                runs,
+                spans,
+                scores: Vec::new(),
+            },
+            Some((Protocol::Otlp, started)),
+        )
         .await?;
         self.count_rejections(&draft.rejected);
         let partial_success = (!draft.rejected.is_empty()).then(|| ExportTracePartialSuccess {
@@ -165,12 +174,15 @@ impl IngestPipeline {
         let runs = self.assembler.lock().expire(now_ns());
         let n = runs.len();
         if n > 0 {
-            self.commit(IngestBatch {
-                runs,
-                ..Default::default()
-            })
+            self.commit(
+                IngestBatch {
+                    runs,
+                    ..Default::default()
+                },
+                None,
+            )
             .await?;
-            IngestTelemetry::add(&self.telemetry.runs_synthesized, n);
+            self.telemetry.synthesized(n);
         }
         Ok(n)
     }
@@ -206,29 +218,36 @@ impl IngestPipeline {
         Ok(())
     }
 
-    /// Makes the batch durable; returns once it is fsync'd.
-    async fn commit(&self, batch: IngestBatch) -> Result<(), IngestError> {
+    /// Makes the batch durable; returns once it is fsync'd. `request`: the export request it
+    /// answers and when that started, to time the acknowledgement.
+    async fn commit(
+        &self,
+        batch: IngestBatch,
+        request: Option<(Protocol, Instant)>,
+    ) -> Result<(), IngestError> {
         if batch.is_empty() {
             return Ok(());
         }
-        let counts = (batch.runs.len(), batch.spans.len(), batch.scores.len());
+        let counts = [
+            (ItemKind::Run, batch.runs.len()),
+            (ItemKind::Span, batch.spans.len()),
+            (ItemKind::Score, batch.scores.len()),
+        ];
         let payload = record::encode(&batch);
         // The batch itself rides along, so the batcher need not decode the record again.
         match self.wal.append_with(payload, Some(Arc::new(batch))).await {
             Ok(_) => {
-                let t = &self.telemetry;
-                IngestTelemetry::add(&t.runs_accepted, counts.0);
-                IngestTelemetry::add(&t.spans_accepted, counts.1);
-                IngestTelemetry::add(&t.scores_accepted, counts.2);
+                let (protocol, started) = request.unzip();
+                let took = started.map_or(Duration::ZERO, |s| s.elapsed());
+                self.telemetry.accepted(protocol, counts, took);
                 Ok(())
             }
             Err(e) => {
                 let e = IngestError::from(e);
-                let counter = match e {
-                    IngestError::Backlog(_) => &self.telemetry.requests_refused_backlog,
-                    _ => &self.telemetry.requests_refused_unavailable,
-                };
-                IngestTelemetry::add(counter, 1);
+                self.telemetry.refused(match e {
+                    IngestError::Backlog(_) => Refusal::BacklogFull,
+                    _ => Refusal::Unavailable,
+                });
                 Err(e)
             }
         }
@@ -236,7 +255,7 @@ impl IngestPipeline {
 
     fn count_rejections(&self, rejected: &[Rejected]) {
         for r in rejected {
-            self.telemetry.count_rejection(&r.error.field);
+            self.telemetry.rejected(&r.error.field);
         }
     }
 }

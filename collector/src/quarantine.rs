@@ -8,18 +8,18 @@
 //!
 //! The operator looks with `vigil wal inspect` and either runs a binary that reads the record,
 //! or sets it aside with `vigil wal quarantine --lsn N --reason …`: the record's bytes are
-//! copied to `<wal dir>/quarantine/<lsn>.record` (kept, never deleted by Vigil), the action is
+//! copied to `<wal dir>/quarantine/<lsn>.record` (mode 0600, kept, never deleted by Vigil), the action is
 //! written to the audit log, and only then `<lsn>.json` is written, which is what the batcher
 //! looks for before it moves past a record it cannot read. A running server notices within
 //! seconds; a stopped one on its next start.
 
 use std::{
-    fs::{self, File},
-    io::{self, Write},
+    fs, io,
     path::{Path, PathBuf},
 };
 
 use serde::{Deserialize, Serialize};
+use vigil_access::files::write_private_file;
 
 use crate::{
     record,
@@ -89,7 +89,7 @@ impl Quarantine {
     pub fn keep_payload(&self, lsn: u64, payload: &[u8]) -> io::Result<String> {
         fs::create_dir_all(&self.dir)?;
         let name = format!("{lsn:020}.record");
-        write_durably(&self.dir, &name, payload)?;
+        write_private_file(&self.dir.join(&name), payload)?;
         Ok(name)
     }
 
@@ -97,27 +97,12 @@ impl Quarantine {
     /// the record.
     pub fn commit(&self, entry: &QuarantineEntry) -> io::Result<()> {
         let json = serde_json::to_vec_pretty(entry).map_err(io::Error::other)?;
-        let name = self
-            .entry_path(entry.lsn)
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        write_durably(&self.dir, &name, &json)
+        write_private_file(&self.entry_path(entry.lsn), &json)
     }
 
     fn entry_path(&self, lsn: u64) -> PathBuf {
         self.dir.join(format!("{lsn:020}.json"))
     }
-}
-
-/// Writes `dir/name` through a temporary file, fsync'd and renamed, then fsyncs the directory.
-fn write_durably(dir: &Path, name: &str, bytes: &[u8]) -> io::Result<()> {
-    let tmp = dir.join(format!("{name}.tmp"));
-    let mut file = File::create(&tmp)?;
-    file.write_all(bytes)?;
-    file.sync_all()?;
-    fs::rename(&tmp, dir.join(name))?;
-    File::open(dir)?.sync_all()
 }
 
 /// One record after the checkpoint, as [`inspect`] sees it.

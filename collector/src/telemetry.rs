@@ -1,33 +1,119 @@
-//! Counters of the ingest path, rendered in Prometheus text format on `/metrics`.
-//! Names end in their unit; labels are bounded (item kind, protocol, the field of a rejection).
+//! The ingest path's figures for `/metrics`, kept in `prometheus-client` metrics and registered
+//! once into the server's registry ([`IngestTelemetry::register`]). Names end in their unit;
+//! labels are bounded (item kind, protocol, refusal reason, the field of a rejection).
 
-use std::{
-    collections::BTreeMap,
-    fmt::Write,
-    sync::atomic::{AtomicU64, Ordering},
-};
+use std::{collections::BTreeSet, fmt, sync::Arc, time::Duration};
 
 use parking_lot::Mutex;
+use prometheus_client::{
+    collector::Collector,
+    encoding::{
+        DescriptorEncoder, EncodeLabelSet, EncodeLabelValue, EncodeMetric, LabelValueEncoder,
+    },
+    metrics::{
+        counter::{ConstCounter, Counter},
+        family::Family,
+        gauge::{ConstGauge, Gauge},
+        histogram::{Histogram, exponential_buckets},
+    },
+    registry::{Registry, Unit},
+};
 
-#[derive(Debug, Default)]
+use crate::{draft::ItemKind, wal::Wal};
+
+/// The protocol of an export request.
+#[derive(Debug, Clone, Copy, Hash, PartialEq, Eq)]
+pub enum Protocol {
+    Native,
+    Otlp,
+}
+
+/// Why a request was refused with a retryable status.
+#[derive(Debug, Clone, Copy, Hash, PartialEq, Eq)]
+pub enum Refusal {
+    BacklogFull,
+    Unavailable,
+}
+
+/// Label values in snake case, as the metric names are.
+fn label(encoder: &mut LabelValueEncoder, text: &str) -> Result<(), fmt::Error> {
+    fmt::Write::write_str(encoder, text)
+}
+
+impl EncodeLabelValue for ItemKind {
+    fn encode(&self, encoder: &mut LabelValueEncoder) -> Result<(), fmt::Error> {
+        label(encoder, self.as_str())
+    }
+}
+
+impl EncodeLabelValue for Protocol {
+    fn encode(&self, encoder: &mut LabelValueEncoder) -> Result<(), fmt::Error> {
+        label(
+            encoder,
+            match self {
+                Protocol::Native => "native",
+                Protocol::Otlp => "otlp",
+            },
+        )
+    }
+}
+
+impl EncodeLabelValue for Refusal {
+    fn encode(&self, encoder: &mut LabelValueEncoder) -> Result<(), fmt::Error> {
+        label(
+            encoder,
+            match self {
+                Refusal::BacklogFull => "backlog_full",
+                Refusal::Unavailable => "unavailable",
+            },
+        )
+    }
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct KindLabel {
+    kind: ItemKind,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ProtocolLabel {
+    protocol: Protocol,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabel {
+    reason: Refusal,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct FieldLabel {
+    field: String,
+}
+
+/// At most this many distinct `field` labels of rejections; the rest count as `other`.
+const MAX_REJECTION_LABELS: usize = 64;
+
+/// Seconds from 0.5 ms to about 16 s, doubling: acknowledgements (an fsync is about a
+/// millisecond) and store writes (a large ClickHouse insert takes seconds).
+fn latency_buckets() -> impl Iterator<Item = f64> {
+    exponential_buckets(0.0005, 2.0, 16)
+}
+
+#[derive(Debug)]
 pub struct IngestTelemetry {
-    pub runs_accepted: AtomicU64,
-    pub spans_accepted: AtomicU64,
-    pub scores_accepted: AtomicU64,
-    pub requests_native: AtomicU64,
-    pub requests_otlp: AtomicU64,
-    pub requests_refused_backlog: AtomicU64,
-    pub requests_refused_unavailable: AtomicU64,
-    /// Rejected items by the field at fault; bounded because fields are a fixed vocabulary
-    /// (anything else is folded into "other").
-    rejected: Mutex<BTreeMap<String, u64>>,
-    pub runs_synthesized: AtomicU64,
-    pub sink_rows_written: AtomicU64,
-    pub sink_batches_written: AtomicU64,
-    pub sink_write_errors: AtomicU64,
-    pub sink_write_seconds_micros: AtomicU64,
+    items: Family<KindLabel, Counter>,
+    requests: Family<ProtocolLabel, Counter>,
+    refused: Family<ReasonLabel, Counter>,
+    rejected: Family<FieldLabel, Counter>,
+    rejected_fields: Mutex<BTreeSet<String>>,
+    acknowledgements: Family<ProtocolLabel, Histogram>,
+    runs_synthesized: Counter,
+    sink_rows_written: Counter,
+    sink_write_errors: Counter,
+    sink_writes: Histogram,
     /// 1 when the last sink write succeeded (or none failed yet), 0 while it is failing.
-    pub sink_healthy: AtomicU64,
+    sink_up: Gauge,
+    unreadable: Gauge,
     /// The WAL record the batcher stopped at because it cannot read it (see `quarantine.rs`).
     pub unreadable_record: Mutex<Option<UnreadableRecord>>,
 }
@@ -39,144 +125,274 @@ pub struct UnreadableRecord {
     pub error: String,
 }
 
-const MAX_REJECTION_LABELS: usize = 64;
+impl Default for IngestTelemetry {
+    fn default() -> Self {
+        IngestTelemetry::new()
+    }
+}
 
 impl IngestTelemetry {
     pub fn new() -> IngestTelemetry {
-        let t = IngestTelemetry::default();
-        t.sink_healthy.store(1, Ordering::Relaxed);
-        t
+        let telemetry = IngestTelemetry {
+            items: Family::default(),
+            requests: Family::default(),
+            refused: Family::default(),
+            rejected: Family::default(),
+            rejected_fields: Mutex::default(),
+            acknowledgements: Family::new_with_constructor(|| Histogram::new(latency_buckets())),
+            runs_synthesized: Counter::default(),
+            sink_rows_written: Counter::default(),
+            sink_write_errors: Counter::default(),
+            sink_writes: Histogram::new(latency_buckets()),
+            sink_up: Gauge::default(),
+            unreadable: Gauge::default(),
+            unreadable_record: Mutex::default(),
+        };
+        telemetry.sink_up.set(1);
+        // Every label value from the start, so a counter reads 0 rather than being absent.
+        for kind in [ItemKind::Run, ItemKind::Span, ItemKind::Score] {
+            let _ = telemetry.items.get_or_create(&KindLabel { kind });
+        }
+        for protocol in [Protocol::Native, Protocol::Otlp] {
+            let _ = telemetry
+                .requests
+                .get_or_create(&ProtocolLabel { protocol });
+        }
+        for reason in [Refusal::BacklogFull, Refusal::Unavailable] {
+            let _ = telemetry.refused.get_or_create(&ReasonLabel { reason });
+        }
+        telemetry
     }
 
-    pub fn count_rejection(&self, field: &str) {
-        let mut rejected = self.rejected.lock();
-        let known = rejected.contains_key(field) || rejected.len() < MAX_REJECTION_LABELS;
+    /// Adds every figure to `registry` (names as `/metrics` shows them, less `_total`).
+    pub fn register(&self, registry: &mut Registry) {
+        registry.register(
+            "vigil_ingested_items",
+            "Items accepted and made durable.",
+            self.items.clone(),
+        );
+        registry.register(
+            "vigil_ingest_requests",
+            "Export requests handled, by protocol.",
+            self.requests.clone(),
+        );
+        registry.register(
+            "vigil_ingest_refused_requests",
+            "Export requests refused with a retryable status.",
+            self.refused.clone(),
+        );
+        registry.register(
+            "vigil_ingest_rejected_items",
+            "Items rejected by validation, by the field at fault.",
+            self.rejected.clone(),
+        );
+        registry.register_with_unit(
+            "vigil_ingest_ack_latency",
+            "From the start of an export request to its acknowledgement (durable in the WAL).",
+            Unit::Seconds,
+            self.acknowledgements.clone(),
+        );
+        registry.register(
+            "vigil_runs_synthesized",
+            "Runs built for traces whose root span never came.",
+            self.runs_synthesized.clone(),
+        );
+        registry.register(
+            "vigil_sink_rows_written",
+            "Rows written to the store.",
+            self.sink_rows_written.clone(),
+        );
+        registry.register(
+            "vigil_sink_write_errors",
+            "Failed store writes (retried).",
+            self.sink_write_errors.clone(),
+        );
+        registry.register_with_unit(
+            "vigil_sink_write",
+            "Store writes that succeeded, by how long each took (its count is the batches written).",
+            Unit::Seconds,
+            self.sink_writes.clone(),
+        );
+        registry.register(
+            "vigil_sink_up",
+            "1 when the store accepts writes.",
+            self.sink_up.clone(),
+        );
+        registry.register(
+            "vigil_wal_unreadable_record",
+            "1 while the store's writer is stopped at a WAL record it cannot read (`vigil wal \
+             inspect`).",
+            self.unreadable.clone(),
+        );
+    }
+
+    pub fn request(&self, protocol: Protocol) {
+        self.requests
+            .get_or_create(&ProtocolLabel { protocol })
+            .inc();
+    }
+
+    /// A request's items are durable: counted, and its acknowledgement timed.
+    pub fn accepted(
+        &self,
+        protocol: Option<Protocol>,
+        rows: [(ItemKind, usize); 3],
+        took: Duration,
+    ) {
+        for (kind, n) in rows {
+            self.items
+                .get_or_create(&KindLabel { kind })
+                .inc_by(n as u64);
+        }
+        if let Some(protocol) = protocol {
+            self.acknowledgements
+                .get_or_create(&ProtocolLabel { protocol })
+                .observe(took.as_secs_f64());
+        }
+    }
+
+    pub fn refused(&self, reason: Refusal) {
+        self.refused.get_or_create(&ReasonLabel { reason }).inc();
+    }
+
+    pub fn rejected(&self, field: &str) {
+        let mut fields = self.rejected_fields.lock();
+        let known = fields.contains(field) || fields.len() < MAX_REJECTION_LABELS;
         let label = if known
             && field
                 .bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'.')
         {
+            fields.insert(field.to_string());
             field
         } else {
             "other"
         };
-        *rejected.entry(label.to_string()).or_default() += 1;
+        self.rejected
+            .get_or_create(&FieldLabel {
+                field: label.to_string(),
+            })
+            .inc();
     }
 
-    pub fn add(counter: &AtomicU64, n: usize) {
-        counter.fetch_add(n as u64, Ordering::Relaxed);
+    pub fn synthesized(&self, runs: usize) {
+        self.runs_synthesized.inc_by(runs as u64);
     }
 
-    /// Appends this telemetry in Prometheus text exposition format.
-    pub fn render(&self, out: &mut String) {
-        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
-        counter_family(
-            out,
-            "vigil_ingested_items_total",
-            "Items accepted and made durable.",
-            "kind",
-            &[
-                ("run", get(&self.runs_accepted)),
-                ("span", get(&self.spans_accepted)),
-                ("score", get(&self.scores_accepted)),
-            ],
-        );
-        counter_family(
-            out,
-            "vigil_ingest_requests_total",
-            "Export requests handled, by protocol.",
-            "protocol",
-            &[
-                ("native", get(&self.requests_native)),
-                ("otlp", get(&self.requests_otlp)),
-            ],
-        );
-        counter_family(
-            out,
-            "vigil_ingest_refused_requests_total",
-            "Export requests refused with a retryable status.",
-            "reason",
-            &[
-                ("backlog_full", get(&self.requests_refused_backlog)),
-                ("unavailable", get(&self.requests_refused_unavailable)),
-            ],
-        );
-        let rejected = self.rejected.lock();
-        let pairs: Vec<(&str, u64)> = rejected.iter().map(|(k, v)| (k.as_str(), *v)).collect();
-        counter_family(
-            out,
-            "vigil_ingest_rejected_items_total",
-            "Items rejected by validation, by the field at fault.",
-            "field",
-            &pairs,
-        );
-        gauge(
-            out,
-            "vigil_runs_synthesized_total",
-            "counter",
-            "Runs built for traces whose root span never came.",
-            get(&self.runs_synthesized),
-        );
-        gauge(
-            out,
-            "vigil_sink_rows_written_total",
-            "counter",
-            "Rows written to the store.",
-            get(&self.sink_rows_written),
-        );
-        gauge(
-            out,
-            "vigil_sink_batches_written_total",
-            "counter",
-            "Batches written to the store.",
-            get(&self.sink_batches_written),
-        );
-        gauge(
-            out,
-            "vigil_sink_write_errors_total",
-            "counter",
-            "Failed store writes (retried).",
-            get(&self.sink_write_errors),
-        );
-        let _ = writeln!(
-            out,
-            "# HELP vigil_sink_write_seconds_total Time spent in store writes."
-        );
-        let _ = writeln!(out, "# TYPE vigil_sink_write_seconds_total counter");
-        let _ = writeln!(
-            out,
-            "vigil_sink_write_seconds_total {:.6}",
-            get(&self.sink_write_seconds_micros) as f64 / 1e6
-        );
-        gauge(
-            out,
-            "vigil_sink_up",
-            "gauge",
-            "1 when the store accepts writes.",
-            get(&self.sink_healthy),
-        );
-        gauge(
-            out,
-            "vigil_wal_unreadable_record",
-            "gauge",
-            "1 while the store's writer is stopped at a WAL record it cannot read \
-             (`vigil wal inspect`).",
-            u64::from(self.unreadable_record.lock().is_some()),
-        );
+    pub fn sink_wrote(&self, rows: usize, took: Duration) {
+        self.sink_rows_written.inc_by(rows as u64);
+        self.sink_writes.observe(took.as_secs_f64());
+        self.sink_up.set(1);
+    }
+
+    pub fn sink_failed(&self) {
+        self.sink_write_errors.inc();
+        self.sink_up.set(0);
+    }
+
+    pub fn stopped_at_unreadable(&self) -> bool {
+        self.unreadable.get() != 0
+    }
+
+    /// The batcher stopped at, or moved past, a record it cannot read.
+    pub fn set_unreadable(&self, record: Option<UnreadableRecord>) -> Option<UnreadableRecord> {
+        self.unreadable.set(i64::from(record.is_some()));
+        std::mem::replace(&mut *self.unreadable_record.lock(), record)
     }
 }
 
-fn counter_family(out: &mut String, name: &str, help: &str, label: &str, values: &[(&str, u64)]) {
-    let _ = writeln!(out, "# HELP {name} {help}");
-    let _ = writeln!(out, "# TYPE {name} counter");
-    for (value, count) in values {
-        let _ = writeln!(out, "{name}{{{label}=\"{value}\"}} {count}");
+/// The WAL's figures, read from the log at each scrape.
+pub struct WalFigures(pub Arc<Wal>);
+
+impl fmt::Debug for WalFigures {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("WalFigures")
     }
 }
 
-/// One unlabelled sample with its HELP and TYPE lines.
-pub fn gauge(out: &mut String, name: &str, kind: &str, help: &str, value: u64) {
-    let _ = writeln!(out, "# HELP {name} {help}");
-    let _ = writeln!(out, "# TYPE {name} {kind}");
-    let _ = writeln!(out, "{name} {value}");
+impl Collector for WalFigures {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), fmt::Error> {
+        let stats = self.0.stats();
+        let gauge = |n: u64| ConstGauge::new(i64::try_from(n).unwrap_or(i64::MAX));
+        for (name, help, value) in [
+            (
+                "vigil_wal_backlog_bytes",
+                "Bytes in the WAL not yet confirmed by the store.",
+                stats.backlog_bytes,
+            ),
+            (
+                "vigil_wal_durable_bytes",
+                "Log position up to which data is fsync'd.",
+                stats.durable_lsn,
+            ),
+            (
+                "vigil_wal_segments",
+                "WAL segment files on disk.",
+                stats.segments,
+            ),
+        ] {
+            let metric = gauge(value);
+            metric.encode(encoder.encode_descriptor(name, help, None, metric.metric_type())?)?;
+        }
+        for (name, help, value) in [
+            (
+                "vigil_wal_appends",
+                "Records appended to the WAL.",
+                stats.appends,
+            ),
+            (
+                "vigil_wal_fsyncs",
+                "fsync calls of the WAL (group commits).",
+                stats.fsyncs,
+            ),
+        ] {
+            let metric = ConstCounter::new(value);
+            metric.encode(encoder.encode_descriptor(name, help, None, metric.metric_type())?)?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use prometheus_client::encoding::text::encode;
+
+    use super::*;
+
+    #[test]
+    fn figures_read_as_prometheus_names() {
+        let telemetry = IngestTelemetry::new();
+        let mut registry = Registry::default();
+        telemetry.register(&mut registry);
+        telemetry.request(Protocol::Otlp);
+        telemetry.accepted(
+            Some(Protocol::Otlp),
+            [
+                (ItemKind::Run, 2),
+                (ItemKind::Span, 5),
+                (ItemKind::Score, 0),
+            ],
+            Duration::from_millis(3),
+        );
+        telemetry.rejected("span.name");
+        for i in 0..MAX_REJECTION_LABELS + 5 {
+            telemetry.rejected(&format!("f{i}"));
+        }
+        telemetry.rejected("bad label\"");
+        telemetry.sink_failed();
+        let mut text = String::new();
+        encode(&mut text, &registry).unwrap();
+        for line in [
+            "vigil_ingested_items_total{kind=\"span\"} 5",
+            "vigil_ingest_requests_total{protocol=\"otlp\"} 1",
+            "vigil_ingest_requests_total{protocol=\"native\"} 0",
+            "vigil_ingest_rejected_items_total{field=\"span.name\"} 1",
+            "vigil_ingest_rejected_items_total{field=\"other\"} 7",
+            "vigil_ingest_ack_latency_seconds_count{protocol=\"otlp\"} 1",
+            "vigil_sink_write_errors_total 1",
+            "vigil_sink_up 0",
+        ] {
+            assert!(text.contains(line), "{line} is missing from\n{text}");
+        }
+    }
 }

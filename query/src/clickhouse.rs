@@ -38,7 +38,7 @@ use crate::{
         MetricAnswer, MetricPlan,
         answer::assemble,
         compile::{Dialect, Statement, compile},
-        rows::{AggregateRecord, Aggregates},
+        rows::{AggregateRecord, from_records},
     },
     sql::{Placeholders, Sql, Value},
     store::{ListRequest, RunDetail, RunFilter, RunPage, TraceStore},
@@ -271,7 +271,7 @@ impl TraceStore for ClickHouseStore {
         let mut answers = Vec::new();
         for Statement { subject, sql } in compile(plan, project_id, Dialect::ClickHouse) {
             let rows = self.fetch::<AggregateRecord>(sql).await?;
-            answers.push((subject, rows.into_iter().map(Aggregates::from).collect()));
+            answers.push((subject, from_records(subject, rows)?));
         }
         Ok(assemble(plan, answers))
     }

@@ -1,15 +1,13 @@
 //! Vigil's data model: the contract between the collector (write side) and the query service
-//! (read side). It owns the row types, the field limits, the Arrow schemas both stores share, the
-//! model price catalog with nano-dollar cost arithmetic, the API-key registry and the hash-chained
-//! audit log.
+//! (read side). It owns the row types, the field limits, the Arrow schemas both stores share and
+//! the model price catalog with nano-dollar cost arithmetic. Access-control state (API keys, the
+//! audit log) is `vigil-access`'s.
 //!
 //! Nothing here does I/O on the hot path. The two stores' layouts live in `layout` (embedded) and
 //! `clickhouse` (tables, migrations, row types).
 
 pub mod arrow;
-pub mod audit;
 pub mod clickhouse;
-pub mod keys;
 pub mod layout;
 pub mod limits;
 pub mod model;

@@ -150,6 +150,76 @@ pub fn parse_duration_ns(text: &str) -> Option<i64> {
     n.checked_mul(unit_ns)
 }
 
+/// A duration setting, written as text (`500ms`, `30s`, `5m`, `1h`, `7d`) and parsed once, when
+/// the configuration is read: a setting that is not a duration is refused there, named by its
+/// path, and every use reads a [`std::time::Duration`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct ConfigDuration(std::time::Duration);
+
+impl ConfigDuration {
+    pub const fn from_secs(secs: u64) -> ConfigDuration {
+        ConfigDuration(std::time::Duration::from_secs(secs))
+    }
+
+    pub const fn from_millis(millis: u64) -> ConfigDuration {
+        ConfigDuration(std::time::Duration::from_millis(millis))
+    }
+
+    pub fn get(self) -> std::time::Duration {
+        self.0
+    }
+
+    /// In nanoseconds (saturating at `i64::MAX`, some 292 years).
+    pub fn as_nanos(self) -> i64 {
+        i64::try_from(self.0.as_nanos()).unwrap_or(i64::MAX)
+    }
+}
+
+impl std::str::FromStr for ConfigDuration {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<ConfigDuration, String> {
+        parse_duration_ns(text)
+            .filter(|ns| *ns >= 0)
+            .map(|ns| ConfigDuration(std::time::Duration::from_nanos(ns as u64)))
+            .ok_or_else(|| format!("{text:?} is not a duration (e.g. 500ms, 30s, 5m, 1h, 7d)"))
+    }
+}
+
+impl std::fmt::Display for ConfigDuration {
+    /// The largest unit that writes it whole: `90s` is `90s`, `300s` is `5m`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let ns = self.as_nanos();
+        let units = [
+            ("w", 7 * NANOS_PER_DAY),
+            ("d", NANOS_PER_DAY),
+            ("h", 3600 * NANOS_PER_SECOND),
+            ("m", 60 * NANOS_PER_SECOND),
+            ("s", NANOS_PER_SECOND),
+            ("ms", 1_000_000),
+            ("us", 1_000),
+        ];
+        let (unit, size) = units
+            .into_iter()
+            .find(|(_, size)| ns != 0 && ns % size == 0)
+            .unwrap_or(("ns", 1));
+        write!(f, "{}{unit}", ns / size)
+    }
+}
+
+impl serde::Serialize for ConfigDuration {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for ConfigDuration {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use proptest::prelude::*;
@@ -192,5 +262,25 @@ mod tests {
             let (y, m, d) = civil_from_days(days);
             prop_assert_eq!(days_from_civil(y, m, d), days);
         }
+    }
+
+    #[test]
+    fn config_durations_read_and_write_as_text() {
+        let d: ConfigDuration = "5m".parse().unwrap();
+        assert_eq!(d.get(), std::time::Duration::from_secs(300));
+        assert_eq!(d.to_string(), "5m");
+        assert_eq!(ConfigDuration::from_millis(500).to_string(), "500ms");
+        assert_eq!(ConfigDuration::from_secs(90).to_string(), "90s");
+        assert_eq!(ConfigDuration::from_secs(0).to_string(), "0ns");
+        assert!(
+            "soon"
+                .parse::<ConfigDuration>()
+                .unwrap_err()
+                .contains("\"soon\"")
+        );
+        let json = serde_json::to_string(&ConfigDuration::from_secs(3600)).unwrap();
+        assert_eq!(json, "\"1h\"");
+        let back: ConfigDuration = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, ConfigDuration::from_secs(3600));
     }
 }

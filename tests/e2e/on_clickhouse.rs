@@ -23,7 +23,7 @@ async fn both_stores_answer_identically() {
     let embedded = Vigil::start_on_with(Store::Embedded, &secret);
     let clickhouse = Vigil::start_on_with(Store::ClickHouse, &secret);
     for vigil in [&embedded, &clickhouse] {
-        send_demo(vigil, 11, 400);
+        send_demo(vigil, 11, 400).await;
         wait_drained(vigil).await;
     }
     let expected = answers(&embedded).await;
@@ -167,10 +167,10 @@ async fn two_shards_answer_like_a_single_node() {
         &[(HASH_SECRET_ENV, SHARED_USER_HASH_SECRET)],
     );
 
-    send_demo(&first, 21, 250);
-    send_demo(&second, 22, 250);
-    send_demo(&single, 21, 250);
-    send_demo(&single, 22, 250);
+    send_demo(&first, 21, 250).await;
+    send_demo(&second, 22, 250).await;
+    send_demo(&single, 21, 250).await;
+    send_demo(&single, 22, 250).await;
     for vigil in [&first, &second, &single] {
         wait_drained(vigil).await;
     }

@@ -97,6 +97,9 @@ fn every_command_of_the_readme_runs_as_written() {
     let script_path = scratch.path().join("tour.sh");
     std::fs::write(&script_path, &script).unwrap();
 
+    // Into files, not pipes: nothing reads a pipe until the tour ends, and a full one would
+    // stop it.
+    let (stdout_path, stderr_path) = (scratch.path().join("stdout"), scratch.path().join("stderr"));
     let started = Instant::now();
     let mut child = Command::new("bash")
         .arg(&script_path)
@@ -106,8 +109,8 @@ fn every_command_of_the_readme_runs_as_written() {
         .env("README_HTTP_PORT", http.to_string())
         .env_remove("VIGIL_CONFIG")
         .env_remove("VIGIL_DATA_DIR")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
+        .stdout(Stdio::from(std::fs::File::create(&stdout_path).unwrap()))
+        .stderr(Stdio::from(std::fs::File::create(&stderr_path).unwrap()))
         .spawn()
         .unwrap();
     let deadline = started + Duration::from_secs(600);
@@ -118,9 +121,9 @@ fn every_command_of_the_readme_runs_as_written() {
         }
         std::thread::sleep(Duration::from_millis(100));
     }
-    let output = child.wait_with_output().unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
+    let status = child.wait().unwrap();
+    let stdout = std::fs::read_to_string(&stdout_path).unwrap_or_default();
+    let stderr = std::fs::read_to_string(&stderr_path).unwrap_or_default();
     let server_log =
         std::fs::read_to_string(scratch.path().join("vigil-serve.log")).unwrap_or_default();
     let tail = |text: &str| -> String {
@@ -128,10 +131,10 @@ fn every_command_of_the_readme_runs_as_written() {
         lines[lines.len().saturating_sub(60)..].join("\n")
     };
     assert!(
-        output.status.success(),
+        status.success(),
         "the README tour failed ({:?}) after {:?}\n--- stderr (the failing block is the last \
          '=== README.md line'):\n{}\n--- stdout:\n{}\n--- vigil serve log:\n{}",
-        output.status,
+        status,
         started.elapsed(),
         tail(&stderr),
         tail(&stdout),

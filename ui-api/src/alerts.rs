@@ -9,11 +9,11 @@ use axum::{
     http::StatusCode,
 };
 use serde_json::{Map, Value, json};
-use vigil_alerts::{RuleChangeError, rule::RuleSpec, silence::SilenceSpec};
-use vigil_schemas::{
+use vigil_access::{
     audit::{ALERT_RULE_DELETE, ALERT_RULE_PUT, SILENCE_CREATE, SILENCE_EXPIRE},
     keys::Role,
 };
+use vigil_alerts::{RuleChangeError, rule::RuleSpec, silence::SilenceSpec};
 
 use crate::{AppState, audit_log::record, auth::Caller, body::JsonBody, error::ApiError};
 

@@ -12,11 +12,11 @@ use axum::{
 };
 use serde::Deserialize;
 use serde_json::{Value, json};
-use vigil_schemas::{
+use vigil_access::{
     audit::{ALL_PROJECTS, AUDIT_LOG_READ, AuditEntry, AuditError, AuditRecord},
     keys::{Principal, Role},
-    time::parse_rfc3339,
 };
+use vigil_schemas::time::parse_rfc3339;
 
 use crate::{AppState, auth::Caller, error::ApiError};
 

@@ -3,7 +3,7 @@
 //! not rate limited.
 
 use axum::{extract::FromRequestParts, http::request::Parts};
-use vigil_schemas::keys::{KeyRecord, Principal, Role};
+use vigil_access::keys::{KeyRecord, Principal, Role};
 
 use crate::{AppState, error::ApiError};
 

@@ -14,6 +14,7 @@ use axum::{
 use futures_util::{StreamExt, stream};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
+use vigil_access::{audit, keys::Role};
 use vigil_collector::{erasure, sink::DeletedRows};
 use vigil_query::{
     TraceStore,
@@ -22,11 +23,7 @@ use vigil_query::{
         investigate as run_investigation,
     },
 };
-use vigil_schemas::{
-    audit,
-    keys::Role,
-    time::{now_ns, rfc3339},
-};
+use vigil_schemas::time::{now_ns, rfc3339};
 
 use crate::{AppState, audit_log::record, auth::Caller, body::JsonBody, error::ApiError};
 
@@ -329,17 +326,17 @@ fn export(
 ) -> Response {
     let runs: u64 = days.iter().map(|d| d.runs).sum();
     let header = match format {
-        ExportFormat::Csv => Some(csv_header()),
+        ExportFormat::Csv => Some(csv_header().map_err(vigil_query::QueryError::Store)),
         ExportFormat::Ndjson => None,
     };
     let chunks = stream::iter(export_chunks(days)).then(move |(from, to)| {
         let (store, project, plan) = (store.clone(), project.clone(), plan.within(from, to));
         async move {
             let runs = store.affected_runs(&project, &plan).await?;
-            Ok::<_, vigil_query::QueryError>(encode(&runs, format))
+            encode(&runs, format).map_err(vigil_query::QueryError::Store)
         }
     });
-    let body = stream::iter(header.map(Ok)).chain(chunks);
+    let body = stream::iter(header).chain(chunks);
     let mut response = Body::from_stream(body).into_response();
     let headers = response.headers_mut();
     headers.insert(
@@ -377,25 +374,46 @@ const CSV_COLUMNS: [&str; 14] = [
     "audit_ref",
 ];
 
-fn csv_header() -> String {
-    let mut line = CSV_COLUMNS.join(",");
-    line.push('\n');
-    line
+fn csv_header() -> Result<Vec<u8>, String> {
+    let mut writer = csv_writer();
+    writer
+        .write_record(CSV_COLUMNS)
+        .map_err(|e| e.to_string())?;
+    writer.into_inner().map_err(|e| e.to_string())
 }
 
-fn encode(runs: &[AffectedRun], format: ExportFormat) -> String {
-    let mut out = String::with_capacity(runs.len() * 256);
-    for run in runs {
-        match format {
-            ExportFormat::Csv => csv_line(&mut out, run),
-            ExportFormat::Ndjson => {
-                let line = ndjson_value(run);
-                out.push_str(&line.to_string());
-                out.push('\n');
+fn csv_writer() -> csv::Writer<Vec<u8>> {
+    csv::WriterBuilder::new()
+        .terminator(csv::Terminator::Any(b'\n'))
+        .from_writer(Vec::new())
+}
+
+/// One chunk of the export, encoded.
+fn encode(runs: &[AffectedRun], format: ExportFormat) -> Result<Vec<u8>, String> {
+    match format {
+        ExportFormat::Csv => {
+            let mut writer = csv_writer();
+            for run in runs {
+                for field in csv_record(run) {
+                    writer
+                        .write_field(defused(&field).as_bytes())
+                        .map_err(|e| e.to_string())?;
+                }
+                writer
+                    .write_record(None::<&[u8]>)
+                    .map_err(|e| e.to_string())?;
             }
+            writer.into_inner().map_err(|e| e.to_string())
+        }
+        ExportFormat::Ndjson => {
+            let mut out = Vec::with_capacity(runs.len() * 256);
+            for run in runs {
+                serde_json::to_writer(&mut out, &ndjson_value(run)).map_err(|e| e.to_string())?;
+                out.push(b'\n');
+            }
+            Ok(out)
         }
     }
-    out
 }
 
 fn ndjson_value(run: &AffectedRun) -> Value {
@@ -417,47 +435,35 @@ fn ndjson_value(run: &AffectedRun) -> Value {
     })
 }
 
-fn csv_line(out: &mut String, run: &AffectedRun) {
-    let fields = [
-        run.trace_id.as_str(),
-        &run.session_id,
-        &run.user_hash,
-        &run.agent_name,
-        &run.agent_version,
-        &run.task_type,
-        &run.environment,
-        &run.release,
-        &rfc3339(run.start_time_ns),
-        &rfc3339(run.end_time_ns),
-        &run.outcome,
-        &run.classification.join(";"),
-        &run.retention,
-        &run.audit_ref,
-    ];
-    for (i, field) in fields.iter().enumerate() {
-        if i > 0 {
-            out.push(',');
-        }
-        csv_field(out, field);
-    }
-    out.push('\n');
+/// A run's fields, in [`CSV_COLUMNS`] order.
+fn csv_record(run: &AffectedRun) -> [String; 14] {
+    [
+        run.trace_id.clone(),
+        run.session_id.clone(),
+        run.user_hash.clone(),
+        run.agent_name.clone(),
+        run.agent_version.clone(),
+        run.task_type.clone(),
+        run.environment.clone(),
+        run.release.clone(),
+        rfc3339(run.start_time_ns),
+        rfc3339(run.end_time_ns),
+        run.outcome.clone(),
+        run.classification.join(";"),
+        run.retention.clone(),
+        run.audit_ref.clone(),
+    ]
 }
 
-/// RFC 4180 quoting; a value a spreadsheet would run as a formula (`=`, `+`, `-`, `@`, tab,
-/// carriage return first) is prefixed with `'` (OWASP's advice on CSV injection).
-fn csv_field(out: &mut String, value: &str) {
-    let formula = value.starts_with(['=', '+', '-', '@', '\t', '\r']);
-    let quote = formula || value.contains([',', '"', '\n', '\r']);
-    if !quote {
-        out.push_str(value);
-        return;
+/// A value a spreadsheet would run as a formula (`=`, `+`, `-`, `@`, tab or carriage return
+/// first) is prefixed with `'` (OWASP's advice on CSV injection); the `csv` crate quotes the
+/// rest as RFC 4180 asks.
+fn defused(value: &str) -> std::borrow::Cow<'_, str> {
+    if value.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        format!("'{value}").into()
+    } else {
+        value.into()
     }
-    out.push('"');
-    if formula {
-        out.push('\'');
-    }
-    out.push_str(&value.replace('"', "\"\""));
-    out.push('"');
 }
 
 #[cfg(test)]
@@ -466,21 +472,23 @@ mod tests {
 
     #[test]
     fn csv_fields_are_quoted_and_formulas_defused() {
-        let mut out = String::new();
-        for value in [
+        let mut writer = csv_writer();
+        let values = [
             "plain",
             "a,b",
             "say \"hi\"",
             "line\nbreak",
             "=HYPERLINK(\"x\")",
             "-1",
-        ] {
-            csv_field(&mut out, value);
-            out.push('|');
+        ];
+        for value in values {
+            writer.write_field(defused(value).as_bytes()).unwrap();
         }
+        writer.write_record(None::<&[u8]>).unwrap();
+        let out = String::from_utf8(writer.into_inner().unwrap()).unwrap();
         assert_eq!(
             out,
-            "plain|\"a,b\"|\"say \"\"hi\"\"\"|\"line\nbreak\"|\"'=HYPERLINK(\"\"x\"\")\"|\"'-1\"|"
+            "plain,\"a,b\",\"say \"\"hi\"\"\",\"line\nbreak\",\"'=HYPERLINK(\"\"x\"\")\",'-1\n"
         );
     }
 

@@ -7,9 +7,9 @@ use axum::{
     response::{IntoResponse, Response},
 };
 use serde_json::json;
+use vigil_access::keys::KeyError;
 use vigil_collector::{erasure::ErasureError, error::IngestError};
 use vigil_query::{ErrorKind, QueryError};
-use vigil_schemas::keys::KeyError;
 
 use crate::rate_limit::Refusal;
 

@@ -9,7 +9,7 @@ use axum::{
 };
 use serde::Deserialize;
 use serde_json::{Value, json};
-use vigil_schemas::{
+use vigil_access::{
     audit::{KEY_CREATE, KEY_REVOKE},
     keys::{KeySpec, RateLimit, Role},
 };

@@ -18,6 +18,7 @@ mod otlp_http;
 pub mod rate_limit;
 mod runs;
 mod scores;
+pub mod telemetry;
 mod views;
 
 use std::sync::Arc;
@@ -26,12 +27,13 @@ use axum::{
     Router,
     routing::{delete, get, post, put},
 };
+use prometheus_client::registry::Registry;
+use vigil_access::{audit::AuditLog, keys::KeyStore};
 use vigil_alerts::AlertEngine;
 use vigil_collector::{pipeline::IngestPipeline, sink::Deleter};
 use vigil_query::TraceStore;
-use vigil_schemas::{audit::AuditLog, keys::KeyStore};
 
-pub use crate::{error::ApiError, rate_limit::RateLimiter};
+pub use crate::{error::ApiError, rate_limit::RateLimiter, telemetry::ApiTelemetry};
 
 /// Everything the handlers share.
 #[derive(Clone)]
@@ -46,8 +48,11 @@ pub struct AppState {
     pub audit: Arc<AuditLog>,
     /// Per-key limits of the REST API.
     pub rate_limits: Arc<RateLimiter>,
-    /// Extra Prometheus text appended to `/metrics` by the binary (e.g. process figures).
-    pub extra_metrics: Arc<dyn Fn(&mut String) + Send + Sync>,
+    /// This surface's own figures (requests by route, the store's health at scrape time).
+    pub telemetry: Arc<ApiTelemetry>,
+    /// Every figure `/metrics` shows: the binary registers each part's (ingest, WAL, alerting,
+    /// this surface, the process) once at start.
+    pub registry: Arc<Registry>,
 }
 
 /// The whole HTTP application.
@@ -89,5 +94,9 @@ pub fn app(state: AppState) -> Router {
         .route("/api/v1/users/{user_hash}", delete(compliance::erase_user))
         .route("/api/v1/openapi.json", get(openapi::document))
         .layer(axum::extract::DefaultBodyLimit::max(body_limit))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            telemetry::track,
+        ))
         .with_state(state)
 }

@@ -3,8 +3,8 @@
 //! request field.
 
 use axum::{Json, extract::State};
+use vigil_access::keys::Role;
 use vigil_query::metrics::{MetricAnswer, MetricQuery};
-use vigil_schemas::keys::Role;
 
 use crate::{AppState, auth::Caller, body::JsonBody, error::ApiError};
 

@@ -15,6 +15,7 @@ use std::sync::LazyLock;
 
 use axum::Json;
 use serde_json::{Map, Value, json};
+use vigil_access::keys::Role;
 use vigil_query::{
     DEFAULT_LIMIT, MAX_LIMIT,
     metrics::{
@@ -25,7 +26,7 @@ use vigil_query::{
         },
     },
 };
-use vigil_schemas::{Outcome, SpanKind, SpanStatus, keys::Role};
+use vigil_schemas::{Outcome, SpanKind, SpanStatus};
 
 use crate::views::{REDACTED, SENSITIVE};
 
@@ -227,14 +228,15 @@ fn prometheus() -> Value {
     json!({
         "tags": ["operations"],
         "operationId": "prometheusMetrics",
-        "summary": "Vigil's own metrics, Prometheus text format",
-        "description": "Ingested and rejected items, WAL figures, store health and process \
-            figures, in the Prometheus text exposition format 0.0.4.",
+        "summary": "Vigil's own metrics, OpenMetrics text format",
+        "description": "Ingested and rejected items and acknowledgement latency, WAL figures, \
+            store writes and health, HTTP requests and their latency by route, alerting, \
+            process figures; in the OpenMetrics 1.0 text format, which Prometheus scrapes.",
         "security": public(),
         "responses": {
             "200": {
-                "description": "Prometheus text exposition.",
-                "content": {"text/plain": {"schema": {"type": "string"}}},
+                "description": "OpenMetrics text exposition.",
+                "content": {"application/openmetrics-text": {"schema": {"type": "string"}}},
             },
         },
     })
@@ -1340,6 +1342,10 @@ mod tests {
         http::{Method, Request, StatusCode, header},
     };
     use tower::ServiceExt;
+    use vigil_access::{
+        audit::AuditLog,
+        keys::{KeyStore, Principal},
+    };
     use vigil_alerts::{AlertEngine, AlertingSettings};
     use vigil_collector::{
         assemble::{AssemblerConfig, RunAssembler},
@@ -1352,8 +1358,6 @@ mod tests {
     use vigil_query::{EmbeddedStore, QueryError};
     use vigil_schemas::{
         RunRow, ScoreRow, SpanRow,
-        audit::AuditLog,
-        keys::{KeyStore, Principal},
         limits::{FieldError, Limits},
         prices::PriceCatalog,
         time::now_ns,
@@ -1652,7 +1656,7 @@ mod tests {
             ApiError::rate_limited(
                 "vk_test",
                 crate::rate_limit::Refusal {
-                    limit: vigil_schemas::keys::RateLimit {
+                    limit: vigil_access::keys::RateLimit {
                         requests_per_second: 1.0,
                         burst: 1,
                     },
@@ -1729,7 +1733,8 @@ mod tests {
                 deleter: sink,
                 audit: Arc::new(AuditLog::open(dir.join("audit")).unwrap()),
                 rate_limits: Arc::new(RateLimiter::new(None)),
-                extra_metrics: Arc::new(|_: &mut String| {}),
+                telemetry: Arc::new(crate::ApiTelemetry::default()),
+                registry: Arc::new(prometheus_client::registry::Registry::default()),
             };
             Fixture {
                 dir,

@@ -5,12 +5,12 @@ use axum::{
     Json,
     extract::State,
     http::{StatusCode, header},
-    response::IntoResponse,
+    response::{IntoResponse, Response},
 };
+use prometheus_client::encoding::text::encode;
 use serde_json::json;
-use vigil_collector::telemetry::gauge;
 
-use crate::{AppState, auth::Caller};
+use crate::{ApiError, AppState, auth::Caller};
 
 /// Alive: the process answers.
 pub async fn healthz() -> impl IntoResponse {
@@ -58,68 +58,22 @@ pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     (code, Json(body))
 }
 
-/// Prometheus text exposition.
-pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
-    let mut out = String::with_capacity(4096);
-    state.pipeline.telemetry().render(&mut out);
-    let wal = state.pipeline.wal().stats();
-    gauge(
-        &mut out,
-        "vigil_wal_backlog_bytes",
-        "gauge",
-        "Bytes in the WAL not yet confirmed by the store.",
-        wal.backlog_bytes,
-    );
-    gauge(
-        &mut out,
-        "vigil_wal_durable_bytes",
-        "counter",
-        "Log position up to which data is fsync'd.",
-        wal.durable_lsn,
-    );
-    gauge(
-        &mut out,
-        "vigil_wal_segments",
-        "gauge",
-        "WAL segment files on disk.",
-        wal.segments,
-    );
-    gauge(
-        &mut out,
-        "vigil_wal_appends_total",
-        "counter",
-        "Records appended to the WAL.",
-        wal.appends,
-    );
-    gauge(
-        &mut out,
-        "vigil_wal_fsyncs_total",
-        "counter",
-        "fsync calls of the WAL (group commits).",
-        wal.fsyncs,
-    );
-    gauge(
-        &mut out,
-        "vigil_store_up",
-        "gauge",
-        "1 when the store answers a health query now.",
-        u64::from(state.store.health().await.is_ok()),
-    );
-    gauge(
-        &mut out,
-        "vigil_api_rate_limited_total",
-        "counter",
-        "REST requests refused (429) because their key was over its rate limit.",
-        state.rate_limits.refused(),
-    );
-    (state.extra_metrics)(&mut out);
+/// Prometheus metrics, in the OpenMetrics text format (which Prometheus asks for and reads).
+pub async fn metrics(State(state): State<AppState>) -> Response {
+    let store_up = state.store.health().await.is_ok();
+    state.telemetry.store_up.set(i64::from(store_up));
+    let mut out = String::with_capacity(16 * 1024);
+    if let Err(e) = encode(&mut out, &state.registry) {
+        return ApiError::internal(format!("encoding /metrics failed: {e}")).into_response();
+    }
     (
         [(
             header::CONTENT_TYPE,
-            "text/plain; version=0.0.4; charset=utf-8",
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
         )],
         out,
     )
+        .into_response()
 }
 
 /// `GET /api/public/projects`: what the Langfuse SDKs call to check their credentials.

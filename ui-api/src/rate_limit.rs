@@ -6,14 +6,11 @@
 //! REST API under `/api` (scores and the Langfuse project check included). Trace ingest (OTLP/HTTP
 //! and gRPC) does not: it is bounded by the WAL backlog, which refuses with 429 / 503 by itself.
 
-use std::{
-    collections::HashMap,
-    sync::atomic::{AtomicU64, Ordering},
-    time::Instant,
-};
+use std::{collections::HashMap, time::Instant};
 
 use parking_lot::Mutex;
-use vigil_schemas::keys::RateLimit;
+use prometheus_client::{metrics::counter::Counter, registry::Registry};
+use vigil_access::keys::RateLimit;
 
 const NANOS_PER_SECOND: u64 = 1_000_000_000;
 
@@ -31,7 +28,7 @@ pub struct RateLimiter {
     default: Option<RateLimit>,
     epoch: Instant,
     buckets: Mutex<HashMap<String, Bucket>>,
-    refused: AtomicU64,
+    refused: Counter,
 }
 
 impl RateLimiter {
@@ -40,7 +37,7 @@ impl RateLimiter {
             default,
             epoch: Instant::now(),
             buckets: Mutex::new(HashMap::new()),
-            refused: AtomicU64::new(0),
+            refused: Counter::default(),
         }
     }
 
@@ -61,7 +58,7 @@ impl RateLimiter {
             }
         };
         admitted.map_err(|wait_ns| {
-            self.refused.fetch_add(1, Ordering::Relaxed);
+            self.refused.inc();
             Refusal {
                 limit,
                 retry_after_secs: wait_ns.div_ceil(NANOS_PER_SECOND),
@@ -71,7 +68,16 @@ impl RateLimiter {
 
     /// Requests refused so far.
     pub fn refused(&self) -> u64 {
-        self.refused.load(Ordering::Relaxed)
+        self.refused.get()
+    }
+
+    /// Adds `vigil_api_rate_limited_total` to `registry`.
+    pub fn register(&self, registry: &mut Registry) {
+        registry.register(
+            "vigil_api_rate_limited",
+            "REST requests refused (429) because their key was over its rate limit.",
+            self.refused.clone(),
+        );
     }
 }
 

@@ -6,8 +6,9 @@ use axum::{
 };
 use serde::Deserialize;
 use serde_json::{Value, json};
+use vigil_access::keys::Role;
 use vigil_query::RunFilter;
-use vigil_schemas::{keys::Role, time::parse_rfc3339};
+use vigil_schemas::time::parse_rfc3339;
 
 use crate::{
     AppState,

@@ -4,11 +4,8 @@
 
 use serde::Serialize;
 use serde_json::{Map, Value};
-use vigil_schemas::{
-    RunRow, ScoreRow, SpanRow,
-    keys::{Principal, Role},
-    time::rfc3339,
-};
+use vigil_access::keys::{Principal, Role};
+use vigil_schemas::{RunRow, ScoreRow, SpanRow, time::rfc3339};
 
 /// Classification labels whose content only `audit` keys may read.
 pub const SENSITIVE: [&str; 4] = ["pii", "phi", "financial", "confidential"];

@@ -10,9 +10,10 @@ use serde::{Serialize, Serializer, ser::SerializeMap};
 use vigil_schemas::time::rfc3339;
 
 use super::{
+    aggregate::{Aggregate, CallAggregate, RunAggregate},
     catalog::{Field, Metric, Subject},
     request::MetricPlan,
-    rows::{Aggregates, aggregate_names},
+    rows::Aggregates,
 };
 
 /// The rows of a metrics answer, by group then bucket.
@@ -69,19 +70,23 @@ impl Serialize for MetricRow {
     }
 }
 
-/// One subject's aggregates of one group and bucket, by name.
-struct Named<'a> {
-    names: &'a [&'static str],
+/// One subject's aggregates of one group and bucket. A subject with no row in the group (no
+/// model call in a group of runs, say) counted nothing: every aggregate reads 0.
+struct Values<'a, A> {
     values: Option<&'a [i64]>,
+    kind: std::marker::PhantomData<A>,
 }
 
-impl Named<'_> {
-    fn get(&self, name: &str) -> i64 {
-        let index = self.names.iter().position(|n| *n == name);
-        match (self.values, index) {
-            (Some(values), Some(i)) => values[i],
-            _ => 0,
+impl<'a, A: Aggregate> Values<'a, A> {
+    fn new(values: Option<&'a [i64]>) -> Values<'a, A> {
+        Values {
+            values,
+            kind: std::marker::PhantomData,
         }
+    }
+
+    fn get(&self, aggregate: A) -> i64 {
+        self.values.map_or(0, |values| values[aggregate.index()])
     }
 }
 
@@ -98,18 +103,12 @@ pub(crate) fn assemble(
             merged.entry((row.keys, row.bucket)).or_default()[slot] = Some(row.values);
         }
     }
-    // Each subject's aggregate names, looked up once for every row.
-    let names = [Subject::Run, Subject::ModelCall, Subject::ToolCall].map(aggregate_names);
     let rows = merged
         .into_iter()
         .map(|((keys, bucket), values)| {
-            let named = |subject: Subject| Named {
-                names: &names[slot(subject)],
-                values: values[slot(subject)].as_deref(),
-            };
-            let runs = named(Subject::Run);
-            let model_calls = named(Subject::ModelCall);
-            let tool_calls = named(Subject::ToolCall);
+            let runs = Values::new(values[slot(Subject::Run)].as_deref());
+            let model_calls = Values::new(values[slot(Subject::ModelCall)].as_deref());
+            let tool_calls = Values::new(values[slot(Subject::ToolCall)].as_deref());
             MetricRow {
                 group: plan
                     .group_by
@@ -140,9 +139,16 @@ fn slot(subject: Subject) -> usize {
 const NANOS_PER_MS: f64 = 1e6;
 const NANOS_PER_USD: f64 = 1e9;
 
-fn value(metric: Metric, runs: &Named, model_calls: &Named, tool_calls: &Named) -> MetricValue {
+fn value(
+    metric: Metric,
+    runs: &Values<RunAggregate>,
+    model_calls: &Values<CallAggregate>,
+    tool_calls: &Values<CallAggregate>,
+) -> MetricValue {
+    use CallAggregate as Call;
     use Metric::*;
     use MetricValue::{Integer, Null, Number};
+    use RunAggregate as Run;
     let ratio = |numerator: i64, denominator: i64| {
         if denominator == 0 {
             Null
@@ -150,49 +156,55 @@ fn value(metric: Metric, runs: &Named, model_calls: &Named, tool_calls: &Named) 
             Number(numerator as f64 / denominator as f64)
         }
     };
-    let latency = |of: &Named, count: &str, name: &str| {
-        if of.get(count) == 0 {
+    let ms = |count: i64, nanos: i64| {
+        if count == 0 {
             Null
         } else {
-            Number(of.get(name) as f64 / NANOS_PER_MS)
+            Number(nanos as f64 / NANOS_PER_MS)
         }
     };
+    let run_latency = |aggregate| ms(runs.get(Run::Runs), runs.get(aggregate));
+    let call_latency =
+        |calls: &Values<CallAggregate>, aggregate| ms(calls.get(Call::Calls), calls.get(aggregate));
     // Cost is unknown, not zero, when the group's model calls are all unpriced.
-    let all_unpriced = runs.get("priced_calls") == 0 && runs.get("unpriced_calls") > 0;
-    let cost_usd = (!all_unpriced && runs.get("runs") > 0)
-        .then(|| runs.get("cost_nanos") as f64 / NANOS_PER_USD);
+    let all_unpriced = runs.get(Run::PricedCalls) == 0 && runs.get(Run::UnpricedCalls) > 0;
+    let cost_usd = (!all_unpriced && runs.get(Run::Runs) > 0)
+        .then(|| runs.get(Run::CostNanos) as f64 / NANOS_PER_USD);
     match metric {
-        Runs => Integer(runs.get("runs")),
-        CompletedRuns => Integer(runs.get("completed")),
-        FailedRuns => Integer(runs.get("failed")),
-        CompletionRate => ratio(runs.get("completed"), runs.get("runs")),
-        SilentPartialFailures => Integer(runs.get("silent")),
-        SilentPartialFailureRate => ratio(runs.get("silent"), runs.get("completed")),
-        RunLatencyP50Ms => latency(runs, "runs", "latency_p50"),
-        RunLatencyP90Ms => latency(runs, "runs", "latency_p90"),
-        RunLatencyP99Ms => latency(runs, "runs", "latency_p99"),
+        Runs => Integer(runs.get(Run::Runs)),
+        CompletedRuns => Integer(runs.get(Run::Completed)),
+        FailedRuns => Integer(runs.get(Run::Failed)),
+        CompletionRate => ratio(runs.get(Run::Completed), runs.get(Run::Runs)),
+        SilentPartialFailures => Integer(runs.get(Run::Silent)),
+        SilentPartialFailureRate => ratio(runs.get(Run::Silent), runs.get(Run::Completed)),
+        RunLatencyP50Ms => run_latency(Run::LatencyP50),
+        RunLatencyP90Ms => run_latency(Run::LatencyP90),
+        RunLatencyP99Ms => run_latency(Run::LatencyP99),
         CostUsd => cost_usd.map_or(Null, Number),
-        CostPerRunUsd => cost_usd.map_or(Null, |usd| Number(usd / runs.get("runs") as f64)),
-        UnpricedModelCalls => Integer(runs.get("unpriced_calls")),
-        InputTokens => Integer(runs.get("input_tokens")),
-        OutputTokens => Integer(runs.get("output_tokens")),
-        CachedInputTokens => Integer(runs.get("cached_input_tokens")),
-        ReasoningTokens => Integer(runs.get("reasoning_tokens")),
-        ToolCallsPerRun => ratio(runs.get("tool_calls"), runs.get("runs")),
-        RepeatedToolCalls => Integer(runs.get("repeated_tool_calls")),
-        FeedbackPositiveRate => ratio(runs.get("feedback_positive"), runs.get("feedback_total")),
-        Sessions => Integer(runs.get("sessions")),
-        Users => Integer(runs.get("users")),
-        ModelCalls => Integer(model_calls.get("calls")),
-        ModelErrorRate => ratio(model_calls.get("errors"), model_calls.get("calls")),
-        ModelLatencyP50Ms => latency(model_calls, "calls", "latency_p50"),
-        ModelLatencyP90Ms => latency(model_calls, "calls", "latency_p90"),
-        ModelLatencyP99Ms => latency(model_calls, "calls", "latency_p99"),
-        ToolCalls => Integer(tool_calls.get("calls")),
-        ToolErrors => Integer(tool_calls.get("errors")),
-        ToolErrorRate => ratio(tool_calls.get("errors"), tool_calls.get("calls")),
-        ToolLatencyP50Ms => latency(tool_calls, "calls", "latency_p50"),
-        ToolLatencyP90Ms => latency(tool_calls, "calls", "latency_p90"),
-        ToolLatencyP99Ms => latency(tool_calls, "calls", "latency_p99"),
+        CostPerRunUsd => cost_usd.map_or(Null, |usd| Number(usd / runs.get(Run::Runs) as f64)),
+        UnpricedModelCalls => Integer(runs.get(Run::UnpricedCalls)),
+        InputTokens => Integer(runs.get(Run::InputTokens)),
+        OutputTokens => Integer(runs.get(Run::OutputTokens)),
+        CachedInputTokens => Integer(runs.get(Run::CachedInputTokens)),
+        ReasoningTokens => Integer(runs.get(Run::ReasoningTokens)),
+        ToolCallsPerRun => ratio(runs.get(Run::ToolCalls), runs.get(Run::Runs)),
+        RepeatedToolCalls => Integer(runs.get(Run::RepeatedToolCalls)),
+        FeedbackPositiveRate => ratio(
+            runs.get(Run::FeedbackPositive),
+            runs.get(Run::FeedbackTotal),
+        ),
+        Sessions => Integer(runs.get(Run::Sessions)),
+        Users => Integer(runs.get(Run::Users)),
+        ModelCalls => Integer(model_calls.get(Call::Calls)),
+        ModelErrorRate => ratio(model_calls.get(Call::Errors), model_calls.get(Call::Calls)),
+        ModelLatencyP50Ms => call_latency(model_calls, Call::LatencyP50),
+        ModelLatencyP90Ms => call_latency(model_calls, Call::LatencyP90),
+        ModelLatencyP99Ms => call_latency(model_calls, Call::LatencyP99),
+        ToolCalls => Integer(tool_calls.get(Call::Calls)),
+        ToolErrors => Integer(tool_calls.get(Call::Errors)),
+        ToolErrorRate => ratio(tool_calls.get(Call::Errors), tool_calls.get(Call::Calls)),
+        ToolLatencyP50Ms => call_latency(tool_calls, Call::LatencyP50),
+        ToolLatencyP90Ms => call_latency(tool_calls, Call::LatencyP90),
+        ToolLatencyP99Ms => call_latency(tool_calls, Call::LatencyP99),
     }
 }

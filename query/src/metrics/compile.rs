@@ -39,6 +39,7 @@ use vigil_schemas::{
 };
 
 use super::{
+    aggregate::{Aggregate, CallAggregate, Percentile, RunAggregate, columns},
     catalog::{Field, Metric, Subject},
     request::MetricPlan,
 };
@@ -240,58 +241,6 @@ impl CallKind {
     }
 }
 
-/// The run statement's aggregates, in output order, and the metrics that need each one.
-const RUN_AGGREGATES: &[(&str, &[Metric])] = {
-    use Metric::*;
-    &[
-        ("runs", &[]),
-        (
-            "completed",
-            &[CompletedRuns, CompletionRate, SilentPartialFailureRate],
-        ),
-        ("failed", &[FailedRuns]),
-        ("silent", &[SilentPartialFailures, SilentPartialFailureRate]),
-        ("latency_p50", &[RunLatencyP50Ms]),
-        ("latency_p90", &[RunLatencyP90Ms]),
-        ("latency_p99", &[RunLatencyP99Ms]),
-        ("sessions", &[Sessions]),
-        ("users", &[Users]),
-        ("cost_nanos", &[CostUsd, CostPerRunUsd]),
-        ("priced_calls", &[CostUsd, CostPerRunUsd]),
-        ("unpriced_calls", &[UnpricedModelCalls]),
-        ("input_tokens", &[InputTokens]),
-        ("output_tokens", &[OutputTokens]),
-        ("cached_input_tokens", &[CachedInputTokens]),
-        ("reasoning_tokens", &[ReasoningTokens]),
-        ("tool_calls", &[ToolCallsPerRun]),
-        ("repeated_tool_calls", &[RepeatedToolCalls]),
-        ("feedback_positive", &[FeedbackPositiveRate]),
-        ("feedback_total", &[FeedbackPositiveRate]),
-    ]
-};
-
-/// The call statement's aggregates, in output order, and the metrics that need each one.
-const CALL_AGGREGATES: &[(&str, &[Metric])] = {
-    use Metric::*;
-    &[
-        ("calls", &[]),
-        ("errors", &[ModelErrorRate, ToolErrors, ToolErrorRate]),
-        ("latency_p50", &[ModelLatencyP50Ms, ToolLatencyP50Ms]),
-        ("latency_p90", &[ModelLatencyP90Ms, ToolLatencyP90Ms]),
-        ("latency_p99", &[ModelLatencyP99Ms, ToolLatencyP99Ms]),
-    ]
-};
-
-/// The column names of the run statement's answer, after the group keys and `bucket`.
-pub(crate) fn run_aggregate_names() -> impl Iterator<Item = &'static str> {
-    RUN_AGGREGATES.iter().map(|(name, _)| *name)
-}
-
-/// The column names of a call statement's answer, after the group keys and `bucket`.
-pub(crate) fn call_aggregate_names() -> impl Iterator<Item = &'static str> {
-    CALL_AGGREGATES.iter().map(|(name, _)| *name)
-}
-
 /// Writes one facts subquery.
 type Facts<'p> = fn(&Compiler<'p>, &mut Sql);
 /// A facts subquery to join, and whether the join is inner (the facts carry a filter).
@@ -334,9 +283,9 @@ impl<'p> Compiler<'p> {
             return statement;
         }
         let mut sql = Sql::new(self.placeholders, "SELECT g0, g1, g2, g3, bucket, [");
-        let names: Vec<&'static str> = match subject {
-            Subject::Run => run_aggregate_names().collect(),
-            _ => call_aggregate_names().collect(),
+        let names = match subject {
+            Subject::Run => columns::<RunAggregate>(),
+            _ => columns::<CallAggregate>(),
         };
         for (i, name) in names.into_iter().enumerate() {
             if i > 0 {
@@ -411,15 +360,15 @@ impl<'p> Compiler<'p> {
         sql.push("SELECT ");
         self.group_keys(&mut sql, Subject::Run);
         self.bucket(&mut sql);
-        for (name, needed_by) in RUN_AGGREGATES {
+        for &aggregate in RunAggregate::ALL {
             sql.push(", ");
-            if self.asks(needed_by) {
-                self.run_aggregate(&mut sql, name);
+            if self.asks(aggregate.needed_by()) {
+                self.run_aggregate(&mut sql, aggregate);
             } else {
                 self.integer(&mut sql, "0");
             }
             sql.push(" AS ");
-            sql.push(name);
+            sql.push(aggregate.column());
         }
         sql.push(" FROM ");
         let joins: Vec<Join<'p>> = [
@@ -679,30 +628,29 @@ impl<'p> Compiler<'p> {
         );
     }
 
-    fn run_aggregate(&self, sql: &mut Sql, name: &str) {
-        let sum = |this: &Self, sql: &mut Sql, expr| this.sum(sql, expr);
-        match name {
-            "runs" => self.integer(sql, "count(*)"),
-            "completed" => self.count_if(sql, "outcome = 'success'"),
-            "failed" => self.count_if(sql, "outcome IN ('failure', 'timeout')"),
-            "silent" => self.count_if(sql, "outcome = 'success' AND coalesce(f_failed, 0) > 0"),
-            "latency_p50" => self.percentile(sql, 50),
-            "latency_p90" => self.percentile(sql, 90),
-            "latency_p99" => self.percentile(sql, 99),
-            "sessions" => self.distinct_nonempty(sql, "session_id"),
-            "users" => self.distinct_nonempty(sql, "user_hash"),
-            "cost_nanos" => sum(self, sql, "coalesce(m_cost, 0)"),
-            "priced_calls" => sum(self, sql, "coalesce(m_priced, 0)"),
-            "unpriced_calls" => sum(self, sql, "coalesce(m_unpriced, 0)"),
-            "input_tokens" => sum(self, sql, "coalesce(m_input, 0)"),
-            "output_tokens" => sum(self, sql, "coalesce(m_output, 0)"),
-            "cached_input_tokens" => sum(self, sql, "coalesce(m_cached, 0)"),
-            "reasoning_tokens" => sum(self, sql, "coalesce(m_reasoning, 0)"),
-            "tool_calls" => sum(self, sql, "coalesce(t_calls, 0)"),
-            "repeated_tool_calls" => sum(self, sql, "coalesce(t_repeated, 0)"),
-            "feedback_positive" => sum(self, sql, "coalesce(s_positive, 0)"),
-            "feedback_total" => sum(self, sql, "coalesce(s_total, 0)"),
-            other => unreachable!("run aggregate {other} has no SQL"),
+    fn run_aggregate(&self, sql: &mut Sql, aggregate: RunAggregate) {
+        use RunAggregate::*;
+        match aggregate {
+            Runs => self.integer(sql, "count(*)"),
+            Completed => self.count_if(sql, "outcome = 'success'"),
+            Failed => self.count_if(sql, "outcome IN ('failure', 'timeout')"),
+            Silent => self.count_if(sql, "outcome = 'success' AND coalesce(f_failed, 0) > 0"),
+            LatencyP50 => self.percentile(sql, Percentile::P50),
+            LatencyP90 => self.percentile(sql, Percentile::P90),
+            LatencyP99 => self.percentile(sql, Percentile::P99),
+            Sessions => self.distinct_nonempty(sql, "session_id"),
+            Users => self.distinct_nonempty(sql, "user_hash"),
+            CostNanos => self.sum(sql, "coalesce(m_cost, 0)"),
+            PricedCalls => self.sum(sql, "coalesce(m_priced, 0)"),
+            UnpricedCalls => self.sum(sql, "coalesce(m_unpriced, 0)"),
+            InputTokens => self.sum(sql, "coalesce(m_input, 0)"),
+            OutputTokens => self.sum(sql, "coalesce(m_output, 0)"),
+            CachedInputTokens => self.sum(sql, "coalesce(m_cached, 0)"),
+            ReasoningTokens => self.sum(sql, "coalesce(m_reasoning, 0)"),
+            ToolCalls => self.sum(sql, "coalesce(t_calls, 0)"),
+            RepeatedToolCalls => self.sum(sql, "coalesce(t_repeated, 0)"),
+            FeedbackPositive => self.sum(sql, "coalesce(s_positive, 0)"),
+            FeedbackTotal => self.sum(sql, "coalesce(s_total, 0)"),
         }
     }
 
@@ -713,19 +661,21 @@ impl<'p> Compiler<'p> {
         sql.push("SELECT ");
         self.group_keys(&mut sql, kind.subject());
         self.bucket(&mut sql);
-        for (name, needed_by) in CALL_AGGREGATES {
+        for &aggregate in CallAggregate::ALL {
             sql.push(", ");
-            match (*name, self.asks(needed_by)) {
-                (_, false) => self.integer(&mut sql, "0"),
-                ("calls", true) => self.integer(&mut sql, "count(*)"),
-                ("errors", true) => self.count_if(&mut sql, "status = 'error'"),
-                ("latency_p50", true) => self.percentile(&mut sql, 50),
-                ("latency_p90", true) => self.percentile(&mut sql, 90),
-                ("latency_p99", true) => self.percentile(&mut sql, 99),
-                (other, true) => unreachable!("call aggregate {other} has no SQL"),
+            if !self.asks(aggregate.needed_by()) {
+                self.integer(&mut sql, "0");
+            } else {
+                match aggregate {
+                    CallAggregate::Calls => self.integer(&mut sql, "count(*)"),
+                    CallAggregate::Errors => self.count_if(&mut sql, "status = 'error'"),
+                    CallAggregate::LatencyP50 => self.percentile(&mut sql, Percentile::P50),
+                    CallAggregate::LatencyP90 => self.percentile(&mut sql, Percentile::P90),
+                    CallAggregate::LatencyP99 => self.percentile(&mut sql, Percentile::P99),
+                }
             }
             sql.push(" AS ");
-            sql.push(name);
+            sql.push(aggregate.column());
         }
         sql.push(" FROM ");
         self.with_tags(&mut sql, |this, sql| this.calls_of_runs(sql, kind));
@@ -1015,17 +965,16 @@ impl<'p> Compiler<'p> {
     }
 
     /// The exact percentile (docs/design.md#percentiles) of the durations, in ns.
-    fn percentile(&self, sql: &mut Sql, percent: u32) {
+    fn percentile(&self, sql: &mut Sql, percentile: Percentile) {
         let dialect = self.dialect;
         self.wrap_integer(sql, |sql| {
-            sql.push(match (dialect, percent) {
-                (Dialect::ClickHouse, 50) => "quantileExact(0.5)(",
-                (Dialect::ClickHouse, 90) => "quantileExact(0.9)(",
-                (Dialect::ClickHouse, 99) => "quantileExact(0.99)(",
-                (Dialect::DataFusion, 50) => "exact_p50(",
-                (Dialect::DataFusion, 90) => "exact_p90(",
-                (Dialect::DataFusion, 99) => "exact_p99(",
-                (_, other) => unreachable!("no percentile {other} in the catalog"),
+            sql.push(match (dialect, percentile) {
+                (Dialect::ClickHouse, Percentile::P50) => "quantileExact(0.5)(",
+                (Dialect::ClickHouse, Percentile::P90) => "quantileExact(0.9)(",
+                (Dialect::ClickHouse, Percentile::P99) => "quantileExact(0.99)(",
+                (Dialect::DataFusion, Percentile::P50) => "exact_p50(",
+                (Dialect::DataFusion, Percentile::P90) => "exact_p90(",
+                (Dialect::DataFusion, Percentile::P99) => "exact_p99(",
             });
             sql.push("end_time_ns - start_time_ns)");
         });

@@ -5,6 +5,7 @@
 //! [`catalog`] holds every metric and field, and what each grouping means; [`percentile`] the exact
 //! percentile DataFusion needs to answer like ClickHouse's `quantileExact`.
 
+pub(crate) mod aggregate;
 pub mod answer;
 pub mod catalog;
 pub(crate) mod compile;

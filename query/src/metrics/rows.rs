@@ -11,9 +11,10 @@ use datafusion::arrow::{
 use serde::Deserialize;
 
 use super::{
+    aggregate::{CallAggregate, RunAggregate, columns},
     catalog::Subject,
-    compile::{call_aggregate_names, run_aggregate_names},
 };
+use crate::error::QueryError;
 
 /// One answered row of a statement.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -38,21 +39,35 @@ pub(crate) struct AggregateRecord {
     aggregates: Vec<i64>,
 }
 
-impl From<AggregateRecord> for Aggregates {
-    fn from(r: AggregateRecord) -> Aggregates {
-        Aggregates {
-            keys: [r.g0, r.g1, r.g2, r.g3],
-            bucket: r.bucket,
-            values: r.aggregates,
-        }
-    }
+/// ClickHouse's rows of a statement about `subject`, each checked to hold every aggregate.
+pub(crate) fn from_records(
+    subject: Subject,
+    records: Vec<AggregateRecord>,
+) -> Result<Vec<Aggregates>, QueryError> {
+    let expected = aggregate_names(subject).len();
+    records
+        .into_iter()
+        .map(|r| {
+            if r.aggregates.len() != expected {
+                return Err(QueryError::Store(format!(
+                    "a {subject:?} statement answered {} aggregates, {expected} were asked for",
+                    r.aggregates.len()
+                )));
+            }
+            Ok(Aggregates {
+                keys: [r.g0, r.g1, r.g2, r.g3],
+                bucket: r.bucket,
+                values: r.aggregates,
+            })
+        })
+        .collect()
 }
 
 /// The aggregate columns of a statement about `subject`, in order.
 pub(crate) fn aggregate_names(subject: Subject) -> Vec<&'static str> {
     match subject {
-        Subject::Run => run_aggregate_names().collect(),
-        Subject::ModelCall | Subject::ToolCall => call_aggregate_names().collect(),
+        Subject::Run => columns::<RunAggregate>(),
+        Subject::ModelCall | Subject::ToolCall => columns::<CallAggregate>(),
     }
 }
 

@@ -8,7 +8,10 @@ use std::{
 
 use serde_json::Value;
 
-use super::{Vigil, cli};
+use vigil_schemas::time::parse_rfc3339;
+use vigil_workload::demo::{DemoOptions, run_demo};
+
+use super::Vigil;
 
 /// A user-hash key every Vigil of a comparison shares, so user hashes agree.
 pub const SHARED_USER_HASH_SECRET: &str =
@@ -16,23 +19,22 @@ pub const SHARED_USER_HASH_SECRET: &str =
 /// A fixed end for the demo's history window, so the same seed sends the same runs.
 pub const DEMO_END_TIME: &str = "2026-11-20T12:00:00Z";
 
-/// Sends `vigil demo` traffic (seed, runs, fixed end time) to `vigil`.
-pub fn send_demo(vigil: &Vigil, seed: u64, runs: usize) {
-    cli(&[
-        "demo",
-        "--endpoint",
-        &vigil.grpc(),
-        "--token",
-        &vigil.token,
-        "--seed",
-        &seed.to_string(),
-        "--runs",
-        &runs.to_string(),
-        "--end-time",
-        DEMO_END_TIME,
-        "--history-hours",
-        "48",
-    ]);
+/// Sends the demo's traffic (seed, runs, fixed end time) to `vigil`, through the workload
+/// library's demo sender (what `vigil demo` runs).
+pub async fn send_demo(vigil: &Vigil, seed: u64, runs: usize) {
+    let report = run_demo(DemoOptions {
+        endpoint: vigil.grpc(),
+        token: vigil.token.clone(),
+        seed,
+        runs,
+        history: Duration::from_secs(48 * 3600),
+        end_ns: Some(parse_rfc3339(DEMO_END_TIME).unwrap()),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    assert_eq!(report.failed_requests, 0, "{report:?}");
+    assert_eq!(report.rejected_items, 0, "{report:?}");
 }
 
 /// Waits until everything acknowledged is in the store: the WAL backlog is empty.

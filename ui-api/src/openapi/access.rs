@@ -2,7 +2,7 @@
 //! REST operation is subject to.
 
 use serde_json::{Value, json};
-use vigil_schemas::{
+use vigil_access::{
     audit::{ACTIONS, CLI_KEY_ID, SYSTEM_KEY_ID, ZERO_HASH},
     keys::{RateLimit, Role},
 };
@@ -247,7 +247,7 @@ pub(super) fn schemas() -> Vec<(&'static str, Value)> {
                 "properties": {
                     "roles": {"type": "array", "minItems": 1,
                         "items": {"type": "string", "enum": roles}},
-                    "description": {"type": "string", "maxLength": vigil_schemas::keys::MAX_DESCRIPTION_BYTES},
+                    "description": {"type": "string", "maxLength": vigil_access::keys::MAX_DESCRIPTION_BYTES},
                     "rate_limit": schema_ref("RateLimit"),
                 },
             }),
@@ -327,7 +327,7 @@ mod tests {
     use std::collections::BTreeSet;
 
     use serde_json::json;
-    use vigil_schemas::{
+    use vigil_access::{
         audit::{AuditLog, AuditRecord, KEY_CREATE},
         keys::{KeySpec, KeyStore},
     };

@@ -1,8 +1,8 @@
 //! The alerting part of the OpenAPI document: rules, alerts, silences.
 
 use serde_json::{Value, json};
+use vigil_access::keys::Role;
 use vigil_alerts::rule::SAME_WINDOW_LAST_7D;
-use vigil_schemas::keys::Role;
 
 use super::{bearer, errors, json_response, object, schema_ref, string, text, with};
 

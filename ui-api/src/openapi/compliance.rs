@@ -2,11 +2,11 @@
 //! exports, user look-ups, erasure (handlers in `crate::compliance`).
 
 use serde_json::{Map, Value, json};
+use vigil_access::keys::Role;
 use vigil_query::{
     MAX_LIMIT,
     audit::{EXPORT_CHUNK_RUNS, request::MAX_AUDIT_RANGE_DAYS},
 };
-use vigil_schemas::keys::Role;
 
 use super::{
     bearer, count, errors, filters_schema, json_response, object, schema_ref, string, text, time,

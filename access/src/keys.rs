@@ -14,7 +14,6 @@
 use std::{
     collections::BTreeSet,
     fs,
-    io::Write,
     path::{Path, PathBuf},
     time::SystemTime,
 };
@@ -25,7 +24,9 @@ use rand::RngCore;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::time::{now_ns, rfc3339};
+use vigil_schemas::time::{now_ns, rfc3339};
+
+use crate::files::write_private_file;
 
 const TOKEN_PREFIX: &str = "vk_";
 
@@ -491,30 +492,6 @@ impl KeyStore {
             .and_then(|m| m.modified().ok());
         Ok(())
     }
-}
-
-/// Writes a file readable by its owner only (0600), atomically: temp file, fsync, rename.
-pub fn write_private_file(path: &Path, contents: &[u8]) -> std::io::Result<()> {
-    let tmp = path.with_extension("tmp");
-    {
-        let mut options = fs::OpenOptions::new();
-        options.write(true).create(true).truncate(true);
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::OpenOptionsExt;
-            options.mode(0o600);
-        }
-        let mut f = options.open(&tmp)?;
-        f.write_all(contents)?;
-        f.sync_all()?;
-    }
-    fs::rename(&tmp, path)?;
-    if let Some(dir) = path.parent()
-        && let Ok(d) = fs::File::open(dir)
-    {
-        d.sync_all()?;
-    }
-    Ok(())
 }
 
 pub fn sha256_hex(text: &str) -> String {

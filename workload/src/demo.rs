@@ -1,4 +1,4 @@
-//! `vigil demo`: sends a synthetic workload (see [`crate::workload`]) to a running Vigil over
+//! `vigil demo`: sends a synthetic workload (see [`crate::generator`]) to a running Vigil over
 //! gRPC, the way instrumented agents would: native and OTLP requests, in batches, paced, retrying
 //! the collector's retryable refusals with back-off.
 //!
@@ -20,7 +20,7 @@ use vigil_proto::otlp::collector::trace::v1::{
 };
 use vigil_proto::v1::{self, ingest_service_client::IngestServiceClient, rejection::ItemKind};
 
-use crate::workload::{self, GeneratedRun, WorkloadConfig};
+use crate::generator::{self, GeneratedRun, WorkloadConfig};
 
 /// Where `vigil serve` listens for gRPC by default.
 pub const DEFAULT_ENDPOINT: &str = "http://127.0.0.1:4317";
@@ -387,7 +387,7 @@ pub async fn run_demo(opts: DemoOptions) -> anyhow::Result<DemoReport> {
         Some(end) => end,
         None => now_ns()?,
     };
-    let runs = workload::generate(&WorkloadConfig::new(
+    let runs = generator::generate(&WorkloadConfig::new(
         opts.seed,
         opts.runs,
         end.saturating_sub(history_ns),
@@ -399,7 +399,7 @@ pub async fn run_demo(opts: DemoOptions) -> anyhow::Result<DemoReport> {
         protocol: opts.protocol,
         seed: opts.seed,
         runs_generated: runs.len(),
-        bad_prompt_versions: workload::bad_prompt_versions()
+        bad_prompt_versions: generator::bad_prompt_versions()
             .into_iter()
             .map(|(id, version)| format!("{id}@{version}"))
             .collect(),
@@ -431,7 +431,7 @@ async fn send_native_batch(
     batch: &[GeneratedRun],
     report: &mut DemoReport,
 ) -> anyhow::Result<()> {
-    let request = workload::to_native(batch);
+    let request = generator::to_native(batch);
     let (runs, spans, scores) = (
         request.runs.len(),
         request.spans.len(),
@@ -457,8 +457,8 @@ async fn send_otlp_batch(
     batch: &[GeneratedRun],
     report: &mut DemoReport,
 ) -> anyhow::Result<()> {
-    let request = workload::to_otlp(batch);
-    let spans = workload::span_count(batch) as u64;
+    let request = generator::to_otlp(batch);
+    let spans = generator::span_count(batch) as u64;
     report.otlp.runs_sent += batch.len() as u64;
     report.otlp.spans_sent += spans;
     if let Some(Ack::Otlp(response)) =
@@ -483,7 +483,7 @@ async fn send_otlp_batch(
     }
 
     // OTLP carries no scores: the feedback on these runs goes through the native API.
-    let scores = workload::feedback_scores(batch);
+    let scores = generator::feedback_scores(batch);
     if scores.is_empty() {
         return Ok(());
     }
@@ -796,7 +796,7 @@ mod tests {
         let report = run_demo(opts.clone()).await.expect("the demo runs");
 
         // Expected counts, from the same workload (timestamps shift, the runs do not).
-        let runs = workload::generate(&WorkloadConfig::new(3, 40, 0, 3_600_000_000_000));
+        let runs = generator::generate(&WorkloadConfig::new(3, 40, 0, 3_600_000_000_000));
         let batches: Vec<&[GeneratedRun]> = runs.chunks(10).collect();
         let count = |odd: bool, f: &dyn Fn(&[GeneratedRun]) -> usize| -> u64 {
             batches
@@ -806,7 +806,7 @@ mod tests {
                 .map(|(_, b)| f(b) as u64)
                 .sum()
         };
-        let spans = |b: &[GeneratedRun]| workload::span_count(b);
+        let spans = |b: &[GeneratedRun]| generator::span_count(b);
         let scores = |b: &[GeneratedRun]| b.iter().filter(|r| r.feedback.is_some()).count();
         assert_eq!(report.retries, 2, "the first two calls were refused");
         assert_eq!(report.failed_requests, 0);

@@ -66,10 +66,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use crate::{
-    keys::write_private_file,
-    time::{now_ns, rfc3339},
-};
+use vigil_schemas::time::{now_ns, rfc3339};
+
+use crate::files::write_private_file;
 
 /// The entries, one JSON line each.
 pub const LOG_FILE: &str = "audit.log";

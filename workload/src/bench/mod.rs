@@ -1,6 +1,6 @@
 //! `vigil bench ingest`: a load generator against a running collector.
 //!
-//! Request payloads are generated from [`crate::workload`] before the clock starts, so their
+//! Request payloads are generated from [`crate::generator`] before the clock starts, so their
 //! cost is not measured. `concurrency` client tasks, each on its own connection, send batches of
 //! about `batch_spans` spans back to back. Before each request the trace ids are rewritten (the
 //! first 8 bytes become a per-request number), so nothing is deduplicated, across requests nor
@@ -23,7 +23,7 @@ mod clickhouse_ingest;
 mod metrics;
 
 use crate::demo::{self, Ack, IngestClient, IngestProtocol, KeyArgs, Payload};
-use crate::workload::{self, GeneratedRun, WorkloadConfig};
+use crate::generator::{self, GeneratedRun, WorkloadConfig};
 
 /// Distinct request payloads each client task cycles through.
 const TEMPLATES_PER_TASK: usize = 4;
@@ -591,7 +591,7 @@ fn build_templates(opts: &IngestBenchOptions, now_ns: i64) -> Vec<Vec<Template>>
             now_ns - PAYLOAD_WINDOW_NS,
             PAYLOAD_WINDOW_NS,
         );
-        let groups = pack(workload::generate(&config), opts.batch_spans);
+        let groups = pack(generator::generate(&config), opts.batch_spans);
         if groups.len() >= needed || runs_wanted >= needed * opts.batch_spans {
             break groups;
         }
@@ -603,10 +603,10 @@ fn build_templates(opts: &IngestBenchOptions, now_ns: i64) -> Vec<Vec<Template>>
             run.trace_id = format!("{:016x}{:08x}{}", 0, index, &run.trace_id[24..]);
         }
         let task = i % opts.concurrency;
-        let spans = workload::span_count(&group) as u64;
+        let spans = generator::span_count(&group) as u64;
         let payload = match opts.protocol.for_index(task) {
-            IngestProtocol::Otlp => Payload::Otlp(workload::to_otlp(&group)),
-            _ => Payload::Native(workload::to_native(&group)),
+            IngestProtocol::Otlp => Payload::Otlp(generator::to_otlp(&group)),
+            _ => Payload::Native(generator::to_native(&group)),
         };
         per_task[task].push(Template { payload, spans });
     }

@@ -1,0 +1,112 @@
+//! The HTTP surface's figures for `/metrics`: every request by route, method and status, its
+//! latency by route and method (the route as the router matched it, `/api/v1/runs/{trace_id}`,
+//! so labels stay bounded), and whether the store answers a health query at scrape time.
+
+use std::time::Instant;
+
+use axum::{
+    extract::{MatchedPath, Request, State},
+    middleware::Next,
+    response::Response,
+};
+use prometheus_client::{
+    encoding::EncodeLabelSet,
+    metrics::{
+        counter::Counter,
+        family::Family,
+        gauge::Gauge,
+        histogram::{Histogram, exponential_buckets},
+    },
+    registry::{Registry, Unit},
+};
+
+use crate::AppState;
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct Route {
+    route: String,
+    method: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct Answered {
+    route: String,
+    method: String,
+    status: u16,
+}
+
+#[derive(Debug)]
+pub struct ApiTelemetry {
+    requests: Family<Answered, Counter>,
+    latency: Family<Route, Histogram>,
+    /// Set at each scrape, from the store's health query.
+    pub store_up: Gauge,
+}
+
+impl Default for ApiTelemetry {
+    fn default() -> Self {
+        ApiTelemetry {
+            requests: Family::default(),
+            // 1 ms to about 33 s, doubling: a page of runs to a broad investigation.
+            latency: Family::new_with_constructor(|| {
+                Histogram::new(exponential_buckets(0.001, 2.0, 16))
+            }),
+            store_up: Gauge::default(),
+        }
+    }
+}
+
+impl ApiTelemetry {
+    pub fn register(&self, registry: &mut Registry) {
+        registry.register(
+            "vigil_http_requests",
+            "HTTP requests answered, by route, method and status.",
+            self.requests.clone(),
+        );
+        registry.register_with_unit(
+            "vigil_http_request_duration",
+            "From a request's arrival to its answer's headers, by route and method.",
+            Unit::Seconds,
+            self.latency.clone(),
+        );
+        registry.register(
+            "vigil_store_up",
+            "1 when the store answers a health query now.",
+            self.store_up.clone(),
+        );
+    }
+}
+
+/// Middleware: counts and times every request the router matched (unmatched paths are 404s of
+/// no route, counted under `route="unmatched"`).
+pub async fn track(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or("unmatched", MatchedPath::as_str)
+        .to_string();
+    let method = match request.method().as_str() {
+        known @ ("GET" | "POST" | "PUT" | "DELETE" | "PATCH" | "HEAD" | "OPTIONS") => known,
+        _ => "other",
+    }
+    .to_string();
+    let response = next.run(request).await;
+    let telemetry = &state.telemetry;
+    telemetry
+        .latency
+        .get_or_create(&Route {
+            route: route.clone(),
+            method: method.clone(),
+        })
+        .observe(started.elapsed().as_secs_f64());
+    telemetry
+        .requests
+        .get_or_create(&Answered {
+            route,
+            method,
+            status: response.status().as_u16(),
+        })
+        .inc();
+    response
+}
