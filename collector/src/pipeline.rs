@@ -233,7 +233,7 @@ impl IngestPipeline {
             (ItemKind::Span, batch.spans.len()),
             (ItemKind::Score, batch.scores.len()),
         ];
-        let payload = record::encode(&batch);
+        let (payload, batch) = record::encode_owned(batch);
         // The batch itself rides along, so the batcher need not decode the record again.
         match self.wal.append_with(payload, Some(Arc::new(batch))).await {
             Ok(_) => {

@@ -24,17 +24,10 @@ use hmac::{Hmac, Mac};
 use serde_json::{Value, json};
 use sha2::Sha256;
 use support::{Store, Vigil, free_port, python};
-use tonic::{Request, metadata::MetadataValue};
-use vigil_proto::v1::{self, ExportRequest, ingest_service_client::IngestServiceClient};
+use vigil_proto::v1::{self, ExportRequest};
+use vigil_schemas::time::now_ns;
 
 const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
-
-fn now_ns() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos() as i64
-}
 
 /// A webhook receiver process and the requests it logged.
 struct Receiver {
@@ -222,14 +215,12 @@ async fn send_runs_at(
             ..Default::default()
         })
         .collect();
-    let mut client = IngestServiceClient::connect(vigil.grpc()).await.unwrap();
-    let mut request = Request::new(ExportRequest {
-        runs,
-        ..Default::default()
-    });
-    let token: MetadataValue<_> = format!("Bearer {}", vigil.token).parse().unwrap();
-    request.metadata_mut().insert("authorization", token);
-    let response = client.export(request).await.unwrap().into_inner();
+    let response = vigil
+        .export_native(ExportRequest {
+            runs,
+            ..Default::default()
+        })
+        .await;
     assert_eq!(response.accepted_runs as usize, n, "{response:?}");
 }
 

@@ -9,8 +9,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use rand::{Rng, SeedableRng, rngs::StdRng, seq::IndexedRandom};
 use serde_json::{Value, json};
-use tonic::{Request, metadata::MetadataValue};
-use vigil_proto::v1::{self, ingest_service_client::IngestServiceClient};
+use vigil_proto::v1;
 use vigil_schemas::time::{NANOS_PER_DAY, day_string, parse_rfc3339, rfc3339};
 
 use support::{Store, Vigil, cli, clickhouse::ClickHouse, conformance::wait_drained};
@@ -138,12 +137,8 @@ fn export_request(runs: &[Run]) -> v1::ExportRequest {
 }
 
 async fn send(vigil: &Vigil, runs: &[Run]) {
-    let mut client = IngestServiceClient::connect(vigil.grpc()).await.unwrap();
-    let auth: MetadataValue<_> = format!("Bearer {}", vigil.token).parse().unwrap();
     for batch in runs.chunks(50) {
-        let mut request = Request::new(export_request(batch));
-        request.metadata_mut().insert("authorization", auth.clone());
-        let response = client.export(request).await.unwrap().into_inner();
+        let response = vigil.export_native(export_request(batch)).await;
         assert!(response.rejections.is_empty(), "{:?}", response.rejections);
     }
 }
@@ -786,12 +781,8 @@ async fn retention_deletes_what_expired(store: Store) {
         (5 * NANOS_PER_DAY, "", false), // within the default
         (HOUR, "short", false),         // within its policy
     ];
-    let mut client = IngestServiceClient::connect(vigil.grpc()).await.unwrap();
-    let auth: MetadataValue<_> = format!("Bearer {}", vigil.token).parse().unwrap();
     for (n, (age, policy, _)) in runs.iter().enumerate() {
-        let mut request = Request::new(aged_run(n, *age, policy));
-        request.metadata_mut().insert("authorization", auth.clone());
-        let response = client.export(request).await.unwrap().into_inner();
+        let response = vigil.export_native(aged_run(n, *age, policy)).await;
         assert!(response.rejections.is_empty(), "{:?}", response.rejections);
     }
     wait_drained(&vigil).await;

@@ -9,21 +9,17 @@ use std::time::Duration;
 use prost::Message;
 use serde_json::Value;
 use support::{Store, Vigil};
-use tonic::{Request, metadata::MetadataValue};
 use vigil_proto::{
     otlp::{
         collector::trace::v1::{ExportTraceServiceRequest, ExportTraceServiceResponse},
         common::v1::{AnyValue, KeyValue, any_value},
         trace::v1::{ResourceSpans, ScopeSpans, Span},
     },
-    v1::{self, ingest_service_client::IngestServiceClient},
+    v1,
 };
 
 fn now_ns() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos() as u64
+    vigil_schemas::time::now_ns() as u64
 }
 
 fn kv(key: &str, value: &str) -> KeyValue {
@@ -140,7 +136,6 @@ async fn broken_bodies_get_clear_errors_and_the_server_keeps_serving(store: Stor
     assert_eq!(bad_gzip.status(), 400);
 
     // gRPC: a message over the limit is refused by the transport with the limit in the message.
-    let mut client = IngestServiceClient::connect(vigil.grpc()).await.unwrap();
     let huge = v1::ExportRequest {
         runs: vec![v1::Run {
             input: "x".repeat(2 * 1024 * 1024),
@@ -148,10 +143,10 @@ async fn broken_bodies_get_clear_errors_and_the_server_keeps_serving(store: Stor
         }],
         ..Default::default()
     };
-    let mut req = Request::new(huge);
-    let auth: MetadataValue<_> = format!("Bearer {}", vigil.token).parse().unwrap();
-    req.metadata_mut().insert("authorization", auth.clone());
-    let err = client.export(req).await.unwrap_err();
+    let err = vigil
+        .export_native_as(&vigil.token, huge)
+        .await
+        .unwrap_err();
     assert!(err.message().contains("1048576"), "{err:?}");
 
     // Still serving.
@@ -217,8 +212,6 @@ async fn invalid_spans_are_reported_and_valid_neighbours_kept(store: Store) {
     }
 
     // Native: item-level rejections name the item, the field and the limit.
-    let mut client = IngestServiceClient::connect(vigil.grpc()).await.unwrap();
-    let auth: MetadataValue<_> = format!("Bearer {}", vigil.token).parse().unwrap();
     let bad = v1::ExportRequest {
         runs: vec![v1::Run {
             trace_id: "xyz".into(),
@@ -236,9 +229,7 @@ async fn invalid_spans_are_reported_and_valid_neighbours_kept(store: Store) {
         }],
         ..Default::default()
     };
-    let mut req = Request::new(bad);
-    req.metadata_mut().insert("authorization", auth.clone());
-    let response = client.export(req).await.unwrap().into_inner();
+    let response = vigil.export_native(bad).await;
     assert_eq!(response.accepted_runs + response.accepted_spans, 0);
     let fields: Vec<&str> = response
         .rejections
@@ -258,9 +249,10 @@ async fn invalid_spans_are_reported_and_valid_neighbours_kept(store: Store) {
         scores: (0..10_001).map(|_| v1::Score::default()).collect(),
         ..Default::default()
     };
-    let mut req = Request::new(too_many);
-    req.metadata_mut().insert("authorization", auth);
-    let err = client.export(req).await.unwrap_err();
+    let err = vigil
+        .export_native_as(&vigil.token, too_many)
+        .await
+        .unwrap_err();
     assert_eq!(err.code(), tonic::Code::InvalidArgument);
     assert!(
         err.message()

@@ -9,16 +9,9 @@ use std::process::Command;
 use hmac::{Hmac, Mac};
 use serde_json::Value;
 use sha2::Sha256;
-use support::{Store, Vigil, python};
-use tonic::{Request, metadata::MetadataValue};
+use support::{Store, Vigil, authed, python};
 use vigil_proto::v1::{self, ExportRequest, ingest_service_client::IngestServiceClient};
-
-fn now_ns() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos() as i64
-}
+use vigil_schemas::time::now_ns;
 
 /// The user hash computed here, independently: HMAC-SHA256 under the server's key file.
 fn expected_user_hash(vigil: &Vigil, raw: &str) -> String {
@@ -27,13 +20,6 @@ fn expected_user_hash(vigil: &Vigil, raw: &str) -> String {
     let mut mac = Hmac::<Sha256>::new_from_slice(&key).unwrap();
     mac.update(raw.as_bytes());
     hex::encode(mac.finalize().into_bytes())
-}
-
-fn authed<T>(message: T, token: &str) -> Request<T> {
-    let mut request = Request::new(message);
-    let value: MetadataValue<_> = format!("Bearer {token}").parse().unwrap();
-    request.metadata_mut().insert("authorization", value);
-    request
 }
 
 fn hex_id(seed: u64, bytes: usize) -> String {

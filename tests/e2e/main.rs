@@ -18,3 +18,4 @@ mod ingest;
 mod metrics;
 mod on_clickhouse;
 mod readme;
+mod wal;

@@ -11,8 +11,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use rand::{Rng, SeedableRng, rngs::StdRng, seq::IndexedRandom};
 use serde_json::{Value, json};
-use tonic::{Request, metadata::MetadataValue};
-use vigil_proto::v1::{self, ingest_service_client::IngestServiceClient};
+use vigil_proto::v1;
 use vigil_query::metrics::{Field, Metric, Subject};
 use vigil_schemas::time::{NANOS_PER_DAY, parse_rfc3339, rfc3339};
 
@@ -388,14 +387,10 @@ fn export_request(runs: &[Run]) -> v1::ExportRequest {
 
 /// Sends every run, then a third of the batches again (an SDK retrying after a lost answer).
 async fn send(vigil: &Vigil, runs: &[Run]) {
-    let mut client = IngestServiceClient::connect(vigil.grpc()).await.unwrap();
-    let auth: MetadataValue<_> = format!("Bearer {}", vigil.token).parse().unwrap();
     let batches: Vec<&[Run]> = runs.chunks(40).collect();
     let retried = batches.iter().step_by(3);
     for batch in batches.iter().chain(retried) {
-        let mut request = Request::new(export_request(batch));
-        request.metadata_mut().insert("authorization", auth.clone());
-        let response = client.export(request).await.unwrap().into_inner();
+        let response = vigil.export_native(export_request(batch)).await;
         assert!(response.rejections.is_empty(), "{:?}", response.rejections);
     }
 }

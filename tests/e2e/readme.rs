@@ -151,6 +151,7 @@ fn every_command_of_the_readme_runs_as_written() {
         "CREATE TABLE",             // vigil migrate --print-sql
         "\"user_hash\":",           // the user look-up
         "\"state\":\"active\"",     // the silence
+        "every record can be read", // vigil wal inspect
     ] {
         assert!(
             stdout.contains(expected),

@@ -1871,6 +1871,119 @@ mod tests {
         (status, json)
     }
 
+    /// Sends `body` as-is to `uri` with an admin key; the status and the JSON answer.
+    async fn raw(
+        state: &AppState,
+        method: Method,
+        uri: &str,
+        content_type: Option<&str>,
+        body: &str,
+    ) -> (StatusCode, Value) {
+        let key = state
+            .keys
+            .create("p", BTreeSet::from([Role::Admin]), "raw")
+            .unwrap()
+            .token;
+        let mut request = Request::builder()
+            .method(method)
+            .uri(uri)
+            .header(header::AUTHORIZATION, format!("Bearer {key}"));
+        if let Some(content_type) = content_type {
+            request = request.header(header::CONTENT_TYPE, content_type);
+        }
+        let response = app(state.clone())
+            .oneshot(request.body(Body::from(body.to_string())).unwrap())
+            .await
+            .unwrap();
+        let status = response.status();
+        let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
+            .await
+            .unwrap();
+        (
+            status,
+            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        )
+    }
+
+    /// Bodies of every JSON shape but the expected one are a 400 naming the body, never a
+    /// panic; a rule put answers the documented view, under the path's name.
+    #[tokio::test]
+    async fn a_body_of_the_wrong_shape_is_refused_not_panicked_on() {
+        let fixture = Fixture::new("shapes");
+        let state = &fixture.state;
+        let uri = "/api/v1/alert-rules/p99";
+        for body in [
+            "[null, null]",
+            "null",
+            "\"rule\"",
+            "7",
+            "[\"p99\", \"default\", \"runs\", \"5m\"]",
+            "{\"metric\": \"runs\", \"window\": 5}",
+            "{\"metric\": ",
+        ] {
+            let (status, answer) = raw(state, Method::PUT, uri, None, body).await;
+            assert_eq!(status, StatusCode::BAD_REQUEST, "{body}: {answer}");
+            assert_eq!(answer["error"]["field"], "body", "{body}: {answer}");
+        }
+        let rule = r#"{"metric": "runs", "window": "5m", "op": ">", "threshold": 1}"#;
+        let (status, view) = raw(state, Method::PUT, uri, None, rule).await;
+        assert_eq!(status, StatusCode::CREATED, "{view}");
+        assert_eq!(view["name"], "p99");
+        assert_eq!(view["metric"], "runs");
+        let document = &*DOCUMENT;
+        let required = &document["components"]["schemas"]["AlertRuleView"]["required"];
+        for field in required.as_array().unwrap() {
+            let field = field.as_str().unwrap();
+            assert!(view.get(field).is_some(), "{field} is missing from {view}");
+        }
+    }
+
+    /// A JSON body is read as JSON without a content type and with curl's form type; a type
+    /// that names another format is 415.
+    #[tokio::test]
+    async fn a_json_body_needs_no_content_type() {
+        let fixture = Fixture::new("content-types");
+        let state = &fixture.state;
+        let query = r#"{"from": "2026-11-01T00:00:00Z", "to": "2026-11-02T00:00:00Z", "metrics": ["runs"]}"#;
+        for content_type in [
+            None,
+            Some("application/json"),
+            Some("application/json; charset=utf-8"),
+            Some("application/x-www-form-urlencoded"),
+            Some("application/merge-patch+json"),
+        ] {
+            let (status, answer) = raw(
+                state,
+                Method::POST,
+                "/api/v1/metrics/query",
+                content_type,
+                query,
+            )
+            .await;
+            assert_eq!(status, StatusCode::OK, "{content_type:?}: {answer}");
+        }
+        for content_type in [
+            "text/xml",
+            "multipart/form-data; boundary=x",
+            "application/x-protobuf",
+        ] {
+            let (status, answer) = raw(
+                state,
+                Method::POST,
+                "/api/v1/metrics/query",
+                Some(content_type),
+                query,
+            )
+            .await;
+            assert_eq!(
+                status,
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "{content_type}: {answer}"
+            );
+            assert_eq!(answer["error"]["code"], "unsupported_media_type");
+        }
+    }
+
     #[tokio::test]
     async fn every_documented_operation_is_served_as_documented() {
         let fixture = Fixture::new("operations");

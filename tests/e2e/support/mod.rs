@@ -10,6 +10,8 @@ use std::{
 };
 
 use serde_json::Value;
+use tonic::{Request, Status, metadata::MetadataValue};
+use vigil_proto::v1::{self, ingest_service_client::IngestServiceClient};
 
 pub mod clickhouse;
 pub mod conformance;
@@ -337,6 +339,34 @@ impl Drop for Vigil {
             let _ = child.kill();
             let _ = child.wait();
         }
+    }
+}
+
+/// A gRPC request carrying `token` as its bearer key.
+pub fn authed<T>(message: T, token: &str) -> Request<T> {
+    let mut request = Request::new(message);
+    let value: MetadataValue<_> = format!("Bearer {token}").parse().unwrap();
+    request.metadata_mut().insert("authorization", value);
+    request
+}
+
+impl Vigil {
+    /// A native `vigil.v1` export with `token`, on a new connection; the gRPC answer.
+    pub async fn export_native_as(
+        &self,
+        token: &str,
+        request: v1::ExportRequest,
+    ) -> Result<v1::ExportResponse, Status> {
+        let mut client = IngestServiceClient::connect(self.grpc()).await.unwrap();
+        client
+            .export(authed(request, token))
+            .await
+            .map(|r| r.into_inner())
+    }
+
+    /// A native export with the admin key, which must succeed.
+    pub async fn export_native(&self, request: v1::ExportRequest) -> v1::ExportResponse {
+        self.export_native_as(&self.token, request).await.unwrap()
     }
 }
 
