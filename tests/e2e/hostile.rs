@@ -261,7 +261,49 @@ async fn invalid_spans_are_reported_and_valid_neighbours_kept(store: Store) {
     );
 }
 
+/// A trace whose root span has not come has no run, so no classification yet: its spans'
+/// content is shown to auditors only, never to a key that may not see classified content.
+async fn spans_without_their_run_are_redacted_for_readers(store: Store) {
+    let vigil = Vigil::start_on(store);
+    let now = now_ns();
+    let mut child = span(
+        0x5e,
+        2,
+        now - 2_000_000,
+        now - 1_000_000,
+        vec![kv("input.value", "the customer's card number")],
+    );
+    child.parent_span_id = vec![1; 8];
+    let (status, body) = post_otlp(
+        &vigil,
+        request(vec![child]).encode_to_vec(),
+        "application/x-protobuf",
+    )
+    .await;
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    let path = format!("/api/v1/runs/{}", "5e".repeat(16));
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let seen = loop {
+        let (status, seen) = vigil.get(&path).await;
+        if status == 200 {
+            break seen;
+        }
+        assert!(std::time::Instant::now() < deadline, "{status}: {seen}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(seen["run"].is_null(), "{seen}");
+    assert_eq!(seen["spans"][0]["input"], "the customer's card number");
+    let reader = vigil.create_key("read");
+    let (status, redacted) = vigil.get_as(&path, &reader.token).await;
+    assert_eq!(status, 200, "{redacted}");
+    assert_eq!(redacted["spans"][0]["input"], "[redacted]", "{redacted}");
+    let auditor = vigil.create_key("read,audit");
+    let (_, audited) = vigil.get_as(&path, &auditor.token).await;
+    assert_eq!(audited["spans"][0]["input"], "the customer's card number");
+}
+
 on_both_stores!(
     broken_bodies_get_clear_errors_and_the_server_keeps_serving,
     invalid_spans_are_reported_and_valid_neighbours_kept,
+    spans_without_their_run_are_redacted_for_readers,
 );

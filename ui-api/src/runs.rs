@@ -14,7 +14,7 @@ use crate::{
     AppState,
     auth::Caller,
     error::ApiError,
-    views::{must_redact, run_view, score_view, span_view},
+    views::{may_see_classified, must_redact, run_view, score_view, span_view},
 };
 
 /// `GET /api/v1/runs/{trace_id}`: the run, its spans in tree order, its scores.
@@ -36,10 +36,12 @@ pub async fn get_one(
         .get_run(&principal.project_id, &trace_id)
         .await?
         .ok_or_else(|| ApiError::not_found(format!("no run with trace_id {trace_id}")))?;
-    let redact = detail
-        .run
-        .as_ref()
-        .is_some_and(|r| must_redact(&r.classification, principal));
+    // Spans whose run is not known yet (its root span has not come) have no classification to
+    // go by: their content is shown only to those who may see any classified content.
+    let redact = match &detail.run {
+        Some(run) => must_redact(&run.classification, principal),
+        None => !may_see_classified(principal),
+    };
     Ok(Json(json!({
         "run": detail.run.map(|r| run_view(r, principal)),
         "spans": detail.spans.into_iter().map(|s| span_view(s, redact)).collect::<Vec<_>>(),

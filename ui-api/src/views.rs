@@ -42,9 +42,14 @@ fn ms(ns: i64) -> f64 {
     ns as f64 / 1e6
 }
 
+/// Whether `principal` may see content classified `pii`, `phi`, `financial` or `confidential`.
+pub fn may_see_classified(principal: &Principal) -> bool {
+    principal.has(Role::Audit)
+}
+
 /// Whether `principal` must not see the content of a run with these labels.
 pub fn must_redact(classification: &[String], principal: &Principal) -> bool {
-    !principal.has(Role::Audit)
+    !may_see_classified(principal)
         && classification
             .iter()
             .any(|c| SENSITIVE.contains(&c.to_ascii_lowercase().as_str()))
