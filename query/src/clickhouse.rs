@@ -41,7 +41,7 @@ use crate::{
         rows::{AggregateRecord, from_records},
     },
     sql::{Placeholders, Sql, Value},
-    store::{ListRequest, RunDetail, RunFilter, RunPage, TraceStore},
+    store::{RunCondition, RunDetail, RunFilter, RunPage, TraceStore},
     versions::{newest_runs, run_detail},
 };
 
@@ -159,51 +159,19 @@ impl TraceStore for ClickHouseStore {
         limit: Option<usize>,
         cursor: Option<&str>,
     ) -> Result<RunPage, QueryError> {
-        let Some(ListRequest {
-            limit,
-            outcome,
-            cursor,
-        }) = filter.prepare(limit, cursor)?
-        else {
+        let Some(request) = filter.prepare(limit, cursor)? else {
             return Ok(RunPage::empty());
         };
+        let limit = request.limit;
+        let run_conditions = request.conditions(filter);
         // The run-level conditions, used twice: to find candidates (any version matches) and
         // on each candidate's newest version.
         let conditions = |sql: &mut Sql| {
             sql.push(" WHERE project_id = ");
             sql.text(project_id);
-            for (column, wanted) in [
-                (" AND session_id = ", &filter.session_id),
-                (" AND user_hash = ", &filter.user_hash),
-                (" AND agent_name = ", &filter.agent),
-                (" AND task_type = ", &filter.task_type),
-                (" AND environment = ", &filter.environment),
-            ] {
-                if let Some(value) = wanted {
-                    sql.push(column);
-                    sql.text(value);
-                }
-            }
-            if let Some(outcome) = outcome {
-                sql.push(" AND outcome = ");
-                sql.text(outcome.as_str());
-            }
-            if let Some(from) = filter.from_ns {
-                sql.push(" AND start_time_ns >= ");
-                sql.int(from);
-            }
-            if let Some(to) = filter.to_ns {
-                sql.push(" AND start_time_ns < ");
-                sql.int(to);
-            }
-            if let Some(cursor) = &cursor {
-                sql.push(" AND (start_time_ns < ");
-                sql.int(cursor.start_time_ns);
-                sql.push(" OR (start_time_ns = ");
-                sql.int(cursor.start_time_ns);
-                sql.push(" AND trace_id < ");
-                sql.text(&cursor.trace_id);
-                sql.push("))");
+            for condition in &run_conditions {
+                sql.push(" AND ");
+                run_condition(sql, condition);
             }
             for (column, wanted) in [
                 ("model", &filter.model),
@@ -400,6 +368,34 @@ fn store_error(error: clickhouse::error::Error) -> QueryError {
         QueryError::Unavailable(error.to_string())
     } else {
         QueryError::Store(error.to_string())
+    }
+}
+
+/// One run-list condition in ClickHouse SQL.
+fn run_condition(sql: &mut Sql, condition: &RunCondition) {
+    match condition {
+        RunCondition::Equals(column, value) => {
+            sql.push(column.name());
+            sql.push(" = ");
+            sql.text(value);
+        }
+        RunCondition::StartsFrom(from) => {
+            sql.push("start_time_ns >= ");
+            sql.int(*from);
+        }
+        RunCondition::StartsBefore(to) => {
+            sql.push("start_time_ns < ");
+            sql.int(*to);
+        }
+        RunCondition::After(cursor) => {
+            sql.push("(start_time_ns < ");
+            sql.int(cursor.start_time_ns);
+            sql.push(" OR (start_time_ns = ");
+            sql.int(cursor.start_time_ns);
+            sql.push(" AND trace_id < ");
+            sql.text(&cursor.trace_id);
+            sql.push("))");
+        }
     }
 }
 

@@ -41,7 +41,7 @@ use datafusion::{
     prelude::{DataFrame, Expr, SessionConfig, SessionContext, col, lit},
 };
 use vigil_schemas::{
-    Outcome, RunRow,
+    RunRow,
     arrow::{runs_from_batch, scores_from_batch, spans_from_batch},
     layout::{DATA_FILE_EXTENSION, EmbeddedLayout, PARTITION_COLUMN, Table},
     time::{day_of, day_string},
@@ -62,7 +62,7 @@ use crate::{
         rows::{aggregate_names, from_batches},
     },
     sql::{Sql, Value},
-    store::{ListRequest, RunDetail, RunFilter, RunPage, TraceStore},
+    store::{RunCondition, RunDetail, RunFilter, RunPage, TraceStore},
     versions::{newest_runs, run_detail},
 };
 
@@ -235,22 +235,19 @@ impl TraceStore for EmbeddedStore {
         limit: Option<usize>,
         cursor: Option<&str>,
     ) -> Result<RunPage, QueryError> {
-        let Some(ListRequest {
-            limit,
-            outcome,
-            cursor,
-        }) = filter.prepare(limit, cursor)?
-        else {
+        let Some(request) = filter.prepare(limit, cursor)? else {
             return Ok(RunPage::empty());
         };
+        let limit = request.limit;
+        let conditions = request.conditions(filter);
         let mut days = Days::of(filter.from_ns, filter.to_ns);
-        if let Some(cursor) = &cursor {
+        if let Some(cursor) = &request.cursor {
             days = days.ending_by(day_of(cursor.start_time_ns));
         }
 
         // 1. The page's positions: versions ranked over the narrow columns, then filtered.
         let page = self
-            .page_positions(project_id, filter, outcome, cursor.as_ref(), days, limit)
+            .page_positions(project_id, filter, &conditions, days, limit)
             .await?;
         let next_cursor = (page.len() > limit)
             .then(|| page.get(limit - 1).map(Position::encode))
@@ -275,9 +272,7 @@ impl TraceStore for EmbeddedStore {
         let runs = traces
             .iter()
             .filter_map(|t| by_trace.remove(t))
-            .filter(|r| {
-                filter.matches_run(r, outcome) && cursor.as_ref().is_none_or(|c| c.admits(r))
-            })
+            .filter(|r| conditions.iter().all(|c| c.holds(r)))
             .collect();
         Ok(RunPage { runs, next_cursor })
     }
@@ -509,42 +504,18 @@ impl EmbeddedStore {
         &self,
         project_id: &str,
         filter: &RunFilter,
-        outcome: Option<Outcome>,
-        cursor: Option<&Cursor>,
+        run_conditions: &[RunCondition<'_>],
         days: Days,
         limit: usize,
     ) -> Result<Vec<Position>, QueryError> {
         let mut columns: Vec<&str> = Table::Runs.key_columns().to_vec();
         columns.extend(Table::Runs.version_order());
         let mut conditions = Vec::new();
-        let mut text = |column: &'static str, wanted: &Option<String>| {
-            if let Some(value) = wanted {
-                conditions.push(col(column).eq(lit(value.as_str())));
-                columns.push(column);
+        for condition in run_conditions {
+            if let RunCondition::Equals(column, _) = condition {
+                columns.push(column.name());
             }
-        };
-        text("session_id", &filter.session_id);
-        text("user_hash", &filter.user_hash);
-        text("agent_name", &filter.agent);
-        text("task_type", &filter.task_type);
-        text("environment", &filter.environment);
-        if let Some(outcome) = outcome {
-            conditions.push(col("outcome").eq(lit(outcome.as_str())));
-            columns.push("outcome");
-        }
-        if let Some(from) = filter.from_ns {
-            conditions.push(col("start_time_ns").gt_eq(lit(from)));
-        }
-        if let Some(to) = filter.to_ns {
-            conditions.push(col("start_time_ns").lt(lit(to)));
-        }
-        if let Some(cursor) = cursor {
-            let start = || col("start_time_ns");
-            conditions.push(
-                start().lt(lit(cursor.start_time_ns)).or(start()
-                    .eq(lit(cursor.start_time_ns))
-                    .and(col("trace_id").lt(lit(cursor.trace_id.as_str())))),
-            );
+            conditions.push(run_condition(condition));
         }
         columns.dedup();
 
@@ -605,6 +576,19 @@ impl EmbeddedStore {
 }
 
 /// Ranks the versions of each key and keeps the newest (the first by [`Table::version_order`]).
+/// One run-list condition as a DataFusion expression.
+fn run_condition(condition: &RunCondition) -> Expr {
+    let start = || col("start_time_ns");
+    match condition {
+        RunCondition::Equals(column, value) => col(column.name()).eq(lit(*value)),
+        RunCondition::StartsFrom(from) => start().gt_eq(lit(*from)),
+        RunCondition::StartsBefore(to) => start().lt(lit(*to)),
+        RunCondition::After(cursor) => start().lt(lit(cursor.start_time_ns)).or(start()
+            .eq(lit(cursor.start_time_ns))
+            .and(col("trace_id").lt(lit(cursor.trace_id.as_str())))),
+    }
+}
+
 fn newest_versions(df: DataFrame, table: Table) -> Result<DataFrame, DataFusionError> {
     let rank = row_number()
         .partition_by(table.key_columns().iter().map(|c| col(*c)).collect())

@@ -83,21 +83,6 @@ impl RunFilter {
             .transpose()
     }
 
-    /// Whether a run matches the run-level part of the filter (all but `model` and
-    /// `prompt_version`, which are about its spans).
-    pub(crate) fn matches_run(&self, run: &RunRow, outcome: Option<Outcome>) -> bool {
-        let text =
-            |wanted: &Option<String>, actual: &str| wanted.as_deref().is_none_or(|w| w == actual);
-        self.from_ns.is_none_or(|from| run.start_time_ns >= from)
-            && self.to_ns.is_none_or(|to| run.start_time_ns < to)
-            && text(&self.session_id, &run.session_id)
-            && text(&self.user_hash, &run.user_hash)
-            && text(&self.agent, &run.agent_name)
-            && text(&self.task_type, &run.task_type)
-            && text(&self.environment, &run.environment)
-            && outcome.is_none_or(|o| o == run.outcome)
-    }
-
     /// Whether the time range can hold no run at all.
     pub(crate) fn is_empty_range(&self) -> bool {
         matches!((self.from_ns, self.to_ns), (Some(from), Some(to)) if to <= from)
@@ -109,6 +94,93 @@ pub(crate) struct ListRequest {
     pub limit: usize,
     pub outcome: Option<Outcome>,
     pub cursor: Option<Cursor>,
+}
+
+/// A text column of a run that the run list filters on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum RunColumn {
+    SessionId,
+    UserHash,
+    AgentName,
+    TaskType,
+    Environment,
+    Outcome,
+}
+
+impl RunColumn {
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            RunColumn::SessionId => "session_id",
+            RunColumn::UserHash => "user_hash",
+            RunColumn::AgentName => "agent_name",
+            RunColumn::TaskType => "task_type",
+            RunColumn::Environment => "environment",
+            RunColumn::Outcome => "outcome",
+        }
+    }
+
+    fn of(self, run: &RunRow) -> &str {
+        match self {
+            RunColumn::SessionId => &run.session_id,
+            RunColumn::UserHash => &run.user_hash,
+            RunColumn::AgentName => &run.agent_name,
+            RunColumn::TaskType => &run.task_type,
+            RunColumn::Environment => &run.environment,
+            RunColumn::Outcome => run.outcome.as_str(),
+        }
+    }
+}
+
+/// One run-level condition of a run-list request. The run list is filtered by these alone (and
+/// by the span-level `model` and `prompt_version`): each store renders them in its own terms
+/// (ClickHouse SQL, DataFusion expressions), and [`RunCondition::holds`] checks a run in Rust.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum RunCondition<'a> {
+    /// The column equals the text.
+    Equals(RunColumn, &'a str),
+    /// Started at or after this instant (ns).
+    StartsFrom(i64),
+    /// Started strictly before this instant (ns).
+    StartsBefore(i64),
+    /// Comes after the cursor's position, newest first: an earlier start, or the same start
+    /// and a smaller trace id.
+    After(&'a Cursor),
+}
+
+impl RunCondition<'_> {
+    pub(crate) fn holds(&self, run: &RunRow) -> bool {
+        match self {
+            RunCondition::Equals(column, value) => column.of(run) == *value,
+            RunCondition::StartsFrom(from) => run.start_time_ns >= *from,
+            RunCondition::StartsBefore(to) => run.start_time_ns < *to,
+            RunCondition::After(cursor) => cursor.admits(run),
+        }
+    }
+}
+
+impl ListRequest {
+    /// The run-level conditions of `filter` with this request's outcome and cursor.
+    pub(crate) fn conditions<'a>(&'a self, filter: &'a RunFilter) -> Vec<RunCondition<'a>> {
+        let mut conditions = Vec::new();
+        for (column, wanted) in [
+            (RunColumn::SessionId, &filter.session_id),
+            (RunColumn::UserHash, &filter.user_hash),
+            (RunColumn::AgentName, &filter.agent),
+            (RunColumn::TaskType, &filter.task_type),
+            (RunColumn::Environment, &filter.environment),
+        ] {
+            if let Some(value) = wanted {
+                conditions.push(RunCondition::Equals(column, value));
+            }
+        }
+        if let Some(outcome) = self.outcome {
+            conditions.push(RunCondition::Equals(RunColumn::Outcome, outcome.as_str()));
+        }
+        conditions.extend(filter.from_ns.map(RunCondition::StartsFrom));
+        conditions.extend(filter.to_ns.map(RunCondition::StartsBefore));
+        conditions.extend(self.cursor.as_ref().map(RunCondition::After));
+        conditions
+    }
 }
 
 impl RunFilter {
