@@ -5,9 +5,10 @@ use std::fmt;
 
 use prometheus_client::{
     collector::Collector,
-    encoding::{DescriptorEncoder, EncodeMetric},
+    encoding::DescriptorEncoder,
     metrics::{counter::ConstCounter, gauge::ConstGauge},
 };
+use vigil_collector::telemetry::encode_const;
 
 /// `process_resident_memory_bytes` and `process_cpu_seconds_total`.
 #[derive(Debug)]
@@ -16,22 +17,22 @@ pub struct ProcessFigures;
 impl Collector for ProcessFigures {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), fmt::Error> {
         if let Some(rss) = read_status_kb("VmRSS:") {
-            let metric = ConstGauge::new(i64::try_from(rss * 1024).unwrap_or(i64::MAX));
-            metric.encode(encoder.encode_descriptor(
+            let bytes = ConstGauge::new(i64::try_from(rss * 1024).unwrap_or(i64::MAX));
+            encode_const(
+                &mut encoder,
                 "process_resident_memory_bytes",
                 "Resident memory size.",
-                None,
-                metric.metric_type(),
-            )?)?;
+                bytes,
+            )?;
         }
         if let Some(cpu) = cpu_seconds("self") {
-            let metric = ConstCounter::new(cpu);
-            metric.encode(encoder.encode_descriptor(
+            let seconds = ConstCounter::new(cpu);
+            encode_const(
+                &mut encoder,
                 "process_cpu_seconds",
                 "User and system CPU time.",
-                None,
-                metric.metric_type(),
-            )?)?;
+                seconds,
+            )?;
         }
         Ok(())
     }

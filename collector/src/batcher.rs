@@ -562,7 +562,7 @@ mod tests {
             ],
         };
         assert_eq!(sink.rows(), expected);
-        assert!(telemetry.unreadable_record.lock().is_none());
+        assert!(telemetry.unreadable_record().is_none());
     }
 
     /// A record this binary cannot read stops the writer there (what came before is written),
@@ -581,9 +581,9 @@ mod tests {
         let telemetry = Arc::new(IngestTelemetry::new());
         let (shutdown, task) = start(&wal, &sink, &telemetry);
 
-        wait_for("the stop", || telemetry.unreadable_record.lock().is_some()).await;
+        wait_for("the stop", || telemetry.unreadable_record().is_some()).await;
         wait_for("the checkpoint", || wal.checkpoint_lsn() == before).await;
-        let stopped_at = telemetry.unreadable_record.lock().clone().unwrap();
+        let stopped_at = telemetry.unreadable_record().unwrap();
         assert_eq!(stopped_at.lsn, before);
         assert!(stopped_at.error.contains("format 9"), "{stopped_at:?}");
         tokio::time::sleep(Duration::from_millis(200)).await;
@@ -605,7 +605,7 @@ mod tests {
         })
         .await;
         assert!(wal.checkpoint_lsn() > unreadable_end);
-        assert!(telemetry.unreadable_record.lock().is_none());
+        assert!(telemetry.unreadable_record().is_none());
         shutdown.cancel();
         task.await.unwrap();
     }

@@ -237,9 +237,12 @@ impl IngestPipeline {
         // The batch itself rides along, so the batcher need not decode the record again.
         match self.wal.append_with(payload, Some(Arc::new(batch))).await {
             Ok(_) => {
-                let (protocol, started) = request.unzip();
-                let took = started.map_or(Duration::ZERO, |s| s.elapsed());
-                self.telemetry.accepted(protocol, counts, took);
+                for (kind, n) in counts {
+                    self.telemetry.accepted(kind, n);
+                }
+                if let Some((protocol, started)) = request {
+                    self.telemetry.acknowledged(protocol, started.elapsed());
+                }
                 Ok(())
             }
             Err(e) => {

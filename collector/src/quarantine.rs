@@ -86,7 +86,7 @@ impl Quarantine {
     }
 
     /// Step one: the payload, kept byte for byte. Returns its file name.
-    pub fn keep_payload(&self, lsn: u64, payload: &[u8]) -> io::Result<String> {
+    fn keep_payload(&self, lsn: u64, payload: &[u8]) -> io::Result<String> {
         fs::create_dir_all(&self.dir)?;
         let name = format!("{lsn:020}.record");
         write_private_file(&self.dir.join(&name), payload)?;
@@ -95,7 +95,7 @@ impl Quarantine {
 
     /// Step two, after the audit log has the action: the entry, which makes the batcher skip
     /// the record.
-    pub fn commit(&self, entry: &QuarantineEntry) -> io::Result<()> {
+    fn commit(&self, entry: &QuarantineEntry) -> io::Result<()> {
         let json = serde_json::to_vec_pretty(entry).map_err(io::Error::other)?;
         write_private_file(&self.entry_path(entry.lsn), &json)
     }

@@ -113,9 +113,10 @@ pub struct IngestTelemetry {
     sink_writes: Histogram,
     /// 1 when the last sink write succeeded (or none failed yet), 0 while it is failing.
     sink_up: Gauge,
+    /// 1 while `unreadable_record` is set: `/metrics` reads it, the batcher checks it cheaply.
     unreadable: Gauge,
     /// The WAL record the batcher stopped at because it cannot read it (see `quarantine.rs`).
-    pub unreadable_record: Mutex<Option<UnreadableRecord>>,
+    unreadable_record: Mutex<Option<UnreadableRecord>>,
 }
 
 /// A WAL record the batcher cannot read and will not pass until it is quarantined.
@@ -232,23 +233,18 @@ impl IngestTelemetry {
             .inc();
     }
 
-    /// A request's items are durable: counted, and its acknowledgement timed.
-    pub fn accepted(
-        &self,
-        protocol: Option<Protocol>,
-        rows: [(ItemKind, usize); 3],
-        took: Duration,
-    ) {
-        for (kind, n) in rows {
-            self.items
-                .get_or_create(&KindLabel { kind })
-                .inc_by(n as u64);
-        }
-        if let Some(protocol) = protocol {
-            self.acknowledgements
-                .get_or_create(&ProtocolLabel { protocol })
-                .observe(took.as_secs_f64());
-        }
+    /// Items made durable.
+    pub fn accepted(&self, kind: ItemKind, n: usize) {
+        self.items
+            .get_or_create(&KindLabel { kind })
+            .inc_by(n as u64);
+    }
+
+    /// An export request acknowledged, `took` after it arrived.
+    pub fn acknowledged(&self, protocol: Protocol, took: Duration) {
+        self.acknowledgements
+            .get_or_create(&ProtocolLabel { protocol })
+            .observe(took.as_secs_f64());
     }
 
     pub fn refused(&self, reason: Refusal) {
@@ -290,6 +286,11 @@ impl IngestTelemetry {
         self.sink_up.set(0);
     }
 
+    /// The WAL record the batcher is stopped at, if any.
+    pub fn unreadable_record(&self) -> Option<UnreadableRecord> {
+        self.unreadable_record.lock().clone()
+    }
+
     pub fn stopped_at_unreadable(&self) -> bool {
         self.unreadable.get() != 0
     }
@@ -299,6 +300,17 @@ impl IngestTelemetry {
         self.unreadable.set(i64::from(record.is_some()));
         std::mem::replace(&mut *self.unreadable_record.lock(), record)
     }
+}
+
+/// Writes one metric read at scrape time (a [`ConstGauge`] or [`ConstCounter`]) with its
+/// description: what a [`Collector`] does for each figure.
+pub fn encode_const(
+    encoder: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    metric: impl EncodeMetric,
+) -> Result<(), fmt::Error> {
+    metric.encode(encoder.encode_descriptor(name, help, None, metric.metric_type())?)
 }
 
 /// The WAL's figures, read from the log at each scrape.
@@ -331,8 +343,7 @@ impl Collector for WalFigures {
                 stats.segments,
             ),
         ] {
-            let metric = gauge(value);
-            metric.encode(encoder.encode_descriptor(name, help, None, metric.metric_type())?)?;
+            encode_const(&mut encoder, name, help, gauge(value))?;
         }
         for (name, help, value) in [
             (
@@ -346,8 +357,7 @@ impl Collector for WalFigures {
                 stats.fsyncs,
             ),
         ] {
-            let metric = ConstCounter::new(value);
-            metric.encode(encoder.encode_descriptor(name, help, None, metric.metric_type())?)?;
+            encode_const(&mut encoder, name, help, ConstCounter::new(value))?;
         }
         Ok(())
     }
@@ -365,15 +375,9 @@ mod tests {
         let mut registry = Registry::default();
         telemetry.register(&mut registry);
         telemetry.request(Protocol::Otlp);
-        telemetry.accepted(
-            Some(Protocol::Otlp),
-            [
-                (ItemKind::Run, 2),
-                (ItemKind::Span, 5),
-                (ItemKind::Score, 0),
-            ],
-            Duration::from_millis(3),
-        );
+        telemetry.accepted(ItemKind::Run, 2);
+        telemetry.accepted(ItemKind::Span, 5);
+        telemetry.acknowledged(Protocol::Otlp, Duration::from_millis(3));
         telemetry.rejected("span.name");
         for i in 0..MAX_REJECTION_LABELS + 5 {
             telemetry.rejected(&format!("f{i}"));

@@ -30,14 +30,6 @@ fn run(trace_id: &str) -> IngestBatch {
     }
 }
 
-async fn readyz(vigil: &Vigil) -> (u16, Value) {
-    let response = reqwest::get(format!("{}/readyz", vigil.http()))
-        .await
-        .unwrap();
-    let status = response.status().as_u16();
-    (status, response.json().await.unwrap())
-}
-
 async fn wait_until<F: std::future::Future<Output = bool>>(
     what: &str,
     mut done: impl FnMut() -> F,
@@ -72,10 +64,10 @@ async fn an_unreadable_record_stops_the_writer_until_it_is_quarantined() {
 
     // Loud: not ready, the record named, the gauge set; what came before it is written.
     wait_until("/readyz to name the record", || async {
-        readyz(&vigil).await.0 == 503
+        vigil.get("/readyz").await.0 == 503
     })
     .await;
-    let (_, ready) = readyz(&vigil).await;
+    let (_, ready) = vigil.get("/readyz").await;
     assert_eq!(ready["status"], "not_ready", "{ready}");
     let stopped = &ready["wal"]["unreadable_record"];
     assert_eq!(stopped["lsn"], unreadable_lsn, "{ready}");
@@ -84,11 +76,9 @@ async fn an_unreadable_record_stops_the_writer_until_it_is_quarantined() {
         "{ready}"
     );
     assert_eq!(vigil.metric("vigil_wal_unreadable_record").await, 1.0);
-    let (status, _) = vigil.get(&format!("/api/v1/runs/{before}")).await;
-    assert_eq!(
-        status, 200,
-        "the record before the unreadable one is written"
-    );
+    // The record before the unreadable one is written (the stop is announced before that
+    // write ends, so wait for it).
+    vigil.wait_run(before, 0).await;
     tokio::time::sleep(Duration::from_secs(1)).await;
     let (status, _) = vigil.get(&format!("/api/v1/runs/{after}")).await;
     assert_eq!(
@@ -133,12 +123,9 @@ async fn an_unreadable_record_stops_the_writer_until_it_is_quarantined() {
     assert_eq!(kept, b"VWAL\x09written by a newer build");
 
     // The running server passes it and writes what follows; nothing acknowledged is lost.
-    wait_until("the run after the record", || async {
-        vigil.get(&format!("/api/v1/runs/{after}")).await.0 == 200
-    })
-    .await;
+    vigil.wait_run(after, 0).await;
     wait_until("/readyz to be ready", || async {
-        readyz(&vigil).await.0 == 200
+        vigil.get("/readyz").await.0 == 200
     })
     .await;
     assert_eq!(vigil.metric("vigil_wal_unreadable_record").await, 0.0);

@@ -24,7 +24,7 @@ pub async fn healthz() -> impl IntoResponse {
 pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     let wal = state.pipeline.wal();
     let accepting = !wal.is_full();
-    let unreadable = state.pipeline.telemetry().unreadable_record.lock().clone();
+    let unreadable = state.pipeline.telemetry().unreadable_record();
     let store = state.store.health().await;
     let stats = wal.stats();
     let ready = accepting && unreadable.is_none();

@@ -69,64 +69,47 @@ pub fn decode(body: &[u8]) -> Result<IngestBatch, String> {
     })
 }
 
-fn outcome_number(outcome: Outcome) -> pb::Outcome {
-    match outcome {
-        Outcome::Success => pb::Outcome::Success,
-        Outcome::Failure => pb::Outcome::Failure,
-        Outcome::Partial => pb::Outcome::Partial,
-        Outcome::Timeout => pb::Outcome::Timeout,
-        Outcome::Cancelled => pb::Outcome::Cancelled,
-    }
+/// A row enum's wire numbers, both ways, from one list of its variants (named alike in the
+/// row type and in `record.proto`): `$to_wire` for encoding, `$from_wire` for decoding, which
+/// refuses a number this binary does not know (0, unspecified, included).
+macro_rules! wire_enum {
+    ($name:ident, $to_wire:ident, $from_wire:ident, $what:literal, [$($variant:ident),+ $(,)?]) => {
+        fn $to_wire(value: $name) -> pb::$name {
+            match value {
+                $($name::$variant => pb::$name::$variant,)+
+            }
+        }
+
+        fn $from_wire(number: i32) -> Result<$name, String> {
+            match pb::$name::try_from(number) {
+                $(Ok(pb::$name::$variant) => Ok($name::$variant),)+
+                _ => Err(format!(concat!("unknown ", $what, " {}"), number)),
+            }
+        }
+    };
 }
 
-fn outcome(number: i32) -> Result<Outcome, String> {
-    match pb::Outcome::try_from(number) {
-        Ok(pb::Outcome::Success) => Ok(Outcome::Success),
-        Ok(pb::Outcome::Failure) => Ok(Outcome::Failure),
-        Ok(pb::Outcome::Partial) => Ok(Outcome::Partial),
-        Ok(pb::Outcome::Timeout) => Ok(Outcome::Timeout),
-        Ok(pb::Outcome::Cancelled) => Ok(Outcome::Cancelled),
-        Ok(pb::Outcome::Unspecified) | Err(_) => Err(format!("unknown run outcome {number}")),
-    }
-}
-
-fn kind_number(kind: SpanKind) -> pb::SpanKind {
-    match kind {
-        SpanKind::Model => pb::SpanKind::Model,
-        SpanKind::Tool => pb::SpanKind::Tool,
-        SpanKind::Retrieval => pb::SpanKind::Retrieval,
-        SpanKind::Agent => pb::SpanKind::Agent,
-        SpanKind::Other => pb::SpanKind::Other,
-    }
-}
-
-fn kind(number: i32) -> Result<SpanKind, String> {
-    match pb::SpanKind::try_from(number) {
-        Ok(pb::SpanKind::Model) => Ok(SpanKind::Model),
-        Ok(pb::SpanKind::Tool) => Ok(SpanKind::Tool),
-        Ok(pb::SpanKind::Retrieval) => Ok(SpanKind::Retrieval),
-        Ok(pb::SpanKind::Agent) => Ok(SpanKind::Agent),
-        Ok(pb::SpanKind::Other) => Ok(SpanKind::Other),
-        Ok(pb::SpanKind::Unspecified) | Err(_) => Err(format!("unknown span kind {number}")),
-    }
-}
-
-fn status_number(status: SpanStatus) -> pb::SpanStatus {
-    match status {
-        SpanStatus::Unset => pb::SpanStatus::Unset,
-        SpanStatus::Ok => pb::SpanStatus::Ok,
-        SpanStatus::Error => pb::SpanStatus::Error,
-    }
-}
-
-fn status(number: i32) -> Result<SpanStatus, String> {
-    match pb::SpanStatus::try_from(number) {
-        Ok(pb::SpanStatus::Unset) => Ok(SpanStatus::Unset),
-        Ok(pb::SpanStatus::Ok) => Ok(SpanStatus::Ok),
-        Ok(pb::SpanStatus::Error) => Ok(SpanStatus::Error),
-        Ok(pb::SpanStatus::Unspecified) | Err(_) => Err(format!("unknown span status {number}")),
-    }
-}
+wire_enum!(
+    Outcome,
+    outcome_number,
+    outcome,
+    "run outcome",
+    [Success, Failure, Partial, Timeout, Cancelled]
+);
+wire_enum!(
+    SpanKind,
+    kind_number,
+    kind,
+    "span kind",
+    [Model, Tool, Retrieval, Agent, Other]
+);
+wire_enum!(
+    SpanStatus,
+    status_number,
+    status,
+    "span status",
+    [Unset, Ok, Error]
+);
 
 fn run_message(r: RunRow) -> pb::Run {
     pb::Run {

@@ -220,6 +220,32 @@ pub(crate) mod tests {
         assert_eq!(decode(&payload).unwrap(), batch);
     }
 
+    /// Every value of every row enum survives the wire.
+    #[test]
+    fn every_enum_value_round_trips() {
+        let statuses = [SpanStatus::Unset, SpanStatus::Ok, SpanStatus::Error];
+        let batch = IngestBatch {
+            runs: Outcome::ALL
+                .into_iter()
+                .map(|outcome| RunRow {
+                    outcome,
+                    ..Default::default()
+                })
+                .collect(),
+            spans: SpanKind::ALL
+                .into_iter()
+                .zip(statuses.into_iter().cycle())
+                .map(|(kind, status)| SpanRow {
+                    kind,
+                    status,
+                    ..Default::default()
+                })
+                .collect(),
+            scores: Vec::new(),
+        };
+        assert_eq!(decode(&encode(&batch)).unwrap(), batch);
+    }
+
     #[test]
     fn a_newer_format_is_refused_by_number() {
         let mut payload = encode(&full_batch());

@@ -26,23 +26,35 @@ pub(crate) trait Aggregate: Copy + Eq + 'static {
     fn index(self) -> usize;
 }
 
-/// An enum of aggregates, its [`Aggregate::ALL`] in declaration order and its columns, from one
-/// list, so that an aggregate cannot be left out of `ALL` or answered in another column.
+/// An enum of aggregates and its [`Aggregate`] impl from one list (variant, column, the metrics
+/// that need it), so that an aggregate cannot be left out of `ALL` or answered in another column.
 macro_rules! aggregates {
-    ($(#[$doc:meta])* $name:ident { $($variant:ident => $column:literal,)+ }) => {
+    ($(#[$doc:meta])* $name:ident {
+        $($variant:ident => $column:literal, needed by [$($metric:ident),*],)+
+    }) => {
         $(#[$doc])*
         #[derive(Debug, Clone, Copy, PartialEq, Eq)]
         pub(crate) enum $name {
             $($variant,)+
         }
 
-        impl $name {
-            const VARIANTS: &'static [$name] = &[$($name::$variant,)+];
+        impl Aggregate for $name {
+            const ALL: &'static [$name] = &[$($name::$variant,)+];
 
-            fn column_name(self) -> &'static str {
+            fn column(self) -> &'static str {
                 match self {
                     $($name::$variant => $column,)+
                 }
+            }
+
+            fn needed_by(self) -> &'static [Metric] {
+                match self {
+                    $($name::$variant => &[$(Metric::$metric),*],)+
+                }
+            }
+
+            fn index(self) -> usize {
+                self as usize
             }
         }
     };
@@ -51,96 +63,38 @@ macro_rules! aggregates {
 aggregates! {
     /// An aggregate of the run statement.
     RunAggregate {
-        Runs => "runs",
+        Runs => "runs", needed by [],
         Completed => "completed",
-        Failed => "failed",
-        Silent => "silent",
-        LatencyP50 => "latency_p50",
-        LatencyP90 => "latency_p90",
-        LatencyP99 => "latency_p99",
-        Sessions => "sessions",
-        Users => "users",
-        CostNanos => "cost_nanos",
-        PricedCalls => "priced_calls",
-        UnpricedCalls => "unpriced_calls",
-        InputTokens => "input_tokens",
-        OutputTokens => "output_tokens",
-        CachedInputTokens => "cached_input_tokens",
-        ReasoningTokens => "reasoning_tokens",
-        ToolCalls => "tool_calls",
-        RepeatedToolCalls => "repeated_tool_calls",
-        FeedbackPositive => "feedback_positive",
-        FeedbackTotal => "feedback_total",
+            needed by [CompletedRuns, CompletionRate, SilentPartialFailureRate],
+        Failed => "failed", needed by [FailedRuns],
+        Silent => "silent", needed by [SilentPartialFailures, SilentPartialFailureRate],
+        LatencyP50 => "latency_p50", needed by [RunLatencyP50Ms],
+        LatencyP90 => "latency_p90", needed by [RunLatencyP90Ms],
+        LatencyP99 => "latency_p99", needed by [RunLatencyP99Ms],
+        Sessions => "sessions", needed by [Sessions],
+        Users => "users", needed by [Users],
+        CostNanos => "cost_nanos", needed by [CostUsd, CostPerRunUsd],
+        PricedCalls => "priced_calls", needed by [CostUsd, CostPerRunUsd],
+        UnpricedCalls => "unpriced_calls", needed by [UnpricedModelCalls],
+        InputTokens => "input_tokens", needed by [InputTokens],
+        OutputTokens => "output_tokens", needed by [OutputTokens],
+        CachedInputTokens => "cached_input_tokens", needed by [CachedInputTokens],
+        ReasoningTokens => "reasoning_tokens", needed by [ReasoningTokens],
+        ToolCalls => "tool_calls", needed by [ToolCallsPerRun],
+        RepeatedToolCalls => "repeated_tool_calls", needed by [RepeatedToolCalls],
+        FeedbackPositive => "feedback_positive", needed by [FeedbackPositiveRate],
+        FeedbackTotal => "feedback_total", needed by [FeedbackPositiveRate],
     }
 }
 
 aggregates! {
     /// An aggregate of a call statement (model calls or tool calls).
     CallAggregate {
-        Calls => "calls",
-        Errors => "errors",
-        LatencyP50 => "latency_p50",
-        LatencyP90 => "latency_p90",
-        LatencyP99 => "latency_p99",
-    }
-}
-
-impl Aggregate for RunAggregate {
-    const ALL: &'static [RunAggregate] = RunAggregate::VARIANTS;
-
-    fn column(self) -> &'static str {
-        self.column_name()
-    }
-
-    fn needed_by(self) -> &'static [Metric] {
-        use Metric::*;
-        match self {
-            RunAggregate::Runs => &[],
-            RunAggregate::Completed => &[CompletedRuns, CompletionRate, SilentPartialFailureRate],
-            RunAggregate::Failed => &[FailedRuns],
-            RunAggregate::Silent => &[SilentPartialFailures, SilentPartialFailureRate],
-            RunAggregate::LatencyP50 => &[RunLatencyP50Ms],
-            RunAggregate::LatencyP90 => &[RunLatencyP90Ms],
-            RunAggregate::LatencyP99 => &[RunLatencyP99Ms],
-            RunAggregate::Sessions => &[Sessions],
-            RunAggregate::Users => &[Users],
-            RunAggregate::CostNanos | RunAggregate::PricedCalls => &[CostUsd, CostPerRunUsd],
-            RunAggregate::UnpricedCalls => &[UnpricedModelCalls],
-            RunAggregate::InputTokens => &[InputTokens],
-            RunAggregate::OutputTokens => &[OutputTokens],
-            RunAggregate::CachedInputTokens => &[CachedInputTokens],
-            RunAggregate::ReasoningTokens => &[ReasoningTokens],
-            RunAggregate::ToolCalls => &[ToolCallsPerRun],
-            RunAggregate::RepeatedToolCalls => &[RepeatedToolCalls],
-            RunAggregate::FeedbackPositive | RunAggregate::FeedbackTotal => &[FeedbackPositiveRate],
-        }
-    }
-
-    fn index(self) -> usize {
-        self as usize
-    }
-}
-
-impl Aggregate for CallAggregate {
-    const ALL: &'static [CallAggregate] = CallAggregate::VARIANTS;
-
-    fn column(self) -> &'static str {
-        self.column_name()
-    }
-
-    fn needed_by(self) -> &'static [Metric] {
-        use Metric::*;
-        match self {
-            CallAggregate::Calls => &[],
-            CallAggregate::Errors => &[ModelErrorRate, ToolErrors, ToolErrorRate],
-            CallAggregate::LatencyP50 => &[ModelLatencyP50Ms, ToolLatencyP50Ms],
-            CallAggregate::LatencyP90 => &[ModelLatencyP90Ms, ToolLatencyP90Ms],
-            CallAggregate::LatencyP99 => &[ModelLatencyP99Ms, ToolLatencyP99Ms],
-        }
-    }
-
-    fn index(self) -> usize {
-        self as usize
+        Calls => "calls", needed by [],
+        Errors => "errors", needed by [ModelErrorRate, ToolErrors, ToolErrorRate],
+        LatencyP50 => "latency_p50", needed by [ModelLatencyP50Ms, ToolLatencyP50Ms],
+        LatencyP90 => "latency_p90", needed by [ModelLatencyP90Ms, ToolLatencyP90Ms],
+        LatencyP99 => "latency_p99", needed by [ModelLatencyP99Ms, ToolLatencyP99Ms],
     }
 }
 

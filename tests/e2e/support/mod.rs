@@ -278,11 +278,17 @@ impl Vigil {
 
     /// Polls `GET /api/v1/runs/{trace_id}` until the run and `spans` spans are readable.
     pub async fn wait_run(&self, trace_id: &str, spans: usize) -> Value {
+        self.wait_trace(trace_id, spans, true).await
+    }
+
+    /// [`Self::wait_run`], where `with_run: false` waits for the spans alone (a trace whose root
+    /// span has not come has no run).
+    pub async fn wait_trace(&self, trace_id: &str, spans: usize, with_run: bool) -> Value {
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             let (status, body) = self.get(&format!("/api/v1/runs/{trace_id}")).await;
             if status == 200
-                && !body["run"].is_null()
+                && (!with_run || !body["run"].is_null())
                 && body["spans"].as_array().map_or(0, |s| s.len()) >= spans
             {
                 return body;
