@@ -66,7 +66,7 @@ pub fn run(config: &Config, action: KeysAction) -> anyhow::Result<()> {
                 config,
                 &key.record.project_id,
                 KEY_CREATE,
-                key.record.public_view(),
+                serde_json::json!(key.record.public_view()),
             )?;
             println!("id:     {}", key.record.id);
             println!("secret: {}", key.secret);
@@ -96,7 +96,12 @@ pub fn run(config: &Config, action: KeysAction) -> anyhow::Result<()> {
         }
         KeysAction::Revoke { id } => {
             let k = keys.revoke(&id)?;
-            audit(config, &k.project_id, KEY_REVOKE, k.public_view())?;
+            audit(
+                config,
+                &k.project_id,
+                KEY_REVOKE,
+                serde_json::json!(k.public_view()),
+            )?;
             println!("revoked {}", k.id);
         }
     }

@@ -297,7 +297,7 @@ fn bootstrap_admin_key(keys: &KeyStore, audit: &AuditLog, data_dir: &Path) -> an
             project_id: key.record.project_id.clone(),
             key_id: SYSTEM_KEY_ID.into(),
             action: KEY_CREATE.into(),
-            parameters: key.record.public_view(),
+            parameters: serde_json::json!(key.record.public_view()),
             result_count: 1,
         })
         .context("recording the bootstrap admin key in the audit log")?;

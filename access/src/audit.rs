@@ -169,23 +169,41 @@ pub struct AuditRecord {
 }
 
 /// One line of the log.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AuditEntry {
-    /// 1 for the first entry, then one more for each.
+    /// 1 for the first entry of the log, then one more for each.
+    #[schema(minimum = 1)]
     pub seq: u64,
     /// `time_ns` as RFC 3339, nanoseconds, UTC.
+    #[schema(format = DateTime)]
     pub time: String,
+    /// ns since the Unix epoch; never decreases along the log.
     pub time_ns: i64,
     pub project_id: String,
+    /// The caller's API key id; `cli` for the `vigil` CLI, `system` for Vigil itself (the first
+    /// start's admin key, retention).
     pub key_id: String,
+    #[schema(schema_with = action_schema)]
     pub action: String,
+    /// What the action was asked: names, ids, roles, filters. Never a secret.
     pub parameters: Value,
+    /// How many things the action returned or changed.
     pub result_count: u64,
-    /// The previous entry's `hash`; [`ZERO_HASH`] for the first.
+    /// The previous entry's `hash`; 64 zeros for the first entry.
     pub prev_hash: String,
-    /// Hex SHA-256 of `prev_hash` and the canonical form of the other fields.
+    /// Hex SHA-256 of `prev_hash` followed by the JSON array [seq, time, time_ns, project_id,
+    /// key_id, action, parameters, result_count], compact, object keys sorted.
     pub hash: String,
+}
+
+/// What was done: one of [`ACTIONS`].
+fn action_schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+    vigil_schemas::openapi::from_json(serde_json::json!({
+        "type": "string",
+        "enum": ACTIONS,
+        "description": "What was done.",
+    }))
 }
 
 impl AuditEntry {

@@ -31,7 +31,19 @@ use crate::files::write_private_file;
 const TOKEN_PREFIX: &str = "vk_";
 
 /// What a key may do.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
+    utoipa::ToSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Role {
     /// Send traces and scores; nothing else.
@@ -75,11 +87,15 @@ impl Role {
     }
 }
 
-/// A token bucket: `requests_per_second` refill, `burst` requests at most at once.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+/// A token bucket: refilled at `requests_per_second`, holding at most `burst` requests. Counts
+/// every REST request of the key (not trace export).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RateLimit {
+    /// From one a day (1/86400) to 1,000,000.
+    #[schema(minimum = 0.000011574074074074073, maximum = 1000000)]
     pub requests_per_second: f64,
+    #[schema(minimum = 1, maximum = 1000000)]
     pub burst: u32,
 }
 
@@ -194,17 +210,37 @@ impl KeyRecord {
     }
 
     /// The key as the API shows it and the audit log records it: no secret, no hash.
-    pub fn public_view(&self) -> serde_json::Value {
-        serde_json::json!({
-            "id": self.id,
-            "project_id": self.project_id,
-            "roles": self.roles.iter().map(|r| r.as_str()).collect::<Vec<_>>(),
-            "description": self.description,
-            "created_at": rfc3339(self.created_at_ns),
-            "revoked_at": self.revoked_at_ns.map(rfc3339),
-            "rate_limit": self.rate_limit,
-        })
+    pub fn public_view(&self) -> KeyView {
+        KeyView {
+            id: self.id.clone(),
+            project_id: self.project_id.clone(),
+            roles: self.roles.iter().copied().collect(),
+            description: self.description.clone(),
+            created_at: rfc3339(self.created_at_ns),
+            revoked_at: self.revoked_at_ns.map(rfc3339),
+            rate_limit: self.rate_limit,
+        }
     }
+}
+
+/// An API key as the API shows it: never the secret or its hash.
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+#[schema(as = ApiKey)]
+pub struct KeyView {
+    /// `vk_<16 hex>`: public, safe to log.
+    pub id: String,
+    pub project_id: String,
+    pub roles: Vec<Role>,
+    pub description: String,
+    /// When the key was created (RFC 3339).
+    #[schema(format = DateTime)]
+    pub created_at: String,
+    /// When it was revoked; null while it works.
+    #[schema(format = DateTime, required = true)]
+    pub revoked_at: Option<String>,
+    /// The key's own limit; null: the server's default.
+    #[schema(required = true)]
+    pub rate_limit: Option<RateLimit>,
 }
 
 /// Who is calling: the outcome of a successful authentication.
@@ -566,7 +602,7 @@ mod tests {
         assert_eq!(found.rate_limit, Some(limit));
         assert_eq!(found.principal().project_id, "a");
 
-        let view = key.record.public_view();
+        let view = serde_json::to_value(key.record.public_view()).unwrap();
         let text = view.to_string();
         assert!(!text.contains(&key.secret) && !text.contains(&key.record.secret_sha256));
         assert_eq!(view["roles"], serde_json::json!(["read"]));

@@ -25,7 +25,6 @@ use std::{
 
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
 use tokio::sync::{Notify, Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 use vigil_access::files::write_private_file;
@@ -38,8 +37,9 @@ use crate::{
     dispatch::{Alert, Dispatcher, Notification, NotificationLog},
     evaluator::{Evaluation, Phase, RuleState, Transition, resolve_all, step},
     rule::{Rule, RuleError, RuleSpec},
-    silence::{Silence, SilenceError, SilenceSpec, Silences, check as check_silence},
+    silence::{Silence, SilenceError, SilenceSpec, SilenceView, Silences, check as check_silence},
     telemetry::AlertTelemetry,
+    views::{AlertCounts, AlertView, RuleHealth, RuleView},
     webhook::{Attempt, attempt, backoff, payload},
 };
 
@@ -51,8 +51,8 @@ const RESOLVED_RETENTION_NS: i64 = 86_400 * 1_000_000_000;
 /// A rule's identity: project and name.
 type RuleId = (String, String);
 
-/// Where a rule came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+/// Where a rule came from: the rules file (changed by editing it) or the API.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Source {
     File,
@@ -719,7 +719,7 @@ async fn deliver(
 /// The API's operations. Every one is scoped to the caller's project.
 impl AlertEngine {
     /// The project's rules, by name, with where they came from and how their last evaluation went.
-    pub fn rules(&self, project: &str) -> Vec<Value> {
+    pub fn rules(&self, project: &str) -> Vec<RuleView> {
         let core = self.core.lock();
         let mut rules: Vec<(&Rule, Source)> = core
             .rules()
@@ -732,7 +732,7 @@ impl AlertEngine {
             .collect()
     }
 
-    pub fn rule(&self, project: &str, name: &str) -> Option<Value> {
+    pub fn rule(&self, project: &str, name: &str) -> Option<RuleView> {
         let core = self.core.lock();
         core.find(project, name)
             .map(|(r, source)| rule_view(&core, r, source))
@@ -779,13 +779,27 @@ impl AlertEngine {
     }
 
     fn save_api_rules(&self, core: &Core) -> std::io::Result<()> {
-        let specs: Vec<&RuleSpec> = core.api_rules.iter().map(|r| &r.spec).collect();
+        /// A rule as saved: with its project, which a rule's own serialization leaves out.
+        #[derive(serde::Serialize)]
+        struct Saved<'a> {
+            project: &'a str,
+            #[serde(flatten)]
+            spec: &'a RuleSpec,
+        }
+        let specs: Vec<Saved> = core
+            .api_rules
+            .iter()
+            .map(|r| Saved {
+                project: &r.spec.project,
+                spec: &r.spec,
+            })
+            .collect();
         let bytes = serde_json::to_vec_pretty(&specs).map_err(std::io::Error::other)?;
         write_private_file(&self.dir.join("rules.json"), &bytes)
     }
 
     /// The project's pending and firing alerts, with the silences muting them.
-    pub fn alerts(&self, project: &str) -> Vec<Value> {
+    pub fn alerts(&self, project: &str) -> Vec<AlertView> {
         let now = now_ns();
         let core = self.core.lock();
         let silences = self.silences.lock();
@@ -795,18 +809,18 @@ impl AlertEngine {
                 continue;
             };
             for (fingerprint, instance) in &state.instances {
-                out.push(json!({
-                    "rule": rule.name(),
-                    "fingerprint": fingerprint,
-                    "state": instance.phase,
-                    "labels": instance.labels,
-                    "annotations": instance.annotations,
-                    "active_since": rfc3339(instance.active_since_ns),
-                    "fired_at": instance.fired_at_ns.map(rfc3339),
-                    "value": instance.value,
-                    "baseline": instance.baseline,
-                    "silenced_by": silences.muting(project, &instance.labels, now),
-                }));
+                out.push(AlertView {
+                    rule: rule.name().to_string(),
+                    fingerprint: fingerprint.clone(),
+                    state: instance.phase,
+                    labels: instance.labels.clone(),
+                    annotations: instance.annotations.clone(),
+                    active_since: rfc3339(instance.active_since_ns),
+                    fired_at: instance.fired_at_ns.map(rfc3339),
+                    value: instance.value,
+                    baseline: instance.baseline,
+                    silenced_by: silences.muting(project, &instance.labels, now),
+                });
             }
         }
         out
@@ -817,7 +831,7 @@ impl AlertEngine {
         project: &str,
         key_id: &str,
         spec: SilenceSpec,
-    ) -> Result<Value, SilenceError> {
+    ) -> Result<SilenceView, SilenceError> {
         let now = now_ns();
         let silence = check_silence(spec, project, key_id, now)?;
         let view = silence.view(now);
@@ -831,7 +845,7 @@ impl AlertEngine {
         Ok(view)
     }
 
-    pub fn silences(&self, project: &str) -> Vec<Value> {
+    pub fn silences(&self, project: &str) -> Vec<SilenceView> {
         let now = now_ns();
         let mut silences = self.silences.lock();
         if let Err(e) = silences.collect_garbage(now) {
@@ -844,7 +858,7 @@ impl AlertEngine {
             .collect()
     }
 
-    pub fn silence(&self, project: &str, id: &str) -> Option<Value> {
+    pub fn silence(&self, project: &str, id: &str) -> Option<SilenceView> {
         let silences = self.silences.lock();
         silences
             .get(project, id)
@@ -859,35 +873,22 @@ impl AlertEngine {
     }
 }
 
-fn rule_view(core: &Core, rule: &Rule, source: Source) -> Value {
+fn rule_view(core: &Core, rule: &Rule, source: Source) -> RuleView {
     let health = core.health.get(&id(rule)).cloned().unwrap_or_default();
     let (pending, firing) = core.states.get(&id(rule)).map_or((0, 0), RuleState::phases);
-    let mut view = serde_json::to_value(&rule.spec).expect("a rule serializes");
-    let object = view.as_object_mut().expect("a rule is an object");
-    object.remove("project");
-    object.insert("source".into(), json!(source));
-    object.insert(
-        "health".into(),
-        json!(match (&health.last_evaluation_ns, &health.last_error) {
-            (None, _) => "unknown",
-            (Some(_), None) => "ok",
-            (Some(_), Some(_)) => "error",
-        }),
-    );
-    object.insert(
-        "last_evaluation".into(),
-        json!(health.last_evaluation_ns.map(rfc3339)),
-    );
-    object.insert(
-        "last_evaluation_ms".into(),
-        json!(health.last_duration.as_secs_f64() * 1000.0),
-    );
-    object.insert("last_error".into(), json!(health.last_error));
-    object.insert(
-        "alerts".into(),
-        json!({"pending": pending, "firing": firing}),
-    );
-    view
+    RuleView {
+        spec: rule.spec.clone(),
+        source,
+        health: match (&health.last_evaluation_ns, &health.last_error) {
+            (None, _) => RuleHealth::Unknown,
+            (Some(_), None) => RuleHealth::Ok,
+            (Some(_), Some(_)) => RuleHealth::Error,
+        },
+        last_evaluation: health.last_evaluation_ns.map(rfc3339),
+        last_evaluation_ms: health.last_duration.as_secs_f64() * 1000.0,
+        last_error: health.last_error,
+        alerts: AlertCounts { pending, firing },
+    }
 }
 
 fn stamp(path: &std::path::Path) -> Option<SystemTime> {

@@ -35,7 +35,8 @@ pub struct Reading {
 /// Readings by group (the `group_by` fields' labels).
 pub type Evaluation = BTreeMap<Labels, Reading>;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+/// An alert's phase: pending until its rule's `for` has passed, then firing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Phase {
     Pending,

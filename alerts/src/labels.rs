@@ -34,8 +34,8 @@ pub fn render(labels: &Labels) -> String {
     format!("{{{}}}", parts.join(","))
 }
 
-/// How a matcher compares.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+/// How a matcher compares; regular expressions are anchored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub enum MatchOp {
     #[serde(rename = "=")]
     Equal,
@@ -48,10 +48,13 @@ pub enum MatchOp {
 }
 
 /// One condition on one label, as sent: `{"name": "agent", "op": "=~", "value": "support-.*"}`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = Matcher)]
 pub struct MatcherSpec {
+    /// Label name.
     pub name: String,
+    /// Default `=`.
     #[serde(default = "default_op")]
     pub op: MatchOp,
     pub value: String,

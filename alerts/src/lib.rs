@@ -10,7 +10,8 @@
 //! - [`dispatch`]: grouping per receiver, the notification log's decisions, pure.
 //! - [`silence`], [`config`] (receivers, inhibition, the rules file), [`labels`] (matchers).
 //! - [`webhook`]: Alertmanager's payload, the signature, one try, the back-off.
-//! - [`engine`]: the shell that runs all of it on the clock and keeps its state on disk.
+//! - [`engine`]: the shell that runs all of it on the clock and keeps its state on disk;
+//!   [`views`] are what the API shows of its rules and alerts.
 
 pub mod batch;
 pub mod config;
@@ -22,6 +23,7 @@ pub mod rule;
 pub mod silence;
 pub mod telemetry;
 pub mod template;
+pub mod views;
 pub mod webhook;
 
 pub use config::AlertingSettings;

@@ -11,7 +11,7 @@
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
-use vigil_query::metrics::{Metric, MetricPlan, MetricQuery};
+use vigil_query::metrics::{Field, Metric, MetricPlan, MetricQuery};
 use vigil_schemas::time::parse_duration_ns;
 
 use crate::{
@@ -32,54 +32,96 @@ pub const MAX_WINDOW_NS: i64 = 31 * 86_400 * 1_000_000_000;
 pub const MAX_NAME_CHARS: usize = 128;
 
 /// A rule as written.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = AlertRule)]
 pub struct RuleSpec {
+    /// As in the path (may be left out there).
+    #[schema(required = false, pattern = "^[A-Za-z0-9_.:-]{1,128}$")]
     pub name: String,
     /// The project whose data the rule reads (file rules; API rules take the key's project).
-    #[serde(default = "default_project")]
+    /// Not serialized: a rule is shown within its project, and saved beside it.
+    #[serde(default = "default_project", skip_serializing)]
     pub project: String,
     /// One metric name of the metric engine (docs/design.md#metric-definitions).
+    #[schema(value_type = Metric)]
     pub metric: String,
+    /// Field → accepted values, as in a metric query.
     #[serde(default)]
     pub filters: BTreeMap<String, Vec<String>>,
     /// One alert per group of these fields.
     #[serde(default)]
+    #[schema(value_type = Vec<Field>)]
     pub group_by: Vec<String>,
     /// The metric is computed over the `window` before each evaluation.
+    #[schema(pattern = "^[0-9]+(ns|us|ms|s|m|h|d|w)$")]
     pub window: String,
-    /// How often the rule is evaluated; the configured default when unset.
+    /// How often the rule is evaluated (default `alerting.evaluation_interval`, 1m). Evaluations
+    /// are aligned to multiples of it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(pattern = "^[0-9]+(ns|us|ms|s|m|h|d|w)$")]
     pub interval: Option<String>,
     /// Threshold rules: `>`, `>=`, `<`, `<=`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(schema_with = op_schema)]
     pub op: Option<String>,
+    /// Threshold rules.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub threshold: Option<f64>,
-    /// Anomaly rules: `same_window_last_7d`.
+    /// Anomaly rules: the baseline is the mean of the metric over the same window on each of the
+    /// previous 7 days that had a value.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(schema_with = baseline_schema)]
     pub baseline: Option<String>,
+    /// Anomaly rules: active while value > ratio_above × baseline.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(exclusive_minimum = 0)]
     pub ratio_above: Option<f64>,
+    /// Anomaly rules: a smaller baseline never makes the rule active (default 0).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 0)]
     pub min_baseline: Option<f64>,
-    /// How long the condition must hold before the alert fires (pending until then).
+    /// How long the condition must hold before the alert fires; pending until then (default 0s).
     #[serde(default = "zero", rename = "for")]
+    #[schema(pattern = "^[0-9]+(ns|us|ms|s|m|h|d|w)$")]
     pub for_: String,
-    /// How long a firing alert keeps firing after the condition stops holding.
+    /// How long a firing alert keeps firing after the condition stops holding (default 0s).
     #[serde(default = "zero")]
+    #[schema(pattern = "^[0-9]+(ns|us|ms|s|m|h|d|w)$")]
     pub keep_firing_for: String,
-    /// What a group without a value means.
+    /// A group without a value: the condition fails (`ok`, default), holds (`firing`), or
+    /// nothing changes (`keep_state`).
     #[serde(default)]
     pub no_data: NoDataPolicy,
+    /// Added to every alert of the rule.
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
     /// Templated: `{{ $value }}`, `{{ $threshold }}`, `{{ $baseline }}`, `{{ $labels.<name> }}`.
     #[serde(default)]
     pub annotations: BTreeMap<String, String>,
-    /// Receiver names; every receiver when empty.
+    /// Receivers of the rules file; every receiver when empty.
     #[serde(default)]
     pub receivers: Vec<String>,
+}
+
+/// The comparisons of threshold rules: what [`Op::parse`] reads (tested).
+const OPS: [&str; 4] = [">", ">=", "<", "<="];
+
+fn op_schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+    vigil_schemas::openapi::from_json(serde_json::json!({
+        "type": "string",
+        "enum": OPS,
+        "description": "Threshold rules: active while `value op threshold`.",
+    }))
+}
+
+fn baseline_schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+    vigil_schemas::openapi::from_json(serde_json::json!({
+        "type": "string",
+        "enum": [SAME_WINDOW_LAST_7D],
+        "description": "Anomaly rules: the baseline is the mean of the metric over the same \
+            window on each of the previous 7 days that had a value.",
+    }))
 }
 
 fn default_project() -> String {
@@ -91,7 +133,7 @@ fn zero() -> String {
 }
 
 /// What a group without a value (no row, or a null value) means for its alert.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum NoDataPolicy {
     /// The condition does not hold: a firing alert resolves.
@@ -424,6 +466,14 @@ pub(crate) mod tests {
 
     fn refused(toml_text: &str) -> RuleError {
         Rule::new(spec(toml_text), 60_000_000_000).unwrap_err()
+    }
+
+    #[test]
+    fn the_documented_comparisons_are_the_ones_read() {
+        for op in OPS {
+            assert!(Op::parse(op).is_some(), "{op}");
+        }
+        assert!(Op::parse("==").is_none());
     }
 
     #[test]

@@ -19,33 +19,60 @@ pub const MAX_MATCHERS: usize = 32;
 /// The longest comment.
 pub const MAX_COMMENT_CHARS: usize = 4096;
 
-/// A silence as sent to `POST /api/v1/silences`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// A silence as sent to `POST /api/v1/silences`. Give `ends_at` or `duration`, not both.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = SilenceInput)]
 pub struct SilenceSpec {
+    #[schema(min_items = 1, max_items = 32)]
     pub matchers: Vec<MatcherSpec>,
     /// RFC 3339; now when absent.
     #[serde(default)]
+    #[schema(format = DateTime)]
     pub starts_at: Option<String>,
     /// RFC 3339. Give this or `duration`.
     #[serde(default)]
+    #[schema(format = DateTime)]
     pub ends_at: Option<String>,
-    /// How long from `starts_at` (e.g. `2h`), as `amtool silence add --duration` takes it.
+    /// How long from `starts_at`, e.g. `30m` or `2h` (units ns, us, ms, s, m, h, d, w), as
+    /// `amtool silence add --duration` takes it.
     #[serde(default)]
+    #[schema(pattern = "^[0-9]+(ns|us|ms|s|m|h|d|w)$")]
     pub duration: Option<String>,
     #[serde(default)]
+    #[schema(max_length = 4096)]
     pub comment: String,
     /// Who asked for it (free text; the key id is recorded beside it).
     #[serde(default)]
     pub created_by: String,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+/// Where a silence is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum SilenceState {
     Pending,
     Active,
     Expired,
+}
+
+/// A silence as the API shows it.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[schema(as = Silence)]
+pub struct SilenceView {
+    pub id: String,
+    pub matchers: Vec<MatcherSpec>,
+    #[schema(format = DateTime)]
+    pub starts_at: String,
+    #[schema(format = DateTime)]
+    pub ends_at: String,
+    pub comment: String,
+    pub created_by: String,
+    /// The API key that created it.
+    pub key_id: String,
+    #[schema(format = DateTime)]
+    pub updated_at: String,
+    pub state: SilenceState,
 }
 
 /// A stored silence.
@@ -75,18 +102,18 @@ impl Silence {
     }
 
     /// The API's view: times in RFC 3339, and the state now.
-    pub fn view(&self, now_ns: i64) -> serde_json::Value {
-        serde_json::json!({
-            "id": self.id,
-            "matchers": self.matchers,
-            "starts_at": rfc3339(self.starts_at_ns),
-            "ends_at": rfc3339(self.ends_at_ns),
-            "comment": self.comment,
-            "created_by": self.created_by,
-            "key_id": self.key_id,
-            "updated_at": rfc3339(self.updated_at_ns),
-            "state": self.state(now_ns),
-        })
+    pub fn view(&self, now_ns: i64) -> SilenceView {
+        SilenceView {
+            id: self.id.clone(),
+            matchers: self.matchers.clone(),
+            starts_at: rfc3339(self.starts_at_ns),
+            ends_at: rfc3339(self.ends_at_ns),
+            comment: self.comment.clone(),
+            created_by: self.created_by.clone(),
+            key_id: self.key_id.clone(),
+            updated_at: rfc3339(self.updated_at_ns),
+            state: self.state(now_ns),
+        }
     }
 }
 

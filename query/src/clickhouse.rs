@@ -40,9 +40,10 @@ use crate::{
         compile::{Dialect, Statement, compile},
         rows::{AggregateRecord, from_records},
     },
+    newest::newest_per_key,
     sql::{Placeholders, Sql, Value},
     store::{RunCondition, RunDetail, RunFilter, RunPage, TraceStore},
-    versions::{newest_runs, run_detail},
+    versions::{newest, run_detail},
 };
 
 /// The `clickhouse` crate binds `?` placeholders.
@@ -50,17 +51,6 @@ const Q: Placeholders = Placeholders::Question;
 
 /// The run columns, in [`RunRecord`]'s order.
 static RUN_FIELDS: LazyLock<String> = LazyLock::new(|| column_list(Table::Runs));
-
-/// Orders the versions of a key newest first ([`Table::version_order`]; the same for runs and
-/// spans).
-static NEWEST_FIRST: LazyLock<String> = LazyLock::new(|| {
-    let columns: Vec<String> = Table::Runs
-        .version_order()
-        .iter()
-        .map(|c| format!("{c} DESC"))
-        .collect();
-    format!("ORDER BY {}", columns.join(", "))
-});
 
 /// The read side of the ClickHouse store.
 pub struct ClickHouseStore {
@@ -189,9 +179,9 @@ impl TraceStore for ClickHouseStore {
         sql.text(project_id);
         sql.push(" AND trace_id IN (SELECT trace_id FROM runs");
         conditions(&mut sql);
-        sql.push(") ");
-        sql.push(&NEWEST_FIRST);
-        sql.push(" LIMIT 1 BY trace_id)");
+        sql.push(")");
+        newest_per_key(&mut sql, Table::Runs);
+        sql.push(")");
         conditions(&mut sql);
         sql.push(" ORDER BY start_time_ns DESC, trace_id DESC LIMIT ");
         sql.int(limit as i64 + 1);
@@ -223,7 +213,7 @@ impl TraceStore for ClickHouseStore {
         sql.text(session_id);
         sql.push(")");
         let versions = self.fetch::<RunRecord>(sql).await?;
-        let mut runs: Vec<RunRow> = newest_runs(versions.into_iter().map(RunRow::from).collect())
+        let mut runs: Vec<RunRow> = newest(versions.into_iter().map(RunRow::from).collect())
             .into_iter()
             .filter(|r| r.session_id == session_id)
             .collect();
@@ -339,9 +329,9 @@ fn traces_with_span(sql: &mut Sql, project_id: &str, column: &'static str, value
     sql.push(column);
     sql.push(" = ");
     sql.text(value);
-    sql.push(") ");
-    sql.push(&NEWEST_FIRST);
-    sql.push(" LIMIT 1 BY trace_id, span_id) WHERE ");
+    sql.push(")");
+    newest_per_key(sql, Table::Spans);
+    sql.push(") WHERE ");
     sql.push(column);
     sql.push(" = ");
     sql.text(value);
@@ -396,20 +386,5 @@ fn run_condition(sql: &mut Sql, condition: &RunCondition) {
             sql.text(&cursor.trace_id);
             sql.push("))");
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn versions_are_ordered_as_everywhere_else() {
-        // One ordering serves runs and spans.
-        assert_eq!(Table::Runs.version_order(), Table::Spans.version_order());
-        assert_eq!(
-            *NEWEST_FIRST,
-            "ORDER BY ingested_at_ns DESC, end_time_ns DESC, start_time_ns DESC"
-        );
     }
 }

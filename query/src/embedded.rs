@@ -63,7 +63,7 @@ use crate::{
     },
     sql::{Sql, Value},
     store::{RunCondition, RunDetail, RunFilter, RunPage, TraceStore},
-    versions::{newest_runs, run_detail},
+    versions::{newest, run_detail},
 };
 
 const VERSION_RANK: &str = "__version_rank";
@@ -264,7 +264,7 @@ impl TraceStore for EmbeddedStore {
         } else {
             days
         };
-        let newest = newest_runs(self.runs_by_trace(project_id, &traces, check_days).await?);
+        let newest = newest(self.runs_by_trace(project_id, &traces, check_days).await?);
         let mut by_trace: std::collections::HashMap<String, RunRow> = newest
             .into_iter()
             .map(|r| (r.trace_id.clone(), r))
@@ -294,7 +294,7 @@ impl TraceStore for EmbeddedStore {
             traces.extend(strings(&batch, "trace_id")?);
         }
         // …kept when its newest version still has it.
-        let mut runs: Vec<RunRow> = newest_runs(
+        let mut runs: Vec<RunRow> = newest(
             self.runs_by_trace(project_id, &traces, Days::default())
                 .await?,
         )

@@ -14,6 +14,15 @@ const NEWEST_ALIASES: [&str; 16] = [
 /// The most columns (keys aside) [`newest_versions`] can select.
 pub(crate) const MAX_NEWEST_COLUMNS: usize = NEWEST_ALIASES.len();
 
+/// ClickHouse's ` ORDER BY <version order> DESC LIMIT 1 BY <key but the project>`: after the rows
+/// of one project, their newest version per key.
+pub(crate) fn newest_per_key(sql: &mut Sql, table: Table) {
+    sql.push(" ORDER BY ");
+    sql.list(table.version_order(), " DESC");
+    sql.push(" LIMIT 1 BY ");
+    sql.list(&table.key_columns()[1..], "");
+}
+
 /// `(SELECT <key columns but the project>, <columns> …)`: the newest version of each key of
 /// `table` among the rows `rows_of` writes (` FROM <table> WHERE …`).
 ///
@@ -40,34 +49,22 @@ pub(crate) fn newest_versions(
         "too many newest columns"
     );
     let version_order = table.version_order();
-    let list = |sql: &mut Sql, items: &[&'static str], suffix: &'static str| {
-        for (i, item) in items.iter().enumerate() {
-            if i > 0 {
-                sql.push(", ");
-            }
-            sql.push(item);
-            sql.push(suffix);
-        }
-    };
     match dialect {
         Dialect::ClickHouse => {
             sql.push("(SELECT ");
-            list(sql, keys, "");
+            sql.list(keys, "");
             for column in &values {
                 sql.push(", ");
                 sql.push(column);
             }
             rows_of(sql);
-            sql.push(" ORDER BY ");
-            list(sql, version_order, " DESC");
-            sql.push(" LIMIT 1 BY ");
-            list(sql, keys, "");
+            newest_per_key(sql, table);
             sql.push(")");
         }
         Dialect::DataFusion => {
             // Outer level: the columns under their own names again.
             sql.push("(SELECT ");
-            list(sql, keys, "");
+            sql.list(keys, "");
             for (i, column) in values.iter().enumerate() {
                 sql.push(", ");
                 sql.push(NEWEST_ALIASES[i]);
@@ -76,18 +73,18 @@ pub(crate) fn newest_versions(
             }
             // Inner level: one row per key.
             sql.push(" FROM (SELECT ");
-            list(sql, keys, "");
+            sql.list(keys, "");
             for (i, column) in values.iter().enumerate() {
                 sql.push(", first_value(");
                 sql.push(column);
                 sql.push(" ORDER BY ");
-                list(sql, version_order, " DESC");
+                sql.list(version_order, " DESC");
                 sql.push(") AS ");
                 sql.push(NEWEST_ALIASES[i]);
             }
             rows_of(sql);
             sql.push(" GROUP BY ");
-            list(sql, keys, "");
+            sql.list(keys, "");
             sql.push(") AS newest)");
         }
     }

@@ -52,6 +52,17 @@ impl Sql {
         self.text.push_str(fragment);
     }
 
+    /// `a<suffix>, b<suffix>, …`: constant names (columns), each followed by `suffix`.
+    pub(crate) fn list(&mut self, items: &[&'static str], suffix: &'static str) {
+        for (i, item) in items.iter().enumerate() {
+            if i > 0 {
+                self.push(", ");
+            }
+            self.push(item);
+            self.push(suffix);
+        }
+    }
+
     pub(crate) fn text(&mut self, value: &str) {
         self.bind(Value::Text(value.to_string()));
     }

@@ -1,54 +1,25 @@
 //! Newest-version selection for rows already fetched into memory (small results: one trace, one
-//! session, one page). The order is [`Table::version_order`](vigil_schemas::layout::Table):
-//! `ingested_at_ns`, then end and start time (runs, spans) or time (scores), all descending.
+//! session, one page), by the rule every read follows: [`Versioned`] (key and version columns of
+//! [`Table`](vigil_schemas::layout::Table)).
 
-use std::{collections::HashMap, hash::Hash};
+use std::collections::HashMap;
 
-use vigil_schemas::{RunRow, ScoreRow, SpanRow};
+use vigil_schemas::{RunRow, ScoreRow, SpanRow, layout::Versioned};
 
 use crate::{store::RunDetail, tree::tree_order};
 
 /// The rows that are the newest version of their key, in no particular order.
-fn newest<T, K, V>(rows: Vec<T>, key: impl Fn(&T) -> K, version: impl Fn(&T) -> V) -> Vec<T>
-where
-    K: Eq + Hash,
-    V: Ord,
-{
-    let mut best: HashMap<K, T> = HashMap::with_capacity(rows.len());
+pub(crate) fn newest<T: Versioned>(rows: Vec<T>) -> Vec<T> {
+    let mut best: HashMap<Vec<String>, T> = HashMap::with_capacity(rows.len());
     for row in rows {
-        match best.get(&key(&row)) {
-            Some(kept) if version(kept) >= version(&row) => {}
+        match best.get(&row.key()) {
+            Some(kept) if kept.version() >= row.version() => {}
             _ => {
-                best.insert(key(&row), row);
+                best.insert(row.key(), row);
             }
         }
     }
     best.into_values().collect()
-}
-
-/// Runs are keyed by (project, trace); callers fetch one project at a time.
-pub(crate) fn newest_runs(rows: Vec<RunRow>) -> Vec<RunRow> {
-    newest(
-        rows,
-        |r| (r.project_id.clone(), r.trace_id.clone()),
-        |r| (r.ingested_at_ns, r.end_time_ns, r.start_time_ns),
-    )
-}
-
-pub(crate) fn newest_spans(rows: Vec<SpanRow>) -> Vec<SpanRow> {
-    newest(
-        rows,
-        |s| (s.project_id.clone(), s.trace_id.clone(), s.span_id.clone()),
-        |s| (s.ingested_at_ns, s.end_time_ns, s.start_time_ns),
-    )
-}
-
-pub(crate) fn newest_scores(rows: Vec<ScoreRow>) -> Vec<ScoreRow> {
-    newest(
-        rows,
-        |s| (s.project_id.clone(), s.trace_id.clone(), s.score_id.clone()),
-        |s| (s.ingested_at_ns, s.time_ns),
-    )
 }
 
 /// One trace's answer from every stored version of its rows: the newest run, the newest spans in
@@ -58,12 +29,12 @@ pub(crate) fn run_detail(
     spans: Vec<SpanRow>,
     scores: Vec<ScoreRow>,
 ) -> Option<RunDetail> {
-    let run = newest_runs(runs).into_iter().next();
-    let spans = tree_order(newest_spans(spans));
+    let run = newest(runs).into_iter().next();
+    let spans = tree_order(newest(spans));
     if run.is_none() && spans.is_empty() {
         return None;
     }
-    let mut scores = newest_scores(scores);
+    let mut scores: Vec<ScoreRow> = newest(scores);
     scores.sort_by(|a, b| (a.time_ns, &a.score_id).cmp(&(b.time_ns, &b.score_id)));
     Some(RunDetail { run, spans, scores })
 }
@@ -81,7 +52,7 @@ mod tests {
             end_time_ns: end,
             ..Default::default()
         };
-        let mut kept = newest_runs(vec![
+        let mut kept = newest(vec![
             run("a", 1, 0),
             run("a", 3, 0),
             run("b", 2, 5),

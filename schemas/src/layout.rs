@@ -20,6 +20,7 @@ use std::path::{Path, PathBuf};
 use datafusion::arrow::datatypes::SchemaRef;
 
 use crate::{
+    RunRow, ScoreRow, SpanRow,
     arrow::{runs_schema, scores_schema, spans_schema},
     time::{day_of, day_string, parse_rfc3339},
 };
@@ -86,6 +87,63 @@ impl Table {
             Table::Runs | Table::Spans => &["ingested_at_ns", "end_time_ns", "start_time_ns"],
             Table::Scores => &["ingested_at_ns", "time_ns"],
         }
+    }
+}
+
+/// A stored row that comes in versions, read in memory by the same rule as in SQL: its key is
+/// [`Table::key_columns`], and of several versions of one key the one with the greatest
+/// [`Versioned::version`] (the values of [`Table::version_order`], in that order) is kept.
+pub trait Versioned {
+    const TABLE: Table;
+
+    /// The values of [`Table::key_columns`], in that order.
+    fn key(&self) -> Vec<String>;
+
+    /// The values of [`Table::version_order`], in that order.
+    fn version(&self) -> Vec<i64>;
+}
+
+impl Versioned for RunRow {
+    const TABLE: Table = Table::Runs;
+
+    fn key(&self) -> Vec<String> {
+        vec![self.project_id.clone(), self.trace_id.clone()]
+    }
+
+    fn version(&self) -> Vec<i64> {
+        vec![self.ingested_at_ns, self.end_time_ns, self.start_time_ns]
+    }
+}
+
+impl Versioned for SpanRow {
+    const TABLE: Table = Table::Spans;
+
+    fn key(&self) -> Vec<String> {
+        vec![
+            self.project_id.clone(),
+            self.trace_id.clone(),
+            self.span_id.clone(),
+        ]
+    }
+
+    fn version(&self) -> Vec<i64> {
+        vec![self.ingested_at_ns, self.end_time_ns, self.start_time_ns]
+    }
+}
+
+impl Versioned for ScoreRow {
+    const TABLE: Table = Table::Scores;
+
+    fn key(&self) -> Vec<String> {
+        vec![
+            self.project_id.clone(),
+            self.trace_id.clone(),
+            self.score_id.clone(),
+        ]
+    }
+
+    fn version(&self) -> Vec<i64> {
+        vec![self.ingested_at_ns, self.time_ns]
     }
 }
 
@@ -203,5 +261,38 @@ mod tests {
             assert!(schema.field_with_name(table.time_column()).is_ok());
             assert_eq!(table.version_order()[0], "ingested_at_ns");
         }
+    }
+
+    /// A row whose key and version columns (by name) hold distinct values reads them back, in
+    /// order, through [`Versioned`]: the in-memory rule is the SQL one.
+    fn reads_its_columns<T>()
+    where
+        T: Versioned + Default + serde::Serialize + serde::de::DeserializeOwned,
+    {
+        let mut row = serde_json::to_value(T::default()).unwrap();
+        let keys: Vec<String> = T::TABLE
+            .key_columns()
+            .iter()
+            .map(|column| format!("{column}-value"))
+            .collect();
+        for (column, value) in T::TABLE.key_columns().iter().zip(&keys) {
+            row[*column] = serde_json::json!(value);
+        }
+        let versions: Vec<i64> = (1..=T::TABLE.version_order().len() as i64)
+            .map(|i| i * 10)
+            .collect();
+        for (column, value) in T::TABLE.version_order().iter().zip(&versions) {
+            row[*column] = serde_json::json!(value);
+        }
+        let row: T = serde_json::from_value(row).unwrap();
+        assert_eq!(row.key(), keys, "{}", T::TABLE);
+        assert_eq!(row.version(), versions, "{}", T::TABLE);
+    }
+
+    #[test]
+    fn rows_compare_versions_by_the_tables_columns() {
+        reads_its_columns::<RunRow>();
+        reads_its_columns::<SpanRow>();
+        reads_its_columns::<ScoreRow>();
     }
 }

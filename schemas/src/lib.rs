@@ -11,6 +11,7 @@ pub mod clickhouse;
 pub mod layout;
 pub mod limits;
 pub mod model;
+pub mod openapi;
 pub mod prices;
 pub mod time;
 

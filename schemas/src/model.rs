@@ -10,9 +10,10 @@
 //! row with the highest `ingested_at_ns`.
 
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 /// How a run ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Outcome {
     #[default]
@@ -50,7 +51,7 @@ impl Outcome {
 }
 
 /// What a span is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum SpanKind {
     Model,
@@ -88,7 +89,7 @@ impl SpanKind {
 }
 
 /// A span's status, as OpenTelemetry defines it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum SpanStatus {
     #[default]
@@ -114,10 +115,12 @@ impl SpanStatus {
 }
 
 /// One agent run (one trace).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default, ToSchema)]
 pub struct RunRow {
     pub project_id: String,
+    /// 32 lowercase hexadecimal characters.
     pub trace_id: String,
+    /// Empty when the run has no session.
     pub session_id: String,
     /// HMAC-SHA256 of the raw user id under the server key, hex; never the raw id.
     pub user_hash: String,
@@ -126,19 +129,27 @@ pub struct RunRow {
     pub agent_version: String,
     pub environment: String,
     pub release: String,
+    /// Start, ns since the Unix epoch.
     pub start_time_ns: i64,
+    /// End, ns since the Unix epoch.
     pub end_time_ns: i64,
     pub outcome: Outcome,
     pub error_message: String,
+    /// Replaced by `[redacted]` over HTTP when the run is classified `pii`, `phi`, `financial` or
+    /// `confidential` and the key lacks the `audit` role.
     pub input: String,
+    /// Replaced by `[redacted]` over HTTP when the run is classified `pii`, `phi`, `financial` or
+    /// `confidential` and the key lacks the `audit` role.
     pub output: String,
     pub tags: Vec<String>,
+    /// Data classification labels.
     pub classification: Vec<String>,
+    /// The retention class.
     pub retention: String,
     pub audit_ref: String,
     /// True when no root span ever arrived and the collector built the run from its children.
     pub synthesized: bool,
-    /// When the collector accepted this version of the row; the newest version of a key wins.
+    /// When the collector accepted this version of the run; the newest version of a key wins.
     pub ingested_at_ns: i64,
 }
 
@@ -149,24 +160,35 @@ impl RunRow {
 }
 
 /// One step inside a run: a model call, a tool call, a retrieval, an agent step.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default, ToSchema)]
 pub struct SpanRow {
     pub project_id: String,
     pub trace_id: String,
+    /// 16 lowercase hexadecimal characters.
     pub span_id: String,
     /// Empty for the root span.
     pub parent_span_id: String,
     pub kind: SpanKind,
     pub name: String,
+    /// Start, ns since the Unix epoch.
     pub start_time_ns: i64,
+    /// End, ns since the Unix epoch.
     pub end_time_ns: i64,
     pub status: SpanStatus,
     pub error_type: String,
     pub status_message: String,
+    /// Replaced by `[redacted]` over HTTP when the run is classified `pii`, `phi`, `financial` or
+    /// `confidential` and the key lacks the `audit` role.
     pub input: String,
+    /// Replaced by `[redacted]` over HTTP when the run is classified `pii`, `phi`, `financial` or
+    /// `confidential` and the key lacks the `audit` role.
     pub output: String,
     /// Attributes not mapped to a column, as parallel key/value arrays (values rendered as text).
+    /// Over HTTP both are sent empty: the pairs are in `attributes`.
+    #[schema(max_items = 0)]
     pub attr_keys: Vec<String>,
+    /// See `attr_keys`.
+    #[schema(max_items = 0)]
     pub attr_values: Vec<String>,
     // model calls
     pub provider: String,
@@ -179,7 +201,8 @@ pub struct SpanRow {
     pub cached_input_tokens: u64,
     pub cache_write_tokens: u64,
     pub reasoning_tokens: u64,
-    /// Cost in nano-dollars (1e-9 USD); `None` when the model has no price.
+    /// Cost in nano-dollars (1e-9 USD); null when the model has no price.
+    #[schema(required = true)]
     pub cost_nanos: Option<i64>,
     /// `sdk` (reported by the client), `catalog` (computed at ingest) or empty (unpriced).
     pub cost_source: String,
@@ -190,6 +213,7 @@ pub struct SpanRow {
     /// Hash of the tool arguments, for loop detection; empty when there were none.
     pub tool_args_hash: String,
     pub retry_count: u32,
+    /// When the collector accepted this version of the span.
     pub ingested_at_ns: i64,
 }
 
@@ -212,7 +236,7 @@ impl SpanRow {
 }
 
 /// An evaluation or user feedback attached to a run or a span.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default, ToSchema)]
 pub struct ScoreRow {
     pub project_id: String,
     pub trace_id: String,
@@ -221,12 +245,17 @@ pub struct ScoreRow {
     pub span_id: String,
     pub name: String,
     /// Numeric value; booleans are stored as 1.0 / 0.0 here as well.
+    #[schema(required = true)]
     pub value: Option<f64>,
+    #[schema(required = true)]
     pub bool_value: Option<bool>,
     pub string_value: String,
+    /// Who scored: `api`, `user`, an evaluator's name.
     pub source: String,
     pub comment: String,
+    /// When the score was given, ns since the Unix epoch.
     pub time_ns: i64,
+    /// When the collector accepted this version of the score.
     pub ingested_at_ns: i64,
 }
 

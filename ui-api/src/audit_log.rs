@@ -10,15 +10,20 @@ use axum::{
     Json,
     extract::{Query, State, rejection::QueryRejection},
 };
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
+use utoipa::{IntoParams, ToSchema};
 use vigil_access::{
     audit::{ALL_PROJECTS, AUDIT_LOG_READ, AuditEntry, AuditError, AuditRecord},
     keys::{Principal, Role},
 };
 use vigil_schemas::time::parse_rfc3339;
 
-use crate::{AppState, auth::Caller, error::ApiError};
+use crate::{
+    AppState,
+    auth::Caller,
+    error::{ApiError, BadRequest, Internal},
+};
 
 /// Entries per page when `limit` is not given.
 pub const DEFAULT_LIMIT: usize = 100;
@@ -57,13 +62,30 @@ fn audit_error(e: AuditError) -> ApiError {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct LogParams {
+    /// Entries at or after this instant (RFC 3339).
+    #[param(format = DateTime)]
     from: Option<String>,
+    /// Entries strictly before this instant (RFC 3339); after `from`.
+    #[param(format = DateTime)]
     to: Option<String>,
+    /// Entries per page.
+    #[param(minimum = 1, maximum = 1000, default = 100)]
     limit: Option<usize>,
+    /// `next_cursor` of the previous page.
     cursor: Option<String>,
+}
+
+/// A page of the audit log.
+#[derive(Serialize, ToSchema)]
+pub struct AuditLogPage {
+    entries: Vec<AuditEntry>,
+    /// Pass it as `cursor` for the next page; null on the last page.
+    #[schema(required = true)]
+    next_cursor: Option<String>,
 }
 
 fn time_param(field: &str, value: &Option<String>) -> Result<Option<i64>, ApiError> {
@@ -77,13 +99,31 @@ fn time_param(field: &str, value: &Option<String>) -> Result<Option<i64>, ApiErr
         .transpose()
 }
 
-/// `GET /api/v1/audit/log?from&to&limit&cursor`: the project's entries in log order, a page at a
-/// time; `next_cursor` while more remain. Reading is itself recorded (`audit.log_read`).
+/// The project's audit log
+///
+/// Entries of the caller's project in log order (oldest first), a page at a time. Each entry
+/// carries the previous entry's hash and its own: the chain runs through the entries of every
+/// project, so `prev_hash` may name an entry of another project; `vigil audit verify` checks the
+/// whole chain. Reading is itself recorded (`audit.log_read`), before the answer is sent. An
+/// unknown query parameter is refused.
+#[utoipa::path(
+    get,
+    path = "/api/v1/audit/log",
+    tag = "access",
+    operation_id = "readAuditLog",
+    params(LogParams),
+    security(("bearerAuth" = ["audit"])),
+    responses(
+        (status = 200, body = AuditLogPage, description = "A page of entries."),
+        (status = 400, response = BadRequest),
+        (status = 500, response = Internal),
+    ),
+)]
 pub async fn read(
     State(state): State<AppState>,
     caller: Caller,
     params: Result<Query<LogParams>, QueryRejection>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<AuditLogPage>, ApiError> {
     let principal = caller.require(Role::Audit)?;
     let Query(params) = params.map_err(|e| ApiError::bad_request("query", e.body_text()))?;
     let from = time_param("from", &params.from)?;
@@ -139,7 +179,8 @@ pub async fn read(
         entries.len() as u64,
     )
     .await?;
-    Ok(Json(
-        json!({"entries": entries, "next_cursor": next_cursor}),
-    ))
+    Ok(Json(AuditLogPage {
+        entries,
+        next_cursor,
+    }))
 }

@@ -13,7 +13,8 @@ use axum::{
 };
 use futures_util::{StreamExt, stream};
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
+use serde_json::json;
+use utoipa::{IntoParams, ToSchema};
 use vigil_access::{audit, keys::Role};
 use vigil_collector::{erasure, sink::DeletedRows};
 use vigil_query::{
@@ -25,15 +26,35 @@ use vigil_query::{
 };
 use vigil_schemas::time::{now_ns, rfc3339};
 
-use crate::{AppState, audit_log::record, auth::Caller, body::JsonBody, error::ApiError};
+use crate::{
+    AppState,
+    audit_log::record,
+    auth::Caller,
+    body::JsonBody,
+    error::{ApiError, BadRequest, Internal, Unavailable},
+};
 
 /// The longest raw user id a look-up takes.
 pub const MAX_USER_ID_BYTES: usize = 1024;
 
 /// `?format=` of an investigation.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct FormatParam {
+    /// `json` (default): totals, days and one page of sessions. `csv` or `ndjson`: every affected
+    /// run, streamed.
+    #[param(inline, value_type = Option<FormatName>)]
     format: Option<String>,
+}
+
+/// The names [`ExportFormat::parse`] reads (tested).
+#[derive(ToSchema)]
+#[schema(rename_all = "snake_case")]
+#[allow(dead_code)]
+enum FormatName {
+    Json,
+    Csv,
+    Ndjson,
 }
 
 /// How an export is written.
@@ -72,40 +93,155 @@ impl ExportFormat {
     }
 }
 
-/// The JSON answer of an investigation or a look-up.
-#[derive(Debug, Serialize)]
+/// The JSON answer of an investigation.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = AffectedAnswer)]
 pub struct AffectedView {
+    /// Affected runs.
     pub runs: u64,
+    /// Distinct non-empty session ids.
     pub sessions: u64,
+    /// Distinct non-empty user hashes.
     pub users: u64,
+    /// Start of the first affected run; null without any.
+    #[schema(format = DateTime, required = true)]
     pub first_seen: Option<String>,
+    /// Start of the last affected run; null without any.
+    #[schema(format = DateTime, required = true)]
     pub last_seen: Option<String>,
+    /// UTC days with affected runs, oldest first.
     pub by_day: Vec<DayView>,
+    /// Sessions (with their user) by first run, then session id.
     pub items: Vec<SessionView>,
+    /// Pass it as `cursor` for the next page; null on the last page.
+    #[schema(required = true)]
     pub next_cursor: Option<String>,
-    /// The audit log entry that records this answer.
+    /// The audit log entry (`seq`) that records this answer.
     pub audit_entry: u64,
 }
 
-#[derive(Debug, Serialize)]
+/// One UTC day of an investigation.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = AffectedDay)]
 pub struct DayView {
     /// `YYYY-MM-DD` (UTC).
+    #[schema(format = Date)]
     pub day: String,
+    /// Affected runs that started that day.
     pub runs: u64,
+    /// Their distinct non-empty session ids.
     pub sessions: u64,
+    /// Their distinct non-empty user hashes.
     pub users: u64,
 }
 
-#[derive(Debug, Serialize)]
+/// One session (and user) of an investigation.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = AffectedSession)]
 pub struct SessionView {
     pub session_id: String,
     pub user_hash: String,
+    /// Affected runs of the session and user.
     pub runs: u64,
+    /// Start of its first affected run.
+    #[schema(format = DateTime)]
     pub first_seen: String,
+    /// Start of its last affected run.
+    #[schema(format = DateTime)]
     pub last_seen: String,
 }
 
-/// `POST /api/v1/audit/affected[?format=csv|ndjson]`.
+/// One affected run, as an export holds it (no inputs or outputs).
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = AffectedRun)]
+pub struct ExportedRun<'a> {
+    trace_id: &'a str,
+    session_id: &'a str,
+    user_hash: &'a str,
+    agent: &'a str,
+    agent_version: &'a str,
+    task_type: &'a str,
+    environment: &'a str,
+    release: &'a str,
+    /// The run's start.
+    #[schema(format = DateTime)]
+    start_time: String,
+    /// The run's end.
+    #[schema(format = DateTime)]
+    end_time: String,
+    outcome: &'a str,
+    /// In CSV: the labels joined with `;`.
+    classification: &'a [String],
+    retention: &'a str,
+    audit_ref: &'a str,
+}
+
+impl<'a> From<&'a AffectedRun> for ExportedRun<'a> {
+    fn from(run: &'a AffectedRun) -> Self {
+        ExportedRun {
+            trace_id: &run.trace_id,
+            session_id: &run.session_id,
+            user_hash: &run.user_hash,
+            agent: &run.agent_name,
+            agent_version: &run.agent_version,
+            task_type: &run.task_type,
+            environment: &run.environment,
+            release: &run.release,
+            start_time: rfc3339(run.start_time_ns),
+            end_time: rfc3339(run.end_time_ns),
+            outcome: &run.outcome,
+            classification: &run.classification,
+            retention: &run.retention,
+            audit_ref: &run.audit_ref,
+        }
+    }
+}
+
+/// Runs, sessions and users a model, prompt or tool version touched
+///
+/// A run is affected when it started in [`from`, `to`), its run fields match the run filters,
+/// it made a model call matching every model-call filter and a tool call matching every
+/// tool-call filter (each in its newest version). Totals, first and last seen, per-day counts
+/// and the sessions (with their users) a page at a time; exact on both stores. Recorded in the
+/// audit log (`audit.affected`, or `audit.export` for csv and ndjson) before the answer is sent.
+#[utoipa::path(
+    post,
+    path = "/api/v1/audit/affected",
+    tag = "compliance",
+    operation_id = "investigateAffected",
+    params(FormatParam),
+    request_body(content = AffectedQuery, example = json!({
+        "from": "2026-11-01T00:00:00Z",
+        "to": "2026-11-24T00:00:00Z",
+        "filters": {"prompt_id": ["refund-policy"], "prompt_version": ["v7"]},
+        "limit": 100,
+    })),
+    security(("bearerAuth" = ["audit"])),
+    responses(
+        (
+            status = 200,
+            description = "With `format=json`: the investigation. With `csv` (RFC 4180, a header \
+                line; a value a spreadsheet would run as a formula is quoted and prefixed with \
+                `'`) or `ndjson` (one `AffectedRun` per line): every affected run by start time, \
+                streamed about 20000 runs at a time, so the server's memory does not grow with \
+                the export. A failure mid-stream cuts the transfer (no final chunk), never a short \
+                file that looks whole.",
+            headers(
+                ("Vigil-Audit-Entry" = u64, description = "Exports: the audit entry's `seq`."),
+                ("Vigil-Affected-Runs" = u64, description = "Exports: how many runs the export \
+                    holds (counted when it began)."),
+            ),
+            content(
+                (AffectedView = "application/json"),
+                (String = "text/csv"),
+                (ExportedRun = "application/x-ndjson"),
+            ),
+        ),
+        (status = 400, response = BadRequest),
+        (status = 500, response = Internal),
+        (status = 503, response = Unavailable),
+    ),
+)]
 pub async fn affected(
     State(state): State<AppState>,
     caller: Caller,
@@ -153,25 +289,51 @@ pub async fn affected(
     }
 }
 
-/// `POST /api/v1/audit/user-lookup`.
-#[derive(Debug, Deserialize)]
+/// A look-up: one person, by the id the application knows them by.
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = UserLookupRequest)]
 pub struct LookupRequest {
     /// The person's id as the application knows it; hashed here, never stored or logged.
+    #[schema(min_length = 1, max_length = 1024)]
     pub user_id: String,
+    /// Sessions per page; more than 1000 is served as 1000.
     #[serde(default)]
+    #[schema(minimum = 1, default = 100)]
     pub limit: Option<usize>,
+    /// `next_cursor` of the previous page.
     #[serde(default)]
     pub cursor: Option<String>,
 }
 
-#[derive(Debug, Serialize)]
+/// A person's hash and sessions.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = UserLookup)]
 pub struct LookupView {
+    /// The id, hashed with the server's key.
     pub user_hash: String,
     #[serde(flatten)]
     pub found: AffectedView,
 }
 
+/// Find one person's sessions by their raw id
+///
+/// The raw id is hashed with the server's key exactly as at ingest; it is never stored or
+/// logged, only its hash (`audit.user_lookup`).
+#[utoipa::path(
+    post,
+    path = "/api/v1/audit/user-lookup",
+    tag = "compliance",
+    operation_id = "lookUpUser",
+    request_body(content = LookupRequest, example = json!({"user_id": "customer-8841"})),
+    security(("bearerAuth" = ["audit"])),
+    responses(
+        (status = 200, body = LookupView, description = "The hash and that person's sessions."),
+        (status = 400, response = BadRequest),
+        (status = 500, response = Internal),
+        (status = 503, response = Unavailable),
+    ),
+)]
 pub async fn user_lookup(
     State(state): State<AppState>,
     caller: Caller,
@@ -214,25 +376,59 @@ const ERASURE_DRAIN_TIMEOUT: Duration = Duration::from_secs(60);
 pub const MAX_USER_HASH_BYTES: usize = 1024;
 
 /// What `DELETE /api/v1/users/{user_hash}` answers.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct ErasureReceipt {
     pub user_hash: String,
     /// When the erasure finished (RFC 3339).
+    #[schema(format = DateTime)]
     pub erased_at: String,
     /// Stored rows deleted, every version counted.
     pub deleted: DeletedRows,
     /// Write-ahead log segments deleted once the store held their records.
     pub wal_segments_deleted: usize,
-    /// The audit log entry recording the erasure, and its hash.
+    /// The audit log entry (`seq`) recording the erasure.
     pub audit_entry: u64,
+    /// That entry's hash.
     pub audit_hash: String,
 }
 
-/// `DELETE /api/v1/users/{user_hash}`.
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Path)]
+pub struct UserHashParam {
+    /// The user's hash as stored (from a look-up or an investigation), at most 1024 bytes.
+    #[param(
+        max_length = 1024,
+        example = "4f1c0c2d8b0e4a51b8f7e7c0d5f4a3b2c1d0e9f8a7b6c5d4e3f2a1b0c9d8e7f6"
+    )]
+    user_hash: String,
+}
+
+/// Erase one person's runs, spans and scores
+///
+/// Every trace with a run (in any version) of this user hash loses all its runs, spans and
+/// scores: Parquet files are rewritten atomically, or ClickHouse mutations are waited on and
+/// verified. Everything acknowledged before the call is first written to the store, and the
+/// write-ahead log segments that held it are deleted. Answers only when all of it is done; a 503
+/// means it could not finish (the store is down or behind): nothing is reported erased, run it
+/// again. Recorded in the audit log (`user.erase`), whose entries keep the hash.
+#[utoipa::path(
+    delete,
+    path = "/api/v1/users/{user_hash}",
+    tag = "compliance",
+    operation_id = "eraseUser",
+    params(UserHashParam),
+    security(("bearerAuth" = ["admin"])),
+    responses(
+        (status = 200, body = ErasureReceipt, description = "Erased: the receipt."),
+        (status = 400, response = BadRequest),
+        (status = 500, response = Internal),
+        (status = 503, response = Unavailable),
+    ),
+)]
 pub async fn erase_user(
     State(state): State<AppState>,
     caller: Caller,
-    Path(user_hash): Path<String>,
+    Path(UserHashParam { user_hash }): Path<UserHashParam>,
 ) -> Result<Json<ErasureReceipt>, ApiError> {
     let principal = caller.require(Role::Admin)?;
     if user_hash.is_empty() || user_hash.len() > MAX_USER_HASH_BYTES {
@@ -408,31 +604,13 @@ fn encode(runs: &[AffectedRun], format: ExportFormat) -> Result<Vec<u8>, String>
         ExportFormat::Ndjson => {
             let mut out = Vec::with_capacity(runs.len() * 256);
             for run in runs {
-                serde_json::to_writer(&mut out, &ndjson_value(run)).map_err(|e| e.to_string())?;
+                serde_json::to_writer(&mut out, &ExportedRun::from(run))
+                    .map_err(|e| e.to_string())?;
                 out.push(b'\n');
             }
             Ok(out)
         }
     }
-}
-
-fn ndjson_value(run: &AffectedRun) -> Value {
-    json!({
-        "trace_id": run.trace_id,
-        "session_id": run.session_id,
-        "user_hash": run.user_hash,
-        "agent": run.agent_name,
-        "agent_version": run.agent_version,
-        "task_type": run.task_type,
-        "environment": run.environment,
-        "release": run.release,
-        "start_time": rfc3339(run.start_time_ns),
-        "end_time": rfc3339(run.end_time_ns),
-        "outcome": run.outcome,
-        "classification": run.classification,
-        "retention": run.retention,
-        "audit_ref": run.audit_ref,
-    })
 }
 
 /// A run's fields, in [`CSV_COLUMNS`] order.

@@ -6,7 +6,15 @@ use axum::{
     http::{HeaderValue, StatusCode, header},
     response::{IntoResponse, Response},
 };
-use serde_json::json;
+use serde::Serialize;
+use utoipa::{
+    ToResponse, ToSchema,
+    openapi::{
+        ContentBuilder, RefOr, Response as ResponseDoc, ResponseBuilder,
+        header::HeaderBuilder,
+        schema::{ObjectBuilder, Type},
+    },
+};
 use vigil_access::keys::KeyError;
 use vigil_collector::{erasure::ErasureError, error::IngestError};
 use vigil_query::{ErrorKind, QueryError};
@@ -205,8 +213,13 @@ impl From<KeyError> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body =
-            json!({"error": {"code": self.code, "message": self.message, "field": self.field}});
+        let body = ErrorBody {
+            error: ErrorDetail {
+                code: self.code,
+                message: self.message,
+                field: self.field,
+            },
+        };
         let mut response = (self.status, Json(body)).into_response();
         if let Some(secs) = self.retry_after_secs {
             response
@@ -215,4 +228,123 @@ impl IntoResponse for ApiError {
         }
         response
     }
+}
+
+/// Every `code` an error can carry (each [`ApiError`] constructor's, tested).
+pub const ERROR_CODES: [&str; 11] = [
+    "invalid_argument",
+    "unauthenticated",
+    "permission_denied",
+    "not_found",
+    "conflict",
+    "payload_too_large",
+    "unsupported_media_type",
+    "resource_exhausted",
+    "rate_limited",
+    "unavailable",
+    "internal",
+];
+
+/// Every error answer's body.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(
+    as = Error,
+    example = json!({"error": {
+        "code": "invalid_argument",
+        "message": "metrics: unknown metric \"p99\"; one of runs, completed_runs, …",
+        "field": "metrics",
+    }})
+)]
+pub struct ErrorBody {
+    error: ErrorDetail,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+struct ErrorDetail {
+    /// Machine-readable; the same for the same kind of failure.
+    #[schema(schema_with = code_schema)]
+    code: &'static str,
+    /// For people: what was wrong, and the limit when one was passed.
+    message: String,
+    /// The request field at fault (`trace_id`, `metrics`, `score.name`, `body`…), when one is.
+    #[schema(required = true)]
+    field: Option<String>,
+}
+
+fn code_schema() -> RefOr<utoipa::openapi::schema::Schema> {
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .description(Some(
+            "Machine-readable; the same for the same kind of failure.",
+        ))
+        .enum_values(Some(ERROR_CODES))
+        .into()
+}
+
+/// The error answers operations refer to: `(name, description, retryable)`. A retryable one
+/// carries `Retry-After`.
+macro_rules! error_responses {
+    ($($name:ident: $description:literal, $retryable:literal;)*) => {
+        $(
+            #[doc = $description]
+            pub struct $name;
+
+            impl<'r> ToResponse<'r> for $name {
+                fn response() -> (&'r str, RefOr<ResponseDoc>) {
+                    (stringify!($name), error_response($description, $retryable))
+                }
+            }
+        )*
+    };
+}
+
+fn error_response(description: &str, retryable: bool) -> RefOr<ResponseDoc> {
+    let mut response = ResponseBuilder::new().description(description).content(
+        "application/json",
+        ContentBuilder::new()
+            .schema(Some(RefOr::Ref(utoipa::openapi::Ref::from_schema_name(
+                "Error",
+            ))))
+            .build(),
+    );
+    if retryable {
+        response = response.header(
+            "Retry-After",
+            HeaderBuilder::new()
+                .schema(
+                    ObjectBuilder::new()
+                        .schema_type(Type::Integer)
+                        .minimum(Some(0)),
+                )
+                .description(Some(
+                    "Seconds to wait before retrying this retryable refusal.",
+                ))
+                .build(),
+        );
+    }
+    response.build().into()
+}
+
+error_responses! {
+    BadRequest: "`invalid_argument`: the request is wrong; `field` names the part at fault and \
+        `message` says why.", false;
+    Unauthorized: "`unauthenticated`: no API key, or not a valid one.", false;
+    Forbidden: "`permission_denied`: the key lacks the role this operation needs.", false;
+    NotFound: "`not_found`: nothing of this project has this id.", false;
+    Conflict: "`conflict`: the change clashes with the server's configuration (a rule of the \
+        rules file cannot be changed through the API).", false;
+    PayloadTooLarge: "`payload_too_large`: the body, after decompression, exceeds the server's \
+        limit.", false;
+    UnsupportedMediaType: "`unsupported_media_type`: a content type or content encoding the \
+        endpoint does not take.", false;
+    TooManyRequests: "`resource_exhausted`: the write-ahead log's backlog is full; retry after \
+        `Retry-After` seconds.", true;
+    Unavailable: "`unavailable`: the collector cannot make data durable, or the store cannot \
+        answer, right now; retry after `Retry-After` seconds.", true;
+    Internal: "`internal`: a failure on Vigil's side; the server log has the details.", false;
+    RateLimited: "`rate_limited`: the key is over its rate limit (a token bucket per key: \
+        requests per second and burst, the server's `[rate_limits]` or the key's own); the \
+        message names the limit; retry after `Retry-After` seconds.", true;
+    BacklogFullOrRateLimited: "`resource_exhausted` (the write-ahead log's backlog is full) or \
+        `rate_limited` (the key is over its rate limit); retry after `Retry-After` seconds.", true;
 }

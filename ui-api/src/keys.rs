@@ -7,31 +7,88 @@ use axum::{
     extract::{Path, State},
     http::StatusCode,
 };
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use utoipa::{IntoParams, ToSchema};
 use vigil_access::{
     audit::{KEY_CREATE, KEY_REVOKE},
-    keys::{KeySpec, RateLimit, Role},
+    keys::{KeySpec, KeyView, RateLimit, Role},
 };
 
-use crate::{AppState, audit_log::record, auth::Caller, body::JsonBody, error::ApiError};
+use crate::{
+    AppState,
+    audit_log::record,
+    auth::Caller,
+    body::JsonBody,
+    error::{ApiError, BadRequest, Internal, NotFound},
+};
 
-#[derive(Debug, Deserialize)]
+/// A key to create, in the caller's project.
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = ApiKeyInput)]
 pub struct CreateKey {
+    #[schema(value_type = Vec<Role>, min_items = 1)]
     roles: Vec<String>,
     #[serde(default)]
+    #[schema(max_length = 1024)]
     description: String,
-    /// `None`: the server's default (`[rate_limits]`).
+    /// The key's own limit; absent: the server's default (`[rate_limits]`).
     rate_limit: Option<RateLimit>,
 }
 
-/// `POST /api/v1/keys`: 201 with the key, its `secret` and `token` (shown once).
+/// A new key: the secret and the token are in this answer only.
+#[derive(Serialize, ToSchema)]
+#[schema(as = NewApiKey)]
+pub struct NewKey {
+    #[serde(flatten)]
+    key: KeyView,
+    /// Shown once. Basic authentication is `base64(<id>:<secret>)`.
+    secret: String,
+    /// Shown once: `Authorization: Bearer <token>`.
+    token: String,
+}
+
+/// The project's keys.
+#[derive(Serialize, ToSchema)]
+pub struct KeyList {
+    keys: Vec<KeyView>,
+}
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Path)]
+pub struct KeyId {
+    /// The key's id, `vk_<16 hex>` (public; not the secret).
+    #[param(example = "vk_0123456789abcdef")]
+    id: String,
+}
+
+/// Create an API key in the caller's project
+///
+/// The answer holds the secret and the bearer token: they are shown here once and stored nowhere
+/// (only a hash is). Recorded in the audit log (`key.create`).
+#[utoipa::path(
+    post,
+    path = "/api/v1/keys",
+    tag = "access",
+    operation_id = "createKey",
+    request_body(content = CreateKey, example = json!({
+        "roles": ["read"],
+        "description": "grafana dashboard",
+        "rate_limit": {"requests_per_second": 20, "burst": 40},
+    })),
+    security(("bearerAuth" = ["admin"])),
+    responses(
+        (status = 201, body = NewKey, description = "Created; the secret is in this answer only."),
+        (status = 400, response = BadRequest),
+        (status = 500, response = Internal),
+    ),
+)]
 pub async fn create(
     State(state): State<AppState>,
     caller: Caller,
     JsonBody(body): JsonBody<CreateKey>,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<(StatusCode, Json<NewKey>), ApiError> {
     let principal = caller.require(Role::Admin)?;
     let spec = KeySpec {
         project_id: principal.project_id.clone(),
@@ -44,34 +101,71 @@ pub async fn create(
         .await
         .map_err(|e| ApiError::internal(format!("key creation did not finish: {e}")))??;
     let view = key.record.public_view();
-    record(&state, principal, KEY_CREATE, view.clone(), 1).await?;
-    let mut answer = view;
-    answer["secret"] = json!(key.secret);
-    answer["token"] = json!(key.token);
-    Ok((StatusCode::CREATED, Json(answer)))
+    record(&state, principal, KEY_CREATE, json!(view), 1).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(NewKey {
+            key: view,
+            secret: key.secret,
+            token: key.token,
+        }),
+    ))
 }
 
-/// `GET /api/v1/keys`: the project's keys, revoked ones included; never a secret or its hash.
-pub async fn list(State(state): State<AppState>, caller: Caller) -> Result<Json<Value>, ApiError> {
+/// The project's API keys
+///
+/// Revoked keys included. Never a secret or its hash.
+#[utoipa::path(
+    get,
+    path = "/api/v1/keys",
+    tag = "access",
+    operation_id = "listKeys",
+    security(("bearerAuth" = ["admin"])),
+    responses(
+        (status = 200, body = KeyList, description = "The keys."),
+        (status = 500, response = Internal),
+    ),
+)]
+pub async fn list(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<Json<KeyList>, ApiError> {
     let principal = caller.require(Role::Admin)?;
     let keys = state.keys.clone();
     let all = tokio::task::spawn_blocking(move || keys.list())
         .await
         .map_err(|e| ApiError::internal(format!("key listing did not finish: {e}")))??;
-    let views: Vec<Value> = all
+    let keys = all
         .iter()
         .filter(|k| k.project_id == principal.project_id)
         .map(|k| k.public_view())
         .collect();
-    Ok(Json(json!({"keys": views})))
+    Ok(Json(KeyList { keys }))
 }
 
-/// `DELETE /api/v1/keys/{id}`: revoked at once; 404 for a key of another project.
+/// Revoke an API key
+///
+/// The key is refused (401) from its next request on. Revoking a revoked key keeps its first
+/// revocation time. A key of another project is not found (404). Recorded in the audit log
+/// (`key.revoke`).
+#[utoipa::path(
+    delete,
+    path = "/api/v1/keys/{id}",
+    tag = "access",
+    operation_id = "revokeKey",
+    params(KeyId),
+    security(("bearerAuth" = ["admin"])),
+    responses(
+        (status = 200, body = KeyView, description = "The revoked key."),
+        (status = 404, response = NotFound),
+        (status = 500, response = Internal),
+    ),
+)]
 pub async fn revoke(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+    Path(KeyId { id }): Path<KeyId>,
+) -> Result<Json<KeyView>, ApiError> {
     let principal = caller.require(Role::Admin)?;
     let keys = state.keys.clone();
     let project = principal.project_id.clone();
@@ -79,6 +173,6 @@ pub async fn revoke(
         .await
         .map_err(|e| ApiError::internal(format!("key revocation did not finish: {e}")))??;
     let view = revoked.public_view();
-    record(&state, principal, KEY_REVOKE, view.clone(), 1).await?;
+    record(&state, principal, KEY_REVOKE, json!(view), 1).await?;
     Ok(Json(view))
 }

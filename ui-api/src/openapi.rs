@@ -1,107 +1,179 @@
-//! `GET /api/v1/openapi.json`: the OpenAPI 3.1 document of every route [`crate::app`] serves.
+//! `GET /api/v1/openapi.json`: the OpenAPI 3.1 document of every route [`crate::app`] serves,
+//! derived from the handlers (`#[utoipa::path]`) and the types they take and answer
+//! (`ToSchema`, `IntoParams`).
 //!
-//! The document is built from the code wherever the code holds the names: metric and field names
-//! come from the metric catalog, outcomes, span kinds and statuses from the row types, roles from
-//! the key store, limits from the query crate, and the redaction labels from [`crate::views`].
-//! The tests check that every route of `app()` is documented, that every documented operation
-//! answers as documented (authentication, role, status, content type), and that the documented
-//! views have exactly the properties the views serialize.
-
-mod access;
-mod alerting;
-mod compliance;
+//! What the types cannot say is filled in by [`Finish`] from the code's own lists: the roles, the
+//! security schemes, the Langfuse path (the same handler as `/v1/traces`) and the rate limit every
+//! REST operation is subject to. Names of metrics and fields come from the metric catalog
+//! (`vigil_query::metrics::openapi`). The tests check that every route of `app()` is documented,
+//! that every documented operation answers as documented (authentication, role, status, content
+//! type), and that the views serialize exactly the documented properties.
 
 use std::sync::LazyLock;
 
 use axum::Json;
-use serde_json::{Map, Value, json};
-use vigil_access::keys::Role;
-use vigil_query::{
-    DEFAULT_LIMIT, MAX_LIMIT,
-    metrics::{
-        Field, Metric, Subject,
-        request::{
-            MAX_BUCKETS, MAX_FILTER_VALUE_BYTES, MAX_FILTER_VALUES, MAX_GROUP_BY, MAX_METRICS,
-            MAX_RANGE_DAYS,
-        },
+use serde_json::Value;
+use utoipa::{
+    Modify, OpenApi,
+    openapi::{
+        self, Ref, RefOr,
+        security::{HttpAuthScheme, HttpBuilder, SecurityScheme},
     },
 };
-use vigil_schemas::{Outcome, SpanKind, SpanStatus};
+use vigil_access::keys::Role;
 
-use crate::views::{REDACTED, SENSITIVE};
+use crate::{
+    alerts, audit_log, compliance,
+    error::{
+        BacklogFullOrRateLimited, BadRequest, Conflict, ErrorBody, Forbidden, Internal, NotFound,
+        PayloadTooLarge, RateLimited, TooManyRequests, Unauthorized, Unavailable,
+        UnsupportedMediaType,
+    },
+    keys, metrics, ops, otlp_http, runs, scores,
+};
 
 /// The document, built once.
-static DOCUMENT: LazyLock<Value> = LazyLock::new(build);
+static DOCUMENT: LazyLock<Value> =
+    LazyLock::new(|| match serde_json::to_value(ApiDoc::openapi()) {
+        Ok(document) => document,
+        Err(e) => panic!("the OpenAPI document does not serialize: {e}"),
+    });
 
-/// Serves the document; no key needed.
+/// This document
+#[utoipa::path(
+    get,
+    path = "/api/v1/openapi.json",
+    tag = "operations",
+    operation_id = "openapi",
+    responses((status = 200, body = Object, description = "The OpenAPI 3.1 document.")),
+)]
 pub async fn document() -> Json<&'static Value> {
     Json(&*DOCUMENT)
 }
 
-/// An example trace id, used wherever one is shown.
-const EXAMPLE_TRACE_ID: &str = "0af7651916cd43dd8448eb211c80319c";
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Vigil",
+        license(name = "Apache-2.0", identifier = "Apache-2.0"),
+    ),
+    servers((url = "/", description = "the HTTP listener (port 4318 by default)")),
+    tags(
+        (name = "operations", description = "Liveness, readiness, Prometheus metrics, this document."),
+        (name = "ingest", description = "OTLP/HTTP trace export (also at the Langfuse-compatible path) and scores."),
+        (name = "runs", description = "Runs with their spans and scores, run lists, sessions."),
+        (name = "metrics", description = "Aggregates over runs, model calls and tool calls."),
+        (name = "alerting", description = "Alert rules over the metrics, the alerts they raise, and silences (docs/api.md#alerting)."),
+        (name = "compliance", description = "Which runs, sessions and (hashed) users a model version, prompt version, tool version… touched, and since when; exports of every such run; look-ups and erasure of one person. Every answer is written to the audit log before it is sent."),
+        (name = "access", description = "API keys of the caller's project, and the audit log: every key change, rule and silence change, compliance query and erasure, hash-chained (docs/api.md#compliance)."),
+    ),
+    paths(
+        ops::healthz,
+        ops::readyz,
+        ops::metrics,
+        otlp_http::export,
+        ops::projects,
+        runs::list,
+        runs::get_one,
+        runs::session,
+        scores::create,
+        metrics::query,
+        alerts::list_rules,
+        alerts::get_rule,
+        alerts::put_rule,
+        alerts::delete_rule,
+        alerts::list_alerts,
+        alerts::create_silence,
+        alerts::list_silences,
+        alerts::get_silence,
+        alerts::expire_silence,
+        keys::create,
+        keys::list,
+        keys::revoke,
+        audit_log::read,
+        compliance::affected,
+        compliance::user_lookup,
+        compliance::erase_user,
+        document,
+    ),
+    components(schemas(ErrorBody), responses(
+        BadRequest,
+        Unauthorized,
+        Forbidden,
+        NotFound,
+        Conflict,
+        PayloadTooLarge,
+        UnsupportedMediaType,
+        TooManyRequests,
+        Unavailable,
+        Internal,
+        RateLimited,
+        BacklogFullOrRateLimited,
+    )),
+    modifiers(&Finish),
+)]
+struct ApiDoc;
 
-fn build() -> Value {
-    json!({
-        "openapi": "3.1.0",
-        "info": info(),
-        "servers": [{"url": "/", "description": "the HTTP listener (port 4318 by default)"}],
-        "tags": [
-            {
-                "name": "operations",
-                "description": "Liveness, readiness, Prometheus metrics, this document.",
-            },
-            {
-                "name": "ingest",
-                "description": "OTLP/HTTP trace export (also at the Langfuse-compatible path) \
-                    and scores.",
-            },
-            {
-                "name": "runs",
-                "description": "Runs with their spans and scores, run lists, sessions.",
-            },
-            {"name": "metrics", "description": "Aggregates over runs, model calls and tool calls."},
-            {"name": alerting::TAG.0, "description": alerting::TAG.1},
-            {"name": compliance::TAG.0, "description": compliance::TAG.1},
-            {"name": access::TAG.0, "description": access::TAG.1},
-        ],
-        "paths": paths(),
-        "components": {
-            "securitySchemes": security_schemes(),
-            "schemas": schemas(),
-            "parameters": parameters(),
-            "headers": {
-                "Retry-After": {
-                    "description": "Seconds to wait before retrying this retryable refusal.",
-                    "schema": {"type": "integer", "minimum": 0},
-                },
-            },
-            "responses": error_responses(),
-        },
-    })
+/// The OTLP/HTTP path Langfuse SDKs send to; the same handler as `/v1/traces`.
+const LANGFUSE_TRACES: &str = "/api/public/otel/v1/traces";
+
+/// Trace export paths: not rate limited (the WAL backlog bounds them).
+const NOT_RATE_LIMITED: [&str; 2] = ["/v1/traces", LANGFUSE_TRACES];
+
+/// What the derives cannot say; see the module's documentation.
+struct Finish;
+
+impl Modify for Finish {
+    fn modify(&self, document: &mut openapi::OpenApi) {
+        document.info.description = Some(description());
+        let components = document.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearerAuth",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some(
+                        "An API key, `vk_<id>_<secret>`, shown once when it is created. A key \
+                         belongs to one project; every answer is about that project only. The \
+                         roles an operation needs are listed in its security requirement.",
+                    ))
+                    .build(),
+            ),
+        );
+        components.add_security_scheme(
+            "basicAuth",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Basic)
+                    .description(Some(
+                        "`base64(<key id>:<secret>)`, where the key id is `vk_<id>`: for OTLP \
+                         SDKs that can only send Basic authentication.",
+                    ))
+                    .build(),
+            ),
+        );
+        add_langfuse_path(&mut document.paths);
+        add_security_responses(&mut document.paths);
+    }
 }
 
-fn info() -> Value {
+fn description() -> String {
     let roles: Vec<String> = Role::ALL
         .iter()
         .map(|r| format!("`{}` ({})", r.as_str(), role_description(*r)))
         .collect();
-    json!({
-        "title": "Vigil",
-        "version": env!("CARGO_PKG_VERSION"),
-        "license": {"name": "Apache-2.0", "identifier": "Apache-2.0"},
-        "description": format!(
-            "Vigil collects traces of LLM agents and answers questions about their runs. This \
-             document covers the HTTP listener; the gRPC services on port 4317 (native \
-             `vigil.v1.IngestService`, OTLP `TraceService`) are not described here.\n\n\
-             Authentication: `Authorization: Bearer <key>`. An operation's security requirement \
-             lists the role its key must hold; a key holding `admin` holds every role. Roles: {}. \
-             A missing or invalid key is answered 401, a key without the role 403.\n\n\
-             Errors are `{{\"error\": {{\"code\", \"message\", \"field\"}}}}`; retryable refusals \
-             (429, 503) carry `Retry-After`.",
-            roles.join(", ")
-        ),
-    })
+    format!(
+        "Vigil collects traces of LLM agents and answers questions about their runs. This \
+         document covers the HTTP listener; the gRPC services on port 4317 (native \
+         `vigil.v1.IngestService`, OTLP `TraceService`) are not described here.\n\n\
+         Authentication: `Authorization: Bearer <key>`. An operation's security requirement \
+         lists the role its key must hold; a key holding `admin` holds every role. Roles: {}. \
+         A missing or invalid key is answered 401, a key without the role 403. Operations \
+         without a security requirement need no key.\n\n\
+         Errors are `{{\"error\": {{\"code\", \"message\", \"field\"}}}}`; retryable refusals \
+         (429, 503) carry `Retry-After`.",
+        roles.join(", ")
+    )
 }
 
 fn role_description(role: Role) -> &'static str {
@@ -113,1224 +185,63 @@ fn role_description(role: Role) -> &'static str {
     }
 }
 
-// ---------------------------------------------------------------------------------------------
-// Paths
-// ---------------------------------------------------------------------------------------------
-
-fn paths() -> Value {
-    let mut paths = json!({
-        "/healthz": {"get": healthz()},
-        "/readyz": {"get": readyz()},
-        "/metrics": {"get": prometheus()},
-        "/v1/traces": {"post": otlp_export(
-            "exportTraces",
-            "OTLP/HTTP trace export",
-            "The OpenTelemetry collector endpoint for OTLP/HTTP.",
-        )},
-        "/api/public/otel/v1/traces": {"post": otlp_export(
-            "exportTracesLangfuse",
-            "OTLP/HTTP trace export at the Langfuse path",
-            "The same handler as `/v1/traces`, at the path Langfuse SDKs send to, so an \
-             application instrumented for Langfuse can point its base URL at Vigil unchanged.",
-        )},
-        "/api/public/projects": {"get": projects()},
-        "/api/v1/runs": {"get": list_runs()},
-        "/api/v1/runs/{trace_id}": {"get": get_run()},
-        "/api/v1/sessions/{session_id}": {"get": get_session()},
-        "/api/v1/scores": {"post": create_score()},
-        "/api/v1/metrics/query": {"post": query_metrics()},
-        "/api/v1/openapi.json": {"get": openapi()},
-    });
-    for (path, item) in alerting::paths() {
-        paths[path] = item;
-    }
-    for (path, item) in access::paths().into_iter().chain(compliance::paths()) {
-        paths[path] = item;
-    }
-    access::add_rate_limit_responses(&mut paths);
-    paths
-}
-
-/// Needs no key.
-fn public() -> Value {
-    json!([])
-}
-
-/// A bearer key holding `role`.
-fn bearer(role: Role) -> Value {
-    json!([{"bearerAuth": [role.as_str()]}])
-}
-
-fn schema_ref(name: &str) -> Value {
-    json!({"$ref": format!("#/components/schemas/{name}")})
-}
-
-fn response_ref(name: &str) -> Value {
-    json!({"$ref": format!("#/components/responses/{name}")})
-}
-
-/// 401 and 403 (every authenticated operation), and the `extra` (status, response name) pairs.
-fn errors(extra: &[(&str, &str)]) -> Map<String, Value> {
-    let mut map = Map::new();
-    for (status, name) in [("401", "Unauthorized"), ("403", "Forbidden")]
-        .iter()
-        .chain(extra)
-    {
-        map.insert((*status).into(), response_ref(name));
-    }
-    map
-}
-
-/// `responses` with one more.
-fn with(mut responses: Map<String, Value>, status: &str, response: Value) -> Map<String, Value> {
-    responses.insert(status.into(), response);
-    responses
-}
-
-fn json_response(description: &str, schema: Value) -> Value {
-    json!({"description": description, "content": {"application/json": {"schema": schema}}})
-}
-
-fn healthz() -> Value {
-    json!({
-        "tags": ["operations"],
-        "operationId": "healthz",
-        "summary": "Liveness",
-        "description": "Answers while the process runs.",
-        "security": public(),
-        "responses": {"200": json_response("The process answers.", schema_ref("Health"))},
-    })
-}
-
-fn readyz() -> Value {
-    json!({
-        "tags": ["operations"],
-        "operationId": "readyz",
-        "summary": "Readiness",
-        "description": "Ready while the write-ahead log accepts appends, so acknowledged data is \
-            safe whatever the store does. A store that is down makes the collector `degraded` \
-            (it keeps accepting; the backlog grows) but not unready; a full backlog makes it \
-            `not_ready` (503), and so does a WAL record the store's writer cannot read (it \
-            stops there until an operator runs `vigil wal quarantine`).",
-        "security": public(),
-        "responses": {
-            "200": json_response("Ready or degraded.", schema_ref("Readiness")),
-            "503": json_response(
-                "Not ready: the write-ahead log's backlog is full, or the store's writer is \
-                 stopped at a record it cannot read.",
-                schema_ref("Readiness"),
-            ),
-        },
-    })
-}
-
-fn prometheus() -> Value {
-    json!({
-        "tags": ["operations"],
-        "operationId": "prometheusMetrics",
-        "summary": "Vigil's own metrics, OpenMetrics text format",
-        "description": "Ingested and rejected items and acknowledgement latency, WAL figures, \
-            store writes and health, HTTP requests and their latency by route, alerting, \
-            process figures; in the OpenMetrics 1.0 text format, which Prometheus scrapes.",
-        "security": public(),
-        "responses": {
-            "200": {
-                "description": "OpenMetrics text exposition.",
-                "content": {"application/openmetrics-text": {"schema": {"type": "string"}}},
-            },
-        },
-    })
-}
-
-fn otlp_export(operation_id: &str, summary: &str, description: &str) -> Value {
-    json!({
-        "tags": ["ingest"],
-        "operationId": operation_id,
-        "summary": summary,
-        "description": format!(
-            "{description} The body is an OTLP `ExportTraceServiceRequest`, protobuf or JSON, \
-             optionally gzip-compressed; the answer uses the request's encoding. Invalid spans \
-             are reported in `partialSuccess` (`rejectedSpans`, `errorMessage`) while the valid \
-             ones of the same request are kept. Besides a bearer key, Basic authentication with \
-             `base64(<key id>:<secret>)` is accepted, for SDKs that can send nothing else."
-        ),
-        "security": [
-            {"bearerAuth": [Role::Ingest.as_str()]},
-            {"basicAuth": [Role::Ingest.as_str()]},
-        ],
-        "parameters": [{
-            "name": "Content-Encoding",
-            "in": "header",
-            "required": false,
-            "description": "`gzip` for a compressed body; the decompressed size counts against \
-                the body size limit.",
-            "schema": {"type": "string", "enum": ["gzip", "identity"]},
-        }],
-        "requestBody": {
-            "required": true,
-            "description": "OTLP `ExportTraceServiceRequest`, as protobuf \
-                (`application/x-protobuf`; `application/protobuf` is accepted too) or as \
-                OTLP/JSON.",
-            "content": {
-                "application/x-protobuf": {},
-                "application/json": {
-                    "schema": schema_ref("OtlpExportRequest"),
-                    "example": otlp_example(),
-                },
-            },
-        },
-        "responses": {
-            "200": {
-                "description": "The request was made durable. Spans that were invalid are \
-                    counted in `partialSuccess`; the others are kept.",
-                "content": {
-                    "application/x-protobuf": {},
-                    "application/json": {"schema": schema_ref("OtlpExportResponse")},
-                },
-            },
-            "400": response_ref("BadRequest"),
-            "401": response_ref("Unauthorized"),
-            "403": response_ref("Forbidden"),
-            "413": response_ref("PayloadTooLarge"),
-            "415": response_ref("UnsupportedMediaType"),
-            "429": response_ref("TooManyRequests"),
-            "503": response_ref("Unavailable"),
-        },
-    })
-}
-
-fn otlp_example() -> Value {
-    let attribute = |key: &str, value: &str| json!({"key": key, "value": {"stringValue": value}});
-    json!({
-        "resourceSpans": [{
-            "resource": {"attributes": [
-                attribute("service.name", "support-bot"),
-                attribute("deployment.environment.name", "production"),
-            ]},
-            "scopeSpans": [{
-                "scope": {"name": "example"},
-                "spans": [
-                    {
-                        "traceId": EXAMPLE_TRACE_ID,
-                        "spanId": "b7ad6b7169203331",
-                        "name": "invoke_agent support-bot",
-                        "kind": 1,
-                        "startTimeUnixNano": "1795428000000000000",
-                        "endTimeUnixNano": "1795428002500000000",
-                        "attributes": [
-                            attribute("gen_ai.operation.name", "invoke_agent"),
-                            attribute("gen_ai.agent.name", "support-bot"),
-                            attribute("session.id", "session-42"),
-                        ],
-                        "status": {"code": 1},
-                    },
-                    {
-                        "traceId": EXAMPLE_TRACE_ID,
-                        "spanId": "00f067aa0ba902b7",
-                        "parentSpanId": "b7ad6b7169203331",
-                        "name": "chat gpt-4o",
-                        "kind": 3,
-                        "startTimeUnixNano": "1795428000100000000",
-                        "endTimeUnixNano": "1795428002000000000",
-                        "attributes": [
-                            attribute("gen_ai.operation.name", "chat"),
-                            attribute("gen_ai.request.model", "gpt-4o"),
-                            {"key": "gen_ai.usage.input_tokens", "value": {"intValue": "812"}},
-                            {"key": "gen_ai.usage.output_tokens", "value": {"intValue": "96"}},
-                        ],
-                    },
-                ],
-            }],
-        }],
-    })
-}
-
-fn projects() -> Value {
-    json!({
-        "tags": ["ingest"],
-        "operationId": "listProjects",
-        "summary": "The key's project (Langfuse SDK credential check)",
-        "description": "What the Langfuse SDKs call to check their credentials: the project the \
-            key belongs to. Any valid key, whatever its roles; Basic authentication is accepted \
-            as on the OTLP paths.",
-        "security": [{"bearerAuth": []}, {"basicAuth": []}],
-        "responses": {
-            "200": json_response("The key's project.", schema_ref("ProjectList")),
-            "401": response_ref("Unauthorized"),
-        },
-    })
-}
-
-fn query_parameter(name: &str, description: &str, schema: Value) -> Value {
-    json!({
-        "name": name,
-        "in": "query",
-        "required": false,
-        "description": description,
-        "schema": schema,
-    })
-}
-
-fn list_runs() -> Value {
-    let text = json!({"type": "string"});
-    let parameters = vec![
-        query_parameter(
-            "from",
-            "Runs that started at or after this instant (RFC 3339).",
-            json!({"type": "string", "format": "date-time"}),
-        ),
-        query_parameter(
-            "to",
-            "Runs that started strictly before this instant (RFC 3339); not before `from`.",
-            json!({"type": "string", "format": "date-time"}),
-        ),
-        query_parameter("session_id", "Runs of this session.", text.clone()),
-        query_parameter(
-            "user_hash",
-            "Runs of this user (the hash, as runs carry it).",
-            text.clone(),
-        ),
-        query_parameter("agent", "Runs of this agent (its name).", text.clone()),
-        query_parameter("task_type", "Runs of this task type.", text.clone()),
-        query_parameter(
-            "outcome",
-            "Runs that ended this way (any case).",
-            schema_ref("Outcome"),
-        ),
-        query_parameter(
-            "model",
-            "Runs with at least one span of this model.",
-            text.clone(),
-        ),
-        query_parameter(
-            "prompt_version",
-            "Runs with at least one span of this prompt version.",
-            text.clone(),
-        ),
-        query_parameter("environment", "Runs of this environment.", text.clone()),
-        query_parameter(
-            "limit",
-            &format!("Page size; larger values are served {MAX_LIMIT}."),
-            json!({"type": "integer", "minimum": 1, "default": DEFAULT_LIMIT}),
-        ),
-        query_parameter(
-            "cursor",
-            "The `next_cursor` of the previous page, to get the next one.",
-            text,
-        ),
-    ];
-    json!({
-        "tags": ["runs"],
-        "operationId": "listRuns",
-        "summary": "List runs",
-        "description": "Runs matching every filter given (exact, case-sensitive text but for \
-            `outcome`), newest first (by start time, then trace id), a page at a time. An \
-            unknown query parameter is refused.",
-        "security": bearer(Role::Read),
-        "parameters": parameters,
-        "responses": {
-            "200": json_response("A page of runs.", schema_ref("RunPage")),
-            "400": response_ref("BadRequest"),
-            "401": response_ref("Unauthorized"),
-            "403": response_ref("Forbidden"),
-            "500": response_ref("Internal"),
-            "503": response_ref("Unavailable"),
-        },
-    })
-}
-
-fn get_run() -> Value {
-    json!({
-        "tags": ["runs"],
-        "operationId": "getRun",
-        "summary": "One run with its spans and scores",
-        "security": bearer(Role::Read),
-        "parameters": [{"$ref": "#/components/parameters/trace_id"}],
-        "responses": {
-            "200": json_response(
-                "The run (null when only spans arrived so far), its spans in tree order \
-                 (depth-first, siblings by start time), its scores by time.",
-                schema_ref("RunDetail"),
-            ),
-            "400": response_ref("BadRequest"),
-            "401": response_ref("Unauthorized"),
-            "403": response_ref("Forbidden"),
-            "404": response_ref("NotFound"),
-            "500": response_ref("Internal"),
-            "503": response_ref("Unavailable"),
-        },
-    })
-}
-
-fn get_session() -> Value {
-    json!({
-        "tags": ["runs"],
-        "operationId": "getSession",
-        "summary": "A session's runs",
-        "security": bearer(Role::Read),
-        "parameters": [{"$ref": "#/components/parameters/session_id"}],
-        "responses": {
-            "200": json_response(
-                "The session's runs in time order (start time, then trace id).",
-                schema_ref("Session"),
-            ),
-            "401": response_ref("Unauthorized"),
-            "403": response_ref("Forbidden"),
-            "404": response_ref("NotFound"),
-            "500": response_ref("Internal"),
-            "503": response_ref("Unavailable"),
-        },
-    })
-}
-
-fn create_score() -> Value {
-    json!({
-        "tags": ["ingest"],
-        "operationId": "createScore",
-        "summary": "Record a score or user feedback",
-        "description": "Goes through the same ingest pipeline as the native API: the score is \
-            durable when this answers.",
-        "security": bearer(Role::Ingest),
-        "requestBody": {
-            "required": true,
-            "content": {"application/json": {
-                "schema": schema_ref("ScoreInput"),
-                "example": {
-                    "trace_id": EXAMPLE_TRACE_ID,
-                    "name": "user_feedback",
-                    "bool_value": true,
-                    "comment": "solved my problem",
-                },
-            }},
-        },
-        "responses": {
-            "200": json_response("The score was accepted.", schema_ref("ScoreAccepted")),
-            "400": response_ref("BadRequest"),
-            "401": response_ref("Unauthorized"),
-            "403": response_ref("Forbidden"),
-            "429": response_ref("TooManyRequests"),
-            "503": response_ref("Unavailable"),
-        },
-    })
-}
-
-fn query_metrics() -> Value {
-    json!({
-        "tags": ["metrics"],
-        "operationId": "queryMetrics",
-        "summary": "Metrics over runs, model calls and tool calls",
-        "description": "The request is checked before any store is asked; every refusal is a 400 \
-            naming the request field and saying why (an unknown name, a grouping a metric cannot \
-            honour, a range too long, too many buckets).",
-        "security": bearer(Role::Read),
-        "requestBody": {
-            "required": true,
-            "content": {"application/json": {
-                "schema": schema_ref("MetricQuery"),
-                "example": {
-                    "from": "2026-11-23T00:00:00Z",
-                    "to": "2026-11-24T00:00:00Z",
-                    "metrics": ["runs", "completion_rate", "run_latency_p99_ms", "cost_usd"],
-                    "group_by": ["agent"],
-                    "filters": {"environment": ["production"]},
-                    "step": "1h",
-                },
-            }},
-        },
-        "responses": {
-            "200": {
-                "description": "One row per group (and bucket).",
-                "content": {"application/json": {
-                    "schema": schema_ref("MetricAnswer"),
-                    "example": {"rows": [{
-                        "agent": "support-bot",
-                        "bucket": "2026-11-23T10:00:00Z",
-                        "runs": 120,
-                        "completion_rate": 0.9167,
-                        "run_latency_p99_ms": 20512.5,
-                        "cost_usd": 3.41,
-                        "unpriced_model_calls": 0,
-                    }]},
-                }},
-            },
-            "400": response_ref("BadRequest"),
-            "401": response_ref("Unauthorized"),
-            "403": response_ref("Forbidden"),
-            "500": response_ref("Internal"),
-            "503": response_ref("Unavailable"),
-        },
-    })
-}
-
-fn openapi() -> Value {
-    json!({
-        "tags": ["operations"],
-        "operationId": "openapi",
-        "summary": "This document",
-        "security": public(),
-        "responses": {
-            "200": json_response("The OpenAPI 3.1 document.", json!({"type": "object"})),
-        },
-    })
-}
-
-// ---------------------------------------------------------------------------------------------
-// Components
-// ---------------------------------------------------------------------------------------------
-
-fn security_schemes() -> Value {
-    json!({
-        "bearerAuth": {
-            "type": "http",
-            "scheme": "bearer",
-            "description": "An API key, `vk_<id>_<secret>`, shown once when it is created. A key \
-                belongs to one project; every answer is about that project only. The roles an \
-                operation needs are listed in its security requirement.",
-        },
-        "basicAuth": {
-            "type": "http",
-            "scheme": "basic",
-            "description": "`base64(<key id>:<secret>)`, where the key id is `vk_<id>`: for OTLP \
-                SDKs that can only send Basic authentication.",
-        },
-    })
-}
-
-fn parameters() -> Value {
-    let mut parameters = json!({
-        "trace_id": {
-            "name": "trace_id",
-            "in": "path",
-            "required": true,
-            "description": "The run's trace id: 32 hexadecimal characters (any case).",
-            "schema": {"type": "string", "pattern": "^[0-9a-fA-F]{32}$"},
-            "example": EXAMPLE_TRACE_ID,
-        },
-        "session_id": {
-            "name": "session_id",
-            "in": "path",
-            "required": true,
-            "description": "The session id, as the runs carry it.",
-            "schema": {"type": "string"},
-            "example": "session-42",
-        },
-    });
-    for (name, parameter) in alerting::parameters()
-        .into_iter()
-        .chain(access::parameters())
-        .chain(compliance::parameters())
-    {
-        parameters[name] = parameter;
-    }
-    parameters
-}
-
-fn error_responses() -> Value {
-    let error = |description: &str| json_response(description, schema_ref("Error"));
-    let retryable = |description: &str| {
-        json!({
-            "description": description,
-            "headers": {"Retry-After": {"$ref": "#/components/headers/Retry-After"}},
-            "content": {"application/json": {"schema": schema_ref("Error")}},
-        })
+/// The Langfuse path: `/v1/traces`' operation under its own id.
+fn add_langfuse_path(paths: &mut openapi::Paths) {
+    let Some(mut item) = paths.paths.get("/v1/traces").cloned() else {
+        return;
     };
-    let mut responses = json!({
-        "BadRequest": error(
-            "`invalid_argument`: the request is wrong; `field` names the part at fault and \
-             `message` says why.",
-        ),
-        "Unauthorized": error("`unauthenticated`: no API key, or not a valid one."),
-        "Forbidden": error("`permission_denied`: the key lacks the role this operation needs."),
-        "NotFound": error("`not_found`: nothing of this project has this id."),
-        "Conflict": error(
-            "`conflict`: the change clashes with the server's configuration (a rule of the \
-             rules file cannot be changed through the API).",
-        ),
-        "PayloadTooLarge": error(
-            "`payload_too_large`: the body, after decompression, exceeds the server's limit.",
-        ),
-        "UnsupportedMediaType": error(
-            "`unsupported_media_type`: a content type or content encoding the endpoint does not \
-             take.",
-        ),
-        "TooManyRequests": retryable(
-            "`resource_exhausted`: the write-ahead log's backlog is full; retry after \
-             `Retry-After` seconds.",
-        ),
-        "Unavailable": retryable(
-            "`unavailable`: the collector cannot make data durable, or the store cannot answer, \
-             right now; retry after `Retry-After` seconds.",
-        ),
-        "Internal": error(
-            "`internal`: a failure on Vigil's side; the server log has the details.",
-        ),
-    });
-    for (name, response) in access::responses() {
-        responses[name] = response;
+    if let Some(operation) = item.post.as_mut() {
+        operation.operation_id = Some("exportTracesLangfuse".into());
+        operation.summary = Some("OTLP/HTTP trace export at the Langfuse path".into());
     }
-    responses
+    paths.paths.insert(LANGFUSE_TRACES.into(), item);
 }
 
-fn schemas() -> Value {
-    let mut schemas = Map::new();
-    let mut add = |name: &str, schema: Value| {
-        schemas.insert(name.to_string(), schema);
-    };
-    add("Error", error_schema());
-    add("Health", health_schema());
-    add("Readiness", readiness_schema());
-    add("ProjectList", project_list_schema());
-    add("OtlpExportRequest", otlp_request_schema());
-    add("OtlpExportResponse", otlp_response_schema());
-    add(
-        "Outcome",
-        json!({
-            "type": "string",
-            "description": "How a run ended.",
-            "enum": Outcome::ALL.iter().map(|o| o.as_str()).collect::<Vec<_>>(),
-        }),
-    );
-    add(
-        "SpanKind",
-        json!({
-            "type": "string",
-            "enum": SpanKind::ALL.iter().map(|k| k.as_str()).collect::<Vec<_>>(),
-        }),
-    );
-    let span_statuses =
-        [SpanStatus::Unset, SpanStatus::Ok, SpanStatus::Error].map(SpanStatus::as_str);
-    add(
-        "SpanStatus",
-        json!({
-            "type": "string",
-            "description": "The span's status, as OpenTelemetry defines it.",
-            "enum": span_statuses,
-        }),
-    );
-    add("Run", run_schema());
-    add("Span", span_schema());
-    add("Score", score_schema());
-    add(
-        "RunDetail",
-        object(vec![
-            (
-                "run",
-                json!({"oneOf": [schema_ref("Run"), {"type": "null"}]}),
-            ),
-            (
-                "spans",
-                json!({"type": "array", "items": schema_ref("Span")}),
-            ),
-            (
-                "scores",
-                json!({"type": "array", "items": schema_ref("Score")}),
-            ),
-        ]),
-    );
-    add(
-        "RunPage",
-        object(vec![
-            (
-                "runs",
-                json!({
-                    "type": "array",
-                    "items": schema_ref("Run"),
-                    "description": "Newest first.",
-                }),
-            ),
-            (
-                "next_cursor",
-                json!({
-                    "type": ["string", "null"],
-                    "description": "Pass it as `cursor` for the next page; null on the last page.",
-                }),
-            ),
-        ]),
-    );
-    add(
-        "Session",
-        object(vec![
-            ("session_id", json!({"type": "string"})),
-            ("runs", json!({"type": "array", "items": schema_ref("Run")})),
-        ]),
-    );
-    add("ScoreInput", score_input_schema());
-    add(
-        "ScoreAccepted",
-        object(vec![(
-            "accepted",
-            json!({"type": "integer", "minimum": 0, "description": "Scores accepted (1)."}),
-        )]),
-    );
-    add(
-        "MetricName",
-        json!({
-            "type": "string",
-            "description": "A metric (definitions in docs/design.md#metric-definitions).",
-            "enum": Metric::ALL.iter().map(|m| m.name()).collect::<Vec<_>>(),
-        }),
-    );
-    add(
-        "FieldName",
-        json!({
-            "type": "string",
-            "description": field_names_description(),
-            "enum": Field::ALL.iter().map(|f| f.name()).collect::<Vec<_>>(),
-        }),
-    );
-    add("MetricQuery", metric_query_schema());
-    add(
-        "MetricAnswer",
-        object(vec![(
-            "rows",
-            json!({
-                "type": "array",
-                "items": schema_ref("MetricRow"),
-                "description": "By group, then bucket.",
-            }),
-        )]),
-    );
-    add("MetricRow", metric_row_schema());
-    for (name, schema) in alerting::schemas()
-        .into_iter()
-        .chain(access::schemas())
-        .chain(compliance::schemas())
-    {
-        add(name, schema);
+/// What every operation's security requirement implies, said once here rather than in each:
+/// - one that needs a key answers 401 without a valid one, and 403 when its key lacks the role
+///   the requirement names;
+/// - every one that needs a key but trace export counts against the key's rate limit: its 429 is
+///   `RateLimited`, or `BacklogFullOrRateLimited` where a full backlog answers 429 too;
+/// - one without a requirement gets an empty one: it needs no key.
+fn add_security_responses(paths: &mut openapi::Paths) {
+    let response = |name: &str| RefOr::Ref(Ref::new(format!("#/components/responses/{name}")));
+    for (path, item) in paths.paths.iter_mut() {
+        let rate_limited = !NOT_RATE_LIMITED.contains(&path.as_str());
+        let operations = [
+            &mut item.get,
+            &mut item.put,
+            &mut item.post,
+            &mut item.delete,
+            &mut item.patch,
+        ];
+        for operation in operations.into_iter().flatten() {
+            let requirements = operation.security.get_or_insert_with(Vec::new);
+            if requirements.is_empty() {
+                continue;
+            }
+            let names_a_role = serde_json::to_value(&*requirements)
+                .ok()
+                .and_then(|value| value.as_array().cloned())
+                .into_iter()
+                .flatten()
+                .flat_map(|requirement| requirement.as_object().cloned())
+                .flat_map(|schemes| schemes.into_iter().map(|(_, roles)| roles))
+                .any(|roles| roles.as_array().is_some_and(|r| !r.is_empty()));
+            let responses = &mut operation.responses.responses;
+            responses.insert("401".into(), response("Unauthorized"));
+            if names_a_role {
+                responses.insert("403".into(), response("Forbidden"));
+            }
+            if rate_limited {
+                let name = if responses.contains_key("429") {
+                    "BacklogFullOrRateLimited"
+                } else {
+                    "RateLimited"
+                };
+                responses.insert("429".into(), response(name));
+            }
+        }
     }
-    Value::Object(schemas)
-}
-
-/// An object schema whose properties are all always present.
-fn object(properties: Vec<(&str, Value)>) -> Value {
-    let required: Vec<&str> = properties.iter().map(|(name, _)| *name).collect();
-    let properties: Map<String, Value> = properties
-        .into_iter()
-        .map(|(name, schema)| (name.to_string(), schema))
-        .collect();
-    json!({"type": "object", "required": required, "properties": properties})
-}
-
-fn text(description: &str) -> Value {
-    json!({"type": "string", "description": description})
-}
-
-fn string() -> Value {
-    json!({"type": "string"})
-}
-
-fn uint() -> Value {
-    json!({"type": "integer", "minimum": 0})
-}
-
-fn count(description: &str) -> Value {
-    json!({"type": "integer", "minimum": 0, "description": description})
-}
-
-fn nanos(description: &str) -> Value {
-    json!({"type": "integer", "format": "int64", "description": description})
-}
-
-fn time(description: &str) -> Value {
-    json!({"type": "string", "format": "date-time", "description": description})
-}
-
-fn error_schema() -> Value {
-    json!({
-        "type": "object",
-        "required": ["error"],
-        "properties": {
-            "error": {
-                "type": "object",
-                "required": ["code", "message", "field"],
-                "properties": {
-                    "code": {
-                        "type": "string",
-                        "description": "Machine-readable; the same for the same kind of failure.",
-                        "enum": [
-                            "invalid_argument", "unauthenticated", "permission_denied",
-                            "not_found", "conflict", "payload_too_large", "unsupported_media_type",
-                            "resource_exhausted", "rate_limited", "unavailable", "internal",
-                        ],
-                    },
-                    "message": text(
-                        "For people: what was wrong, and the limit when one was passed.",
-                    ),
-                    "field": {
-                        "type": ["string", "null"],
-                        "description": "The request field at fault (`trace_id`, `metrics`, \
-                            `score.name`, `body`…), when one is.",
-                    },
-                },
-            },
-        },
-        "examples": [{"error": {
-            "code": "invalid_argument",
-            "message": "metrics: unknown metric \"p99\"; one of runs, completed_runs, …",
-            "field": "metrics",
-        }}],
-    })
-}
-
-fn health_schema() -> Value {
-    object(vec![("status", json!({"type": "string", "const": "ok"}))])
-}
-
-fn readiness_schema() -> Value {
-    object(vec![
-        (
-            "status",
-            json!({"type": "string", "enum": ["ready", "degraded", "not_ready"]}),
-        ),
-        (
-            "wal",
-            json!({
-                "type": "object",
-                "required": ["accepting", "backlog_bytes"],
-                "properties": {
-                    "accepting": {
-                        "type": "boolean",
-                        "description": "Whether appends are accepted (the backlog is not full).",
-                    },
-                    "backlog_bytes": count("Bytes in the WAL not yet confirmed by the store."),
-                    "unreadable_record": {
-                        "type": "object",
-                        "description": "Present while the store's writer is stopped at a WAL \
-                            record it cannot read (the status is then `not_ready`).",
-                        "required": ["lsn", "error", "action"],
-                        "properties": {
-                            "lsn": count("Where the record starts in the log."),
-                            "error": {"type": "string"},
-                            "action": {"type": "string", "description": "What the operator can do."},
-                        },
-                    },
-                },
-            }),
-        ),
-        (
-            "store",
-            json!({
-                "type": "object",
-                "required": ["ok"],
-                "properties": {
-                    "ok": {
-                        "type": "boolean",
-                        "description": "Whether the store answers a health query now.",
-                    },
-                    "error": text("Why not, when it does not."),
-                },
-            }),
-        ),
-    ])
-}
-
-fn project_list_schema() -> Value {
-    object(vec![(
-        "data",
-        json!({
-            "type": "array",
-            "items": object(vec![
-                ("id", text("The key's project id.")),
-                ("name", text("The same as `id`.")),
-            ]),
-        }),
-    )])
-}
-
-fn otlp_request_schema() -> Value {
-    json!({
-        "type": "object",
-        "description": "An OTLP/JSON `ExportTraceServiceRequest`: ids as hexadecimal strings, \
-            64-bit integers as strings or numbers, enums as integers.",
-        "properties": {"resourceSpans": {"type": "array", "items": {"type": "object"}}},
-        "externalDocs": {
-            "description": "OTLP/HTTP and its JSON encoding",
-            "url": "https://opentelemetry.io/docs/specs/otlp/#otlphttp",
-        },
-    })
-}
-
-fn otlp_response_schema() -> Value {
-    object(vec![(
-        "partialSuccess",
-        json!({
-            "description": "Null when every span was accepted.",
-            "oneOf": [
-                {"type": "null"},
-                {
-                    "type": "object",
-                    "properties": {
-                        "rejectedSpans": {"type": "integer", "format": "int64", "minimum": 0},
-                        "errorMessage": text("The first rejections: span index, field and reason."),
-                    },
-                },
-            ],
-        }),
-    )])
-}
-
-fn redaction_note() -> String {
-    format!(
-        "Replaced by `{REDACTED}` when the run is classified {} and the key lacks `{}`.",
-        SENSITIVE
-            .iter()
-            .map(|label| format!("`{label}`"))
-            .collect::<Vec<_>>()
-            .join(", "),
-        Role::Audit.as_str()
-    )
-}
-
-fn run_schema() -> Value {
-    let redacted = redaction_note();
-    let mut schema = object(vec![
-        ("project_id", string()),
-        ("trace_id", text("32 lowercase hexadecimal characters.")),
-        ("session_id", text("Empty when the run has no session.")),
-        (
-            "user_hash",
-            text("HMAC-SHA256 of the user id under the server's key, hex; never the raw id."),
-        ),
-        ("task_type", string()),
-        ("agent_name", string()),
-        ("agent_version", string()),
-        ("environment", string()),
-        ("release", string()),
-        ("start_time_ns", nanos("Start, ns since the Unix epoch.")),
-        ("end_time_ns", nanos("End, ns since the Unix epoch.")),
-        ("outcome", schema_ref("Outcome")),
-        ("error_message", string()),
-        ("input", text(&redacted)),
-        ("output", text(&redacted)),
-        ("tags", json!({"type": "array", "items": string()})),
-        (
-            "classification",
-            json!({
-                "type": "array",
-                "items": string(),
-                "description": "Data classification labels.",
-            }),
-        ),
-        ("retention", string()),
-        ("audit_ref", string()),
-        (
-            "synthesized",
-            json!({
-                "type": "boolean",
-                "description": "True when no root span arrived and the run was built from its \
-                    children.",
-            }),
-        ),
-        (
-            "ingested_at_ns",
-            nanos("When the collector accepted this version of the run."),
-        ),
-        ("start_time", time("`start_time_ns`, RFC 3339.")),
-        ("end_time", time("`end_time_ns`, RFC 3339.")),
-        ("duration_ms", json!({"type": "number"})),
-    ]);
-    schema["description"] = json!("One agent run (one trace). Absent text is the empty string.");
-    schema
-}
-
-fn span_schema() -> Value {
-    let mut schema = object(vec![
-        ("project_id", string()),
-        ("trace_id", string()),
-        ("span_id", text("16 lowercase hexadecimal characters.")),
-        ("parent_span_id", text("Empty for the root span.")),
-        ("kind", schema_ref("SpanKind")),
-        ("name", string()),
-        ("start_time_ns", nanos("Start, ns since the Unix epoch.")),
-        ("end_time_ns", nanos("End, ns since the Unix epoch.")),
-        ("status", schema_ref("SpanStatus")),
-        ("error_type", string()),
-        ("status_message", string()),
-        ("input", text(&redaction_note())),
-        ("output", text(&redaction_note())),
-        ("attr_keys", emptied_attribute_list()),
-        ("attr_values", emptied_attribute_list()),
-        ("provider", string()),
-        ("model", string()),
-        ("model_version", string()),
-        ("prompt_id", string()),
-        ("prompt_version", string()),
-        ("input_tokens", uint()),
-        ("output_tokens", uint()),
-        ("cached_input_tokens", uint()),
-        ("cache_write_tokens", uint()),
-        ("reasoning_tokens", uint()),
-        (
-            "cost_nanos",
-            json!({
-                "type": ["integer", "null"],
-                "format": "int64",
-                "description": "Cost in nano-dollars; null when the model has no price.",
-            }),
-        ),
-        (
-            "cost_source",
-            text(
-                "`sdk` (reported by the client), `catalog` (computed at ingest) or empty \
-                 (unpriced).",
-            ),
-        ),
-        ("tool_name", string()),
-        ("tool_version", string()),
-        ("tool_call_id", string()),
-        (
-            "tool_args_hash",
-            text("Hash of the tool arguments, for loop detection; empty when there were none."),
-        ),
-        ("retry_count", uint()),
-        (
-            "ingested_at_ns",
-            nanos("When the collector accepted this version of the span."),
-        ),
-        ("start_time", time("`start_time_ns`, RFC 3339.")),
-        ("end_time", time("`end_time_ns`, RFC 3339.")),
-        ("duration_ms", json!({"type": "number"})),
-        (
-            "cost_usd",
-            json!({"type": ["number", "null"], "description": "`cost_nanos` in USD."}),
-        ),
-        (
-            "attributes",
-            json!({
-                "type": "object",
-                "additionalProperties": {"type": "string"},
-                "description": format!(
-                    "Attributes not mapped to a field, values as text. {}",
-                    redaction_note()
-                ),
-            }),
-        ),
-    ]);
-    schema["description"] =
-        json!("One step of a run: a model call, a tool call, a retrieval, an agent step.");
-    schema
-}
-
-/// `attr_keys` / `attr_values`: the view moves them into `attributes`.
-fn emptied_attribute_list() -> Value {
-    json!({
-        "type": "array",
-        "items": string(),
-        "maxItems": 0,
-        "description": "Always empty here: see `attributes`.",
-    })
-}
-
-fn score_schema() -> Value {
-    object(vec![
-        ("project_id", string()),
-        ("trace_id", string()),
-        ("score_id", string()),
-        (
-            "span_id",
-            text("Empty when the score is about the whole run."),
-        ),
-        ("name", string()),
-        (
-            "value",
-            json!({
-                "type": ["number", "null"],
-                "description": "Numeric value; booleans are 1.0 / 0.0 here as well.",
-            }),
-        ),
-        ("bool_value", json!({"type": ["boolean", "null"]})),
-        ("string_value", string()),
-        ("source", string()),
-        ("comment", string()),
-        (
-            "time_ns",
-            nanos("When the score was given, ns since the Unix epoch."),
-        ),
-        (
-            "ingested_at_ns",
-            nanos("When the collector accepted this version of the score."),
-        ),
-        ("time", time("`time_ns`, RFC 3339.")),
-    ])
-}
-
-fn score_input_schema() -> Value {
-    json!({
-        "type": "object",
-        "additionalProperties": false,
-        "required": ["trace_id", "name"],
-        "description": "Exactly one of `value`, `bool_value`, `string_value`.",
-        "properties": {
-            "id": text("The score's id; when absent, derived from trace_id, span_id, name and \
-                source, so that a retried request writes the same score."),
-            "trace_id": {
-                "type": "string",
-                "pattern": "^[0-9a-fA-F]{32}$",
-                "description": "The run scored.",
-            },
-            "span_id": {
-                "type": "string",
-                "pattern": "^[0-9a-fA-F]{16}$",
-                "description": "The span scored, when not the whole run.",
-            },
-            "name": text("What is scored, e.g. `user_feedback`, `faithfulness`."),
-            "value": {"type": "number"},
-            "bool_value": {"type": "boolean"},
-            "string_value": {"type": "string", "minLength": 1},
-            "source": {
-                "type": "string",
-                "default": "api",
-                "description": "Who scored: `api`, `user`, an evaluator's name.",
-            },
-            "comment": {"type": "string"},
-        },
-        "oneOf": [
-            {"required": ["value"]},
-            {"required": ["bool_value"]},
-            {"required": ["string_value"]},
-        ],
-    })
-}
-
-/// Which fields belong to model calls and tool calls, from the catalog.
-fn field_names_description() -> String {
-    let of = |subject: Subject| {
-        Field::ALL
-            .iter()
-            .filter(|f| f.subject() == subject)
-            .map(|f| format!("`{f}`"))
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
-    format!(
-        "A field metrics are grouped and filtered by. {} are properties of a model call, {} of \
-         a tool call, the others of the run. A tool-call metric cannot be grouped or filtered by \
-         a model-call field, nor a model-call metric by a tool-call field; grouping by a \
-         model-call field and a tool-call field together is refused for every metric.",
-        of(Subject::ModelCall),
-        of(Subject::ToolCall),
-    )
-}
-
-/// Field → accepted values: the filters of metric queries and compliance investigations.
-fn filters_schema() -> Value {
-    let outcomes: Vec<&str> = Outcome::ALL.iter().map(|o| o.as_str()).collect();
-    let mut filter_properties = Map::new();
-    filter_properties.insert(
-        Field::Outcome.name().to_string(),
-        json!({
-            "type": "array",
-            "items": {"type": "string", "enum": outcomes},
-            "minItems": 1,
-            "maxItems": MAX_FILTER_VALUES,
-        }),
-    );
-    json!({
-        "type": "object",
-        "propertyNames": schema_ref("FieldName"),
-        "properties": filter_properties,
-        "additionalProperties": {
-            "type": "array",
-            "items": {"type": "string", "maxLength": MAX_FILTER_VALUE_BYTES},
-            "minItems": 1,
-            "maxItems": MAX_FILTER_VALUES,
-        },
-        "default": {},
-        "description": format!(
-            "Field → accepted values (any of them), 1 to {MAX_FILTER_VALUES} per field, each at \
-             most {MAX_FILTER_VALUE_BYTES} bytes."
-        ),
-    })
-}
-
-fn metric_query_schema() -> Value {
-    let costs = [Metric::CostUsd, Metric::CostPerRunUsd]
-        .iter()
-        .map(|m| format!("`{m}`"))
-        .collect::<Vec<_>>()
-        .join(" or ");
-    json!({
-        "type": "object",
-        "additionalProperties": false,
-        "required": ["from", "to", "metrics"],
-        "properties": {
-            "from": time("Runs and calls that *started* in [`from`, `to`) are counted."),
-            "to": time(&format!(
-                "After `from`; the range covers at most {MAX_RANGE_DAYS} days."
-            )),
-            "metrics": {
-                "type": "array",
-                "minItems": 1,
-                "maxItems": MAX_METRICS,
-                "items": schema_ref("MetricName"),
-                "description": format!(
-                    "Answered in the order asked, each once. Asking for {costs} adds `{}`: a \
-                     cost is never read without the count of calls it could not price.",
-                    Metric::UnpricedModelCalls
-                ),
-            },
-            "group_by": {
-                "type": "array",
-                "maxItems": MAX_GROUP_BY,
-                "uniqueItems": true,
-                "items": schema_ref("FieldName"),
-                "default": [],
-                "description": "One row per combination of values, keys in this order.",
-            },
-            "filters": filters_schema(),
-            "step": {
-                "type": "string",
-                "pattern": "^[0-9]+(ns|us|ms|s|m|h|d|w)$",
-                "description": format!(
-                    "Cut the range into buckets of this length (at least 1s, e.g. `1m`, `1h`, \
-                     `1d`), aligned to the Unix epoch; at most {MAX_BUCKETS} buckets."
-                ),
-            },
-        },
-    })
-}
-
-fn metric_row_schema() -> Value {
-    let mut properties = Map::new();
-    for field in Field::ALL {
-        properties.insert(
-            field.name().to_string(),
-            json!({
-                "type": "string",
-                "description": format!(
-                    "The group's `{field}` (with `group_by` only); `\"\"` for the runs without one."
-                ),
-            }),
-        );
-    }
-    properties.insert(
-        "bucket".to_string(),
-        time("Start of the bucket (with `step` only)."),
-    );
-    for metric in Metric::ALL {
-        let unit = match metric.percentile() {
-            Some(p) => format!("p{p} latency of {}, in ms", metric.subject().describe()),
-            None => format!("over {}", metric.subject().describe()),
-        };
-        properties.insert(
-            metric.name().to_string(),
-            json!({
-                "type": ["number", "null"],
-                "description": format!(
-                    "`{metric}`, {unit}; null when there was nothing to measure (a ratio over \
-                     nothing, a percentile of no values, a cost of unpriced calls only)."
-                ),
-            }),
-        );
-    }
-    json!({
-        "type": "object",
-        "description": "One group (and bucket): the `group_by` fields, `bucket` with `step`, then \
-            every metric asked for. Counts and sums are integers; rates, means, milliseconds and \
-            USD are numbers.",
-        "additionalProperties": false,
-        "properties": properties,
-    })
 }
 
 #[cfg(test)]
@@ -1362,6 +273,10 @@ mod tests {
         prices::PriceCatalog,
         time::now_ns,
     };
+
+    use serde_json::json;
+    use vigil_access::audit::{AuditRecord, KEY_CREATE};
+    use vigil_query::metrics::{Field, Metric};
 
     use super::*;
     use crate::{
@@ -1487,8 +402,8 @@ mod tests {
             let id = operation["operationId"].as_str().unwrap();
             assert!(operation_ids.insert(id.to_string()), "{id} is used twice");
             assert!(
-                operation["security"].is_array(),
-                "{method} {path}: no security"
+                operation["security"].is_null() || operation["security"].is_array(),
+                "{method} {path}: security is not a list"
             );
             assert!(
                 !operation["responses"].as_object().unwrap().is_empty(),
@@ -1574,6 +489,31 @@ mod tests {
         );
     }
 
+    /// The properties of a schema, through `$ref` and `allOf`, and which of them are required.
+    fn shape(schema: &Value) -> (BTreeSet<String>, BTreeSet<String>) {
+        let schema = resolve(schema);
+        let mut properties = BTreeSet::new();
+        let mut required = BTreeSet::new();
+        for part in schema["allOf"].as_array().into_iter().flatten() {
+            let (p, r) = shape(part);
+            properties.extend(p);
+            required.extend(r);
+        }
+        if let Some(map) = schema["properties"].as_object() {
+            properties.extend(map.keys().cloned());
+        }
+        for name in schema["required"].as_array().into_iter().flatten() {
+            required.insert(name.as_str().unwrap().to_string());
+        }
+        (properties, required)
+    }
+
+    fn component(name: &str) -> &'static Value {
+        let schema = &DOCUMENT["components"]["schemas"][name];
+        assert!(schema.is_object(), "no schema {name}");
+        schema
+    }
+
     #[test]
     fn the_views_have_exactly_the_documented_properties() {
         let principal = Principal {
@@ -1581,59 +521,141 @@ mod tests {
             project_id: "p".into(),
             roles: BTreeSet::from([Role::Read]),
         };
+        let dir = std::env::temp_dir().join(format!("vigil-api-views-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let keys = KeyStore::open(dir.join("keys.json")).unwrap();
+        let key = keys
+            .create_key(vigil_access::keys::KeySpec {
+                project_id: "p".into(),
+                roles: BTreeSet::from([Role::Read]),
+                description: String::new(),
+                rate_limit: None,
+            })
+            .unwrap();
+        let entry = AuditLog::open(dir.join("audit"))
+            .unwrap()
+            .append(AuditRecord {
+                project_id: "p".into(),
+                key_id: "cli".into(),
+                action: KEY_CREATE.into(),
+                parameters: json!({}),
+                result_count: 1,
+            })
+            .unwrap();
+        let _ = std::fs::remove_dir_all(dir);
+        let silence = vigil_alerts::silence::Silence {
+            id: "s".into(),
+            project: "p".into(),
+            matchers: Vec::new(),
+            starts_at_ns: 0,
+            ends_at_ns: 1,
+            comment: String::new(),
+            created_by: String::new(),
+            key_id: "vk_test".into(),
+            updated_at_ns: 0,
+        };
         let views = [
-            (
-                "Run",
-                serde_json::to_value(run_view(RunRow::default(), &principal)).unwrap(),
-            ),
-            (
-                "Span",
-                serde_json::to_value(span_view(SpanRow::default(), false)).unwrap(),
-            ),
-            (
-                "Score",
-                serde_json::to_value(score_view(ScoreRow::default())).unwrap(),
-            ),
-            (
-                "Silence",
-                vigil_alerts::silence::Silence {
-                    id: "s".into(),
-                    project: "p".into(),
-                    matchers: Vec::new(),
-                    starts_at_ns: 0,
-                    ends_at_ns: 1,
-                    comment: String::new(),
-                    created_by: String::new(),
-                    key_id: "vk_test".into(),
-                    updated_at_ns: 0,
-                }
-                .view(0),
-            ),
+            ("Run", json!(run_view(RunRow::default(), &principal))),
+            ("Span", json!(span_view(SpanRow::default(), false))),
+            ("Score", json!(score_view(ScoreRow::default()))),
+            ("Silence", json!(silence.view(0))),
+            ("ApiKey", json!(key.record.public_view())),
+            ("AuditEntry", json!(entry)),
         ];
         for (name, value) in views {
-            let schema = &DOCUMENT["components"]["schemas"][name];
-            let documented: BTreeSet<&String> =
-                schema["properties"].as_object().unwrap().keys().collect();
-            let served: BTreeSet<&String> = value.as_object().unwrap().keys().collect();
+            let (documented, required) = shape(component(name));
+            let served: BTreeSet<String> = value.as_object().unwrap().keys().cloned().collect();
             assert_eq!(documented, served, "{name}");
-            let required: BTreeSet<&str> = schema["required"]
+            assert_eq!(required, served, "{name}: every property is always sent");
+        }
+    }
+
+    #[test]
+    fn limits_in_the_document_are_the_code_s() {
+        let schemas = &DOCUMENT["components"]["schemas"];
+        let rate_limit = &schemas["RateLimit"]["properties"];
+        use vigil_access::keys::RateLimit;
+        assert_eq!(
+            rate_limit["requests_per_second"]["minimum"].as_f64(),
+            Some(RateLimit::MIN_REQUESTS_PER_SECOND)
+        );
+        assert_eq!(
+            rate_limit["requests_per_second"]["maximum"].as_f64(),
+            Some(RateLimit::MAX_REQUESTS_PER_SECOND)
+        );
+        assert_eq!(rate_limit["burst"]["maximum"], json!(RateLimit::MAX_BURST));
+        assert_eq!(
+            schemas["ApiKeyInput"]["properties"]["description"]["maxLength"],
+            json!(vigil_access::keys::MAX_DESCRIPTION_BYTES)
+        );
+        let silence = &schemas["SilenceInput"]["properties"];
+        assert_eq!(
+            silence["matchers"]["maxItems"],
+            json!(vigil_alerts::silence::MAX_MATCHERS)
+        );
+        assert_eq!(
+            silence["comment"]["maxLength"],
+            json!(vigil_alerts::silence::MAX_COMMENT_CHARS)
+        );
+        assert_eq!(
+            schemas["UserLookupRequest"]["properties"]["user_id"]["maxLength"],
+            json!(crate::compliance::MAX_USER_ID_BYTES)
+        );
+        let parameter = |path: &str, method: &str, name: &str| {
+            DOCUMENT["paths"][path][method]["parameters"]
                 .as_array()
                 .unwrap()
                 .iter()
-                .map(|v| v.as_str().unwrap())
-                .collect();
-            assert_eq!(
-                required.len(),
-                served.len(),
-                "{name}: every property is always sent"
-            );
+                .find(|p| p["name"] == name)
+                .unwrap()["schema"]
+                .clone()
+        };
+        let erase = parameter("/api/v1/users/{user_hash}", "delete", "user_hash");
+        assert_eq!(
+            erase["maxLength"],
+            json!(crate::compliance::MAX_USER_HASH_BYTES)
+        );
+        let limit = parameter("/api/v1/runs", "get", "limit");
+        assert_eq!(limit["default"], json!(vigil_query::DEFAULT_LIMIT));
+        let limit = parameter("/api/v1/audit/log", "get", "limit");
+        assert_eq!(limit["default"], json!(crate::audit_log::DEFAULT_LIMIT));
+        assert_eq!(limit["maximum"], json!(crate::audit_log::MAX_LIMIT));
+        assert!(
+            DOCUMENT["paths"]["/api/v1/runs"]["get"]["parameters"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|p| p["description"]
+                    .as_str()
+                    .is_some_and(|d| d.contains(&vigil_query::MAX_LIMIT.to_string())))
+        );
+    }
+
+    #[test]
+    fn every_rest_operation_but_trace_export_can_be_rate_limited() {
+        for (path, item) in DOCUMENT["paths"].as_object().unwrap() {
+            for (method, operation) in item.as_object().unwrap() {
+                let public = operation["security"].as_array().is_none_or(Vec::is_empty);
+                let limited = operation["responses"]["429"]["$ref"]
+                    .as_str()
+                    .is_some_and(|r| r.ends_with("RateLimited"));
+                let expected = !public && !NOT_RATE_LIMITED.contains(&path.as_str());
+                assert_eq!(limited, expected, "{method} {path}");
+            }
         }
     }
 
     #[test]
     fn every_error_code_is_documented() {
-        let error = &DOCUMENT["components"]["schemas"]["Error"]["properties"]["error"];
+        let error = resolve(&DOCUMENT["components"]["schemas"]["Error"]["properties"]["error"]);
         let documented = enum_names(&error["properties"]["code"]);
+        assert_eq!(
+            documented,
+            crate::error::ERROR_CODES
+                .into_iter()
+                .collect::<BTreeSet<_>>()
+        );
         let errors = [
             ApiError::bad_request("f", "m"),
             ApiError::unauthenticated(),
@@ -1930,11 +952,10 @@ mod tests {
         assert_eq!(status, StatusCode::CREATED, "{view}");
         assert_eq!(view["name"], "p99");
         assert_eq!(view["metric"], "runs");
-        let document = &*DOCUMENT;
-        let required = &document["components"]["schemas"]["AlertRuleView"]["required"];
-        for field in required.as_array().unwrap() {
-            let field = field.as_str().unwrap();
-            assert!(view.get(field).is_some(), "{field} is missing from {view}");
+        let (_, required) = shape(component("AlertRuleView"));
+        assert!(required.contains("source"), "{required:?}");
+        for field in required {
+            assert!(view.get(&field).is_some(), "{field} is missing from {view}");
         }
     }
 
@@ -1994,7 +1015,9 @@ mod tests {
             .collect();
         for (path, method) in documented_operations() {
             let operation = &DOCUMENT["paths"][&path][&method];
-            let requirements = operation["security"].as_array().unwrap();
+            let requirements = operation["security"]
+                .as_array()
+                .map_or(&[][..], Vec::as_slice);
             let roles: BTreeSet<Role> = requirements
                 .iter()
                 .flat_map(|r| r.as_object().unwrap().values())

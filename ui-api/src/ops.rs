@@ -8,20 +8,105 @@ use axum::{
     response::{IntoResponse, Response},
 };
 use prometheus_client::encoding::text::encode;
-use serde_json::json;
+use serde::Serialize;
+use utoipa::ToSchema;
 
 use crate::{ApiError, AppState, auth::Caller};
 
-/// Alive: the process answers.
-pub async fn healthz() -> impl IntoResponse {
-    Json(json!({"status": "ok"}))
+/// Liveness: whether the process answers.
+#[derive(Serialize, ToSchema)]
+pub struct Health {
+    #[schema(inline)]
+    status: HealthStatus,
 }
 
-/// Ready: the WAL accepts appends, so acknowledged data is safe whatever the store does. The
-/// store's state is reported beside it: a store that is down makes the collector `degraded`
-/// (it keeps accepting, the backlog grows) but not unready; a full backlog makes it unready, and
-/// so does a WAL record the store's writer cannot read (it stops there until an operator acts).
-pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+enum HealthStatus {
+    Ok,
+}
+
+/// Liveness
+///
+/// Answers while the process runs.
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    tag = "operations",
+    operation_id = "healthz",
+    responses((status = 200, body = Health, description = "The process answers.")),
+)]
+pub async fn healthz() -> Json<Health> {
+    Json(Health {
+        status: HealthStatus::Ok,
+    })
+}
+
+/// Whether the collector can take data, and why not.
+#[derive(Serialize, ToSchema)]
+pub struct Readiness {
+    status: ReadyStatus,
+    wal: WalReadiness,
+    store: StoreHealth,
+}
+
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+enum ReadyStatus {
+    Ready,
+    Degraded,
+    NotReady,
+}
+
+#[derive(Serialize, ToSchema)]
+struct WalReadiness {
+    /// Whether appends are accepted (the backlog is not full).
+    accepting: bool,
+    /// Bytes in the WAL not yet confirmed by the store.
+    backlog_bytes: u64,
+    /// Present while the store's writer is stopped at a WAL record it cannot read (the status
+    /// is then `not_ready`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    unreadable_record: Option<UnreadableRecord>,
+}
+
+#[derive(Serialize, ToSchema)]
+struct UnreadableRecord {
+    /// Where the record starts in the log.
+    lsn: u64,
+    error: String,
+    /// What the operator can do.
+    action: String,
+}
+
+#[derive(Serialize, ToSchema)]
+struct StoreHealth {
+    /// Whether the store answers a health query now.
+    ok: bool,
+    /// Why not, when it does not.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+}
+
+/// Readiness
+///
+/// Ready while the write-ahead log accepts appends, so acknowledged data is safe whatever the
+/// store does. A store that is down makes the collector `degraded` (it keeps accepting; the
+/// backlog grows) but not unready; a full backlog makes it `not_ready` (503), and so does a WAL
+/// record the store's writer cannot read (it stops there until an operator runs
+/// `vigil wal quarantine`).
+#[utoipa::path(
+    get,
+    path = "/readyz",
+    tag = "operations",
+    operation_id = "readyz",
+    responses(
+        (status = 200, body = Readiness, description = "Ready or degraded."),
+        (status = 503, body = Readiness, description = "Not ready: the write-ahead log's backlog \
+            is full, or the store's writer is stopped at a record it cannot read."),
+    ),
+)]
+pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Readiness>) {
     let wal = state.pipeline.wal();
     let accepting = !wal.is_full();
     let unreadable = state.pipeline.telemetry().unreadable_record();
@@ -29,27 +114,31 @@ pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     let stats = wal.stats();
     let ready = accepting && unreadable.is_none();
     let status = match (ready, store.is_ok()) {
-        (false, _) => "not_ready",
-        (true, false) => "degraded",
-        (true, true) => "ready",
+        (false, _) => ReadyStatus::NotReady,
+        (true, false) => ReadyStatus::Degraded,
+        (true, true) => ReadyStatus::Ready,
     };
-    let mut wal_state = json!({"accepting": accepting, "backlog_bytes": stats.backlog_bytes});
-    if let Some(record) = unreadable {
-        wal_state["unreadable_record"] = json!({
-            "lsn": record.lsn,
-            "error": record.error,
-            "action": format!(
-                "the store's writer is stopped at this record; see `vigil wal inspect`, then run \
-                 a binary that reads it or `vigil wal quarantine --lsn {} --reason …`",
-                record.lsn
-            ),
-        });
-    }
-    let body = json!({
-        "status": status,
-        "wal": wal_state,
-        "store": match &store { Ok(()) => json!({"ok": true}), Err(e) => json!({"ok": false, "error": e.to_string()}) },
+    let unreadable_record = unreadable.map(|record| UnreadableRecord {
+        lsn: record.lsn,
+        error: record.error,
+        action: format!(
+            "the store's writer is stopped at this record; see `vigil wal inspect`, then run a \
+             binary that reads it or `vigil wal quarantine --lsn {} --reason …`",
+            record.lsn
+        ),
     });
+    let body = Readiness {
+        status,
+        wal: WalReadiness {
+            accepting,
+            backlog_bytes: stats.backlog_bytes,
+            unreadable_record,
+        },
+        store: StoreHealth {
+            ok: store.is_ok(),
+            error: store.err().map(|e| e.to_string()),
+        },
+    };
     let code = if ready {
         StatusCode::OK
     } else {
@@ -58,7 +147,23 @@ pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     (code, Json(body))
 }
 
-/// Prometheus metrics, in the OpenMetrics text format (which Prometheus asks for and reads).
+/// Vigil's own metrics, OpenMetrics text format
+///
+/// Ingested and rejected items and acknowledgement latency, WAL figures, store writes and
+/// health, HTTP requests and their latency by route, alerting, process figures; in the
+/// OpenMetrics 1.0 text format, which Prometheus scrapes.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "operations",
+    operation_id = "prometheusMetrics",
+    responses((
+        status = 200,
+        description = "OpenMetrics text exposition.",
+        body = String,
+        content_type = "application/openmetrics-text",
+    )),
+)]
 pub async fn metrics(State(state): State<AppState>) -> Response {
     let store_up = state.store.health().await.is_ok();
     state.telemetry.store_up.set(i64::from(store_up));
@@ -76,8 +181,40 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
         .into_response()
 }
 
-/// `GET /api/public/projects`: what the Langfuse SDKs call to check their credentials.
-pub async fn projects(caller: Caller) -> impl IntoResponse {
+/// The projects a key sees: its own.
+#[derive(Serialize, ToSchema)]
+pub struct ProjectList {
+    data: Vec<Project>,
+}
+
+#[derive(Serialize, ToSchema)]
+struct Project {
+    /// The key's project id.
+    id: String,
+    /// The same as `id`.
+    name: String,
+}
+
+/// The key's project (Langfuse SDK credential check)
+///
+/// What the Langfuse SDKs call to check their credentials: the project the key belongs to. Any
+/// valid key, whatever its roles; Basic authentication is accepted as on the OTLP paths.
+#[utoipa::path(
+    get,
+    path = "/api/public/projects",
+    tag = "ingest",
+    operation_id = "listProjects",
+    security(("bearerAuth" = []), ("basicAuth" = [])),
+    responses(
+        (status = 200, body = ProjectList, description = "The key's project."),
+    ),
+)]
+pub async fn projects(caller: Caller) -> Json<ProjectList> {
     let project = caller.0.project_id;
-    Json(json!({"data": [{"id": project, "name": project}]}))
+    Json(ProjectList {
+        data: vec![Project {
+            id: project.clone(),
+            name: project,
+        }],
+    })
 }

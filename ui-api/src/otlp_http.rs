@@ -12,20 +12,163 @@ use axum::{
     response::{IntoResponse, Response},
 };
 use prost::Message;
+use serde_json::{Value, json};
+use utoipa::{
+    PartialSchema, ToSchema,
+    openapi::{RefOr, schema::Schema},
+};
 use vigil_proto::otlp::collector::trace::v1::ExportTraceServiceRequest;
+use vigil_schemas::openapi::from_json;
 
 use crate::{
     AppState,
     auth::IngestCaller,
     body::{body_error, media_type},
-    error::ApiError,
+    error::{
+        ApiError, BadRequest, PayloadTooLarge, TooManyRequests, Unavailable, UnsupportedMediaType,
+    },
 };
+
+/// An OTLP/JSON `ExportTraceServiceRequest`: the OpenTelemetry protocol's own message, described
+/// here only as far as its outer shape.
+pub struct OtlpExportRequest;
+
+impl PartialSchema for OtlpExportRequest {
+    fn schema() -> RefOr<Schema> {
+        from_json(json!({
+            "type": "object",
+            "description": "An OTLP/JSON `ExportTraceServiceRequest`: ids as hexadecimal \
+                strings, 64-bit integers as strings or numbers, enums as integers. See \
+                https://opentelemetry.io/docs/specs/otlp/#otlphttp.",
+            "properties": {"resourceSpans": {"type": "array", "items": {"type": "object"}}},
+        }))
+    }
+}
+
+impl ToSchema for OtlpExportRequest {}
+
+/// The answer to an export, as OTLP defines it.
+pub struct OtlpExportResponse;
+
+impl PartialSchema for OtlpExportResponse {
+    fn schema() -> RefOr<Schema> {
+        from_json(json!({
+            "type": "object",
+            "properties": {
+                "partialSuccess": {
+                    "description": "Absent or null when every span was accepted.",
+                    "type": ["object", "null"],
+                    "properties": {
+                        "rejectedSpans": {"type": "integer", "format": "int64", "minimum": 0},
+                        "errorMessage": {
+                            "type": "string",
+                            "description": "The first rejections: span index, field and reason.",
+                        },
+                    },
+                },
+            },
+        }))
+    }
+}
+
+impl ToSchema for OtlpExportResponse {}
+
+/// An example request: one run of two spans.
+fn otlp_example() -> Value {
+    let attribute = |key: &str, value: &str| json!({"key": key, "value": {"stringValue": value}});
+    let trace_id = "0af7651916cd43dd8448eb211c80319c";
+    json!({
+        "resourceSpans": [{
+            "resource": {"attributes": [
+                attribute("service.name", "support-bot"),
+                attribute("deployment.environment.name", "production"),
+            ]},
+            "scopeSpans": [{
+                "scope": {"name": "example"},
+                "spans": [
+                    {
+                        "traceId": trace_id,
+                        "spanId": "b7ad6b7169203331",
+                        "name": "invoke_agent support-bot",
+                        "kind": 1,
+                        "startTimeUnixNano": "1795428000000000000",
+                        "endTimeUnixNano": "1795428002500000000",
+                        "attributes": [
+                            attribute("gen_ai.operation.name", "invoke_agent"),
+                            attribute("gen_ai.agent.name", "support-bot"),
+                            attribute("session.id", "session-42"),
+                        ],
+                        "status": {"code": 1},
+                    },
+                    {
+                        "traceId": trace_id,
+                        "spanId": "00f067aa0ba902b7",
+                        "parentSpanId": "b7ad6b7169203331",
+                        "name": "chat gpt-4o",
+                        "kind": 3,
+                        "startTimeUnixNano": "1795428000100000000",
+                        "endTimeUnixNano": "1795428002000000000",
+                        "attributes": [
+                            attribute("gen_ai.operation.name", "chat"),
+                            attribute("gen_ai.request.model", "gpt-4o"),
+                            {"key": "gen_ai.usage.input_tokens", "value": {"intValue": "812"}},
+                            {"key": "gen_ai.usage.output_tokens", "value": {"intValue": "96"}},
+                        ],
+                    },
+                ],
+            }],
+        }],
+    })
+}
 
 enum Encoding {
     Protobuf,
     Json,
 }
 
+/// OTLP/HTTP trace export
+///
+/// The OpenTelemetry collector endpoint for OTLP/HTTP; the same handler answers at
+/// `/api/public/otel/v1/traces`, where Langfuse SDKs send. The body is an OTLP
+/// `ExportTraceServiceRequest`, protobuf or JSON, optionally gzip-compressed; the answer uses the
+/// request's encoding. Invalid spans are reported in `partialSuccess` (`rejectedSpans`,
+/// `errorMessage`) while the valid ones of the same request are kept. Besides a bearer key, Basic
+/// authentication with `base64(<key id>:<secret>)` is accepted, for SDKs that can send nothing
+/// else.
+#[utoipa::path(
+    post,
+    path = "/v1/traces",
+    tag = "ingest",
+    operation_id = "exportTraces",
+    security(("bearerAuth" = ["ingest"]), ("basicAuth" = ["ingest"])),
+    params((
+        "Content-Encoding" = Option<String>,
+        Header,
+        description = "`gzip` for a compressed body; the decompressed size counts against the \
+            body size limit.",
+    )),
+    request_body(
+        description = "OTLP `ExportTraceServiceRequest`, as protobuf (`application/x-protobuf`; \
+            `application/protobuf` is accepted too) or as OTLP/JSON.",
+        content(
+            ("application/x-protobuf"),
+            (OtlpExportRequest = "application/json", example = otlp_example),
+        ),
+    ),
+    responses(
+        (
+            status = 200,
+            description = "The request was made durable. Spans that were invalid are counted in \
+                `partialSuccess`; the others are kept.",
+            content(("application/x-protobuf"), (OtlpExportResponse = "application/json")),
+        ),
+        (status = 400, response = BadRequest),
+        (status = 413, response = PayloadTooLarge),
+        (status = 415, response = UnsupportedMediaType),
+        (status = 429, response = TooManyRequests),
+        (status = 503, response = Unavailable),
+    ),
+)]
 pub async fn export(
     State(state): State<AppState>,
     caller: IngestCaller,

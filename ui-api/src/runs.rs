@@ -4,25 +4,89 @@ use axum::{
     Json,
     extract::{Path, Query, State},
 };
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 use vigil_access::keys::Role;
 use vigil_query::RunFilter;
-use vigil_schemas::time::parse_rfc3339;
+use vigil_schemas::{Outcome, time::parse_rfc3339};
 
 use crate::{
     AppState,
     auth::Caller,
-    error::ApiError,
-    views::{may_see_classified, must_redact, run_view, score_view, span_view},
+    error::{ApiError, BadRequest, Internal, NotFound, Unavailable},
+    views::{
+        RunView, ScoreView, SpanView, may_see_classified, must_redact, run_view, score_view,
+        span_view,
+    },
 };
 
-/// `GET /api/v1/runs/{trace_id}`: the run, its spans in tree order, its scores.
+/// The run (null when only spans arrived so far), its spans in tree order (depth-first, siblings
+/// by start time), its scores by time.
+#[derive(Serialize, ToSchema)]
+pub struct RunDetail {
+    #[schema(required = true)]
+    run: Option<RunView>,
+    spans: Vec<SpanView>,
+    scores: Vec<ScoreView>,
+}
+
+/// A page of runs.
+#[derive(Serialize, ToSchema)]
+pub struct RunPage {
+    /// Newest first.
+    runs: Vec<RunView>,
+    /// Pass it as `cursor` for the next page; null on the last page.
+    #[schema(required = true)]
+    next_cursor: Option<String>,
+}
+
+/// A session's runs.
+#[derive(Serialize, ToSchema)]
+pub struct Session {
+    session_id: String,
+    runs: Vec<RunView>,
+}
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Path)]
+pub struct TraceIdParam {
+    /// The run's trace id: 32 hexadecimal characters (any case).
+    #[param(
+        pattern = "^[0-9a-fA-F]{32}$",
+        example = "0af7651916cd43dd8448eb211c80319c"
+    )]
+    trace_id: String,
+}
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Path)]
+pub struct SessionIdParam {
+    /// The session id, as the runs carry it.
+    #[param(example = "session-42")]
+    session_id: String,
+}
+
+/// One run with its spans and scores
+#[utoipa::path(
+    get,
+    path = "/api/v1/runs/{trace_id}",
+    tag = "runs",
+    operation_id = "getRun",
+    params(TraceIdParam),
+    security(("bearerAuth" = ["read"])),
+    responses(
+        (status = 200, body = RunDetail, description = "The run, its spans and its scores."),
+        (status = 400, response = BadRequest),
+        (status = 404, response = NotFound),
+        (status = 500, response = Internal),
+        (status = 503, response = Unavailable),
+    ),
+)]
 pub async fn get_one(
     State(state): State<AppState>,
     caller: Caller,
-    Path(trace_id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+    Path(TraceIdParam { trace_id }): Path<TraceIdParam>,
+) -> Result<Json<RunDetail>, ApiError> {
     let principal = caller.require(Role::Read)?;
     let trace_id = trace_id.to_ascii_lowercase();
     if trace_id.len() != 32 || !trace_id.bytes().all(|b| b.is_ascii_hexdigit()) {
@@ -42,27 +106,49 @@ pub async fn get_one(
         Some(run) => must_redact(&run.classification, principal),
         None => !may_see_classified(principal),
     };
-    Ok(Json(json!({
-        "run": detail.run.map(|r| run_view(r, principal)),
-        "spans": detail.spans.into_iter().map(|s| span_view(s, redact)).collect::<Vec<_>>(),
-        "scores": detail.scores.into_iter().map(score_view).collect::<Vec<_>>(),
-    })))
+    Ok(Json(RunDetail {
+        run: detail.run.map(|r| run_view(r, principal)),
+        spans: detail
+            .spans
+            .into_iter()
+            .map(|s| span_view(s, redact))
+            .collect(),
+        scores: detail.scores.into_iter().map(score_view).collect(),
+    }))
 }
 
-#[derive(Debug, Deserialize)]
+/// The filters of the run list and its page.
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct ListParams {
+    /// Runs that started at or after this instant (RFC 3339).
+    #[param(format = DateTime)]
     from: Option<String>,
+    /// Runs that started strictly before this instant (RFC 3339); not before `from`.
+    #[param(format = DateTime)]
     to: Option<String>,
+    /// Runs of this session.
     session_id: Option<String>,
+    /// Runs of this user (the hash, as runs carry it).
     user_hash: Option<String>,
+    /// Runs of this agent (its name).
     agent: Option<String>,
+    /// Runs of this task type.
     task_type: Option<String>,
+    /// Runs that ended this way (any case).
+    #[param(value_type = Option<Outcome>)]
     outcome: Option<String>,
+    /// Runs with at least one span of this model.
     model: Option<String>,
+    /// Runs with at least one span of this prompt version.
     prompt_version: Option<String>,
+    /// Runs of this environment.
     environment: Option<String>,
+    /// Page size; larger values are served 1000.
+    #[param(minimum = 1, default = 100)]
     limit: Option<usize>,
+    /// The `next_cursor` of the previous page, to get the next one.
     cursor: Option<String>,
 }
 
@@ -76,12 +162,30 @@ fn parse_time(field: &str, value: Option<String>) -> Result<Option<i64>, ApiErro
         .transpose()
 }
 
-/// `GET /api/v1/runs?…`: newest first, with `next_cursor` while more remain.
+/// List runs
+///
+/// Runs matching every filter given (exact, case-sensitive text but for `outcome`), newest first
+/// (by start time, then trace id), a page at a time, with `next_cursor` while more remain. An
+/// unknown query parameter is refused.
+#[utoipa::path(
+    get,
+    path = "/api/v1/runs",
+    tag = "runs",
+    operation_id = "listRuns",
+    params(ListParams),
+    security(("bearerAuth" = ["read"])),
+    responses(
+        (status = 200, body = RunPage, description = "A page of runs."),
+        (status = 400, response = BadRequest),
+        (status = 500, response = Internal),
+        (status = 503, response = Unavailable),
+    ),
+)]
 pub async fn list(
     State(state): State<AppState>,
     caller: Caller,
     params: Result<Query<ListParams>, axum::extract::rejection::QueryRejection>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<RunPage>, ApiError> {
     let principal = caller.require(Role::Read)?;
     let Query(p) = params.map_err(|e| ApiError::bad_request("query", e.body_text()))?;
     let filter = RunFilter {
@@ -100,18 +204,38 @@ pub async fn list(
         .store
         .list_runs(&principal.project_id, &filter, p.limit, p.cursor.as_deref())
         .await?;
-    Ok(Json(json!({
-        "runs": page.runs.into_iter().map(|r| run_view(r, principal)).collect::<Vec<_>>(),
-        "next_cursor": page.next_cursor,
-    })))
+    Ok(Json(RunPage {
+        runs: page
+            .runs
+            .into_iter()
+            .map(|r| run_view(r, principal))
+            .collect(),
+        next_cursor: page.next_cursor,
+    }))
 }
 
-/// `GET /api/v1/sessions/{session_id}`: the session's runs in time order.
+/// A session's runs
+///
+/// The session's runs in time order (start time, then trace id).
+#[utoipa::path(
+    get,
+    path = "/api/v1/sessions/{session_id}",
+    tag = "runs",
+    operation_id = "getSession",
+    params(SessionIdParam),
+    security(("bearerAuth" = ["read"])),
+    responses(
+        (status = 200, body = Session, description = "The session's runs."),
+        (status = 404, response = NotFound),
+        (status = 500, response = Internal),
+        (status = 503, response = Unavailable),
+    ),
+)]
 pub async fn session(
     State(state): State<AppState>,
     caller: Caller,
-    Path(session_id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+    Path(SessionIdParam { session_id }): Path<SessionIdParam>,
+) -> Result<Json<Session>, ApiError> {
     let principal = caller.require(Role::Read)?;
     let runs = state
         .store
@@ -120,8 +244,8 @@ pub async fn session(
     if runs.is_empty() {
         return Err(ApiError::not_found(format!("no session {session_id:?}")));
     }
-    Ok(Json(json!({
-        "session_id": session_id,
-        "runs": runs.into_iter().map(|r| run_view(r, principal)).collect::<Vec<_>>(),
-    })))
+    Ok(Json(Session {
+        session_id,
+        runs: runs.into_iter().map(|r| run_view(r, principal)).collect(),
+    }))
 }

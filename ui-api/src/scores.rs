@@ -1,38 +1,83 @@
 //! `POST /api/v1/scores`: feedback and evaluations, through the same pipeline as native ingest.
 
 use axum::{Json, extract::State};
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 use vigil_proto::v1;
 
-use crate::{AppState, auth::Caller, body::JsonBody, error::ApiError};
+use crate::{
+    AppState,
+    auth::Caller,
+    body::JsonBody,
+    error::{ApiError, BadRequest, TooManyRequests, Unavailable},
+};
 
-#[derive(Debug, Deserialize)]
+/// A score as sent: exactly one of `value`, `bool_value`, `string_value`.
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ScoreInput {
+    /// The score's id; when absent, derived from trace_id, span_id, name and source, so that a
+    /// retried request writes the same score.
     #[serde(default)]
     id: Option<String>,
+    /// The run scored.
+    #[schema(pattern = "^[0-9a-fA-F]{32}$")]
     trace_id: String,
+    /// The span scored, when not the whole run.
     #[serde(default)]
+    #[schema(pattern = "^[0-9a-fA-F]{16}$")]
     span_id: Option<String>,
+    /// What is scored, e.g. `user_feedback`, `faithfulness`.
     name: String,
     #[serde(default)]
     value: Option<f64>,
     #[serde(default)]
     bool_value: Option<bool>,
     #[serde(default)]
+    #[schema(min_length = 1)]
     string_value: Option<String>,
+    /// Who scored: `api` (the default), `user`, an evaluator's name.
     #[serde(default)]
     source: Option<String>,
     #[serde(default)]
     comment: Option<String>,
 }
 
+/// What was accepted.
+#[derive(Serialize, ToSchema)]
+pub struct ScoreAccepted {
+    /// Scores accepted (1).
+    accepted: u64,
+}
+
+/// Record a score or user feedback
+///
+/// Goes through the same ingest pipeline as the native API: the score is durable when this
+/// answers.
+#[utoipa::path(
+    post,
+    path = "/api/v1/scores",
+    tag = "ingest",
+    operation_id = "createScore",
+    request_body(content = ScoreInput, example = json!({
+        "trace_id": "0af7651916cd43dd8448eb211c80319c",
+        "name": "user_feedback",
+        "bool_value": true,
+        "comment": "solved my problem",
+    })),
+    security(("bearerAuth" = ["ingest"])),
+    responses(
+        (status = 200, body = ScoreAccepted, description = "The score was accepted."),
+        (status = 400, response = BadRequest),
+        (status = 429, response = TooManyRequests),
+        (status = 503, response = Unavailable),
+    ),
+)]
 pub async fn create(
     State(state): State<AppState>,
     caller: Caller,
     JsonBody(input): JsonBody<ScoreInput>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<ScoreAccepted>, ApiError> {
     let value = match (input.value, input.bool_value, input.string_value) {
         (Some(v), None, None) => v1::score::Value::Numeric(v),
         (None, Some(b), None) => v1::score::Value::Boolean(b),
@@ -64,5 +109,7 @@ pub async fn create(
             format!("{}: {}", rejection.field, rejection.reason),
         ));
     }
-    Ok(Json(json!({"accepted": response.accepted_scores})))
+    Ok(Json(ScoreAccepted {
+        accepted: response.accepted_scores.into(),
+    }))
 }

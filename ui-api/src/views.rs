@@ -2,8 +2,10 @@
 //! (RFC 3339 times, durations in ms, costs in USD, attributes as an object), with content
 //! redacted for callers that may not see it.
 
+use std::collections::BTreeMap;
+
 use serde::Serialize;
-use serde_json::{Map, Value};
+use utoipa::ToSchema;
 use vigil_access::keys::{Principal, Role};
 use vigil_schemas::{RunRow, ScoreRow, SpanRow, time::rfc3339};
 
@@ -11,30 +13,49 @@ use vigil_schemas::{RunRow, ScoreRow, SpanRow, time::rfc3339};
 pub const SENSITIVE: [&str; 4] = ["pii", "phi", "financial", "confidential"];
 pub const REDACTED: &str = "[redacted]";
 
-#[derive(Serialize)]
+/// One agent run (one trace). Absent text is the empty string.
+#[derive(Serialize, ToSchema)]
+#[schema(as = Run)]
 pub struct RunView {
     #[serde(flatten)]
     pub row: RunRow,
+    /// `start_time_ns`, RFC 3339.
+    #[schema(format = DateTime)]
     pub start_time: String,
+    /// `end_time_ns`, RFC 3339.
+    #[schema(format = DateTime)]
     pub end_time: String,
     pub duration_ms: f64,
 }
 
-#[derive(Serialize)]
+/// One step of a run: a model call, a tool call, a retrieval, an agent step.
+#[derive(Serialize, ToSchema)]
+#[schema(as = Span)]
 pub struct SpanView {
     #[serde(flatten)]
     pub row: SpanRow,
+    /// `start_time_ns`, RFC 3339.
+    #[schema(format = DateTime)]
     pub start_time: String,
+    /// `end_time_ns`, RFC 3339.
+    #[schema(format = DateTime)]
     pub end_time: String,
     pub duration_ms: f64,
+    /// `cost_nanos` in USD.
+    #[schema(required = true)]
     pub cost_usd: Option<f64>,
-    pub attributes: Map<String, Value>,
+    /// Attributes not mapped to a field, values as text; redacted as `input` is.
+    pub attributes: BTreeMap<String, String>,
 }
 
-#[derive(Serialize)]
+/// An evaluation or user feedback attached to a run or a span.
+#[derive(Serialize, ToSchema)]
+#[schema(as = Score)]
 pub struct ScoreView {
     #[serde(flatten)]
     pub row: ScoreRow,
+    /// `time_ns`, RFC 3339.
+    #[schema(format = DateTime)]
     pub time: String,
 }
 
@@ -80,7 +101,6 @@ pub fn span_view(mut row: SpanRow, redact_content: bool) -> SpanView {
         .attr_keys
         .drain(..)
         .zip(row.attr_values.drain(..))
-        .map(|(k, v)| (k, Value::String(v)))
         .collect();
     SpanView {
         start_time: rfc3339(row.start_time_ns),

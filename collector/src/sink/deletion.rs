@@ -76,10 +76,13 @@ impl Doomed {
 }
 
 /// Rows (every stored version counts) deleted, or that a dry run would delete, per table.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct DeletedRows {
+    /// Run rows (every stored version).
     pub runs: u64,
+    /// Span rows (every stored version).
     pub spans: u64,
+    /// Score rows (every stored version).
     pub scores: u64,
 }
 

@@ -21,20 +21,25 @@ pub const MAX_AUDIT_RANGE_DAYS: i64 = 3660;
 const NANOS_PER_DAY: i64 = 86_400 * 1_000_000_000;
 
 /// An affected-session investigation as sent (docs/api.md#compliance).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AffectedQuery {
-    /// RFC 3339; runs that *started* in [`from`, `to`) are investigated.
+    /// Runs that *started* in [`from`, `to`) are investigated.
+    #[schema(format = DateTime)]
     pub from: String,
+    /// After `from`; at most 3660 days later.
+    #[schema(format = DateTime)]
     pub to: String,
     /// Field → accepted values (any of them); the metric filter fields, `model_version` and
     /// `tool_version` among them. A run is affected when its run fields match, it made a model
     /// call matching every model-call filter (model, model_version, provider, prompt_id,
     /// prompt_version) and a tool call matching every tool-call filter (tool, tool_version).
     #[serde(default)]
+    #[schema(schema_with = crate::metrics::openapi::filters_schema)]
     pub filters: BTreeMap<String, Vec<String>>,
-    /// Sessions per page (default 100, at most 1000).
+    /// Sessions per page; more than 1000 is served as 1000.
     #[serde(default)]
+    #[schema(minimum = 1, default = 100)]
     pub limit: Option<usize>,
     /// A previous page's `next_cursor`.
     #[serde(default)]

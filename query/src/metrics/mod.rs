@@ -9,6 +9,7 @@ pub(crate) mod aggregate;
 pub mod answer;
 pub mod catalog;
 pub(crate) mod compile;
+pub mod openapi;
 pub mod percentile;
 pub mod request;
 pub(crate) mod rows;

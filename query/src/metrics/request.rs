@@ -28,21 +28,28 @@ pub const MAX_BUCKETS: i64 = 10_000;
 
 const NANOS_PER_DAY: i64 = 86_400 * 1_000_000_000;
 
-/// A metrics request as sent (docs/api.md#metrics-query).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// A metrics request as sent (docs/api.md#metrics-query). Checked into a [`MetricPlan`] before
+/// any store is asked; every refusal names the field and says why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MetricQuery {
-    /// RFC 3339; runs and calls that *started* in [`from`, `to`) are counted.
+    /// Runs and calls that *started* in [`from`, `to`) are counted.
+    #[schema(format = DateTime)]
     pub from: String,
+    #[schema(schema_with = super::openapi::to_schema)]
     pub to: String,
+    #[schema(schema_with = super::openapi::metrics_schema)]
     pub metrics: Vec<String>,
     #[serde(default)]
+    #[schema(schema_with = super::openapi::group_by_schema)]
     pub group_by: Vec<String>,
     /// Field → accepted values (any of them).
     #[serde(default)]
+    #[schema(schema_with = super::openapi::filters_schema)]
     pub filters: BTreeMap<String, Vec<String>>,
     /// Time buckets of this length (`1m`, `1h`, `1d`…), aligned to the Unix epoch.
     #[serde(default)]
+    #[schema(schema_with = super::openapi::step_schema)]
     pub step: Option<String>,
 }
 
