@@ -1,19 +1,24 @@
 #!/usr/bin/env bash
 # Runs every test of Vigil. Installs what the tests need on a fresh machine first:
 # Debian's ClickHouse server and client (the tests start their own isolated servers on free
-# ports), and a Python virtualenv with the OpenTelemetry SDK and its OTLP exporters, and chDB (a
-# current ClickHouse, embedded) to check the migrations on (from PyPI).
+# ports), Debian's Chromium (the web UI's browser tests), a Python virtualenv with the
+# OpenTelemetry SDK and its OTLP exporters, and chDB (a current ClickHouse, embedded) to check the
+# migrations on (from PyPI). The web UI's npm packages are installed by the build (ui-api/build.rs).
 # Usage: tests/run.sh [extra cargo test arguments]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-if ! command -v clickhouse-server >/dev/null || ! command -v clickhouse-client >/dev/null; then
-  echo "==> installing clickhouse-server and clickhouse-client (Debian)"
-  SUDO=""
-  [ "$(id -u)" -eq 0 ] || SUDO=sudo
+SUDO=""
+[ "$(id -u)" -eq 0 ] || SUDO=sudo
+PACKAGES=()
+command -v clickhouse-server >/dev/null || PACKAGES+=(clickhouse-server)
+command -v clickhouse-client >/dev/null || PACKAGES+=(clickhouse-client)
+command -v chromium >/dev/null || PACKAGES+=(chromium)
+if [ ${#PACKAGES[@]} -gt 0 ]; then
+  echo "==> installing ${PACKAGES[*]} (Debian)"
   $SUDO apt-get update -qq
-  # The package's post-install may try to start a system service; the tests never use it.
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq clickhouse-server clickhouse-client >/dev/null
+  # ClickHouse's post-install may try to start a system service; the tests never use it.
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${PACKAGES[@]}" >/dev/null
 fi
 
 VENV=tests/.venv
@@ -29,8 +34,11 @@ export VIGIL_TEST_PYTHON="$PWD/$VENV/bin/python"
 echo "==> cargo fmt --check"
 cargo fmt --all -- --check 2>/dev/null
 
-echo "==> cargo test (unit, property and end-to-end tests)"
+echo "==> cargo test (unit, property and end-to-end tests, the web UI in Chromium among them)"
 cargo test --workspace --all-targets "$@"
+
+echo "==> web UI unit tests (vitest)"
+(cd ui-api/web && npm test --silent)
 
 echo "==> benchmark smoke run"
 # The binary the end-to-end tests just ran: no second build.

@@ -19,3 +19,4 @@ mod metrics;
 mod on_clickhouse;
 mod readme;
 mod wal;
+mod web;

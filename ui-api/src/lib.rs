@@ -1,5 +1,5 @@
 //! Vigil's HTTP surface on :4318: OTLP/HTTP ingest (also at the Langfuse-compatible path), the
-//! REST API under `/api/v1`, `/healthz`, `/readyz` and `/metrics`.
+//! REST API under `/api/v1`, `/healthz`, `/readyz` and `/metrics`, and the web UI at `/`.
 //!
 //! Handlers are thin: authenticate, parse, call the ingest pipeline or the trace store, map the
 //! error. The router is built by [`app`] so tests can drive it without a socket.
@@ -20,6 +20,7 @@ mod runs;
 mod scores;
 pub mod telemetry;
 mod views;
+pub mod web;
 
 use std::sync::Arc;
 
@@ -53,6 +54,18 @@ pub struct AppState {
     /// Every figure `/metrics` shows: the binary registers each part's (ingest, WAL, alerting,
     /// this surface, the process) once at start.
     pub registry: Arc<Registry>,
+}
+
+/// API answers are never cached (they are per key, and change); the web UI's files set their own.
+async fn no_store(mut response: axum::response::Response) -> axum::response::Response {
+    let headers = response.headers_mut();
+    if !headers.contains_key(axum::http::header::CACHE_CONTROL) {
+        headers.insert(
+            axum::http::header::CACHE_CONTROL,
+            axum::http::HeaderValue::from_static("no-store"),
+        );
+    }
+    response
 }
 
 /// The whole HTTP application.
@@ -93,7 +106,10 @@ pub fn app(state: AppState) -> Router {
         .route("/api/v1/audit/user-lookup", post(compliance::user_lookup))
         .route("/api/v1/users/{user_hash}", delete(compliance::erase_user))
         .route("/api/v1/openapi.json", get(openapi::document))
+        .route("/api/v1/whoami", get(ops::whoami))
+        .fallback(web::serve)
         .layer(axum::extract::DefaultBodyLimit::max(body_limit))
+        .layer(axum::middleware::map_response(no_store))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             telemetry::track,

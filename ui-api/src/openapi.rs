@@ -73,6 +73,7 @@ pub async fn document() -> Json<&'static Value> {
         ops::metrics,
         otlp_http::export,
         ops::projects,
+        ops::whoami,
         runs::list,
         runs::get_one,
         runs::session,
@@ -393,6 +394,7 @@ mod tests {
             "/api/v1/audit/user-lookup",
             "/api/v1/users/{user_hash}",
             "/api/v1/openapi.json",
+            "/api/v1/whoami",
         ]);
         assert_eq!(paths, expected);
 

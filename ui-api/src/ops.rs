@@ -181,6 +181,36 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
         .into_response()
 }
 
+/// Who a key is: what the web UI shows and hides by.
+#[derive(Serialize, ToSchema)]
+pub struct WhoAmI {
+    /// The key's public id.
+    key_id: String,
+    project_id: String,
+    /// The roles it holds (`admin` holds every role).
+    roles: Vec<vigil_access::keys::Role>,
+}
+
+/// The calling key: its id, project and roles
+///
+/// Any valid key, whatever its roles.
+#[utoipa::path(
+    get,
+    path = "/api/v1/whoami",
+    tag = "access",
+    operation_id = "whoami",
+    security(("bearerAuth" = [])),
+    responses((status = 200, body = WhoAmI, description = "The key.")),
+)]
+pub async fn whoami(caller: Caller) -> Json<WhoAmI> {
+    let principal = caller.0;
+    Json(WhoAmI {
+        key_id: principal.key_id,
+        project_id: principal.project_id,
+        roles: principal.roles.into_iter().collect(),
+    })
+}
+
 /// The projects a key sees: its own.
 #[derive(Serialize, ToSchema)]
 pub struct ProjectList {
