@@ -13,7 +13,7 @@
 //! * The same queries run on one server and over a cluster's `Distributed` tables: a trace's
 //!   rows share a shard, and sub-queries read the local shard (`distributed_product_mode`).
 
-use std::{sync::LazyLock, time::Duration};
+use std::{collections::HashMap, sync::LazyLock, time::Duration};
 
 use async_trait::async_trait;
 use clickhouse::{Client, RowOwned, RowRead};
@@ -41,6 +41,7 @@ use crate::{
         rows::{AggregateRecord, from_records},
     },
     newest::newest_per_key,
+    rollup::{RollupRecord, RunRollup, rollup_sql},
     sql::{Placeholders, Sql, Value},
     store::{RunCondition, RunDetail, RunFilter, RunPage, TraceStore},
     versions::{newest, run_detail},
@@ -202,6 +203,22 @@ impl TraceStore for ClickHouseStore {
             .encode()
         });
         Ok(RunPage { runs, next_cursor })
+    }
+
+    async fn run_rollups(
+        &self,
+        project_id: &str,
+        trace_ids: &[String],
+    ) -> Result<HashMap<String, RunRollup>, QueryError> {
+        if trace_ids.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let sql = rollup_sql(Dialect::ClickHouse, project_id, trace_ids);
+        let records = self.fetch::<RollupRecord>(sql).await?;
+        Ok(records
+            .into_iter()
+            .map(<(String, RunRollup)>::from)
+            .collect())
     }
 
     async fn session(&self, project_id: &str, session_id: &str) -> Result<Vec<RunRow>, QueryError> {

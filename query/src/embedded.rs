@@ -18,7 +18,7 @@
 //!   newest version no longer belongs is dropped from the page (the page may be shorter than
 //!   the limit; the cursor still moves past it).
 
-use std::{io, path::Path, sync::Arc};
+use std::{collections::HashMap, io, path::Path, sync::Arc};
 
 use async_trait::async_trait;
 use datafusion::{
@@ -61,6 +61,7 @@ use crate::{
         percentile::{PERCENTILES, exact_percentile_udaf},
         rows::{aggregate_names, from_batches},
     },
+    rollup::{ROLLUP_COLUMNS, RunRollup, rollup_sql},
     sql::{Sql, Value},
     store::{RunCondition, RunDetail, RunFilter, RunPage, TraceStore},
     versions::{newest, run_detail},
@@ -275,6 +276,32 @@ impl TraceStore for EmbeddedStore {
             .filter(|r| conditions.iter().all(|c| c.holds(r)))
             .collect();
         Ok(RunPage { runs, next_cursor })
+    }
+
+    async fn run_rollups(
+        &self,
+        project_id: &str,
+        trace_ids: &[String],
+    ) -> Result<HashMap<String, RunRollup>, QueryError> {
+        if trace_ids.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let mut rollups = HashMap::new();
+        for batch in self
+            .run_sql(rollup_sql(Dialect::DataFusion, project_id, trace_ids))
+            .await?
+        {
+            let traces = strings(&batch, "trace_id")?;
+            let columns = ROLLUP_COLUMNS
+                .iter()
+                .map(|c| int64s_cast(&batch, c))
+                .collect::<Result<Vec<_>, _>>()?;
+            for (i, trace_id) in traces.into_iter().enumerate() {
+                let values = std::array::from_fn(|c| columns[c][i]);
+                rollups.insert(trace_id, RunRollup::from_columns(values));
+            }
+        }
+        Ok(rollups)
     }
 
     async fn session(&self, project_id: &str, session_id: &str) -> Result<Vec<RunRow>, QueryError> {

@@ -1,5 +1,7 @@
 //! The read contract both stores implement, and the shapes it answers with.
 
+use std::collections::HashMap;
+
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use vigil_schemas::{Outcome, RunRow, ScoreRow, SpanRow};
@@ -12,6 +14,7 @@ use crate::{
     cursor::Cursor,
     error::QueryError,
     metrics::{MetricAnswer, MetricPlan},
+    rollup::RunRollup,
 };
 
 /// `list_runs` page size when the caller names none.
@@ -245,6 +248,14 @@ pub trait TraceStore: Send + Sync {
 
     /// A session's runs in time order (start time, then trace id).
     async fn session(&self, project_id: &str, session_id: &str) -> Result<Vec<RunRow>, QueryError>;
+
+    /// Each of these runs' calls rolled up ([`RunRollup`]: cost, tokens, calls, failed calls),
+    /// for a page of runs; a trace without spans is absent.
+    async fn run_rollups(
+        &self,
+        project_id: &str,
+        trace_ids: &[String],
+    ) -> Result<HashMap<String, RunRollup>, QueryError>;
 
     /// The metrics of a validated request (`crate::metrics`), for one project.
     async fn metrics(

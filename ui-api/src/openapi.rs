@@ -559,6 +559,18 @@ mod tests {
         };
         let views = [
             ("Run", json!(run_view(RunRow::default(), &principal))),
+            (
+                "RunSummary",
+                json!(crate::views::run_summary_view(
+                    RunRow::default(),
+                    None,
+                    &principal
+                )),
+            ),
+            (
+                "RunCalls",
+                json!(crate::views::run_summary_view(RunRow::default(), None, &principal).calls),
+            ),
             ("Span", json!(span_view(SpanRow::default(), false))),
             ("Score", json!(score_view(ScoreRow::default()))),
             ("Silence", json!(silence.view(0))),

@@ -6,17 +6,17 @@ use axum::{
 };
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
-use vigil_access::keys::Role;
+use vigil_access::keys::{Principal, Role};
 use vigil_query::RunFilter;
-use vigil_schemas::{Outcome, time::parse_rfc3339};
+use vigil_schemas::{Outcome, RunRow, time::parse_rfc3339};
 
 use crate::{
     AppState,
     auth::Caller,
     error::{ApiError, BadRequest, Internal, NotFound, Unavailable},
     views::{
-        RunView, ScoreView, SpanView, may_see_classified, must_redact, run_view, score_view,
-        span_view,
+        RunSummaryView, RunView, ScoreView, SpanView, may_see_classified, must_redact,
+        run_summary_view, run_view, score_view, span_view,
     },
 };
 
@@ -34,7 +34,7 @@ pub struct RunDetail {
 #[derive(Serialize, ToSchema)]
 pub struct RunPage {
     /// Newest first.
-    runs: Vec<RunView>,
+    runs: Vec<RunSummaryView>,
     /// Pass it as `cursor` for the next page; null on the last page.
     #[schema(required = true)]
     next_cursor: Option<String>,
@@ -44,7 +44,7 @@ pub struct RunPage {
 #[derive(Serialize, ToSchema)]
 pub struct Session {
     session_id: String,
-    runs: Vec<RunView>,
+    runs: Vec<RunSummaryView>,
 }
 
 #[derive(Deserialize, IntoParams)]
@@ -152,6 +152,26 @@ pub struct ListParams {
     cursor: Option<String>,
 }
 
+/// The runs with their calls rolled up.
+async fn summaries(
+    state: &AppState,
+    principal: &Principal,
+    runs: Vec<RunRow>,
+) -> Result<Vec<RunSummaryView>, ApiError> {
+    let trace_ids: Vec<String> = runs.iter().map(|r| r.trace_id.clone()).collect();
+    let rollups = state
+        .store
+        .run_rollups(&principal.project_id, &trace_ids)
+        .await?;
+    Ok(runs
+        .into_iter()
+        .map(|run| {
+            let rollup = rollups.get(&run.trace_id);
+            run_summary_view(run, rollup, principal)
+        })
+        .collect())
+}
+
 fn parse_time(field: &str, value: Option<String>) -> Result<Option<i64>, ApiError> {
     value
         .map(|v| {
@@ -205,11 +225,7 @@ pub async fn list(
         .list_runs(&principal.project_id, &filter, p.limit, p.cursor.as_deref())
         .await?;
     Ok(Json(RunPage {
-        runs: page
-            .runs
-            .into_iter()
-            .map(|r| run_view(r, principal))
-            .collect(),
+        runs: summaries(&state, principal, page.runs).await?,
         next_cursor: page.next_cursor,
     }))
 }
@@ -246,6 +262,6 @@ pub async fn session(
     }
     Ok(Json(Session {
         session_id,
-        runs: runs.into_iter().map(|r| run_view(r, principal)).collect(),
+        runs: summaries(&state, principal, runs).await?,
     }))
 }

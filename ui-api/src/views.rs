@@ -7,7 +7,8 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 use utoipa::ToSchema;
 use vigil_access::keys::{Principal, Role};
-use vigil_schemas::{RunRow, ScoreRow, SpanRow, time::rfc3339};
+use vigil_query::RunRollup;
+use vigil_schemas::{Outcome, RunRow, ScoreRow, SpanRow, time::rfc3339};
 
 /// Classification labels whose content only `audit` keys may read.
 pub const SENSITIVE: [&str; 4] = ["pii", "phi", "financial", "confidential"];
@@ -26,6 +27,19 @@ pub struct RunView {
     #[schema(format = DateTime)]
     pub end_time: String,
     pub duration_ms: f64,
+}
+
+/// A run with its calls rolled up: a row of a run list.
+#[derive(Serialize, ToSchema)]
+#[schema(as = RunSummary)]
+pub struct RunSummaryView {
+    #[serde(flatten)]
+    pub run: RunView,
+    /// Its calls, summed over the newest version of each of its spans (the definitions of the
+    /// metrics of the same names).
+    pub calls: RunRollup,
+    /// The run ended `success` but a model or tool call of it failed.
+    pub silent_partial_failure: bool,
 }
 
 /// One step of a run: a model call, a tool call, a retrieval, an agent step.
@@ -86,6 +100,20 @@ pub fn run_view(mut row: RunRow, principal: &Principal) -> RunView {
         end_time: rfc3339(row.end_time_ns),
         duration_ms: ms(row.duration_ns()),
         row,
+    }
+}
+
+/// A run of a list with its rollup (none when it has no spans yet).
+pub fn run_summary_view(
+    row: RunRow,
+    rollup: Option<&RunRollup>,
+    principal: &Principal,
+) -> RunSummaryView {
+    let calls = rollup.copied().unwrap_or_default();
+    RunSummaryView {
+        silent_partial_failure: row.outcome == Outcome::Success && calls.failed_calls > 0,
+        run: run_view(row, principal),
+        calls,
     }
 }
 

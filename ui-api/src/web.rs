@@ -87,7 +87,7 @@ mod tests {
         serve(Method::GET, path.parse().unwrap()).await
     }
 
-    fn header<'a>(response: &'a Response, name: header::HeaderName) -> &'a str {
+    fn header(response: &Response, name: header::HeaderName) -> &str {
         response.headers()[name].to_str().unwrap()
     }
 

@@ -177,6 +177,44 @@ pub(crate) fn day_range(sql: &mut Sql, dialect: Dialect, table: Table, first: i6
     }
 }
 
+/// `inner` as a 64-bit integer, whatever type the dialect's aggregate gives.
+pub(crate) fn integer(sql: &mut Sql, dialect: Dialect, inner: impl FnOnce(&mut Sql)) {
+    sql.push(match dialect {
+        Dialect::ClickHouse => "toInt64(",
+        Dialect::DataFusion => "CAST(",
+    });
+    inner(sql);
+    sql.push(match dialect {
+        Dialect::ClickHouse => ")",
+        Dialect::DataFusion => " AS BIGINT)",
+    });
+}
+
+/// `sum(expr)`, as a 64-bit integer.
+pub(crate) fn sum(sql: &mut Sql, dialect: Dialect, expr: &'static str) {
+    integer(sql, dialect, |sql| {
+        sql.push("sum(");
+        sql.push(expr);
+        sql.push(")");
+    });
+}
+
+/// How many rows meet `condition`, as a 64-bit integer.
+pub(crate) fn count_if(sql: &mut Sql, dialect: Dialect, condition: &'static str) {
+    integer(sql, dialect, |sql| match dialect {
+        Dialect::ClickHouse => {
+            sql.push("countIf(");
+            sql.push(condition);
+            sql.push(")");
+        }
+        Dialect::DataFusion => {
+            sql.push("sum(CASE WHEN ");
+            sql.push(condition);
+            sql.push(" THEN 1 ELSE 0 END)");
+        }
+    });
+}
+
 /// How many distinct non-empty values `column` holds.
 pub(crate) fn distinct_nonempty(sql: &mut Sql, dialect: Dialect, column: &'static str) {
     match dialect {
@@ -924,39 +962,15 @@ impl<'p> Compiler<'p> {
     }
 
     fn wrap_integer(&self, sql: &mut Sql, inner: impl FnOnce(&mut Sql)) {
-        sql.push(match self.dialect {
-            Dialect::ClickHouse => "toInt64(",
-            Dialect::DataFusion => "CAST(",
-        });
-        inner(sql);
-        sql.push(match self.dialect {
-            Dialect::ClickHouse => ")",
-            Dialect::DataFusion => " AS BIGINT)",
-        });
+        integer(sql, self.dialect, inner);
     }
 
     fn sum(&self, sql: &mut Sql, expr: &'static str) {
-        self.wrap_integer(sql, |sql| {
-            sql.push("sum(");
-            sql.push(expr);
-            sql.push(")");
-        });
+        sum(sql, self.dialect, expr);
     }
 
     fn count_if(&self, sql: &mut Sql, condition: &'static str) {
-        let dialect = self.dialect;
-        self.wrap_integer(sql, |sql| match dialect {
-            Dialect::ClickHouse => {
-                sql.push("countIf(");
-                sql.push(condition);
-                sql.push(")");
-            }
-            Dialect::DataFusion => {
-                sql.push("sum(CASE WHEN ");
-                sql.push(condition);
-                sql.push(" THEN 1 ELSE 0 END)");
-            }
-        });
+        count_if(sql, self.dialect, condition);
     }
 
     fn distinct_nonempty(&self, sql: &mut Sql, column: &'static str) {

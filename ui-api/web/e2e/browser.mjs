@@ -74,6 +74,13 @@ await step("runs", async () => {
     links.map((a) => a.getAttribute("href").split("/").pop()),
   );
   assert.deepEqual(shown, first.runs.map((r) => r.trace_id));
+  // Each run's calls and failed calls, as the API rolls them up.
+  const calls = await page.locator("table.runs tbody tr td:nth-child(8)").allInnerTexts();
+  const errors = await page.locator("table.runs tbody tr td:nth-child(9)").allInnerTexts();
+  first.runs.forEach((r, i) => {
+    assert.equal(calls[i].trim(), `${r.calls.model_calls} / ${r.calls.tool_calls}`, r.trace_id);
+    assert.equal(errors[i].trim(), r.calls.failed_calls ? String(r.calls.failed_calls) : "", r.trace_id);
+  });
   await page.screenshot({ path: `${shots}/runs.png`, fullPage: true });
 });
 
@@ -93,6 +100,7 @@ await step("filter-by-agent", async () => {
   );
   assert.deepEqual(shown, expected.runs.map((r) => r.trace_id));
   const agents = await page.locator("table.runs tbody tr td:nth-child(2)").allInnerTexts();
+  assert(agents.length > 0);
   assert(agents.every((a) => a === agent), `other agents shown: ${agents}`);
   // A deep link reloads to the same view.
   await page.reload();

@@ -6,6 +6,7 @@ import { session } from "../lib/session";
 
 export type Schemas = components["schemas"];
 export type Run = Schemas["Run"];
+export type RunSummary = Schemas["RunSummary"];
 export type Span = Schemas["Span"];
 export type Score = Schemas["Score"];
 export type WhoAmI = Schemas["WhoAmI"];

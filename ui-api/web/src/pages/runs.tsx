@@ -1,8 +1,8 @@
 import { useState } from "preact/hooks";
 import { Link, useLocation } from "wouter-preact";
-import { api, unwrap, type Run } from "../api/client";
+import { api, unwrap, type RunSummary } from "../api/client";
 import { Badge, Load } from "../components";
-import { duration, time } from "../lib/format";
+import { count, duration, time, usd } from "../lib/format";
 import { useLoad, useQueryParams } from "../lib/hooks";
 import { PRESETS, bounds } from "../lib/range";
 
@@ -130,7 +130,7 @@ export function RunsPage() {
   );
 }
 
-function RunTable({ runs, filterBy }: { runs: Run[]; filterBy: (name: FilterName, value: string) => void }) {
+function RunTable({ runs, filterBy }: { runs: RunSummary[]; filterBy: (name: FilterName, value: string) => void }) {
   const cell = (name: FilterName, value: string) =>
     value ? (
       <button class="cell-filter" title={`Only runs with ${name} = ${value}`} onClick={() => filterBy(name, value)}>
@@ -148,6 +148,10 @@ function RunTable({ runs, filterBy }: { runs: Run[]; filterBy: (name: FilterName
           <th>Task type</th>
           <th>Outcome</th>
           <th class="num">Duration</th>
+          <th class="num">Cost</th>
+          <th class="num" title="Input / output tokens of the run's model calls">Tokens in / out</th>
+          <th class="num" title="Model calls / tool calls">Calls</th>
+          <th class="num" title="Failed model and tool calls">Errors</th>
           <th>Environment</th>
           <th>Session</th>
           <th>User</th>
@@ -163,8 +167,24 @@ function RunTable({ runs, filterBy }: { runs: Run[]; filterBy: (name: FilterName
             <td>{cell("task_type", run.task_type)}</td>
             <td>
               <Badge kind={run.outcome}>{run.outcome}</Badge>
+              {run.silent_partial_failure && (
+                <Badge kind="partial">
+                  <span title="Ended success, but a model or tool call failed">silent failure</span>
+                </Badge>
+              )}
             </td>
             <td class="num">{duration(run.duration_ms)}</td>
+            <td class="num" title={run.calls.unpriced_model_calls ? `${run.calls.unpriced_model_calls} model calls unpriced` : undefined}>
+              {usd(run.calls.cost_usd)}
+              {run.calls.unpriced_model_calls > 0 && run.calls.cost_usd !== null && "*"}
+            </td>
+            <td class="num">
+              {count(run.calls.input_tokens)} / {count(run.calls.output_tokens)}
+            </td>
+            <td class="num">
+              {run.calls.model_calls} / {run.calls.tool_calls}
+            </td>
+            <td class="num">{run.calls.failed_calls || ""}</td>
             <td>{cell("environment", run.environment)}</td>
             <td>{cell("session_id", run.session_id)}</td>
             <td class="hash">{cell("user_hash", run.user_hash)}</td>
