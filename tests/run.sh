@@ -37,8 +37,8 @@ cargo fmt --all -- --check 2>/dev/null
 echo "==> cargo test (unit, property and end-to-end tests, the web UI in Chromium among them)"
 cargo test --workspace --all-targets "$@"
 
-echo "==> web UI unit tests (vitest)"
-(cd ui-api/web && npm test --silent)
+echo "==> web UI: formatting (prettier) and unit tests (vitest)"
+(cd ui-api/web && npm run lint --silent && npm test --silent)
 
 echo "==> benchmark smoke run"
 # The binary the end-to-end tests just ran: no second build.

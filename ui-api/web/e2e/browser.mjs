@@ -40,10 +40,18 @@ page.on("console", (m) => m.type() === "error" && problems.push(`console: ${m.te
 page.on("pageerror", (e) => problems.push(`page error: ${e.message}`));
 page.on("requestfailed", (r) => problems.push(`request failed: ${r.url()} ${r.failure()?.errorText}`));
 page.on("response", (r) => r.status() >= 400 && problems.push(`HTTP ${r.status()}: ${r.url()}`));
+// Unexpected dialogs (an `alert` from injected script) are counted; a confirmation the test
+// expects is accepted.
 let dialogs = 0;
+let confirmNext = false;
 page.on("dialog", async (d) => {
-  dialogs += 1;
-  await d.dismiss();
+  if (d.type() === "confirm" && confirmNext) {
+    confirmNext = false;
+    await d.accept();
+  } else {
+    dialogs += 1;
+    await d.dismiss();
+  }
 });
 const step = async (name, body) => {
   try {
@@ -70,10 +78,13 @@ await step("sign-in", async () => {
 
 await step("runs", async () => {
   const first = await api("/api/v1/runs?limit=50");
-  const shown = await page.locator("table.runs tbody tr td:first-child a").evaluateAll((links) =>
-    links.map((a) => a.getAttribute("href").split("/").pop()),
+  const shown = await page
+    .locator("table.runs tbody tr td:first-child a")
+    .evaluateAll((links) => links.map((a) => a.getAttribute("href").split("/").pop()));
+  assert.deepEqual(
+    shown,
+    first.runs.map((r) => r.trace_id),
   );
-  assert.deepEqual(shown, first.runs.map((r) => r.trace_id));
   // Each run's calls and failed calls, as the API rolls them up.
   const calls = await page.locator("table.runs tbody tr td:nth-child(8)").allInnerTexts();
   const errors = await page.locator("table.runs tbody tr td:nth-child(9)").allInnerTexts();
@@ -95,13 +106,19 @@ await step("filter-by-agent", async () => {
     (n) => document.querySelectorAll("table.runs tbody tr").length === n,
     expected.runs.length,
   );
-  const shown = await page.locator("table.runs tbody tr td:first-child a").evaluateAll((links) =>
-    links.map((a) => a.getAttribute("href").split("/").pop()),
+  const shown = await page
+    .locator("table.runs tbody tr td:first-child a")
+    .evaluateAll((links) => links.map((a) => a.getAttribute("href").split("/").pop()));
+  assert.deepEqual(
+    shown,
+    expected.runs.map((r) => r.trace_id),
   );
-  assert.deepEqual(shown, expected.runs.map((r) => r.trace_id));
   const agents = await page.locator("table.runs tbody tr td:nth-child(2)").allInnerTexts();
   assert(agents.length > 0);
-  assert(agents.every((a) => a === agent), `other agents shown: ${agents}`);
+  assert(
+    agents.every((a) => a === agent),
+    `other agents shown: ${agents}`,
+  );
   // A deep link reloads to the same view.
   await page.reload();
   await page.locator("table.runs tbody tr").first().waitFor();
@@ -127,9 +144,9 @@ await step("run-detail", async () => {
   // Bars in proportion to the span times (computed here from the API's nanoseconds).
   const start = Math.min(...best.spans.map((s) => s.start_time_ns));
   const end = Math.max(...best.spans.map((s) => s.end_time_ns));
-  const bars = await page.locator(".span-row .bar").evaluateAll((b) =>
-    b.map((e) => [Number(e.dataset.offset), Number(e.dataset.width)]),
-  );
+  const bars = await page
+    .locator(".span-row .bar")
+    .evaluateAll((b) => b.map((e) => [Number(e.dataset.offset), Number(e.dataset.width)]));
   ids.forEach((id, i) => {
     const s = best.spans.find((x) => x.span_id === id);
     const offset = ((s.start_time_ns - start) / (end - start)) * 100;
@@ -160,6 +177,109 @@ await step("session", async () => {
   await page.locator(".conversation li").first().waitFor();
   assert.equal(await page.locator(".conversation li").count(), session.runs.length);
   await page.screenshot({ path: `${shots}/session.png`, fullPage: true });
+});
+
+await step("dashboard", async () => {
+  // The demo's 48 hours (tests/e2e/support/conformance.rs, DEMO_END_TIME).
+  const from = "2026-11-18T12:00:00Z";
+  const to = "2026-11-20T12:00:00Z";
+  await page.goto(`${base}/dashboard?from=${from}&to=${to}`);
+  await page.locator("table.summary[data-field=agent] tbody tr").first().waitFor();
+  await page.locator(".chart canvas").first().waitFor();
+  assert((await page.locator(".chart canvas").count()) >= 7, "a chart is missing");
+  const response = await fetch(`${base}/api/v1/metrics/query`, {
+    method: "POST",
+    headers: { Authorization: `Bearer ${key}`, "Content-Type": "application/json" },
+    body: JSON.stringify({
+      from,
+      to,
+      metrics: ["runs", "completion_rate", "run_latency_p99_ms", "cost_per_run_usd"],
+      group_by: ["agent"],
+      filters: {},
+    }),
+  });
+  assert.equal(response.status, 200);
+  const expected = (await response.json()).rows;
+  const rows = page.locator("table.summary[data-field=agent] tbody tr");
+  assert.equal(await rows.count(), expected.length);
+  for (const row of expected) {
+    const tr = page.locator(`table.summary[data-field=agent] tbody tr[data-key="${row.agent}"]`);
+    for (const metric of ["completion_rate", "run_latency_p99_ms", "cost_per_run_usd"]) {
+      const shown = await tr.locator(`td[data-metric=${metric}]`).getAttribute("data-value");
+      assert.equal(shown, String(row[metric]), `${row.agent} ${metric}`);
+    }
+    assert.equal((await tr.locator("td[data-metric=runs]").innerText()).replace(/,/g, ""), String(row.runs));
+  }
+  await page.screenshot({ path: `${shots}/dashboard.png`, fullPage: true });
+  // Picking an agent filters the page by it, in the URL.
+  await tr0(page).click();
+  await page.waitForURL((url) => url.searchParams.get("agent") === expected[0].agent);
+  await page.locator("table.summary[data-field=agent] tbody tr").first().waitFor();
+  assert.equal(await page.locator("table.summary[data-field=agent] tbody tr").count(), 1);
+});
+
+function tr0(page) {
+  return page.locator("table.summary[data-field=agent] tbody tr").first().locator("button");
+}
+
+await step("alerts", async () => {
+  await page.goto(`${base}/alerts`);
+  // A rule with a bad window: the API's error shows at the field; fixed, it is created.
+  await page.getByRole("button", { name: "New rule" }).click();
+  const form = page.getByRole("form", { name: "Alert rule" });
+  await form.locator("input[name=name]").fill("ui-made-rule");
+  await form.locator("select[name=metric]").selectOption("tool_error_rate");
+  await form.locator("input[name=window]").fill("ten minutes");
+  await form.locator("input[name=threshold]").fill("0.2");
+  await form.getByRole("button", { name: "Create" }).click();
+  await form.locator("[data-field=window] .field-error").waitFor();
+  problems.length = 0; // the refused PUT was expected
+  await form.locator("input[name=window]").fill("10m");
+  await form.getByRole("button", { name: "Create" }).click();
+  await page.locator("tr[data-rule=ui-made-rule]").waitFor();
+  const rule = await api("/api/v1/alert-rules/ui-made-rule");
+  assert.equal(rule.metric, "tool_error_rate");
+  assert.equal(rule.window, "10m");
+  assert.equal(rule.threshold, 0.2);
+  // A silence made in the UI is the API's.
+  await page.getByRole("button", { name: "New silence" }).click();
+  const silence = page.getByRole("form", { name: "Silence" });
+  await silence.getByLabel("Label value").first().fill("ui-made-rule");
+  await silence.locator("input[name=comment]").fill("made in the browser");
+  await silence.getByRole("button", { name: "Create silence" }).click();
+  await page.locator("table.silences tbody tr").first().waitFor();
+  const { silences } = await api("/api/v1/silences");
+  const made = silences.find((s) => s.comment === "made in the browser");
+  assert(made, "the silence is not in the API");
+  assert.deepEqual(made.matchers, [{ name: "alertname", op: "=", value: "ui-made-rule" }]);
+  assert.equal(made.state, "active");
+  await page.screenshot({ path: `${shots}/alerts.png`, fullPage: true });
+});
+
+await step("keys", async () => {
+  await page.goto(`${base}/settings/keys`);
+  const form = page.getByRole("form", { name: "New key" });
+  await form.getByLabel("read").check();
+  await form.locator("input[name=description]").fill("made in the browser");
+  await form.getByRole("button", { name: "Create key" }).click();
+  const token = (await page.locator("pre[data-token]").innerText()).trim();
+  const who = await fetch(`${base}/api/v1/whoami`, { headers: { Authorization: `Bearer ${token}` } });
+  assert.equal(who.status, 200);
+  const me = await who.json();
+  assert.deepEqual(me.roles, ["read"]);
+  await page.screenshot({ path: `${shots}/keys.png`, fullPage: true });
+  // Shown once: gone when dismissed, and not shown again on a reload.
+  await page.getByRole("button", { name: "Done" }).click();
+  assert.equal(await page.locator("pre[data-token]").count(), 0);
+  await page.reload();
+  await page.locator(`tr[data-key-id="${me.key_id}"]`).waitFor();
+  assert(!(await page.content()).includes(token.split("_").pop()), "the secret is on the page again");
+  // Revoked in the UI: refused by the API.
+  confirmNext = true;
+  await page.locator(`tr[data-key-id="${me.key_id}"] button`, { hasText: "Revoke" }).click();
+  await page.locator(`tr[data-key-id="${me.key_id}"]`, { hasText: "revoked" }).waitFor();
+  const refused = await fetch(`${base}/api/v1/whoami`, { headers: { Authorization: `Bearer ${token}` } });
+  assert.equal(refused.status, 401);
 });
 
 await step("xss-shows-as-text", async () => {

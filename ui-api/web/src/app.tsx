@@ -4,6 +4,10 @@ import { api, unwrap, type WhoAmI } from "./api/client";
 import { ErrorBox, Loading } from "./components";
 import { useLoad } from "./lib/hooks";
 import { session } from "./lib/session";
+import { WhoContext } from "./lib/who";
+import { AlertsPage } from "./pages/alerts";
+import { DashboardPage } from "./pages/dashboard";
+import { KeysPage } from "./pages/keys";
 import { RunDetailPage } from "./pages/run-detail";
 import { RunsPage } from "./pages/runs";
 import { SessionPage } from "./pages/session";
@@ -30,38 +34,77 @@ function SignedIn() {
   return <Shell who={who.data} />;
 }
 
+const active = (isActive: boolean) => (isActive ? "active" : "");
+
 function Shell({ who }: { who: WhoAmI }) {
+  const reads = who.roles.includes("read") || who.roles.includes("admin");
+  const admin = who.roles.includes("admin");
   return (
-    <div class="shell">
-      <header class="top">
-        <Link href="/runs" class="brand">
-          Vigil
-        </Link>
-        <nav aria-label="Pages">
-          <Link href="/runs" className={(active: boolean) => (active ? "active" : "")}>
-            Runs
+    <WhoContext.Provider value={who}>
+      <div class="shell">
+        <header class="top">
+          <Link href="/runs" class="brand">
+            Vigil
           </Link>
-        </nav>
-        <div class="who">
-          <span title={`key ${who.key_id}`}>
-            {who.project_id} · {who.roles.join(", ")}
-          </span>
-          <button onClick={() => session.signOut()}>Sign out</button>
-        </div>
-      </header>
-      <main class="page">
-        <Switch>
-          <Route path="/">{() => <RunsPage />}</Route>
-          <Route path="/runs">{() => <RunsPage />}</Route>
-          <Route path="/runs/:traceId">{(params) => <RunDetailPage traceId={params.traceId} />}</Route>
-          <Route path="/sessions/:sessionId">
-            {(params) => <SessionPage sessionId={decodeURIComponent(params.sessionId)} />}
-          </Route>
-          <Route>
-            <p>No page here. <Link href="/runs">Runs</Link></p>
-          </Route>
-        </Switch>
-      </main>
-    </div>
+          <nav aria-label="Pages">
+            {reads && (
+              <>
+                <Link href="/runs" className={active}>
+                  Runs
+                </Link>
+                <Link href="/dashboard" className={active}>
+                  Dashboard
+                </Link>
+                <Link href="/alerts" className={active}>
+                  Alerts
+                </Link>
+                {admin && (
+                  <Link href="/settings/keys" className={active}>
+                    Keys
+                  </Link>
+                )}
+              </>
+            )}
+          </nav>
+          <div class="who">
+            <span title={`key ${who.key_id}`}>
+              {who.project_id} · {who.roles.join(", ")}
+            </span>
+            <button onClick={() => session.signOut()}>Sign out</button>
+          </div>
+        </header>
+        <main class="page">{reads ? <Pages /> : <NoReading roles={who.roles} />}</main>
+      </div>
+    </WhoContext.Provider>
+  );
+}
+
+function NoReading({ roles }: { roles: string[] }) {
+  return (
+    <p class="error">
+      This key can only send data (roles: {roles.join(", ")}). Sign in with a key holding <code>read</code> to
+      see runs.
+    </p>
+  );
+}
+
+function Pages() {
+  return (
+    <Switch>
+      <Route path="/">{() => <RunsPage />}</Route>
+      <Route path="/runs">{() => <RunsPage />}</Route>
+      <Route path="/runs/:traceId">{(params) => <RunDetailPage traceId={params.traceId} />}</Route>
+      <Route path="/dashboard">{() => <DashboardPage />}</Route>
+      <Route path="/alerts">{() => <AlertsPage />}</Route>
+      <Route path="/settings/keys">{() => <KeysPage />}</Route>
+      <Route path="/sessions/:sessionId">
+        {(params) => <SessionPage sessionId={decodeURIComponent(params.sessionId)} />}
+      </Route>
+      <Route>
+        <p>
+          No page here. <Link href="/runs">Runs</Link>
+        </p>
+      </Route>
+    </Switch>
   );
 }

@@ -13,11 +13,21 @@ export function ErrorBox({ error }: { error: ApiError }) {
 }
 
 export function Loading() {
-  return <div class="loading" aria-busy="true">Loading…</div>;
+  return (
+    <div class="loading" aria-busy="true">
+      Loading…
+    </div>
+  );
 }
 
 /** Renders `children(data)` once loaded; the loading and error states otherwise. */
-export function Load<T>({ loaded, children }: { loaded: Loaded<T>; children: (data: T) => ComponentChildren }) {
+export function Load<T>({
+  loaded,
+  children,
+}: {
+  loaded: Loaded<T>;
+  children: (data: T) => ComponentChildren;
+}) {
   if (loaded.state === "loading") return <Loading />;
   if (loaded.state === "error") return <ErrorBox error={loaded.error} />;
   return <>{children(loaded.data)}</>;

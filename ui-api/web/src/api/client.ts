@@ -47,8 +47,7 @@ export async function unwrap<T>(
   const { data, error, response } = result;
   if (response.status === 401) session.expired();
   if (error !== undefined || data === undefined) {
-    const detail = (error as { error?: { code: string; message: string; field: string | null } })
-      ?.error;
+    const detail = (error as { error?: { code: string; message: string; field: string | null } })?.error;
     throw new ApiError(
       response.status,
       detail?.code ?? "http",

@@ -3,9 +3,7 @@ import { useLocation, useSearch } from "wouter-preact";
 import { ApiError } from "../api/client";
 
 export type Loaded<T> =
-  | { state: "loading" }
-  | { state: "error"; error: ApiError }
-  | { state: "ready"; data: T };
+  { state: "loading" } | { state: "error"; error: ApiError } | { state: "ready"; data: T };
 
 /** Loads `load()` again whenever `deps` change (and every `refreshMs` when given). */
 export function useLoad<T>(load: () => Promise<T>, deps: unknown[], refreshMs?: number): Loaded<T> {

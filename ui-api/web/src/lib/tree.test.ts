@@ -1,7 +1,13 @@
 import { describe, expect, it } from "vitest";
 import { buildRows, type SpanLike } from "./tree";
 
-function span(id: string, parent: string, start: number, end: number, extra: Partial<SpanLike> = {}): SpanLike {
+function span(
+  id: string,
+  parent: string,
+  start: number,
+  end: number,
+  extra: Partial<SpanLike> = {},
+): SpanLike {
   return {
     span_id: id,
     parent_span_id: parent,
@@ -50,7 +56,12 @@ describe("buildRows", () => {
   it("marks a tool call repeated when an earlier one had the same tool and arguments", () => {
     const tool = (id: string, start: number, hash: string) =>
       span(id, "root", start, start + 1, { kind: "tool", tool_name: "search", tool_args_hash: hash });
-    const rows = buildRows([span("root", "", 0, 100), tool("t2", 20, "h"), tool("t1", 10, "h"), tool("t3", 30, "other")]);
+    const rows = buildRows([
+      span("root", "", 0, 100),
+      tool("t2", 20, "h"),
+      tool("t1", 10, "h"),
+      tool("t3", 30, "other"),
+    ]);
     const repeated = rows.filter((r) => r.repeated).map((r) => r.span.span_id);
     expect(repeated).toEqual(["t2"]);
   });

@@ -14,13 +14,25 @@ export function RunDetailPage({ traceId }: { traceId: string }) {
   return (
     <section>
       <Load loaded={loaded}>
-        {(detail) => <RunDetail traceId={traceId} run={detail.run} spans={detail.spans} scores={detail.scores} />}
+        {(detail) => (
+          <RunDetail traceId={traceId} run={detail.run} spans={detail.spans} scores={detail.scores} />
+        )}
       </Load>
     </section>
   );
 }
 
-function RunDetail({ traceId, run, spans, scores }: { traceId: string; run: Run | null; spans: Span[]; scores: Score[] }) {
+function RunDetail({
+  traceId,
+  run,
+  spans,
+  scores,
+}: {
+  traceId: string;
+  run: Run | null;
+  spans: Span[];
+  scores: Score[];
+}) {
   const rows = useMemo(() => buildRows(spans), [spans]);
   const [selected, setSelected] = useState<string | null>(rows[0]?.span.span_id ?? null);
   const span = rows.find((r) => r.span.span_id === selected)?.span;
@@ -35,7 +47,9 @@ function RunDetail({ traceId, run, spans, scores }: { traceId: string; run: Run 
   );
   const priced = spans.filter((s) => s.cost_usd !== null);
   const cost = priced.reduce((sum, s) => sum + (s.cost_usd ?? 0), 0);
-  const prompts = [...new Set(spans.filter((s) => s.prompt_version).map((s) => `${s.prompt_id}@${s.prompt_version}`))];
+  const prompts = [
+    ...new Set(spans.filter((s) => s.prompt_version).map((s) => `${s.prompt_id}@${s.prompt_version}`)),
+  ];
   return (
     <>
       <h1>
@@ -79,12 +93,20 @@ function RunDetail({ traceId, run, spans, scores }: { traceId: string; run: Run 
           <dt>Retention</dt>
           <dd>{run.retention || "—"}</dd>
           <dt>Session</dt>
-          <dd>{run.session_id ? <Link href={`/sessions/${encodeURIComponent(run.session_id)}`}>{run.session_id}</Link> : "—"}</dd>
+          <dd>
+            {run.session_id ? (
+              <Link href={`/sessions/${encodeURIComponent(run.session_id)}`}>{run.session_id}</Link>
+            ) : (
+              "—"
+            )}
+          </dd>
           <dt>User</dt>
           <dd class="hash">{run.user_hash || "—"}</dd>
         </dl>
       ) : (
-        <p class="muted">Only spans have arrived for this trace so far; the run is built when its root span comes.</p>
+        <p class="muted">
+          Only spans have arrived for this trace so far; the run is built when its root span comes.
+        </p>
       )}
       <div class="trace">
         <Waterfall rows={rows} selected={selected} select={setSelected} />
@@ -96,13 +118,22 @@ function RunDetail({ traceId, run, spans, scores }: { traceId: string; run: Run 
       ) : (
         <table>
           <thead>
-            <tr><th>Name</th><th>Value</th><th>Source</th><th>Span</th><th>Comment</th><th>Time</th></tr>
+            <tr>
+              <th>Name</th>
+              <th>Value</th>
+              <th>Source</th>
+              <th>Span</th>
+              <th>Comment</th>
+              <th>Time</th>
+            </tr>
           </thead>
           <tbody>
             {scores.map((s) => (
               <tr key={s.score_id}>
                 <td>{s.name}</td>
-                <td>{s.bool_value !== null ? String(s.bool_value) : s.value !== null ? s.value : s.string_value}</td>
+                <td>
+                  {s.bool_value !== null ? String(s.bool_value) : s.value !== null ? s.value : s.string_value}
+                </td>
                 <td>{s.source}</td>
                 <td class="hash">{s.span_id || "run"}</td>
                 <td>{s.comment}</td>
@@ -124,7 +155,15 @@ function Tokens(t: { input: number; output: number; cached: number; reasoning: n
   );
 }
 
-function Waterfall({ rows, selected, select }: { rows: Row<Span>[]; selected: string | null; select: (id: string) => void }) {
+function Waterfall({
+  rows,
+  selected,
+  select,
+}: {
+  rows: Row<Span>[];
+  selected: string | null;
+  select: (id: string) => void;
+}) {
   return (
     <div class="waterfall" role="tree" aria-label="Spans">
       {rows.map(({ span, depth, offset, width, repeated }) => (
@@ -141,8 +180,12 @@ function Waterfall({ rows, selected, select }: { rows: Row<Span>[]; selected: st
             {repeated && <Badge kind="repeated">repeated</Badge>} {span.name}
           </span>
           <span class="bar-track">
-            <span class="bar" data-offset={offset.toFixed(3)} data-width={width.toFixed(3)}
-              style={{ left: `${offset}%`, width: `max(${width}%, 1px)` }} />
+            <span
+              class="bar"
+              data-offset={offset.toFixed(3)}
+              data-width={width.toFixed(3)}
+              style={{ left: `${offset}%`, width: `max(${width}%, 1px)` }}
+            />
           </span>
           <span class="span-duration">{duration(span.duration_ms)}</span>
         </button>
@@ -167,7 +210,8 @@ function SpanPanel({ span, classification }: { span: Span; classification?: stri
       <dl>
         <dt>Kind / status</dt>
         <dd>
-          {span.kind} / <Badge kind={span.status}>{span.status}</Badge> {span.error_type} {span.status_message}
+          {span.kind} / <Badge kind={span.status}>{span.status}</Badge> {span.error_type}{" "}
+          {span.status_message}
         </dd>
         <dt>Duration</dt>
         <dd>{duration(span.duration_ms)}</dd>

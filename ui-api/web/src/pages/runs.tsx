@@ -76,13 +76,21 @@ export function RunsPage() {
           <>
             <label>
               From
-              <input name="from" value={params.from ?? ""} placeholder="RFC 3339, UTC"
-                onChange={(e) => setParams({ from: (e.target as HTMLInputElement).value, cursor: null })} />
+              <input
+                name="from"
+                value={params.from ?? ""}
+                placeholder="RFC 3339, UTC"
+                onChange={(e) => setParams({ from: (e.target as HTMLInputElement).value, cursor: null })}
+              />
             </label>
             <label>
               To
-              <input name="to" value={params.to ?? ""} placeholder="RFC 3339, UTC"
-                onChange={(e) => setParams({ to: (e.target as HTMLInputElement).value, cursor: null })} />
+              <input
+                name="to"
+                value={params.to ?? ""}
+                placeholder="RFC 3339, UTC"
+                onChange={(e) => setParams({ to: (e.target as HTMLInputElement).value, cursor: null })}
+              />
             </label>
           </>
         )}
@@ -94,8 +102,11 @@ export function RunsPage() {
         ))}
         <button type="submit">Filter</button>
         <label class="inline">
-          <input type="checkbox" checked={autoRefresh}
-            onChange={(e) => setAutoRefresh((e.target as HTMLInputElement).checked)} />
+          <input
+            type="checkbox"
+            checked={autoRefresh}
+            onChange={(e) => setAutoRefresh((e.target as HTMLInputElement).checked)}
+          />
           Auto-refresh
         </label>
       </form>
@@ -106,8 +117,12 @@ export function RunsPage() {
           if (jump.trim()) navigate(`/runs/${jump.trim().toLowerCase()}`);
         }}
       >
-        <input aria-label="Trace id" placeholder="Go to trace id" value={jump}
-          onInput={(e) => setJump((e.target as HTMLInputElement).value)} />
+        <input
+          aria-label="Trace id"
+          placeholder="Go to trace id"
+          value={jump}
+          onInput={(e) => setJump((e.target as HTMLInputElement).value)}
+        />
       </form>
       <Load loaded={loaded}>
         {(page) =>
@@ -130,10 +145,20 @@ export function RunsPage() {
   );
 }
 
-function RunTable({ runs, filterBy }: { runs: RunSummary[]; filterBy: (name: FilterName, value: string) => void }) {
+function RunTable({
+  runs,
+  filterBy,
+}: {
+  runs: RunSummary[];
+  filterBy: (name: FilterName, value: string) => void;
+}) {
   const cell = (name: FilterName, value: string) =>
     value ? (
-      <button class="cell-filter" title={`Only runs with ${name} = ${value}`} onClick={() => filterBy(name, value)}>
+      <button
+        class="cell-filter"
+        title={`Only runs with ${name} = ${value}`}
+        onClick={() => filterBy(name, value)}
+      >
         {value}
       </button>
     ) : (
@@ -149,9 +174,15 @@ function RunTable({ runs, filterBy }: { runs: RunSummary[]; filterBy: (name: Fil
           <th>Outcome</th>
           <th class="num">Duration</th>
           <th class="num">Cost</th>
-          <th class="num" title="Input / output tokens of the run's model calls">Tokens in / out</th>
-          <th class="num" title="Model calls / tool calls">Calls</th>
-          <th class="num" title="Failed model and tool calls">Errors</th>
+          <th class="num" title="Input / output tokens of the run's model calls">
+            Tokens in / out
+          </th>
+          <th class="num" title="Model calls / tool calls">
+            Calls
+          </th>
+          <th class="num" title="Failed model and tool calls">
+            Errors
+          </th>
           <th>Environment</th>
           <th>Session</th>
           <th>User</th>
@@ -174,7 +205,14 @@ function RunTable({ runs, filterBy }: { runs: RunSummary[]; filterBy: (name: Fil
               )}
             </td>
             <td class="num">{duration(run.duration_ms)}</td>
-            <td class="num" title={run.calls.unpriced_model_calls ? `${run.calls.unpriced_model_calls} model calls unpriced` : undefined}>
+            <td
+              class="num"
+              title={
+                run.calls.unpriced_model_calls
+                  ? `${run.calls.unpriced_model_calls} model calls unpriced`
+                  : undefined
+              }
+            >
               {usd(run.calls.cost_usd)}
               {run.calls.unpriced_model_calls > 0 && run.calls.cost_usd !== null && "*"}
             </td>
@@ -201,7 +239,9 @@ function EmptyRuns({ filtered }: { filtered: boolean }) {
   const grpc = `${window.location.protocol}//${window.location.hostname}:4317`;
   return (
     <div class="empty">
-      <p>No runs yet. Point an OpenTelemetry SDK at Vigil (a key with the <code>ingest</code> role):</p>
+      <p>
+        No runs yet. Point an OpenTelemetry SDK at Vigil (a key with the <code>ingest</code> role):
+      </p>
       <pre class="content">{`OTEL_EXPORTER_OTLP_ENDPOINT=${grpc}
 OTEL_EXPORTER_OTLP_PROTOCOL=grpc
 OTEL_EXPORTER_OTLP_HEADERS="Authorization=Bearer%20<key>"
