@@ -514,7 +514,8 @@ impl AuditLog {
 }
 
 /// Where the first problem was found and what it is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
 pub enum TamperKind {
     /// A line that is not an entry.
     Unreadable,
@@ -533,7 +534,7 @@ pub enum TamperKind {
 }
 
 /// The first bad entry.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Tampering {
     /// 1-based line of `audit.log` (in an intact log, line n holds seq n).
     pub line: u64,

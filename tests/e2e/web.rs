@@ -12,6 +12,8 @@ use vigil_proto::v1;
 
 /// What a span and a run say when someone tries to run script in the UI.
 const XSS: &str = "<img src=x onerror=alert(1)>";
+/// The raw id of the person who sent it: looked up, then erased, in the browser.
+const XSS_PERSON: &str = "person-who-tried-xss";
 
 async fn the_web_ui_shows_what_the_api_answers(store: Store) {
     let vigil = Vigil::start_on(store);
@@ -23,6 +25,7 @@ async fn the_web_ui_shows_what_the_api_answers(store: Store) {
             runs: vec![v1::Run {
                 trace_id: trace_id.into(),
                 agent_name: "xss-agent".into(),
+                user_id: XSS_PERSON.into(),
                 input: XSS.into(),
                 output: XSS.into(),
                 start_time_unix_nano: now - 2_000_000_000,
@@ -55,6 +58,7 @@ async fn the_web_ui_shows_what_the_api_answers(store: Store) {
         .env("VIGIL_URL", vigil.http())
         .env("VIGIL_KEY", &vigil.token)
         .env("VIGIL_XSS_TRACE", trace_id)
+        .env("VIGIL_XSS_PERSON", XSS_PERSON)
         .env("VIGIL_SHOTS", &shots)
         .output()
         .expect("node runs");

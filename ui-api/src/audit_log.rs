@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use utoipa::{IntoParams, ToSchema};
 use vigil_access::{
-    audit::{ALL_PROJECTS, AUDIT_LOG_READ, AuditEntry, AuditError, AuditRecord},
+    audit::{ALL_PROJECTS, AUDIT_LOG_READ, AuditEntry, AuditError, AuditRecord, Tampering, verify},
     keys::{Principal, Role},
 };
 use vigil_schemas::time::parse_rfc3339;
@@ -97,6 +97,57 @@ fn time_param(field: &str, value: &Option<String>) -> Result<Option<i64>, ApiErr
             })
         })
         .transpose()
+}
+
+/// What a check of the whole chain found.
+#[derive(Serialize, ToSchema)]
+pub struct AuditVerification {
+    /// Whether every entry checks out, from the first to the head.
+    valid: bool,
+    /// Entries checked and found good (all of them when valid).
+    entries: u64,
+    /// Seq of the last good entry; 0 when there is none.
+    last_seq: u64,
+    /// Hash of the last good entry: keep it to compare later.
+    last_hash: String,
+    /// The first problem; null when valid.
+    #[schema(required = true)]
+    tampering: Option<Tampering>,
+}
+
+/// Verify the audit log's chain
+///
+/// Checks every entry of the log (of every project: the chain runs through all of them) from
+/// the first to the head, as `vigil audit verify` does, and says where the first problem is. It
+/// reveals no entry's content, and is not itself recorded.
+#[utoipa::path(
+    get,
+    path = "/api/v1/audit/verify",
+    tag = "access",
+    operation_id = "verifyAuditLog",
+    security(("bearerAuth" = ["audit"])),
+    responses(
+        (status = 200, body = AuditVerification, description = "What the check found."),
+        (status = 500, response = Internal),
+    ),
+)]
+pub async fn verify_chain(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<Json<AuditVerification>, ApiError> {
+    caller.require(Role::Audit)?;
+    let dir = state.audit.dir().to_path_buf();
+    let report = tokio::task::spawn_blocking(move || verify(&dir))
+        .await
+        .map_err(|e| ApiError::internal(format!("audit verification did not finish: {e}")))?
+        .map_err(audit_error)?;
+    Ok(Json(AuditVerification {
+        valid: report.is_valid(),
+        entries: report.entries,
+        last_seq: report.last_seq,
+        last_hash: report.last_hash,
+        tampering: report.tampering,
+    }))
 }
 
 /// The project's audit log

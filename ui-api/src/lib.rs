@@ -102,6 +102,7 @@ pub fn app(state: AppState) -> Router {
         .route("/api/v1/keys", post(keys::create).get(keys::list))
         .route("/api/v1/keys/{id}", delete(keys::revoke))
         .route("/api/v1/audit/log", get(audit_log::read))
+        .route("/api/v1/audit/verify", get(audit_log::verify_chain))
         .route("/api/v1/audit/affected", post(compliance::affected))
         .route("/api/v1/audit/user-lookup", post(compliance::user_lookup))
         .route("/api/v1/users/{user_hash}", delete(compliance::erase_user))

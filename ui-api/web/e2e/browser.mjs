@@ -3,6 +3,7 @@
 //   VIGIL_URL        the HTTP listener, e.g. http://127.0.0.1:4318
 //   VIGIL_KEY        an admin key
 //   VIGIL_XSS_TRACE  a trace whose run and span input is an HTML payload
+//   VIGIL_XSS_PERSON the raw user id of that run
 //   VIGIL_SHOTS      where to write screenshots
 // Expected values come from the API, never from the page. Exits non-zero on the first failure.
 import { chromium } from "playwright-core";
@@ -12,6 +13,7 @@ import { mkdirSync } from "node:fs";
 const base = process.env.VIGIL_URL;
 const key = process.env.VIGIL_KEY;
 const xssTrace = process.env.VIGIL_XSS_TRACE;
+const xssPerson = process.env.VIGIL_XSS_PERSON;
 const shots = process.env.VIGIL_SHOTS ?? "target/ui-screenshots";
 mkdirSync(shots, { recursive: true });
 
@@ -290,6 +292,74 @@ await step("xss-shows-as-text", async () => {
   assert.equal(await page.locator("main img").count(), 0, "the payload became an element");
   await page.waitForTimeout(300);
   assert.equal(dialogs, 0, "the payload ran");
+});
+
+await step("compliance", async () => {
+  const from = "2026-11-18T12:00:00Z";
+  const to = "2026-11-20T12:00:00Z";
+  const version = "v7"; // a prompt version of the demo's support-bot
+  await page.goto(`${base}/compliance?from=${from}&to=${to}&f.prompt_version=${version}`);
+  await page.locator("[data-total=runs]").waitFor();
+  const response = await fetch(`${base}/api/v1/audit/affected`, {
+    method: "POST",
+    headers: { Authorization: `Bearer ${key}`, "Content-Type": "application/json" },
+    body: JSON.stringify({ from, to, filters: { prompt_version: [version] }, limit: 50 }),
+  });
+  const expected = await response.json();
+  assert(expected.runs > 0, "the demo has no v7 runs");
+  for (const total of ["runs", "sessions", "users"]) {
+    const shown = (await page.locator(`[data-total=${total}]`).innerText()).replace(/,/g, "");
+    assert.equal(shown, String(expected[total]), total);
+  }
+  assert.equal(await page.locator("table.days tbody tr").count(), expected.by_day.length);
+  assert.equal(
+    await page.locator("table.affected-sessions tbody tr").count(),
+    Math.min(expected.items.length, 50),
+  );
+  // The CSV export downloads what the API exports.
+  const [download] = await Promise.all([
+    page.waitForEvent("download"),
+    page.getByRole("button", { name: "Export CSV" }).click(),
+  ]);
+  const csv = await (await download.createReadStream()).toArray();
+  const lines = Buffer.concat(csv).toString("utf8").trim().split("\n");
+  assert.equal(lines.length, expected.runs + 1, "CSV lines");
+  await page.screenshot({ path: `${shots}/compliance.png`, fullPage: true });
+  // A person looked up by raw id: the hash the runs carry.
+  await page.getByLabel("User id").fill(xssPerson);
+  await page.getByRole("button", { name: "Look up" }).click();
+  const hash = (await page.locator("[data-user-hash]").innerText()).trim();
+  const xssRun = await api(`/api/v1/runs/${xssTrace}`);
+  assert.equal(hash, xssRun.run.user_hash);
+  // Erased behind a typed confirmation: the receipt shows, the run is gone.
+  const erasure = page.getByRole("form", { name: "Erasure" });
+  await erasure.locator("input[name=user_hash]").fill(hash);
+  assert(await erasure.getByRole("button", { name: "Erase" }).isDisabled(), "erase without confirmation");
+  await erasure.locator("input[name=confirmation]").fill(`erase ${hash}`);
+  await erasure.getByRole("button", { name: "Erase" }).click();
+  await page.getByRole("status", { name: "Erasure receipt" }).waitFor({ timeout: 60_000 });
+  const gone = await fetch(`${base}/api/v1/runs/${xssTrace}`, {
+    headers: { Authorization: `Bearer ${key}` },
+  });
+  assert.equal(gone.status, 404);
+});
+
+await step("audit-log", async () => {
+  await page.goto(`${base}/audit-log`);
+  await page.locator("table.audit tbody tr").first().waitFor();
+  await page.getByRole("button", { name: "Verify the chain" }).click();
+  await page.locator("[data-valid=true]").waitFor();
+  const shown = await page
+    .locator("table.audit tbody tr")
+    .evaluateAll((rows) => rows.map((r) => r.dataset.seq));
+  const { entries } = await api("/api/v1/audit/log?limit=100");
+  // The page's own read is recorded before it is answered, so the API's page (read later) holds
+  // the page's entries and more.
+  assert.deepEqual(
+    shown,
+    entries.slice(0, shown.length).map((e) => String(e.seq)),
+  );
+  await page.screenshot({ path: `${shots}/audit-log.png`, fullPage: true });
 });
 
 await step("sign-out", async () => {

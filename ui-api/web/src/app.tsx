@@ -6,6 +6,8 @@ import { useLoad } from "./lib/hooks";
 import { session } from "./lib/session";
 import { WhoContext } from "./lib/who";
 import { AlertsPage } from "./pages/alerts";
+import { AuditLogPage } from "./pages/audit-log";
+import { CompliancePage } from "./pages/compliance";
 import { DashboardPage } from "./pages/dashboard";
 import { KeysPage } from "./pages/keys";
 import { RunDetailPage } from "./pages/run-detail";
@@ -39,6 +41,7 @@ const active = (isActive: boolean) => (isActive ? "active" : "");
 function Shell({ who }: { who: WhoAmI }) {
   const reads = who.roles.includes("read") || who.roles.includes("admin");
   const admin = who.roles.includes("admin");
+  const audits = admin || who.roles.includes("audit");
   return (
     <WhoContext.Provider value={who}>
       <div class="shell">
@@ -58,6 +61,16 @@ function Shell({ who }: { who: WhoAmI }) {
                 <Link href="/alerts" className={active}>
                   Alerts
                 </Link>
+                {audits && (
+                  <>
+                    <Link href="/compliance" className={active}>
+                      Compliance
+                    </Link>
+                    <Link href="/audit-log" className={active}>
+                      Audit log
+                    </Link>
+                  </>
+                )}
                 {admin && (
                   <Link href="/settings/keys" className={active}>
                     Keys
@@ -97,6 +110,8 @@ function Pages() {
       <Route path="/dashboard">{() => <DashboardPage />}</Route>
       <Route path="/alerts">{() => <AlertsPage />}</Route>
       <Route path="/settings/keys">{() => <KeysPage />}</Route>
+      <Route path="/compliance">{() => <CompliancePage />}</Route>
+      <Route path="/audit-log">{() => <AuditLogPage />}</Route>
       <Route path="/sessions/:sessionId">
         {(params) => <SessionPage sessionId={decodeURIComponent(params.sessionId)} />}
       </Route>
