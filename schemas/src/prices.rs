@@ -7,7 +7,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::time::parse_rfc3339;
+use crate::time::{parse_rfc3339, rfc3339};
 
 const BUILTIN_CATALOG: &str = include_str!("../prices.toml");
 const NANOS_PER_USD: f64 = 1e9;
@@ -119,6 +119,64 @@ impl Rates {
     }
 }
 
+impl Rates {
+    fn view(&self) -> RatesView {
+        let usd = |nanos: i64| nanos as f64 / NANOS_PER_USD;
+        RatesView {
+            input: usd(self.input),
+            cached_input: usd(self.cached_input),
+            cache_write: usd(self.cache_write),
+            output: usd(self.output),
+            reasoning: usd(self.reasoning),
+        }
+    }
+}
+
+/// The catalog in force, as the API shows it.
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+#[schema(as = PriceCatalog)]
+pub struct CatalogView {
+    /// The built-in catalog's version (operator overrides apply on top of it).
+    pub version: String,
+    pub models: Vec<ModelView>,
+    /// The price of self-hosted models without prices of their own; null when none is set.
+    #[schema(required = true)]
+    pub self_hosted: Option<RatesView>,
+}
+
+/// A model's prices, oldest first.
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+#[schema(as = ModelPrices)]
+pub struct ModelView {
+    /// Lowercase, as calls are matched.
+    pub name: String,
+    pub provider: String,
+    pub self_hosted: bool,
+    pub prices: Vec<PriceView>,
+}
+
+/// Prices in force from an instant on.
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+#[schema(as = ModelPrice)]
+pub struct PriceView {
+    #[schema(format = DateTime)]
+    pub from: String,
+    #[serde(flatten)]
+    pub rates: RatesView,
+}
+
+/// USD per million tokens of each kind (a kind without a price of its own takes input's or
+/// output's).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, utoipa::ToSchema)]
+#[schema(as = TokenPrices)]
+pub struct RatesView {
+    pub input: f64,
+    pub cached_input: f64,
+    pub cache_write: f64,
+    pub output: f64,
+    pub reasoning: f64,
+}
+
 #[derive(Debug, Clone)]
 struct PricedModel {
     name: String,
@@ -156,6 +214,33 @@ impl PriceCatalog {
 
     pub fn version(&self) -> &str {
         &self.version
+    }
+
+    /// Every model and price, as the API shows them.
+    pub fn view(&self) -> CatalogView {
+        let mut models: Vec<ModelView> = self
+            .models
+            .iter()
+            .map(|m| ModelView {
+                name: m.name.clone(),
+                provider: m.provider.clone(),
+                self_hosted: m.self_hosted,
+                prices: m
+                    .schedule
+                    .iter()
+                    .map(|(from, rates)| PriceView {
+                        from: rfc3339(*from),
+                        rates: rates.view(),
+                    })
+                    .collect(),
+            })
+            .collect();
+        models.sort_by(|a, b| a.name.cmp(&b.name));
+        CatalogView {
+            version: self.version.clone(),
+            models,
+            self_hosted: self.self_hosted.map(|r| r.view()),
+        }
     }
 
     /// Adds models, or price entries of known models (an entry with the same date replaces it).
@@ -306,6 +391,44 @@ mod tests {
             c.provider_of("meta-llama/Llama-3.1-8B-Instruct"),
             Some("vllm")
         );
+    }
+
+    #[test]
+    fn the_view_shows_the_prices_as_written() {
+        let catalog = PriceCatalog::parse(
+            r#"
+version = "test"
+[[models]]
+name = "Model-A"
+provider = "acme"
+prices = [
+  { from = "2026-02-01", input = 3.0, output = 15.0 },
+  { from = "2026-01-01", input = 2.5, output = 10.0, cached_input = 1.25, reasoning = 12.0 },
+]
+"#,
+        )
+        .unwrap();
+        let view = catalog.view();
+        assert_eq!(view.version, "test");
+        assert_eq!(view.self_hosted, None);
+        let model = &view.models[0];
+        assert_eq!(
+            (model.name.as_str(), model.provider.as_str()),
+            ("model-a", "acme")
+        );
+        let first = &model.prices[0];
+        assert_eq!(first.from, "2026-01-01T00:00:00Z");
+        assert_eq!(
+            first.rates,
+            RatesView {
+                input: 2.5,
+                cached_input: 1.25,
+                cache_write: 2.5,
+                output: 10.0,
+                reasoning: 12.0,
+            }
+        );
+        assert_eq!(model.prices[1].rates.input, 3.0);
     }
 
     #[test]

@@ -108,6 +108,7 @@ pub fn app(state: AppState) -> Router {
         .route("/api/v1/users/{user_hash}", delete(compliance::erase_user))
         .route("/api/v1/openapi.json", get(openapi::document))
         .route("/api/v1/whoami", get(ops::whoami))
+        .route("/api/v1/prices", get(ops::prices))
         .fallback(web::serve)
         .layer(axum::extract::DefaultBodyLimit::max(body_limit))
         .layer(axum::middleware::map_response(no_store))

@@ -74,6 +74,7 @@ pub async fn document() -> Json<&'static Value> {
         otlp_http::export,
         ops::projects,
         ops::whoami,
+        ops::prices,
         runs::list,
         runs::get_one,
         runs::session,
@@ -397,6 +398,7 @@ mod tests {
             "/api/v1/users/{user_hash}",
             "/api/v1/openapi.json",
             "/api/v1/whoami",
+            "/api/v1/prices",
         ]);
         assert_eq!(paths, expected);
 

@@ -11,6 +11,8 @@ use prometheus_client::encoding::text::encode;
 use serde::Serialize;
 use utoipa::ToSchema;
 
+use vigil_schemas::prices::CatalogView;
+
 use crate::{ApiError, AppState, auth::Caller};
 
 /// Liveness: whether the process answers.
@@ -184,6 +186,8 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
 /// Who a key is: what the web UI shows and hides by.
 #[derive(Serialize, ToSchema)]
 pub struct WhoAmI {
+    /// This server's version.
+    server_version: &'static str,
     /// The key's public id.
     key_id: String,
     project_id: String,
@@ -205,10 +209,31 @@ pub struct WhoAmI {
 pub async fn whoami(caller: Caller) -> Json<WhoAmI> {
     let principal = caller.0;
     Json(WhoAmI {
+        server_version: env!("CARGO_PKG_VERSION"),
         key_id: principal.key_id,
         project_id: principal.project_id,
         roles: principal.roles.into_iter().collect(),
     })
+}
+
+/// The price catalog in force
+///
+/// Every model the collector prices calls of (the built-in catalog with the operator's
+/// `[[pricing.models]]` applied), with its prices by date, in USD per million tokens.
+#[utoipa::path(
+    get,
+    path = "/api/v1/prices",
+    tag = "metrics",
+    operation_id = "prices",
+    security(("bearerAuth" = ["read"])),
+    responses((status = 200, body = CatalogView, description = "The catalog.")),
+)]
+pub async fn prices(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<Json<CatalogView>, ApiError> {
+    caller.require(vigil_access::keys::Role::Read)?;
+    Ok(Json(state.pipeline.enricher().catalog().view()))
 }
 
 /// The projects a key sees: its own.

@@ -362,6 +362,26 @@ await step("audit-log", async () => {
   await page.screenshot({ path: `${shots}/audit-log.png`, fullPage: true });
 });
 
+await step("settings", async () => {
+  await page.goto(`${base}/settings`);
+  await page.locator("[data-health]").waitFor();
+  assert.equal(await page.locator("[data-health]").getAttribute("data-health"), "ready");
+  await page.locator("table.prices tbody tr").first().waitFor();
+  const catalog = await api("/api/v1/prices");
+  const rows = catalog.models.reduce((n, m) => n + Math.max(m.prices.length, 1), 0);
+  assert.equal(await page.locator("table.prices tbody tr").count(), rows);
+  const gpt = catalog.models.find((m) => m.name === "gpt-4o");
+  const last = gpt.prices[gpt.prices.length - 1];
+  const cells = await page
+    .locator('table.prices tbody tr[data-model="gpt-4o"]')
+    .last()
+    .locator("td")
+    .allInnerTexts();
+  assert.equal(cells[3], String(last.input));
+  assert.equal(cells[6], String(last.output));
+  await page.screenshot({ path: `${shots}/settings.png`, fullPage: true });
+});
+
 await step("sign-out", async () => {
   await page.getByRole("button", { name: "Sign out" }).click();
   await page.getByLabel("API key").waitFor();

@@ -13,6 +13,7 @@ import { KeysPage } from "./pages/keys";
 import { RunDetailPage } from "./pages/run-detail";
 import { RunsPage } from "./pages/runs";
 import { SessionPage } from "./pages/session";
+import { SettingsPage } from "./pages/settings";
 import { SignIn } from "./pages/sign-in";
 
 export function App() {
@@ -76,6 +77,9 @@ function Shell({ who }: { who: WhoAmI }) {
                     Keys
                   </Link>
                 )}
+                <Link href="/settings" className={active}>
+                  Settings
+                </Link>
               </>
             )}
           </nav>
@@ -110,6 +114,7 @@ function Pages() {
       <Route path="/dashboard">{() => <DashboardPage />}</Route>
       <Route path="/alerts">{() => <AlertsPage />}</Route>
       <Route path="/settings/keys">{() => <KeysPage />}</Route>
+      <Route path="/settings">{() => <SettingsPage />}</Route>
       <Route path="/compliance">{() => <CompliancePage />}</Route>
       <Route path="/audit-log">{() => <AuditLogPage />}</Route>
       <Route path="/sessions/:sessionId">

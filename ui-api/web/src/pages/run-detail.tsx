@@ -4,13 +4,21 @@ import { api, unwrap, type Run, type Score, type Span } from "../api/client";
 import { Badge, Content, Load } from "../components";
 import { count, duration, prettyJson, time, usd } from "../lib/format";
 import { useLoad } from "../lib/hooks";
+import { markData, useDrawnMeasure } from "../lib/perf";
 import { buildRows, type Row } from "../lib/tree";
 
 export function RunDetailPage({ traceId }: { traceId: string }) {
   const loaded = useLoad(
-    () => unwrap(api.GET("/api/v1/runs/{trace_id}", { params: { path: { trace_id: traceId } } })),
+    () =>
+      unwrap(api.GET("/api/v1/runs/{trace_id}", { params: { path: { trace_id: traceId } } })).then(
+        (detail) => {
+          markData("run");
+          return detail;
+        },
+      ),
     [traceId],
   );
+  useDrawnMeasure("run", loaded.state === "ready");
   return (
     <section>
       <Load loaded={loaded}>

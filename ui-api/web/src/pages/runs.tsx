@@ -4,6 +4,7 @@ import { api, unwrap, type RunSummary } from "../api/client";
 import { Badge, Load } from "../components";
 import { count, duration, time, usd } from "../lib/format";
 import { useLoad, useQueryParams } from "../lib/hooks";
+import { markData, useDrawnMeasure } from "../lib/perf";
 import { PRESETS, bounds } from "../lib/range";
 
 /** The filters of the run list, as the URL and the API name them. */
@@ -36,10 +37,15 @@ export function RunsPage() {
     ...Object.fromEntries(FILTERS.map(([name]) => [name, params[name] || undefined])),
   };
   const loaded = useLoad(
-    () => unwrap(api.GET("/api/v1/runs", { params: { query } })),
+    () =>
+      unwrap(api.GET("/api/v1/runs", { params: { query } })).then((page) => {
+        markData("runs");
+        return page;
+      }),
     [JSON.stringify(query)],
     autoRefresh ? REFRESH_MS : undefined,
   );
+  useDrawnMeasure("runs", loaded.state === "ready");
   const filterBy = (name: FilterName, value: string) => setParams({ [name]: value, cursor: null });
   const [jump, setJump] = useState("");
 
