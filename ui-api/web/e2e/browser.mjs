@@ -165,6 +165,24 @@ await step("run-detail", async () => {
     assert(text.includes(`${span.input_tokens.toLocaleString("en-US")} in`), `tokens of ${span.span_id}`);
     if (span.cost_usd !== null) assert(text.includes("$"), `cost of ${span.span_id}`);
   }
+  // Chat messages show as a conversation, one entry per message of the API's input.
+  const chat = best.spans.find((s) => s.model && s.input.trim().startsWith("["));
+  if (chat) {
+    await page.locator(`.span-row[data-span-id="${chat.span_id}"]`).click();
+    const panel = page.getByRole("complementary", { name: "Selected span" });
+    await panel.locator(".messages").first().waitFor();
+    assert.equal(
+      await panel.locator(".messages").first().locator("> li").count(),
+      JSON.parse(chat.input).length,
+    );
+  }
+  // The keyboard moves the selection along the tree.
+  const first = ids[0];
+  await page.locator(`.span-row[data-span-id="${first}"]`).click();
+  await page.keyboard.press("ArrowDown");
+  assert.equal(await page.locator(".span-row.selected").getAttribute("data-span-id"), ids[1]);
+  await page.keyboard.press("End");
+  assert.equal(await page.locator(".span-row.selected").getAttribute("data-span-id"), ids[ids.length - 1]);
   await page.screenshot({ path: `${shots}/run-detail.png`, fullPage: true });
   await page.reload();
   await page.locator(".span-row").first().waitFor();

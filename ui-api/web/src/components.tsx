@@ -2,6 +2,7 @@
 import type { ComponentChildren } from "preact";
 import type { ApiError } from "./api/client";
 import type { Loaded } from "./lib/hooks";
+import { asMessages } from "./lib/messages";
 
 export function ErrorBox({ error }: { error: ApiError }) {
   return (
@@ -48,4 +49,78 @@ export function Content({ text, classification }: { text: string; classification
 
 export function Badge({ kind, children }: { kind: string; children: ComponentChildren }) {
   return <span class={`badge badge-${kind}`}>{children}</span>;
+}
+
+/** A span's input or output: chat messages as a conversation, JSON as a foldable tree, the rest
+ * as text. Always rendered as text, never as HTML. */
+export function Payload({ text, classification }: { text: string; classification?: string[] }) {
+  const messages = asMessages(text);
+  if (messages) {
+    return (
+      <ol class="messages">
+        {messages.map((m, i) => (
+          <li key={i} class={`message role-${m.role}`}>
+            <div class="role">
+              {m.role}
+              {m.finishReason && <span class="muted"> · {m.finishReason}</span>}
+            </div>
+            {m.parts.map((p, j) =>
+              p.kind === "tool_call" ? (
+                <div key={j} class="tool-call">
+                  <code>{p.name}</code>
+                  <pre class="content">{p.arguments}</pre>
+                </div>
+              ) : (
+                <pre key={j} class={`content${p.kind === "tool_result" ? " tool-result" : ""}`}>
+                  {p.text}
+                </pre>
+              ),
+            )}
+          </li>
+        ))}
+      </ol>
+    );
+  }
+  const json = parseJson(text);
+  if (json !== undefined && typeof json === "object" && json !== null)
+    return <JsonTree value={json} depth={0} />;
+  return <Content text={text} classification={classification} />;
+}
+
+function parseJson(text: string): unknown {
+  const trimmed = text.trim();
+  if (!(trimmed.startsWith("{") || trimmed.startsWith("["))) return undefined;
+  try {
+    return JSON.parse(trimmed);
+  } catch {
+    return undefined;
+  }
+}
+
+/** Objects and arrays fold (`<details>`); the first two levels start open. */
+export function JsonTree({ value, depth, name }: { value: unknown; depth: number; name?: string }) {
+  const label = name !== undefined ? <span class="json-key">{name}: </span> : null;
+  if (typeof value !== "object" || value === null) {
+    return (
+      <div class="json-leaf">
+        {label}
+        <span class={`json-${value === null ? "null" : typeof value}`}>{JSON.stringify(value)}</span>
+      </div>
+    );
+  }
+  const entries = Array.isArray(value) ? value.map((v, i) => [String(i), v] as const) : Object.entries(value);
+  const brackets = Array.isArray(value) ? ["[", "]"] : ["{", "}"];
+  return (
+    <details class="json" open={depth < 2}>
+      <summary>
+        {label}
+        {brackets[0]}
+        <span class="muted"> {entries.length} </span>
+        {brackets[1]}
+      </summary>
+      {entries.map(([k, v]) => (
+        <JsonTree key={k} name={k} value={v} depth={depth + 1} />
+      ))}
+    </details>
+  );
 }

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { duration, prettyJson, time, usd } from "./format";
+import { duration, time, usd } from "./format";
 
 describe("format", () => {
   it("durations", () => {
@@ -20,14 +20,5 @@ describe("format", () => {
 
   it("times in UTC", () => {
     expect(time("2026-11-23T10:04:05.123456789Z")).toBe("2026-11-23 10:04:05.123");
-  });
-
-  it("pretty-prints JSON and leaves other text alone", () => {
-    expect(prettyJson('{"a":1}')).toEqual({ json: true, text: '{\n  "a": 1\n}' });
-    expect(prettyJson("<img src=x onerror=alert(1)>")).toEqual({
-      json: false,
-      text: "<img src=x onerror=alert(1)>",
-    });
-    expect(prettyJson("{not json").json).toBe(false);
   });
 });

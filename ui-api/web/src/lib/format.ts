@@ -35,14 +35,3 @@ export function time(rfc3339: string): string {
 export function nsToMs(ns: number): number {
   return ns / 1e6;
 }
-
-/** `JSON.stringify` with indentation when `text` is JSON; the text itself otherwise. */
-export function prettyJson(text: string): { json: boolean; text: string } {
-  const trimmed = text.trim();
-  if (!(trimmed.startsWith("{") || trimmed.startsWith("["))) return { json: false, text };
-  try {
-    return { json: true, text: JSON.stringify(JSON.parse(trimmed), null, 2) };
-  } catch {
-    return { json: false, text };
-  }
-}

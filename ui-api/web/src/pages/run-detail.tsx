@@ -1,8 +1,8 @@
 import { useMemo, useState } from "preact/hooks";
 import { Link } from "wouter-preact";
 import { api, unwrap, type Run, type Score, type Span } from "../api/client";
-import { Badge, Content, Load } from "../components";
-import { count, duration, prettyJson, time, usd } from "../lib/format";
+import { Badge, Content, Load, Payload } from "../components";
+import { count, duration, time, usd } from "../lib/format";
 import { useLoad } from "../lib/hooks";
 import { markData, useDrawnMeasure } from "../lib/perf";
 import { buildRows, type Row } from "../lib/tree";
@@ -172,8 +172,27 @@ function Waterfall({
   selected: string | null;
   select: (id: string) => void;
 }) {
+  // Up and down arrows move the selection (and the focus) along the tree; Home and End jump.
+  const onKeyDown = (e: KeyboardEvent) => {
+    const at = rows.findIndex((r) => r.span.span_id === selected);
+    const to =
+      e.key === "ArrowDown"
+        ? at + 1
+        : e.key === "ArrowUp"
+          ? at - 1
+          : e.key === "Home"
+            ? 0
+            : e.key === "End"
+              ? rows.length - 1
+              : null;
+    if (to === null || to < 0 || to >= rows.length) return;
+    e.preventDefault();
+    const id = rows[to].span.span_id;
+    select(id);
+    (e.currentTarget as HTMLElement).querySelector<HTMLElement>(`[data-span-id="${id}"]`)?.focus();
+  };
   return (
-    <div class="waterfall" role="tree" aria-label="Spans">
+    <div class="waterfall" role="tree" aria-label="Spans" onKeyDown={onKeyDown}>
       {rows.map(({ span, depth, offset, width, repeated }) => (
         <button
           key={span.span_id}
@@ -203,15 +222,12 @@ function Waterfall({
 }
 
 function SpanPanel({ span, classification }: { span: Span; classification?: string[] }) {
-  const io = (label: string, text: string) => {
-    const pretty = prettyJson(text);
-    return (
-      <div>
-        <h3>{label}</h3>
-        <Content text={pretty.text} classification={classification} />
-      </div>
-    );
-  };
+  const io = (label: string, text: string) => (
+    <div>
+      <h3>{label}</h3>
+      <Payload text={text} classification={classification} />
+    </div>
+  );
   return (
     <aside class="span-panel" aria-label="Selected span">
       <h2>{span.name}</h2>
