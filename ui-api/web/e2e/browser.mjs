@@ -199,14 +199,32 @@ await step("session", async () => {
   await page.screenshot({ path: `${shots}/session.png`, fullPage: true });
 });
 
+await step("user", async () => {
+  const some = (await api("/api/v1/runs?limit=50")).runs.find(
+    (r) => r.user_hash && r.agent_name !== "xss-agent",
+  );
+  const theirs = (await api(`/api/v1/runs?limit=1000&user_hash=${some.user_hash}`)).runs;
+  await page.goto(`${base}/runs/${some.trace_id}`);
+  await page.locator(`a[href="/users/${some.user_hash}"]`).click();
+  await page.locator("[data-total=runs]").waitFor();
+  assert.equal(
+    (await page.locator("[data-total=runs]").innerText()).replace(/,/g, ""),
+    String(theirs.length),
+  );
+  await page.locator("table.user-sessions tbody tr").first().waitFor();
+  const sessions = new Set(theirs.map((r) => r.session_id));
+  assert.equal(await page.locator("table.user-sessions tbody tr").count(), sessions.size);
+  await page.screenshot({ path: `${shots}/user.png`, fullPage: true });
+});
+
 await step("dashboard", async () => {
   // The demo's 48 hours (tests/e2e/support/conformance.rs, DEMO_END_TIME).
   const from = "2026-11-18T12:00:00Z";
   const to = "2026-11-20T12:00:00Z";
   await page.goto(`${base}/dashboard?from=${from}&to=${to}`);
   await page.locator("table.summary[data-field=agent] tbody tr").first().waitFor();
-  await page.locator(".chart canvas").first().waitFor();
-  assert((await page.locator(".chart canvas").count()) >= 7, "a chart is missing");
+  // Seven charts, each drawn once its query answers.
+  await page.waitForFunction(() => document.querySelectorAll(".chart canvas").length >= 7);
   const response = await fetch(`${base}/api/v1/metrics/query`, {
     method: "POST",
     headers: { Authorization: `Bearer ${key}`, "Content-Type": "application/json" },

@@ -14,6 +14,7 @@ import { RunDetailPage } from "./pages/run-detail";
 import { RunsPage } from "./pages/runs";
 import { SessionPage } from "./pages/session";
 import { SettingsPage } from "./pages/settings";
+import { UserPage } from "./pages/user";
 import { SignIn } from "./pages/sign-in";
 
 export function App() {
@@ -117,6 +118,9 @@ function Pages() {
       <Route path="/settings">{() => <SettingsPage />}</Route>
       <Route path="/compliance">{() => <CompliancePage />}</Route>
       <Route path="/audit-log">{() => <AuditLogPage />}</Route>
+      <Route path="/users/:userHash">
+        {(params) => <UserPage userHash={decodeURIComponent(params.userHash)} />}
+      </Route>
       <Route path="/sessions/:sessionId">
         {(params) => <SessionPage sessionId={decodeURIComponent(params.sessionId)} />}
       </Route>

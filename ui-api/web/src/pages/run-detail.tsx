@@ -109,7 +109,13 @@ function RunDetail({
             )}
           </dd>
           <dt>User</dt>
-          <dd class="hash">{run.user_hash || "—"}</dd>
+          <dd class="hash">
+            {run.user_hash ? (
+              <Link href={`/users/${encodeURIComponent(run.user_hash)}`}>{run.user_hash}</Link>
+            ) : (
+              "—"
+            )}
+          </dd>
         </dl>
       ) : (
         <p class="muted">

@@ -6,6 +6,7 @@ import { count, duration, time, usd } from "../lib/format";
 import { useLoad, useQueryParams } from "../lib/hooks";
 import { markData, useDrawnMeasure } from "../lib/perf";
 import { PRESETS, bounds } from "../lib/range";
+import { LookUpUser } from "./user";
 
 /** The filters of the run list, as the URL and the API name them. */
 const FILTERS = [
@@ -130,6 +131,12 @@ export function RunsPage() {
           onInput={(e) => setJump((e.target as HTMLInputElement).value)}
         />
       </form>
+      <LookUpUser />
+      {params.user_hash && (
+        <p>
+          <Link href={`/users/${encodeURIComponent(params.user_hash)}`}>This user's page</Link>
+        </p>
+      )}
       <Load loaded={loaded}>
         {(page) =>
           page.runs.length === 0 && !params.cursor ? (
