@@ -418,6 +418,24 @@ await step("settings", async () => {
   await page.screenshot({ path: `${shots}/settings.png`, fullPage: true });
 });
 
+await step("narrow-window", async () => {
+  // Layouts hold on a narrow window: nothing wider than the window but what scrolls inside.
+  const run = (await api("/api/v1/runs?limit=1")).runs[0];
+  await page.setViewportSize({ width: 480, height: 800 });
+  for (const path of ["/runs", `/runs/${run.trace_id}`, "/dashboard", "/alerts", "/settings"]) {
+    await page.goto(`${base}${path}`);
+    await page.locator("main h1").first().waitFor();
+    // Every part of the page has its answer (nothing is left loading to be cut off).
+    await page.waitForFunction(() => !document.querySelector(".loading"));
+    const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+    assert(overflow <= 1, `${path} is ${overflow}px wider than the window`);
+  }
+  await page.goto(`${base}/runs`);
+  await page.locator("table.runs tbody tr").first().waitFor();
+  await page.screenshot({ path: `${shots}/runs-narrow.png`, fullPage: true });
+  await page.setViewportSize({ width: 1280, height: 800 });
+});
+
 await step("sign-out", async () => {
   await page.getByRole("button", { name: "Sign out" }).click();
   await page.getByLabel("API key").waitFor();

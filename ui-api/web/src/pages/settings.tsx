@@ -1,4 +1,4 @@
-import { useContext } from "preact/hooks";
+import { useContext, useState } from "preact/hooks";
 import { api, unwrap } from "../api/client";
 import { Badge, Load } from "../components";
 import { count, time } from "../lib/format";
@@ -11,8 +11,11 @@ const DAY_MS = 86_400_000;
 export function SettingsPage() {
   const who = useContext(WhoContext);
   const prices = useLoad(() => unwrap(api.GET("/api/v1/prices")), []);
-  const to = new Date();
-  const from = new Date(to.getTime() - 30 * DAY_MS);
+  // The last 30 days as of the page's opening (not of each render: that would query anew).
+  const [{ from, to }] = useState(() => {
+    const to = new Date();
+    return { from: new Date(to.getTime() - 30 * DAY_MS), to };
+  });
   const unpriced = useLoad(
     () =>
       unwrap(

@@ -1,4 +1,4 @@
-import { useState } from "preact/hooks";
+import { useMemo, useState } from "preact/hooks";
 import { Link, useLocation } from "wouter-preact";
 import { ApiError, api, unwrap } from "../api/client";
 import { ErrorBox, Load } from "../components";
@@ -14,8 +14,11 @@ const RANGES = ["24h", "7d", "30d"] as const;
 export function UserPage({ userHash }: { userHash: string }) {
   const [params, setParams] = useQueryParams();
   const range = (RANGES as readonly string[]).includes(params.range) ? params.range : "30d";
-  const to = new Date();
-  const from = new Date(to.getTime() - PRESETS[range]);
+  // The range as of when it was chosen (not of each render: that would query anew).
+  const { from, to } = useMemo(() => {
+    const to = new Date();
+    return { from: new Date(to.getTime() - PRESETS[range]), to };
+  }, [range]);
   const metrics = (groupBy: ("session_id" | "agent")[]) =>
     unwrap(
       api.POST("/api/v1/metrics/query", {
