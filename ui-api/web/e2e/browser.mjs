@@ -7,6 +7,7 @@
 //   VIGIL_SHOTS      where to write screenshots
 // Expected values come from the API, never from the page. Exits non-zero on the first failure.
 import { chromium } from "playwright-core";
+import { bigRun } from "./big-run.mjs";
 import assert from "node:assert/strict";
 import { mkdirSync } from "node:fs";
 
@@ -187,6 +188,24 @@ await step("run-detail", async () => {
   await page.reload();
   await page.locator(".span-row").first().waitFor();
   assert.equal(await page.locator(".span-row").count(), best.spans.length);
+});
+
+await step("large-run", async () => {
+  // 1,000 spans: only the rows in view are drawn, and every span is still reachable.
+  const trace = await bigRun(base, key, 1000);
+  await page.goto(`${base}/runs/${trace}`);
+  await page.locator(".span-row").first().waitFor();
+  assert.equal(await page.locator(".waterfall").getAttribute("data-rows"), "1000");
+  const drawn = await page.locator(".span-row").count();
+  assert(drawn < 200, `${drawn} rows drawn`);
+  const detail = await api(`/api/v1/runs/${trace}`);
+  const lastId = detail.spans[detail.spans.length - 1].span_id;
+  await page.locator(".span-row").first().click();
+  await page.keyboard.press("End");
+  await page.locator(`.span-row.selected[data-span-id="${lastId}"]`).waitFor();
+  assert(await page.locator(`.span-row[data-span-id="${lastId}"]`).isVisible());
+  await page.keyboard.press("Home");
+  await page.locator(`.span-row.selected[data-span-id="${detail.spans[0].span_id}"]`).waitFor();
 });
 
 await step("session", async () => {

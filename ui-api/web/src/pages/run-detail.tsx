@@ -1,4 +1,4 @@
-import { useMemo, useState } from "preact/hooks";
+import { useEffect, useMemo, useRef, useState } from "preact/hooks";
 import { Link } from "wouter-preact";
 import { api, unwrap, type Run, type Score, type Span } from "../api/client";
 import { Badge, Content, Load, Payload } from "../components";
@@ -169,6 +169,12 @@ function Tokens(t: { input: number; output: number; cached: number; reasoning: n
   );
 }
 
+/** Rows are this tall (CSS `.span-row`), so a long run draws only the rows in view. */
+const ROW_HEIGHT = 26;
+/** Runs up to this many spans draw every row; longer ones only those in view (and a margin). */
+const DRAW_ALL_BELOW = 300;
+const MARGIN_ROWS = 30;
+
 function Waterfall({
   rows,
   selected,
@@ -178,6 +184,19 @@ function Waterfall({
   selected: string | null;
   select: (id: string) => void;
 }) {
+  const box = useRef<HTMLDivElement>(null);
+  const [view, setView] = useState({ top: 0, height: 800 });
+  const windowed = rows.length > DRAW_ALL_BELOW;
+  const first = windowed ? Math.max(0, Math.floor(view.top / ROW_HEIGHT) - MARGIN_ROWS) : 0;
+  const last = windowed
+    ? Math.min(rows.length, Math.ceil((view.top + view.height) / ROW_HEIGHT) + MARGIN_ROWS)
+    : rows.length;
+  const [focusing, setFocusing] = useState<string | null>(null);
+  useEffect(() => {
+    if (!focusing) return;
+    box.current?.querySelector<HTMLElement>(`[data-span-id="${focusing}"]`)?.focus();
+    setFocusing(null);
+  }, [focusing, first, last]);
   // Up and down arrows move the selection (and the focus) along the tree; Home and End jump.
   const onKeyDown = (e: KeyboardEvent) => {
     const at = rows.findIndex((r) => r.span.span_id === selected);
@@ -193,13 +212,34 @@ function Waterfall({
               : null;
     if (to === null || to < 0 || to >= rows.length) return;
     e.preventDefault();
+    const element = box.current;
+    if (element) {
+      const top = to * ROW_HEIGHT;
+      if (top < element.scrollTop) element.scrollTop = top;
+      else if (top + ROW_HEIGHT > element.scrollTop + element.clientHeight) {
+        element.scrollTop = top + ROW_HEIGHT - element.clientHeight;
+      }
+      setView({ top: element.scrollTop, height: element.clientHeight });
+    }
     const id = rows[to].span.span_id;
     select(id);
-    (e.currentTarget as HTMLElement).querySelector<HTMLElement>(`[data-span-id="${id}"]`)?.focus();
+    setFocusing(id);
   };
   return (
-    <div class="waterfall" role="tree" aria-label="Spans" onKeyDown={onKeyDown}>
-      {rows.map(({ span, depth, offset, width, repeated }) => (
+    <div
+      class="waterfall"
+      role="tree"
+      aria-label="Spans"
+      data-rows={rows.length}
+      ref={box}
+      onKeyDown={onKeyDown}
+      onScroll={(e) => {
+        const element = e.currentTarget as HTMLDivElement;
+        if (windowed) setView({ top: element.scrollTop, height: element.clientHeight });
+      }}
+    >
+      {first > 0 && <div style={{ height: `${first * ROW_HEIGHT}px` }} />}
+      {rows.slice(first, last).map(({ span, depth, offset, width, repeated }) => (
         <button
           key={span.span_id}
           role="treeitem"
@@ -223,6 +263,7 @@ function Waterfall({
           <span class="span-duration">{duration(span.duration_ms)}</span>
         </button>
       ))}
+      {last < rows.length && <div style={{ height: `${(rows.length - last) * ROW_HEIGHT}px` }} />}
     </div>
   );
 }
