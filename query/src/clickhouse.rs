@@ -42,6 +42,7 @@ use crate::{
     },
     newest::newest_per_key,
     rollup::{RollupRecord, RunRollup, rollup_sql},
+    sessions::{self, SessionFilter, SessionList, SessionRecord, SessionSummary, sessions_sql},
     sql::{Placeholders, Sql, Value},
     store::{RunCondition, RunDetail, RunFilter, RunPage, TraceStore},
     versions::{newest, run_detail},
@@ -203,6 +204,28 @@ impl TraceStore for ClickHouseStore {
             .encode()
         });
         Ok(RunPage { runs, next_cursor })
+    }
+
+    async fn list_sessions(
+        &self,
+        project_id: &str,
+        filter: &SessionFilter,
+        limit: Option<usize>,
+        cursor: Option<&str>,
+    ) -> Result<SessionList, QueryError> {
+        let (limit, cursor) = sessions::position(limit, cursor)?;
+        let sql = sessions_sql(
+            Dialect::ClickHouse,
+            project_id,
+            filter,
+            limit,
+            cursor.as_ref(),
+        );
+        let records = self.fetch::<SessionRecord>(sql).await?;
+        Ok(sessions::page(
+            records.into_iter().map(SessionSummary::from).collect(),
+            limit,
+        ))
     }
 
     async fn run_rollups(

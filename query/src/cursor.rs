@@ -1,5 +1,5 @@
 //! The opaque cursor of `list_runs`: the position (start time, trace id) of the last run of the
-//! previous page. Runs are listed by (start_time_ns desc, trace_id desc), a total order over
+//! previous page. The session list uses it too, for (last seen, session id). Runs are listed by (start_time_ns desc, trace_id desc), a total order over
 //! runs, so "strictly after the cursor" never skips nor repeats a run, even when many runs
 //! share a start time.
 

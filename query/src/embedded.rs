@@ -62,6 +62,10 @@ use crate::{
         rows::{aggregate_names, from_batches},
     },
     rollup::{ROLLUP_COLUMNS, RunRollup, rollup_sql},
+    sessions::{
+        self, OUTCOME_COLUMNS, SessionFilter, SessionList, SessionRecord, SessionSummary,
+        sessions_sql,
+    },
     sql::{Sql, Value},
     store::{RunCondition, RunDetail, RunFilter, RunPage, TraceStore},
     versions::{newest, run_detail},
@@ -276,6 +280,57 @@ impl TraceStore for EmbeddedStore {
             .filter(|r| conditions.iter().all(|c| c.holds(r)))
             .collect();
         Ok(RunPage { runs, next_cursor })
+    }
+
+    async fn list_sessions(
+        &self,
+        project_id: &str,
+        filter: &SessionFilter,
+        limit: Option<usize>,
+        cursor: Option<&str>,
+    ) -> Result<SessionList, QueryError> {
+        let (limit, cursor) = sessions::position(limit, cursor)?;
+        let sql = sessions_sql(
+            Dialect::DataFusion,
+            project_id,
+            filter,
+            limit,
+            cursor.as_ref(),
+        );
+        let mut records = Vec::new();
+        for batch in self.run_sql(sql).await? {
+            let ids = strings(&batch, "session_id")?;
+            let users = strings(&batch, "session_user")?;
+            let runs = int64s_cast(&batch, "session_runs")?;
+            let (first, last) = (
+                int64s_cast(&batch, "first_seen")?,
+                int64s_cast(&batch, "last_seen")?,
+            );
+            let outcomes = OUTCOME_COLUMNS
+                .iter()
+                .map(|c| int64s_cast(&batch, c))
+                .collect::<Result<Vec<_>, _>>()?;
+            let traces = string_lists(&batch, "traces")?;
+            for (i, (session_id, traces)) in ids.into_iter().zip(traces).enumerate() {
+                records.push(SessionRecord {
+                    session_id,
+                    session_user: users[i].clone(),
+                    session_runs: runs[i],
+                    first_seen: first[i],
+                    last_seen: last[i],
+                    success_runs: outcomes[0][i],
+                    failure_runs: outcomes[1][i],
+                    partial_runs: outcomes[2][i],
+                    timeout_runs: outcomes[3][i],
+                    cancelled_runs: outcomes[4][i],
+                    traces,
+                });
+            }
+        }
+        Ok(sessions::page(
+            records.into_iter().map(SessionSummary::from).collect(),
+            limit,
+        ))
     }
 
     async fn run_rollups(
@@ -712,6 +767,30 @@ fn int64s_cast(batch: &RecordBatch, name: &str) -> Result<Vec<i64>, QueryError> 
     Ok(array.iter().map(Option::unwrap_or_default).collect())
 }
 
+/// A column of string lists, each list decoded.
+fn string_lists(batch: &RecordBatch, name: &str) -> Result<Vec<Vec<String>>, QueryError> {
+    let lists = batch
+        .column_by_name(name)
+        .and_then(|c| c.as_any().downcast_ref::<ListArray>())
+        .ok_or_else(|| ArrowError::SchemaError(format!("column {name} is not a list")))?;
+    let mut out = Vec::with_capacity(batch.num_rows());
+    for i in 0..batch.num_rows() {
+        let values = cast(&lists.value(i), &DataType::Utf8)?;
+        out.push(
+            values
+                .as_any()
+                .downcast_ref::<StringArray>()
+                .map(|a| {
+                    a.iter()
+                        .map(|t| t.unwrap_or_default().to_string())
+                        .collect()
+                })
+                .unwrap_or_default(),
+        );
+    }
+    Ok(out)
+}
+
 /// Rows of [`EXPORT_COLUMNS`].
 fn affected_runs_from(batch: &RecordBatch) -> Result<Vec<AffectedRun>, QueryError> {
     let text = |name| strings(batch, name);
@@ -726,23 +805,10 @@ fn affected_runs_from(batch: &RecordBatch) -> Result<Vec<AffectedRun>, QueryErro
     let (retention, audit_ref) = (text("retention")?, text("audit_ref")?);
     let start = int64s_cast(batch, "start_time_ns")?;
     let end = int64s_cast(batch, "end_time_ns")?;
-    let classification = batch
-        .column_by_name("classification")
-        .and_then(|c| c.as_any().downcast_ref::<ListArray>())
-        .ok_or_else(|| ArrowError::SchemaError("column classification is not a list".into()))?;
+    let mut classification = string_lists(batch, "classification")?.into_iter();
     let mut rows = Vec::with_capacity(batch.num_rows());
     for i in 0..batch.num_rows() {
-        let tags = classification.value(i);
-        let tags = cast(&tags, &DataType::Utf8)?;
-        let tags = tags
-            .as_any()
-            .downcast_ref::<StringArray>()
-            .map(|a| {
-                a.iter()
-                    .map(|t| t.unwrap_or_default().to_string())
-                    .collect()
-            })
-            .unwrap_or_default();
+        let tags = classification.next().unwrap_or_default();
         rows.push(AffectedRun {
             trace_id: trace[i].clone(),
             session_id: session[i].clone(),

@@ -16,6 +16,7 @@ mod error;
 pub mod metrics;
 mod newest;
 pub mod rollup;
+pub mod sessions;
 mod sql;
 mod store;
 mod tree;

@@ -33,9 +33,27 @@ pub struct RunRollup {
     pub tool_calls: u64,
     /// Model and tool calls whose status is `error`.
     pub failed_calls: u64,
+    /// The priced calls' cost in nano-dollars, exact: what `cost_usd` is computed from.
+    #[serde(skip)]
+    pub cost_nanos: i64,
 }
 
 impl RunRollup {
+    /// The calls of several runs together (a session's); the cost summed exactly.
+    pub fn add(&mut self, other: &RunRollup) {
+        self.model_calls += other.model_calls;
+        self.unpriced_model_calls += other.unpriced_model_calls;
+        self.cost_nanos += other.cost_nanos;
+        self.cost_usd =
+            (self.model_calls > self.unpriced_model_calls).then(|| self.cost_nanos as f64 / 1e9);
+        self.input_tokens += other.input_tokens;
+        self.output_tokens += other.output_tokens;
+        self.cached_input_tokens += other.cached_input_tokens;
+        self.reasoning_tokens += other.reasoning_tokens;
+        self.tool_calls += other.tool_calls;
+        self.failed_calls += other.failed_calls;
+    }
+
     /// From the values of [`ROLLUP_COLUMNS`], in order.
     pub(crate) fn from_columns(values: [i64; 9]) -> RunRollup {
         let count = |n: i64| n.max(0) as u64;
@@ -60,6 +78,7 @@ impl RunRollup {
             reasoning_tokens: count(reasoning),
             tool_calls: count(tools),
             failed_calls: count(failed),
+            cost_nanos,
         }
     }
 }

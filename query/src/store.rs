@@ -15,6 +15,7 @@ use crate::{
     error::QueryError,
     metrics::{MetricAnswer, MetricPlan},
     rollup::RunRollup,
+    sessions::{SessionFilter, SessionList},
 };
 
 /// `list_runs` page size when the caller names none.
@@ -248,6 +249,16 @@ pub trait TraceStore: Send + Sync {
 
     /// A session's runs in time order (start time, then trace id).
     async fn session(&self, project_id: &str, session_id: &str) -> Result<Vec<RunRow>, QueryError>;
+
+    /// Sessions by their last run (matching `filter`), newest first, `limit` at a time (see
+    /// [`page_size`]), from `cursor` (a previous page's `next_cursor`) on.
+    async fn list_sessions(
+        &self,
+        project_id: &str,
+        filter: &SessionFilter,
+        limit: Option<usize>,
+        cursor: Option<&str>,
+    ) -> Result<SessionList, QueryError>;
 
     /// Each of these runs' calls rolled up ([`RunRollup`]: cost, tokens, calls, failed calls),
     /// for a page of runs; a trace without spans is absent.

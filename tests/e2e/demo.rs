@@ -152,3 +152,105 @@ async fn run_list_rollups_are_the_sums_of_each_runs_spans(store: Store) {
 }
 
 on_both_stores!(run_list_rollups_are_the_sums_of_each_runs_spans,);
+
+/// The session list counts each session's runs (newest versions) by outcome, their first and last
+/// start, and sums their calls, as the run list shows them; a page at a time, each session once,
+/// by last run.
+async fn the_session_list_sums_each_sessions_runs(store: Store) {
+    use std::collections::BTreeMap;
+
+    let vigil = Vigil::start_on(store);
+    support::conformance::send_demo(&vigil, 9, 80).await;
+    support::conformance::send_demo(&vigil, 9, 80).await;
+    support::conformance::wait_drained(&vigil).await;
+    let runs = vigil.list_all_runs("").await;
+    let mut expected: BTreeMap<String, Vec<&serde_json::Value>> = BTreeMap::new();
+    for run in runs.iter().filter(|r| r["session_id"] != "") {
+        expected
+            .entry(run["session_id"].as_str().unwrap().to_string())
+            .or_default()
+            .push(run);
+    }
+    assert!(expected.len() > 3, "{}", expected.len());
+
+    // Walked 7 at a time.
+    let mut listed = Vec::new();
+    let mut cursor = String::new();
+    loop {
+        let (status, page) = vigil
+            .get(&format!("/api/v1/sessions?limit=7{cursor}"))
+            .await;
+        assert_eq!(status, 200, "{page}");
+        listed.extend(page["sessions"].as_array().unwrap().iter().cloned());
+        match page["next_cursor"].as_str() {
+            Some(c) => cursor = format!("&cursor={c}"),
+            None => break,
+        }
+    }
+    assert_eq!(listed.len(), expected.len(), "each session once");
+    let order: Vec<(String, String)> = listed
+        .iter()
+        .map(|s| (s["last_seen"].to_string(), s["session_id"].to_string()))
+        .collect();
+    let mut sorted = order.clone();
+    sorted.sort_by(|a, b| b.cmp(a));
+    assert_eq!(order, sorted, "newest last run first");
+
+    for session in &listed {
+        let id = session["session_id"].as_str().unwrap();
+        let its = &expected[id];
+        assert_eq!(session["runs"], its.len(), "{id}");
+        let starts: Vec<&str> = its
+            .iter()
+            .map(|r| r["start_time"].as_str().unwrap())
+            .collect();
+        let at = |s: &str| vigil_schemas::time::parse_rfc3339(s).unwrap();
+        let first = starts.iter().min_by_key(|s| at(s)).unwrap();
+        let last = starts.iter().max_by_key(|s| at(s)).unwrap();
+        assert_eq!(session["first_seen"], *first, "{id}");
+        assert_eq!(session["last_seen"], *last, "{id}");
+        for outcome in ["success", "failure", "partial", "timeout", "cancelled"] {
+            let n = its.iter().filter(|r| r["outcome"] == outcome).count();
+            assert_eq!(session["outcomes"][outcome], n, "{id} {outcome}");
+        }
+        let sum = |field: &str| -> u64 {
+            its.iter()
+                .map(|r| r["calls"][field].as_u64().unwrap())
+                .sum()
+        };
+        for field in [
+            "model_calls",
+            "unpriced_model_calls",
+            "input_tokens",
+            "tool_calls",
+            "failed_calls",
+        ] {
+            assert_eq!(session["calls"][field], sum(field), "{id} {field}");
+        }
+        let nanos: Vec<i64> = its
+            .iter()
+            .filter_map(|r| r["calls"]["cost_usd"].as_f64())
+            .map(|usd| (usd * 1e9).round() as i64)
+            .collect();
+        let cost = if nanos.is_empty() {
+            serde_json::Value::Null
+        } else {
+            serde_json::json!(nanos.iter().sum::<i64>() as f64 / 1e9)
+        };
+        assert_eq!(session["calls"]["cost_usd"], cost, "{id}");
+    }
+
+    // Filtered by user: only that user's sessions.
+    let user = listed[0]["user_hash"].as_str().unwrap();
+    let (status, page) = vigil
+        .get(&format!("/api/v1/sessions?limit=1000&user_hash={user}"))
+        .await;
+    assert_eq!(status, 200, "{page}");
+    let theirs = expected
+        .values()
+        .filter(|runs| runs.iter().any(|r| r["user_hash"] == user))
+        .count();
+    assert_eq!(page["sessions"].as_array().unwrap().len(), theirs);
+}
+
+on_both_stores!(the_session_list_sums_each_sessions_runs,);

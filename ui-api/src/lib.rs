@@ -80,6 +80,7 @@ pub fn app(state: AppState) -> Router {
         .route("/api/public/projects", get(ops::projects))
         .route("/api/v1/runs", get(runs::list))
         .route("/api/v1/runs/{trace_id}", get(runs::get_one))
+        .route("/api/v1/sessions", get(runs::list_sessions))
         .route("/api/v1/sessions/{session_id}", get(runs::session))
         .route("/api/v1/scores", post(scores::create))
         .route("/api/v1/metrics/query", post(metrics::query))

@@ -7,8 +7,11 @@ use axum::{
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use vigil_access::keys::{Principal, Role};
-use vigil_query::RunFilter;
-use vigil_schemas::{Outcome, RunRow, time::parse_rfc3339};
+use vigil_query::{RunFilter, RunRollup, sessions::SessionFilter};
+use vigil_schemas::{
+    Outcome, RunRow,
+    time::{parse_rfc3339, rfc3339},
+};
 
 use crate::{
     AppState,
@@ -150,6 +153,151 @@ pub struct ListParams {
     limit: Option<usize>,
     /// The `next_cursor` of the previous page, to get the next one.
     cursor: Option<String>,
+}
+
+/// The filters of the session list and its page.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct SessionListParams {
+    /// Sessions with a run that started at or after this instant (RFC 3339).
+    #[param(format = DateTime)]
+    from: Option<String>,
+    /// Sessions with a run that started strictly before this instant (RFC 3339).
+    #[param(format = DateTime)]
+    to: Option<String>,
+    /// Sessions with a run of this agent.
+    agent: Option<String>,
+    /// Sessions of this user (the hash).
+    user_hash: Option<String>,
+    /// Page size; larger values are served 1000.
+    #[param(minimum = 1, default = 100)]
+    limit: Option<usize>,
+    /// The `next_cursor` of the previous page.
+    cursor: Option<String>,
+}
+
+/// A session of the list: its runs (those matching the filters) counted and their calls summed.
+#[derive(Serialize, ToSchema)]
+pub struct SessionSummary {
+    session_id: String,
+    user_hash: String,
+    runs: u64,
+    /// Start of its first run.
+    #[schema(format = DateTime)]
+    first_seen: String,
+    /// Start of its last run.
+    #[schema(format = DateTime)]
+    last_seen: String,
+    /// Runs by outcome.
+    outcomes: OutcomeCounts,
+    /// Its runs' calls, summed (as each run's `calls`).
+    calls: RunRollup,
+}
+
+/// Runs by outcome.
+#[derive(Serialize, ToSchema)]
+pub struct OutcomeCounts {
+    success: u64,
+    failure: u64,
+    partial: u64,
+    timeout: u64,
+    cancelled: u64,
+}
+
+impl From<[u64; 5]> for OutcomeCounts {
+    /// From counts in `Outcome::ALL`'s order.
+    fn from([success, failure, partial, timeout, cancelled]: [u64; 5]) -> Self {
+        OutcomeCounts {
+            success,
+            failure,
+            partial,
+            timeout,
+            cancelled,
+        }
+    }
+}
+
+/// A page of sessions.
+#[derive(Serialize, ToSchema)]
+pub struct SessionPage {
+    /// By last run, newest first.
+    sessions: Vec<SessionSummary>,
+    /// Pass it as `cursor` for the next page; null on the last page.
+    #[schema(required = true)]
+    next_cursor: Option<String>,
+}
+
+/// List sessions
+///
+/// Sessions (with a non-empty id) by their last run, newest first, a page at a time; each with
+/// its runs matching the filters counted by outcome, first and last seen, and their calls summed.
+/// An unknown query parameter is refused.
+#[utoipa::path(
+    get,
+    path = "/api/v1/sessions",
+    tag = "runs",
+    operation_id = "listSessions",
+    params(SessionListParams),
+    security(("bearerAuth" = ["read"])),
+    responses(
+        (status = 200, body = SessionPage, description = "A page of sessions."),
+        (status = 400, response = BadRequest),
+        (status = 500, response = Internal),
+        (status = 503, response = Unavailable),
+    ),
+)]
+pub async fn list_sessions(
+    State(state): State<AppState>,
+    caller: Caller,
+    params: Result<Query<SessionListParams>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<SessionPage>, ApiError> {
+    let principal = caller.require(Role::Read)?;
+    let Query(p) = params.map_err(|e| ApiError::bad_request("query", e.body_text()))?;
+    let filter = SessionFilter {
+        from_ns: parse_time("from", p.from)?,
+        to_ns: parse_time("to", p.to)?,
+        agent: p.agent,
+        user_hash: p.user_hash,
+    };
+    let list = state
+        .store
+        .list_sessions(&principal.project_id, &filter, p.limit, p.cursor.as_deref())
+        .await?;
+    let traces: Vec<String> = list
+        .sessions
+        .iter()
+        .flat_map(|s| s.trace_ids.iter().cloned())
+        .collect();
+    let rollups = state
+        .store
+        .run_rollups(&principal.project_id, &traces)
+        .await?;
+    let sessions = list
+        .sessions
+        .into_iter()
+        .map(|s| {
+            let mut calls = RunRollup::default();
+            for trace in &s.trace_ids {
+                if let Some(rollup) = rollups.get(trace) {
+                    calls.add(rollup);
+                }
+            }
+            SessionSummary {
+                session_id: s.session_id,
+                user_hash: s.user_hash,
+                runs: s.runs,
+                first_seen: rfc3339(s.first_seen_ns),
+                last_seen: rfc3339(s.last_seen_ns),
+                outcomes: s.outcomes.into(),
+                calls,
+            }
+        })
+        .collect();
+    Ok(Json(SessionPage {
+        sessions,
+        next_cursor: list.next_cursor,
+    }))
 }
 
 /// The runs with their calls rolled up.

@@ -208,6 +208,24 @@ await step("large-run", async () => {
   await page.locator(`.span-row.selected[data-span-id="${detail.spans[0].span_id}"]`).waitFor();
 });
 
+await step("sessions", async () => {
+  const expected = await api("/api/v1/sessions?limit=50");
+  await page.goto(`${base}/sessions`);
+  await page.locator("table.sessions tbody tr").first().waitFor();
+  const rows = await page
+    .locator("table.sessions tbody tr")
+    .evaluateAll((r) =>
+      r.map((e) => [e.dataset.session, e.querySelector("[data-runs]").textContent.replace(/,/g, "")]),
+    );
+  assert.deepEqual(
+    rows,
+    expected.sessions.map((s) => [s.session_id, String(s.runs)]),
+  );
+  await page.screenshot({ path: `${shots}/sessions.png`, fullPage: true });
+  await page.locator("table.sessions tbody tr a").first().click();
+  await page.locator(".conversation li").first().waitFor();
+});
+
 await step("session", async () => {
   const runs = await api("/api/v1/runs?limit=50");
   const run = runs.runs.find((r) => r.session_id);

@@ -13,6 +13,7 @@ import { KeysPage } from "./pages/keys";
 import { RunDetailPage } from "./pages/run-detail";
 import { RunsPage } from "./pages/runs";
 import { SessionPage } from "./pages/session";
+import { SessionsPage } from "./pages/sessions";
 import { SettingsPage } from "./pages/settings";
 import { UserPage } from "./pages/user";
 import { SignIn } from "./pages/sign-in";
@@ -56,6 +57,9 @@ function Shell({ who }: { who: WhoAmI }) {
               <>
                 <Link href="/runs" className={active}>
                   Runs
+                </Link>
+                <Link href="/sessions" className={active}>
+                  Sessions
                 </Link>
                 <Link href="/dashboard" className={active}>
                   Dashboard
@@ -118,6 +122,7 @@ function Pages() {
       <Route path="/settings">{() => <SettingsPage />}</Route>
       <Route path="/compliance">{() => <CompliancePage />}</Route>
       <Route path="/audit-log">{() => <AuditLogPage />}</Route>
+      <Route path="/sessions">{() => <SessionsPage />}</Route>
       <Route path="/users/:userHash">
         {(params) => <UserPage userHash={decodeURIComponent(params.userHash)} />}
       </Route>

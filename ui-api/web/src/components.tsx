@@ -124,3 +124,21 @@ export function JsonTree({ value, depth, name }: { value: unknown; depth: number
     </details>
   );
 }
+
+/** Cursor paging: back in history to the previous page, the answer's cursor to the next. */
+export function Pager({
+  cursor,
+  next,
+  go,
+}: {
+  cursor?: string;
+  next: string | null;
+  go: (cursor: string) => void;
+}) {
+  return (
+    <div class="pager">
+      {cursor && <button onClick={() => history.back()}>Previous page</button>}
+      {next && <button onClick={() => go(next)}>Next page</button>}
+    </div>
+  );
+}

@@ -1,7 +1,7 @@
 import { useState } from "preact/hooks";
 import { Link, useLocation } from "wouter-preact";
 import { api, unwrap, type RunSummary } from "../api/client";
-import { Badge, Load } from "../components";
+import { Badge, Load, Pager } from "../components";
 import { count, duration, time, usd } from "../lib/format";
 import { useLoad, useQueryParams } from "../lib/hooks";
 import { markData, useDrawnMeasure } from "../lib/perf";
@@ -144,12 +144,7 @@ export function RunsPage() {
           ) : (
             <>
               <RunTable runs={page.runs} filterBy={filterBy} />
-              <div class="pager">
-                {params.cursor && <button onClick={() => history.back()}>Previous page</button>}
-                {page.next_cursor && (
-                  <button onClick={() => setParams({ cursor: page.next_cursor })}>Next page</button>
-                )}
-              </div>
+              <Pager cursor={params.cursor} next={page.next_cursor} go={(cursor) => setParams({ cursor })} />
             </>
           )
         }
