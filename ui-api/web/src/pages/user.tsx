@@ -2,7 +2,7 @@ import { useMemo, useState } from "preact/hooks";
 import { Link, useLocation } from "wouter-preact";
 import { ApiError, api, unwrap } from "../api/client";
 import { ErrorBox, Load } from "../components";
-import { count, usd } from "../lib/format";
+import { count, time, usd } from "../lib/format";
 import { useLoad, useQueryParams } from "../lib/hooks";
 import { PRESETS } from "../lib/range";
 import type { MetricRow } from "../lib/series";
@@ -10,7 +10,7 @@ import { useCan } from "../lib/who";
 
 const RANGES = ["24h", "7d", "30d"] as const;
 
-/** One (hashed) user: totals, their sessions with runs and cost, and a way to their runs. */
+/** One (hashed) user: totals, their sessions (runs, first and last seen, cost), their runs. */
 export function UserPage({ userHash }: { userHash: string }) {
   const [params, setParams] = useQueryParams();
   const range = (RANGES as readonly string[]).includes(params.range) ? params.range : "30d";
@@ -19,20 +19,28 @@ export function UserPage({ userHash }: { userHash: string }) {
     const to = new Date();
     return { from: new Date(to.getTime() - PRESETS[range]), to };
   }, [range]);
-  const metrics = (groupBy: ("session_id" | "agent")[]) =>
+  const metrics = () =>
     unwrap(
       api.POST("/api/v1/metrics/query", {
         body: {
           from: from.toISOString(),
           to: to.toISOString(),
           metrics: ["runs", "completion_rate", "cost_usd"],
-          group_by: groupBy,
+          group_by: [],
           filters: { user_hash: [userHash] },
         },
       }),
     ).then((a) => a.rows as MetricRow[]);
-  const totals = useLoad(() => metrics([]), [userHash, range]);
-  const sessions = useLoad(() => metrics(["session_id"]), [userHash, range]);
+  const totals = useLoad(metrics, [userHash, range]);
+  const sessions = useLoad(
+    () =>
+      unwrap(
+        api.GET("/api/v1/sessions", {
+          params: { query: { user_hash: userHash, from: from.toISOString(), limit: 1000 } },
+        }),
+      ),
+    [userHash, range],
+  );
   const percent = (v: unknown) => (typeof v === "number" ? `${(v * 100).toFixed(1)}%` : "—");
   const money = (v: unknown) => (typeof v === "number" ? usd(v) : "—");
   return (
@@ -68,38 +76,32 @@ export function UserPage({ userHash }: { userHash: string }) {
       </Load>
       <h2>Sessions</h2>
       <Load loaded={sessions}>
-        {(rows) =>
-          rows.length === 0 ? (
-            <p class="empty">No runs in this range.</p>
+        {(page) =>
+          page.sessions.length === 0 ? (
+            <p class="empty">No sessions in this range.</p>
           ) : (
             <table class="user-sessions">
               <thead>
                 <tr>
                   <th>Session</th>
                   <th class="num">Runs</th>
-                  <th class="num">Completion rate</th>
+                  <th>First seen (UTC)</th>
+                  <th>Last seen (UTC)</th>
                   <th class="num">Cost</th>
                 </tr>
               </thead>
               <tbody>
-                {[...rows]
-                  .sort((a, b) => Number(b.runs) - Number(a.runs))
-                  .map((r) => (
-                    <tr key={String(r.session_id)} data-session={String(r.session_id)}>
-                      <td>
-                        {r.session_id ? (
-                          <Link href={`/sessions/${encodeURIComponent(String(r.session_id))}`}>
-                            {String(r.session_id)}
-                          </Link>
-                        ) : (
-                          <span class="muted">(no session)</span>
-                        )}
-                      </td>
-                      <td class="num">{count(Number(r.runs))}</td>
-                      <td class="num">{percent(r.completion_rate)}</td>
-                      <td class="num">{money(r.cost_usd)}</td>
-                    </tr>
-                  ))}
+                {page.sessions.map((s) => (
+                  <tr key={s.session_id} data-session={s.session_id}>
+                    <td>
+                      <Link href={`/sessions/${encodeURIComponent(s.session_id)}`}>{s.session_id}</Link>
+                    </td>
+                    <td class="num">{count(s.runs)}</td>
+                    <td>{time(s.first_seen)}</td>
+                    <td>{time(s.last_seen)}</td>
+                    <td class="num">{usd(s.calls.cost_usd)}</td>
+                  </tr>
+                ))}
               </tbody>
             </table>
           )
