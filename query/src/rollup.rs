@@ -44,8 +44,7 @@ impl RunRollup {
         self.model_calls += other.model_calls;
         self.unpriced_model_calls += other.unpriced_model_calls;
         self.cost_nanos += other.cost_nanos;
-        self.cost_usd =
-            (self.model_calls > self.unpriced_model_calls).then(|| self.cost_nanos as f64 / 1e9);
+        self.cost_usd = cost_usd(self.model_calls, self.unpriced_model_calls, self.cost_nanos);
         self.input_tokens += other.input_tokens;
         self.output_tokens += other.output_tokens;
         self.cached_input_tokens += other.cached_input_tokens;
@@ -71,7 +70,7 @@ impl RunRollup {
         RunRollup {
             model_calls: count(model),
             unpriced_model_calls: count(unpriced),
-            cost_usd: (model > unpriced).then(|| cost_nanos as f64 / 1e9),
+            cost_usd: cost_usd(count(model), count(unpriced), cost_nanos),
             input_tokens: count(input),
             output_tokens: count(output),
             cached_input_tokens: count(cached),
@@ -81,6 +80,11 @@ impl RunRollup {
             cost_nanos,
         }
     }
+}
+
+/// The priced calls' cost in USD; `None` when no model call was priced (not free: unknown).
+fn cost_usd(model_calls: u64, unpriced_model_calls: u64, cost_nanos: i64) -> Option<f64> {
+    (model_calls > unpriced_model_calls).then(|| cost_nanos as f64 / 1e9)
 }
 
 /// A row of [`rollup_sql`]'s answer, as ClickHouse sends it: every count a 64-bit integer.

@@ -6,17 +6,13 @@
 //   VIGIL_URL, VIGIL_KEY       the server and a key with the read role
 //   VIGIL_TRACE                the run whose detail is timed (default: the list's first)
 //   VIGIL_REPETITIONS          page loads per figure (default 7); the median is reported
-import { chromium } from "playwright-core";
-import { bigRun } from "./big-run.mjs";
+import { bigRun, launch } from "./lib.mjs";
 
 const base = process.env.VIGIL_URL;
 const key = process.env.VIGIL_KEY;
 const repetitions = Number(process.env.VIGIL_REPETITIONS ?? 7);
 
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium",
-  args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-quic"],
-});
+const browser = await launch();
 const page = await browser.newPage({ viewport: { width: 1280, height: 800 } });
 await page.goto(`${base}/runs`);
 await page.evaluate((k) => sessionStorage.setItem("vigil.apiKey", k), key);

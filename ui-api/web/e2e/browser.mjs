@@ -6,8 +6,7 @@
 //   VIGIL_XSS_PERSON the raw user id of that run
 //   VIGIL_SHOTS      where to write screenshots
 // Expected values come from the API, never from the page. Exits non-zero on the first failure.
-import { chromium } from "playwright-core";
-import { bigRun } from "./big-run.mjs";
+import { bigRun, launch } from "./lib.mjs";
 import assert from "node:assert/strict";
 import { mkdirSync } from "node:fs";
 
@@ -24,19 +23,7 @@ async function api(path) {
   return response.json();
 }
 
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium",
-  args: [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-component-update",
-    "--disable-sync",
-  ],
-});
+const browser = await launch();
 const page = await browser.newPage({ viewport: { width: 1280, height: 800 } });
 const problems = [];
 page.on("console", (m) => m.type() === "error" && problems.push(`console: ${m.text()}`));

@@ -6,7 +6,6 @@ import { count, time } from "../lib/format";
 import { useCatalog } from "../lib/catalog";
 import { useLoad, useQueryParams } from "../lib/hooks";
 import { parseFilters, toLines } from "../lib/labels";
-import { session } from "../lib/session";
 import { useCan } from "../lib/who";
 
 type Affected = Schemas["AffectedAnswer"];
@@ -71,24 +70,20 @@ function Investigation() {
   };
   const download = async (format: "csv" | "ndjson") => {
     setError(null);
-    const response = await fetch(`/api/v1/audit/affected?format=${format}`, {
-      method: "POST",
-      headers: { Authorization: `Bearer ${session.key()}`, "Content-Type": "application/json" },
-      body: JSON.stringify({ from: body.from, to: body.to, filters }),
-    });
-    if (!response.ok) {
-      const detail = (await response.json().catch(() => null))?.error;
-      setError(
-        new ApiError(
-          response.status,
-          detail?.code ?? "http",
-          detail?.message ?? response.statusText,
-          detail?.field ?? null,
-        ),
+    let blob: Blob;
+    try {
+      blob = await unwrap(
+        api.POST("/api/v1/audit/affected", {
+          params: { query: { format } },
+          body: { from: body.from, to: body.to, filters, limit: null, cursor: null },
+          parseAs: "blob",
+        }),
       );
+    } catch (err) {
+      setError(err as ApiError);
       return;
     }
-    const url = URL.createObjectURL(await response.blob());
+    const url = URL.createObjectURL(blob);
     const link = document.createElement("a");
     link.href = url;
     link.download = `affected-runs.${format}`;

@@ -1,5 +1,5 @@
 import { Link } from "wouter-preact";
-import { api, unwrap } from "../api/client";
+import { api, unwrap, type Schemas } from "../api/client";
 import { Load, Pager } from "../components";
 import { count, time, usd } from "../lib/format";
 import { useLoad, useQueryParams } from "../lib/hooks";
@@ -66,52 +66,70 @@ export function SessionsPage() {
             <p class="empty">No sessions{params.cursor ? " after this page" : ""}.</p>
           ) : (
             <>
-              <table class="sessions">
-                <thead>
-                  <tr>
-                    <th>Session</th>
-                    <th>User</th>
-                    <th class="num">Runs</th>
-                    <th>Outcomes</th>
-                    <th>First seen (UTC)</th>
-                    <th>Last seen (UTC)</th>
-                    <th class="num">Cost</th>
-                  </tr>
-                </thead>
-                <tbody>
-                  {page.sessions.map((s) => (
-                    <tr key={s.session_id} data-session={s.session_id}>
-                      <td>
-                        <Link href={`/sessions/${encodeURIComponent(s.session_id)}`}>{s.session_id}</Link>
-                      </td>
-                      <td class="hash">
-                        {s.user_hash ? (
-                          <Link href={`/users/${encodeURIComponent(s.user_hash)}`}>{s.user_hash}</Link>
-                        ) : (
-                          "—"
-                        )}
-                      </td>
-                      <td class="num" data-runs>
-                        {count(s.runs)}
-                      </td>
-                      <td>
-                        {Object.entries(s.outcomes)
-                          .filter(([, n]) => n > 0)
-                          .map(([outcome, n]) => `${n} ${outcome}`)
-                          .join(", ")}
-                      </td>
-                      <td>{time(s.first_seen)}</td>
-                      <td>{time(s.last_seen)}</td>
-                      <td class="num">{usd(s.calls.cost_usd)}</td>
-                    </tr>
-                  ))}
-                </tbody>
-              </table>
+              <SessionTable sessions={page.sessions} className="sessions" withUser />
               <Pager cursor={params.cursor} next={page.next_cursor} go={(cursor) => setParams({ cursor })} />
             </>
           )
         }
       </Load>
     </section>
+  );
+}
+
+/** Sessions as a table: runs by outcome, first and last seen, cost; the user unless the page is
+ * one user's. */
+export function SessionTable({
+  sessions,
+  className,
+  withUser = false,
+}: {
+  sessions: Schemas["SessionSummary"][];
+  className: string;
+  withUser?: boolean;
+}) {
+  return (
+    <table class={className}>
+      <thead>
+        <tr>
+          <th>Session</th>
+          {withUser && <th>User</th>}
+          <th class="num">Runs</th>
+          <th>Outcomes</th>
+          <th>First seen (UTC)</th>
+          <th>Last seen (UTC)</th>
+          <th class="num">Cost</th>
+        </tr>
+      </thead>
+      <tbody>
+        {sessions.map((s) => (
+          <tr key={s.session_id} data-session={s.session_id}>
+            <td>
+              <Link href={`/sessions/${encodeURIComponent(s.session_id)}`}>{s.session_id}</Link>
+            </td>
+            {withUser && (
+              <td class="hash">
+                {s.user_hash ? (
+                  <Link href={`/users/${encodeURIComponent(s.user_hash)}`}>{s.user_hash}</Link>
+                ) : (
+                  "—"
+                )}
+              </td>
+            )}
+            <td class="num" data-runs>
+              {count(s.runs)}
+            </td>
+            <td>
+              {Object.entries(s.outcomes)
+                .filter(([, n]) => n > 0)
+                .map(([outcome, n]) => `${n} ${outcome}`)
+                .join(", ")}
+            </td>
+            <td>{time(s.first_seen)}</td>
+            <td>{time(s.last_seen)}</td>
+            <td class="num">{usd(s.calls.cost_usd)}</td>
+          </tr>
+        ))}
+      </tbody>
+    </table>
   );
 }

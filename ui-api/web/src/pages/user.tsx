@@ -2,9 +2,10 @@ import { useMemo, useState } from "preact/hooks";
 import { Link, useLocation } from "wouter-preact";
 import { ApiError, api, unwrap } from "../api/client";
 import { ErrorBox, Load } from "../components";
-import { count, time, usd } from "../lib/format";
+import { count, usd } from "../lib/format";
 import { useLoad, useQueryParams } from "../lib/hooks";
 import { PRESETS } from "../lib/range";
+import { SessionTable } from "./sessions";
 import type { MetricRow } from "../lib/series";
 import { useCan } from "../lib/who";
 
@@ -80,30 +81,7 @@ export function UserPage({ userHash }: { userHash: string }) {
           page.sessions.length === 0 ? (
             <p class="empty">No sessions in this range.</p>
           ) : (
-            <table class="user-sessions">
-              <thead>
-                <tr>
-                  <th>Session</th>
-                  <th class="num">Runs</th>
-                  <th>First seen (UTC)</th>
-                  <th>Last seen (UTC)</th>
-                  <th class="num">Cost</th>
-                </tr>
-              </thead>
-              <tbody>
-                {page.sessions.map((s) => (
-                  <tr key={s.session_id} data-session={s.session_id}>
-                    <td>
-                      <Link href={`/sessions/${encodeURIComponent(s.session_id)}`}>{s.session_id}</Link>
-                    </td>
-                    <td class="num">{count(s.runs)}</td>
-                    <td>{time(s.first_seen)}</td>
-                    <td>{time(s.last_seen)}</td>
-                    <td class="num">{usd(s.calls.cost_usd)}</td>
-                  </tr>
-                ))}
-              </tbody>
-            </table>
+            <SessionTable sessions={page.sessions} className="user-sessions" />
           )
         }
       </Load>

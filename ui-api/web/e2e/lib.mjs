@@ -1,4 +1,22 @@
-// One run of many spans, sent over OTLP/HTTP JSON: for the browser tests and the benchmark.
+// What the browser tests and the benchmark share: Debian's Chromium, started as this machine
+// needs it (no sandbox as root, no background network, which the closed network refuses).
+import { chromium } from "playwright-core";
+
+export function launch() {
+  return chromium.launch({
+    executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium",
+    args: [
+      "--headless",
+      "--no-sandbox",
+      "--disable-gpu",
+      "--disable-background-networking",
+      "--disable-quic",
+      "--no-first-run",
+      "--disable-component-update",
+      "--disable-sync",
+    ],
+  });
+}
 
 /** Sends one run of `spans` spans over OTLP/HTTP (a root agent span, model and tool calls under
  * it) and waits until its detail holds them all; returns its trace id. */
