@@ -839,16 +839,27 @@ async fn retention_deletes_what_expired(store: Store) {
             tokio::time::sleep(std::time::Duration::from_millis(200)).await;
         }
     }
-    // The pass is on the audit log, visible to every project's auditors.
+    // The pass is on the audit log, visible to every project's auditors. It is written when the
+    // whole pass has finished, which can be a moment after the runs stop being served.
     let auditor = vigil.create_key("audit");
-    let (status, log) = vigil.get_as("/api/v1/audit/log", &auditor.token).await;
-    assert_eq!(status, 200, "{log}");
-    let pass = log["entries"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|e| e["action"] == "retention.delete")
-        .unwrap_or_else(|| panic!("{log}"));
+    let pass = loop {
+        let (status, log) = vigil.get_as("/api/v1/audit/log", &auditor.token).await;
+        assert_eq!(status, 200, "{log}");
+        let entry = log["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["action"] == "retention.delete")
+            .cloned();
+        if let Some(entry) = entry {
+            break entry;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no retention entry: {log}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    };
     assert_eq!(pass["key_id"], json!("system"));
     assert_eq!(pass["result_count"], json!(3));
     let data_dir = vigil.data_dir().display().to_string();

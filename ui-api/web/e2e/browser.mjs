@@ -273,12 +273,65 @@ await step("dashboard", async () => {
     assert.equal((await tr.locator("td[data-metric=runs]").innerText()).replace(/,/g, ""), String(row.runs));
   }
   await page.screenshot({ path: `${shots}/dashboard.png`, fullPage: true });
+
+  // Hovering a chart shows each series' value in that bucket, as the API answers it.
+  const hourly = await fetch(`${base}/api/v1/metrics/query`, {
+    method: "POST",
+    headers: { Authorization: `Bearer ${key}`, "Content-Type": "application/json" },
+    body: JSON.stringify({ from, to, metrics: ["runs"], group_by: ["agent"], filters: {}, step: "1h" }),
+  });
+  assert.equal(hourly.status, 200);
+  const buckets = (await hourly.json()).rows;
+  const runsChart = page.locator('.chart[data-title="Runs"]');
+  await runsChart.scrollIntoViewIfNeeded();
+  const over = await runsChart.locator(".u-over").boundingBox();
+  let checked = 0;
+  for (const fraction of [0.3, 0.5, 0.7]) {
+    await page.mouse.move(over.x + over.width * fraction, over.y + over.height / 2);
+    const legend = runsChart.locator(".u-legend tr.u-series");
+    const at = await legend.nth(0).locator(".u-value").innerText();
+    const bucket = new Date(`${at.replace(" ", "T")}:00Z`).toISOString();
+    for (let i = 1; i < (await legend.count()); i++) {
+      const agent = await legend.nth(i).locator(".u-label").innerText();
+      const row = buckets.find((r) => r.agent === agent && new Date(r.bucket).toISOString() === bucket);
+      const shown = (await legend.nth(i).locator(".u-value").innerText()).replace(/,/g, "");
+      assert.equal(shown, String(row ? row.runs : 0), `runs of ${agent} at ${bucket}`);
+      checked++;
+    }
+  }
+  assert.ok(checked >= 3, "the legend showed values");
+
+  // Clicking a series' name under a chart filters the page by it.
+  const costChart = page.locator("figure", { has: page.locator('.chart[data-title="Cost by model (USD)"]') });
+  const model = await costChart.locator(".picks button").first().innerText();
+  await costChart.locator(".picks button").first().click();
+  await page.waitForURL((url) => url.searchParams.get("model") === model);
+  await page.waitForFunction(
+    () =>
+      document.querySelectorAll('.chart[data-title="Cost by model (USD)"] .u-legend tr.u-series').length ===
+      2,
+  );
+  // The tool chart cannot be filtered by model (the API refuses it) and says so.
+  const toolChart = page.locator("figure", {
+    has: page.locator('.chart[data-title="Tool error rate by tool"]'),
+  });
+  await toolChart.locator("figcaption", { hasText: "Not filtered by model" }).waitFor();
+  await settled(page);
+  await page.goto(`${base}/dashboard?from=${from}&to=${to}`);
+  await page.locator("table.summary[data-field=agent] tbody tr").first().waitFor();
+
   // Picking an agent filters the page by it, in the URL.
   await tr0(page).click();
   await page.waitForURL((url) => url.searchParams.get("agent") === expected[0].agent);
   await page.locator("table.summary[data-field=agent] tbody tr").first().waitFor();
   assert.equal(await page.locator("table.summary[data-field=agent] tbody tr").count(), 1);
+  await settled(page);
 });
+
+/** Waits until nothing on the page is loading, so leaving it aborts no request. */
+async function settled(page) {
+  await page.waitForFunction(() => !document.querySelector(".loading"));
+}
 
 function tr0(page) {
   return page.locator("table.summary[data-field=agent] tbody tr").first().locator("button");

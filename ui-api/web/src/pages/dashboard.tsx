@@ -13,6 +13,11 @@ type FieldName = Schemas["FieldName"];
 /** Fields the page groups and filters by. */
 const GROUPS: FieldName[] = ["agent", "environment", "release", "task_type", "model", "prompt_version"];
 const FILTERS: FieldName[] = ["agent", "environment", "release", "model", "prompt_version", "tool"];
+/**
+ * Filters that are properties of a model call. The API refuses them for tool-call metrics (a
+ * tool call is not made by a model call), so the tool chart leaves them out and says so.
+ */
+const MODEL_CALL_FILTERS: FieldName[] = ["model", "prompt_version"];
 
 const percent = (v: number) => `${(v * 100).toFixed(1)}%`;
 const plain = (v: number) => count(Math.round(v * 100) / 100);
@@ -79,7 +84,11 @@ export function DashboardPage() {
     step.name,
   );
   const costs = useMetrics(range, ["cost_usd"], ["model"], filters, step.name);
-  const tools = useMetrics(range, ["tool_error_rate"], ["tool"], filters, step.name);
+  const toolFilters = Object.fromEntries(
+    Object.entries(filters).filter(([f]) => !(MODEL_CALL_FILTERS as string[]).includes(f)),
+  );
+  const notToolFilters = Object.keys(filters).filter((f) => !(f in toolFilters));
+  const tools = useMetrics(range, ["tool_error_rate"], ["tool"], toolFilters, step.name);
   const table = (field: FieldName) =>
     useMetrics(
       range,
@@ -97,6 +106,7 @@ export function DashboardPage() {
     groupBy: FieldName[],
     format: (v: number) => string,
     missing: 0 | null = null,
+    note?: string,
   ) => (
     <Load loaded={loaded}>
       {(rows) => {
@@ -104,6 +114,7 @@ export function DashboardPage() {
         return (
           <figure>
             <Chart title={title} x={x} series={series} format={format} />
+            {note && <figcaption class="muted">{note}</figcaption>}
             {groupBy.length === 1 && series.length > 1 && (
               <div class="picks" aria-label={`Filter by ${groupBy[0]}`}>
                 {series.map((s) => (
@@ -196,7 +207,17 @@ export function DashboardPage() {
           plain,
           0,
         )}
-        {chart(tools, "Tool error rate by tool", "tool_error_rate", ["tool"], percent)}
+        {chart(
+          tools,
+          "Tool error rate by tool",
+          "tool_error_rate",
+          ["tool"],
+          percent,
+          null,
+          notToolFilters.length > 0
+            ? `Not filtered by ${notToolFilters.join(" or ")}: a tool call is not made by a model call.`
+            : undefined,
+        )}
         {chart(grouped, "Silent partial failures", "silent_partial_failures", [group], plain, 0)}
       </div>
       <SummaryTable title="Agents" field="agent" loaded={byAgent} pick={(v) => setParams({ agent: v })} />
