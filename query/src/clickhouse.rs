@@ -13,7 +13,10 @@
 //! * The same queries run on one server and over a cluster's `Distributed` tables: a trace's
 //!   rows share a shard, and sub-queries read the local shard (`distributed_product_mode`).
 
-use std::{collections::HashMap, sync::LazyLock, time::Duration};
+use std::{
+    collections::{HashMap, HashSet},
+    time::Duration,
+};
 
 use async_trait::async_trait;
 use clickhouse::{Client, RowOwned, RowRead};
@@ -22,7 +25,6 @@ use vigil_schemas::{
     clickhouse::{
         ClickHouseConfig, is_transient,
         rows::{RunRecord, ScoreRecord, SpanRecord},
-        schema::column_list,
     },
     layout::Table,
 };
@@ -32,7 +34,6 @@ use crate::{
         AffectedPlan, AffectedRun, AffectedSummary, DayCount, DayRuns, DigestRow, SessionItem,
         SessionPage, SessionPageRequest, compile::AuditSql, summary_of,
     },
-    cursor::Cursor,
     error::QueryError,
     metrics::{
         MetricAnswer, MetricPlan,
@@ -42,6 +43,7 @@ use crate::{
     },
     newest::newest_per_key,
     rollup::{RollupRecord, RunRollup, rollup_sql},
+    run_list::{self, Candidate, ListQuery, RunVersions},
     sessions::{self, SessionFilter, SessionList, SessionRecord, SessionSummary, sessions_sql},
     sql::{Placeholders, Sql, Value},
     store::{RunCondition, RunDetail, RunFilter, RunPage, TraceStore},
@@ -50,9 +52,6 @@ use crate::{
 
 /// The `clickhouse` crate binds `?` placeholders.
 const Q: Placeholders = Placeholders::Question;
-
-/// The run columns, in [`RunRecord`]'s order.
-static RUN_FIELDS: LazyLock<String> = LazyLock::new(|| column_list(Table::Runs));
 
 /// The read side of the ClickHouse store.
 pub struct ClickHouseStore {
@@ -151,59 +150,7 @@ impl TraceStore for ClickHouseStore {
         limit: Option<usize>,
         cursor: Option<&str>,
     ) -> Result<RunPage, QueryError> {
-        let Some(request) = filter.prepare(limit, cursor)? else {
-            return Ok(RunPage::empty());
-        };
-        let limit = request.limit;
-        let run_conditions = request.conditions(filter);
-        // The run-level conditions, used twice: to find candidates (any version matches) and
-        // on each candidate's newest version.
-        let conditions = |sql: &mut Sql| {
-            sql.push(" WHERE project_id = ");
-            sql.text(project_id);
-            for condition in &run_conditions {
-                sql.push(" AND ");
-                run_condition(sql, condition);
-            }
-            for (column, wanted) in [
-                ("model", &filter.model),
-                ("prompt_version", &filter.prompt_version),
-            ] {
-                if let Some(value) = wanted {
-                    traces_with_span(sql, project_id, column, value);
-                }
-            }
-        };
-
-        let mut sql = Sql::new(Q, "SELECT ?fields FROM (SELECT ");
-        sql.push(&RUN_FIELDS);
-        sql.push(" FROM runs WHERE project_id = ");
-        sql.text(project_id);
-        sql.push(" AND trace_id IN (SELECT trace_id FROM runs");
-        conditions(&mut sql);
-        sql.push(")");
-        newest_per_key(&mut sql, Table::Runs);
-        sql.push(")");
-        conditions(&mut sql);
-        sql.push(" ORDER BY start_time_ns DESC, trace_id DESC LIMIT ");
-        sql.int(limit as i64 + 1);
-
-        let mut runs: Vec<RunRow> = self
-            .fetch::<RunRecord>(sql)
-            .await?
-            .into_iter()
-            .map(RunRow::from)
-            .collect();
-        let next_cursor = (runs.len() > limit).then(|| {
-            runs.truncate(limit);
-            let last = &runs[limit - 1];
-            Cursor {
-                start_time_ns: last.start_time_ns,
-                trace_id: last.trace_id.clone(),
-            }
-            .encode()
-        });
-        Ok(RunPage { runs, next_cursor })
+        run_list::list_runs(self, project_id, filter, limit, cursor).await
     }
 
     async fn list_sessions(
@@ -357,25 +304,113 @@ struct TotalsRecord {
     last_seen: i64,
 }
 
-/// `AND trace_id IN (…)`: runs having a span whose newest version has `column` = `value`.
-fn traces_with_span(sql: &mut Sql, project_id: &str, column: &'static str, value: &str) {
-    sql.push(" AND trace_id IN (SELECT trace_id FROM (SELECT trace_id, span_id, ");
-    sql.push(column);
-    sql.push(" FROM spans WHERE project_id = ");
-    sql.text(project_id);
-    sql.push(" AND trace_id IN (SELECT trace_id FROM spans WHERE project_id = ");
-    sql.text(project_id);
-    sql.push(" AND ");
-    sql.push(column);
-    sql.push(" = ");
-    sql.text(value);
-    sql.push(")");
-    newest_per_key(sql, Table::Spans);
-    sql.push(") WHERE ");
-    sql.push(column);
-    sql.push(" = ");
-    sql.text(value);
-    sql.push(")");
+/// A run version as the run list reads it first.
+#[derive(clickhouse::Row, serde::Deserialize)]
+struct CandidateRecord {
+    trace_id: String,
+    start_time_ns: i64,
+    version: Vec<i64>,
+}
+
+#[derive(clickhouse::Row, serde::Deserialize)]
+struct TraceRecord {
+    trace_id: String,
+}
+
+#[async_trait]
+impl RunVersions for ClickHouseStore {
+    async fn candidates(
+        &self,
+        query: &ListQuery<'_>,
+        conditions: &[RunCondition<'_>],
+        wanted: usize,
+    ) -> Result<Vec<Candidate>, QueryError> {
+        let mut sql = Sql::new(Q, "SELECT trace_id, start_time_ns, [");
+        sql.list(Table::Runs.version_order(), "");
+        sql.push("] AS version FROM runs WHERE project_id = ");
+        sql.text(query.project_id);
+        for condition in conditions {
+            sql.push(" AND ");
+            run_condition(&mut sql, condition);
+        }
+        for (column, value) in &query.span_filters {
+            sql.push(" AND trace_id IN (SELECT trace_id FROM spans WHERE project_id = ");
+            sql.text(query.project_id);
+            sql.push(" AND ");
+            sql.push(column);
+            sql.push(" = ");
+            sql.text(value);
+            sql.push(")");
+        }
+        sql.push(" ORDER BY start_time_ns DESC, trace_id DESC LIMIT ");
+        sql.int(wanted as i64);
+        Ok(self
+            .fetch::<CandidateRecord>(sql)
+            .await?
+            .into_iter()
+            .map(|r| Candidate {
+                trace_id: r.trace_id,
+                start_time_ns: r.start_time_ns,
+                version: r.version,
+            })
+            .collect())
+    }
+
+    async fn run_versions(
+        &self,
+        query: &ListQuery<'_>,
+        traces: &[String],
+    ) -> Result<Vec<RunRow>, QueryError> {
+        if traces.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut sql = Sql::new(Q, "SELECT ?fields FROM runs WHERE project_id = ");
+        sql.text(query.project_id);
+        sql.push(" AND trace_id IN (");
+        sql.texts(traces);
+        sql.push(")");
+        Ok(self
+            .fetch::<RunRecord>(sql)
+            .await?
+            .into_iter()
+            .map(RunRow::from)
+            .collect())
+    }
+
+    async fn with_matching_spans(
+        &self,
+        query: &ListQuery<'_>,
+        traces: &[String],
+    ) -> Result<HashSet<String>, QueryError> {
+        if traces.is_empty() {
+            return Ok(HashSet::new());
+        }
+        let mut sql = Sql::new(Q, "SELECT trace_id FROM (SELECT trace_id");
+        for (column, _) in &query.span_filters {
+            sql.push(", ");
+            sql.push(column);
+        }
+        sql.push(" FROM spans WHERE project_id = ");
+        sql.text(query.project_id);
+        sql.push(" AND trace_id IN (");
+        sql.texts(traces);
+        sql.push(")");
+        newest_per_key(&mut sql, Table::Spans);
+        sql.push(") GROUP BY trace_id HAVING 1 = 1");
+        for (column, value) in &query.span_filters {
+            sql.push(" AND countIf(");
+            sql.push(column);
+            sql.push(" = ");
+            sql.text(value);
+            sql.push(") > 0");
+        }
+        Ok(self
+            .fetch::<TraceRecord>(sql)
+            .await?
+            .into_iter()
+            .map(|r| r.trace_id)
+            .collect())
+    }
 }
 
 /// Runs a request, failing as unavailable when ClickHouse does not answer in time.
@@ -417,12 +452,15 @@ fn run_condition(sql: &mut Sql, condition: &RunCondition) {
             sql.push("start_time_ns < ");
             sql.int(*to);
         }
-        RunCondition::After(cursor) => {
+        RunCondition::After(cursor) | RunCondition::AtOrAfter(cursor) => {
             sql.push("(start_time_ns < ");
             sql.int(cursor.start_time_ns);
             sql.push(" OR (start_time_ns = ");
             sql.int(cursor.start_time_ns);
-            sql.push(" AND trace_id < ");
+            sql.push(match condition {
+                RunCondition::After(_) => " AND trace_id < ",
+                _ => " AND trace_id <= ",
+            });
             sql.text(&cursor.trace_id);
             sql.push("))");
         }

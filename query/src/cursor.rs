@@ -44,6 +44,11 @@ impl Cursor {
     pub fn admits(&self, run: &RunRow) -> bool {
         (run.start_time_ns, run.trace_id.as_str()) < (self.start_time_ns, self.trace_id.as_str())
     }
+
+    /// Whether a run is at this position or after it in listing order.
+    pub fn admits_from(&self, run: &RunRow) -> bool {
+        (run.start_time_ns, run.trace_id.as_str()) <= (self.start_time_ns, self.trace_id.as_str())
+    }
 }
 
 #[cfg(test)]

@@ -8,17 +8,24 @@
 //! * Queries are built with the DataFrame/Expr API only; no SQL text is ever assembled.
 //! * Newest version per key, everywhere. Small answers (one trace, one session, one page of
 //!   runs) fetch every stored version of their keys and pick the newest in memory
-//!   ([`crate::versions`]). The run list ranks versions inside DataFusion (`row_number()` over the
-//!   key, by [`Table::version_order`]) *before* filtering, so that an older version can never
-//!   match a filter its newer version no longer does.
-//! * A time range prunes partitions before the versions are ranked, so a newer version of a run
-//!   whose start time moved to a day outside the range (a synthesized run replaced by its real
-//!   root across midnight) is not seen there. Each page is therefore checked again against every
-//!   version of its runs in the range's days widened by one day on each side, and a run whose
-//!   newest version no longer belongs is dropped from the page (the page may be shorter than
-//!   the limit; the cursor still moves past it).
+//!   ([`crate::versions`]).
+//! * The run list ranks nothing over the whole range. It reads the versions that match its
+//!   filters by position (start time, then trace id, newest first: a plain scan and a top-k
+//!   sort), fetches every version of those runs, and keeps a candidate only when it is its
+//!   run's newest version, so that an older version can never match a filter its newer version
+//!   no longer does, nor stand where the run no longer is. While the page is not full it reads
+//!   again, from the last position, twice as many. The model and prompt-version filters select
+//!   candidates by any version of a span, then check the newest versions of those runs' spans.
+//! * A run's newest version is looked for in the range's days widened by one day on each side:
+//!   a newer version of a run whose start time moved to a day just outside the range (a
+//!   synthesized run replaced by its real root across midnight) takes the run out of the page.
 
-use std::{collections::HashMap, io, path::Path, sync::Arc};
+use std::{
+    collections::{HashMap, HashSet},
+    io,
+    path::Path,
+    sync::Arc,
+};
 
 use async_trait::async_trait;
 use datafusion::{
@@ -52,7 +59,6 @@ use crate::{
         AffectedPlan, AffectedRun, AffectedSummary, DayCount, DayRuns, DigestRow, SessionItem,
         SessionPage, SessionPageRequest, compile::AuditSql, summary_of,
     },
-    cursor::Cursor,
     error::QueryError,
     metrics::{
         MetricAnswer, MetricPlan,
@@ -62,6 +68,7 @@ use crate::{
         rows::{aggregate_names, from_batches},
     },
     rollup::{ROLLUP_COLUMNS, RunRollup, rollup_sql},
+    run_list::{self, Candidate, ListQuery, RunVersions},
     sessions::{
         self, OUTCOME_COLUMNS, SessionFilter, SessionList, SessionRecord, SessionSummary,
         sessions_sql,
@@ -193,27 +200,6 @@ impl EmbeddedStore {
         self.fetch(Table::Runs, project_id, days, predicate, runs_from_batch)
             .await
     }
-
-    /// Trace ids of the runs having a span, in its newest version, whose `column` is `value`.
-    async fn traces_with_span(
-        &self,
-        project_id: &str,
-        days: Days,
-        column: &str,
-        value: &str,
-    ) -> Result<DataFrame, QueryError> {
-        let mut columns: Vec<&str> = Table::Spans.key_columns().to_vec();
-        columns.extend(Table::Spans.version_order());
-        columns.push(column);
-        let spans = self
-            .scan(Table::Spans, project_id, days, None)
-            .await?
-            .select_columns(&columns)?;
-        Ok(newest_versions(spans, Table::Spans)?
-            .filter(col(column).eq(lit(value)))?
-            .select(vec![col("trace_id").alias(MATCHED_TRACE)])?
-            .distinct()?)
-    }
 }
 
 #[async_trait]
@@ -240,46 +226,7 @@ impl TraceStore for EmbeddedStore {
         limit: Option<usize>,
         cursor: Option<&str>,
     ) -> Result<RunPage, QueryError> {
-        let Some(request) = filter.prepare(limit, cursor)? else {
-            return Ok(RunPage::empty());
-        };
-        let limit = request.limit;
-        let conditions = request.conditions(filter);
-        let mut days = Days::of(filter.from_ns, filter.to_ns);
-        if let Some(cursor) = &request.cursor {
-            days = days.ending_by(day_of(cursor.start_time_ns));
-        }
-
-        // 1. The page's positions: versions ranked over the narrow columns, then filtered.
-        let page = self
-            .page_positions(project_id, filter, &conditions, days, limit)
-            .await?;
-        let next_cursor = (page.len() > limit)
-            .then(|| page.get(limit - 1).map(Position::encode))
-            .flatten();
-
-        // 2. The full rows, checked against every version nearby (see the module docs).
-        let traces: Vec<String> = page
-            .iter()
-            .take(limit)
-            .map(|p| p.trace_id.clone())
-            .collect();
-        let check_days = if days.is_bounded() {
-            days.widened(1)
-        } else {
-            days
-        };
-        let newest = newest(self.runs_by_trace(project_id, &traces, check_days).await?);
-        let mut by_trace: std::collections::HashMap<String, RunRow> = newest
-            .into_iter()
-            .map(|r| (r.trace_id.clone(), r))
-            .collect();
-        let runs = traces
-            .iter()
-            .filter_map(|t| by_trace.remove(t))
-            .filter(|r| conditions.iter().all(|c| c.holds(r)))
-            .collect();
-        Ok(RunPage { runs, next_cursor })
+        run_list::list_runs(self, project_id, filter, limit, cursor).await
     }
 
     async fn list_sessions(
@@ -564,96 +511,139 @@ impl EmbeddedStore {
     }
 }
 
-/// A position in the run list.
-struct Position {
-    trace_id: String,
-    start_time_ns: i64,
-}
-
-impl Position {
-    fn encode(&self) -> String {
-        Cursor {
-            start_time_ns: self.start_time_ns,
-            trace_id: self.trace_id.clone(),
-        }
-        .encode()
+/// The days a run list reads candidates from: its range, ending by its cursor's day.
+fn list_days(query: &ListQuery<'_>) -> Days {
+    let days = Days::of(query.filter.from_ns, query.filter.to_ns);
+    match &query.request.cursor {
+        Some(cursor) => days.ending_by(day_of(cursor.start_time_ns)),
+        None => days,
     }
 }
 
-impl EmbeddedStore {
-    /// Up to `limit + 1` positions of matching runs, newest first.
-    async fn page_positions(
-        &self,
-        project_id: &str,
-        filter: &RunFilter,
-        run_conditions: &[RunCondition<'_>],
-        days: Days,
-        limit: usize,
-    ) -> Result<Vec<Position>, QueryError> {
-        let mut columns: Vec<&str> = Table::Runs.key_columns().to_vec();
-        columns.extend(Table::Runs.version_order());
-        let mut conditions = Vec::new();
-        for condition in run_conditions {
-            if let RunCondition::Equals(column, _) = condition {
-                columns.push(column.name());
-            }
-            conditions.push(run_condition(condition));
-        }
-        columns.dedup();
+/// The days a run's newest version and its spans are looked for in: the list's days widened by
+/// one day on each side (see the module docs).
+fn nearby_days(query: &ListQuery<'_>) -> Days {
+    let days = list_days(query);
+    if days.is_bounded() {
+        days.widened(1)
+    } else {
+        days
+    }
+}
 
-        let runs = self
-            .scan(Table::Runs, project_id, days, None)
-            .await?
-            .select_columns(&columns)?;
-        let mut runs = newest_versions(runs, Table::Runs)?;
-        if let Some(condition) = conjunction(conditions) {
-            runs = runs.filter(condition)?;
+#[async_trait]
+impl RunVersions for EmbeddedStore {
+    async fn candidates(
+        &self,
+        query: &ListQuery<'_>,
+        conditions: &[RunCondition<'_>],
+        wanted: usize,
+    ) -> Result<Vec<Candidate>, QueryError> {
+        let mut columns = vec!["trace_id"];
+        columns.extend(Table::Runs.version_order());
+        if !columns.contains(&"start_time_ns") {
+            columns.push("start_time_ns");
         }
-        // Spans of a run start after it, give or take clock skew: search a day around it.
-        let span_days = if days.is_bounded() {
-            days.widened(1)
-        } else {
-            days
-        };
-        for (column, wanted) in [
-            ("model", &filter.model),
-            ("prompt_version", &filter.prompt_version),
-        ] {
-            if let Some(value) = wanted {
-                let matched = self
-                    .traces_with_span(project_id, span_days, column, value)
-                    .await?;
-                runs = runs.join(
-                    matched,
-                    JoinType::LeftSemi,
-                    &["trace_id"],
-                    &[MATCHED_TRACE],
-                    None,
-                )?;
-            }
+        let condition = conjunction(conditions.iter().map(run_condition).collect::<Vec<_>>());
+        let mut runs = self
+            .scan(Table::Runs, query.project_id, list_days(query), condition)
+            .await?;
+        for (column, value) in &query.span_filters {
+            let matched = self
+                .scan(
+                    Table::Spans,
+                    query.project_id,
+                    nearby_days(query),
+                    Some(col(*column).eq(lit(*value))),
+                )
+                .await?
+                .select(vec![col("trace_id").alias(MATCHED_TRACE)])?
+                .distinct()?;
+            runs = runs.join(
+                matched,
+                JoinType::LeftSemi,
+                &["trace_id"],
+                &[MATCHED_TRACE],
+                None,
+            )?;
         }
         let page = runs
             .sort(vec![
                 col("start_time_ns").sort(false, false),
                 col("trace_id").sort(false, false),
             ])?
-            .limit(0, Some(limit + 1))?
-            .select_columns(&["trace_id", "start_time_ns"])?;
-        let mut positions = Vec::new();
+            .limit(0, Some(wanted))?
+            .select_columns(&columns)?;
+        let mut candidates = Vec::new();
         for batch in collect(page).await? {
             let traces = strings(&batch, "trace_id")?;
             let starts = int64s(&batch, "start_time_ns")?;
-            positions.extend(
-                traces
-                    .into_iter()
-                    .zip(starts)
-                    .map(|(trace_id, start_time_ns)| Position {
-                        trace_id,
-                        start_time_ns,
-                    }),
-            );
+            let versions: Vec<Vec<i64>> = Table::Runs
+                .version_order()
+                .iter()
+                .map(|column| int64s(&batch, column))
+                .collect::<Result<_, _>>()?;
+            for (i, (trace_id, start_time_ns)) in traces.into_iter().zip(starts).enumerate() {
+                candidates.push(Candidate {
+                    trace_id,
+                    start_time_ns,
+                    version: versions.iter().map(|v| v[i]).collect(),
+                });
+            }
         }
-        Ok(positions)
+        Ok(candidates)
+    }
+
+    async fn run_versions(
+        &self,
+        query: &ListQuery<'_>,
+        traces: &[String],
+    ) -> Result<Vec<RunRow>, QueryError> {
+        self.runs_by_trace(query.project_id, traces, nearby_days(query))
+            .await
+    }
+
+    async fn with_matching_spans(
+        &self,
+        query: &ListQuery<'_>,
+        traces: &[String],
+    ) -> Result<HashSet<String>, QueryError> {
+        if traces.is_empty() {
+            return Ok(HashSet::new());
+        }
+        let mut columns: Vec<&str> = Table::Spans.key_columns().to_vec();
+        columns.extend(Table::Spans.version_order());
+        columns.extend(query.span_filters.iter().map(|(column, _)| *column));
+        let list = traces.iter().map(|t| lit(t.as_str())).collect();
+        let spans = self
+            .scan(
+                Table::Spans,
+                query.project_id,
+                nearby_days(query),
+                Some(col("trace_id").in_list(list, false)),
+            )
+            .await?
+            .select_columns(&columns)?;
+        let mut matched = newest_versions(spans, Table::Spans)?;
+        for (column, value) in &query.span_filters {
+            let having = matched
+                .clone()
+                .filter(col(*column).eq(lit(*value)))?
+                .select(vec![col("trace_id").alias(MATCHED_TRACE)])?
+                .distinct()?;
+            matched = matched.join(
+                having,
+                JoinType::LeftSemi,
+                &["trace_id"],
+                &[MATCHED_TRACE],
+                None,
+            )?;
+        }
+        let mut found = HashSet::new();
+        for batch in collect(matched.select_columns(&["trace_id"])?).await? {
+            found.extend(strings(&batch, "trace_id")?);
+        }
+        Ok(found)
     }
 }
 
@@ -668,6 +658,9 @@ fn run_condition(condition: &RunCondition) -> Expr {
         RunCondition::After(cursor) => start().lt(lit(cursor.start_time_ns)).or(start()
             .eq(lit(cursor.start_time_ns))
             .and(col("trace_id").lt(lit(cursor.trace_id.as_str())))),
+        RunCondition::AtOrAfter(cursor) => start().lt(lit(cursor.start_time_ns)).or(start()
+            .eq(lit(cursor.start_time_ns))
+            .and(col("trace_id").lt_eq(lit(cursor.trace_id.as_str())))),
     }
 }
 

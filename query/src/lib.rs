@@ -16,6 +16,7 @@ mod error;
 pub mod metrics;
 mod newest;
 pub mod rollup;
+mod run_list;
 pub mod sessions;
 mod sql;
 mod store;

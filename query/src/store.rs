@@ -149,6 +149,8 @@ pub(crate) enum RunCondition<'a> {
     /// Comes after the cursor's position, newest first: an earlier start, or the same start
     /// and a smaller trace id.
     After(&'a Cursor),
+    /// Is at the cursor's position or after it.
+    AtOrAfter(&'a Cursor),
 }
 
 impl RunCondition<'_> {
@@ -158,6 +160,7 @@ impl RunCondition<'_> {
             RunCondition::StartsFrom(from) => run.start_time_ns >= *from,
             RunCondition::StartsBefore(to) => run.start_time_ns < *to,
             RunCondition::After(cursor) => cursor.admits(run),
+            RunCondition::AtOrAfter(cursor) => cursor.admits_from(run),
         }
     }
 }

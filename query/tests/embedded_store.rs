@@ -530,6 +530,64 @@ async fn cursor_pagination_walks_every_run_exactly_once_under_ties() {
     assert_eq!(ids(&f.walk(&filter, 6).await), ids(&expected));
 }
 
+/// The list reads matching versions by position and keeps those that are their run's newest
+/// version. Here the twelve top positions hold superseded versions (their runs moved to the
+/// bottom of the day, or stopped matching the filter), so a page needs several rounds.
+#[tokio::test]
+async fn superseded_versions_at_the_top_of_the_list_are_passed_over() {
+    let mut f = Fixture::new();
+    let d = day0();
+    let mut old = Vec::new();
+    let mut new = Vec::new();
+    for i in 0..12i64 {
+        let trace = format!("moved{i:02}");
+        let mut first = run(&trace, at(d, 3_000 + i), 1);
+        first.agent_name = "planner".into();
+        old.push(first);
+        let mut second = run(&trace, at(d, 10 + i), 2);
+        // Half of them are no longer the planner's.
+        second.agent_name = if i % 2 == 0 { "planner" } else { "router" }.into();
+        new.push(second);
+    }
+    let mut steady = Vec::new();
+    for i in 0..5i64 {
+        let mut r = run(&format!("steady{i}"), at(d, 1_000 + i), 1);
+        r.agent_name = "planner".into();
+        steady.push(r);
+    }
+    f.write_runs(old.iter().chain(&steady).cloned().collect());
+    f.write_runs(new.clone());
+
+    let everything: Vec<RunRow> = newest_first(new.iter().chain(&steady).cloned().collect());
+    for limit in [1, 2, 5, 100] {
+        let got = f.walk(&RunFilter::default(), limit).await;
+        assert_eq!(ids(&got), ids(&everything), "limit {limit}");
+        for (listed, wanted) in got.iter().zip(&everything) {
+            assert_eq!(
+                listed.ingested_at_ns, wanted.ingested_at_ns,
+                "the newest version"
+            );
+        }
+    }
+    let planner = RunFilter {
+        agent: Some("planner".into()),
+        ..Default::default()
+    };
+    let expected: Vec<RunRow> = everything
+        .iter()
+        .filter(|r| r.agent_name == "planner")
+        .cloned()
+        .collect();
+    assert_eq!(expected.len(), 11);
+    for limit in [1, 3, 100] {
+        assert_eq!(
+            ids(&f.walk(&planner, limit).await),
+            ids(&expected),
+            "limit {limit}"
+        );
+    }
+}
+
 #[tokio::test]
 async fn spans_come_in_tree_order_and_scores_in_time_order() {
     let mut f = Fixture::new();
