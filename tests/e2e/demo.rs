@@ -254,3 +254,30 @@ async fn the_session_list_sums_each_sessions_runs(store: Store) {
 }
 
 on_both_stores!(the_session_list_sums_each_sessions_runs,);
+
+/// A smoke run of `vigil bench runs` on both stores: the harness works, and both stores list the
+/// same number of runs for every request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_run_list_benchmark_runs() {
+    let ch = support::clickhouse::ClickHouse::shared();
+    let dir = tempfile::tempdir().unwrap();
+    let out = support::cli(&[
+        "bench",
+        "runs",
+        "--smoke",
+        "--json",
+        "--data-dir",
+        dir.path().to_str().unwrap(),
+        "--clickhouse-url",
+        &ch.url(),
+    ]);
+    let report: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let requests = report["requests"].as_array().unwrap();
+    assert_eq!(requests.len(), 20, "{report}");
+    let (embedded, clickhouse) = requests.split_at(10);
+    for (e, c) in embedded.iter().zip(clickhouse) {
+        assert_eq!(e["request"], c["request"]);
+        assert_eq!(e["runs"], c["runs"], "{report}");
+    }
+    assert_eq!(embedded[0]["runs"], 50, "{report}");
+}

@@ -24,7 +24,7 @@ use vigil_schemas::time::{parse_rfc3339, rfc3339};
 use super::{
     SpawnedCollector,
     metrics::{AGENTS, DataArgs, END, Loaded},
-    rss_bytes,
+    rss_bytes, store_servers,
 };
 
 const DAY_NS: i64 = 86_400_000_000_000;
@@ -120,25 +120,7 @@ pub async fn run(mut args: AuditBenchArgs) -> anyhow::Result<AuditBenchReport> {
 
     let mut investigations = Vec::new();
     let mut exports = Vec::new();
-    let mut servers: Vec<(String, Vec<(String, String)>)> = Vec::new();
-    if !args.clickhouse_only {
-        servers.push(("embedded".into(), Vec::new()));
-    }
-    if let Some(config) = &clickhouse {
-        servers.push((
-            "ClickHouse 18.16".into(),
-            vec![
-                ("VIGIL_STORE__KIND".into(), "clickhouse".into()),
-                ("VIGIL_STORE__CLICKHOUSE__URL".into(), config.url.clone()),
-                (
-                    "VIGIL_STORE__CLICKHOUSE__DATABASE".into(),
-                    config.database.clone(),
-                ),
-                // The bench database is loaded already; an export must not wait for a timeout.
-                ("VIGIL_STORE__CLICKHOUSE__TIMEOUT_SECS".into(), "300".into()),
-            ],
-        ));
-    }
+    let servers = store_servers(!args.clickhouse_only, clickhouse.as_ref());
     for (name, env) in servers {
         let server = SpawnedCollector::start_at(&dir, &env).await?;
         let result = async {

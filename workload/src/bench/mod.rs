@@ -21,6 +21,7 @@ mod alerts;
 mod audit;
 mod clickhouse_ingest;
 mod metrics;
+mod runs;
 
 use crate::demo::{self, Ack, IngestClient, IngestProtocol, KeyArgs, Payload};
 use crate::generator::{self, GeneratedRun, WorkloadConfig};
@@ -199,6 +200,9 @@ pub enum BenchCommand {
     /// Compliance investigations and CSV exports over 1,000,000 runs / 10,000,000 spans on each
     /// store.
     Audit(audit::AuditBenchArgs),
+    /// What the web UI's first pages ask over 1,000,000 runs / 10,000,000 spans on each store:
+    /// a page of 50 runs, unfiltered and by each filter, and a run's detail.
+    Runs(runs::RunsBenchArgs),
 }
 
 /// `vigil bench ingest`.
@@ -293,6 +297,7 @@ pub async fn run_cli(command: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Metrics(args) => print_report(&metrics::run(args.clone()).await?, args.json),
         BenchCommand::Alerts(args) => print_report(&alerts::run(args.clone()).await?, args.json),
         BenchCommand::Audit(args) => print_report(&audit::run(args.clone()).await?, args.json),
+        BenchCommand::Runs(args) => print_report(&runs::run(args.clone()).await?, args.json),
         BenchCommand::Clickhouse(args) => {
             print_report(&clickhouse_ingest::run(args.clone()).await?, args.json)
         }
@@ -345,9 +350,18 @@ impl SpawnedCollector {
         data_dir: &std::path::Path,
         env: &[(String, String)],
     ) -> anyhow::Result<SpawnedCollector> {
+        SpawnedCollector::start_binary_at(&std::env::current_exe()?, data_dir, env).await
+    }
+
+    /// [`Self::start_at`] with another `vigil` binary (another build, to compare).
+    pub async fn start_binary_at(
+        binary: &std::path::Path,
+        data_dir: &std::path::Path,
+        env: &[(String, String)],
+    ) -> anyhow::Result<SpawnedCollector> {
         let data_dir = data_dir.to_path_buf();
         let (grpc, http) = (free_port()?, free_port()?);
-        let child = std::process::Command::new(std::env::current_exe()?)
+        let child = std::process::Command::new(binary)
             .arg("serve")
             .arg("--data-dir")
             .arg(&data_dir)
@@ -400,6 +414,34 @@ impl SpawnedCollector {
             let _ = std::fs::remove_dir_all(&self.data_dir);
         }
     }
+}
+
+/// The `vigil serve` settings of each store a server benchmark measures: the embedded store
+/// (when `embedded`) and the loaded ClickHouse database, by name.
+fn store_servers(
+    embedded: bool,
+    clickhouse: Option<&vigil_schemas::clickhouse::ClickHouseConfig>,
+) -> Vec<(String, Vec<(String, String)>)> {
+    let mut servers = Vec::new();
+    if embedded {
+        servers.push(("embedded".into(), Vec::new()));
+    }
+    if let Some(config) = clickhouse {
+        servers.push((
+            "ClickHouse 18.16".into(),
+            vec![
+                ("VIGIL_STORE__KIND".into(), "clickhouse".into()),
+                ("VIGIL_STORE__CLICKHOUSE__URL".into(), config.url.clone()),
+                (
+                    "VIGIL_STORE__CLICKHOUSE__DATABASE".into(),
+                    config.database.clone(),
+                ),
+                // The bench database is loaded already; a long request must not time out.
+                ("VIGIL_STORE__CLICKHOUSE__TIMEOUT_SECS".into(), "300".into()),
+            ],
+        ));
+    }
+    servers
 }
 
 fn free_port() -> anyhow::Result<u16> {
