@@ -9,13 +9,8 @@
 //! * Newest version per key, everywhere. Small answers (one trace, one session, one page of
 //!   runs) fetch every stored version of their keys and pick the newest in memory
 //!   ([`crate::versions`]).
-//! * The run list ranks nothing over the whole range. It reads the versions that match its
-//!   filters by position (start time, then trace id, newest first: a plain scan and a top-k
-//!   sort), fetches every version of those runs, and keeps a candidate only when it is its
-//!   run's newest version, so that an older version can never match a filter its newer version
-//!   no longer does, nor stand where the run no longer is. While the page is not full it reads
-//!   again, from the last position, twice as many. The model and prompt-version filters select
-//!   candidates by any version of a span, then check the newest versions of those runs' spans.
+//! * The run list is [`crate::run_list`]'s: this store reads its candidates with a filtered
+//!   scan and a top-k sort, and a run's versions by trace id.
 //! * A run's newest version is looked for in the range's days widened by one day on each side:
 //!   a newer version of a run whose start time moved to a day just outside the range (a
 //!   synthesized run replaced by its real root across midnight) takes the run out of the page.
@@ -544,9 +539,40 @@ impl RunVersions for EmbeddedStore {
         if !columns.contains(&"start_time_ns") {
             columns.push("start_time_ns");
         }
-        let condition = conjunction(conditions.iter().map(run_condition).collect::<Vec<_>>());
+        let mut filters: Vec<Expr> = conditions.iter().map(run_condition).collect();
+        if query.span_filters.is_empty() {
+            // Where the page can start: the `wanted`-th latest start among the matching versions,
+            // found over the integer column (and the filters' columns) alone. The candidates are
+            // then read at or after it, so the scan decodes trace ids for those rows only.
+            let starts = self
+                .scan(
+                    Table::Runs,
+                    query.project_id,
+                    list_days(query),
+                    conjunction(filters.clone()),
+                )
+                .await?
+                .select_columns(&["start_time_ns"])?
+                .sort(vec![col("start_time_ns").sort(false, false)])?
+                .limit(wanted - 1, Some(1))?;
+            let batches = collect(starts).await?;
+            if let Some(start) = batches
+                .iter()
+                .find(|b| b.num_rows() > 0)
+                .map(|b| int64s(b, "start_time_ns"))
+                .transpose()?
+                .and_then(|starts| starts.first().copied())
+            {
+                filters.push(col("start_time_ns").gt_eq(lit(start)));
+            }
+        }
         let mut runs = self
-            .scan(Table::Runs, query.project_id, list_days(query), condition)
+            .scan(
+                Table::Runs,
+                query.project_id,
+                list_days(query),
+                conjunction(filters),
+            )
             .await?;
         for (column, value) in &query.span_filters {
             let matched = self
