@@ -324,6 +324,7 @@ impl RunVersions for ClickHouseStore {
         query: &ListQuery<'_>,
         conditions: &[RunCondition<'_>],
         wanted: usize,
+        by_spans: bool,
     ) -> Result<Vec<Candidate>, QueryError> {
         let mut sql = Sql::new(Q, "SELECT trace_id, start_time_ns, [");
         sql.list(Table::Runs.version_order(), "");
@@ -333,7 +334,7 @@ impl RunVersions for ClickHouseStore {
             sql.push(" AND ");
             run_condition(&mut sql, condition);
         }
-        for (column, value) in &query.span_filters {
+        for (column, value) in query.span_filters.iter().filter(|_| by_spans) {
             sql.push(" AND trace_id IN (SELECT trace_id FROM spans WHERE project_id = ");
             sql.text(query.project_id);
             sql.push(" AND ");

@@ -533,48 +533,23 @@ impl RunVersions for EmbeddedStore {
         query: &ListQuery<'_>,
         conditions: &[RunCondition<'_>],
         wanted: usize,
+        by_spans: bool,
     ) -> Result<Vec<Candidate>, QueryError> {
+        let span_filters = if by_spans {
+            &query.span_filters[..]
+        } else {
+            &[]
+        };
         let mut columns = vec!["trace_id"];
         columns.extend(Table::Runs.version_order());
         if !columns.contains(&"start_time_ns") {
             columns.push("start_time_ns");
         }
-        let mut filters: Vec<Expr> = conditions.iter().map(run_condition).collect();
-        if query.span_filters.is_empty() {
-            // Where the page can start: the `wanted`-th latest start among the matching versions,
-            // found over the integer column (and the filters' columns) alone. The candidates are
-            // then read at or after it, so the scan decodes trace ids for those rows only.
-            let starts = self
-                .scan(
-                    Table::Runs,
-                    query.project_id,
-                    list_days(query),
-                    conjunction(filters.clone()),
-                )
-                .await?
-                .select_columns(&["start_time_ns"])?
-                .sort(vec![col("start_time_ns").sort(false, false)])?
-                .limit(wanted - 1, Some(1))?;
-            let batches = collect(starts).await?;
-            if let Some(start) = batches
-                .iter()
-                .find(|b| b.num_rows() > 0)
-                .map(|b| int64s(b, "start_time_ns"))
-                .transpose()?
-                .and_then(|starts| starts.first().copied())
-            {
-                filters.push(col("start_time_ns").gt_eq(lit(start)));
-            }
-        }
+        let condition = conjunction(conditions.iter().map(run_condition).collect::<Vec<_>>());
         let mut runs = self
-            .scan(
-                Table::Runs,
-                query.project_id,
-                list_days(query),
-                conjunction(filters),
-            )
+            .scan(Table::Runs, query.project_id, list_days(query), condition)
             .await?;
-        for (column, value) in &query.span_filters {
+        for (column, value) in span_filters {
             let matched = self
                 .scan(
                     Table::Spans,

@@ -5,8 +5,11 @@
 //! never match a filter its newer version no longer does, nor stand where the run no longer is.
 //! While the page is not full, read again from the last position, twice as many.
 //!
-//! The model and prompt-version filters pick candidates by any version of a span, then check
-//! the newest versions of those runs' spans.
+//! The model and prompt-version filters are checked on the newest versions of the candidates'
+//! spans. The first candidates are read by position alone and probed (a look-up of their spans
+//! by trace id, which the stores index); once a page has needed more than [`SPAN_PROBES`] of
+//! them (a rare value), candidates are read only among the runs having a span, in any version,
+//! that matches (a scan of the spans).
 
 use std::collections::{HashMap, HashSet};
 
@@ -19,6 +22,9 @@ use crate::{
     store::{ListRequest, RunCondition, RunFilter, RunPage},
     versions::newest,
 };
+
+/// How many candidates a page probes for its span filters before it reads candidates by them.
+pub(crate) const SPAN_PROBES: usize = 128;
 
 /// A stored version of a run that matches the run list's filters.
 #[derive(Debug, Clone)]
@@ -41,13 +47,14 @@ pub(crate) struct ListQuery<'a> {
 /// What the run list asks of a store.
 #[async_trait]
 pub(crate) trait RunVersions: Sync {
-    /// Up to `wanted` stored run versions that pass `conditions` and have, for each span filter,
-    /// a span (in any version) matching it; by position, newest first.
+    /// Up to `wanted` stored run versions that pass `conditions` and, when `by_spans`, have for
+    /// each span filter a span (in any version) matching it; by position, newest first.
     async fn candidates(
         &self,
         query: &ListQuery<'_>,
         conditions: &[RunCondition<'_>],
         wanted: usize,
+        by_spans: bool,
     ) -> Result<Vec<Candidate>, QueryError>;
 
     /// Every stored version of these runs (wherever the query's runs may have moved).
@@ -99,7 +106,8 @@ pub(crate) async fn list_runs(
     loop {
         let mut round = conditions.clone();
         round.extend(resume.as_ref().map(RunCondition::AtOrAfter));
-        let candidates = store.candidates(&query, &round, wanted).await?;
+        let by_spans = !query.span_filters.is_empty() && wanted > SPAN_PROBES;
+        let candidates = store.candidates(&query, &round, wanted, by_spans).await?;
         let exhausted = candidates.len() < wanted;
 
         let mut traces: Vec<String> = candidates.iter().map(|c| c.trace_id.clone()).collect();

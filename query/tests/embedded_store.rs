@@ -588,6 +588,52 @@ async fn superseded_versions_at_the_top_of_the_list_are_passed_over() {
     }
 }
 
+/// A model only the oldest runs used: the list probes the newest runs' spans first, then reads
+/// candidates among the runs with such a span, and finds them all; a model nobody used ends the
+/// list at once, empty.
+#[tokio::test]
+async fn a_rare_model_is_found_past_the_probed_runs() {
+    let mut f = Fixture::new();
+    let d = day0();
+    let mut runs = Vec::new();
+    let mut spans = Vec::new();
+    for i in 0..1_500i64 {
+        let trace = format!("t{i:05}");
+        runs.push(run(&trace, at(d, i), 1));
+        let model = if i < 3 { "rare" } else { "common" };
+        spans.push(SpanRow {
+            model: model.into(),
+            ..span(&trace, "m0", "", at(d, i), 1)
+        });
+    }
+    // The newest run once used the rare model, and no longer does.
+    spans.push(SpanRow {
+        model: "rare".into(),
+        ..span("t01499", "m0", "", at(d, 1_499), 0)
+    });
+    f.write(IngestBatch {
+        runs,
+        spans,
+        ..Default::default()
+    });
+    let rare = RunFilter {
+        model: Some("rare".into()),
+        ..Default::default()
+    };
+    for limit in [1, 2, 50] {
+        assert_eq!(
+            ids(&f.walk(&rare, limit).await),
+            ["t00002", "t00001", "t00000"],
+            "limit {limit}"
+        );
+    }
+    let nobody = RunFilter {
+        model: Some("nobody".into()),
+        ..Default::default()
+    };
+    assert!(f.walk(&nobody, 50).await.is_empty());
+}
+
 #[tokio::test]
 async fn spans_come_in_tree_order_and_scores_in_time_order() {
     let mut f = Fixture::new();
