@@ -371,7 +371,110 @@ async fn langfuse_compatible_path_with_basic_auth(store: Store) {
     check_python_runs(&vigil, &sent).await;
 }
 
+/// Newer versions sent later move runs in the list (an earlier start), take them out of an agent
+/// filter, or out of a model filter (their model call now names another model). The newest
+/// positions then hold superseded versions: every page still lists each run once, where its
+/// newest version is, and only when that version matches; a small page walks the same runs.
+async fn newer_versions_move_runs_in_the_run_list(store: Store) {
+    let vigil = Vigil::start_on(store);
+    let base = now_ns() - 3_600_000_000_000;
+    let version = |n: i64, newer: bool| {
+        let trace_id = format!("{:032x}", 0xbeef_0000 + n);
+        // The first versions are the newest positions; a newer version starts an hour earlier.
+        let start = if newer {
+            base - n * 1_000_000_000
+        } else {
+            base + n * 1_000_000_000
+        };
+        let run = v1::Run {
+            trace_id: trace_id.clone(),
+            agent_name: if newer && n % 2 == 1 {
+                "router"
+            } else {
+                "planner"
+            }
+            .into(),
+            start_time_unix_nano: start,
+            end_time_unix_nano: start + 1_000_000_000,
+            outcome: v1::Outcome::Success as i32,
+            ..Default::default()
+        };
+        let span = v1::Span {
+            trace_id,
+            span_id: "00000000000000aa".into(),
+            kind: v1::SpanKind::Model as i32,
+            name: "llm".into(),
+            start_time_unix_nano: start + 1_000,
+            end_time_unix_nano: start + 2_000,
+            model: Some(v1::ModelCall {
+                model: if newer && n % 3 == 0 {
+                    "small"
+                } else {
+                    "large"
+                }
+                .into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        ExportRequest {
+            runs: vec![run],
+            spans: vec![span],
+            scores: Vec::new(),
+        }
+    };
+    for newer in [false, true] {
+        for n in 0..12 {
+            let response = vigil.export_native(version(n, newer)).await;
+            assert!(response.rejections.is_empty(), "{:?}", response.rejections);
+        }
+        support::conformance::wait_drained(&vigil).await;
+    }
+    // Expected, from what was sent: the newer versions, newest start first.
+    let ids = |pick: &dyn Fn(i64) -> bool| -> Vec<String> {
+        (0..12)
+            .filter(|n| pick(*n))
+            .map(|n| format!("{:032x}", 0xbeef_0000 + n))
+            .collect()
+    };
+    let listed = |runs: &[Value]| -> Vec<String> {
+        runs.iter()
+            .map(|r| r["trace_id"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let all = vigil.list_all_runs("").await;
+    assert_eq!(listed(&all), ids(&|_| true));
+    assert_eq!(
+        listed(&vigil.list_all_runs("agent=planner").await),
+        ids(&|n| n % 2 == 0)
+    );
+    assert_eq!(
+        listed(&vigil.list_all_runs("model=large").await),
+        ids(&|n| n % 3 != 0)
+    );
+    assert_eq!(
+        listed(&vigil.list_all_runs("model=small").await),
+        ids(&|n| n % 3 == 0)
+    );
+    // Pages of two walk the same runs.
+    let mut walked = Vec::new();
+    let mut cursor = String::new();
+    loop {
+        let (status, page) = vigil
+            .get(&format!("/api/v1/runs?limit=2&agent=planner{cursor}"))
+            .await;
+        assert_eq!(status, 200, "{page}");
+        walked.extend(listed(page["runs"].as_array().unwrap()));
+        match page["next_cursor"].as_str() {
+            Some(next) => cursor = format!("&cursor={next}"),
+            None => break,
+        }
+    }
+    assert_eq!(walked, ids(&|n| n % 2 == 0));
+}
+
 on_both_stores!(
+    newer_versions_move_runs_in_the_run_list,
     native_grpc_round_trip,
     roles_separate_ingest_from_reading_and_redact_content,
     python_sdk_over_otlp_grpc_and_http,
