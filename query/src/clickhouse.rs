@@ -107,19 +107,23 @@ impl ClickHouseStore {
         within(self.timeout, query.fetch_all::<T>()).await
     }
 
-    /// Every version of one trace's rows in `table`.
+    /// Every version of these traces' rows in `table`.
     async fn trace_rows<T: RowOwned + RowRead>(
         &self,
         table: &'static str,
         project_id: &str,
-        trace_id: &str,
+        trace_ids: &[String],
     ) -> Result<Vec<T>, QueryError> {
+        if trace_ids.is_empty() {
+            return Ok(Vec::new());
+        }
         let mut sql = Sql::new(Q, "SELECT ?fields FROM ");
         sql.push(table);
         sql.push(" WHERE project_id = ");
         sql.text(project_id);
-        sql.push(" AND trace_id = ");
-        sql.text(trace_id);
+        sql.push(" AND trace_id IN (");
+        sql.texts(trace_ids);
+        sql.push(")");
         self.fetch(sql).await
     }
 }
@@ -131,10 +135,11 @@ impl TraceStore for ClickHouseStore {
         project_id: &str,
         trace_id: &str,
     ) -> Result<Option<RunDetail>, QueryError> {
+        let trace = [trace_id.to_string()];
         let (runs, spans, scores) = tokio::try_join!(
-            self.trace_rows::<RunRecord>("runs", project_id, trace_id),
-            self.trace_rows::<SpanRecord>("spans", project_id, trace_id),
-            self.trace_rows::<ScoreRecord>("scores", project_id, trace_id),
+            self.trace_rows::<RunRecord>("runs", project_id, &trace),
+            self.trace_rows::<SpanRecord>("spans", project_id, &trace),
+            self.trace_rows::<ScoreRecord>("scores", project_id, &trace),
         )?;
         Ok(run_detail(
             runs.into_iter().map(RunRow::from).collect(),
@@ -304,14 +309,6 @@ struct TotalsRecord {
     last_seen: i64,
 }
 
-/// A run version as the run list reads it first.
-#[derive(clickhouse::Row, serde::Deserialize)]
-struct CandidateRecord {
-    trace_id: String,
-    start_time_ns: i64,
-    version: Vec<i64>,
-}
-
 #[derive(clickhouse::Row, serde::Deserialize)]
 struct TraceRecord {
     trace_id: String,
@@ -345,16 +342,7 @@ impl RunVersions for ClickHouseStore {
         }
         sql.push(" ORDER BY start_time_ns DESC, trace_id DESC LIMIT ");
         sql.int(wanted as i64);
-        Ok(self
-            .fetch::<CandidateRecord>(sql)
-            .await?
-            .into_iter()
-            .map(|r| Candidate {
-                trace_id: r.trace_id,
-                start_time_ns: r.start_time_ns,
-                version: r.version,
-            })
-            .collect())
+        self.fetch::<Candidate>(sql).await
     }
 
     async fn run_versions(
@@ -362,16 +350,8 @@ impl RunVersions for ClickHouseStore {
         query: &ListQuery<'_>,
         traces: &[String],
     ) -> Result<Vec<RunRow>, QueryError> {
-        if traces.is_empty() {
-            return Ok(Vec::new());
-        }
-        let mut sql = Sql::new(Q, "SELECT ?fields FROM runs WHERE project_id = ");
-        sql.text(query.project_id);
-        sql.push(" AND trace_id IN (");
-        sql.texts(traces);
-        sql.push(")");
         Ok(self
-            .fetch::<RunRecord>(sql)
+            .trace_rows::<RunRecord>("runs", query.project_id, traces)
             .await?
             .into_iter()
             .map(RunRow::from)
@@ -453,14 +433,15 @@ fn run_condition(sql: &mut Sql, condition: &RunCondition) {
             sql.push("start_time_ns < ");
             sql.int(*to);
         }
-        RunCondition::After(cursor) | RunCondition::AtOrAfter(cursor) => {
+        RunCondition::After { cursor, inclusive } => {
             sql.push("(start_time_ns < ");
             sql.int(cursor.start_time_ns);
             sql.push(" OR (start_time_ns = ");
             sql.int(cursor.start_time_ns);
-            sql.push(match condition {
-                RunCondition::After(_) => " AND trace_id < ",
-                _ => " AND trace_id <= ",
+            sql.push(if *inclusive {
+                " AND trace_id <= "
+            } else {
+                " AND trace_id < "
             });
             sql.text(&cursor.trace_id);
             sql.push("))");

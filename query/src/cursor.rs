@@ -40,14 +40,20 @@ impl Cursor {
         })
     }
 
-    /// Whether a run comes after this position in listing order.
-    pub fn admits(&self, run: &RunRow) -> bool {
-        (run.start_time_ns, run.trace_id.as_str()) < (self.start_time_ns, self.trace_id.as_str())
+    /// The position of a run that started at `start_time_ns`.
+    pub fn at(start_time_ns: i64, trace_id: &str) -> Cursor {
+        Cursor {
+            start_time_ns,
+            trace_id: trace_id.to_string(),
+        }
     }
 
-    /// Whether a run is at this position or after it in listing order.
-    pub fn admits_from(&self, run: &RunRow) -> bool {
-        (run.start_time_ns, run.trace_id.as_str()) <= (self.start_time_ns, self.trace_id.as_str())
+    /// Whether a run comes after this position in listing order (or is at it, when
+    /// `inclusive`).
+    pub fn admits(&self, run: &RunRow, inclusive: bool) -> bool {
+        let run = (run.start_time_ns, run.trace_id.as_str());
+        let here = (self.start_time_ns, self.trace_id.as_str());
+        run < here || (inclusive && run == here)
     }
 }
 

@@ -648,7 +648,6 @@ impl RunVersions for EmbeddedStore {
     }
 }
 
-/// Ranks the versions of each key and keeps the newest (the first by [`Table::version_order`]).
 /// One run-list condition as a DataFusion expression.
 fn run_condition(condition: &RunCondition) -> Expr {
     let start = || col("start_time_ns");
@@ -656,15 +655,21 @@ fn run_condition(condition: &RunCondition) -> Expr {
         RunCondition::Equals(column, value) => col(column.name()).eq(lit(*value)),
         RunCondition::StartsFrom(from) => start().gt_eq(lit(*from)),
         RunCondition::StartsBefore(to) => start().lt(lit(*to)),
-        RunCondition::After(cursor) => start().lt(lit(cursor.start_time_ns)).or(start()
-            .eq(lit(cursor.start_time_ns))
-            .and(col("trace_id").lt(lit(cursor.trace_id.as_str())))),
-        RunCondition::AtOrAfter(cursor) => start().lt(lit(cursor.start_time_ns)).or(start()
-            .eq(lit(cursor.start_time_ns))
-            .and(col("trace_id").lt_eq(lit(cursor.trace_id.as_str())))),
+        RunCondition::After { cursor, inclusive } => {
+            let trace = lit(cursor.trace_id.as_str());
+            let trace = if *inclusive {
+                col("trace_id").lt_eq(trace)
+            } else {
+                col("trace_id").lt(trace)
+            };
+            start()
+                .lt(lit(cursor.start_time_ns))
+                .or(start().eq(lit(cursor.start_time_ns)).and(trace))
+        }
     }
 }
 
+/// Ranks the versions of each key and keeps the newest (the first by [`Table::version_order`]).
 fn newest_versions(df: DataFrame, table: Table) -> Result<DataFrame, DataFusionError> {
     let rank = row_number()
         .partition_by(table.key_columns().iter().map(|c| col(*c)).collect())

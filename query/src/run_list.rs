@@ -26,8 +26,8 @@ use crate::{
 /// How many candidates a page probes for its span filters before it reads candidates by them.
 pub(crate) const SPAN_PROBES: usize = 128;
 
-/// A stored version of a run that matches the run list's filters.
-#[derive(Debug, Clone)]
+/// A stored version of a run that matches the run list's filters (read as is from ClickHouse).
+#[derive(Debug, Clone, serde::Deserialize, clickhouse::Row)]
 pub(crate) struct Candidate {
     pub trace_id: String,
     pub start_time_ns: i64,
@@ -105,7 +105,10 @@ pub(crate) async fn list_runs(
     let mut wanted = limit + 1;
     loop {
         let mut round = conditions.clone();
-        round.extend(resume.as_ref().map(RunCondition::AtOrAfter));
+        round.extend(resume.as_ref().map(|cursor| RunCondition::After {
+            cursor,
+            inclusive: true,
+        }));
         let by_spans = !query.span_filters.is_empty() && wanted > SPAN_PROBES;
         let candidates = store.candidates(&query, &round, wanted, by_spans).await?;
         let exhausted = candidates.len() < wanted;
@@ -141,23 +144,16 @@ pub(crate) async fn list_runs(
             break;
         }
         // The last position again: its other versions may not all have been read.
-        resume = candidates.last().map(|c| Cursor {
-            start_time_ns: c.start_time_ns,
-            trace_id: c.trace_id.clone(),
-        });
+        resume = candidates
+            .last()
+            .map(|c| Cursor::at(c.start_time_ns, &c.trace_id));
         wanted *= 2;
     }
-    let next_cursor = (runs.len() > limit)
-        .then(|| {
-            runs.get(limit - 1).map(|last| {
-                Cursor {
-                    start_time_ns: last.start_time_ns,
-                    trace_id: last.trace_id.clone(),
-                }
-                .encode()
-            })
-        })
-        .flatten();
+    // `limit` is at least 1, so a page longer than it has a last run.
+    let next_cursor = (runs.len() > limit).then(|| {
+        let last = &runs[limit - 1];
+        Cursor::at(last.start_time_ns, &last.trace_id).encode()
+    });
     runs.truncate(limit);
     Ok(RunPage { runs, next_cursor })
 }

@@ -180,13 +180,9 @@ pub(crate) fn sessions_sql(
 pub(crate) fn page(mut sessions: Vec<SessionSummary>, limit: usize) -> SessionList {
     let next_cursor = if sessions.len() > limit {
         sessions.truncate(limit);
-        sessions.last().map(|s| {
-            Cursor {
-                start_time_ns: s.last_seen_ns,
-                trace_id: s.session_id.clone(),
-            }
-            .encode()
-        })
+        sessions
+            .last()
+            .map(|s| Cursor::at(s.last_seen_ns, &s.session_id).encode())
     } else {
         None
     };

@@ -147,10 +147,8 @@ pub(crate) enum RunCondition<'a> {
     /// Started strictly before this instant (ns).
     StartsBefore(i64),
     /// Comes after the cursor's position, newest first: an earlier start, or the same start
-    /// and a smaller trace id.
-    After(&'a Cursor),
-    /// Is at the cursor's position or after it.
-    AtOrAfter(&'a Cursor),
+    /// and a smaller trace id (or the same one, when `inclusive`).
+    After { cursor: &'a Cursor, inclusive: bool },
 }
 
 impl RunCondition<'_> {
@@ -159,8 +157,7 @@ impl RunCondition<'_> {
             RunCondition::Equals(column, value) => column.of(run) == *value,
             RunCondition::StartsFrom(from) => run.start_time_ns >= *from,
             RunCondition::StartsBefore(to) => run.start_time_ns < *to,
-            RunCondition::After(cursor) => cursor.admits(run),
-            RunCondition::AtOrAfter(cursor) => cursor.admits_from(run),
+            RunCondition::After { cursor, inclusive } => cursor.admits(run, *inclusive),
         }
     }
 }
@@ -185,7 +182,10 @@ impl ListRequest {
         }
         conditions.extend(filter.from_ns.map(RunCondition::StartsFrom));
         conditions.extend(filter.to_ns.map(RunCondition::StartsBefore));
-        conditions.extend(self.cursor.as_ref().map(RunCondition::After));
+        conditions.extend(self.cursor.as_ref().map(|cursor| RunCondition::After {
+            cursor,
+            inclusive: false,
+        }));
         conditions
     }
 }

@@ -706,19 +706,7 @@ async fn rules_through_the_api_and_the_file_embedded() {
 /// holding the same data, raise the same number of alerts for the same rules.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_alerts_benchmark_runs() {
-    let ch = support::clickhouse::ClickHouse::shared();
-    let dir = tempfile::tempdir().unwrap();
-    let out = support::cli(&[
-        "bench",
-        "alerts",
-        "--smoke",
-        "--json",
-        "--data-dir",
-        dir.path().to_str().unwrap(),
-        "--clickhouse-url",
-        &ch.url(),
-    ]);
-    let report: Value = serde_json::from_str(&out).unwrap();
+    let report = support::bench_smoke("alerts", &[]);
     assert_eq!(report["rules"], 50, "{report}");
     assert!(report["batches"].as_u64().unwrap() > 1, "{report}");
     let stores = report["stores"].as_array().unwrap();

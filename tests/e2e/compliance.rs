@@ -875,19 +875,7 @@ on_both_stores!(
 /// the same runs and export all of them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_audit_benchmark_runs() {
-    let ch = ClickHouse::shared();
-    let dir = tempfile::tempdir().unwrap();
-    let out = cli(&[
-        "bench",
-        "audit",
-        "--smoke",
-        "--json",
-        "--data-dir",
-        dir.path().to_str().unwrap(),
-        "--clickhouse-url",
-        &ch.url(),
-    ]);
-    let report: Value = serde_json::from_str(&out).unwrap();
+    let report = support::bench_smoke("audit", &[]);
     let investigations = report["investigations"].as_array().unwrap();
     assert_eq!(investigations.len(), 10, "{report}");
     let (embedded, clickhouse) = investigations.split_at(5);

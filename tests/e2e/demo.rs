@@ -259,19 +259,7 @@ on_both_stores!(the_session_list_sums_each_sessions_runs,);
 /// same number of runs for every request.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_run_list_benchmark_runs() {
-    let ch = support::clickhouse::ClickHouse::shared();
-    let dir = tempfile::tempdir().unwrap();
-    let out = support::cli(&[
-        "bench",
-        "runs",
-        "--smoke",
-        "--json",
-        "--data-dir",
-        dir.path().to_str().unwrap(),
-        "--clickhouse-url",
-        &ch.url(),
-    ]);
-    let report: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let report = support::bench_smoke("runs", &[]);
     let requests = report["requests"].as_array().unwrap();
     assert_eq!(requests.len(), 20, "{report}");
     let (embedded, clickhouse) = requests.split_at(10);

@@ -1061,23 +1061,14 @@ fn the_reference_cost_follows_the_price_change() {
 /// A smoke run of `vigil bench metrics` on both stores, with DuckDB and clickhouse-client.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_metrics_benchmark_runs() {
-    let ch = support::clickhouse::ClickHouse::shared();
-    let dir = tempfile::tempdir().unwrap();
-    let out = support::cli(&[
-        "bench",
+    let port = support::clickhouse::ClickHouse::shared()
+        .tcp_port
+        .to_string();
+    let python = support::python();
+    let report = support::bench_smoke(
         "metrics",
-        "--smoke",
-        "--json",
-        "--data-dir",
-        dir.path().to_str().unwrap(),
-        "--clickhouse-url",
-        &ch.url(),
-        "--clickhouse-port",
-        &ch.tcp_port.to_string(),
-        "--python",
-        &support::python(),
-    ]);
-    let report: Value = serde_json::from_str(&out).unwrap();
+        &["--clickhouse-port", &port, "--python", &python],
+    );
     let queries = report["queries"].as_array().unwrap();
     assert_eq!(queries.len(), 4, "{report}");
     for query in queries {

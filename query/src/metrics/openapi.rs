@@ -25,10 +25,21 @@ fn reference(name: &str) -> Value {
 
 impl PartialSchema for Metric {
     fn schema() -> RefOr<Schema> {
+        let of = |subject: Subject| {
+            Metric::ALL
+                .iter()
+                .filter(|m| m.subject() == subject)
+                .map(|m| m.name())
+                .collect::<Vec<_>>()
+        };
         from_json(json!({
             "type": "string",
-            "description": "A metric (definitions in docs/design.md#metric-definitions).",
+            "description": "A metric (definitions in docs/design.md#metric-definitions). \
+                `x-model-call` and `x-tool-call` list the metrics of model and tool calls; the \
+                others are metrics of runs.",
             "enum": Metric::ALL.iter().map(|m| m.name()).collect::<Vec<_>>(),
+            "x-model-call": of(Subject::ModelCall),
+            "x-tool-call": of(Subject::ToolCall),
         }))
     }
 }
@@ -45,6 +56,12 @@ impl PartialSchema for Field {
             Field::ALL
                 .iter()
                 .filter(|f| f.subject() == subject)
+                .map(|f| f.name())
+                .collect::<Vec<_>>()
+        };
+        let quoted = |subject: Subject| {
+            of(subject)
+                .iter()
                 .map(|f| format!("`{f}`"))
                 .collect::<Vec<_>>()
                 .join(", ")
@@ -52,15 +69,17 @@ impl PartialSchema for Field {
         from_json(json!({
             "type": "string",
             "description": format!(
-                "A field metrics are grouped and filtered by. {} are properties of a model call, \
-                 {} of a tool call, the others of the run. A tool-call metric cannot be grouped \
-                 or filtered by a model-call field, nor a model-call metric by a tool-call field; \
-                 grouping by a model-call field and a tool-call field together is refused for \
-                 every metric.",
-                of(Subject::ModelCall),
-                of(Subject::ToolCall),
+                "A field metrics are grouped and filtered by. {} are properties of a model call \
+                 (`x-model-call`), {} of a tool call (`x-tool-call`), the others of the run. A \
+                 tool-call metric cannot be grouped or filtered by a model-call field, nor a \
+                 model-call metric by a tool-call field; grouping by a model-call field and a \
+                 tool-call field together is refused for every metric.",
+                quoted(Subject::ModelCall),
+                quoted(Subject::ToolCall),
             ),
             "enum": Field::ALL.iter().map(|f| f.name()).collect::<Vec<_>>(),
+            "x-model-call": of(Subject::ModelCall),
+            "x-tool-call": of(Subject::ToolCall),
         }))
     }
 }

@@ -423,6 +423,26 @@ pub fn cli(args: &[&str]) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
+/// `vigil bench <bench> --smoke --json` over a fresh data directory and the shared ClickHouse
+/// server (plus `extra` arguments): its JSON report.
+pub fn bench_smoke(bench: &str, extra: &[&str]) -> Value {
+    let ch = clickhouse::ClickHouse::shared();
+    let dir = tempfile::tempdir().unwrap();
+    let url = ch.url();
+    let mut args = vec![
+        "bench",
+        bench,
+        "--smoke",
+        "--json",
+        "--data-dir",
+        dir.path().to_str().unwrap(),
+        "--clickhouse-url",
+        &url,
+    ];
+    args.extend_from_slice(extra);
+    serde_json::from_str(&cli(&args)).unwrap()
+}
+
 /// The Python interpreter with the OpenTelemetry SDK (set by tests/run.sh).
 pub fn python() -> String {
     std::env::var("VIGIL_TEST_PYTHON").unwrap_or_else(|_| {

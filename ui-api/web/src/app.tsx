@@ -4,7 +4,7 @@ import { api, unwrap, type WhoAmI } from "./api/client";
 import { ErrorBox, Loading } from "./components";
 import { useLoad } from "./lib/hooks";
 import { session } from "./lib/session";
-import { WhoContext } from "./lib/who";
+import { holds, type Role, WhoContext } from "./lib/who";
 import { AlertsPage } from "./pages/alerts";
 import { AuditLogPage } from "./pages/audit-log";
 import { CompliancePage } from "./pages/compliance";
@@ -41,10 +41,20 @@ function SignedIn() {
 
 const active = (isActive: boolean) => (isActive ? "active" : "");
 
+/** The pages in the navigation, each shown to keys holding its role. */
+const NAV: { href: string; label: string; role: Role }[] = [
+  { href: "/runs", label: "Runs", role: "read" },
+  { href: "/sessions", label: "Sessions", role: "read" },
+  { href: "/dashboard", label: "Dashboard", role: "read" },
+  { href: "/alerts", label: "Alerts", role: "read" },
+  { href: "/compliance", label: "Compliance", role: "audit" },
+  { href: "/audit-log", label: "Audit log", role: "audit" },
+  { href: "/settings/keys", label: "Keys", role: "admin" },
+  { href: "/settings", label: "Settings", role: "read" },
+];
+
 function Shell({ who }: { who: WhoAmI }) {
-  const reads = who.roles.includes("read") || who.roles.includes("admin");
-  const admin = who.roles.includes("admin");
-  const audits = admin || who.roles.includes("audit");
+  const reads = holds(who, "read");
   return (
     <WhoContext.Provider value={who}>
       <div class="shell">
@@ -53,40 +63,12 @@ function Shell({ who }: { who: WhoAmI }) {
             Vigil
           </Link>
           <nav aria-label="Pages">
-            {reads && (
-              <>
-                <Link href="/runs" className={active}>
-                  Runs
+            {reads &&
+              NAV.filter((page) => holds(who, page.role)).map((page) => (
+                <Link key={page.href} href={page.href} className={active}>
+                  {page.label}
                 </Link>
-                <Link href="/sessions" className={active}>
-                  Sessions
-                </Link>
-                <Link href="/dashboard" className={active}>
-                  Dashboard
-                </Link>
-                <Link href="/alerts" className={active}>
-                  Alerts
-                </Link>
-                {audits && (
-                  <>
-                    <Link href="/compliance" className={active}>
-                      Compliance
-                    </Link>
-                    <Link href="/audit-log" className={active}>
-                      Audit log
-                    </Link>
-                  </>
-                )}
-                {admin && (
-                  <Link href="/settings/keys" className={active}>
-                    Keys
-                  </Link>
-                )}
-                <Link href="/settings" className={active}>
-                  Settings
-                </Link>
-              </>
-            )}
+              ))}
           </nav>
           <div class="who">
             <span title={`key ${who.key_id}`}>

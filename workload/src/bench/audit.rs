@@ -24,7 +24,7 @@ use vigil_schemas::time::{parse_rfc3339, rfc3339};
 use super::{
     SpawnedCollector,
     metrics::{AGENTS, DataArgs, END, Loaded},
-    rss_bytes, store_servers,
+    rss_bytes, store_servers, time_request,
 };
 
 const DAY_NS: i64 = 86_400_000_000_000;
@@ -170,35 +170,20 @@ async fn investigate(
     repetitions: usize,
 ) -> anyhow::Result<Investigation> {
     let client = reqwest::Client::new();
-    let mut times = Vec::new();
-    let mut answer = serde_json::Value::Null;
-    for i in 0..=repetitions {
-        let started = Instant::now();
-        let response = client
-            .post(format!("{}/api/v1/audit/affected", server.http))
-            .bearer_auth(&server.token)
-            .json(body)
-            .send()
-            .await?;
-        let status = response.status();
-        answer = response.json().await?;
-        let elapsed = started.elapsed().as_secs_f64() * 1e3;
-        if !status.is_success() {
-            bail!("{question}: {status} {answer}");
-        }
-        if i > 0 {
-            times.push(elapsed);
-        }
-    }
-    times.sort_by(f64::total_cmp);
+    let url = format!("{}/api/v1/audit/affected", server.http);
+    let timed = time_request(question, repetitions, || {
+        client.post(&url).bearer_auth(&server.token).json(body)
+    })
+    .await?;
+    let answer = &timed.answer;
     let count = |name: &str| answer[name].as_u64().unwrap_or_default();
     Ok(Investigation {
         store: store.into(),
         question: question.into(),
         affected_runs: count("runs"),
         sessions: count("sessions"),
-        median_ms: times[times.len() / 2],
-        max_ms: times[times.len() - 1],
+        median_ms: timed.median_ms(),
+        max_ms: timed.max_ms(),
     })
 }
 

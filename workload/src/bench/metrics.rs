@@ -35,7 +35,7 @@ use vigil_schemas::{
     time::{parse_rfc3339, rfc3339},
 };
 
-use super::SpawnedCollector;
+use super::{SpawnedCollector, time_request};
 
 /// The generated runs start in the 24 hours before this instant.
 pub(super) const END: &str = "2026-11-23T12:00:00Z";
@@ -523,29 +523,16 @@ async fn time_api(
     let url = format!("{}/api/v1/metrics/query", vigil.http);
     let mut out = Vec::new();
     for (name, query) in queries {
-        let ask = || async {
-            let response = client
+        let timed = time_request(name, repetitions, || {
+            client
                 .post(&url)
                 .bearer_auth(&vigil.token)
                 .json(query)
                 .timeout(Duration::from_secs(600))
-                .send()
-                .await?;
-            let status = response.status();
-            let body: serde_json::Value = response.json().await?;
-            if !status.is_success() {
-                bail!("{name}: {status}: {body}");
-            }
-            Ok(body["rows"].as_array().map_or(0, Vec::len))
-        };
-        let rows = ask().await?;
-        let mut times = Vec::new();
-        for _ in 0..repetitions {
-            let started = Instant::now();
-            ask().await?;
-            times.push(started.elapsed().as_secs_f64() * 1e3);
-        }
-        out.push((median(&mut times), rows));
+        })
+        .await?;
+        let rows = timed.answer["rows"].as_array().map_or(0, Vec::len);
+        out.push((timed.median_ms(), rows));
     }
     vigil.stop();
     Ok(out)

@@ -444,6 +444,48 @@ fn store_servers(
     servers
 }
 
+/// The wall times of one request to a server, in ms, sorted, and its last answer.
+pub(super) struct Timed {
+    times_ms: Vec<f64>,
+    pub answer: serde_json::Value,
+}
+
+impl Timed {
+    pub fn median_ms(&self) -> f64 {
+        self.times_ms[self.times_ms.len() / 2]
+    }
+
+    pub fn max_ms(&self) -> f64 {
+        self.times_ms[self.times_ms.len() - 1]
+    }
+}
+
+/// Sends the request `request` builds once to warm up, then `repetitions` (at least one) times
+/// timed, end to end with its JSON answer read; any answer but a success fails, named `label`.
+pub(super) async fn time_request(
+    label: &str,
+    repetitions: usize,
+    request: impl Fn() -> reqwest::RequestBuilder,
+) -> anyhow::Result<Timed> {
+    let mut times_ms = Vec::new();
+    let mut answer = serde_json::Value::Null;
+    for i in 0..=repetitions.max(1) {
+        let started = Instant::now();
+        let response = request().send().await?;
+        let status = response.status();
+        answer = response.json().await?;
+        let elapsed = started.elapsed().as_secs_f64() * 1e3;
+        if !status.is_success() {
+            bail!("{label}: {status} {answer}");
+        }
+        if i > 0 {
+            times_ms.push(elapsed);
+        }
+    }
+    times_ms.sort_by(f64::total_cmp);
+    Ok(Timed { times_ms, answer })
+}
+
 fn free_port() -> anyhow::Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?

@@ -7,7 +7,7 @@
 //! its cursor), and `GET /api/v1/runs/{trace_id}` (the Run detail page). Each figure is the
 //! median and the slowest of `--repetitions` requests after one warm-up, end to end over HTTP.
 
-use std::{fmt, time::Instant};
+use std::fmt;
 
 use anyhow::{Context, bail};
 use serde::Serialize;
@@ -16,7 +16,7 @@ use vigil_schemas::time::{parse_rfc3339, rfc3339};
 use super::{
     SpawnedCollector,
     metrics::{AGENTS, DataArgs, END, Loaded},
-    store_servers,
+    store_servers, time_request,
 };
 
 const HOUR_NS: i64 = 3_600_000_000_000;
@@ -149,39 +149,23 @@ struct Client<'a> {
 impl Client<'_> {
     /// Median and slowest wall time of `GET path`, after one warm-up; and the last answer.
     async fn time(&self, label: &str, path: &str) -> anyhow::Result<(Timing, serde_json::Value)> {
-        let mut times = Vec::new();
-        let mut answer = serde_json::Value::Null;
-        for i in 0..=self.repetitions {
-            let started = Instant::now();
-            let response = self
-                .http
-                .get(format!("{}{path}", self.server.http))
-                .bearer_auth(&self.server.token)
-                .send()
-                .await?;
-            let status = response.status();
-            answer = response.json().await?;
-            let elapsed = started.elapsed().as_secs_f64() * 1e3;
-            if !status.is_success() {
-                bail!("{label}: {status} {answer}");
-            }
-            if i > 0 {
-                times.push(elapsed);
-            }
-        }
-        times.sort_by(f64::total_cmp);
-        let runs = match answer["runs"].as_array() {
+        let url = format!("{}{path}", self.server.http);
+        let timed = time_request(label, self.repetitions, || {
+            self.http.get(&url).bearer_auth(&self.server.token)
+        })
+        .await?;
+        let runs = match timed.answer["runs"].as_array() {
             Some(runs) => runs.len(),
-            None => usize::from(answer["run"].is_object()),
+            None => usize::from(timed.answer["run"].is_object()),
         };
         let timing = Timing {
             store: self.store.into(),
             request: label.into(),
             runs,
-            median_ms: times[times.len() / 2],
-            max_ms: times[times.len() - 1],
+            median_ms: timed.median_ms(),
+            max_ms: timed.max_ms(),
         };
-        Ok((timing, answer))
+        Ok((timing, timed.answer))
     }
 }
 

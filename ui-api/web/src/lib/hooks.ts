@@ -1,6 +1,7 @@
 import { useEffect, useState } from "preact/hooks";
 import { useLocation, useSearch } from "wouter-preact";
 import { ApiError } from "../api/client";
+import { loadCatalog } from "./catalog";
 
 export type Loaded<T> =
   { state: "loading" } | { state: "error"; error: ApiError } | { state: "ready"; data: T };
@@ -48,4 +49,9 @@ export function useQueryParams(): [Record<string, string>, (changes: Record<stri
     navigate(query ? `${location}?${query}` : location);
   };
   return [params, set];
+}
+
+/** The API's catalog of names (`loadCatalog`), loaded once. */
+export function useCatalog() {
+  return useLoad(loadCatalog, []);
 }

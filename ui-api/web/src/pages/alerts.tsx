@@ -2,8 +2,7 @@ import { useState } from "preact/hooks";
 import { ApiError, api, unwrap, type Schemas } from "../api/client";
 import { Badge, ErrorBox, Load } from "../components";
 import { time } from "../lib/format";
-import { useCatalog } from "../lib/catalog";
-import { useLoad } from "../lib/hooks";
+import { useCatalog, useLoad } from "../lib/hooks";
 import { parseFilters, parseLines, toLines } from "../lib/labels";
 import { useCan } from "../lib/who";
 

@@ -3,8 +3,7 @@ import { Link } from "wouter-preact";
 import { ApiError, api, unwrap, type Schemas } from "../api/client";
 import { ErrorBox, Load } from "../components";
 import { count, time } from "../lib/format";
-import { useCatalog } from "../lib/catalog";
-import { useLoad, useQueryParams } from "../lib/hooks";
+import { useCatalog, useLoad, useQueryParams } from "../lib/hooks";
 import { parseFilters, toLines } from "../lib/labels";
 import { useCan } from "../lib/who";
 

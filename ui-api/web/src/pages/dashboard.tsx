@@ -3,6 +3,7 @@ import { api, unwrap, type Schemas } from "../api/client";
 import { Chart } from "../chart";
 import { Load } from "../components";
 import { count, duration, usd } from "../lib/format";
+import { loadCatalog, refusedFields } from "../lib/catalog";
 import { useLoad, useQueryParams } from "../lib/hooks";
 import { PRESETS } from "../lib/range";
 import { type MetricRow, stepFor, toSeries } from "../lib/series";
@@ -13,11 +14,6 @@ type FieldName = Schemas["FieldName"];
 /** Fields the page groups and filters by. */
 const GROUPS: FieldName[] = ["agent", "environment", "release", "task_type", "model", "prompt_version"];
 const FILTERS: FieldName[] = ["agent", "environment", "release", "model", "prompt_version", "tool"];
-/**
- * Filters that are properties of a model call. The API refuses them for tool-call metrics (a
- * tool call is not made by a model call), so the tool chart leaves them out and says so.
- */
-const MODEL_CALL_FILTERS: FieldName[] = ["model", "prompt_version"];
 
 const percent = (v: number) => `${(v * 100).toFixed(1)}%`;
 const plain = (v: number) => count(Math.round(v * 100) / 100);
@@ -41,6 +37,10 @@ function rangeOf(params: Record<string, string>): Range {
   return { from: new Date(fromMs).toISOString(), to: new Date(toMs).toISOString(), fromMs, toMs };
 }
 
+/**
+ * The metrics API's rows for these metrics, without the filters the API refuses for them (a
+ * tool-call metric is not filtered by a model-call field, nor the reverse), which are `ignored`.
+ */
 function useMetrics(
   range: Range,
   metrics: MetricName[],
@@ -48,10 +48,22 @@ function useMetrics(
   filters: Record<string, string[]>,
   step?: string,
 ) {
-  const body = { from: range.from, to: range.to, metrics, group_by: groupBy, filters, step };
-  return useLoad(
-    () => unwrap(api.POST("/api/v1/metrics/query", { body })).then((a) => a.rows as MetricRow[]),
-    [JSON.stringify(body)],
+  const asked = { from: range.from, to: range.to, metrics, group_by: groupBy, filters, step };
+  return useLoad(async () => {
+    const ignored = refusedFields(await loadCatalog(), metrics, Object.keys(filters));
+    const kept = Object.fromEntries(Object.entries(filters).filter(([f]) => !ignored.includes(f)));
+    const answer = await unwrap(api.POST("/api/v1/metrics/query", { body: { ...asked, filters: kept } }));
+    return { rows: answer.rows as MetricRow[], ignored };
+  }, [JSON.stringify(asked)]);
+}
+
+/** Says which of the page's filters a chart could not apply. */
+function Ignored({ fields }: { fields: string[] }) {
+  if (fields.length === 0) return null;
+  return (
+    <figcaption class="muted">
+      Not filtered by {fields.join(" or ")}: not a property of the calls counted here.
+    </figcaption>
   );
 }
 
@@ -84,11 +96,7 @@ export function DashboardPage() {
     step.name,
   );
   const costs = useMetrics(range, ["cost_usd"], ["model"], filters, step.name);
-  const toolFilters = Object.fromEntries(
-    Object.entries(filters).filter(([f]) => !(MODEL_CALL_FILTERS as string[]).includes(f)),
-  );
-  const notToolFilters = Object.keys(filters).filter((f) => !(f in toolFilters));
-  const tools = useMetrics(range, ["tool_error_rate"], ["tool"], toolFilters, step.name);
+  const tools = useMetrics(range, ["tool_error_rate"], ["tool"], filters, step.name);
   const table = (field: FieldName) =>
     useMetrics(
       range,
@@ -106,15 +114,14 @@ export function DashboardPage() {
     groupBy: FieldName[],
     format: (v: number) => string,
     missing: 0 | null = null,
-    note?: string,
   ) => (
     <Load loaded={loaded}>
-      {(rows) => {
+      {({ rows, ignored }) => {
         const { x, series } = toSeries(rows, metric, groupBy, range.fromMs, range.toMs, step.ms, missing);
         return (
           <figure>
             <Chart title={title} x={x} series={series} format={format} />
-            {note && <figcaption class="muted">{note}</figcaption>}
+            <Ignored fields={ignored} />
             {groupBy.length === 1 && series.length > 1 && (
               <div class="picks" aria-label={`Filter by ${groupBy[0]}`}>
                 {series.map((s) => (
@@ -135,7 +142,7 @@ export function DashboardPage() {
     missing: 0 | null = null,
   ) => (
     <Load loaded={loaded}>
-      {(rows) => {
+      {({ rows, ignored }) => {
         const parts = metrics.map((m) => ({
           m,
           ...toSeries(rows, m, [], range.fromMs, range.toMs, step.ms, missing),
@@ -144,6 +151,7 @@ export function DashboardPage() {
         return (
           <figure>
             <Chart title={title} x={parts[0].x} series={series} format={format} />
+            <Ignored fields={ignored} />
           </figure>
         );
       }}
@@ -207,17 +215,7 @@ export function DashboardPage() {
           plain,
           0,
         )}
-        {chart(
-          tools,
-          "Tool error rate by tool",
-          "tool_error_rate",
-          ["tool"],
-          percent,
-          null,
-          notToolFilters.length > 0
-            ? `Not filtered by ${notToolFilters.join(" or ")}: a tool call is not made by a model call.`
-            : undefined,
-        )}
+        {chart(tools, "Tool error rate by tool", "tool_error_rate", ["tool"], percent)}
         {chart(grouped, "Silent partial failures", "silent_partial_failures", [group], plain, 0)}
       </div>
       <SummaryTable title="Agents" field="agent" loaded={byAgent} pick={(v) => setParams({ agent: v })} />
@@ -247,7 +245,7 @@ function SummaryTable({
     <>
       <h2>{title}</h2>
       <Load loaded={loaded}>
-        {(rows) =>
+        {({ rows }) =>
           rows.length === 0 ? (
             <p class="empty">No runs in this range.</p>
           ) : (
