@@ -95,8 +95,14 @@ pub enum StoreKind {
 #[serde(default, deny_unknown_fields)]
 pub struct StoreConfig {
     pub kind: StoreKind,
-    /// How often small Parquet files are merged (embedded store).
+    /// How often small Parquet files are merged and finished days sealed (embedded store).
     pub compaction_interval: ConfigDuration,
+    /// A day is sealed (one file, one version per key, read without de-duplication) once it has
+    /// been over this long and nothing has been written to it for this long (embedded store).
+    pub seal_after: ConfigDuration,
+    /// How long merged files stay after their replacement appeared, so that queries already
+    /// reading them finish (embedded store).
+    pub compaction_grace: ConfigDuration,
     pub clickhouse: ClickHouseConfig,
 }
 
@@ -105,6 +111,8 @@ impl Default for StoreConfig {
         StoreConfig {
             kind: StoreKind::Embedded,
             compaction_interval: ConfigDuration::from_secs(30),
+            seal_after: ConfigDuration::from_secs(3600),
+            compaction_grace: ConfigDuration::from_secs(120),
             clickhouse: ClickHouseConfig::default(),
         }
     }

@@ -83,10 +83,10 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     type Stores = (Arc<dyn Sink>, Arc<dyn Deleter>, Arc<dyn TraceStore>);
     let (sink, deleter, store): Stores = match config.store.kind {
         StoreKind::Embedded => {
-            let sink = Arc::new(EmbeddedSink::open(
-                &data_dir,
-                EmbeddedSinkConfig::default(),
-            )?);
+            let mut sink_config = EmbeddedSinkConfig::default();
+            sink_config.compaction.seal_after = config.store.seal_after.get();
+            sink_config.compaction.grace = config.store.compaction_grace.get();
+            let sink = Arc::new(EmbeddedSink::open(&data_dir, sink_config)?);
             let interval = config.store.compaction_interval.get();
             tasks.push(sink.clone().spawn_compactor(interval, background.clone()));
             (

@@ -9,6 +9,11 @@
 //! * Newest version per key, everywhere. Small answers (one trace, one session, one page of
 //!   runs) fetch every stored version of their keys and pick the newest in memory
 //!   ([`crate::versions`]).
+//! * Aggregates (metrics, compliance, session and rollup lists) are SQL statements, each run in a
+//!   session of its own that lists the store once: besides the raw tables it registers
+//!   `<table>_sealed` (each partition's sealed file) and `<table>_fresh` (the other files, but
+//!   superseded sealed ones), so that the statement de-duplicates only the fresh rows and the
+//!   sealed rows of the same traces ([`crate::newest`]), and all its parts read the same files.
 //! * The run list is [`crate::run_list`]'s: this store reads its candidates with a filtered
 //!   scan and a top-k sort, and a run's versions by trace id.
 //! * A run's newest version is looked for in the range's days widened by one day on each side:
@@ -17,8 +22,8 @@
 
 use std::{
     collections::{HashMap, HashSet},
-    io,
-    path::Path,
+    fs, io,
+    path::{Path, PathBuf},
     sync::Arc,
 };
 
@@ -30,8 +35,10 @@ use datafusion::{
         datatypes::DataType,
         error::ArrowError,
     },
+    catalog::TableProvider,
     common::{JoinType, ScalarValue},
     datasource::{
+        empty::EmptyTable,
         file_format::parquet::ParquetFormat,
         listing::{ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl},
     },
@@ -45,7 +52,10 @@ use datafusion::{
 use vigil_schemas::{
     RunRow,
     arrow::{runs_from_batch, scores_from_batch, spans_from_batch},
-    layout::{DATA_FILE_EXTENSION, EmbeddedLayout, PARTITION_COLUMN, Table},
+    layout::{
+        DATA_FILE_EXTENSION, EmbeddedLayout, PARTITION_COLUMN, PartitionFiles, Table, is_data_file,
+        parse_partition_dir_name,
+    },
     time::{day_of, day_string},
 };
 
@@ -62,6 +72,7 @@ use crate::{
         percentile::{PERCENTILES, exact_percentile_udaf},
         rows::{aggregate_names, from_batches},
     },
+    newest::{Part, Source},
     rollup::{ROLLUP_COLUMNS, RunRollup, rollup_sql},
     run_list::{self, Candidate, ListQuery, RunVersions},
     sessions::{
@@ -466,8 +477,15 @@ impl TraceStore for EmbeddedStore {
 }
 
 impl EmbeddedStore {
-    /// Runs a read-only statement written in the DataFusion dialect, its values bound.
+    /// Runs a read-only statement written in the DataFusion dialect, its values bound, in a
+    /// session of its own over the files listed now. Merged files are deleted after a grace
+    /// period, so a file may vanish under a long statement: it is run again over a new listing
+    /// when a file was not found, or when one of its listed files is gone once it finished (a
+    /// table over named files finds nothing, silently, for a file deleted before it was
+    /// planned; files are never written again under the same name, so a file still there at
+    /// the end was there throughout).
     async fn run_sql(&self, sql: Sql) -> Result<Vec<RecordBatch>, QueryError> {
+        const ATTEMPTS: usize = 3;
         let params: Vec<ScalarValue> = sql
             .values
             .into_iter()
@@ -480,12 +498,58 @@ impl EmbeddedStore {
             .with_allow_ddl(false)
             .with_allow_dml(false)
             .with_allow_statements(false);
-        let df = self
-            .ctx
-            .sql_with_options(&sql.text, read_only)
-            .await?
-            .with_param_values(params)?;
-        collect(df).await
+        for attempt in 1..=ATTEMPTS {
+            let (ctx, files) = self.statement_context().await?;
+            let df = ctx
+                .sql_with_options(&sql.text, read_only)
+                .await?
+                .with_param_values(params.clone())?;
+            match df.collect().await {
+                Err(e) if attempt < ATTEMPTS && is_not_found(&e) => {
+                    tracing::debug!(error = %e, "a store file vanished during a query; retrying");
+                }
+                Err(e) => return Err(e.into()),
+                Ok(batches) => match files.iter().find(|path| !path.exists()) {
+                    None => return Ok(batches),
+                    Some(gone) if attempt < ATTEMPTS => {
+                        tracing::debug!(file = %gone.display(), "a store file vanished during a query; retrying");
+                    }
+                    Some(gone) => {
+                        return Err(QueryError::Unavailable(format!(
+                            "the store changed under the query {ATTEMPTS} times ({} vanished); try again",
+                            gone.display()
+                        )));
+                    }
+                },
+            }
+        }
+        Err(QueryError::Unavailable("no attempt was made".to_string()))
+    }
+
+    /// A session for one statement: the raw tables, and each table's sealed and fresh files as
+    /// listed now; and those files.
+    async fn statement_context(&self) -> Result<(SessionContext, Vec<PathBuf>), QueryError> {
+        let ctx =
+            SessionContext::new_with_config_rt(self.ctx.copied_config(), self.ctx.runtime_env());
+        for percent in PERCENTILES {
+            ctx.register_udaf(exact_percentile_udaf(percent));
+        }
+        let layout = self.layout.clone();
+        let listed = tokio::task::spawn_blocking(move || {
+            Table::ALL.map(|table| (table, TableFiles::list(&layout, table)))
+        })
+        .await
+        .map_err(|e| QueryError::Unavailable(format!("listing the store failed: {e}")))?;
+        let mut all = Vec::new();
+        for (table, files) in listed {
+            let files = files?;
+            ctx.register_table(table.name(), self.ctx.table_provider(table.name()).await?)?;
+            for (part, paths) in [(Part::Sealed, files.sealed), (Part::Fresh, files.fresh)] {
+                ctx.register_table(Source { table, part }.name(), files_table(table, &paths)?)?;
+                all.extend(paths);
+            }
+        }
+        Ok((ctx, all))
     }
 
     async fn summary_rows(&self, sql: Sql) -> Result<Vec<Vec<i64>>, QueryError> {
@@ -504,6 +568,79 @@ impl EmbeddedStore {
         }
         Ok(rows)
     }
+}
+
+/// A table's files as one statement reads them.
+struct TableFiles {
+    /// Each partition's sealed file.
+    sealed: Vec<PathBuf>,
+    /// Every other data file but superseded sealed ones.
+    fresh: Vec<PathBuf>,
+}
+
+impl TableFiles {
+    fn list(layout: &EmbeddedLayout, table: Table) -> Result<TableFiles, QueryError> {
+        let mut files = TableFiles {
+            sealed: Vec::new(),
+            fresh: Vec::new(),
+        };
+        let table_dir = layout.table_dir(table);
+        let io_error = |path: &Path| {
+            let path = path.to_path_buf();
+            move |source| QueryError::Io { path, source }
+        };
+        for partition in fs::read_dir(&table_dir).map_err(io_error(&table_dir))? {
+            let partition = partition.map_err(io_error(&table_dir))?;
+            let is_partition = partition
+                .file_name()
+                .to_str()
+                .and_then(parse_partition_dir_name)
+                .is_some();
+            if !is_partition {
+                continue;
+            }
+            let names: Vec<String> = match fs::read_dir(partition.path()) {
+                Ok(entries) => entries
+                    .filter_map(|e| e.ok()?.file_name().into_string().ok())
+                    .filter(|name| is_data_file(name))
+                    .collect(),
+                // Dropped by retention since the table was listed.
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(io_error(&partition.path())(e)),
+            };
+            let classified = PartitionFiles::classify(names, String::as_str);
+            let dir = partition.path();
+            files
+                .sealed
+                .extend(classified.sealed.map(|name| dir.join(name)));
+            files
+                .fresh
+                .extend(classified.fresh.iter().map(|name| dir.join(name)));
+        }
+        Ok(files)
+    }
+}
+
+/// A table over exactly these files (none: an empty table).
+fn files_table(table: Table, paths: &[PathBuf]) -> Result<Arc<dyn TableProvider>, QueryError> {
+    if paths.is_empty() {
+        return Ok(Arc::new(EmptyTable::new(table.schema())));
+    }
+    let urls = paths
+        .iter()
+        .map(|path| {
+            let text = path.to_str().ok_or_else(|| {
+                QueryError::Unavailable(format!("{} is not a UTF-8 path", path.display()))
+            })?;
+            Ok(ListingTableUrl::parse(text)?)
+        })
+        .collect::<Result<Vec<_>, QueryError>>()?;
+    let options = ListingOptions::new(Arc::new(ParquetFormat::default()))
+        .with_file_extension(DATA_FILE_EXTENSION);
+    let config = ListingTableConfig::new_with_multi_paths(urls)
+        .with_listing_options(options)
+        .with_schema(table.schema());
+    Ok(Arc::new(ListingTable::try_new(config)?))
 }
 
 /// The days a run list reads candidates from: its range, ending by its cursor's day.

@@ -11,7 +11,7 @@ use crate::{
         Dialect,
         compile::{count_if, sum},
     },
-    newest::newest_versions,
+    newest::{Source, newest_versions},
     sql::{Placeholders, Sql},
 };
 
@@ -198,13 +198,16 @@ pub(crate) fn rollup_sql(dialect: Dialect, project_id: &str, trace_ids: &[String
         "cached_input_tokens",
         "reasoning_tokens",
     ];
-    newest_versions(&mut sql, dialect, Table::Spans, &columns, |sql| {
-        sql.push(" FROM spans WHERE project_id = ");
+    let rows_of = |sql: &mut Sql, source: Source| {
+        sql.push(" FROM ");
+        sql.push(source.name());
+        sql.push(" WHERE project_id = ");
         sql.text(project_id);
         sql.push(" AND trace_id IN (");
         sql.texts(trace_ids);
         sql.push(")");
-    });
+    };
+    newest_versions(&mut sql, dialect, Table::Spans, &columns, rows_of, None);
     sql.push(" AS s GROUP BY trace_id");
     sql
 }

@@ -8,7 +8,7 @@ use crate::{
         Dialect,
         compile::{count_if, integer},
     },
-    newest::newest_versions,
+    newest::{Source, newest_versions},
     sql::{Placeholders, Sql},
     store::page_size,
 };
@@ -140,10 +140,13 @@ pub(crate) fn sessions_sql(
         "outcome",
         "agent_name",
     ];
-    newest_versions(&mut sql, dialect, Table::Runs, &columns, |sql| {
-        sql.push(" FROM runs WHERE project_id = ");
+    let rows_of = |sql: &mut Sql, source: Source| {
+        sql.push(" FROM ");
+        sql.push(source.name());
+        sql.push(" WHERE project_id = ");
         sql.text(project_id);
-    });
+    };
+    newest_versions(&mut sql, dialect, Table::Runs, &columns, rows_of, None);
     sql.push(" AS r WHERE session_id != ''");
     if let Some(from) = filter.from_ns {
         sql.push(" AND start_time_ns >= ");

@@ -18,12 +18,16 @@ use datafusion::{
         schema::types::ColumnPath,
     },
 };
-use vigil_query::{EmbeddedStore, ErrorKind, MAX_LIMIT, RunFilter, TraceStore, page_size};
+use vigil_query::{
+    EmbeddedStore, ErrorKind, MAX_LIMIT, RunFilter, TraceStore,
+    metrics::{Metric, MetricQuery, MetricValue},
+    page_size,
+};
 use vigil_schemas::{
-    IngestBatch, Outcome, RunRow, ScoreRow, SpanRow,
+    IngestBatch, Outcome, RunRow, ScoreRow, SpanKind, SpanRow,
     arrow::{runs_to_batch, scores_to_batch, spans_to_batch},
     layout::{EmbeddedLayout, Table, partition_day},
-    time::{NANOS_PER_DAY, NANOS_PER_SECOND, days_from_civil},
+    time::{NANOS_PER_DAY, NANOS_PER_SECOND, days_from_civil, rfc3339},
 };
 
 const P: &str = "proj";
@@ -875,4 +879,160 @@ async fn a_time_range_reads_only_its_days() {
         .await
         .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Internal, "{err}");
+}
+
+/// Writes a sealed file (`sealed-<n>…`): rows sorted by key, one version per key.
+fn write_sealed(f: &mut Fixture, table: Table, day: i64, generation: u64, batch: RecordBatch) {
+    let fresh = f.write_file(table, day, batch);
+    let sealed = fresh.with_file_name(format!("sealed-{generation:020}-000000.parquet"));
+    std::fs::rename(fresh, sealed).unwrap();
+}
+
+fn model_call(trace: &str, start: i64, ingested: i64, cost: i64) -> SpanRow {
+    SpanRow {
+        kind: SpanKind::Model,
+        model: "m".into(),
+        cost_nanos: Some(cost),
+        ..span(trace, &format!("{trace}1"), "", start, ingested)
+    }
+}
+
+/// DataFusion plans nested statements recursively: in a debug build they need more than a test
+/// thread's 2 MiB of stack (the server's runtime threads have 16 MiB).
+fn on_a_big_stack(test: impl std::future::Future<Output = ()> + Send + 'static) {
+    std::thread::Builder::new()
+        .stack_size(16 * 1024 * 1024)
+        .spawn(|| {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap()
+                .block_on(test)
+        })
+        .unwrap()
+        .join()
+        .unwrap();
+}
+
+#[test]
+fn sealed_rows_are_read_once_and_fresh_versions_are_weighed_against_them() {
+    on_a_big_stack(sealed_and_fresh());
+}
+
+async fn sealed_and_fresh() {
+    let mut f = Fixture::new();
+    let d = day0();
+    let agent = |mut run: RunRow, agent: &str| {
+        run.agent_name = agent.into();
+        run
+    };
+    // An older sealed file, superseded: never read.
+    write_sealed(
+        &mut f,
+        Table::Runs,
+        d,
+        1,
+        runs_to_batch(&[agent(run("a", at(d, 1), 1), "stale"), run("z", at(d, 1), 1)]).unwrap(),
+    );
+    // The sealed day.
+    write_sealed(
+        &mut f,
+        Table::Runs,
+        d,
+        2,
+        runs_to_batch(&[
+            agent(run("a", at(d, 1), 10), "x"),
+            agent(run("b", at(d, 2), 10), "x"),
+            agent(run("c", at(d, 3), 10), "y"),
+        ])
+        .unwrap(),
+    );
+    write_sealed(
+        &mut f,
+        Table::Spans,
+        d,
+        2,
+        spans_to_batch(&[
+            model_call("a", at(d, 1), 10, 100),
+            model_call("b", at(d, 2), 10, 200),
+            model_call("c", at(d, 3), 10, 400),
+        ])
+        .unwrap(),
+    );
+    let query = |metrics: &[&str], group_by: &[&str]| MetricQuery {
+        from: rfc3339(at(d, 0)),
+        to: rfc3339(at(d + 1, 0)),
+        metrics: metrics.iter().map(|m| m.to_string()).collect(),
+        group_by: group_by.iter().map(|g| g.to_string()).collect(),
+        filters: Default::default(),
+        step: None,
+    };
+    // Sealed only: read as it is.
+    let cost = f
+        .store
+        .metrics(P, &query(&["cost_usd", "model_calls"], &[]).plan().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(
+        cost.rows[0].values[..2],
+        [
+            (Metric::CostUsd, MetricValue::Number(700e-9)),
+            (Metric::ModelCalls, MetricValue::Integer(3))
+        ]
+    );
+
+    // Fresh: a newer version of b, an older version of c (the sealed one wins), a new run d.
+    f.write(IngestBatch {
+        runs: vec![
+            agent(run("b", at(d, 2), 20), "y"),
+            agent(run("c", at(d, 3), 5), "x"),
+            agent(run("d", at(d, 4), 20), "x"),
+        ],
+        spans: vec![
+            model_call("b", at(d, 2), 20, 250),
+            model_call("c", at(d, 3), 5, 999),
+            model_call("d", at(d, 4), 20, 800),
+        ],
+        ..Default::default()
+    });
+    let by_agent = f
+        .store
+        .metrics(P, &query(&["runs"], &["agent"]).plan().unwrap())
+        .await
+        .unwrap();
+    let counts: Vec<(String, MetricValue)> = by_agent
+        .rows
+        .iter()
+        .map(|row| (row.group[0].1.clone(), row.values[0].1))
+        .collect();
+    // x: a, d; y: b (its newer version), c (its sealed version).
+    assert_eq!(
+        counts,
+        vec![
+            ("x".to_string(), MetricValue::Integer(2)),
+            ("y".to_string(), MetricValue::Integer(2))
+        ]
+    );
+    let cost = f
+        .store
+        .metrics(P, &query(&["cost_usd", "model_calls"], &[]).plan().unwrap())
+        .await
+        .unwrap();
+    // 100 (a) + 250 (b, newer) + 400 (c, sealed) + 800 (d) nano-dollars; four calls.
+    assert_eq!(
+        cost.rows[0].values[..2],
+        [
+            (Metric::CostUsd, MetricValue::Number(1550e-9)),
+            (Metric::ModelCalls, MetricValue::Integer(4))
+        ]
+    );
+    // The run rollups read the same way.
+    let rollups = f
+        .store
+        .run_rollups(P, &["b".to_string(), "c".to_string()])
+        .await
+        .unwrap();
+    assert_eq!(rollups.len(), 2);
+    assert_eq!(rollups["b"].cost_usd, Some(250e-9));
+    assert_eq!(rollups["c"].cost_usd, Some(400e-9));
 }

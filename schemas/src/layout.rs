@@ -3,7 +3,8 @@
 //!
 //! ```text
 //! <data dir>/store/
-//!   runs/day=2026-11-23/part-<unix-ns>-<seq>.parquet
+//!   runs/day=2026-11-23/part-<unix-ns>-<seq>.parquet     fresh: as written
+//!   runs/day=2026-11-23/sealed-<unix-ns>-<seq>.parquet   sealed: the day, one version per key
 //!   spans/day=…/…
 //!   scores/day=…/…
 //!   _compaction/<id>.json          compactions whose inputs are not yet deleted
@@ -14,7 +15,16 @@
 //! being written ends in `.parquet.tmp` and readers never look at it. The same key may sit in
 //! several files (retries, replays, a compaction's grace window): readers keep, per key, the
 //! version that sorts first by [`Table::version_order`].
-
+//!
+//! A partition holds *fresh* files (`part-…`: what the writer and the small-file compaction
+//! wrote) and at most one *sealed* file that counts (`sealed-…`, the one whose name sorts last:
+//! names grow with time). A sealed file holds one version per key, sorted by key: every row the
+//! partition had when it was sealed. Its keys are read without de-duplication unless a fresh
+//! file of the same partition holds a row of the same trace (a version written after the seal,
+//! or a fresh file merged into the seal and not deleted yet); then the trace's rows of both are
+//! de-duplicated together. Older sealed files are superseded: kept for a grace period so that
+//! queries already reading them finish, and never read by a new query ([`PartitionFiles`]).
+//! Every data file is sorted by key, newest version first within a key.
 use std::path::{Path, PathBuf};
 
 use datafusion::arrow::datatypes::SchemaRef;
@@ -31,6 +41,10 @@ pub const PARTITION_COLUMN: &str = "day";
 pub const DATA_FILE_EXTENSION: &str = ".parquet";
 /// The suffix of a data file still being written (`part-….parquet.tmp`).
 pub const TEMP_FILE_SUFFIX: &str = ".tmp";
+/// The name prefix of a fresh data file.
+pub const FRESH_FILE_PREFIX: &str = "part-";
+/// The name prefix of a sealed data file.
+pub const SEALED_FILE_PREFIX: &str = "sealed-";
 
 /// One of the store's three tables.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -224,6 +238,32 @@ pub fn is_data_file(name: &str) -> bool {
     name.ends_with(DATA_FILE_EXTENSION) && !name.starts_with('.')
 }
 
+/// A partition's data files as a reader takes them (see the module docs).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartitionFiles<F> {
+    /// The sealed file that counts: the newest.
+    pub sealed: Option<F>,
+    /// Older sealed files, replaced by `sealed` and waiting to be deleted.
+    pub superseded: Vec<F>,
+    /// Every other data file.
+    pub fresh: Vec<F>,
+}
+
+impl<F> PartitionFiles<F> {
+    /// Sorts a partition's data files, each named by `name`, into sealed, superseded and fresh.
+    pub fn classify(files: Vec<F>, name: impl Fn(&F) -> &str) -> PartitionFiles<F> {
+        let (mut sealed, fresh): (Vec<F>, Vec<F>) = files
+            .into_iter()
+            .partition(|f| name(f).starts_with(SEALED_FILE_PREFIX));
+        sealed.sort_by(|a, b| name(a).cmp(name(b)));
+        PartitionFiles {
+            sealed: sealed.pop(),
+            superseded: sealed,
+            fresh,
+        }
+    }
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
@@ -249,6 +289,34 @@ mod tests {
         assert_eq!(partition_day(day * NANOS_PER_DAY - 1), day - 1);
         assert!(is_data_file("part-1-0.parquet"));
         assert!(!is_data_file("part-1-0.parquet.tmp"));
+    }
+
+    #[test]
+    fn the_newest_sealed_file_counts_and_older_ones_are_superseded() {
+        let names = vec![
+            "part-00000000000000000005-000001.parquet",
+            "sealed-00000000000000000009-000002.parquet",
+            "sealed-00000000000000000003-000000.parquet",
+            "part-00000000000000000010-000003.parquet",
+        ];
+        let files = PartitionFiles::classify(names, |n| n);
+        assert_eq!(
+            files.sealed,
+            Some("sealed-00000000000000000009-000002.parquet")
+        );
+        assert_eq!(
+            files.superseded,
+            vec!["sealed-00000000000000000003-000000.parquet"]
+        );
+        assert_eq!(
+            files.fresh,
+            vec![
+                "part-00000000000000000005-000001.parquet",
+                "part-00000000000000000010-000003.parquet"
+            ]
+        );
+        let none = PartitionFiles::classify(vec!["part-1.parquet"], |n| n);
+        assert_eq!(none.sealed, None);
     }
 
     #[test]

@@ -1005,13 +1005,44 @@ async fn golden_metrics(store: Store) {
     send(&vigil, &data[..50]).await;
     wait_drained(&vigil).await;
 
+    check_all(&vigil, &data, store, seed).await;
+
+    // Consolidated: every finished day in one file per table, read without de-duplication.
+    support::consolidate(&mut vigil).await;
+    check_all(&vigil, &data, store, seed).await;
+
+    // Newer versions of consolidated runs (another agent, another outcome) win over the
+    // consolidated ones, and are counted once.
+    let mut data = data;
+    for run in data.iter_mut().step_by(17) {
+        let agent = if run.fields[&Field::Agent] == "researcher" {
+            "support-bot"
+        } else {
+            "researcher"
+        };
+        run.fields.insert(Field::Agent, agent.to_string());
+        run.outcome = if run.outcome == "failure" {
+            "success"
+        } else {
+            "failure"
+        };
+        run.fields.insert(Field::Outcome, run.outcome.to_string());
+    }
+    let late: Vec<Run> = data.iter().step_by(17).cloned().collect();
+    send(&vigil, &late).await;
+    wait_drained(&vigil).await;
+    check_all(&vigil, &data, store, seed).await;
+}
+
+/// The fixed queries and [`RANDOM_QUERIES`] random ones, each checked against the reference.
+async fn check_all(vigil: &Vigil, data: &[Run], store: Store, seed: u64) {
     for query in fixed_queries() {
-        check(&vigil, &query, &data, store).await;
+        check(vigil, &query, data, store).await;
     }
     let mut rng = StdRng::seed_from_u64(seed);
     let (mut refused, mut empty, mut rows) = (0, 0, 0);
     for _ in 0..RANDOM_QUERIES {
-        match check(&vigil, &random_query(&mut rng), &data, store).await {
+        match check(vigil, &random_query(&mut rng), data, store).await {
             Checked::Refused => refused += 1,
             Checked::Empty => empty += 1,
             Checked::Rows => rows += 1,

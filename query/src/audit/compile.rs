@@ -17,9 +17,9 @@ use super::request::{AffectedPlan, SessionPageRequest};
 use crate::{
     metrics::{
         Dialect, Field, Subject,
-        compile::{column, day_range, distinct_nonempty, filter_conditions},
+        compile::{column, distinct_nonempty, filter_conditions},
     },
-    newest::newest_versions,
+    newest::{Source, newest_versions},
     sql::{Placeholders, Sql},
 };
 
@@ -182,10 +182,10 @@ impl<'a> AuditSql<'a> {
             sql.push(column);
         }
         sql.push(" FROM ");
-        newest_versions(sql, self.dialect, Table::Runs, &columns, |sql| {
-            self.rows(sql, Table::Runs, true);
-            sql.push(" AND trace_id IN (SELECT trace_id");
-            self.rows(sql, Table::Runs, false);
+        // The candidates: traces with any version passing the conditions (cheap, selective).
+        let candidates = |sql: &mut Sql| {
+            sql.push("SELECT trace_id");
+            self.rows(sql, Source::all(Table::Runs), false);
             self.run_conditions(sql);
             for subject in [Subject::ModelCall, Subject::ToolCall] {
                 if self.filters_on(subject) {
@@ -194,8 +194,15 @@ impl<'a> AuditSql<'a> {
                     sql.push(")");
                 }
             }
-            sql.push(")");
-        });
+        };
+        newest_versions(
+            sql,
+            self.dialect,
+            Table::Runs,
+            &columns,
+            |sql, source| self.rows(sql, source, true),
+            Some(&candidates),
+        );
         sql.push(" AS runs_v WHERE 1 = 1");
         self.run_conditions(sql);
         sql.push(") AS affected");
@@ -211,10 +218,11 @@ impl<'a> AuditSql<'a> {
             Subject::ModelCall => "kind = 'model'",
             _ => "kind = 'tool'",
         };
+        let spans = Source::all(Table::Spans);
         sql.push("SELECT trace_id");
-        self.rows(sql, Table::Spans, true);
+        self.rows(sql, spans, true);
         sql.push(" AND trace_id IN (SELECT trace_id");
-        self.rows(sql, Table::Spans, true);
+        self.rows(sql, spans, true);
         sql.push(" AND ");
         sql.push(kind);
         filter_conditions(sql, self.dialect, &self.plan.filters, subject);
@@ -251,11 +259,11 @@ impl<'a> AuditSql<'a> {
         filter_conditions(sql, self.dialect, &self.plan.filters, Subject::Run);
     }
 
-    /// ` FROM <table> WHERE project_id = … AND <days>`: the range's days, widened by one on
+    /// ` FROM <source> WHERE project_id = … AND <days>`: the range's days, widened by one on
     /// each side when `widened`; every day without a range.
-    fn rows(&self, sql: &mut Sql, table: Table, widened: bool) {
+    fn rows(&self, sql: &mut Sql, source: Source, widened: bool) {
         sql.push(" FROM ");
-        sql.push(table.name());
+        sql.push(source.name());
         sql.push(" WHERE project_id = ");
         sql.text(self.project_id);
         let Some((from, to)) = self.plan.range else {
@@ -263,7 +271,7 @@ impl<'a> AuditSql<'a> {
         };
         let widen = i64::from(widened);
         let (first, last) = (day_of(from) - widen, day_of(to - 1) + widen);
-        day_range(sql, self.dialect, table, first, last);
+        source.days(sql, self.dialect, first, last);
     }
 
     fn filters_on(&self, subject: Subject) -> bool {

@@ -35,7 +35,7 @@ use std::collections::BTreeMap;
 
 use vigil_schemas::{
     layout::Table,
-    time::{NANOS_PER_DAY, day_of, day_string},
+    time::{NANOS_PER_DAY, day_of},
 };
 
 use super::{
@@ -44,7 +44,7 @@ use super::{
     request::MetricPlan,
 };
 use crate::{
-    newest::newest_versions,
+    newest::{Source, newest_versions},
     sql::{Placeholders, Quoting, Sql},
 };
 
@@ -62,13 +62,12 @@ pub(crate) struct Statement {
     pub sql: Sql,
 }
 
-/// The statements that answer `plan` for one project, with bound parameters.
 /// Which keys a newest-version subquery reads. Picking the newest version is the costly step of
 /// every statement, so the keys are narrowed first, always to a superset of those that count.
+/// On the embedded store only what may hold several versions is de-duplicated, and only the
+/// counted runs narrow its reads.
 #[derive(Debug, Clone, Copy)]
 enum Restrict {
-    /// Every key in the days read.
-    Nothing,
     /// The keys of the counted runs' traces (their calls and scores).
     CountedRuns,
     /// The traces with a row of this table (passing the condition) that started in the range.
@@ -80,6 +79,7 @@ enum Restrict {
     StartedInRange(Table, Option<&'static str>),
 }
 
+/// The statements that answer `plan` for one project, with bound parameters.
 pub(crate) fn compile(plan: &MetricPlan, project_id: &str, dialect: Dialect) -> Vec<Statement> {
     let placeholders = match dialect {
         Dialect::ClickHouse => Placeholders::Question,
@@ -156,27 +156,6 @@ pub(crate) fn filter_conditions(
 
 /// ` AND <the rows of days first..=last>`: by the table's time column in ClickHouse (whose
 /// partitions are those days), by the `day` partition column in DataFusion.
-pub(crate) fn day_range(sql: &mut Sql, dialect: Dialect, table: Table, first: i64, last: i64) {
-    match dialect {
-        Dialect::ClickHouse => {
-            sql.push(" AND ");
-            sql.push(table.time_column());
-            sql.push(" >= ");
-            sql.int(first * NANOS_PER_DAY);
-            sql.push(" AND ");
-            sql.push(table.time_column());
-            sql.push(" < ");
-            sql.int((last + 1) * NANOS_PER_DAY);
-        }
-        Dialect::DataFusion => {
-            sql.push(" AND day >= ");
-            sql.text(&day_string(first));
-            sql.push(" AND day <= ");
-            sql.text(&day_string(last));
-        }
-    }
-}
-
 /// `inner` as a 64-bit integer, whatever type the dialect's aggregate gives.
 pub(crate) fn integer(sql: &mut Sql, dialect: Dialect, inner: impl FnOnce(&mut Sql)) {
     sql.push(match dialect {
@@ -472,13 +451,6 @@ impl<'p> Compiler<'p> {
         sql.int(self.plan.to_ns);
         self.filters(sql, Subject::Run);
         sql.push(")");
-    }
-
-    /// `AND trace_id IN (the runs counted)`.
-    fn of_counted_runs(&self, sql: &mut Sql) {
-        sql.push(" AND trace_id IN (SELECT trace_id FROM ");
-        self.runs_v(sql);
-        sql.push(" AS c)");
     }
 
     /// Per run (and per model-call group key): cost, priced and unpriced calls, tokens, of the
@@ -907,23 +879,33 @@ impl<'p> Compiler<'p> {
         condition: Option<&'static str>,
         restrict: Restrict,
     ) {
-        newest_versions(sql, self.dialect, table, columns, |sql| {
-            self.rows_of(sql, table, days, condition, restrict)
-        });
+        let rows_of = |sql: &mut Sql, source: Source| {
+            self.rows_of(sql, source, days, condition);
+        };
+        let traces = |sql: &mut Sql| self.traces(sql, restrict);
+        let restricted = match restrict {
+            Restrict::CountedRuns => true,
+            // Narrowing pays only where every row is de-duplicated, and only when the range
+            // covers little of its days: on a wider range it would not narrow anything worth
+            // the extra scan.
+            Restrict::StartedInRange(..) => {
+                self.dialect == Dialect::ClickHouse && self.range_is_narrow()
+            }
+        };
+        let traces: Option<&dyn Fn(&mut Sql)> = if restricted { Some(&traces) } else { None };
+        newest_versions(sql, self.dialect, table, columns, rows_of, traces);
     }
 
-    /// ` FROM <table> WHERE …`: the project's rows of `table`, in `days`, passing `condition`,
-    /// of the keys `restrict` lets through.
+    /// ` FROM <source> WHERE …`: the project's rows, in `days`, passing `condition`.
     fn rows_of(
         &self,
         sql: &mut Sql,
-        table: Table,
+        source: Source,
         days: Option<(i64, i64)>,
         condition: Option<&'static str>,
-        restrict: Restrict,
     ) {
         sql.push(" FROM ");
-        sql.push(table.name());
+        sql.push(source.name());
         sql.push(" WHERE project_id = ");
         sql.text(self.project_id);
         if let Some(condition) = condition {
@@ -931,22 +913,26 @@ impl<'p> Compiler<'p> {
             sql.push(condition);
         }
         if let Some((first, last)) = days {
-            day_range(sql, self.dialect, table, first, last);
+            source.days(sql, self.dialect, first, last);
         }
+    }
+
+    /// `SELECT trace_id …`: the traces `restrict` lets through.
+    fn traces(&self, sql: &mut Sql, restrict: Restrict) {
         match restrict {
-            Restrict::Nothing => {}
-            Restrict::CountedRuns => self.of_counted_runs(sql),
-            // A range covering most of its days would not narrow anything worth the extra scan.
-            Restrict::StartedInRange(..) if !self.range_is_narrow() => {}
+            Restrict::CountedRuns => {
+                sql.push("SELECT trace_id FROM ");
+                self.runs_v(sql);
+                sql.push(" AS counted");
+            }
             Restrict::StartedInRange(table, condition) => {
                 let days = (day_of(self.plan.from_ns), day_of(self.plan.to_ns - 1));
-                sql.push(" AND trace_id IN (SELECT trace_id");
-                self.rows_of(sql, table, Some(days), condition, Restrict::Nothing);
+                sql.push("SELECT trace_id");
+                self.rows_of(sql, Source::all(table), Some(days), condition);
                 sql.push(" AND start_time_ns >= ");
                 sql.int(self.plan.from_ns);
                 sql.push(" AND start_time_ns < ");
                 sql.int(self.plan.to_ns);
-                sql.push(")");
             }
         }
     }

@@ -349,6 +349,51 @@ impl Drop for Vigil {
 }
 
 /// A gRPC request carrying `token` as its bearer key.
+/// Consolidates every finished day of a Vigil's store, as its background work does once the day
+/// has settled, and waits until it is done. The embedded store is restarted to seal at once
+/// (`seal_after` 0) and to delete merged files at once; done when every partition of every
+/// table holds exactly one file, a sealed one. On ClickHouse this is a step still to come: its
+/// reads de-duplicate every row.
+pub async fn consolidate(vigil: &mut Vigil) {
+    if vigil.database.is_some() {
+        return;
+    }
+    vigil.stop();
+    vigil.restart_with(&[
+        ("VIGIL_STORE__SEAL_AFTER", "0s"),
+        ("VIGIL_STORE__COMPACTION_INTERVAL", "100ms"),
+        ("VIGIL_STORE__COMPACTION_GRACE", "0s"),
+    ]);
+    let store = vigil.data_dir().join("store");
+    let sealed = || {
+        ["runs", "spans", "scores"].iter().all(|table| {
+            let Ok(days) = std::fs::read_dir(store.join(table)) else {
+                return false;
+            };
+            days.filter_map(Result::ok).all(|day| {
+                let names: Vec<String> = std::fs::read_dir(day.path())
+                    .map(|files| {
+                        files
+                            .filter_map(|f| f.ok()?.file_name().into_string().ok())
+                            .filter(|name| name.ends_with(".parquet"))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                names.len() == 1 && names[0].starts_with("sealed-")
+            })
+        })
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !sealed() {
+        assert!(
+            Instant::now() < deadline,
+            "the store was not sealed within 60 s; log:\n{}",
+            vigil.log()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 pub fn authed<T>(message: T, token: &str) -> Request<T> {
     let mut request = Request::new(message);
     let value: MetadataValue<_> = format!("Bearer {token}").parse().unwrap();

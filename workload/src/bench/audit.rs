@@ -245,7 +245,7 @@ impl fmt::Display for AuditBenchReport {
             self.runs, self.spans
         )?;
         for (store, seconds) in &self.load_seconds {
-            writeln!(f, "loaded {store} in {seconds:.1} s")?;
+            writeln!(f, "{store} in {seconds:.1} s")?;
         }
         writeln!(
             f,

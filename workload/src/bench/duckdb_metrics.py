@@ -1,17 +1,24 @@
 """DuckDB's side of `vigil bench metrics`: the embedded store's metric SQL over the same Parquet files.
 
 Reads a JSON spec on stdin: {"store": dir, "threads": n, "repetitions": n,
-"queries": [{"name": ..., "sql": [statement, ...]}]}; prints the median milliseconds of each
-query (all its statements), after one warm-up, as a JSON list.
+"queries": [{"name": ..., "sql": [statement, ...], "plain": statement}]}; prints, for each
+query, the median milliseconds of Vigil's statements (all of them) and of the plain aggregate
+(DuckDB SQL over the sealed files), each after one warm-up, and the plain aggregate's rows:
+[{"vigil_ms": ..., "plain_ms": ..., "plain_rows": ...}, ...].
 
-The statements are the ones Vigil gives DataFusion, with three adaptations to DuckDB: the exact
+The statements are the ones Vigil gives DataFusion, over the same relations: each table raw
+(every file, with its `day` partition column), `<table>_sealed` (each partition's sealed file:
+the one named `sealed-…` that sorts last) and `<table>_fresh` (the `part-…` files). Three
+adaptations to DuckDB: the exact
 percentile aggregates `exact_pN(x)` become macros with the same definition (the element at index
 min(floor(N * n / 100), n - 1) of the sorted values), integer division `/` is written `//`, and
 the ordered aggregate `first_value(x ORDER BY …)` (the newest version of a row) is DuckDB's
 `first(x ORDER BY …)`.
 """
 
+import glob
 import json
+import os
 import statistics
 import sys
 import time
@@ -21,32 +28,55 @@ import duckdb
 spec = json.load(sys.stdin)
 con = duckdb.connect()
 con.execute(f"SET threads = {int(spec['threads'])}")
+def files_view(name, table, files):
+    if files:
+        listed = ", ".join(f"'{f}'" for f in files)
+        con.execute(f"CREATE VIEW {name} AS SELECT * FROM read_parquet([{listed}])")
+    else:
+        con.execute(f"CREATE VIEW {name} AS SELECT * EXCLUDE (day) FROM {table} WHERE false")
+
+
 for table in ("runs", "spans", "scores"):
     pattern = f"{spec['store']}/{table}/*/*.parquet"
     con.execute(
         f"CREATE VIEW {table} AS SELECT * FROM read_parquet('{pattern}', hive_partitioning = true)"
     )
+    sealed, fresh = [], []
+    for partition in sorted(glob.glob(f"{spec['store']}/{table}/day=*")):
+        names = sorted(n for n in os.listdir(partition) if n.endswith(".parquet"))
+        seals = [n for n in names if n.startswith("sealed-")]
+        sealed += [os.path.join(partition, n) for n in seals[-1:]]
+        fresh += [os.path.join(partition, n) for n in names if n.startswith("part-")]
+    files_view(f"{table}_sealed", table, sealed)
+    files_view(f"{table}_fresh", table, fresh)
 for percent in (50, 90, 99):
     con.execute(
         f"CREATE MACRO exact_p{percent}(x) AS "
         f"list_sort(list(x))[least(floor(count(x) * {percent} / 100), count(x) - 1)::BIGINT + 1]"
     )
 
-medians = []
-for query in spec["queries"]:
-    statements = [
-        sql.replace(" / ", " // ").replace("first_value(", "first(") for sql in query["sql"]
-    ]
-
+def median_ms(statements):
     def run():
+        rows = 0
         for sql in statements:
-            con.execute(sql).fetchall()
+            rows += len(con.execute(sql).fetchall())
+        return rows
 
-    run()
+    rows = run()
     times = []
     for _ in range(spec["repetitions"]):
         started = time.perf_counter()
         run()
         times.append((time.perf_counter() - started) * 1000)
-    medians.append(statistics.median(times))
-json.dump(medians, sys.stdout)
+    return statistics.median(times), rows
+
+
+answers = []
+for query in spec["queries"]:
+    statements = [
+        sql.replace(" / ", " // ").replace("first_value(", "first(") for sql in query["sql"]
+    ]
+    vigil_ms, _ = median_ms(statements)
+    plain_ms, plain_rows = median_ms([query["plain"]])
+    answers.append({"vigil_ms": vigil_ms, "plain_ms": plain_ms, "plain_rows": plain_rows})
+json.dump(answers, sys.stdout)

@@ -101,7 +101,7 @@ pub(super) struct Loaded {
     /// The embedded store's directory.
     pub dir: PathBuf,
     pub clickhouse: Option<ClickHouseConfig>,
-    /// The stores loaded now, and the seconds it took.
+    /// What was loaded or sealed now, and the seconds it took.
     pub load_seconds: Vec<(String, f64)>,
 }
 
@@ -114,7 +114,10 @@ impl DataArgs {
         let mut load_seconds = Vec::new();
         let dir = std::path::absolute(&self.data_dir)?;
         if let Some(seconds) = load_embedded(&data, &dir).await? {
-            load_seconds.push(("the embedded store".to_string(), seconds));
+            load_seconds.push(("loaded the embedded store".to_string(), seconds));
+        }
+        if let Some(seconds) = seal_embedded(&dir).await? {
+            load_seconds.push(("sealed the embedded store's days".to_string(), seconds));
         }
         let clickhouse = match &self.clickhouse_url {
             Some(url) => {
@@ -124,7 +127,7 @@ impl DataArgs {
                     ..ClickHouseConfig::default()
                 };
                 if let Some(seconds) = load_clickhouse(&data, &config).await? {
-                    load_seconds.push(("ClickHouse".to_string(), seconds));
+                    load_seconds.push(("loaded ClickHouse".to_string(), seconds));
                 }
                 Some(config)
             }
@@ -139,21 +142,34 @@ impl DataArgs {
     }
 }
 
+/// One of the dashboard's questions: as Vigil's API takes it, and as a plain aggregate over the
+/// consolidated files (`<table>_sealed`, one version per key), which is exact on them: the
+/// physical limit DuckDB's side is measured against.
+struct Question {
+    name: &'static str,
+    query: MetricQuery,
+    plain: String,
+}
+
 /// The dashboard's questions.
-fn dashboard() -> Vec<(&'static str, MetricQuery)> {
+fn dashboard() -> Vec<Question> {
     let end = parse_rfc3339(END).unwrap_or_default();
+    let (from, to) = (end - 24 * HOUR_NS, end);
     let query = |metrics: &[&str], group_by: &str, step: Option<&str>| MetricQuery {
-        from: rfc3339(end - 24 * HOUR_NS),
-        to: rfc3339(end),
+        from: rfc3339(from),
+        to: rfc3339(to),
         metrics: metrics.iter().map(|m| m.to_string()).collect(),
         group_by: vec![group_by.to_string()],
         filters: Default::default(),
         step: step.map(str::to_string),
     };
+    let runs_in_range = format!(
+        "r.project_id = '{PROJECT}' AND r.start_time_ns >= {from} AND r.start_time_ns < {to}"
+    );
     vec![
-        (
-            "run latency p50/p90/p99 by agent, 24 h in 1 h steps",
-            query(
+        Question {
+            name: "run latency p50/p90/p99 by agent, 24 h in 1 h steps",
+            query: query(
                 &[
                     "run_latency_p50_ms",
                     "run_latency_p90_ms",
@@ -162,16 +178,42 @@ fn dashboard() -> Vec<(&'static str, MetricQuery)> {
                 "agent",
                 Some("1h"),
             ),
-        ),
-        ("cost by model", query(&["cost_usd"], "model", None)),
-        (
-            "tool error rate by tool",
-            query(&["tool_error_rate"], "tool", None),
-        ),
-        (
-            "completion rate by prompt version",
-            query(&["completion_rate"], "prompt_version", None),
-        ),
+            // DuckDB's own exact percentile (its index differs from Vigil's by at most one).
+            plain: format!(
+                "SELECT agent_name, start_time_ns // {HOUR_NS} AS bucket, \
+                 quantile_disc(end_time_ns - start_time_ns, [0.5, 0.9, 0.99]) \
+                 FROM runs_sealed AS r WHERE {runs_in_range} GROUP BY ALL"
+            ),
+        },
+        Question {
+            name: "cost by model",
+            query: query(&["cost_usd"], "model", None),
+            plain: format!(
+                "SELECT s.model, sum(s.cost_nanos) FROM spans_sealed AS s \
+                 JOIN runs_sealed AS r USING (trace_id) \
+                 WHERE s.project_id = '{PROJECT}' AND s.kind = 'model' AND {runs_in_range} \
+                 GROUP BY ALL"
+            ),
+        },
+        Question {
+            name: "tool error rate by tool",
+            query: query(&["tool_error_rate"], "tool", None),
+            plain: format!(
+                "SELECT tool_name, count(*), count_if(status = 'error') FROM spans_sealed \
+                 WHERE project_id = '{PROJECT}' AND kind = 'tool' \
+                 AND start_time_ns >= {from} AND start_time_ns < {to} GROUP BY ALL"
+            ),
+        },
+        Question {
+            name: "completion rate by prompt version",
+            query: query(&["completion_rate"], "prompt_version", None),
+            plain: format!(
+                "SELECT s.prompt_version, count(*), count_if(r.outcome = 'success') \
+                 FROM (SELECT DISTINCT trace_id, prompt_version FROM spans_sealed \
+                 WHERE project_id = '{PROJECT}' AND kind = 'model') AS s \
+                 JOIN runs_sealed AS r USING (trace_id) WHERE {runs_in_range} GROUP BY ALL"
+            ),
+        },
     ]
 }
 
@@ -189,7 +231,10 @@ pub struct MetricsBenchReport {
 pub struct QueryTimes {
     pub query: String,
     pub embedded_api_ms: f64,
+    /// Vigil's SQL for the embedded store, in DuckDB.
     pub duckdb_ms: Option<f64>,
+    /// The plain aggregate over the consolidated files, in DuckDB.
+    pub duckdb_plain_ms: Option<f64>,
     pub clickhouse_api_ms: Option<f64>,
     pub clickhouse_client_ms: Option<f64>,
     pub rows: usize,
@@ -198,6 +243,10 @@ pub struct QueryTimes {
 impl QueryTimes {
     fn duckdb_ratio(&self) -> Option<f64> {
         self.duckdb_ms.map(|d| self.embedded_api_ms / d)
+    }
+
+    fn duckdb_plain_ratio(&self) -> Option<f64> {
+        self.duckdb_plain_ms.map(|d| self.embedded_api_ms / d)
     }
 
     fn clickhouse_ratio(&self) -> Option<f64> {
@@ -213,24 +262,26 @@ impl fmt::Display for MetricsBenchReport {
             self.runs, self.spans, self.cores, self.repetitions
         )?;
         for (store, seconds) in &self.load_seconds {
-            writeln!(f, "loaded {store} in {seconds:.1} s")?;
+            writeln!(f, "{store} in {seconds:.1} s")?;
         }
         let ms = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.1}"));
         let ratio = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.2}×"));
         writeln!(
             f,
-            "| query | rows | embedded via API (ms) | DuckDB, same Parquet (ms) | ratio | ClickHouse via API (ms) | clickhouse-client, same SQL (ms) | ratio |"
+            "| query | rows | embedded via API (ms) | DuckDB, Vigil's SQL (ms) | ratio | DuckDB, plain aggregate over the sealed files (ms) | ratio | ClickHouse via API (ms) | clickhouse-client, same SQL (ms) | ratio |"
         )?;
-        writeln!(f, "|---|---:|---:|---:|---:|---:|---:|---:|")?;
+        writeln!(f, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")?;
         for q in &self.queries {
             writeln!(
                 f,
-                "| {} | {} | {:.1} | {} | {} | {} | {} | {} |",
+                "| {} | {} | {:.1} | {} | {} | {} | {} | {} | {} | {} |",
                 q.query,
                 q.rows,
                 q.embedded_api_ms,
                 ms(q.duckdb_ms),
                 ratio(q.duckdb_ratio()),
+                ms(q.duckdb_plain_ms),
+                ratio(q.duckdb_plain_ratio()),
                 ms(q.clickhouse_api_ms),
                 ms(q.clickhouse_client_ms),
                 ratio(q.clickhouse_ratio()),
@@ -301,14 +352,27 @@ pub async fn run(mut args: MetricsBenchArgs) -> anyhow::Result<MetricsBenchRepor
         None => None,
     };
 
+    if let Some(duckdb) = &duckdb {
+        for (i, question) in queries.iter().enumerate() {
+            if duckdb[i].plain_rows != embedded[i].1 {
+                bail!(
+                    "{}: the plain aggregate answered {} rows, Vigil {}: they do not ask the same",
+                    question.name,
+                    duckdb[i].plain_rows,
+                    embedded[i].1
+                );
+            }
+        }
+    }
     let queries = queries
         .iter()
         .enumerate()
-        .map(|(i, (name, _))| QueryTimes {
-            query: name.to_string(),
+        .map(|(i, question)| QueryTimes {
+            query: question.name.to_string(),
             embedded_api_ms: embedded[i].0,
             rows: embedded[i].1,
-            duckdb_ms: duckdb.as_ref().map(|d| d[i]),
+            duckdb_ms: duckdb.as_ref().map(|d| d[i].vigil_ms),
+            duckdb_plain_ms: duckdb.as_ref().map(|d| d[i].plain_ms),
             clickhouse_api_ms: clickhouse_api.as_ref().map(|c| c[i].0),
             clickhouse_client_ms: clickhouse_client.as_ref().map(|c| c[i]),
         })
@@ -479,6 +543,24 @@ async fn load_embedded(data: &Data, dir: &Path) -> anyhow::Result<Option<f64>> {
     Ok(Some(started.elapsed().as_secs_f64()))
 }
 
+/// Seals every day of the embedded store that is not sealed yet, as a running store does once a
+/// day has been over for `seal_after` (the generated days are long over); the seconds it took,
+/// when there was anything to seal.
+async fn seal_embedded(dir: &Path) -> anyhow::Result<Option<f64>> {
+    let mut config = EmbeddedSinkConfig::default();
+    config.compaction.seal_after = Duration::ZERO;
+    config.compaction.grace = Duration::ZERO;
+    let sink = EmbeddedSink::open(dir, config)?;
+    let started = Instant::now();
+    let stats = sink.compact_once().await?;
+    if stats.partitions_failed > 0 {
+        bail!("sealing failed in {} partitions", stats.partitions_failed);
+    }
+    // The merged files go with the next pass (no grace: no query is running).
+    sink.compact_once().await?;
+    Ok((stats.partitions_sealed > 0).then(|| started.elapsed().as_secs_f64()))
+}
+
 /// Loads ClickHouse unless the database already holds `data`; the seconds it took.
 async fn load_clickhouse(data: &Data, config: &ClickHouseConfig) -> anyhow::Result<Option<f64>> {
     let client = config.client_for(&config.url).with_database("default");
@@ -515,19 +597,19 @@ async fn load_clickhouse(data: &Data, config: &ClickHouseConfig) -> anyhow::Resu
 
 /// Median milliseconds and answer rows of each query through `POST /api/v1/metrics/query`.
 async fn time_api(
-    queries: &[(&str, MetricQuery)],
+    queries: &[Question],
     repetitions: usize,
     vigil: SpawnedCollector,
 ) -> anyhow::Result<Vec<(f64, usize)>> {
     let client = reqwest::Client::new();
     let url = format!("{}/api/v1/metrics/query", vigil.http);
     let mut out = Vec::new();
-    for (name, query) in queries {
-        let timed = time_request(name, repetitions, || {
+    for question in queries {
+        let timed = time_request(question.name, repetitions, || {
             client
                 .post(&url)
                 .bearer_auth(&vigil.token)
-                .json(query)
+                .json(&question.query)
                 .timeout(Duration::from_secs(600))
         })
         .await?;
@@ -540,12 +622,12 @@ async fn time_api(
 
 /// Median milliseconds of each query's SQL in `clickhouse-client`, as it reports them.
 fn time_clickhouse_client(
-    queries: &[(&str, MetricQuery)],
+    queries: &[Question],
     repetitions: usize,
     port: u16,
 ) -> anyhow::Result<Vec<f64>> {
     let mut out = Vec::new();
-    for (name, query) in queries {
+    for Question { name, query, .. } in queries {
         let statements = metric_sql(&query.plan()?, PROJECT, Dialect::ClickHouse);
         let run = || -> anyhow::Result<f64> {
             let mut total = 0.0;
@@ -586,20 +668,32 @@ fn time_clickhouse_client(
     Ok(out)
 }
 
-/// Median milliseconds of each query's SQL in DuckDB over the embedded store's Parquet files.
+/// DuckDB's times for one question.
+#[derive(Debug, serde::Deserialize)]
+struct DuckDbTimes {
+    /// Median milliseconds of Vigil's SQL.
+    vigil_ms: f64,
+    /// Median milliseconds of the plain aggregate, and the rows it answered.
+    plain_ms: f64,
+    plain_rows: usize,
+}
+
+/// DuckDB's times for each question over the embedded store's Parquet files.
 fn time_duckdb(
-    queries: &[(&str, MetricQuery)],
+    queries: &[Question],
     repetitions: usize,
     python: &str,
     data_dir: &Path,
-) -> anyhow::Result<Vec<f64>> {
+) -> anyhow::Result<Vec<DuckDbTimes>> {
     let script = std::env::temp_dir().join(format!("vigil-duckdb-{}.py", std::process::id()));
     std::fs::write(&script, DUCKDB_SCRIPT)?;
     let mut specs = Vec::new();
-    for (name, query) in queries {
-        specs.push(
-            json!({"name": name, "sql": metric_sql(&query.plan()?, PROJECT, Dialect::DataFusion)}),
-        );
+    for Question { name, query, plain } in queries {
+        specs.push(json!({
+            "name": name,
+            "sql": metric_sql(&query.plan()?, PROJECT, Dialect::DataFusion),
+            "plain": plain,
+        }));
     }
     let spec = json!({
         "store": data_dir.join("store"),
@@ -623,9 +717,7 @@ fn time_duckdb(
     if !output.status.success() {
         bail!("the DuckDB script failed");
     }
-    let times: Vec<f64> =
-        serde_json::from_slice(&output.stdout).context("reading the DuckDB script's answer")?;
-    Ok(times)
+    serde_json::from_slice(&output.stdout).context("reading the DuckDB script's answer")
 }
 
 fn median(times: &mut [f64]) -> f64 {

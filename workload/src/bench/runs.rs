@@ -177,7 +177,7 @@ impl fmt::Display for RunsBenchReport {
             self.runs, self.spans
         )?;
         for (store, seconds) in &self.load_seconds {
-            writeln!(f, "loaded {store} in {seconds:.1} s")?;
+            writeln!(f, "{store} in {seconds:.1} s")?;
         }
         for t in &self.requests {
             writeln!(

@@ -18,6 +18,16 @@
 //! output is renamed into place; after the grace period the inputs and then the record are
 //! deleted. On open, a record whose output exists schedules its inputs' deletion again; one whose
 //! output does not is dropped. At every point the rows are in the inputs, the output, or both.
+//!
+//! **Sealing.** Once a partition's day has been over for `seal_after` and its newest fresh file
+//! is that old too, the pass merges the partition's sealed file (if any) and all its fresh files
+//! into a new sealed file: one version per key, sorted by key, read by queries without
+//! de-duplication (see `vigil_schemas::layout`). It is published like a compaction's output
+//! (record, rename, inputs deleted after the grace period), so a crash at any point leaves every
+//! row readable, exactly once: the new sealed file supersedes the old one by its name, and
+//! fresh files still present are de-duplicated against it. A version written to a sealed day
+//! later lands in a fresh file, is read exactly (newest wins), and is sealed in turn once it has
+//! settled for `seal_after`. Merges stream ([`merge`]): memory does not grow with the day.
 
 use std::{
     cmp::Ordering as CmpOrdering,
@@ -29,15 +39,12 @@ use std::{
         Arc,
         atomic::{AtomicU64, Ordering},
     },
-    time::{Duration, Instant},
+    time::{Duration, Instant, SystemTime},
 };
 
 use async_trait::async_trait;
 use datafusion::{
-    arrow::{
-        array::{Array, RecordBatch, StringArray, UInt32Array},
-        compute::{SortColumn, SortOptions, concat_batches, lexsort_to_indices, take_record_batch},
-    },
+    arrow::array::RecordBatch,
     parquet::{
         arrow::{ArrowWriter, arrow_reader::ParquetRecordBatchReaderBuilder},
         basic::{Compression, ZstdLevel},
@@ -53,15 +60,18 @@ use vigil_schemas::{
     IngestBatch, RunRow, ScoreRow, SpanRow,
     arrow::{runs_to_batch, scores_to_batch, spans_to_batch},
     layout::{
-        DATA_FILE_EXTENSION, EmbeddedLayout, TEMP_FILE_SUFFIX, Table, is_data_file,
-        parse_partition_dir_name, partition_day,
+        DATA_FILE_EXTENSION, EmbeddedLayout, FRESH_FILE_PREFIX, PartitionFiles, SEALED_FILE_PREFIX,
+        TEMP_FILE_SUFFIX, Table, is_data_file, parse_partition_dir_name, partition_day,
     },
-    time::now_ns,
+    time::{NANOS_PER_DAY, now_ns},
 };
 
 use super::{Sink, SinkError};
 
 mod deletion;
+mod merge;
+
+use merge::{Merged, merge_files};
 
 /// How the embedded sink writes and compacts.
 #[derive(Debug, Clone)]
@@ -95,6 +105,9 @@ pub struct CompactionConfig {
     pub max_merge_files: usize,
     /// How long merged files stay on disk after their replacement appeared.
     pub grace: Duration,
+    /// A partition is sealed once its day has been over this long and its newest fresh file is
+    /// this old.
+    pub seal_after: Duration,
 }
 
 impl Default for CompactionConfig {
@@ -105,6 +118,7 @@ impl Default for CompactionConfig {
             max_merge_bytes: 8 * 1024 * 1024,
             max_merge_files: 1024,
             grace: Duration::from_secs(120),
+            seal_after: Duration::from_secs(3600),
         }
     }
 }
@@ -125,6 +139,8 @@ pub struct CompactionStats {
     pub rows_written: usize,
     /// Merged files whose grace period ended, deleted in this pass.
     pub files_deleted: usize,
+    /// Partitions sealed in this pass (each also counted in `partitions_compacted`).
+    pub partitions_sealed: usize,
 }
 
 /// The embedded store's [`Sink`]: day-partitioned Parquet files, compacted in the background.
@@ -171,6 +187,7 @@ struct DataFile {
     path: PathBuf,
     name: String,
     bytes: u64,
+    modified: SystemTime,
 }
 
 impl EmbeddedSink {
@@ -451,17 +468,35 @@ impl Store {
         Ok(dir)
     }
 
-    /// Writes `batches` (already in table order) to a new file under a temporary name, fsync'd.
+    /// Writes `batch` (already in table order) to a new fresh file under a temporary name,
+    /// fsync'd.
     fn write_temp(
         &self,
         table: Table,
         day: i64,
         batch: &RecordBatch,
     ) -> Result<TempFile, SinkError> {
+        self.write_temp_with(table, day, FRESH_FILE_PREFIX, |write| {
+            write(batch)?;
+            Ok(batch.num_rows())
+        })
+    }
+
+    /// Writes a new file named `<prefix>…` under a temporary name, fsync'd: `fill` hands each
+    /// batch (in table order) to the function it is given and returns the rows written.
+    fn write_temp_with(
+        &self,
+        table: Table,
+        day: i64,
+        prefix: &str,
+        fill: impl FnOnce(
+            &mut dyn FnMut(&RecordBatch) -> Result<(), SinkError>,
+        ) -> Result<usize, SinkError>,
+    ) -> Result<TempFile, SinkError> {
         let dir = self.partition_dir(table, day)?;
         let mut attempt = 0;
         let (file, name, tmp) = loop {
-            let name = self.next_file_name("part-", DATA_FILE_EXTENSION);
+            let name = self.next_file_name(prefix, DATA_FILE_EXTENSION);
             let tmp = dir.join(format!("{name}{TEMP_FILE_SUFFIX}"));
             match File::options().write(true).create_new(true).open(&tmp) {
                 Ok(file) => break (file, name, tmp),
@@ -475,20 +510,23 @@ impl Store {
             let mut writer =
                 ArrowWriter::try_new(file, table.schema(), Some(self.writer_properties(table)))
                     .map_err(SinkError::parquet(&tmp))?;
-            writer.write(batch).map_err(SinkError::parquet(&tmp))?;
+            let rows = fill(&mut |batch| writer.write(batch).map_err(SinkError::parquet(&tmp)))?;
             let file = writer.into_inner().map_err(SinkError::parquet(&tmp))?;
-            file.sync_all().map_err(SinkError::io(&tmp))
+            file.sync_all().map_err(SinkError::io(&tmp))?;
+            Ok(rows)
         })();
-        if let Err(e) = written {
-            let _ = fs::remove_file(&tmp);
-            return Err(e);
+        match written {
+            Ok(rows) => Ok(TempFile {
+                path: dir.join(name),
+                tmp,
+                dir,
+                rows,
+            }),
+            Err(e) => {
+                let _ = fs::remove_file(&tmp);
+                Err(e)
+            }
         }
-        Ok(TempFile {
-            path: dir.join(name),
-            tmp,
-            dir,
-            rows: batch.num_rows(),
-        })
     }
 
     /// Partition directories of a table, with their days.
@@ -530,6 +568,7 @@ impl Store {
                     path: entry.path(),
                     name,
                     bytes: meta.len(),
+                    modified: meta.modified().unwrap_or(SystemTime::UNIX_EPOCH),
                 });
             }
         }
@@ -665,6 +704,7 @@ impl Store {
             .iter()
             .flat_map(|p| p.inputs.iter().cloned())
             .collect();
+        let now = SystemTime::now();
         for table in Table::ALL {
             for (day, dir) in self.partitions(table)? {
                 let files: Vec<DataFile> = self
@@ -672,25 +712,48 @@ impl Store {
                     .into_iter()
                     .filter(|f| !pending.contains(&f.path))
                     .collect();
-                let Some(inputs) = self.choose_inputs(files) else {
-                    continue;
+                let files = PartitionFiles::classify(files, |f| f.name.as_str());
+                let seal = self.seal_due(day, &files.fresh, now);
+                let inputs: Vec<DataFile> = if seal {
+                    files.sealed.into_iter().chain(files.fresh).collect()
+                } else {
+                    match self.choose_inputs(files.fresh) {
+                        Some(inputs) => inputs,
+                        None => continue,
+                    }
                 };
-                match self.merge(table, day, &inputs) {
-                    Ok((rows_read, rows_written)) => {
+                let prefix = if seal {
+                    SEALED_FILE_PREFIX
+                } else {
+                    FRESH_FILE_PREFIX
+                };
+                match self.merge(table, day, &inputs, prefix) {
+                    Ok(merged) => {
                         stats.partitions_compacted += 1;
+                        stats.partitions_sealed += usize::from(seal);
                         stats.files_merged += inputs.len();
                         stats.files_written += 1;
-                        stats.rows_read += rows_read;
-                        stats.rows_written += rows_written;
+                        stats.rows_read += merged.rows_read;
+                        stats.rows_written += merged.rows_written;
                     }
                     Err(e) => {
-                        tracing::warn!(error = %e, partition = %dir.display(), "compaction of a partition failed");
+                        tracing::warn!(error = %e, partition = %dir.display(), seal, "compaction of a partition failed");
                         stats.partitions_failed += 1;
                     }
                 }
             }
         }
         Ok(stats)
+    }
+
+    /// Whether a partition with these fresh files is due to be sealed: it has some, its day has
+    /// been over for `seal_after`, and the newest of them is that old.
+    fn seal_due(&self, day: i64, fresh: &[DataFile], now: SystemTime) -> bool {
+        let after = self.config.compaction.seal_after;
+        let day_over = (day + 1) * NANOS_PER_DAY;
+        let settled = |time: SystemTime| now.duration_since(time).is_ok_and(|age| age >= after);
+        let day_end = SystemTime::UNIX_EPOCH + Duration::from_nanos(day_over.max(0) as u64);
+        !fresh.is_empty() && settled(day_end) && fresh.iter().all(|f| settled(f.modified))
     }
 
     /// The files to merge in a partition, smallest first, or none when it has too few small files.
@@ -718,27 +781,21 @@ impl Store {
         (chosen.len() >= 2).then_some(chosen)
     }
 
-    /// Merges `inputs` (files of one partition) into one file holding the newest version of
-    /// each key, publishes it, and schedules the inputs' deletion. Returns (rows read, written).
+    /// Merges `inputs` (files of one partition) into one file named `<prefix>…` holding the
+    /// newest version of each key, publishes it, and schedules the inputs' deletion.
     fn merge(
         &self,
         table: Table,
         day: i64,
         inputs: &[DataFile],
-    ) -> Result<(usize, usize), SinkError> {
-        let schema = table.schema();
-        let mut batches = Vec::new();
-        for input in inputs {
-            batches.extend(read_file(table, &input.path)?);
-        }
-        let rows_read: usize = batches.iter().map(RecordBatch::num_rows).sum();
-        let merged = concat_batches(&schema, &batches)
-            .map_err(|source| SinkError::Encode { table, source })?;
-        drop(batches);
-        let latest = newest_versions(table, &merged)
-            .map_err(|source| SinkError::Encode { table, source })?;
-        drop(merged);
-        let output = self.write_temp(table, day, &latest)?;
+        prefix: &str,
+    ) -> Result<Merged, SinkError> {
+        let paths: Vec<PathBuf> = inputs.iter().map(|f| f.path.clone()).collect();
+        let mut merged = Merged::default();
+        let output = self.write_temp_with(table, day, prefix, |write| {
+            merged = merge_files(table, &paths, write)?;
+            Ok(merged.rows_written)
+        })?;
 
         // Record the compaction before the output becomes visible, so that a crash after the
         // rename still leads to the inputs' deletion, and a crash before it to the record's.
@@ -767,12 +824,12 @@ impl Store {
         tracing::debug!(
             %table,
             inputs = inputs.len(),
-            rows_read,
-            rows_written = output.rows,
+            rows_read = merged.rows_read,
+            rows_written = merged.rows_written,
             output = %output.path.display(),
             "merged partition files"
         );
-        Ok((rows_read, output.rows))
+        Ok(merged)
     }
 
     fn write_record(&self, record: &CompactionRecord) -> Result<PathBuf, SinkError> {
@@ -886,63 +943,6 @@ fn conform(table: Table, batch: &RecordBatch) -> Result<RecordBatch, String> {
     RecordBatch::try_new(schema, columns).map_err(|e| e.to_string())
 }
 
-/// The rows of `batch` that are the newest version of their key, sorted by key.
-fn newest_versions(
-    table: Table,
-    batch: &RecordBatch,
-) -> Result<RecordBatch, datafusion::arrow::error::ArrowError> {
-    use datafusion::arrow::error::ArrowError;
-    let column = |name: &str| {
-        batch
-            .column_by_name(name)
-            .cloned()
-            .ok_or_else(|| ArrowError::SchemaError(format!("column {name} is missing")))
-    };
-    let mut sort_columns = Vec::new();
-    for name in table.key_columns() {
-        sort_columns.push(SortColumn {
-            values: column(name)?,
-            options: Some(SortOptions {
-                descending: false,
-                nulls_first: true,
-            }),
-        });
-    }
-    for name in table.version_order() {
-        sort_columns.push(SortColumn {
-            values: column(name)?,
-            options: Some(SortOptions {
-                descending: true,
-                nulls_first: false,
-            }),
-        });
-    }
-    let order = lexsort_to_indices(&sort_columns, None)?;
-    let keys = table
-        .key_columns()
-        .iter()
-        .map(|name| {
-            let array = column(name)?;
-            array
-                .as_any()
-                .downcast_ref::<StringArray>()
-                .cloned()
-                .ok_or_else(|| ArrowError::SchemaError(format!("key column {name} is not text")))
-        })
-        .collect::<Result<Vec<StringArray>, _>>()?;
-    let same_key = |a: usize, b: usize| keys.iter().all(|k| k.value(a) == k.value(b));
-    let mut keep = Vec::with_capacity(order.len());
-    let mut previous: Option<usize> = None;
-    for &index in order.values() {
-        let row = index as usize;
-        if previous.is_none_or(|p| !same_key(p, row)) {
-            keep.push(index);
-        }
-        previous = Some(row);
-    }
-    take_record_batch(batch, &UInt32Array::from(keep))
-}
-
 fn sync_dir(dir: &Path) -> Result<(), SinkError> {
     File::open(dir)
         .and_then(|d| d.sync_all())
@@ -956,7 +956,7 @@ mod tests {
 
     use vigil_schemas::{
         arrow::{runs_from_batch, scores_from_batch, spans_from_batch},
-        time::{NANOS_PER_DAY, days_from_civil},
+        time::{day_of, days_from_civil},
     };
 
     use super::*;
@@ -1366,6 +1366,156 @@ mod tests {
         assert!(dir.path().join("precious.parquet").exists());
         // Left in place for a person to look at.
         assert_eq!(names(&layout.compaction_dir()), vec!["c.json", "d.json"]);
+    }
+
+    fn sealing(grace: Duration) -> EmbeddedSinkConfig {
+        let mut config = config(grace);
+        config.compaction.seal_after = Duration::ZERO;
+        config
+    }
+
+    /// A partition's files as readers take them, by name.
+    fn classified(dir: &Path) -> PartitionFiles<String> {
+        let files = names(dir).into_iter().filter(|n| is_data_file(n)).collect();
+        PartitionFiles::classify(files, |n| n.as_str())
+    }
+
+    fn runs_of(path: &Path) -> Vec<RunRow> {
+        read_file(path)
+            .iter()
+            .flat_map(|b| runs_from_batch(b).unwrap())
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn a_finished_day_is_sealed_into_one_file_with_each_key_once_sorted() {
+        let dir = tempfile::tempdir().unwrap();
+        let sink = EmbeddedSink::open(dir.path(), sealing(Duration::ZERO)).unwrap();
+        // Three writes; "a" and "c" get newer versions in later files.
+        for (i, traces) in [vec!["c", "a", "b"], vec!["a"], vec!["c", "d"]]
+            .into_iter()
+            .enumerate()
+        {
+            let mut runs: Vec<RunRow> = traces
+                .iter()
+                .map(|t| run(t, at(day0(), 1), i as i64 + 1))
+                .collect();
+            for r in &mut runs {
+                r.output = format!("{}@{}", r.trace_id, r.ingested_at_ns);
+            }
+            sink.write(Arc::new(IngestBatch {
+                runs,
+                ..Default::default()
+            }))
+            .await
+            .unwrap();
+        }
+        let stats = sink.compact_once().await.unwrap();
+        assert_eq!(stats.partitions_sealed, 1, "{stats:?}");
+        assert_eq!((stats.rows_read, stats.rows_written), (6, 4));
+        let partition = sink.layout().partition_dir(Table::Runs, day0());
+        let files = classified(&partition);
+        let sealed = files.sealed.expect("a sealed file");
+        assert_eq!(
+            files.fresh.len(),
+            3,
+            "the inputs wait for their grace period"
+        );
+        let outputs: Vec<String> = runs_of(&partition.join(&sealed))
+            .into_iter()
+            .map(|r| r.output)
+            .collect();
+        assert_eq!(outputs, vec!["a@2", "b@1", "c@3", "d@3"]);
+
+        // A sealed partition without fresh files is left alone; the inputs go after the grace.
+        let stats = sink.compact_once().await.unwrap();
+        assert_eq!(stats.partitions_compacted, 0);
+        assert_eq!(stats.files_deleted, 3);
+        assert_eq!(names(&partition), vec![sealed]);
+    }
+
+    #[tokio::test]
+    async fn a_version_written_after_the_seal_is_sealed_again_and_supersedes_the_old_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let sink = EmbeddedSink::open(dir.path(), sealing(Duration::from_secs(600))).unwrap();
+        let write = |trace: &str, ingested: i64| {
+            let mut run = run(trace, at(day0(), 1), ingested);
+            run.output = format!("{trace}@{ingested}");
+            IngestBatch {
+                runs: vec![run],
+                ..Default::default()
+            }
+        };
+        sink.write(Arc::new(write("a", 1))).await.unwrap();
+        sink.write(Arc::new(write("b", 1))).await.unwrap();
+        sink.compact_once().await.unwrap();
+        let partition = sink.layout().partition_dir(Table::Runs, day0());
+        let first = classified(&partition).sealed.unwrap();
+
+        sink.write(Arc::new(write("a", 5))).await.unwrap();
+        let stats = sink.compact_once().await.unwrap();
+        assert_eq!(stats.partitions_sealed, 1, "{stats:?}");
+        let files = classified(&partition);
+        let second = files.sealed.unwrap();
+        assert!(second > first);
+        assert_eq!(files.superseded, vec![first]);
+        let outputs: Vec<String> = runs_of(&partition.join(&second))
+            .into_iter()
+            .map(|r| r.output)
+            .collect();
+        assert_eq!(outputs, vec!["a@5", "b@1"]);
+    }
+
+    #[tokio::test]
+    async fn the_current_day_and_unsettled_files_are_not_sealed() {
+        let dir = tempfile::tempdir().unwrap();
+        let today = day_of(now_ns());
+        let sink = EmbeddedSink::open(dir.path(), sealing(Duration::ZERO)).unwrap();
+        sink.write(Arc::new(IngestBatch {
+            runs: vec![run("a", at(today, 0), 1)],
+            ..Default::default()
+        }))
+        .await
+        .unwrap();
+        assert_eq!(sink.compact_once().await.unwrap().partitions_sealed, 0);
+
+        // A finished day whose newest file is younger than `seal_after` waits.
+        let mut config = config(Duration::ZERO);
+        config.compaction.seal_after = Duration::from_secs(3600);
+        let dir = tempfile::tempdir().unwrap();
+        let sink = EmbeddedSink::open(dir.path(), config).unwrap();
+        sink.write(Arc::new(IngestBatch {
+            runs: vec![run("a", at(day0(), 0), 1)],
+            ..Default::default()
+        }))
+        .await
+        .unwrap();
+        assert_eq!(sink.compact_once().await.unwrap().partitions_sealed, 0);
+    }
+
+    #[tokio::test]
+    async fn a_file_out_of_key_order_is_not_sealed() {
+        let dir = tempfile::tempdir().unwrap();
+        let sink = EmbeddedSink::open(dir.path(), sealing(Duration::ZERO)).unwrap();
+        sink.write(Arc::new(IngestBatch {
+            runs: vec![run("a", at(day0(), 0), 1)],
+            ..Default::default()
+        }))
+        .await
+        .unwrap();
+        // A file written by something else, keys descending.
+        let partition = sink.layout().partition_dir(Table::Runs, day0());
+        let rows = [run("z", at(day0(), 0), 1), run("b", at(day0(), 0), 1)];
+        let batch = runs_to_batch(&rows.iter().collect::<Vec<_>>()).unwrap();
+        let file = File::create(partition.join("part-9-9.parquet")).unwrap();
+        let mut writer = ArrowWriter::try_new(file, batch.schema(), None).unwrap();
+        writer.write(&batch).unwrap();
+        writer.close().unwrap();
+        let before = names(&partition);
+
+        let stats = sink.compact_once().await.unwrap();
+        assert_eq!((stats.partitions_sealed, stats.partitions_failed), (0, 1));
+        assert_eq!(names(&partition), before, "left as it was");
     }
 
     #[tokio::test]
