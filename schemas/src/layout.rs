@@ -25,6 +25,14 @@
 //! de-duplicated together. Older sealed files are superseded: kept for a grace period so that
 //! queries already reading them finish, and never read by a new query ([`PartitionFiles`]).
 //! Every data file is sorted by key, newest version first within a key.
+//!
+//! A key's versions may sit in different days when its time moved (a run synthesized from its
+//! first spans, replaced by its real root that started before midnight). Two sealed files must
+//! never both hold a version of one key, so a seal keeps out the traces that also have rows in
+//! the day before or after: it writes them to a fresh file (`crossday-…`) that every read
+//! de-duplicates. Versions further apart than a day are not looked for: reads, like the run
+//! list, count the newest version among the days they read, and a version moved by more than a
+//! day could be counted in both days once both are sealed.
 use std::path::{Path, PathBuf};
 
 use datafusion::arrow::datatypes::SchemaRef;
@@ -45,6 +53,9 @@ pub const TEMP_FILE_SUFFIX: &str = ".tmp";
 pub const FRESH_FILE_PREFIX: &str = "part-";
 /// The name prefix of a sealed data file.
 pub const SEALED_FILE_PREFIX: &str = "sealed-";
+/// The name prefix of the fresh file a seal writes for the traces that also have rows in a
+/// neighbouring day (see the module docs).
+pub const CROSS_DAY_FILE_PREFIX: &str = "crossday-";
 
 /// One of the store's three tables.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]

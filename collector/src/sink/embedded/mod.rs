@@ -44,9 +44,12 @@ use std::{
 
 use async_trait::async_trait;
 use datafusion::{
-    arrow::array::RecordBatch,
+    arrow::{
+        array::{BooleanArray, RecordBatch, StringArray},
+        compute::{filter_record_batch, kernels::boolean::not},
+    },
     parquet::{
-        arrow::{ArrowWriter, arrow_reader::ParquetRecordBatchReaderBuilder},
+        arrow::{ArrowWriter, ProjectionMask, arrow_reader::ParquetRecordBatchReaderBuilder},
         basic::{Compression, ZstdLevel},
         file::{metadata::SortingColumn, properties::WriterProperties},
         schema::types::ColumnPath,
@@ -60,8 +63,9 @@ use vigil_schemas::{
     IngestBatch, RunRow, ScoreRow, SpanRow,
     arrow::{runs_to_batch, scores_to_batch, spans_to_batch},
     layout::{
-        DATA_FILE_EXTENSION, EmbeddedLayout, FRESH_FILE_PREFIX, PartitionFiles, SEALED_FILE_PREFIX,
-        TEMP_FILE_SUFFIX, Table, is_data_file, parse_partition_dir_name, partition_day,
+        CROSS_DAY_FILE_PREFIX, DATA_FILE_EXTENSION, EmbeddedLayout, FRESH_FILE_PREFIX,
+        PartitionFiles, SEALED_FILE_PREFIX, TEMP_FILE_SUFFIX, Table, is_data_file,
+        parse_partition_dir_name, partition_day,
     },
     time::{NANOS_PER_DAY, now_ns},
 };
@@ -722,17 +726,17 @@ impl Store {
                         None => continue,
                     }
                 };
-                let prefix = if seal {
-                    SEALED_FILE_PREFIX
+                let merge = if seal {
+                    self.seal(table, day, &inputs)
                 } else {
-                    FRESH_FILE_PREFIX
+                    self.merge(table, day, &inputs)
                 };
-                match self.merge(table, day, &inputs, prefix) {
-                    Ok(merged) => {
+                match merge {
+                    Ok((merged, outputs)) => {
                         stats.partitions_compacted += 1;
                         stats.partitions_sealed += usize::from(seal);
                         stats.files_merged += inputs.len();
-                        stats.files_written += 1;
+                        stats.files_written += outputs;
                         stats.rows_read += merged.rows_read;
                         stats.rows_written += merged.rows_written;
                     }
@@ -746,14 +750,34 @@ impl Store {
         Ok(stats)
     }
 
-    /// Whether a partition with these fresh files is due to be sealed: it has some, its day has
-    /// been over for `seal_after`, and the newest of them is that old.
+    /// Whether a partition with these fresh files is due to be sealed: it has files written
+    /// since its last seal (a seal's own cross-day file does not count), its day has been over
+    /// for `seal_after`, and the newest of them is that old.
     fn seal_due(&self, day: i64, fresh: &[DataFile], now: SystemTime) -> bool {
         let after = self.config.compaction.seal_after;
         let day_over = (day + 1) * NANOS_PER_DAY;
         let settled = |time: SystemTime| now.duration_since(time).is_ok_and(|age| age >= after);
         let day_end = SystemTime::UNIX_EPOCH + Duration::from_nanos(day_over.max(0) as u64);
-        !fresh.is_empty() && settled(day_end) && fresh.iter().all(|f| settled(f.modified))
+        let written: Vec<&DataFile> = fresh
+            .iter()
+            .filter(|f| !f.name.starts_with(CROSS_DAY_FILE_PREFIX))
+            .collect();
+        !written.is_empty() && settled(day_end) && written.iter().all(|f| settled(f.modified))
+    }
+
+    /// The traces with a row in the day before or after `day` (any file of `table`).
+    fn neighbour_traces(&self, table: Table, day: i64) -> Result<HashSet<String>, SinkError> {
+        let mut traces = HashSet::new();
+        for neighbour in [day - 1, day + 1] {
+            let dir = self.layout.partition_dir(table, neighbour);
+            if !dir.is_dir() {
+                continue;
+            }
+            for file in self.data_files(&dir)? {
+                traces.extend(read_trace_ids(&file.path)?);
+            }
+        }
+        Ok(traces)
     }
 
     /// The files to merge in a partition, smallest first, or none when it has too few small files.
@@ -781,24 +805,89 @@ impl Store {
         (chosen.len() >= 2).then_some(chosen)
     }
 
-    /// Merges `inputs` (files of one partition) into one file named `<prefix>…` holding the
-    /// newest version of each key, publishes it, and schedules the inputs' deletion.
+    /// Merges `inputs` (files of one partition) into one fresh file holding the newest version
+    /// of each key, publishes it, and schedules the inputs' deletion. Returns what was merged
+    /// and the files written.
     fn merge(
         &self,
         table: Table,
         day: i64,
         inputs: &[DataFile],
-        prefix: &str,
-    ) -> Result<Merged, SinkError> {
+    ) -> Result<(Merged, usize), SinkError> {
         let paths: Vec<PathBuf> = inputs.iter().map(|f| f.path.clone()).collect();
         let mut merged = Merged::default();
-        let output = self.write_temp_with(table, day, prefix, |write| {
+        let output = self.write_temp_with(table, day, FRESH_FILE_PREFIX, |write| {
             merged = merge_files(table, &paths, write)?;
             Ok(merged.rows_written)
         })?;
+        self.publish(table, inputs, Vec::new(), output, &merged)?;
+        Ok((merged, 1))
+    }
 
-        // Record the compaction before the output becomes visible, so that a crash after the
-        // rename still leads to the inputs' deletion, and a crash before it to the record's.
+    /// Seals a partition: merges `inputs` (its sealed file and every fresh one) into a new
+    /// sealed file holding the newest version of each key, but the traces that also have rows
+    /// in a neighbouring day, which go to a cross-day fresh file (see `vigil_schemas::layout`).
+    fn seal(
+        &self,
+        table: Table,
+        day: i64,
+        inputs: &[DataFile],
+    ) -> Result<(Merged, usize), SinkError> {
+        let crossing = self.neighbour_traces(table, day)?;
+        let paths: Vec<PathBuf> = inputs.iter().map(|f| f.path.clone()).collect();
+        let mut merged = Merged::default();
+        let mut sealed = None;
+        let cross_day = self.write_temp_with(table, day, CROSS_DAY_FILE_PREFIX, |cross_day| {
+            let mut crossing_rows = 0;
+            let file = self.write_temp_with(table, day, SEALED_FILE_PREFIX, |seal| {
+                merged = merge_files(table, &paths, |batch| {
+                    let (alone, crossed) = split_by_traces(table, batch, &crossing)?;
+                    crossing_rows += crossed.num_rows();
+                    if crossed.num_rows() > 0 {
+                        cross_day(&crossed)?;
+                    }
+                    if alone.num_rows() > 0 {
+                        seal(&alone)?;
+                    }
+                    Ok(())
+                })?;
+                Ok(merged.rows_written - crossing_rows)
+            })?;
+            sealed = Some(file);
+            Ok(crossing_rows)
+        })?;
+        let sealed = sealed.ok_or_else(|| SinkError::Internal("no sealed file".into()))?;
+        let also = if cross_day.rows > 0 {
+            vec![cross_day]
+        } else {
+            let _ = fs::remove_file(&cross_day.tmp);
+            Vec::new()
+        };
+        let written = 1 + also.len();
+        self.publish(table, inputs, also, sealed, &merged)?;
+        Ok((merged, written))
+    }
+
+    /// Makes a merge's outputs visible and schedules its inputs' deletion: `also` first, then
+    /// `output`, whose presence the durable record ties the inputs' deletion to.
+    fn publish(
+        &self,
+        table: Table,
+        inputs: &[DataFile],
+        also: Vec<TempFile>,
+        output: TempFile,
+        merged: &Merged,
+    ) -> Result<(), SinkError> {
+        let discard = |files: &[&TempFile]| {
+            for file in files {
+                let _ = fs::remove_file(&file.tmp);
+            }
+        };
+        let all: Vec<&TempFile> = also.iter().chain([&output]).collect();
+        // Record the merge before the output becomes visible, so that a crash after the
+        // rename still leads to the inputs' deletion, and a crash before it to the record's (a
+        // file of `also` already renamed then holds rows the inputs hold too: harmless, as
+        // fresh rows are de-duplicated).
         let record = CompactionRecord {
             output: self.relative(&output.path),
             inputs: inputs.iter().map(|f| self.relative(&f.path)).collect(),
@@ -806,14 +895,16 @@ impl Store {
         let record_path = match self.write_record(&record) {
             Ok(path) => path,
             Err(e) => {
-                let _ = fs::remove_file(&output.tmp);
+                discard(&all);
                 return Err(e);
             }
         };
-        if let Err(e) = fs::rename(&output.tmp, &output.path) {
-            let _ = fs::remove_file(&output.tmp);
-            let _ = fs::remove_file(&record_path);
-            return Err(SinkError::io(&output.path)(e));
+        for (i, file) in all.iter().enumerate() {
+            if let Err(e) = fs::rename(&file.tmp, &file.path) {
+                discard(&all[i..]);
+                let _ = fs::remove_file(&record_path);
+                return Err(SinkError::io(&file.path)(e));
+            }
         }
         sync_dir(&output.dir)?;
         self.pending.lock().push(PendingDeletion {
@@ -829,7 +920,7 @@ impl Store {
             output = %output.path.display(),
             "merged partition files"
         );
-        Ok(merged)
+        Ok(())
     }
 
     fn write_record(&self, record: &CompactionRecord) -> Result<PathBuf, SinkError> {
@@ -925,6 +1016,56 @@ fn read_file(table: Table, path: &Path) -> Result<Vec<RecordBatch>, SinkError> {
             conform(table, &batch).map_err(corrupt)
         })
         .collect()
+}
+
+/// Every trace id of a data file (only that column is read).
+fn read_trace_ids(path: &Path) -> Result<Vec<String>, SinkError> {
+    let file = File::open(path).map_err(SinkError::io(path))?;
+    let builder =
+        ParquetRecordBatchReaderBuilder::try_new(file).map_err(SinkError::parquet(path))?;
+    let mask = ProjectionMask::columns(builder.parquet_schema(), ["trace_id"]);
+    let reader = builder
+        .with_projection(mask)
+        .with_batch_size(64 * 1024)
+        .build()
+        .map_err(SinkError::parquet(path))?;
+    let corrupt = |message: String| SinkError::Corrupt {
+        path: path.to_path_buf(),
+        message,
+    };
+    let mut traces = Vec::new();
+    for batch in reader {
+        let batch = batch.map_err(|e| corrupt(e.to_string()))?;
+        let column = batch
+            .column_by_name("trace_id")
+            .and_then(|c| c.as_any().downcast_ref::<StringArray>())
+            .ok_or_else(|| corrupt("trace_id is not a text column".to_string()))?;
+        traces.extend(column.iter().flatten().map(str::to_string));
+    }
+    Ok(traces)
+}
+
+/// A batch's rows of the traces not in `traces`, and those of the traces in it.
+fn split_by_traces(
+    table: Table,
+    batch: &RecordBatch,
+    traces: &HashSet<String>,
+) -> Result<(RecordBatch, RecordBatch), SinkError> {
+    let encode = |source| SinkError::Encode { table, source };
+    if traces.is_empty() {
+        return Ok((batch.clone(), batch.slice(0, 0)));
+    }
+    let column = batch
+        .column_by_name("trace_id")
+        .and_then(|c| c.as_any().downcast_ref::<StringArray>())
+        .ok_or_else(|| SinkError::Internal("trace_id is not a text column".into()))?;
+    let crossing: BooleanArray = column
+        .iter()
+        .map(|trace| Some(trace.is_some_and(|t| traces.contains(t))))
+        .collect();
+    let alone = filter_record_batch(batch, &not(&crossing).map_err(encode)?).map_err(encode)?;
+    let crossed = filter_record_batch(batch, &crossing).map_err(encode)?;
+    Ok((alone, crossed))
 }
 
 /// A batch read back from a file, with the table's exact schema (columns picked by name).
@@ -1464,6 +1605,52 @@ mod tests {
             .map(|r| r.output)
             .collect();
         assert_eq!(outputs, vec!["a@5", "b@1"]);
+    }
+
+    #[tokio::test]
+    async fn traces_with_rows_in_a_neighbouring_day_stay_out_of_the_sealed_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let sink = EmbeddedSink::open(dir.path(), sealing(Duration::ZERO)).unwrap();
+        let d = day0();
+        // "t" was synthesized just after midnight, then replaced by its root that started
+        // just before: a version in each day.
+        sink.write(Arc::new(IngestBatch {
+            runs: vec![run("t", at(d, 1), 1), run("a", at(d, 2), 1)],
+            ..Default::default()
+        }))
+        .await
+        .unwrap();
+        sink.write(Arc::new(IngestBatch {
+            runs: vec![run("t", at(d, -1), 2), run("b", at(d, -5), 2)],
+            ..Default::default()
+        }))
+        .await
+        .unwrap();
+        let stats = sink.compact_once().await.unwrap();
+        assert_eq!(stats.partitions_sealed, 2, "{stats:?}");
+        for (day, alone) in [(d, "a"), (d - 1, "b")] {
+            let partition = sink.layout().partition_dir(Table::Runs, day);
+            let files = classified(&partition);
+            let sealed: Vec<String> = runs_of(&partition.join(files.sealed.as_ref().unwrap()))
+                .into_iter()
+                .map(|r| r.trace_id)
+                .collect();
+            assert_eq!(sealed, vec![alone], "day {day}");
+            let cross_day: Vec<&String> = files
+                .fresh
+                .iter()
+                .filter(|n| n.starts_with(CROSS_DAY_FILE_PREFIX))
+                .collect();
+            assert_eq!(cross_day.len(), 1, "{files:?}");
+            let crossed: Vec<String> = runs_of(&partition.join(cross_day[0]))
+                .into_iter()
+                .map(|r| r.trace_id)
+                .collect();
+            assert_eq!(crossed, vec!["t"]);
+        }
+        // A seal's own cross-day file does not call for another seal.
+        let stats = sink.compact_once().await.unwrap();
+        assert_eq!(stats.partitions_sealed, 0, "{stats:?}");
     }
 
     #[tokio::test]
