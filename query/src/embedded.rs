@@ -36,9 +36,9 @@ use datafusion::{
         error::ArrowError,
     },
     catalog::TableProvider,
-    common::{JoinType, ScalarValue},
+    common::{DFSchema, JoinType, ScalarValue},
     datasource::{
-        empty::EmptyTable,
+        ViewTable,
         file_format::parquet::ParquetFormat,
         listing::{ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl},
     },
@@ -46,7 +46,7 @@ use datafusion::{
     execution::context::SQLOptions,
     execution::runtime_env::RuntimeEnvBuilder,
     functions_window::expr_fn::row_number,
-    logical_expr::{ExprFunctionExt, utils::conjunction},
+    logical_expr::{EmptyRelation, ExprFunctionExt, LogicalPlan, utils::conjunction},
     prelude::{DataFrame, Expr, SessionConfig, SessionContext, col, lit},
 };
 use vigil_schemas::{
@@ -529,8 +529,11 @@ impl EmbeddedStore {
     /// A session for one statement: the raw tables, and each table's sealed and fresh files as
     /// listed now; and those files.
     async fn statement_context(&self) -> Result<(SessionContext, Vec<PathBuf>), QueryError> {
-        let ctx =
-            SessionContext::new_with_config_rt(self.ctx.copied_config(), self.ctx.runtime_env());
+        let mut config = self.ctx.copied_config();
+        if std::env::var("VIGIL_EXP_NO_PUSHDOWN").is_ok() {
+            config.options_mut().execution.parquet.pushdown_filters = false;
+        }
+        let ctx = SessionContext::new_with_config_rt(config, self.ctx.runtime_env());
         for percent in PERCENTILES {
             ctx.register_udaf(exact_percentile_udaf(percent));
         }
@@ -621,10 +624,16 @@ impl TableFiles {
     }
 }
 
-/// A table over exactly these files (none: an empty table).
+/// A table over exactly these files. None: an empty relation the planner sees as such, so that
+/// it drops what only reads it (on a sealed store, the de-duplication of fresh rows and the
+/// anti-join against their traces).
 fn files_table(table: Table, paths: &[PathBuf]) -> Result<Arc<dyn TableProvider>, QueryError> {
     if paths.is_empty() {
-        return Ok(Arc::new(EmptyTable::new(table.schema())));
+        let empty = LogicalPlan::EmptyRelation(EmptyRelation {
+            produce_one_row: false,
+            schema: Arc::new(DFSchema::try_from(table.schema())?),
+        });
+        return Ok(Arc::new(ViewTable::new(empty, None)));
     }
     let urls = paths
         .iter()

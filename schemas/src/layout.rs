@@ -28,9 +28,9 @@
 //!
 //! A key's versions may sit in different days when its time moved (a run synthesized from its
 //! first spans, replaced by its real root that started before midnight). Two sealed files must
-//! never both hold a version of one key, so a seal keeps out the traces that also have rows in
-//! the day before or after: it writes them to a fresh file (`crossday-…`) that every read
-//! de-duplicates. Versions further apart than a day are not looked for: reads, like the run
+//! never both hold a version of one key, so a seal keeps out the keys that also have a version
+//! in the day before or after: it writes them to a fresh file (`crossday-…`) that every read
+//! de-duplicates (a run's spans on both sides of midnight are different keys: they are sealed). Versions further apart than a day are not looked for: reads, like the run
 //! list, count the newest version among the days they read, and a version moved by more than a
 //! day could be counted in both days once both are sealed.
 use std::path::{Path, PathBuf};
@@ -53,7 +53,7 @@ pub const TEMP_FILE_SUFFIX: &str = ".tmp";
 pub const FRESH_FILE_PREFIX: &str = "part-";
 /// The name prefix of a sealed data file.
 pub const SEALED_FILE_PREFIX: &str = "sealed-";
-/// The name prefix of the fresh file a seal writes for the traces that also have rows in a
+/// The name prefix of the fresh file a seal writes for the keys that also have a version in a
 /// neighbouring day (see the module docs).
 pub const CROSS_DAY_FILE_PREFIX: &str = "crossday-";
 

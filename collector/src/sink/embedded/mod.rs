@@ -765,19 +765,39 @@ impl Store {
         !written.is_empty() && settled(day_end) && written.iter().all(|f| settled(f.modified))
     }
 
-    /// The traces with a row in the day before or after `day` (any file of `table`).
-    fn neighbour_traces(&self, table: Table, day: i64) -> Result<HashSet<String>, SinkError> {
-        let mut traces = HashSet::new();
+    /// The keys of `inputs` (files of `table` in `day`) that also have a row in the day before
+    /// or after (any file): read in two passes over the key columns only, first the traces of
+    /// `inputs`, then the neighbours' keys of those traces.
+    fn crossing_keys(
+        &self,
+        table: Table,
+        day: i64,
+        inputs: &[DataFile],
+    ) -> Result<CrossingKeys, SinkError> {
+        let mut traces: HashSet<String> = HashSet::new();
+        for input in inputs {
+            for_each_row(&input.path, &["trace_id"], |row| {
+                if !traces.contains(row[0]) {
+                    traces.insert(row[0].to_string());
+                }
+            })?;
+        }
+        let mut crossing = CrossingKeys::default();
         for neighbour in [day - 1, day + 1] {
             let dir = self.layout.partition_dir(table, neighbour);
             if !dir.is_dir() {
                 continue;
             }
             for file in self.data_files(&dir)? {
-                traces.extend(read_trace_ids(&file.path)?);
+                // Every table's key is (project_id, trace_id, …).
+                for_each_row(&file.path, table.key_columns(), |key| {
+                    if traces.contains(key[1]) {
+                        crossing.insert(key);
+                    }
+                })?;
             }
         }
-        Ok(traces)
+        Ok(crossing)
     }
 
     /// The files to merge in a partition, smallest first, or none when it has too few small files.
@@ -833,7 +853,7 @@ impl Store {
         day: i64,
         inputs: &[DataFile],
     ) -> Result<(Merged, usize), SinkError> {
-        let crossing = self.neighbour_traces(table, day)?;
+        let crossing = self.crossing_keys(table, day, inputs)?;
         let paths: Vec<PathBuf> = inputs.iter().map(|f| f.path.clone()).collect();
         let mut merged = Merged::default();
         let mut sealed = None;
@@ -841,7 +861,7 @@ impl Store {
             let mut crossing_rows = 0;
             let file = self.write_temp_with(table, day, SEALED_FILE_PREFIX, |seal| {
                 merged = merge_files(table, &paths, |batch| {
-                    let (alone, crossed) = split_by_traces(table, batch, &crossing)?;
+                    let (alone, crossed) = crossing.split(table, batch)?;
                     crossing_rows += crossed.num_rows();
                     if crossed.num_rows() > 0 {
                         cross_day(&crossed)?;
@@ -1018,12 +1038,17 @@ fn read_file(table: Table, path: &Path) -> Result<Vec<RecordBatch>, SinkError> {
         .collect()
 }
 
-/// Every trace id of a data file (only that column is read).
-fn read_trace_ids(path: &Path) -> Result<Vec<String>, SinkError> {
+/// Calls `each` with the values of the text columns `columns` of every row of a data file (only
+/// those columns are read).
+fn for_each_row(
+    path: &Path,
+    columns: &[&str],
+    mut each: impl FnMut(&[&str]),
+) -> Result<(), SinkError> {
     let file = File::open(path).map_err(SinkError::io(path))?;
     let builder =
         ParquetRecordBatchReaderBuilder::try_new(file).map_err(SinkError::parquet(path))?;
-    let mask = ProjectionMask::columns(builder.parquet_schema(), ["trace_id"]);
+    let mask = ProjectionMask::columns(builder.parquet_schema(), columns.iter().copied());
     let reader = builder
         .with_projection(mask)
         .with_batch_size(64 * 1024)
@@ -1033,39 +1058,76 @@ fn read_trace_ids(path: &Path) -> Result<Vec<String>, SinkError> {
         path: path.to_path_buf(),
         message,
     };
-    let mut traces = Vec::new();
     for batch in reader {
         let batch = batch.map_err(|e| corrupt(e.to_string()))?;
-        let column = batch
-            .column_by_name("trace_id")
-            .and_then(|c| c.as_any().downcast_ref::<StringArray>())
-            .ok_or_else(|| corrupt("trace_id is not a text column".to_string()))?;
-        traces.extend(column.iter().flatten().map(str::to_string));
+        let arrays = text_columns(&batch, columns).map_err(corrupt)?;
+        let mut row = Vec::with_capacity(columns.len());
+        for i in 0..batch.num_rows() {
+            row.clear();
+            row.extend(arrays.iter().map(|a| a.value(i)));
+            each(&row);
+        }
     }
-    Ok(traces)
+    Ok(())
 }
 
-/// A batch's rows of the traces not in `traces`, and those of the traces in it.
-fn split_by_traces(
-    table: Table,
-    batch: &RecordBatch,
-    traces: &HashSet<String>,
-) -> Result<(RecordBatch, RecordBatch), SinkError> {
-    let encode = |source| SinkError::Encode { table, source };
-    if traces.is_empty() {
-        return Ok((batch.clone(), batch.slice(0, 0)));
-    }
-    let column = batch
-        .column_by_name("trace_id")
-        .and_then(|c| c.as_any().downcast_ref::<StringArray>())
-        .ok_or_else(|| SinkError::Internal("trace_id is not a text column".into()))?;
-    let crossing: BooleanArray = column
+/// The named text columns of a batch.
+fn text_columns<'a>(
+    batch: &'a RecordBatch,
+    columns: &[&str],
+) -> Result<Vec<&'a StringArray>, String> {
+    columns
         .iter()
-        .map(|trace| Some(trace.is_some_and(|t| traces.contains(t))))
-        .collect();
-    let alone = filter_record_batch(batch, &not(&crossing).map_err(encode)?).map_err(encode)?;
-    let crossed = filter_record_batch(batch, &crossing).map_err(encode)?;
-    Ok((alone, crossed))
+        .map(|name| {
+            batch
+                .column_by_name(name)
+                .and_then(|c| c.as_any().downcast_ref::<StringArray>())
+                .ok_or_else(|| format!("{name} is not a text column"))
+        })
+        .collect()
+}
+
+/// Keys with versions in two days (see [`Store::crossing_keys`]), and their traces.
+#[derive(Debug, Default)]
+struct CrossingKeys {
+    keys: HashSet<Vec<String>>,
+    traces: HashSet<String>,
+}
+
+impl CrossingKeys {
+    fn insert(&mut self, key: &[&str]) {
+        self.traces.insert(key[1].to_string());
+        self.keys
+            .insert(key.iter().map(|v| v.to_string()).collect());
+    }
+
+    /// A batch's rows of the keys not crossing, and those of the keys crossing.
+    fn split(
+        &self,
+        table: Table,
+        batch: &RecordBatch,
+    ) -> Result<(RecordBatch, RecordBatch), SinkError> {
+        let encode = |source| SinkError::Encode { table, source };
+        if self.keys.is_empty() {
+            return Ok((batch.clone(), batch.slice(0, 0)));
+        }
+        let keys = text_columns(batch, table.key_columns()).map_err(SinkError::Internal)?;
+        let crossing: BooleanArray = (0..batch.num_rows())
+            .map(|i| {
+                let crosses = self.traces.contains(keys[1].value(i))
+                    && self.keys.contains(
+                        &keys
+                            .iter()
+                            .map(|k| k.value(i).to_string())
+                            .collect::<Vec<_>>(),
+                    );
+                Some(crosses)
+            })
+            .collect();
+        let alone = filter_record_batch(batch, &not(&crossing).map_err(encode)?).map_err(encode)?;
+        let crossed = filter_record_batch(batch, &crossing).map_err(encode)?;
+        Ok((alone, crossed))
+    }
 }
 
 /// A batch read back from a file, with the table's exact schema (columns picked by name).
@@ -1608,26 +1670,37 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn traces_with_rows_in_a_neighbouring_day_stay_out_of_the_sealed_files() {
+    async fn keys_with_versions_in_a_neighbouring_day_stay_out_of_the_sealed_files() {
         let dir = tempfile::tempdir().unwrap();
         let sink = EmbeddedSink::open(dir.path(), sealing(Duration::ZERO)).unwrap();
         let d = day0();
         // "t" was synthesized just after midnight, then replaced by its root that started
         // just before: a version in each day.
+        // Its spans cross midnight too, each span in one day: those are sealed.
         sink.write(Arc::new(IngestBatch {
             runs: vec![run("t", at(d, 1), 1), run("a", at(d, 2), 1)],
+            spans: vec![span("t", "s1", at(d, 1), 1)],
             ..Default::default()
         }))
         .await
         .unwrap();
         sink.write(Arc::new(IngestBatch {
             runs: vec![run("t", at(d, -1), 2), run("b", at(d, -5), 2)],
+            spans: vec![span("t", "s0", at(d, -1), 2)],
             ..Default::default()
         }))
         .await
         .unwrap();
         let stats = sink.compact_once().await.unwrap();
-        assert_eq!(stats.partitions_sealed, 2, "{stats:?}");
+        assert_eq!(stats.partitions_sealed, 4, "{stats:?}");
+        for day in [d, d - 1] {
+            let files = classified(&sink.layout().partition_dir(Table::Spans, day));
+            let cross_day = files
+                .fresh
+                .iter()
+                .any(|n| n.starts_with(CROSS_DAY_FILE_PREFIX));
+            assert!(files.sealed.is_some() && !cross_day, "{files:?}");
+        }
         for (day, alone) in [(d, "a"), (d - 1, "b")] {
             let partition = sink.layout().partition_dir(Table::Runs, day);
             let files = classified(&partition);
