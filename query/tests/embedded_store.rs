@@ -897,29 +897,8 @@ fn model_call(trace: &str, start: i64, ingested: i64, cost: i64) -> SpanRow {
     }
 }
 
-/// DataFusion plans nested statements recursively: in a debug build they need more than a test
-/// thread's 2 MiB of stack (the server's runtime threads have 16 MiB).
-fn on_a_big_stack(test: impl std::future::Future<Output = ()> + Send + 'static) {
-    std::thread::Builder::new()
-        .stack_size(16 * 1024 * 1024)
-        .spawn(|| {
-            tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap()
-                .block_on(test)
-        })
-        .unwrap()
-        .join()
-        .unwrap();
-}
-
-#[test]
-fn sealed_rows_are_read_once_and_fresh_versions_are_weighed_against_them() {
-    on_a_big_stack(sealed_and_fresh());
-}
-
-async fn sealed_and_fresh() {
+#[tokio::test]
+async fn sealed_rows_are_read_once_and_fresh_versions_are_weighed_against_them() {
     let mut f = Fixture::new();
     let d = day0();
     let agent = |mut run: RunRow, agent: &str| {
