@@ -1,7 +1,8 @@
 //! kill -9 of the server under sustained load, then restart: every acknowledged run and span is
 //! readable, exactly once, on both stores. On ClickHouse the stored rows are also counted
 //! directly: every acknowledged key is there, and once ClickHouse has merged (OPTIMIZE FINAL)
-//! there is exactly one row per key.
+//! there is exactly one row per key. And kill -9 while the embedded store seals its days: every
+//! answer stays what it was.
 
 use crate::support;
 
@@ -111,3 +112,93 @@ async fn check_clickhouse_rows(vigil: &Vigil, acked: &Acked, listed_runs: u64) {
 }
 
 on_both_stores!(kill_9_under_load_loses_and_duplicates_nothing_acknowledged);
+
+/// kill -9 again and again while the embedded store seals finished days (merges every file of a
+/// day into one, then deletes the inputs): every answer, between the kills and once the days are
+/// sealed, is the one given before any seal: nothing lost, nothing counted twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn kill_9_while_sealing_changes_no_answer() {
+    use rand::{Rng, SeedableRng, rngs::StdRng};
+
+    let mut vigil = Vigil::start();
+    let token = vigil.token.clone();
+    support::cli(&[
+        "demo",
+        "--endpoint",
+        &vigil.grpc(),
+        "--token",
+        &token,
+        "--runs",
+        "20000",
+        "--end-time",
+        "2026-11-23T12:00:00Z",
+        "--history-hours",
+        "48",
+    ]);
+    support::conformance::wait_drained(&vigil).await;
+    let query = serde_json::json!({
+        "from": "2026-11-21T00:00:00Z",
+        "to": "2026-11-24T00:00:00Z",
+        "metrics": ["runs", "cost_usd", "model_calls", "tool_calls", "feedback_positive_rate"],
+        "group_by": ["agent"],
+    });
+    let answer = |vigil: &Vigil| {
+        let (url, token, query) = (vigil.http(), vigil.token.clone(), query.clone());
+        async move {
+            let response = reqwest::Client::new()
+                .post(format!("{url}/api/v1/metrics/query"))
+                .bearer_auth(token)
+                .json(&query)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(response.status(), 200);
+            response.json::<serde_json::Value>().await.unwrap()
+        }
+    };
+    let expected = answer(&vigil).await;
+    assert!(
+        expected["rows"].as_array().unwrap().len() >= 3,
+        "{expected}"
+    );
+
+    vigil.stop();
+    vigil.restart_with(support::SEAL_AT_ONCE);
+    // A seal under way leaves a `.tmp` output or a merge record behind it.
+    let store = vigil.data_dir().join("store");
+    let sealing = || {
+        let in_dir = |dir: std::path::PathBuf, suffix: &str| {
+            std::fs::read_dir(dir).is_ok_and(|entries| {
+                entries
+                    .filter_map(Result::ok)
+                    .any(|e| e.file_name().to_string_lossy().ends_with(suffix))
+            })
+        };
+        let tmp = ["runs", "spans", "scores"].iter().any(|table| {
+            std::fs::read_dir(store.join(table)).is_ok_and(|days| {
+                days.filter_map(Result::ok)
+                    .any(|day| in_dir(day.path(), ".tmp"))
+            })
+        });
+        tmp || in_dir(store.join("_compaction"), ".json")
+    };
+    let mut rng = StdRng::seed_from_u64(14);
+    let mut interrupted = 0;
+    for round in 0..6 {
+        // Kill as soon as a seal is under way (or after a while, if none starts), a little later
+        // each time.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !sealing() && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(rng.random_range(0..10))).await;
+        interrupted += usize::from(sealing());
+        vigil.kill9();
+        vigil.restart();
+        assert_eq!(answer(&vigil).await, expected, "after kill {round}");
+    }
+    eprintln!("{interrupted} of 6 kills interrupted a seal");
+    assert!(interrupted >= 1, "no kill hit a seal");
+    support::consolidate(&mut vigil).await;
+    assert_eq!(answer(&vigil).await, expected, "once sealed");
+}

@@ -348,22 +348,25 @@ impl Drop for Vigil {
     }
 }
 
-/// A gRPC request carrying `token` as its bearer key.
+/// Settings that make the embedded store seal every finished day at once (`seal_after` 0), in
+/// passes 100 ms apart, and delete merged files at once.
+pub const SEAL_AT_ONCE: &[(&str, &str)] = &[
+    ("VIGIL_STORE__SEAL_AFTER", "0s"),
+    ("VIGIL_STORE__COMPACTION_INTERVAL", "100ms"),
+    ("VIGIL_STORE__COMPACTION_GRACE", "0s"),
+];
+
 /// Consolidates every finished day of a Vigil's store, as its background work does once the day
-/// has settled, and waits until it is done. The embedded store is restarted to seal at once
-/// (`seal_after` 0) and to delete merged files at once; done when every partition of every
-/// table holds exactly one file, a sealed one. On ClickHouse this is a step still to come: its
+/// has settled, and waits until it is done. The embedded store is restarted with
+/// [`SEAL_AT_ONCE`]; done when every partition of every table holds exactly one file, a sealed
+/// one. On ClickHouse this is a step still to come: its
 /// reads de-duplicate every row.
 pub async fn consolidate(vigil: &mut Vigil) {
     if vigil.database.is_some() {
         return;
     }
     vigil.stop();
-    vigil.restart_with(&[
-        ("VIGIL_STORE__SEAL_AFTER", "0s"),
-        ("VIGIL_STORE__COMPACTION_INTERVAL", "100ms"),
-        ("VIGIL_STORE__COMPACTION_GRACE", "0s"),
-    ]);
+    vigil.restart_with(SEAL_AT_ONCE);
     let store = vigil.data_dir().join("store");
     let sealed = || {
         ["runs", "spans", "scores"].iter().all(|table| {
@@ -394,6 +397,7 @@ pub async fn consolidate(vigil: &mut Vigil) {
     }
 }
 
+/// A gRPC request carrying `token` as its bearer key.
 pub fn authed<T>(message: T, token: &str) -> Request<T> {
     let mut request = Request::new(message);
     let value: MetadataValue<_> = format!("Bearer {token}").parse().unwrap();
