@@ -296,7 +296,10 @@ impl TraceStore for EmbeddedStore {
         }
         let mut rollups = HashMap::new();
         for batch in self
-            .run_sql(rollup_sql(Dialect::DataFusion, project_id, trace_ids))
+            .run_sql_reading(
+                rollup_sql(Dialect::DataFusion, project_id, trace_ids),
+                Reading::LookUp,
+            )
             .await?
         {
             let traces = strings(&batch, "trace_id")?;
@@ -485,6 +488,15 @@ impl EmbeddedStore {
     /// planned; files are never written again under the same name, so a file still there at
     /// the end was there throughout).
     async fn run_sql(&self, sql: Sql) -> Result<Vec<RecordBatch>, QueryError> {
+        self.run_sql_reading(sql, Reading::Scan).await
+    }
+
+    /// [`Self::run_sql`], reading the files as `reading` says.
+    async fn run_sql_reading(
+        &self,
+        sql: Sql,
+        reading: Reading,
+    ) -> Result<Vec<RecordBatch>, QueryError> {
         const ATTEMPTS: usize = 3;
         let params: Vec<ScalarValue> = sql
             .values
@@ -499,7 +511,7 @@ impl EmbeddedStore {
             .with_allow_dml(false)
             .with_allow_statements(false);
         for attempt in 1..=ATTEMPTS {
-            let (ctx, files) = self.statement_context().await?;
+            let (ctx, files) = self.statement_context(reading).await?;
             let df = ctx
                 .sql_with_options(&sql.text, read_only)
                 .await?
@@ -528,12 +540,12 @@ impl EmbeddedStore {
 
     /// A session for one statement: the raw tables, and each table's sealed and fresh files as
     /// listed now; and those files.
-    async fn statement_context(&self) -> Result<(SessionContext, Vec<PathBuf>), QueryError> {
+    async fn statement_context(
+        &self,
+        reading: Reading,
+    ) -> Result<(SessionContext, Vec<PathBuf>), QueryError> {
         let mut config = self.ctx.copied_config();
-        // Aggregates scan most of what they read: evaluating predicates while decoding, which
-        // pays for look-ups, made them 2-3x slower (tool error rate by tool over 10,000,000
-        // sealed spans: 680 ms with, 237 ms without; BENCHMARKS.md).
-        config.options_mut().execution.parquet.pushdown_filters = false;
+        config.options_mut().execution.parquet.pushdown_filters = reading == Reading::LookUp;
         let ctx = SessionContext::new_with_config_rt(config, self.ctx.runtime_env());
         for percent in PERCENTILES {
             ctx.register_udaf(exact_percentile_udaf(percent));
@@ -572,6 +584,18 @@ impl EmbeddedStore {
         }
         Ok(rows)
     }
+}
+
+/// How a statement reads the files.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Reading {
+    /// Most of what it reads counts (aggregates): predicates are evaluated after decoding.
+    /// Evaluating them while decoding made such scans 2-3x slower (tool error rate by tool over
+    /// 10,000,000 sealed spans: 680 ms with, 237 ms without; BENCHMARKS.md).
+    Scan,
+    /// A few keys (one page's rollups): predicates are evaluated while decoding, so that only
+    /// the matching rows' other columns are decoded.
+    LookUp,
 }
 
 /// A table's files as one statement reads them.
