@@ -356,13 +356,26 @@ pub const SEAL_AT_ONCE: &[(&str, &str)] = &[
     ("VIGIL_STORE__COMPACTION_GRACE", "0s"),
 ];
 
-/// Consolidates every finished day of a Vigil's store, as its background work does once the day
-/// has settled, and waits until it is done. The embedded store is restarted with
-/// [`SEAL_AT_ONCE`]; done when every partition of every table holds exactly one file, a sealed
-/// one. On ClickHouse this is a step still to come: its
-/// reads de-duplicate every row.
+/// Consolidates every finished day of a Vigil's store and waits until it is done. The embedded
+/// store is restarted with [`SEAL_AT_ONCE`]; done when every partition of every table holds
+/// exactly one file, a sealed one. On ClickHouse, ClickHouse's own consolidation: `OPTIMIZE …
+/// FINAL` of every table, then one part per partition is checked (Vigil's reads still
+/// de-duplicate every row there; what this exercises is reading merged parts and the versions
+/// that arrive after them).
 pub async fn consolidate(vigil: &mut Vigil) {
-    if vigil.database.is_some() {
+    if let Some(db) = vigil.database.clone() {
+        let ch = ClickHouse::shared();
+        for table in ["runs", "spans", "scores"] {
+            ch.query(&format!("OPTIMIZE TABLE {db}.{table} FINAL"))
+                .await;
+            let parts = ch
+                .number(&format!(
+                    "SELECT count() - uniqExact(partition) FROM system.parts \
+                     WHERE database = '{db}' AND table = '{table}' AND active"
+                ))
+                .await;
+            assert_eq!(parts, 0, "{db}.{table} has partitions of several parts");
+        }
         return;
     }
     vigil.stop();
