@@ -546,6 +546,15 @@ impl EmbeddedStore {
     ) -> Result<(SessionContext, Vec<PathBuf>), QueryError> {
         let mut config = self.ctx.copied_config();
         config.options_mut().execution.parquet.pushdown_filters = reading == Reading::LookUp;
+        if reading == Reading::Scan {
+            // Twice as many partitions as cores and larger batches: the decoding of one
+            // partition overlaps the hashing of another (cost by model over 10,000,000 sealed
+            // spans: 1.55 s with one partition per core and 8,192-row batches, 1.03 s so).
+            let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+            config = config
+                .with_target_partitions(2 * cores)
+                .with_batch_size(32 * 1024);
+        }
         let ctx = SessionContext::new_with_config_rt(config, self.ctx.runtime_env());
         for percent in PERCENTILES {
             ctx.register_udaf(exact_percentile_udaf(percent));
