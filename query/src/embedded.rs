@@ -510,20 +510,22 @@ impl EmbeddedStore {
             .with_allow_ddl(false)
             .with_allow_dml(false)
             .with_allow_statements(false);
-        for attempt in 1..=ATTEMPTS {
+        let mut attempt = 1;
+        loop {
             let (ctx, files) = self.statement_context(reading).await?;
             let df = ctx
                 .sql_with_options(&sql.text, read_only)
                 .await?
                 .with_param_values(params.clone())?;
+            let last = attempt == ATTEMPTS;
             match df.collect().await {
-                Err(e) if attempt < ATTEMPTS && is_not_found(&e) => {
+                Err(e) if !last && is_not_found(&e) => {
                     tracing::debug!(error = %e, "a store file vanished during a query; retrying");
                 }
                 Err(e) => return Err(e.into()),
                 Ok(batches) => match files.iter().find(|path| !path.exists()) {
                     None => return Ok(batches),
-                    Some(gone) if attempt < ATTEMPTS => {
+                    Some(gone) if !last => {
                         tracing::debug!(file = %gone.display(), "a store file vanished during a query; retrying");
                     }
                     Some(gone) => {
@@ -534,8 +536,8 @@ impl EmbeddedStore {
                     }
                 },
             }
+            attempt += 1;
         }
-        Err(QueryError::Unavailable("no attempt was made".to_string()))
     }
 
     /// A session for one statement: the raw tables, and each table's sealed and fresh files as

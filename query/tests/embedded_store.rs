@@ -938,22 +938,30 @@ async fn sealed_rows_are_read_once_and_fresh_versions_are_weighed_against_them()
         ])
         .unwrap(),
     );
-    let query = |metrics: &[&str], group_by: &[&str]| MetricQuery {
-        from: rfc3339(at(d, 0)),
-        to: rfc3339(at(d + 1, 0)),
-        metrics: metrics.iter().map(|m| m.to_string()).collect(),
-        group_by: group_by.iter().map(|g| g.to_string()).collect(),
-        filters: Default::default(),
-        step: None,
+    // Each metric row: its group's values, then its metrics' values.
+    let ask = async |f: &Fixture, metrics: &[&str], group_by: &[&str]| {
+        let query = MetricQuery {
+            from: rfc3339(at(d, 0)),
+            to: rfc3339(at(d + 1, 0)),
+            metrics: metrics.iter().map(|m| m.to_string()).collect(),
+            group_by: group_by.iter().map(|g| g.to_string()).collect(),
+            filters: Default::default(),
+            step: None,
+        };
+        let answer = f.store.metrics(P, &query.plan().unwrap()).await.unwrap();
+        answer
+            .rows
+            .into_iter()
+            .map(|row| {
+                let group: Vec<String> = row.group.into_iter().map(|(_, v)| v).collect();
+                (group, row.values)
+            })
+            .collect::<Vec<_>>()
     };
     // Sealed only: read as it is.
-    let cost = f
-        .store
-        .metrics(P, &query(&["cost_usd", "model_calls"], &[]).plan().unwrap())
-        .await
-        .unwrap();
+    let cost = ask(&f, &["cost_usd", "model_calls"], &[]).await;
     assert_eq!(
-        cost.rows[0].values[..2],
+        cost[0].1[..2],
         [
             (Metric::CostUsd, MetricValue::Number(700e-9)),
             (Metric::ModelCalls, MetricValue::Integer(3))
@@ -974,15 +982,10 @@ async fn sealed_rows_are_read_once_and_fresh_versions_are_weighed_against_them()
         ],
         ..Default::default()
     });
-    let by_agent = f
-        .store
-        .metrics(P, &query(&["runs"], &["agent"]).plan().unwrap())
+    let counts: Vec<(String, MetricValue)> = ask(&f, &["runs"], &["agent"])
         .await
-        .unwrap();
-    let counts: Vec<(String, MetricValue)> = by_agent
-        .rows
-        .iter()
-        .map(|row| (row.group[0].1.clone(), row.values[0].1))
+        .into_iter()
+        .map(|(group, values)| (group[0].clone(), values[0].1))
         .collect();
     // x: a, d; y: b (its newer version), c (its sealed version).
     assert_eq!(
@@ -992,14 +995,10 @@ async fn sealed_rows_are_read_once_and_fresh_versions_are_weighed_against_them()
             ("y".to_string(), MetricValue::Integer(2))
         ]
     );
-    let cost = f
-        .store
-        .metrics(P, &query(&["cost_usd", "model_calls"], &[]).plan().unwrap())
-        .await
-        .unwrap();
+    let cost = ask(&f, &["cost_usd", "model_calls"], &[]).await;
     // 100 (a) + 250 (b, newer) + 400 (c, sealed) + 800 (d) nano-dollars; four calls.
     assert_eq!(
-        cost.rows[0].values[..2],
+        cost[0].1[..2],
         [
             (Metric::CostUsd, MetricValue::Number(1550e-9)),
             (Metric::ModelCalls, MetricValue::Integer(4))

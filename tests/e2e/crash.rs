@@ -142,19 +142,10 @@ async fn kill_9_while_sealing_changes_no_answer() {
         "metrics": ["runs", "cost_usd", "model_calls", "tool_calls", "feedback_positive_rate"],
         "group_by": ["agent"],
     });
-    let answer = |vigil: &Vigil| {
-        let (url, token, query) = (vigil.http(), vigil.token.clone(), query.clone());
-        async move {
-            let response = reqwest::Client::new()
-                .post(format!("{url}/api/v1/metrics/query"))
-                .bearer_auth(token)
-                .json(&query)
-                .send()
-                .await
-                .unwrap();
-            assert_eq!(response.status(), 200);
-            response.json::<serde_json::Value>().await.unwrap()
-        }
+    let answer = async |vigil: &Vigil| {
+        let (status, answer) = vigil.post("/api/v1/metrics/query", &query).await;
+        assert_eq!(status, 200, "{answer}");
+        answer
     };
     let expected = answer(&vigil).await;
     assert!(
@@ -165,22 +156,14 @@ async fn kill_9_while_sealing_changes_no_answer() {
     vigil.stop();
     vigil.restart_with(support::SEAL_AT_ONCE);
     // A seal under way leaves a `.tmp` output or a merge record behind it.
-    let store = vigil.data_dir().join("store");
+    let data_dir = vigil.data_dir().to_path_buf();
+    let records = vigil_schemas::layout::EmbeddedLayout::new(&data_dir).compaction_dir();
     let sealing = || {
-        let in_dir = |dir: std::path::PathBuf, suffix: &str| {
-            std::fs::read_dir(dir).is_ok_and(|entries| {
-                entries
-                    .filter_map(Result::ok)
-                    .any(|e| e.file_name().to_string_lossy().ends_with(suffix))
-            })
-        };
-        let tmp = ["runs", "spans", "scores"].iter().any(|table| {
-            std::fs::read_dir(store.join(table)).is_ok_and(|days| {
-                days.filter_map(Result::ok)
-                    .any(|day| in_dir(day.path(), ".tmp"))
-            })
-        });
-        tmp || in_dir(store.join("_compaction"), ".json")
+        let temp = support::store_partitions(&data_dir)
+            .iter()
+            .flatten()
+            .any(|name| name.ends_with(vigil_schemas::layout::TEMP_FILE_SUFFIX));
+        temp || std::fs::read_dir(&records).is_ok_and(|mut entries| entries.next().is_some())
     };
     let mut rng = StdRng::seed_from_u64(14);
     let mut interrupted = 0;

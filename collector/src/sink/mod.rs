@@ -85,6 +85,14 @@ impl SinkError {
         move |source| SinkError::Io { path, source }
     }
 
+    pub(crate) fn corrupt(path: impl Into<PathBuf>) -> impl Fn(String) -> SinkError {
+        let path = path.into();
+        move |message| SinkError::Corrupt {
+            path: path.clone(),
+            message,
+        }
+    }
+
     pub(crate) fn parquet(path: impl Into<PathBuf>) -> impl FnOnce(ParquetError) -> SinkError {
         let path = path.into();
         move |source| SinkError::Parquet { path, source }

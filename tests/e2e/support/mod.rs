@@ -12,6 +12,7 @@ use std::{
 use serde_json::Value;
 use tonic::{Request, Status, metadata::MetadataValue};
 use vigil_proto::v1::{self, ingest_service_client::IngestServiceClient};
+use vigil_schemas::layout::{EmbeddedLayout, SEALED_FILE_PREFIX, Table, is_data_file};
 
 pub mod clickhouse;
 pub mod conformance;
@@ -380,24 +381,13 @@ pub async fn consolidate(vigil: &mut Vigil) {
     }
     vigil.stop();
     vigil.restart_with(SEAL_AT_ONCE);
-    let store = vigil.data_dir().join("store");
     let sealed = || {
-        ["runs", "spans", "scores"].iter().all(|table| {
-            let Ok(days) = std::fs::read_dir(store.join(table)) else {
-                return false;
-            };
-            days.filter_map(Result::ok).all(|day| {
-                let names: Vec<String> = std::fs::read_dir(day.path())
-                    .map(|files| {
-                        files
-                            .filter_map(|f| f.ok()?.file_name().into_string().ok())
-                            .filter(|name| name.ends_with(".parquet"))
-                            .collect()
-                    })
-                    .unwrap_or_default();
-                names.len() == 1 && names[0].starts_with("sealed-")
+        let partitions = store_partitions(vigil.data_dir());
+        !partitions.is_empty()
+            && partitions.iter().all(|names| {
+                let data: Vec<&String> = names.iter().filter(|n| is_data_file(n)).collect();
+                data.len() == 1 && data[0].starts_with(SEALED_FILE_PREFIX)
             })
-        })
     };
     let deadline = Instant::now() + Duration::from_secs(60);
     while !sealed() {
@@ -408,6 +398,29 @@ pub async fn consolidate(vigil: &mut Vigil) {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+/// The entries of each partition directory of the embedded store under `data_dir`, by name.
+pub fn store_partitions(data_dir: &Path) -> Vec<Vec<String>> {
+    let names = |dir: PathBuf| -> Vec<String> {
+        std::fs::read_dir(dir)
+            .map(|entries| {
+                entries
+                    .filter_map(|e| e.ok()?.file_name().into_string().ok())
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let layout = EmbeddedLayout::new(data_dir);
+    Table::ALL
+        .iter()
+        .flat_map(|table| {
+            std::fs::read_dir(layout.table_dir(*table))
+                .into_iter()
+                .flatten()
+        })
+        .filter_map(|day| Some(names(day.ok()?.path())))
+        .collect()
 }
 
 /// A gRPC request carrying `token` as its bearer key.

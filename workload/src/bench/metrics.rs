@@ -178,7 +178,7 @@ fn dashboard() -> Vec<Question> {
                 "agent",
                 Some("1h"),
             ),
-            // DuckDB's own exact percentile (its index differs from Vigil's by at most one).
+            // DuckDB's own exact (discrete) percentile; its rank rule is DuckDB's, not Vigil's.
             plain: format!(
                 "SELECT agent_name, start_time_ns // {HOUR_NS} AS bucket, \
                  quantile_disc(end_time_ns - start_time_ns, [0.5, 0.9, 0.99]) \

@@ -8,7 +8,6 @@
 use std::{
     cmp::Reverse,
     collections::BinaryHeap,
-    fs::File,
     path::{Path, PathBuf},
 };
 
@@ -19,11 +18,11 @@ use datafusion::{
         error::ArrowError,
         row::{OwnedRow, RowConverter, Rows, SortField},
     },
-    parquet::arrow::arrow_reader::{ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder},
+    parquet::arrow::arrow_reader::ParquetRecordBatchReader,
 };
 use vigil_schemas::layout::Table;
 
-use super::conform;
+use super::{conform, open_reader};
 use crate::sink::SinkError;
 
 /// Rows per batch read from an input and written to the output.
@@ -165,10 +164,7 @@ struct Cursor {
 impl Cursor {
     /// The input on its first row; `None` when it has no row.
     fn open(table: Table, path: &Path, order: &Order) -> Result<Option<Cursor>, SinkError> {
-        let file = File::open(path).map_err(SinkError::io(path))?;
-        let reader = ParquetRecordBatchReaderBuilder::try_new(file)
-            .and_then(|b| b.with_batch_size(BATCH_ROWS).build())
-            .map_err(SinkError::parquet(path))?;
+        let reader = open_reader(path, None, BATCH_ROWS)?;
         let schema = table.schema();
         let mut cursor = Cursor {
             table,
@@ -229,10 +225,7 @@ impl Cursor {
     }
 
     fn corrupt(&self, message: String) -> SinkError {
-        SinkError::Corrupt {
-            path: self.path.clone(),
-            message,
-        }
+        SinkError::corrupt(&self.path)(message)
     }
 }
 

@@ -49,7 +49,10 @@ use datafusion::{
         compute::{filter_record_batch, kernels::boolean::not},
     },
     parquet::{
-        arrow::{ArrowWriter, ProjectionMask, arrow_reader::ParquetRecordBatchReaderBuilder},
+        arrow::{
+            ArrowWriter, ProjectionMask,
+            arrow_reader::{ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder},
+        },
         basic::{Compression, ZstdLevel},
         file::{metadata::SortingColumn, properties::WriterProperties},
         schema::types::ColumnPath,
@@ -178,11 +181,58 @@ struct CompactionRecord {
 }
 
 /// A data file written under a temporary name, not yet visible to readers.
+#[derive(Debug, Default)]
 struct TempFile {
     tmp: PathBuf,
     path: PathBuf,
     dir: PathBuf,
     rows: usize,
+}
+
+/// A data file being written under its temporary name; removed unless finished.
+struct TempWriter {
+    writer: Option<ArrowWriter<File>>,
+    file: TempFile,
+}
+
+impl TempWriter {
+    fn write(&mut self, batch: &RecordBatch) -> Result<(), SinkError> {
+        if let Some(writer) = &mut self.writer {
+            writer
+                .write(batch)
+                .map_err(SinkError::parquet(&self.file.tmp))?;
+            self.file.rows += batch.num_rows();
+        }
+        Ok(())
+    }
+
+    /// Closes the file and fsyncs it, still under its temporary name.
+    fn finish(mut self) -> Result<TempFile, SinkError> {
+        let tmp = self.file.tmp.clone();
+        let closed = self
+            .writer
+            .take()
+            .map(|writer| {
+                let file = writer.into_inner().map_err(SinkError::parquet(&tmp))?;
+                file.sync_all().map_err(SinkError::io(&tmp))
+            })
+            .transpose();
+        match closed {
+            Ok(_) => Ok(std::mem::take(&mut self.file)),
+            Err(e) => {
+                let _ = fs::remove_file(&tmp);
+                Err(e)
+            }
+        }
+    }
+}
+
+impl Drop for TempWriter {
+    fn drop(&mut self) {
+        if self.writer.is_some() {
+            let _ = fs::remove_file(&self.file.tmp);
+        }
+    }
 }
 
 /// A data file in a partition.
@@ -480,23 +530,14 @@ impl Store {
         day: i64,
         batch: &RecordBatch,
     ) -> Result<TempFile, SinkError> {
-        self.write_temp_with(table, day, FRESH_FILE_PREFIX, |write| {
-            write(batch)?;
-            Ok(batch.num_rows())
-        })
+        let mut writer = self.create_temp(table, day, FRESH_FILE_PREFIX)?;
+        writer.write(batch)?;
+        writer.finish()
     }
 
-    /// Writes a new file named `<prefix>…` under a temporary name, fsync'd: `fill` hands each
-    /// batch (in table order) to the function it is given and returns the rows written.
-    fn write_temp_with(
-        &self,
-        table: Table,
-        day: i64,
-        prefix: &str,
-        fill: impl FnOnce(
-            &mut dyn FnMut(&RecordBatch) -> Result<(), SinkError>,
-        ) -> Result<usize, SinkError>,
-    ) -> Result<TempFile, SinkError> {
+    /// A new file named `<prefix>…` in a partition, under a temporary name, to write batches
+    /// (in table order) to.
+    fn create_temp(&self, table: Table, day: i64, prefix: &str) -> Result<TempWriter, SinkError> {
         let dir = self.partition_dir(table, day)?;
         let mut attempt = 0;
         let (file, name, tmp) = loop {
@@ -510,27 +551,23 @@ impl Store {
                 Err(e) => return Err(SinkError::io(&tmp)(e)),
             }
         };
-        let written = (|| {
-            let mut writer =
-                ArrowWriter::try_new(file, table.schema(), Some(self.writer_properties(table)))
-                    .map_err(SinkError::parquet(&tmp))?;
-            let rows = fill(&mut |batch| writer.write(batch).map_err(SinkError::parquet(&tmp)))?;
-            let file = writer.into_inner().map_err(SinkError::parquet(&tmp))?;
-            file.sync_all().map_err(SinkError::io(&tmp))?;
-            Ok(rows)
-        })();
-        match written {
-            Ok(rows) => Ok(TempFile {
+        let writer =
+            match ArrowWriter::try_new(file, table.schema(), Some(self.writer_properties(table))) {
+                Ok(writer) => writer,
+                Err(e) => {
+                    let _ = fs::remove_file(&tmp);
+                    return Err(SinkError::parquet(&tmp)(e));
+                }
+            };
+        Ok(TempWriter {
+            writer: Some(writer),
+            file: TempFile {
                 path: dir.join(name),
                 tmp,
                 dir,
-                rows,
-            }),
-            Err(e) => {
-                let _ = fs::remove_file(&tmp);
-                Err(e)
-            }
-        }
+                rows: 0,
+            },
+        })
     }
 
     /// Partition directories of a table, with their days.
@@ -726,12 +763,7 @@ impl Store {
                         None => continue,
                     }
                 };
-                let merge = if seal {
-                    self.seal(table, day, &inputs)
-                } else {
-                    self.merge(table, day, &inputs)
-                };
-                match merge {
+                match self.merge(table, day, &inputs, seal) {
                     Ok((merged, outputs)) => {
                         stats.partitions_compacted += 1;
                         stats.partitions_sealed += usize::from(seal);
@@ -774,6 +806,15 @@ impl Store {
         day: i64,
         inputs: &[DataFile],
     ) -> Result<CrossingKeys, SinkError> {
+        let neighbours: Vec<PathBuf> = [day - 1, day + 1]
+            .into_iter()
+            .map(|neighbour| self.layout.partition_dir(table, neighbour))
+            .filter(|dir| dir.is_dir())
+            .collect();
+        let mut crossing = CrossingKeys::default();
+        if neighbours.is_empty() {
+            return Ok(crossing);
+        }
         let mut traces: HashSet<String> = HashSet::new();
         for input in inputs {
             for_each_row(&input.path, &["trace_id"], |row| {
@@ -782,13 +823,8 @@ impl Store {
                 }
             })?;
         }
-        let mut crossing = CrossingKeys::default();
-        for neighbour in [day - 1, day + 1] {
-            let dir = self.layout.partition_dir(table, neighbour);
-            if !dir.is_dir() {
-                continue;
-            }
-            for file in self.data_files(&dir)? {
+        for dir in &neighbours {
+            for file in self.data_files(dir)? {
                 // Every table's key is (project_id, trace_id, …).
                 for_each_row(&file.path, table.key_columns(), |key| {
                     if traces.contains(key[1]) {
@@ -825,66 +861,52 @@ impl Store {
         (chosen.len() >= 2).then_some(chosen)
     }
 
-    /// Merges `inputs` (files of one partition) into one fresh file holding the newest version
-    /// of each key, publishes it, and schedules the inputs' deletion. Returns what was merged
-    /// and the files written.
+    /// Merges `inputs` (files of one partition) into one file holding the newest version of
+    /// each key: a fresh file, or, when sealing (`inputs` are then the partition's sealed file
+    /// and every fresh one), a sealed file and, for the keys with a version in a neighbouring
+    /// day, a cross-day fresh file (see `vigil_schemas::layout`). Publishes them and schedules
+    /// the inputs' deletion. Returns what was merged and the files written.
     fn merge(
         &self,
         table: Table,
         day: i64,
         inputs: &[DataFile],
+        seal: bool,
     ) -> Result<(Merged, usize), SinkError> {
-        let paths: Vec<PathBuf> = inputs.iter().map(|f| f.path.clone()).collect();
-        let mut merged = Merged::default();
-        let output = self.write_temp_with(table, day, FRESH_FILE_PREFIX, |write| {
-            merged = merge_files(table, &paths, write)?;
-            Ok(merged.rows_written)
-        })?;
-        self.publish(table, inputs, Vec::new(), output, &merged)?;
-        Ok((merged, 1))
-    }
-
-    /// Seals a partition: merges `inputs` (its sealed file and every fresh one) into a new
-    /// sealed file holding the newest version of each key, but the traces that also have rows
-    /// in a neighbouring day, which go to a cross-day fresh file (see `vigil_schemas::layout`).
-    fn seal(
-        &self,
-        table: Table,
-        day: i64,
-        inputs: &[DataFile],
-    ) -> Result<(Merged, usize), SinkError> {
-        let crossing = self.crossing_keys(table, day, inputs)?;
-        let paths: Vec<PathBuf> = inputs.iter().map(|f| f.path.clone()).collect();
-        let mut merged = Merged::default();
-        let mut sealed = None;
-        let cross_day = self.write_temp_with(table, day, CROSS_DAY_FILE_PREFIX, |cross_day| {
-            let mut crossing_rows = 0;
-            let file = self.write_temp_with(table, day, SEALED_FILE_PREFIX, |seal| {
-                merged = merge_files(table, &paths, |batch| {
-                    let (alone, crossed) = crossing.split(table, batch)?;
-                    crossing_rows += crossed.num_rows();
-                    if crossed.num_rows() > 0 {
-                        cross_day(&crossed)?;
-                    }
-                    if alone.num_rows() > 0 {
-                        seal(&alone)?;
-                    }
-                    Ok(())
-                })?;
-                Ok(merged.rows_written - crossing_rows)
-            })?;
-            sealed = Some(file);
-            Ok(crossing_rows)
-        })?;
-        let sealed = sealed.ok_or_else(|| SinkError::Internal("no sealed file".into()))?;
-        let also = if cross_day.rows > 0 {
-            vec![cross_day]
+        let (crossing, prefix) = if seal {
+            (self.crossing_keys(table, day, inputs)?, SEALED_FILE_PREFIX)
         } else {
-            let _ = fs::remove_file(&cross_day.tmp);
-            Vec::new()
+            (CrossingKeys::default(), FRESH_FILE_PREFIX)
+        };
+        let paths: Vec<PathBuf> = inputs.iter().map(|f| f.path.clone()).collect();
+        let mut output = self.create_temp(table, day, prefix)?;
+        let mut cross_day: Option<TempWriter> = None;
+        let merged = merge_files(table, &paths, |batch| {
+            let (alone, crossed) = crossing.split(table, batch)?;
+            if crossed.num_rows() > 0 {
+                let writer = match &mut cross_day {
+                    Some(writer) => writer,
+                    None => {
+                        cross_day.insert(self.create_temp(table, day, CROSS_DAY_FILE_PREFIX)?)
+                    }
+                };
+                writer.write(&crossed)?;
+            }
+            if alone.num_rows() > 0 {
+                output.write(&alone)?;
+            }
+            Ok(())
+        })?;
+        let output = output.finish()?;
+        let also = match cross_day.map(TempWriter::finish).transpose() {
+            Ok(also) => also.into_iter().collect::<Vec<_>>(),
+            Err(e) => {
+                let _ = fs::remove_file(&output.tmp);
+                return Err(e);
+            }
         };
         let written = 1 + also.len();
-        self.publish(table, inputs, also, sealed, &merged)?;
+        self.publish(table, inputs, also, output, &merged)?;
         Ok((merged, written))
     }
 
@@ -1020,20 +1042,32 @@ fn delete_inputs(item: &PendingDeletion) -> Result<usize, SinkError> {
     Ok(deleted)
 }
 
+/// A reader of a data file's rows, `batch_rows` at a time: every column, or only `columns`.
+fn open_reader(
+    path: &Path,
+    columns: Option<&[&str]>,
+    batch_rows: usize,
+) -> Result<ParquetRecordBatchReader, SinkError> {
+    let file = File::open(path).map_err(SinkError::io(path))?;
+    let mut builder =
+        ParquetRecordBatchReaderBuilder::try_new(file).map_err(SinkError::parquet(path))?;
+    if let Some(columns) = columns {
+        let mask = ProjectionMask::columns(builder.parquet_schema(), columns.iter().copied());
+        builder = builder.with_projection(mask);
+    }
+    builder
+        .with_batch_size(batch_rows)
+        .build()
+        .map_err(SinkError::parquet(path))
+}
+
 /// Every row of a data file, with the table's exact schema.
 fn read_file(table: Table, path: &Path) -> Result<Vec<RecordBatch>, SinkError> {
-    let file = File::open(path).map_err(SinkError::io(path))?;
-    let reader = ParquetRecordBatchReaderBuilder::try_new(file)
-        .and_then(|b| b.with_batch_size(64 * 1024).build())
-        .map_err(SinkError::parquet(path))?;
-    let corrupt = |message: String| SinkError::Corrupt {
-        path: path.to_path_buf(),
-        message,
-    };
-    reader
+    let corrupt = SinkError::corrupt(path);
+    open_reader(path, None, 64 * 1024)?
         .map(|batch| {
             let batch = batch.map_err(|e| corrupt(e.to_string()))?;
-            conform(table, &batch).map_err(corrupt)
+            conform(table, &batch).map_err(&corrupt)
         })
         .collect()
 }
@@ -1045,22 +1079,11 @@ fn for_each_row(
     columns: &[&str],
     mut each: impl FnMut(&[&str]),
 ) -> Result<(), SinkError> {
-    let file = File::open(path).map_err(SinkError::io(path))?;
-    let builder =
-        ParquetRecordBatchReaderBuilder::try_new(file).map_err(SinkError::parquet(path))?;
-    let mask = ProjectionMask::columns(builder.parquet_schema(), columns.iter().copied());
-    let reader = builder
-        .with_projection(mask)
-        .with_batch_size(64 * 1024)
-        .build()
-        .map_err(SinkError::parquet(path))?;
-    let corrupt = |message: String| SinkError::Corrupt {
-        path: path.to_path_buf(),
-        message,
-    };
+    let reader = open_reader(path, Some(columns), 64 * 1024)?;
+    let corrupt = SinkError::corrupt(path);
     for batch in reader {
         let batch = batch.map_err(|e| corrupt(e.to_string()))?;
-        let arrays = text_columns(&batch, columns).map_err(corrupt)?;
+        let arrays = text_columns(&batch, columns).map_err(&corrupt)?;
         let mut row = Vec::with_capacity(columns.len());
         for i in 0..batch.num_rows() {
             row.clear();
