@@ -95,13 +95,15 @@ pub enum StoreKind {
 #[serde(default, deny_unknown_fields)]
 pub struct StoreConfig {
     pub kind: StoreKind,
-    /// How often small Parquet files are merged and finished days sealed (embedded store).
+    /// How often small Parquet files are merged (embedded store) and finished days sealed (both
+    /// stores).
     pub compaction_interval: ConfigDuration,
-    /// A day is sealed (one file, one version per key, read without de-duplication) once it has
-    /// been over this long and nothing has been written to it for this long (embedded store).
+    /// A day is sealed (one version per key, read without de-duplication: one file on the
+    /// embedded store, a generation of `<table>_sealed` on ClickHouse) once it has been over this
+    /// long and nothing has been written to it for this long.
     pub seal_after: ConfigDuration,
-    /// How long merged files stay after their replacement appeared, so that queries already
-    /// reading them finish (embedded store).
+    /// How long merged files (embedded store) and superseded sealed generations (ClickHouse)
+    /// stay after their replacement appeared, so that queries already reading them finish.
     pub compaction_grace: ConfigDuration,
     pub clickhouse: ClickHouseConfig,
 }

@@ -23,7 +23,7 @@ use vigil_collector::{
     grpc::GrpcIngest,
     pipeline::IngestPipeline,
     retention::{RetentionReport, spawn_retention},
-    sink::{ClickHouseSink, Deleter, EmbeddedSink, EmbeddedSinkConfig, Sink},
+    sink::{ClickHouseSink, Deleter, EmbeddedSink, EmbeddedSinkConfig, SealConfig, Sink},
     telemetry::{IngestTelemetry, WalFigures},
     wal::{Wal, WalConfig},
 };
@@ -104,6 +104,15 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
                 )));
             }
             let sink = Arc::new(ClickHouseSink::new(ch));
+            let sealing = SealConfig {
+                seal_after: config.store.seal_after.get(),
+                grace: config.store.compaction_grace.get(),
+            };
+            let interval = config.store.compaction_interval.get();
+            tasks.push(
+                sink.clone()
+                    .spawn_sealer(sealing, interval, background.clone()),
+            );
             (sink.clone(), sink, Arc::new(ClickHouseStore::new(ch)))
         }
     };

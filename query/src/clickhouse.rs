@@ -23,10 +23,12 @@ use clickhouse::{Client, RowOwned, RowRead};
 use vigil_schemas::{
     RunRow, ScoreRow, SpanRow,
     clickhouse::{
-        ClickHouseConfig, is_transient,
+        ClickHouseConfig, is_transient, is_unknown_table,
         rows::{RunRecord, ScoreRecord, SpanRecord},
+        schema::SEALS_TABLE,
     },
     layout::Table,
+    time::day_of,
 };
 
 use crate::{
@@ -41,7 +43,7 @@ use crate::{
         compile::{Dialect, Statement, compile},
         rows::{AggregateRecord, from_records},
     },
-    newest::newest_per_key,
+    newest::{NO_SEALS, SealedDay, Seals, newest_per_key},
     rollup::{RollupRecord, RunRollup, rollup_sql},
     run_list::{self, Candidate, ListQuery, RunVersions},
     sessions::{self, SessionFilter, SessionList, SessionRecord, SessionSummary, sessions_sql},
@@ -59,6 +61,8 @@ pub struct ClickHouseStore {
     /// A query not answered within this fails as unavailable (a stalled server must not hang
     /// the API).
     timeout: Duration,
+    /// Whether days may be sealed: on one server (a cluster's shards are not sealed yet).
+    sealing: bool,
 }
 
 /// Settings of the compliance statements. ClickHouse 18.16 runs a sub-query of `IN` once more
@@ -76,6 +80,7 @@ impl ClickHouseStore {
         ClickHouseStore {
             client: config.client(),
             timeout: config.timeout(),
+            sealing: config.cluster.is_none(),
         }
     }
 
@@ -105,6 +110,55 @@ impl ClickHouseStore {
             };
         }
         within(self.timeout, query.fetch_all::<T>()).await
+    }
+
+    /// The sealed days between `first` and `last` (every day when `None`), as this query sees
+    /// them: read once, before its statements ([`Seals`]). A server not yet migrated to sealed
+    /// days has none.
+    async fn seals(&self, days: Option<(i64, i64)>) -> Result<Seals, QueryError> {
+        if !self.sealing {
+            return Ok(NO_SEALS.clone());
+        }
+        let (first, last) = days.unwrap_or((i64::MIN, i64::MAX));
+        let mut sql = Sql::new(
+            Q,
+            "SELECT table_name, day, max(generation), toInt64(toUInt32(argMax(watermark, generation))), toInt64(toUInt32(now())) FROM ",
+        );
+        sql.push(SEALS_TABLE);
+        sql.push(" WHERE day >= ");
+        sql.int(first);
+        sql.push(" AND day <= ");
+        sql.int(last);
+        sql.push(" GROUP BY table_name, day");
+        let rows: Vec<(String, i64, u64, i64, i64)> = match self.fetch(sql).await {
+            Ok(rows) => rows,
+            Err(QueryError::Store(message)) if is_unknown_table(&message) => Vec::new(),
+            Err(e) => return Err(e),
+        };
+        let read_at = rows.first().map_or(0, |row| row.4);
+        let days = rows
+            .into_iter()
+            .filter_map(|(table, day, generation, watermark, _)| {
+                let table = Table::ALL.into_iter().find(|t| t.name() == table)?;
+                Some((
+                    table,
+                    SealedDay {
+                        day,
+                        generation,
+                        watermark,
+                    },
+                ))
+            })
+            .collect();
+        Ok(Seals::new(days, read_at))
+    }
+
+    /// The seals an investigation reads: its days, widened by one on each side.
+    async fn audit_seals(&self, plan: &AffectedPlan) -> Result<Seals, QueryError> {
+        let days = plan
+            .range
+            .map(|(from, to)| (day_of(from) - 1, day_of(to - 1) + 1));
+        self.seals(days).await
     }
 
     /// Every version of these traces' rows in `table`.
@@ -166,8 +220,10 @@ impl TraceStore for ClickHouseStore {
         cursor: Option<&str>,
     ) -> Result<SessionList, QueryError> {
         let (limit, cursor) = sessions::position(limit, cursor)?;
+        let seals = self.seals(None).await?;
         let sql = sessions_sql(
             Dialect::ClickHouse,
+            &seals,
             project_id,
             filter,
             limit,
@@ -219,7 +275,10 @@ impl TraceStore for ClickHouseStore {
         plan: &MetricPlan,
     ) -> Result<MetricAnswer, QueryError> {
         let mut answers = Vec::new();
-        for Statement { subject, sql } in compile(plan, project_id, Dialect::ClickHouse) {
+        // Runs of calls are read from the day before the range; runs' calls until the day after.
+        let days = (day_of(plan.from_ns) - 1, day_of(plan.to_ns - 1) + 1);
+        let seals = self.seals(Some(days)).await?;
+        for Statement { subject, sql } in compile(plan, project_id, Dialect::ClickHouse, &seals) {
             let rows = self.fetch::<AggregateRecord>(sql).await?;
             answers.push((subject, from_records(subject, rows)?));
         }
@@ -231,7 +290,8 @@ impl TraceStore for ClickHouseStore {
         project_id: &str,
         plan: &AffectedPlan,
     ) -> Result<AffectedSummary, QueryError> {
-        let audit = AuditSql::new(plan, project_id, Dialect::ClickHouse);
+        let seals = self.audit_seals(plan).await?;
+        let audit = AuditSql::new(plan, project_id, Dialect::ClickHouse, &seals);
         let (totals, days) = tokio::try_join!(
             self.fetch_with::<TotalsRecord>(audit.summary(), AUDIT_SETTINGS),
             self.fetch_with::<DayCount>(audit.by_day(), AUDIT_SETTINGS)
@@ -256,7 +316,8 @@ impl TraceStore for ClickHouseStore {
         project_id: &str,
         plan: &AffectedPlan,
     ) -> Result<Vec<DayRuns>, QueryError> {
-        let audit = AuditSql::new(plan, project_id, Dialect::ClickHouse);
+        let seals = self.audit_seals(plan).await?;
+        let audit = AuditSql::new(plan, project_id, Dialect::ClickHouse, &seals);
         self.fetch_with(audit.day_runs(), AUDIT_SETTINGS).await
     }
 
@@ -266,7 +327,8 @@ impl TraceStore for ClickHouseStore {
         plan: &AffectedPlan,
         page: &SessionPageRequest,
     ) -> Result<SessionPage, QueryError> {
-        let audit = AuditSql::new(plan, project_id, Dialect::ClickHouse);
+        let seals = self.audit_seals(plan).await?;
+        let audit = AuditSql::new(plan, project_id, Dialect::ClickHouse, &seals);
         let items = self
             .fetch_with::<SessionItem>(audit.sessions(page), AUDIT_SETTINGS)
             .await?;
@@ -278,7 +340,8 @@ impl TraceStore for ClickHouseStore {
         project_id: &str,
         plan: &AffectedPlan,
     ) -> Result<Vec<AffectedRun>, QueryError> {
-        let audit = AuditSql::new(plan, project_id, Dialect::ClickHouse);
+        let seals = self.audit_seals(plan).await?;
+        let audit = AuditSql::new(plan, project_id, Dialect::ClickHouse, &seals);
         self.fetch_with::<AffectedRun>(audit.runs(), AUDIT_SETTINGS)
             .await
     }
@@ -289,7 +352,8 @@ impl TraceStore for ClickHouseStore {
         plan: &AffectedPlan,
         cap: usize,
     ) -> Result<Option<Vec<DigestRow>>, QueryError> {
-        let audit = AuditSql::new(plan, project_id, Dialect::ClickHouse);
+        let seals = self.audit_seals(plan).await?;
+        let audit = AuditSql::new(plan, project_id, Dialect::ClickHouse, &seals);
         let rows: Vec<DigestRow> = self.fetch_with(audit.digest(cap), AUDIT_SETTINGS).await?;
         Ok((rows.len() <= cap).then_some(rows))
     }

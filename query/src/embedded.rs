@@ -72,7 +72,7 @@ use crate::{
         percentile::{PERCENTILES, exact_percentile_udaf},
         rows::{aggregate_names, from_batches},
     },
-    newest::{Part, Source},
+    newest::{NO_SEALS, Part, Source},
     rollup::{ROLLUP_COLUMNS, RunRollup, rollup_sql},
     run_list::{self, Candidate, ListQuery, RunVersions},
     sessions::{
@@ -245,6 +245,7 @@ impl TraceStore for EmbeddedStore {
         let (limit, cursor) = sessions::position(limit, cursor)?;
         let sql = sessions_sql(
             Dialect::DataFusion,
+            &NO_SEALS,
             project_id,
             filter,
             limit,
@@ -349,7 +350,8 @@ impl TraceStore for EmbeddedStore {
         plan: &MetricPlan,
     ) -> Result<MetricAnswer, QueryError> {
         let mut answers = Vec::new();
-        for Statement { subject, sql } in compile(plan, project_id, Dialect::DataFusion) {
+        for Statement { subject, sql } in compile(plan, project_id, Dialect::DataFusion, &NO_SEALS)
+        {
             let names = aggregate_names(subject);
             answers.push((subject, from_batches(&self.run_sql(sql).await?, &names)?));
         }
@@ -361,7 +363,7 @@ impl TraceStore for EmbeddedStore {
         project_id: &str,
         plan: &AffectedPlan,
     ) -> Result<AffectedSummary, QueryError> {
-        let audit = AuditSql::new(plan, project_id, Dialect::DataFusion);
+        let audit = AuditSql::new(plan, project_id, Dialect::DataFusion, &NO_SEALS);
         let (totals, days) = tokio::try_join!(
             self.summary_rows(audit.summary()),
             self.summary_rows(audit.by_day())
@@ -384,7 +386,7 @@ impl TraceStore for EmbeddedStore {
         project_id: &str,
         plan: &AffectedPlan,
     ) -> Result<Vec<DayRuns>, QueryError> {
-        let audit = AuditSql::new(plan, project_id, Dialect::DataFusion);
+        let audit = AuditSql::new(plan, project_id, Dialect::DataFusion, &NO_SEALS);
         Ok(self
             .summary_rows(audit.day_runs())
             .await?
@@ -402,7 +404,7 @@ impl TraceStore for EmbeddedStore {
         plan: &AffectedPlan,
         page: &SessionPageRequest,
     ) -> Result<SessionPage, QueryError> {
-        let audit = AuditSql::new(plan, project_id, Dialect::DataFusion);
+        let audit = AuditSql::new(plan, project_id, Dialect::DataFusion, &NO_SEALS);
         let mut items = Vec::new();
         for batch in self.run_sql(audit.sessions(page)).await? {
             let sessions = strings(&batch, "session_id")?;
@@ -429,7 +431,7 @@ impl TraceStore for EmbeddedStore {
         plan: &AffectedPlan,
         cap: usize,
     ) -> Result<Option<Vec<DigestRow>>, QueryError> {
-        let audit = AuditSql::new(plan, project_id, Dialect::DataFusion);
+        let audit = AuditSql::new(plan, project_id, Dialect::DataFusion, &NO_SEALS);
         let mut rows = Vec::new();
         for batch in self.run_sql(audit.digest(cap)).await? {
             let (sessions, users) = (
@@ -458,7 +460,7 @@ impl TraceStore for EmbeddedStore {
         project_id: &str,
         plan: &AffectedPlan,
     ) -> Result<Vec<AffectedRun>, QueryError> {
-        let audit = AuditSql::new(plan, project_id, Dialect::DataFusion);
+        let audit = AuditSql::new(plan, project_id, Dialect::DataFusion, &NO_SEALS);
         let mut runs = Vec::new();
         for batch in self.run_sql(audit.runs()).await? {
             runs.extend(affected_runs_from(&batch)?);
@@ -572,7 +574,15 @@ impl EmbeddedStore {
             let files = files?;
             ctx.register_table(table.name(), self.ctx.table_provider(table.name()).await?)?;
             for (part, paths) in [(Part::Sealed, files.sealed), (Part::Fresh, files.fresh)] {
-                ctx.register_table(Source { table, part }.name(), files_table(table, &paths)?)?;
+                ctx.register_table(
+                    Source {
+                        table,
+                        part,
+                        seals: None,
+                    }
+                    .name(),
+                    files_table(table, &paths)?,
+                )?;
                 all.extend(paths);
             }
         }

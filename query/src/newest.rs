@@ -2,6 +2,7 @@
 //! before it counts anything (the metric engine, the compliance queries).
 
 use vigil_schemas::{
+    clickhouse::schema::columns,
     layout::Table,
     time::{NANOS_PER_DAY, day_string},
 };
@@ -31,24 +32,111 @@ pub(crate) fn newest_per_key(sql: &mut Sql, table: Table) {
 pub(crate) enum Part {
     /// Every stored version (ClickHouse's tables; the embedded store's raw tables).
     All,
-    /// The embedded store's sealed files: one version per key.
+    /// Sealed days: one version per key.
     Sealed,
-    /// The embedded store's fresh files.
+    /// What is not sealed: the rows that may hold several versions of a key.
     Fresh,
 }
 
-/// A relation a statement reads a table's rows from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Source {
-    pub table: Table,
-    pub part: Part,
+/// ClickHouse's sealed days as one query sees them. They are read once, before the query's
+/// statements, so that every part of a statement agrees on which rows a seal holds (the embedded
+/// store lists its sealed files per statement instead, and leaves this empty).
+///
+/// A sealed day's rows are those of its generation in `<table>_sealed` (`crossday = 0`); its
+/// fresh rows are those of the raw table inserted at or after the seal's watermark, plus the
+/// sealed keys that also have a version in a neighbouring day (`crossday = 1`). Rows inserted in
+/// the second the seals were read, or later, are left out of the sealed days' fresh rows, so
+/// that the statement's several reads of the raw table see the same ones; the next query sees
+/// them.
+#[derive(Debug, Clone, Default)]
+pub struct Seals {
+    days: Vec<(Table, SealedDay)>,
+    /// The server's clock when the seals were read, in seconds.
+    read_at: i64,
 }
 
-impl Source {
-    pub(crate) fn all(table: Table) -> Source {
+/// One sealed day of a table: its current generation, and the server time (s) from which on
+/// rows inserted into the raw table may be missing from it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SealedDay {
+    pub day: i64,
+    pub generation: u64,
+    pub watermark: i64,
+}
+
+/// No sealed day: ClickHouse de-duplicates every row; the embedded store reads its files.
+pub static NO_SEALS: Seals = Seals {
+    days: Vec::new(),
+    read_at: 0,
+};
+
+impl Seals {
+    pub fn new(days: Vec<(Table, SealedDay)>, read_at: i64) -> Seals {
+        Seals { days, read_at }
+    }
+
+    fn of(&self, table: Table) -> impl Iterator<Item = &SealedDay> {
+        self.days
+            .iter()
+            .filter(move |(t, _)| *t == table)
+            .map(|(_, day)| day)
+    }
+
+    /// Whether a day of `table` is sealed.
+    pub(crate) fn any(&self, table: Table) -> bool {
+        self.of(table).next().is_some()
+    }
+
+    /// ` AND generation IN (…)`: the current generations of `table`'s sealed days.
+    fn generations(&self, sql: &mut Sql, table: Table) {
+        sql.push(" AND generation IN (");
+        for (i, day) in self.of(table).enumerate() {
+            if i > 0 {
+                sql.push(", ");
+            }
+            sql.int(day.generation as i64);
+        }
+        sql.push(")");
+    }
+
+    /// ` AND NOT (…)`: leaves out the raw rows of sealed days that their seal holds, and those
+    /// inserted since the seals were read.
+    fn not_sealed(&self, sql: &mut Sql, table: Table) {
+        sql.push(" AND NOT (");
+        for (i, day) in self.of(table).enumerate() {
+            if i > 0 {
+                sql.push(" OR ");
+            }
+            sql.push("(intDiv(");
+            sql.push(table.time_column());
+            sql.push(", 86400000000000) = ");
+            sql.int(day.day);
+            sql.push(" AND (toInt64(toUInt32(inserted_at)) < ");
+            sql.int(day.watermark);
+            sql.push(" OR toInt64(toUInt32(inserted_at)) >= ");
+            sql.int(self.read_at);
+            sql.push("))");
+        }
+        sql.push(")");
+    }
+}
+
+/// A relation a statement reads a table's rows from.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Source<'a> {
+    pub table: Table,
+    pub part: Part,
+    /// ClickHouse's seals, when the part is read from its tables; `None` for the embedded
+    /// store's tables of files.
+    pub seals: Option<&'a Seals>,
+}
+
+impl Source<'_> {
+    pub(crate) fn all(table: Table) -> Source<'static> {
         Source {
             table,
             part: Part::All,
+            seals: None,
         }
     }
 
@@ -64,6 +152,51 @@ impl Source {
             (Table::Scores, Part::All) => "scores",
             (Table::Scores, Part::Sealed) => "scores_sealed",
             (Table::Scores, Part::Fresh) => "scores_fresh",
+        }
+    }
+
+    /// ` FROM <the relation> WHERE <conditions>`; `conditions` may be written more than once.
+    pub(crate) fn rows(self, sql: &mut Sql, conditions: impl Fn(&mut Sql)) {
+        let sealed = Source {
+            part: Part::Sealed,
+            ..self
+        };
+        match (self.part, self.seals) {
+            (Part::All, _) | (_, None) => {
+                sql.push(" FROM ");
+                sql.push(self.name());
+                sql.push(" WHERE ");
+                conditions(sql);
+            }
+            (Part::Sealed, Some(seals)) => {
+                sql.push(" FROM ");
+                sql.push(self.name());
+                sql.push(" WHERE crossday = 0");
+                seals.generations(sql, self.table);
+                sql.push(" AND ");
+                conditions(sql);
+            }
+            (Part::Fresh, Some(seals)) => {
+                let columns: Vec<&'static str> =
+                    columns(self.table).iter().map(|(name, _)| *name).collect();
+                sql.push(" FROM (SELECT ");
+                sql.list(&columns, "");
+                sql.push(" FROM ");
+                sql.push(Source::all(self.table).name());
+                sql.push(" WHERE 1 = 1");
+                seals.not_sealed(sql, self.table);
+                sql.push(" AND ");
+                conditions(sql);
+                sql.push(" UNION ALL SELECT ");
+                sql.list(&columns, "");
+                sql.push(" FROM ");
+                sql.push(sealed.name());
+                sql.push(" WHERE crossday = 1");
+                seals.generations(sql, self.table);
+                sql.push(" AND ");
+                conditions(sql);
+                sql.push(") WHERE 1 = 1");
+            }
         }
     }
 
@@ -91,21 +224,24 @@ impl Source {
 }
 
 /// `(SELECT <key columns but the project>, <columns> …)`: the newest version of each key of
-/// `table` among the rows `rows_of` writes (` FROM <source> WHERE …`, cheap conditions: it may be
-/// written several times), of the traces `traces` selects (`SELECT trace_id …`, written once) when
-/// given.
+/// `table` among the rows `rows_of` writes (` FROM <source> WHERE …` through [`Source::rows`],
+/// cheap conditions: it may be written several times), of the traces `traces` selects
+/// (`SELECT trace_id …`, written once) when given.
 ///
-/// ClickHouse picks the newest version among all rows: it sorts the versions (`ORDER BY
-/// <version order> DESC LIMIT 1 BY key`; `argMax` per column was slower, BENCHMARKS.md).
+/// Only what may hold several versions is de-duplicated: the sealed rows of traces without a
+/// fresh row are read as they are; the sealed rows of the other traces and every fresh row are
+/// grouped per key and the newest kept. The embedded store always reads so (its file tables);
+/// ClickHouse when `seals` has a sealed day of `table` in the statement's days, and otherwise
+/// picks the newest version among all rows.
 ///
-/// The embedded store de-duplicates only what may hold several versions (`vigil_schemas::layout`):
-/// the sealed rows of traces without a fresh row are read as they are; the sealed rows of the
-/// other traces and every fresh row are grouped per key and the newest kept
-/// (`first_value(c ORDER BY <version order> DESC)`; a `row_number()` window was 2.5x slower).
-/// Both keep the same row.
+/// Each store picks the newest in its fastest way: ClickHouse sorts the versions (`ORDER BY
+/// <version order> DESC LIMIT 1 BY key`; `argMax` per column was slower, BENCHMARKS.md),
+/// DataFusion takes `first_value(c ORDER BY <version order> DESC)` per key (a `row_number()`
+/// window was 2.5x slower). Both keep the same row.
 pub(crate) fn newest_versions(
     sql: &mut Sql,
     dialect: Dialect,
+    seals: &Seals,
     table: Table,
     columns: &[&'static str],
     rows_of: impl Fn(&mut Sql, Source),
@@ -128,49 +264,78 @@ pub(crate) fn newest_versions(
             sql.push(")");
         }
     };
-    match dialect {
+    let select = |sql: &mut Sql, columns: &[&'static str]| {
+        sql.push("SELECT ");
+        sql.list(keys, "");
+        for column in columns {
+            sql.push(", ");
+            sql.push(column);
+        }
+    };
+    let seals = match dialect {
+        Dialect::ClickHouse if seals.any(table) => Some(seals),
         Dialect::ClickHouse => {
-            sql.push("(SELECT ");
-            sql.list(keys, "");
-            for column in &values {
-                sql.push(", ");
-                sql.push(column);
-            }
+            sql.push("(");
+            select(sql, &values);
             rows_of(sql, Source::all(table));
             of_traces(sql);
             newest_per_key(sql, table);
             sql.push(")");
+            return;
+        }
+        Dialect::DataFusion => None,
+    };
+    let sealed = Source {
+        table,
+        part: Part::Sealed,
+        seals,
+    };
+    let fresh = Source {
+        table,
+        part: Part::Fresh,
+        seals,
+    };
+    let fresh_traces = |sql: &mut Sql| {
+        sql.push("(SELECT trace_id");
+        rows_of(sql, fresh);
+        sql.push(")");
+    };
+    let mut versioned = values.clone();
+    for column in table.version_order() {
+        if !versioned.contains(column) {
+            versioned.push(column);
+        }
+    }
+    // Every version that may not be the only one: the sealed rows of traces with a fresh row,
+    // and the fresh rows.
+    let versions = |sql: &mut Sql| {
+        sql.push(" FROM (");
+        select(sql, &versioned);
+        rows_of(sql, sealed);
+        sql.push(" AND trace_id IN ");
+        fresh_traces(sql);
+        sql.push(" UNION ALL ");
+        select(sql, &versioned);
+        rows_of(sql, fresh);
+        sql.push(") AS versions");
+    };
+    sql.push("(SELECT * FROM (");
+    // The sealed rows of traces without a fresh row: one version per key.
+    select(sql, &values);
+    rows_of(sql, sealed);
+    sql.push(" AND trace_id NOT IN ");
+    fresh_traces(sql);
+    sql.push(" UNION ALL ");
+    match dialect {
+        Dialect::ClickHouse => {
+            sql.push("SELECT * FROM (");
+            select(sql, &values);
+            versions(sql);
+            newest_per_key(sql, table);
+            sql.push(")");
         }
         Dialect::DataFusion => {
-            let sealed = Source {
-                table,
-                part: Part::Sealed,
-            };
-            let fresh = Source {
-                table,
-                part: Part::Fresh,
-            };
-            let fresh_traces = |sql: &mut Sql| {
-                sql.push("(SELECT trace_id");
-                rows_of(sql, fresh);
-                sql.push(")");
-            };
-            let select = |sql: &mut Sql, columns: &[&'static str]| {
-                sql.push("SELECT ");
-                sql.list(keys, "");
-                for column in columns {
-                    sql.push(", ");
-                    sql.push(column);
-                }
-            };
-            sql.push("(SELECT * FROM (");
-            // The sealed rows of traces without a fresh row: one version per key.
-            select(sql, &values);
-            rows_of(sql, sealed);
-            sql.push(" AND trace_id NOT IN ");
-            fresh_traces(sql);
-            sql.push(" UNION ALL ");
-            // The rest, grouped per key: the outer level names the columns again.
+            // Grouped per key: the outer level names the columns again.
             sql.push("SELECT ");
             sql.list(keys, "");
             for (i, column) in values.iter().enumerate() {
@@ -189,25 +354,74 @@ pub(crate) fn newest_versions(
                 sql.push(") AS ");
                 sql.push(NEWEST_ALIASES[i]);
             }
-            let mut versioned = values.clone();
-            for column in table.version_order() {
-                if !versioned.contains(column) {
-                    versioned.push(column);
-                }
-            }
-            sql.push(" FROM (");
-            select(sql, &versioned);
-            rows_of(sql, sealed);
-            sql.push(" AND trace_id IN ");
-            fresh_traces(sql);
-            sql.push(" UNION ALL ");
-            select(sql, &versioned);
-            rows_of(sql, fresh);
-            sql.push(") AS versions GROUP BY ");
+            versions(sql);
+            sql.push(" GROUP BY ");
             sql.list(keys, "");
-            sql.push(") AS newest) AS kept WHERE 1 = 1");
-            of_traces(sql);
-            sql.push(")");
+            sql.push(") AS newest");
         }
+    }
+    sql.push(") AS kept WHERE 1 = 1");
+    of_traces(sql);
+    sql.push(")");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sql::Placeholders;
+
+    fn newest_runs(dialect: Dialect, seals: &Seals) -> String {
+        let mut sql = Sql::new(Placeholders::Question, "SELECT * FROM ");
+        let rows_of = |sql: &mut Sql, source: Source| {
+            source.rows(sql, |sql| {
+                sql.push("project_id = ");
+                sql.text("p");
+            })
+        };
+        newest_versions(
+            &mut sql,
+            dialect,
+            seals,
+            Table::Runs,
+            &["outcome"],
+            rows_of,
+            None,
+        );
+        sql.text
+    }
+
+    #[test]
+    fn clickhouse_reads_sealed_days_as_they_are_and_the_rest_by_watermark() {
+        let unsealed = newest_runs(Dialect::ClickHouse, &NO_SEALS);
+        assert!(unsealed.contains("LIMIT 1 BY trace_id"), "{unsealed}");
+        assert!(!unsealed.contains("_sealed"), "{unsealed}");
+
+        let day = SealedDay {
+            day: 20_000,
+            generation: 7,
+            watermark: 1_000,
+        };
+        let seals = Seals::new(vec![(Table::Runs, day)], 2_000);
+        let sealed = newest_runs(Dialect::ClickHouse, &seals);
+        // The plain sealed rows, of traces without a fresh row.
+        assert!(
+            sealed.contains(
+                "FROM runs_sealed WHERE crossday = 0 AND generation IN (?) AND project_id = ? AND trace_id NOT IN"
+            ),
+            "{sealed}"
+        );
+        // Fresh: raw rows but those the seal holds or inserted since the seals were read, and
+        // the sealed keys with versions in a neighbouring day.
+        assert!(
+            sealed.contains(
+                "(intDiv(start_time_ns, 86400000000000) = ? AND (toInt64(toUInt32(inserted_at)) < ? OR toInt64(toUInt32(inserted_at)) >= ?))"
+            ),
+            "{sealed}"
+        );
+        assert!(sealed.contains("WHERE crossday = 1"), "{sealed}");
+        assert!(sealed.contains("LIMIT 1 BY trace_id"), "{sealed}");
+        // Seals of another table change nothing.
+        let spans_only = Seals::new(vec![(Table::Spans, day)], 2_000);
+        assert_eq!(newest_runs(Dialect::ClickHouse, &spans_only), unsealed);
     }
 }

@@ -11,7 +11,7 @@ use crate::{
         Dialect,
         compile::{count_if, sum},
     },
-    newest::{Source, newest_versions},
+    newest::{NO_SEALS, Source, newest_versions},
     sql::{Placeholders, Sql},
 };
 
@@ -199,15 +199,24 @@ pub(crate) fn rollup_sql(dialect: Dialect, project_id: &str, trace_ids: &[String
         "reasoning_tokens",
     ];
     let rows_of = |sql: &mut Sql, source: Source| {
-        sql.push(" FROM ");
-        sql.push(source.name());
-        sql.push(" WHERE project_id = ");
-        sql.text(project_id);
-        sql.push(" AND trace_id IN (");
-        sql.texts(trace_ids);
-        sql.push(")");
+        source.rows(sql, |sql| {
+            sql.push("project_id = ");
+            sql.text(project_id);
+            sql.push(" AND trace_id IN (");
+            sql.texts(trace_ids);
+            sql.push(")");
+        });
     };
-    newest_versions(&mut sql, dialect, Table::Spans, &columns, rows_of, None);
+    // A look-up of a few traces by key: ClickHouse picks the newest among all their rows.
+    newest_versions(
+        &mut sql,
+        dialect,
+        &NO_SEALS,
+        Table::Spans,
+        &columns,
+        rows_of,
+        None,
+    );
     sql.push(" AS s GROUP BY trace_id");
     sql
 }

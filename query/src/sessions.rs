@@ -8,7 +8,7 @@ use crate::{
         Dialect,
         compile::{count_if, integer},
     },
-    newest::{Source, newest_versions},
+    newest::{Seals, Source, newest_versions},
     sql::{Placeholders, Sql},
     store::page_size,
 };
@@ -99,6 +99,7 @@ impl From<SessionRecord> for SessionSummary {
 /// The page after `cursor`: one more session than `limit`, to know whether more remain.
 pub(crate) fn sessions_sql(
     dialect: Dialect,
+    seals: &Seals,
     project_id: &str,
     filter: &SessionFilter,
     limit: usize,
@@ -141,12 +142,20 @@ pub(crate) fn sessions_sql(
         "agent_name",
     ];
     let rows_of = |sql: &mut Sql, source: Source| {
-        sql.push(" FROM ");
-        sql.push(source.name());
-        sql.push(" WHERE project_id = ");
-        sql.text(project_id);
+        source.rows(sql, |sql| {
+            sql.push("project_id = ");
+            sql.text(project_id);
+        });
     };
-    newest_versions(&mut sql, dialect, Table::Runs, &columns, rows_of, None);
+    newest_versions(
+        &mut sql,
+        dialect,
+        seals,
+        Table::Runs,
+        &columns,
+        rows_of,
+        None,
+    );
     sql.push(" AS r WHERE session_id != ''");
     if let Some(from) = filter.from_ns {
         sql.push(" AND start_time_ns >= ");

@@ -345,7 +345,7 @@ fn traces_of(runs: &[&Run]) -> BTreeSet<String> {
 }
 
 async fn investigations_exports_and_erasure(store: Store) {
-    let vigil = Vigil::start_on(store);
+    let mut vigil = Vigil::start_on(store);
     let mut runs = generate(7, 400);
     send_with_new_versions(&vigil, &mut runs).await;
     wait_drained(&vigil).await;
@@ -400,67 +400,74 @@ async fn investigations_exports_and_erasure(store: Store) {
     let (from, to) = ("2026-11-20T12:00:00Z", "2026-11-22T18:00:00Z");
     let in_range =
         |r: &&Run| r.start >= parse_rfc3339(from).unwrap() && r.start < parse_rfc3339(to).unwrap();
-    for filters in &investigations {
-        let body = json!({"from": from, "to": to, "filters": filters});
-        let affected: Vec<&Run> = runs
-            .iter()
-            .filter(in_range)
-            .filter(|r| matches(r, filters, &hashes))
-            .collect();
-        let answer = investigate(&vigil, &audit.token, &body, 7).await;
-        assert_eq!(answer, expected(&affected, &hashes), "{body}");
-        // The store's statements, not folding a digest (what large investigations take).
-        let (summary, first_page) = by_statements(&vigil, store, &body, 7).await;
-        assert_eq!(summary.runs, affected.len() as u64, "{body}");
-        assert_eq!(
-            summary.by_day.len(),
-            answer["by_day"].as_array().unwrap().len()
-        );
-        assert_eq!(json!(summary.sessions), answer["sessions"], "{body}");
-        assert_eq!(json!(summary.users), answer["users"], "{body}");
-        let sessions: Vec<Value> = first_page
-            .items
-            .iter()
-            .map(|i| json!([i.session_id, i.user_hash, i.runs]))
-            .collect();
-        let expected_first: Vec<Value> = answer["items"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .take(7)
-            .map(|i| json!([i["session_id"], i["user_hash"], i["runs"]]))
-            .collect();
-        assert_eq!(sessions, expected_first, "{body}");
-
-        // Exports: every affected run, once.
-        let (csv, count) = export(&vigil, &audit.token, &body, "csv").await;
-        assert_eq!(count, affected.len() as u64);
-        let mut lines = csv.lines();
-        assert!(
-            lines
-                .next()
+    // As written, then with every finished day sealed (read without de-duplication; the
+    // erasure below then removes the person from the sealed data too).
+    for sealed in [false, true] {
+        if sealed {
+            support::consolidate(&mut vigil).await;
+        }
+        for filters in &investigations {
+            let body = json!({"from": from, "to": to, "filters": filters});
+            let affected: Vec<&Run> = runs
+                .iter()
+                .filter(in_range)
+                .filter(|r| matches(r, filters, &hashes))
+                .collect();
+            let answer = investigate(&vigil, &audit.token, &body, 7).await;
+            assert_eq!(answer, expected(&affected, &hashes), "{body}");
+            // The store's statements, not folding a digest (what large investigations take).
+            let (summary, first_page) = by_statements(&vigil, store, &body, 7).await;
+            assert_eq!(summary.runs, affected.len() as u64, "{body}");
+            assert_eq!(
+                summary.by_day.len(),
+                answer["by_day"].as_array().unwrap().len()
+            );
+            assert_eq!(json!(summary.sessions), answer["sessions"], "{body}");
+            assert_eq!(json!(summary.users), answer["users"], "{body}");
+            let sessions: Vec<Value> = first_page
+                .items
+                .iter()
+                .map(|i| json!([i.session_id, i.user_hash, i.runs]))
+                .collect();
+            let expected_first: Vec<Value> = answer["items"]
+                .as_array()
                 .unwrap()
-                .starts_with("trace_id,session_id,user_hash,agent,")
-        );
-        let exported: Vec<&str> = lines.map(|l| l.split(',').next().unwrap()).collect();
-        assert_eq!(exported.len(), affected.len(), "{body}");
-        let exported: BTreeSet<String> = exported.iter().map(|t| t.to_string()).collect();
-        assert_eq!(exported, traces_of(&affected), "{body}");
-        let (ndjson, _) = export(&vigil, &audit.token, &body, "ndjson").await;
-        let rows: Vec<Value> = ndjson
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap())
-            .collect();
-        assert_eq!(rows.len(), affected.len());
-        for (row, run) in rows.iter().zip({
-            let mut sorted = affected.clone();
-            sorted.sort_by(|a, b| (a.start, &a.trace_id).cmp(&(b.start, &b.trace_id)));
-            sorted
-        }) {
-            assert_eq!(row["trace_id"], json!(run.trace_id));
-            assert_eq!(row["user_hash"], json!(hashes[&run.user]));
-            assert_eq!(row["agent_version"], json!(run.agent_version));
-            assert_eq!(row["start_time"], json!(rfc3339(run.start)));
+                .iter()
+                .take(7)
+                .map(|i| json!([i["session_id"], i["user_hash"], i["runs"]]))
+                .collect();
+            assert_eq!(sessions, expected_first, "{body}");
+
+            // Exports: every affected run, once.
+            let (csv, count) = export(&vigil, &audit.token, &body, "csv").await;
+            assert_eq!(count, affected.len() as u64);
+            let mut lines = csv.lines();
+            assert!(
+                lines
+                    .next()
+                    .unwrap()
+                    .starts_with("trace_id,session_id,user_hash,agent,")
+            );
+            let exported: Vec<&str> = lines.map(|l| l.split(',').next().unwrap()).collect();
+            assert_eq!(exported.len(), affected.len(), "{body}");
+            let exported: BTreeSet<String> = exported.iter().map(|t| t.to_string()).collect();
+            assert_eq!(exported, traces_of(&affected), "{body}");
+            let (ndjson, _) = export(&vigil, &audit.token, &body, "ndjson").await;
+            let rows: Vec<Value> = ndjson
+                .lines()
+                .map(|l| serde_json::from_str(l).unwrap())
+                .collect();
+            assert_eq!(rows.len(), affected.len());
+            for (row, run) in rows.iter().zip({
+                let mut sorted = affected.clone();
+                sorted.sort_by(|a, b| (a.start, &a.trace_id).cmp(&(b.start, &b.trace_id)));
+                sorted
+            }) {
+                assert_eq!(row["trace_id"], json!(run.trace_id));
+                assert_eq!(row["user_hash"], json!(hashes[&run.user]));
+                assert_eq!(row["agent_version"], json!(run.agent_version));
+                assert_eq!(row["start_time"], json!(rfc3339(run.start)));
+            }
         }
     }
 
@@ -566,7 +573,8 @@ async fn investigations_exports_and_erasure(store: Store) {
             .filter(|e| e["action"] == "audit.export")
             .all(|e| e["parameters"]["format"].is_string())
     );
-    assert_eq!(count("audit.export"), 2 * investigations.len());
+    // Two formats, as written and sealed.
+    assert_eq!(count("audit.export"), 2 * 2 * investigations.len());
     assert_eq!(count("user.erase"), 2);
     let erasure = entries
         .iter()

@@ -18,7 +18,7 @@ pub mod clickhouse;
 pub mod deletion;
 pub mod embedded;
 
-pub use clickhouse::ClickHouseSink;
+pub use clickhouse::{ClickHouseSink, SealConfig, SealStats};
 pub use deletion::{Cutoffs, DeletedRows, Deleter, Doomed};
 pub use embedded::{CompactionConfig, CompactionStats, EmbeddedSink, EmbeddedSinkConfig};
 

@@ -19,7 +19,7 @@ use crate::{
         Dialect, Field, Subject,
         compile::{column, distinct_nonempty, filter_conditions},
     },
-    newest::{Source, newest_versions},
+    newest::{Seals, Source, newest_versions},
     sql::{Placeholders, Sql},
 };
 
@@ -49,14 +49,22 @@ pub(crate) struct AuditSql<'a> {
     plan: &'a AffectedPlan,
     project_id: &'a str,
     dialect: Dialect,
+    seals: &'a Seals,
 }
 
 impl<'a> AuditSql<'a> {
-    pub(crate) fn new(plan: &'a AffectedPlan, project_id: &'a str, dialect: Dialect) -> Self {
+    /// ClickHouse reads the sealed days in `seals` as sealed.
+    pub(crate) fn new(
+        plan: &'a AffectedPlan,
+        project_id: &'a str,
+        dialect: Dialect,
+        seals: &'a Seals,
+    ) -> Self {
         AuditSql {
             plan,
             project_id,
             dialect,
+            seals,
         }
     }
 
@@ -198,6 +206,7 @@ impl<'a> AuditSql<'a> {
         newest_versions(
             sql,
             self.dialect,
+            self.seals,
             Table::Runs,
             &columns,
             |sql, source| self.rows(sql, source, true),
@@ -221,7 +230,7 @@ impl<'a> AuditSql<'a> {
             Subject::ModelCall => "kind = 'model'",
             _ => "kind = 'tool'",
         };
-        if self.dialect == Dialect::DataFusion {
+        if self.dialect == Dialect::DataFusion || self.seals.any(Table::Spans) {
             let mut columns = vec!["trace_id", "span_id", "kind"];
             for field in self.plan.filters.keys() {
                 if field.subject() == subject && !columns.contains(&column(*field)) {
@@ -232,6 +241,7 @@ impl<'a> AuditSql<'a> {
             newest_versions(
                 sql,
                 self.dialect,
+                self.seals,
                 Table::Spans,
                 &columns,
                 |sql, source| self.rows(sql, source, true),
@@ -272,16 +282,16 @@ impl<'a> AuditSql<'a> {
     /// ` FROM <source> WHERE project_id = … AND <days>`: the range's days, widened by one on
     /// each side when `widened`; every day without a range.
     fn rows(&self, sql: &mut Sql, source: Source, widened: bool) {
-        sql.push(" FROM ");
-        sql.push(source.name());
-        sql.push(" WHERE project_id = ");
-        sql.text(self.project_id);
-        let Some((from, to)) = self.plan.range else {
-            return;
-        };
-        let widen = i64::from(widened);
-        let (first, last) = (day_of(from) - widen, day_of(to - 1) + widen);
-        source.days(sql, self.dialect, first, last);
+        source.rows(sql, |sql| {
+            sql.push("project_id = ");
+            sql.text(self.project_id);
+            let Some((from, to)) = self.plan.range else {
+                return;
+            };
+            let widen = i64::from(widened);
+            let (first, last) = (day_of(from) - widen, day_of(to - 1) + widen);
+            source.days(sql, self.dialect, first, last);
+        });
     }
 
     fn filters_on(&self, subject: Subject) -> bool {
@@ -326,7 +336,7 @@ mod tests {
             ]),
         };
         for dialect in [Dialect::ClickHouse, Dialect::DataFusion] {
-            let audit = AuditSql::new(&plan, "p'", dialect);
+            let audit = AuditSql::new(&plan, "p'", dialect, &crate::newest::NO_SEALS);
             let page = SessionPageRequest {
                 limit: 10,
                 after: None,

@@ -44,7 +44,7 @@ use super::{
     request::MetricPlan,
 };
 use crate::{
-    newest::{Source, newest_versions},
+    newest::{NO_SEALS, Seals, Source, newest_versions},
     sql::{Placeholders, Quoting, Sql},
 };
 
@@ -79,8 +79,14 @@ enum Restrict {
     StartedInRange(Table, Option<&'static str>),
 }
 
-/// The statements that answer `plan` for one project, with bound parameters.
-pub(crate) fn compile(plan: &MetricPlan, project_id: &str, dialect: Dialect) -> Vec<Statement> {
+/// The statements that answer `plan` for one project, with bound parameters; ClickHouse reads
+/// the sealed days in `seals` as sealed.
+pub(crate) fn compile(
+    plan: &MetricPlan,
+    project_id: &str,
+    dialect: Dialect,
+    seals: &Seals,
+) -> Vec<Statement> {
     let placeholders = match dialect {
         Dialect::ClickHouse => Placeholders::Question,
         Dialect::DataFusion => Placeholders::Numbered,
@@ -90,6 +96,7 @@ pub(crate) fn compile(plan: &MetricPlan, project_id: &str, dialect: Dialect) -> 
         project_id,
         dialect,
         placeholders,
+        seals,
     }
     .statements()
 }
@@ -106,6 +113,7 @@ pub fn metric_sql(plan: &MetricPlan, project_id: &str, dialect: Dialect) -> Vec<
         project_id,
         dialect,
         placeholders: Placeholders::Inline(quoting),
+        seals: &NO_SEALS,
     }
     .statements()
     .into_iter()
@@ -268,6 +276,7 @@ struct Compiler<'a> {
     project_id: &'a str,
     dialect: Dialect,
     placeholders: Placeholders,
+    seals: &'a Seals,
 }
 
 impl<'p> Compiler<'p> {
@@ -893,7 +902,15 @@ impl<'p> Compiler<'p> {
             }
         };
         let traces: Option<&dyn Fn(&mut Sql)> = if restricted { Some(&traces) } else { None };
-        newest_versions(sql, self.dialect, table, columns, rows_of, traces);
+        newest_versions(
+            sql,
+            self.dialect,
+            self.seals,
+            table,
+            columns,
+            rows_of,
+            traces,
+        );
     }
 
     /// ` FROM <source> WHERE …`: the project's rows, in `days`, passing `condition`.
@@ -904,17 +921,17 @@ impl<'p> Compiler<'p> {
         days: Option<(i64, i64)>,
         condition: Option<&'static str>,
     ) {
-        sql.push(" FROM ");
-        sql.push(source.name());
-        sql.push(" WHERE project_id = ");
-        sql.text(self.project_id);
-        if let Some(condition) = condition {
-            sql.push(" AND ");
-            sql.push(condition);
-        }
-        if let Some((first, last)) = days {
-            source.days(sql, self.dialect, first, last);
-        }
+        source.rows(sql, |sql| {
+            sql.push("project_id = ");
+            sql.text(self.project_id);
+            if let Some(condition) = condition {
+                sql.push(" AND ");
+                sql.push(condition);
+            }
+            if let Some((first, last)) = days {
+                source.days(sql, self.dialect, first, last);
+            }
+        });
     }
 
     /// `SELECT trace_id …`: the traces `restrict` lets through.
@@ -1002,7 +1019,7 @@ mod tests {
             "filters": {"environment": ["prod'; DROP TABLE runs --"]},
         }));
         for dialect in [Dialect::ClickHouse, Dialect::DataFusion] {
-            let statements = compile(&plan, "p'x", dialect);
+            let statements = compile(&plan, "p'x", dialect, &NO_SEALS);
             assert_eq!(statements.len(), 2);
             for statement in statements {
                 assert!(

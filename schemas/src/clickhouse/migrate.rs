@@ -62,7 +62,28 @@ pub const MIGRATIONS: &[Migration] = &[
         }),
         statements: skip_indexes,
     },
+    Migration {
+        version: 3,
+        name: "sealed days: inserted_at on runs, spans and scores, their _sealed tables, vigil_seals",
+        requires: None,
+        statements: |target| {
+            Table::ALL
+                .into_iter()
+                .flat_map(|t| [target.add_inserted_at(t), target.create_sealed_table(t)])
+                .chain(std::iter::once(target.create_seals_table()))
+                .collect()
+        },
+    },
 ];
+
+/// Whether `statement` failing with `error` means it was applied before: 18.16 has no
+/// `ADD COLUMN IF NOT EXISTS`, so a column that exists (code 44 on 18.16, 15 on current
+/// releases) is the one the migration adds.
+fn applied_before(statement: &str, error: &clickhouse::error::Error) -> bool {
+    statement.contains(" ADD COLUMN ")
+        && matches!(error, clickhouse::error::Error::BadResponse(text)
+            if matches!(super::error_code(text), Some(15 | 44)))
+}
 
 fn skip_indexes(target: &Target) -> Vec<String> {
     let indexes: [(Table, &[&str]); 2] = [
@@ -274,11 +295,12 @@ impl<'a> Migrator<'a> {
                 continue;
             }
             for statement in migration.statements(&target) {
-                client
-                    .query(&statement)
-                    .execute()
-                    .await
-                    .map_err(failed(format!("migration {}", migration.version)))?;
+                match client.query(&statement).execute().await {
+                    Err(error) if !applied_before(&statement, &error) => {
+                        return Err(failed(format!("migration {}", migration.version))(error));
+                    }
+                    _ => {}
+                }
             }
             client
                 .query(&format!(
@@ -320,7 +342,17 @@ mod tests {
         );
         assert_eq!(MIGRATIONS[0].checksum().len(), 64);
         let sql = script(&ClickHouseConfig::default());
-        assert_eq!(sql.matches("CREATE TABLE IF NOT EXISTS vigil.").count(), 3);
+        // The three tables, their sealed copies and the record of seals.
+        assert_eq!(sql.matches("CREATE TABLE IF NOT EXISTS vigil.").count(), 7);
         assert!(sql.contains("-- migration 2: bloom-filter"));
+        assert!(sql.contains(
+            "ALTER TABLE vigil.spans ADD COLUMN inserted_at DateTime MATERIALIZED now()"
+        ));
+        assert!(sql.contains("CREATE TABLE IF NOT EXISTS vigil.runs_sealed ("));
+        // On a cluster, each node's storage tables.
+        assert!(
+            MIGRATIONS[2].statements(&cluster)[1]
+                .starts_with("CREATE TABLE IF NOT EXISTS other.runs_local_sealed (")
+        );
     }
 }

@@ -50,8 +50,14 @@ pub fn is_transient(error: &clickhouse::error::Error) -> bool {
     }
 }
 
+/// Whether a server's error text says a table does not exist (code 60): a server not migrated
+/// yet.
+pub fn is_unknown_table(message: &str) -> bool {
+    error_code(message) == Some(60)
+}
+
 /// The ClickHouse error code in a server's error text (`Code: 60, e.displayText() = …`).
-fn error_code(message: &str) -> Option<u32> {
+pub(crate) fn error_code(message: &str) -> Option<u32> {
     let rest = message.split("Code: ").nth(1)?;
     let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
     digits.parse().ok()

@@ -204,6 +204,63 @@ impl Target {
     }
 }
 
+/// The `MATERIALIZED` column that records, in the server's clock, when a row was inserted:
+/// sealing tells the rows a seal holds from the rows that came after it by this column
+/// (`schemas/CLICKHOUSE.md`, "Sealed days"). A row stored before the column existed reads the
+/// query's `now()`, so it is always taken for a late one: exact, only not sped up.
+pub const INSERTED_AT: &str = "inserted_at";
+
+/// The table that records each seal: which generation of a table's sealed day is current, and
+/// from when on rows of that day are not in it.
+pub const SEALS_TABLE: &str = "vigil_seals";
+
+impl Target {
+    /// The table of `table`'s sealed days: one version per key of each sealed day.
+    pub fn sealed_table(&self, table: Table) -> String {
+        format!("{}_sealed", self.storage_table(table))
+    }
+
+    /// Adds [`INSERTED_AT`] to `table` (an existing column is the migration already applied).
+    pub fn add_inserted_at(&self, table: Table) -> String {
+        format!(
+            "ALTER TABLE {}.{} ADD COLUMN {INSERTED_AT} DateTime MATERIALIZED now()",
+            self.database,
+            self.storage_table(table)
+        )
+    }
+
+    /// `CREATE TABLE` for `table`'s sealed days: its columns, the seal's `generation` and
+    /// whether the key also has versions in a neighbouring day (`crossday`: then reads
+    /// de-duplicate it like a fresh row). A plain `MergeTree` partitioned by (day, generation),
+    /// so a superseded generation is dropped as a whole partition.
+    pub fn create_sealed_table(&self, table: Table) -> String {
+        let columns: Vec<String> = columns(table)
+            .iter()
+            .map(|(name, ty)| format!("    {name} {}", ty.sql()))
+            .chain([
+                "    generation UInt64".to_string(),
+                "    crossday UInt8".to_string(),
+            ])
+            .collect();
+        format!(
+            "CREATE TABLE IF NOT EXISTS {}.{} (\n{}\n) ENGINE = MergeTree\nPARTITION BY (intDiv({}, {NANOS_PER_DAY}), generation)\nORDER BY ({})",
+            self.database,
+            self.sealed_table(table),
+            columns.join(",\n"),
+            table.time_column(),
+            table.key_columns().join(", "),
+        )
+    }
+
+    /// `CREATE TABLE` for the record of seals ([`SEALS_TABLE`]).
+    pub fn create_seals_table(&self) -> String {
+        format!(
+            "CREATE TABLE IF NOT EXISTS {}.{SEALS_TABLE} (table_name String, day Int64, generation UInt64, watermark DateTime, rows UInt64, sealed_at DateTime) ENGINE = MergeTree ORDER BY (table_name, day, generation)",
+            self.database
+        )
+    }
+}
+
 /// The column list of a table, for `SELECT` and `INSERT`.
 pub fn column_list(table: Table) -> String {
     columns(table)

@@ -357,27 +357,40 @@ pub const SEAL_AT_ONCE: &[(&str, &str)] = &[
     ("VIGIL_STORE__COMPACTION_GRACE", "0s"),
 ];
 
+/// Settings that make the ClickHouse store seal every finished day as soon as it is quiet, in
+/// passes 100 ms apart. Superseded generations stay for the default grace, so that queries
+/// running while a day is sealed again finish over the generation they chose.
+pub const CLICKHOUSE_SEAL_AT_ONCE: &[(&str, &str)] = &[
+    ("VIGIL_STORE__SEAL_AFTER", "0s"),
+    ("VIGIL_STORE__COMPACTION_INTERVAL", "100ms"),
+];
+
 /// Consolidates every finished day of a Vigil's store and waits until it is done. The embedded
 /// store is restarted with [`SEAL_AT_ONCE`]; done when every partition of every table holds
-/// exactly one file, a sealed one. On ClickHouse, ClickHouse's own consolidation: `OPTIMIZE …
-/// FINAL` of every table, then one part per partition is checked (Vigil's reads still
-/// de-duplicate every row there; what this exercises is reading merged parts and the versions
-/// that arrive after them).
+/// exactly one file, a sealed one. The ClickHouse store is restarted with
+/// [`CLICKHOUSE_SEAL_AT_ONCE`]; done when every finished day of every table has a recorded seal
+/// holding every row inserted into it.
 pub async fn consolidate(vigil: &mut Vigil) {
     if let Some(db) = vigil.database.clone() {
+        vigil.stop();
+        vigil.restart_with(CLICKHOUSE_SEAL_AT_ONCE);
         let ch = ClickHouse::shared();
-        for table in ["runs", "spans", "scores"] {
-            ch.query(&format!("OPTIMIZE TABLE {db}.{table} FINAL"))
-                .await;
-            let parts = ch
-                .number(&format!(
-                    "SELECT count() - uniqExact(partition) FROM system.parts \
-                     WHERE database = '{db}' AND table = '{table}' AND active"
-                ))
-                .await;
-            assert_eq!(parts, 0, "{db}.{table} has partitions of several parts");
+        let deadline = Instant::now() + Duration::from_secs(90);
+        loop {
+            let mut unsealed = 0;
+            for table in Table::ALL {
+                unsealed += ch.number(&unsealed_days(&db, table)).await;
+            }
+            if unsealed == 0 {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{unsealed} finished days of {db} were not sealed within 90 s; log:\n{}",
+                vigil.log()
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
         }
-        return;
     }
     vigil.stop();
     vigil.restart_with(SEAL_AT_ONCE);
@@ -398,6 +411,19 @@ pub async fn consolidate(vigil: &mut Vigil) {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+/// `SELECT count() …`: the finished days of `table` in ClickHouse database `db` with a row
+/// inserted at or after their seal's watermark, or without a seal.
+pub fn unsealed_days(db: &str, table: Table) -> String {
+    let time = table.time_column();
+    let name = table.name();
+    format!(
+        "SELECT count() FROM (SELECT intDiv({time}, 86400000000000) AS day, max(inserted_at) AS last \
+         FROM {db}.{name} GROUP BY day) ANY LEFT JOIN (SELECT day, argMax(watermark, generation) AS w \
+         FROM {db}.vigil_seals WHERE table_name = '{name}' GROUP BY day) USING day \
+         WHERE (day + 1) * 86400 <= toUInt32(now()) AND last >= w"
+    )
 }
 
 /// The entries of each partition directory of the embedded store under `data_dir`, by name.

@@ -8,11 +8,13 @@
 //!    already holds exactly this data (`--data-dir` kept between runs) is not loaded again.
 //! 2. Starts `vigil serve` on each store and times every dashboard query through
 //!    `POST /api/v1/metrics/query` (one warm-up, then `--repetitions`; the median is reported).
-//! 3. Runs the SQL Vigil runs ([`vigil_query::metrics::metric_sql`]) in `clickhouse-client`
-//!    (its `--time`: the query's time in the client, without process start), and the embedded
-//!    store's SQL in DuckDB over the same Parquet files (`duckdb_metrics.py`, run with
-//!    `--python`, a Python that has the `duckdb` package), with the same number of threads as
-//!    this machine has cores.
+//! 3. Runs each question as a plain aggregate over the consolidated data, exact there (one
+//!    version per key): in `clickhouse-client` over the sealed tables (its `--time`: the query's
+//!    time in the client, without process start), and in DuckDB over the sealed Parquet files
+//!    (`duckdb_metrics.py`, run with `--python`, a Python that has the `duckdb` package, with as
+//!    many threads as this machine has cores), where the embedded store's own SQL
+//!    ([`vigil_query::metrics::metric_sql`]) is timed too. Each plain aggregate must answer as
+//!    many rows as Vigil.
 //!
 //! The ratios are Vigil's time over the reference's.
 
@@ -27,7 +29,7 @@ use anyhow::{Context, bail};
 use rand::{Rng, SeedableRng, rngs::StdRng, seq::IndexedRandom};
 use serde::Serialize;
 use serde_json::json;
-use vigil_collector::sink::{ClickHouseSink, EmbeddedSink, EmbeddedSinkConfig, Sink};
+use vigil_collector::sink::{ClickHouseSink, EmbeddedSink, EmbeddedSinkConfig, SealConfig, Sink};
 use vigil_query::metrics::{Dialect, MetricQuery, metric_sql};
 use vigil_schemas::{
     clickhouse::{ClickHouseConfig, Migrator},
@@ -93,6 +95,10 @@ pub struct DataArgs {
     /// Also load ClickHouse (HTTP URL) into the database `vigil_bench_metrics`.
     #[arg(long)]
     pub clickhouse_url: Option<String>,
+    /// Measure the stores as written: do not seal their finished days (a later run without it
+    /// seals them, as a running Vigil does).
+    #[arg(long)]
+    pub no_seal: bool,
 }
 
 /// The data, loaded where it was not already.
@@ -116,7 +122,9 @@ impl DataArgs {
         if let Some(seconds) = load_embedded(&data, &dir).await? {
             load_seconds.push(("loaded the embedded store".to_string(), seconds));
         }
-        if let Some(seconds) = seal_embedded(&dir).await? {
+        if !self.no_seal
+            && let Some(seconds) = seal_embedded(&dir).await?
+        {
             load_seconds.push(("sealed the embedded store's days".to_string(), seconds));
         }
         let clickhouse = match &self.clickhouse_url {
@@ -128,6 +136,11 @@ impl DataArgs {
                 };
                 if let Some(seconds) = load_clickhouse(&data, &config).await? {
                     load_seconds.push(("loaded ClickHouse".to_string(), seconds));
+                }
+                if !self.no_seal
+                    && let Some(seconds) = seal_clickhouse(&config).await?
+                {
+                    load_seconds.push(("sealed ClickHouse's days".to_string(), seconds));
                 }
                 Some(config)
             }
@@ -143,12 +156,15 @@ impl DataArgs {
 }
 
 /// One of the dashboard's questions: as Vigil's API takes it, and as a plain aggregate over the
-/// consolidated files (`<table>_sealed`, one version per key), which is exact on them: the
-/// physical limit DuckDB's side is measured against.
+/// consolidated data (the embedded store's sealed files, ClickHouse's sealed tables: one version
+/// per key), which is exact there: the physical limit each store is measured against.
 struct Question {
     name: &'static str,
     query: MetricQuery,
-    plain: String,
+    /// DuckDB's SQL over `<table>_sealed` (views of the sealed files).
+    plain_duckdb: String,
+    /// ClickHouse's SQL over its `<table>_sealed` tables.
+    plain_clickhouse: String,
 }
 
 /// The dashboard's questions.
@@ -163,9 +179,8 @@ fn dashboard() -> Vec<Question> {
         filters: Default::default(),
         step: step.map(str::to_string),
     };
-    let runs_in_range = format!(
-        "r.project_id = '{PROJECT}' AND r.start_time_ns >= {from} AND r.start_time_ns < {to}"
-    );
+    let in_range =
+        format!("project_id = '{PROJECT}' AND start_time_ns >= {from} AND start_time_ns < {to}");
     vec![
         Question {
             name: "run latency p50/p90/p99 by agent, 24 h in 1 h steps",
@@ -178,40 +193,60 @@ fn dashboard() -> Vec<Question> {
                 "agent",
                 Some("1h"),
             ),
-            // DuckDB's own exact (discrete) percentile; its rank rule is DuckDB's, not Vigil's.
-            plain: format!(
+            // Each engine's own exact percentile; DuckDB's rank rule is DuckDB's, not Vigil's.
+            plain_duckdb: format!(
                 "SELECT agent_name, start_time_ns // {HOUR_NS} AS bucket, \
                  quantile_disc(end_time_ns - start_time_ns, [0.5, 0.9, 0.99]) \
-                 FROM runs_sealed AS r WHERE {runs_in_range} GROUP BY ALL"
+                 FROM runs_sealed WHERE {in_range} GROUP BY ALL"
+            ),
+            plain_clickhouse: format!(
+                "SELECT agent_name, intDiv(start_time_ns, {HOUR_NS}) AS bucket, \
+                 quantilesExact(0.5, 0.9, 0.99)(end_time_ns - start_time_ns) \
+                 FROM runs_sealed WHERE {in_range} GROUP BY agent_name, bucket"
             ),
         },
         Question {
             name: "cost by model",
             query: query(&["cost_usd"], "model", None),
-            plain: format!(
+            plain_duckdb: format!(
                 "SELECT s.model, sum(s.cost_nanos) FROM spans_sealed AS s \
-                 JOIN runs_sealed AS r USING (trace_id) \
-                 WHERE s.project_id = '{PROJECT}' AND s.kind = 'model' AND {runs_in_range} \
-                 GROUP BY ALL"
+                 JOIN (SELECT trace_id FROM runs_sealed WHERE {in_range}) AS r USING (trace_id) \
+                 WHERE s.project_id = '{PROJECT}' AND s.kind = 'model' GROUP BY ALL"
+            ),
+            plain_clickhouse: format!(
+                "SELECT model, sum(cost_nanos) FROM spans_sealed \
+                 ALL INNER JOIN (SELECT trace_id FROM runs_sealed WHERE {in_range}) USING trace_id \
+                 WHERE project_id = '{PROJECT}' AND kind = 'model' GROUP BY model"
             ),
         },
         Question {
             name: "tool error rate by tool",
             query: query(&["tool_error_rate"], "tool", None),
-            plain: format!(
+            plain_duckdb: format!(
                 "SELECT tool_name, count(*), count_if(status = 'error') FROM spans_sealed \
-                 WHERE project_id = '{PROJECT}' AND kind = 'tool' \
-                 AND start_time_ns >= {from} AND start_time_ns < {to} GROUP BY ALL"
+                 WHERE kind = 'tool' AND {in_range} GROUP BY ALL"
+            ),
+            plain_clickhouse: format!(
+                "SELECT tool_name, count(), countIf(status = 'error') FROM spans_sealed \
+                 WHERE kind = 'tool' AND {in_range} GROUP BY tool_name"
             ),
         },
         Question {
             name: "completion rate by prompt version",
             query: query(&["completion_rate"], "prompt_version", None),
-            plain: format!(
+            plain_duckdb: format!(
                 "SELECT s.prompt_version, count(*), count_if(r.outcome = 'success') \
                  FROM (SELECT DISTINCT trace_id, prompt_version FROM spans_sealed \
                  WHERE project_id = '{PROJECT}' AND kind = 'model') AS s \
-                 JOIN runs_sealed AS r USING (trace_id) WHERE {runs_in_range} GROUP BY ALL"
+                 JOIN (SELECT trace_id, outcome FROM runs_sealed WHERE {in_range}) AS r \
+                 USING (trace_id) GROUP BY ALL"
+            ),
+            plain_clickhouse: format!(
+                "SELECT prompt_version, count(), countIf(outcome = 'success') \
+                 FROM (SELECT DISTINCT trace_id, prompt_version FROM spans_sealed \
+                 WHERE project_id = '{PROJECT}' AND kind = 'model') \
+                 ALL INNER JOIN (SELECT trace_id, outcome FROM runs_sealed WHERE {in_range}) \
+                 USING trace_id GROUP BY prompt_version"
             ),
         },
     ]
@@ -236,7 +271,8 @@ pub struct QueryTimes {
     /// The plain aggregate over the consolidated files, in DuckDB.
     pub duckdb_plain_ms: Option<f64>,
     pub clickhouse_api_ms: Option<f64>,
-    pub clickhouse_client_ms: Option<f64>,
+    /// The plain aggregate over ClickHouse's sealed tables, in `clickhouse-client`.
+    pub clickhouse_plain_ms: Option<f64>,
     pub rows: usize,
 }
 
@@ -250,7 +286,7 @@ impl QueryTimes {
     }
 
     fn clickhouse_ratio(&self) -> Option<f64> {
-        Some(self.clickhouse_api_ms? / self.clickhouse_client_ms?)
+        Some(self.clickhouse_api_ms? / self.clickhouse_plain_ms?)
     }
 }
 
@@ -268,7 +304,7 @@ impl fmt::Display for MetricsBenchReport {
         let ratio = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.2}×"));
         writeln!(
             f,
-            "| query | rows | embedded via API (ms) | DuckDB, Vigil's SQL (ms) | ratio | DuckDB, plain aggregate over the sealed files (ms) | ratio | ClickHouse via API (ms) | clickhouse-client, same SQL (ms) | ratio |"
+            "| query | rows | embedded via API (ms) | DuckDB, Vigil's SQL (ms) | ratio | DuckDB, plain aggregate over the sealed files (ms) | ratio | ClickHouse via API (ms) | clickhouse-client, plain aggregate over the sealed tables (ms) | ratio |"
         )?;
         writeln!(f, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")?;
         for q in &self.queries {
@@ -283,7 +319,7 @@ impl fmt::Display for MetricsBenchReport {
                 ms(q.duckdb_plain_ms),
                 ratio(q.duckdb_plain_ratio()),
                 ms(q.clickhouse_api_ms),
-                ms(q.clickhouse_client_ms),
+                ms(q.clickhouse_plain_ms),
                 ratio(q.clickhouse_ratio()),
             )?;
         }
@@ -352,13 +388,19 @@ pub async fn run(mut args: MetricsBenchArgs) -> anyhow::Result<MetricsBenchRepor
         None => None,
     };
 
-    if let Some(duckdb) = &duckdb {
-        for (i, question) in queries.iter().enumerate() {
-            if duckdb[i].plain_rows != embedded[i].1 {
+    // The plain aggregates must ask what Vigil answers: as many rows.
+    for (i, question) in queries.iter().enumerate() {
+        let plain_rows = [
+            ("DuckDB", duckdb.as_ref().map(|d| d[i].plain_rows)),
+            ("ClickHouse", clickhouse_client.as_ref().map(|c| c[i].1)),
+        ];
+        for (engine, rows) in plain_rows {
+            if let Some(rows) = rows
+                && rows != embedded[i].1
+            {
                 bail!(
-                    "{}: the plain aggregate answered {} rows, Vigil {}: they do not ask the same",
+                    "{}: {engine}'s plain aggregate answered {rows} rows, Vigil {}: they do not ask the same",
                     question.name,
-                    duckdb[i].plain_rows,
                     embedded[i].1
                 );
             }
@@ -374,7 +416,7 @@ pub async fn run(mut args: MetricsBenchArgs) -> anyhow::Result<MetricsBenchRepor
             duckdb_ms: duckdb.as_ref().map(|d| d[i].vigil_ms),
             duckdb_plain_ms: duckdb.as_ref().map(|d| d[i].plain_ms),
             clickhouse_api_ms: clickhouse_api.as_ref().map(|c| c[i].0),
-            clickhouse_client_ms: clickhouse_client.as_ref().map(|c| c[i]),
+            clickhouse_plain_ms: clickhouse_client.as_ref().map(|c| c[i].0),
         })
         .collect();
     Ok(MetricsBenchReport {
@@ -593,6 +635,30 @@ async fn load_clickhouse(data: &Data, config: &ClickHouseConfig) -> anyhow::Resu
     Ok(Some(started.elapsed().as_secs_f64()))
 }
 
+/// Seals every day of ClickHouse that is not sealed yet, as a running Vigil does once a day
+/// has been over for `seal_after` and quiet (the generated days are long over, but the sealer
+/// waits until nothing was inserted for its settling margin); the seconds the copies took,
+/// when there was anything to seal.
+async fn seal_clickhouse(config: &ClickHouseConfig) -> anyhow::Result<Option<f64>> {
+    let sink = ClickHouseSink::new(config);
+    let sealing = SealConfig {
+        seal_after: Duration::ZERO,
+        grace: Duration::ZERO,
+    };
+    let mut copying = None;
+    loop {
+        let started = Instant::now();
+        let stats = sink.seal_once(sealing).await?;
+        if !stats.sealed.is_empty() {
+            *copying.get_or_insert(0.0) += started.elapsed().as_secs_f64();
+        }
+        if stats.waiting == 0 {
+            return Ok(copying);
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
 // ---- timing ----
 
 /// Median milliseconds and answer rows of each query through `POST /api/v1/metrics/query`.
@@ -620,50 +686,49 @@ async fn time_api(
     Ok(out)
 }
 
-/// Median milliseconds of each query's SQL in `clickhouse-client`, as it reports them.
+/// Median milliseconds of each question's plain aggregate in `clickhouse-client`, as it
+/// reports them, and the rows it answered.
 fn time_clickhouse_client(
     queries: &[Question],
     repetitions: usize,
     port: u16,
-) -> anyhow::Result<Vec<f64>> {
+) -> anyhow::Result<Vec<(f64, usize)>> {
     let mut out = Vec::new();
-    for Question { name, query, .. } in queries {
-        let statements = metric_sql(&query.plan()?, PROJECT, Dialect::ClickHouse);
-        let run = || -> anyhow::Result<f64> {
-            let mut total = 0.0;
-            for sql in &statements {
-                let output = std::process::Command::new("clickhouse-client")
-                    .args([
-                        "--port",
-                        &port.to_string(),
-                        "--database",
-                        DATABASE,
-                        "--time",
-                        "--format",
-                        "RowBinary",
-                        "--query",
-                        sql,
-                    ])
-                    .output()
-                    .context("running clickhouse-client")?;
-                let stderr = String::from_utf8_lossy(&output.stderr);
-                if !output.status.success() {
-                    bail!("{name}: clickhouse-client: {stderr}");
-                }
-                let seconds: f64 = stderr
-                    .lines()
-                    .last()
-                    .and_then(|l| l.trim().parse().ok())
-                    .with_context(|| format!("clickhouse-client --time printed {stderr:?}"))?;
-                total += seconds * 1e3;
+    for question in queries {
+        let run = || -> anyhow::Result<(f64, usize)> {
+            let output = std::process::Command::new("clickhouse-client")
+                .args([
+                    "--port",
+                    &port.to_string(),
+                    "--database",
+                    DATABASE,
+                    "--time",
+                    "--format",
+                    "TSV",
+                    "--query",
+                    &question.plain_clickhouse,
+                ])
+                .output()
+                .context("running clickhouse-client")?;
+            let stderr = String::from_utf8_lossy(&output.stderr);
+            if !output.status.success() {
+                bail!("{}: clickhouse-client: {stderr}", question.name);
             }
-            Ok(total)
+            let seconds: f64 = stderr
+                .lines()
+                .last()
+                .and_then(|l| l.trim().parse().ok())
+                .with_context(|| format!("clickhouse-client --time printed {stderr:?}"))?;
+            Ok((
+                seconds * 1e3,
+                output.stdout.split(|b| *b == b'\n').count() - 1,
+            ))
         };
-        run()?;
+        let (_, rows) = run()?;
         let mut times = (0..repetitions)
-            .map(|_| run())
+            .map(|_| run().map(|(ms, _)| ms))
             .collect::<anyhow::Result<Vec<_>>>()?;
-        out.push(median(&mut times));
+        out.push((median(&mut times), rows));
     }
     Ok(out)
 }
@@ -688,11 +753,11 @@ fn time_duckdb(
     let script = std::env::temp_dir().join(format!("vigil-duckdb-{}.py", std::process::id()));
     std::fs::write(&script, DUCKDB_SCRIPT)?;
     let mut specs = Vec::new();
-    for Question { name, query, plain } in queries {
+    for question in queries {
         specs.push(json!({
-            "name": name,
-            "sql": metric_sql(&query.plan()?, PROJECT, Dialect::DataFusion),
-            "plain": plain,
+            "name": question.name,
+            "sql": metric_sql(&question.query.plan()?, PROJECT, Dialect::DataFusion),
+            "plain": question.plain_duckdb,
         }));
     }
     let spec = json!({

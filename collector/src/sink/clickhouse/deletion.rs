@@ -5,7 +5,9 @@
 //! every later step sees the same set even while rows disappear: counted, then deleted with one
 //! `ALTER TABLE … DELETE` mutation per table (spans and scores first, runs last), each waited
 //! on in `system.mutations` and verified by counting again. The scratch table is dropped at
-//! the end, whatever happened. Whole days go with `ALTER TABLE … DROP PARTITION`.
+//! the end, whatever happened. Whole days go with `ALTER TABLE … DROP PARTITION`. Sealed days
+//! (`seal.rs`) are copies: each deletion runs on a table's sealed copy too, under the lock a
+//! seal's copy holds.
 
 use std::time::Duration;
 
@@ -13,7 +15,7 @@ use async_trait::async_trait;
 use clickhouse::Client;
 use vigil_schemas::{clickhouse::schema::Target, layout::Table, time::now_ns};
 
-use super::{ClickHouseSink, classify};
+use super::{ClickHouseSink, classify, seal::sealed_partition};
 use crate::sink::{DeletedRows, Deleter, Doomed, SinkError};
 
 /// How long a deletion waits for its mutations before giving up (it can be run again).
@@ -25,6 +27,7 @@ const DELETION_ORDER: [Table; 3] = [Table::Spans, Table::Scores, Table::Runs];
 #[async_trait]
 impl Deleter for ClickHouseSink {
     async fn delete(&self, doomed: &Doomed, dry_run: bool) -> Result<DeletedRows, SinkError> {
+        let _maintenance = self.maintenance.lock().await;
         let mut deleted = DeletedRows::default();
         for node in self.nodes() {
             deleted += node.delete(doomed, dry_run).await?;
@@ -33,6 +36,7 @@ impl Deleter for ClickHouseSink {
     }
 
     async fn drop_days_before(&self, day: i64, dry_run: bool) -> Result<DeletedRows, SinkError> {
+        let _maintenance = self.maintenance.lock().await;
         let mut dropped = DeletedRows::default();
         for node in self.nodes() {
             dropped += node.drop_days_before(day, dry_run).await?;
@@ -123,29 +127,50 @@ impl Node {
             return Ok(counted);
         }
         for table in DELETION_ORDER {
-            let name = self.table(table);
-            self.execute(
-                table,
-                &format!("ALTER TABLE {name} DELETE WHERE {of_doomed}"),
-                &[],
-            )
-            .await?;
-            self.wait_for_mutations(table).await?;
-            let left = self.count(table, &of_doomed).await?;
-            if left > 0 {
-                return Err(SinkError::Internal(format!(
-                    "{name}: {left} rows of the deleted traces are still there after the mutation finished"
-                )));
+            for name in self.stored_in(table).await? {
+                self.execute(
+                    table,
+                    &format!("ALTER TABLE {name} DELETE WHERE {of_doomed}"),
+                    &[],
+                )
+                .await?;
+                self.wait_for_mutations(table).await?;
+                let left = self.count_in(table, &name, &of_doomed).await?;
+                if left > 0 {
+                    return Err(SinkError::Internal(format!(
+                        "{name}: {left} rows of the deleted traces are still there after the mutation finished"
+                    )));
+                }
             }
         }
         Ok(counted)
     }
 
+    /// The tables that hold `table`'s rows on this node: the storage table, and its sealed
+    /// copy once the migrations created it.
+    async fn stored_in(&self, table: Table) -> Result<Vec<String>, SinkError> {
+        let sealed = self.target.sealed_table(table);
+        let exists: u64 = self
+            .client
+            .query("SELECT count() FROM system.tables WHERE database = ? AND name = ?")
+            .bind(&self.target.database)
+            .bind(&sealed)
+            .fetch_one()
+            .await
+            .map_err(|e| classify(table, e))?;
+        let mut names = vec![self.table(table)];
+        if exists > 0 {
+            names.push(format!("{}.{sealed}", self.target.database));
+        }
+        Ok(names)
+    }
+
     async fn count(&self, table: Table, condition: &str) -> Result<u64, SinkError> {
-        let sql = format!(
-            "SELECT count() FROM {} WHERE {condition}",
-            self.table(table)
-        );
+        self.count_in(table, &self.table(table), condition).await
+    }
+
+    async fn count_in(&self, table: Table, name: &str, condition: &str) -> Result<u64, SinkError> {
+        let sql = format!("SELECT count() FROM {name} WHERE {condition}");
         self.client
             .query(&sql)
             .fetch_one::<u64>()
@@ -164,17 +189,18 @@ impl Node {
         query.execute().await.map_err(|e| classify(table, e))
     }
 
-    /// Waits until no mutation of `table` is left to do.
+    /// Waits until no mutation of `table` (or of its sealed copy) is left to do.
     async fn wait_for_mutations(&self, table: Table) -> Result<(), SinkError> {
         let deadline = tokio::time::Instant::now() + MUTATION_TIMEOUT;
         loop {
             let pending = self
                 .client
                 .query(
-                    "SELECT count() FROM system.mutations WHERE database = ? AND table = ? AND is_done = 0",
+                    "SELECT count() FROM system.mutations WHERE database = ? AND table IN (?, ?) AND is_done = 0",
                 )
                 .bind(&self.target.database)
                 .bind(self.target.storage_table(table))
+                .bind(self.target.sealed_table(table))
                 .fetch_one::<u64>()
                 .await
                 .map_err(|e| classify(table, e))?;
@@ -194,32 +220,55 @@ impl Node {
     async fn drop_days_before(&self, before: i64, dry_run: bool) -> Result<DeletedRows, SinkError> {
         let mut dropped = DeletedRows::default();
         for table in Table::ALL {
+            for (name, partition, rows) in self.partitions(table).await? {
+                // The raw tables' partition key is the day number, the sealed tables' (day,
+                // generation) (schema.rs); anything else is not ours.
+                let sealed = sealed_partition(&partition);
+                let day = match sealed {
+                    Some((day, _)) => day,
+                    None => match partition.trim_matches('\'').parse::<i64>() {
+                        Ok(day) => day,
+                        Err(_) => continue,
+                    },
+                };
+                if day >= before {
+                    continue;
+                }
+                // The sealed rows are copies of raw ones: counted once.
+                if sealed.is_none() {
+                    dropped.add(table, rows);
+                }
+                if !dry_run {
+                    let sql = format!("ALTER TABLE {name} DROP PARTITION {partition}");
+                    self.execute(table, &sql, &[]).await?;
+                }
+            }
+        }
+        Ok(dropped)
+    }
+
+    /// The active partitions of `table`'s tables on this node: (table, partition, rows).
+    async fn partitions(&self, table: Table) -> Result<Vec<(String, String, u64)>, SinkError> {
+        let mut all = Vec::new();
+        for name in self.stored_in(table).await? {
+            let (_, bare) = name.split_once('.').unwrap_or(("", &name));
             let partitions = self
                 .client
                 .query(
                     "SELECT partition, sum(rows) FROM system.parts WHERE database = ? AND table = ? AND active GROUP BY partition",
                 )
                 .bind(&self.target.database)
-                .bind(self.target.storage_table(table))
+                .bind(bare)
                 .fetch_all::<(String, u64)>()
                 .await
                 .map_err(|e| classify(table, e))?;
-            for (partition, rows) in partitions {
-                // The partition key is the day number (schema.rs); anything else is not ours.
-                let Ok(day) = partition.trim_matches('\'').parse::<i64>() else {
-                    continue;
-                };
-                if day >= before {
-                    continue;
-                }
-                dropped.add(table, rows);
-                if !dry_run {
-                    let sql = format!("ALTER TABLE {} DROP PARTITION {day}", self.table(table));
-                    self.execute(table, &sql, &[]).await?;
-                }
-            }
+            all.extend(
+                partitions
+                    .into_iter()
+                    .map(|(partition, rows)| (name.clone(), partition, rows)),
+            );
         }
-        Ok(dropped)
+        Ok(all)
     }
 }
 

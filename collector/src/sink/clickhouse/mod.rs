@@ -24,12 +24,18 @@ use vigil_schemas::{
 use super::{Sink, SinkError};
 
 mod deletion;
+mod seal;
+
+pub use seal::{SealConfig, SealStats};
 
 pub struct ClickHouseSink {
     client: Client,
     timeout: Duration,
     /// For deletions, which run on every node's storage tables.
     config: ClickHouseConfig,
+    /// Held by a seal's copy and by deletions: a copy never brings back rows a deletion
+    /// removed while it ran.
+    maintenance: tokio::sync::Mutex<()>,
 }
 
 impl ClickHouseSink {
@@ -38,6 +44,7 @@ impl ClickHouseSink {
             client: config.client(),
             timeout: config.timeout(),
             config: config.clone(),
+            maintenance: tokio::sync::Mutex::new(()),
         }
     }
 
