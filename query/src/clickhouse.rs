@@ -43,7 +43,7 @@ use crate::{
         compile::{Dialect, Statement, compile},
         rows::{AggregateRecord, from_records},
     },
-    newest::{NO_SEALS, SealedDay, Seals, newest_per_key},
+    newest::{NO_SEALS, SealedDay, Seals, Source, newest_per_key},
     rollup::{RollupRecord, RunRollup, rollup_sql},
     run_list::{self, Candidate, ListQuery, RunVersions},
     sessions::{self, SessionFilter, SessionList, SessionRecord, SessionSummary, sessions_sql},
@@ -65,11 +65,13 @@ pub struct ClickHouseStore {
     sealing: bool,
 }
 
-/// Settings of the compliance statements. ClickHouse 18.16 runs a sub-query of `IN` once more
-/// to look the set up in the primary key, and again for each nested level; the investigations'
-/// sets hold random trace ids, which the key cannot narrow anyway. Measured on 1,000,000 runs /
-/// 10,000,000 spans: one investigation statement took 12 s with the look-up, 0.8 s without.
-const AUDIT_SETTINGS: &[(&str, &str)] = &[("use_index_for_in_with_subqueries", "0")];
+/// Settings of the aggregate statements (metrics, investigations, the session list).
+/// ClickHouse 18.16 runs a sub-query of `IN` once more to look the set up in the primary key,
+/// and again for each nested level; these sets hold random trace ids, which the key cannot
+/// narrow anyway. Measured on 1,000,000 runs / 10,000,000 spans: one investigation statement
+/// took 12 s with the look-up, 0.8 s without; the tool error rate by tool over a sealed day and
+/// a fresh remainder 3.6 s with it, 1.3 s without.
+const AGGREGATE_SETTINGS: &[(&str, &str)] = &[("use_index_for_in_with_subqueries", "0")];
 
 /// `health()` answers within this, whatever the query timeout: `/readyz` and `/metrics` call it.
 const HEALTH_TIMEOUT: Duration = Duration::from_secs(2);
@@ -114,7 +116,8 @@ impl ClickHouseStore {
 
     /// The sealed days between `first` and `last` (every day when `None`), as this query sees
     /// them: read once, before its statements ([`Seals`]). A server not yet migrated to sealed
-    /// days has none.
+    /// days has none. Each day is marked clean when nothing is to be de-duplicated there: no
+    /// row was inserted into the raw table since its watermark and no key crosses midnight.
     async fn seals(&self, days: Option<(i64, i64)>) -> Result<Seals, QueryError> {
         if !self.sealing {
             return Ok(NO_SEALS.clone());
@@ -122,7 +125,7 @@ impl ClickHouseStore {
         let (first, last) = days.unwrap_or((i64::MIN, i64::MAX));
         let mut sql = Sql::new(
             Q,
-            "SELECT table_name, day, max(generation), toInt64(toUInt32(argMax(watermark, generation))), toInt64(toUInt32(now())) FROM ",
+            "SELECT table_name, day, max(generation), toInt64(toUInt32(argMax(watermark, generation))), argMax(crossday_rows, generation), toInt64(toUInt32(now())) FROM ",
         );
         sql.push(SEALS_TABLE);
         sql.push(" WHERE day >= ");
@@ -130,27 +133,96 @@ impl ClickHouseStore {
         sql.push(" AND day <= ");
         sql.int(last);
         sql.push(" GROUP BY table_name, day");
-        let rows: Vec<(String, i64, u64, i64, i64)> = match self.fetch(sql).await {
+        let rows: Vec<(String, i64, u64, i64, u64, i64)> = match self.fetch(sql).await {
             Ok(rows) => rows,
             Err(QueryError::Store(message)) if is_unknown_table(&message) => Vec::new(),
             Err(e) => return Err(e),
         };
-        let read_at = rows.first().map_or(0, |row| row.4);
-        let days = rows
+        let Some(read_at) = rows.first().map(|row| row.5) else {
+            return Ok(NO_SEALS.clone());
+        };
+        let mut sealed = Vec::new();
+        for (table, day, generation, watermark, crossday_rows, _) in rows {
+            if let Some(table) = Table::ALL.into_iter().find(|t| t.name() == table) {
+                sealed.push((table, day, generation, watermark, crossday_rows));
+            }
+        }
+        let (late, data_days) =
+            tokio::try_join!(self.late_rows(&sealed, read_at), self.data_days())?;
+        let days = sealed
             .into_iter()
-            .filter_map(|(table, day, generation, watermark, _)| {
-                let table = Table::ALL.into_iter().find(|t| t.name() == table)?;
-                Some((
-                    table,
-                    SealedDay {
-                        day,
-                        generation,
-                        watermark,
-                    },
-                ))
+            .map(|(table, day, generation, watermark, crossday_rows)| {
+                let late = late
+                    .iter()
+                    .any(|(t, d, last)| *t == table.name() && *d == day && *last >= watermark);
+                let day = SealedDay {
+                    day,
+                    generation,
+                    watermark,
+                    clean: crossday_rows == 0 && !late,
+                };
+                (table, day)
             })
             .collect();
-        Ok(Seals::new(days, read_at))
+        Ok(Seals::new(days, data_days, read_at))
+    }
+
+    /// The days each table has raw rows in: its partitions (`system.parts`, no data read).
+    async fn data_days(&self) -> Result<Vec<(Table, i64)>, QueryError> {
+        let sql = Sql::new(
+            Q,
+            "SELECT table, partition FROM system.parts WHERE database = currentDatabase() \
+             AND table IN ('runs', 'spans', 'scores') AND active GROUP BY table, partition",
+        );
+        let partitions: Vec<(String, String)> = self.fetch(sql).await?;
+        Ok(partitions
+            .into_iter()
+            .filter_map(|(table, partition)| {
+                let table = Table::ALL.into_iter().find(|t| t.name() == table)?;
+                Some((table, partition.trim_matches('\'').parse().ok()?))
+            })
+            .collect())
+    }
+
+    /// For each table and sealed day, when a row was last inserted into its raw rows at or after
+    /// the oldest watermark and before `read_at`: (table, day, seconds).
+    async fn late_rows(
+        &self,
+        sealed: &[(Table, i64, u64, i64, u64)],
+        read_at: i64,
+    ) -> Result<Vec<(String, i64, i64)>, QueryError> {
+        let mut sql = Sql::new(Q, "");
+        for table in Table::ALL {
+            let of_table = sealed.iter().filter(|s| s.0 == table);
+            let (Some(oldest), Some(first), Some(last)) = (
+                of_table.clone().map(|s| s.3).min(),
+                of_table.clone().map(|s| s.1).min(),
+                of_table.map(|s| s.1).max(),
+            ) else {
+                continue;
+            };
+            if !sql.text.is_empty() {
+                sql.push(" UNION ALL ");
+            }
+            let time = table.time_column();
+            sql.push("SELECT '");
+            sql.push(table.name());
+            sql.push("', intDiv(");
+            sql.push(time);
+            sql.push(", 86400000000000) AS day, toInt64(toUInt32(max(inserted_at))) FROM ");
+            sql.push(table.name());
+            sql.push(" WHERE inserted_at >= toDateTime(");
+            sql.int(oldest);
+            sql.push(") AND inserted_at < toDateTime(");
+            sql.int(read_at);
+            sql.push(")");
+            Source::all(table).days(&mut sql, Dialect::ClickHouse, first, last);
+            sql.push(" GROUP BY day");
+        }
+        if sql.text.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.fetch(sql).await
     }
 
     /// The seals an investigation reads: its days, widened by one on each side.
@@ -229,7 +301,9 @@ impl TraceStore for ClickHouseStore {
             limit,
             cursor.as_ref(),
         );
-        let records = self.fetch::<SessionRecord>(sql).await?;
+        let records = self
+            .fetch_with::<SessionRecord>(sql, AGGREGATE_SETTINGS)
+            .await?;
         Ok(sessions::page(
             records.into_iter().map(SessionSummary::from).collect(),
             limit,
@@ -275,11 +349,14 @@ impl TraceStore for ClickHouseStore {
         plan: &MetricPlan,
     ) -> Result<MetricAnswer, QueryError> {
         let mut answers = Vec::new();
-        // Runs of calls are read from the day before the range; runs' calls until the day after.
+        // Runs of calls are read from the day before the range, runs' calls until the day after;
+        // each statement reads its days' seals ([`Seals::scope`]).
         let days = (day_of(plan.from_ns) - 1, day_of(plan.to_ns - 1) + 1);
         let seals = self.seals(Some(days)).await?;
         for Statement { subject, sql } in compile(plan, project_id, Dialect::ClickHouse, &seals) {
-            let rows = self.fetch::<AggregateRecord>(sql).await?;
+            let rows = self
+                .fetch_with::<AggregateRecord>(sql, AGGREGATE_SETTINGS)
+                .await?;
             answers.push((subject, from_records(subject, rows)?));
         }
         Ok(assemble(plan, answers))
@@ -293,8 +370,8 @@ impl TraceStore for ClickHouseStore {
         let seals = self.audit_seals(plan).await?;
         let audit = AuditSql::new(plan, project_id, Dialect::ClickHouse, &seals);
         let (totals, days) = tokio::try_join!(
-            self.fetch_with::<TotalsRecord>(audit.summary(), AUDIT_SETTINGS),
-            self.fetch_with::<DayCount>(audit.by_day(), AUDIT_SETTINGS)
+            self.fetch_with::<TotalsRecord>(audit.summary(), AGGREGATE_SETTINGS),
+            self.fetch_with::<DayCount>(audit.by_day(), AGGREGATE_SETTINGS)
         )?;
         let totals = totals
             .first()
@@ -318,7 +395,7 @@ impl TraceStore for ClickHouseStore {
     ) -> Result<Vec<DayRuns>, QueryError> {
         let seals = self.audit_seals(plan).await?;
         let audit = AuditSql::new(plan, project_id, Dialect::ClickHouse, &seals);
-        self.fetch_with(audit.day_runs(), AUDIT_SETTINGS).await
+        self.fetch_with(audit.day_runs(), AGGREGATE_SETTINGS).await
     }
 
     async fn affected_sessions(
@@ -330,7 +407,7 @@ impl TraceStore for ClickHouseStore {
         let seals = self.audit_seals(plan).await?;
         let audit = AuditSql::new(plan, project_id, Dialect::ClickHouse, &seals);
         let items = self
-            .fetch_with::<SessionItem>(audit.sessions(page), AUDIT_SETTINGS)
+            .fetch_with::<SessionItem>(audit.sessions(page), AGGREGATE_SETTINGS)
             .await?;
         Ok(SessionPage::from_items(items, page.limit))
     }
@@ -342,7 +419,7 @@ impl TraceStore for ClickHouseStore {
     ) -> Result<Vec<AffectedRun>, QueryError> {
         let seals = self.audit_seals(plan).await?;
         let audit = AuditSql::new(plan, project_id, Dialect::ClickHouse, &seals);
-        self.fetch_with::<AffectedRun>(audit.runs(), AUDIT_SETTINGS)
+        self.fetch_with::<AffectedRun>(audit.runs(), AGGREGATE_SETTINGS)
             .await
     }
 
@@ -354,7 +431,9 @@ impl TraceStore for ClickHouseStore {
     ) -> Result<Option<Vec<DigestRow>>, QueryError> {
         let seals = self.audit_seals(plan).await?;
         let audit = AuditSql::new(plan, project_id, Dialect::ClickHouse, &seals);
-        let rows: Vec<DigestRow> = self.fetch_with(audit.digest(cap), AUDIT_SETTINGS).await?;
+        let rows: Vec<DigestRow> = self
+            .fetch_with(audit.digest(cap), AGGREGATE_SETTINGS)
+            .await?;
         Ok((rows.len() <= cap).then_some(rows))
     }
 

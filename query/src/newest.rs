@@ -51,6 +51,8 @@ pub(crate) enum Part {
 #[derive(Debug, Clone, Default)]
 pub struct Seals {
     days: Vec<(Table, SealedDay)>,
+    /// The days each table has raw rows in (its partitions).
+    data_days: Vec<(Table, i64)>,
     /// The server's clock when the seals were read, in seconds.
     read_at: i64,
 }
@@ -62,17 +64,71 @@ pub struct SealedDay {
     pub day: i64,
     pub generation: u64,
     pub watermark: i64,
+    /// Whether the generation is all there is: no raw row was inserted since the watermark
+    /// (before the seals were read) and no key also has versions in a neighbouring day.
+    pub clean: bool,
+}
+
+/// How a statement reads a table's rows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Reading {
+    /// Every stored version, the newest per key picked (ClickHouse without a sealed day).
+    Everything,
+    /// Only sealed rows, as they are: every day read is sealed and clean (ClickHouse).
+    Sealed,
+    /// The sealed rows of traces without a fresh row as they are, the newest per key of the
+    /// rest.
+    SealedAndFresh,
+}
+
+/// The seals a statement reads a table under, and the days it reads (every day when `None`).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Scope<'a> {
+    seals: &'a Seals,
+    days: Option<(i64, i64)>,
+}
+
+impl Scope<'_> {
+    /// How ClickHouse reads `table` in this scope.
+    fn reading(self, table: Table) -> Reading {
+        let in_days = |day: i64| {
+            self.days
+                .is_none_or(|(first, last)| (first..=last).contains(&day))
+        };
+        let sealed: Vec<&SealedDay> = self.seals.of(table).filter(|d| in_days(d.day)).collect();
+        if sealed.is_empty() {
+            return Reading::Everything;
+        }
+        // Every day read that has rows is sealed and clean: nothing is fresh.
+        let clean = |day: i64| sealed.iter().any(|d| d.day == day && d.clean);
+        let nothing_fresh = self
+            .seals
+            .data_days
+            .iter()
+            .filter(|(t, day)| *t == table && in_days(*day))
+            .all(|(_, day)| clean(*day));
+        if nothing_fresh {
+            Reading::Sealed
+        } else {
+            Reading::SealedAndFresh
+        }
+    }
 }
 
 /// No sealed day: ClickHouse de-duplicates every row; the embedded store reads its files.
 pub static NO_SEALS: Seals = Seals {
     days: Vec::new(),
+    data_days: Vec::new(),
     read_at: 0,
 };
 
 impl Seals {
-    pub fn new(days: Vec<(Table, SealedDay)>, read_at: i64) -> Seals {
-        Seals { days, read_at }
+    pub fn new(days: Vec<(Table, SealedDay)>, data_days: Vec<(Table, i64)>, read_at: i64) -> Seals {
+        Seals {
+            days,
+            data_days,
+            read_at,
+        }
     }
 
     fn of(&self, table: Table) -> impl Iterator<Item = &SealedDay> {
@@ -85,6 +141,11 @@ impl Seals {
     /// Whether a day of `table` is sealed.
     pub(crate) fn any(&self, table: Table) -> bool {
         self.of(table).next().is_some()
+    }
+
+    /// These seals, for a statement reading the days `first..=last` (every day when `None`).
+    pub(crate) fn scope(&self, days: Option<(i64, i64)>) -> Scope<'_> {
+        Scope { seals: self, days }
     }
 
     /// ` AND generation IN (…)`: the current generations of `table`'s sealed days.
@@ -101,13 +162,23 @@ impl Seals {
 
     /// ` AND NOT (…)`: leaves out the raw rows of sealed days that their seal holds, and those
     /// inserted since the seals were read.
+    /// A clean day is left out by its time range, so that ClickHouse skips its partition.
     fn not_sealed(&self, sql: &mut Sql, table: Table) {
-        sql.push(" AND NOT (");
-        for (i, day) in self.of(table).enumerate() {
-            if i > 0 {
-                sql.push(" OR ");
-            }
-            sql.push("(intDiv(");
+        let time = table.time_column();
+        for day in self.of(table).filter(|d| d.clean) {
+            sql.push(" AND (");
+            sql.push(time);
+            sql.push(" < ");
+            sql.int(day.day * NANOS_PER_DAY);
+            sql.push(" OR ");
+            sql.push(time);
+            sql.push(" >= ");
+            sql.int((day.day + 1) * NANOS_PER_DAY);
+            sql.push(")");
+        }
+        sql.push(" AND NOT (0");
+        for day in self.of(table).filter(|d| !d.clean) {
+            sql.push(" OR (intDiv(");
             sql.push(table.time_column());
             sql.push(", 86400000000000) = ");
             sql.int(day.day);
@@ -231,8 +302,9 @@ impl Source<'_> {
 /// Only what may hold several versions is de-duplicated: the sealed rows of traces without a
 /// fresh row are read as they are; the sealed rows of the other traces and every fresh row are
 /// grouped per key and the newest kept. The embedded store always reads so (its file tables);
-/// ClickHouse when `seals` has a sealed day of `table` in the statement's days, and otherwise
-/// picks the newest version among all rows.
+/// ClickHouse when `scope` has a sealed day of `table` among the statement's days; when every
+/// day it reads is sealed and clean, it reads the sealed rows alone, as they are; and without a
+/// sealed day, it picks the newest version among all rows.
 ///
 /// Each store picks the newest in its fastest way: ClickHouse sorts the versions (`ORDER BY
 /// <version order> DESC LIMIT 1 BY key`; `argMax` per column was slower, BENCHMARKS.md),
@@ -241,7 +313,7 @@ impl Source<'_> {
 pub(crate) fn newest_versions(
     sql: &mut Sql,
     dialect: Dialect,
-    seals: &Seals,
+    scope: Scope,
     table: Table,
     columns: &[&'static str],
     rows_of: impl Fn(&mut Sql, Source),
@@ -272,9 +344,18 @@ pub(crate) fn newest_versions(
             sql.push(column);
         }
     };
-    let seals = match dialect {
-        Dialect::ClickHouse if seals.any(table) => Some(seals),
-        Dialect::ClickHouse => {
+    let reading = match dialect {
+        Dialect::ClickHouse => scope.reading(table),
+        Dialect::DataFusion => Reading::SealedAndFresh,
+    };
+    let seals = (dialect == Dialect::ClickHouse).then_some(scope.seals);
+    let sealed = Source {
+        table,
+        part: Part::Sealed,
+        seals,
+    };
+    match reading {
+        Reading::Everything => {
             sql.push("(");
             select(sql, &values);
             rows_of(sql, Source::all(table));
@@ -283,13 +364,16 @@ pub(crate) fn newest_versions(
             sql.push(")");
             return;
         }
-        Dialect::DataFusion => None,
-    };
-    let sealed = Source {
-        table,
-        part: Part::Sealed,
-        seals,
-    };
+        Reading::Sealed => {
+            sql.push("(");
+            select(sql, &values);
+            rows_of(sql, sealed);
+            of_traces(sql);
+            sql.push(")");
+            return;
+        }
+        Reading::SealedAndFresh => {}
+    }
     let fresh = Source {
         table,
         part: Part::Fresh,
@@ -371,6 +455,10 @@ mod tests {
     use crate::sql::Placeholders;
 
     fn newest_runs(dialect: Dialect, seals: &Seals) -> String {
+        newest_runs_in(dialect, seals, Some((20_000, 20_000)))
+    }
+
+    fn newest_runs_in(dialect: Dialect, seals: &Seals, days: Option<(i64, i64)>) -> String {
         let mut sql = Sql::new(Placeholders::Question, "SELECT * FROM ");
         let rows_of = |sql: &mut Sql, source: Source| {
             source.rows(sql, |sql| {
@@ -381,7 +469,7 @@ mod tests {
         newest_versions(
             &mut sql,
             dialect,
-            seals,
+            seals.scope(days),
             Table::Runs,
             &["outcome"],
             rows_of,
@@ -400,8 +488,9 @@ mod tests {
             day: 20_000,
             generation: 7,
             watermark: 1_000,
+            clean: false,
         };
-        let seals = Seals::new(vec![(Table::Runs, day)], 2_000);
+        let seals = Seals::new(vec![(Table::Runs, day)], vec![(Table::Runs, 20_000)], 2_000);
         let sealed = newest_runs(Dialect::ClickHouse, &seals);
         // The plain sealed rows, of traces without a fresh row.
         assert!(
@@ -414,14 +503,40 @@ mod tests {
         // the sealed keys with versions in a neighbouring day.
         assert!(
             sealed.contains(
-                "(intDiv(start_time_ns, 86400000000000) = ? AND (toInt64(toUInt32(inserted_at)) < ? OR toInt64(toUInt32(inserted_at)) >= ?))"
+                "AND NOT (0 OR (intDiv(start_time_ns, 86400000000000) = ? AND (toInt64(toUInt32(inserted_at)) < ? OR toInt64(toUInt32(inserted_at)) >= ?))"
             ),
             "{sealed}"
         );
         assert!(sealed.contains("WHERE crossday = 1"), "{sealed}");
         assert!(sealed.contains("LIMIT 1 BY trace_id"), "{sealed}");
-        // Seals of another table change nothing.
-        let spans_only = Seals::new(vec![(Table::Spans, day)], 2_000);
+        // Seals of another table, or of days not read, change nothing.
+        let spans_only = Seals::new(vec![(Table::Spans, day)], vec![], 2_000);
         assert_eq!(newest_runs(Dialect::ClickHouse, &spans_only), unsealed);
+        assert_eq!(
+            newest_runs_in(Dialect::ClickHouse, &seals, Some((20_001, 20_002))),
+            unsealed
+        );
+
+        // Every day read sealed and clean: the sealed rows alone, as they are.
+        let clean_day = SealedDay { clean: true, ..day };
+        let clean = Seals::new(
+            vec![(Table::Runs, clean_day)],
+            vec![(Table::Runs, 19_999), (Table::Runs, 20_000)],
+            2_000,
+        );
+        let plain = newest_runs(Dialect::ClickHouse, &clean);
+        assert_eq!(
+            plain,
+            "SELECT * FROM (SELECT trace_id, outcome FROM runs_sealed WHERE crossday = 0 AND generation IN (?) AND project_id = ?)"
+        );
+        // But not when a day read has rows and is not sealed: then the clean day's raw rows
+        // are left out by its time range.
+        for days in [Some((19_999, 20_000)), None] {
+            let split = newest_runs_in(Dialect::ClickHouse, &clean, days);
+            assert!(
+                split.contains("AND (start_time_ns < ? OR start_time_ns >= ?) AND NOT (0)"),
+                "{split}"
+            );
+        }
     }
 }

@@ -211,7 +211,7 @@ pub(crate) fn rollup_sql(dialect: Dialect, project_id: &str, trace_ids: &[String
     newest_versions(
         &mut sql,
         dialect,
-        &NO_SEALS,
+        NO_SEALS.scope(None),
         Table::Spans,
         &columns,
         rows_of,

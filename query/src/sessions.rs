@@ -150,7 +150,7 @@ pub(crate) fn sessions_sql(
     newest_versions(
         &mut sql,
         dialect,
-        seals,
+        seals.scope(None),
         Table::Runs,
         &columns,
         rows_of,

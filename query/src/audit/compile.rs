@@ -206,7 +206,7 @@ impl<'a> AuditSql<'a> {
         newest_versions(
             sql,
             self.dialect,
-            self.seals,
+            self.seals.scope(self.days(true)),
             Table::Runs,
             &columns,
             |sql, source| self.rows(sql, source, true),
@@ -241,7 +241,7 @@ impl<'a> AuditSql<'a> {
             newest_versions(
                 sql,
                 self.dialect,
-                self.seals,
+                self.seals.scope(self.days(true)),
                 Table::Spans,
                 &columns,
                 |sql, source| self.rows(sql, source, true),
@@ -285,13 +285,18 @@ impl<'a> AuditSql<'a> {
         source.rows(sql, |sql| {
             sql.push("project_id = ");
             sql.text(self.project_id);
-            let Some((from, to)) = self.plan.range else {
-                return;
-            };
-            let widen = i64::from(widened);
-            let (first, last) = (day_of(from) - widen, day_of(to - 1) + widen);
-            source.days(sql, self.dialect, first, last);
+            if let Some((first, last)) = self.days(widened) {
+                source.days(sql, self.dialect, first, last);
+            }
         });
+    }
+
+    /// The range's days, widened by one on each side when `widened`; every day without a
+    /// range.
+    fn days(&self, widened: bool) -> Option<(i64, i64)> {
+        let (from, to) = self.plan.range?;
+        let widen = i64::from(widened);
+        Some((day_of(from) - widen, day_of(to - 1) + widen))
     }
 
     fn filters_on(&self, subject: Subject) -> bool {

@@ -905,7 +905,7 @@ impl<'p> Compiler<'p> {
         newest_versions(
             sql,
             self.dialect,
-            self.seals,
+            self.seals.scope(days),
             table,
             columns,
             rows_of,

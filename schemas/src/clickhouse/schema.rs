@@ -255,7 +255,7 @@ impl Target {
     /// `CREATE TABLE` for the record of seals ([`SEALS_TABLE`]).
     pub fn create_seals_table(&self) -> String {
         format!(
-            "CREATE TABLE IF NOT EXISTS {}.{SEALS_TABLE} (table_name String, day Int64, generation UInt64, watermark DateTime, rows UInt64, sealed_at DateTime) ENGINE = MergeTree ORDER BY (table_name, day, generation)",
+            "CREATE TABLE IF NOT EXISTS {}.{SEALS_TABLE} (table_name String, day Int64, generation UInt64, watermark DateTime, rows UInt64, crossday_rows UInt64, sealed_at DateTime) ENGINE = MergeTree ORDER BY (table_name, day, generation)",
             self.database
         )
     }

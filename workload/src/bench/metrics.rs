@@ -370,22 +370,23 @@ pub async fn run(mut args: MetricsBenchArgs) -> anyhow::Result<MetricsBenchRepor
         }
         None => None,
     };
+    // The plain aggregates read the sealed data.
     let clickhouse_client = match &clickhouse {
-        Some(_) => Some(time_clickhouse_client(
+        Some(_) if !args.data.no_seal => Some(time_clickhouse_client(
             &queries,
             args.repetitions,
             args.clickhouse_port,
         )?),
-        None => None,
+        _ => None,
     };
     let duckdb = match &args.python {
-        Some(python) => Some(time_duckdb(
+        Some(python) if !args.data.no_seal => Some(time_duckdb(
             &queries,
             args.repetitions,
             python,
             &embedded_dir,
         )?),
-        None => None,
+        _ => None,
     };
 
     // The plain aggregates must ask what Vigil answers: as many rows.

@@ -178,10 +178,10 @@ impl ClickHouseSink {
             .execute()
             .await
             .map_err(|e| classify(table, e))?;
-        let rows: u64 = self
+        let (rows, crossday_rows): (u64, u64) = self
             .client
             .query(&format!(
-                "SELECT count() FROM {db}.{sealed} WHERE generation = ?"
+                "SELECT count(), countIf(crossday = 1) FROM {db}.{sealed} WHERE generation = ?"
             ))
             .bind(generation)
             .fetch_one()
@@ -189,14 +189,15 @@ impl ClickHouseSink {
             .map_err(|e| classify(table, e))?;
         self.client
             .query(&format!(
-                "INSERT INTO {db}.{SEALS_TABLE} (table_name, day, generation, watermark, rows, sealed_at) \
-                 VALUES (?, ?, ?, toDateTime(?), ?, now())"
+                "INSERT INTO {db}.{SEALS_TABLE} (table_name, day, generation, watermark, rows, crossday_rows, sealed_at) \
+                 VALUES (?, ?, ?, toDateTime(?), ?, ?, now())"
             ))
             .bind(table.name())
             .bind(day)
             .bind(generation)
             .bind(watermark)
             .bind(rows)
+            .bind(crossday_rows)
             .execute()
             .await
             .map_err(|e| classify(table, e))?;
