@@ -1111,8 +1111,9 @@ async fn the_metrics_benchmark_runs() {
         for timing in [
             "embedded_api_ms",
             "duckdb_ms",
+            "duckdb_plain_ms",
             "clickhouse_api_ms",
-            "clickhouse_client_ms",
+            "clickhouse_plain_ms",
         ] {
             assert!(query[timing].as_f64().unwrap() > 0.0, "{timing}: {report}");
         }

@@ -245,14 +245,14 @@ fn the_migrations_apply_on_a_current_clickhouse() {
         .parse()
         .unwrap();
     assert!(major >= 24, "{report}");
-    // Every column of the column lists, plus the materialized time column.
+    // Every column of the column lists, plus the materialized time and insertion columns.
     use vigil_schemas::clickhouse::schema::{RUN_COLUMNS, SCORE_COLUMNS, SPAN_COLUMNS};
     for (table, columns) in [
         ("runs", RUN_COLUMNS),
         ("spans", SPAN_COLUMNS),
         ("scores", SCORE_COLUMNS),
     ] {
-        assert_eq!(report["columns"][table], columns.len() + 1, "{report}");
+        assert_eq!(report["columns"][table], columns.len() + 2, "{report}");
     }
     // Migration 2 applies there: five bloom-filter indexes.
     assert_eq!(report["skip_indexes"], 5, "{report}");
