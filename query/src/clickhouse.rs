@@ -141,29 +141,25 @@ impl ClickHouseStore {
         let Some(read_at) = rows.first().map(|row| row.5) else {
             return Ok(NO_SEALS.clone());
         };
-        let mut sealed = Vec::new();
-        for (table, day, generation, watermark, crossday_rows, _) in rows {
-            if let Some(table) = Table::ALL.into_iter().find(|t| t.name() == table) {
-                sealed.push((table, day, generation, watermark, crossday_rows));
-            }
-        }
-        let (late, data_days) =
-            tokio::try_join!(self.late_rows(&sealed, read_at), self.data_days())?;
-        let days = sealed
+        // Clean until a late row says otherwise.
+        let mut days: Vec<(Table, SealedDay)> = rows
             .into_iter()
-            .map(|(table, day, generation, watermark, crossday_rows)| {
-                let late = late
-                    .iter()
-                    .any(|(t, d, last)| *t == table.name() && *d == day && *last >= watermark);
+            .filter_map(|(table, day, generation, watermark, crossday_rows, _)| {
                 let day = SealedDay {
                     day,
                     generation,
                     watermark,
-                    clean: crossday_rows == 0 && !late,
+                    clean: crossday_rows == 0,
                 };
-                (table, day)
+                Some((Table::named(&table)?, day))
             })
             .collect();
+        let (late, data_days) = tokio::try_join!(self.late_rows(&days, read_at), self.data_days())?;
+        for (table, day) in &mut days {
+            day.clean &= !late
+                .iter()
+                .any(|(t, d, last)| *t == table.name() && *d == day.day && *last >= day.watermark);
+        }
         Ok(Seals::new(days, data_days, read_at))
     }
 
@@ -178,8 +174,10 @@ impl ClickHouseStore {
         Ok(partitions
             .into_iter()
             .filter_map(|(table, partition)| {
-                let table = Table::ALL.into_iter().find(|t| t.name() == table)?;
-                Some((table, partition.trim_matches('\'').parse().ok()?))
+                Some((
+                    Table::named(&table)?,
+                    partition.trim_matches('\'').parse().ok()?,
+                ))
             })
             .collect())
     }
@@ -188,16 +186,21 @@ impl ClickHouseStore {
     /// the oldest watermark and before `read_at`: (table, day, seconds).
     async fn late_rows(
         &self,
-        sealed: &[(Table, i64, u64, i64, u64)],
+        sealed: &[(Table, SealedDay)],
         read_at: i64,
     ) -> Result<Vec<(String, i64, i64)>, QueryError> {
         let mut sql = Sql::new(Q, "");
         for table in Table::ALL {
-            let of_table = sealed.iter().filter(|s| s.0 == table);
+            let of_table = || {
+                sealed
+                    .iter()
+                    .filter(move |(t, _)| *t == table)
+                    .map(|(_, d)| d)
+            };
             let (Some(oldest), Some(first), Some(last)) = (
-                of_table.clone().map(|s| s.3).min(),
-                of_table.clone().map(|s| s.1).min(),
-                of_table.map(|s| s.1).max(),
+                of_table().map(|d| d.watermark).min(),
+                of_table().map(|d| d.day).min(),
+                of_table().map(|d| d.day).max(),
             ) else {
                 continue;
             };

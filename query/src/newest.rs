@@ -148,8 +148,14 @@ impl Seals {
         Scope { seals: self, days }
     }
 
-    /// ` AND generation IN (…)`: the current generations of `table`'s sealed days.
-    fn generations(&self, sql: &mut Sql, table: Table) {
+    /// `crossday = … AND generation IN (…) AND `: the rows of the current generations of
+    /// `table`'s sealed days whose keys cross midnight, or the others.
+    fn generations(&self, sql: &mut Sql, table: Table, crossday: bool) {
+        sql.push(if crossday {
+            "crossday = 1"
+        } else {
+            "crossday = 0"
+        });
         sql.push(" AND generation IN (");
         for (i, day) in self.of(table).enumerate() {
             if i > 0 {
@@ -157,12 +163,12 @@ impl Seals {
             }
             sql.int(day.generation as i64);
         }
-        sql.push(")");
+        sql.push(") AND ");
     }
 
-    /// ` AND NOT (…)`: leaves out the raw rows of sealed days that their seal holds, and those
-    /// inserted since the seals were read.
-    /// A clean day is left out by its time range, so that ClickHouse skips its partition.
+    /// ` AND …`: leaves out the raw rows of sealed days that their seal holds, and those
+    /// inserted since the seals were read. A clean day is left out whole, by its time range, so
+    /// that ClickHouse skips its partition.
     fn not_sealed(&self, sql: &mut Sql, table: Table) {
         let time = table.time_column();
         for day in self.of(table).filter(|d| d.clean) {
@@ -179,7 +185,7 @@ impl Seals {
         sql.push(" AND NOT (0");
         for day in self.of(table).filter(|d| !d.clean) {
             sql.push(" OR (intDiv(");
-            sql.push(table.time_column());
+            sql.push(time);
             sql.push(", 86400000000000) = ");
             sql.int(day.day);
             sql.push(" AND (toInt64(toUInt32(inserted_at)) < ");
@@ -228,44 +234,36 @@ impl Source<'_> {
 
     /// ` FROM <the relation> WHERE <conditions>`; `conditions` may be written more than once.
     pub(crate) fn rows(self, sql: &mut Sql, conditions: impl Fn(&mut Sql)) {
+        // ` FROM <table> WHERE <visibility> AND <conditions>`.
+        let from = |sql: &mut Sql, source: Source, visibility: &dyn Fn(&mut Sql)| {
+            sql.push(" FROM ");
+            sql.push(source.name());
+            sql.push(" WHERE ");
+            visibility(sql);
+            conditions(sql);
+        };
         let sealed = Source {
             part: Part::Sealed,
             ..self
         };
         match (self.part, self.seals) {
-            (Part::All, _) | (_, None) => {
-                sql.push(" FROM ");
-                sql.push(self.name());
-                sql.push(" WHERE ");
-                conditions(sql);
-            }
+            (Part::All, _) | (_, None) => from(sql, self, &|_| {}),
             (Part::Sealed, Some(seals)) => {
-                sql.push(" FROM ");
-                sql.push(self.name());
-                sql.push(" WHERE crossday = 0");
-                seals.generations(sql, self.table);
-                sql.push(" AND ");
-                conditions(sql);
+                from(sql, self, &|sql| seals.generations(sql, self.table, false));
             }
             (Part::Fresh, Some(seals)) => {
                 let columns: Vec<&'static str> =
                     columns(self.table).iter().map(|(name, _)| *name).collect();
                 sql.push(" FROM (SELECT ");
                 sql.list(&columns, "");
-                sql.push(" FROM ");
-                sql.push(Source::all(self.table).name());
-                sql.push(" WHERE 1 = 1");
-                seals.not_sealed(sql, self.table);
-                sql.push(" AND ");
-                conditions(sql);
+                from(sql, Source::all(self.table), &|sql| {
+                    sql.push("1 = 1");
+                    seals.not_sealed(sql, self.table);
+                    sql.push(" AND ");
+                });
                 sql.push(" UNION ALL SELECT ");
                 sql.list(&columns, "");
-                sql.push(" FROM ");
-                sql.push(sealed.name());
-                sql.push(" WHERE crossday = 1");
-                seals.generations(sql, self.table);
-                sql.push(" AND ");
-                conditions(sql);
+                from(sql, sealed, &|sql| seals.generations(sql, self.table, true));
                 sql.push(") WHERE 1 = 1");
             }
         }

@@ -77,6 +77,11 @@ impl Table {
         }
     }
 
+    /// The table of this name.
+    pub fn named(name: &str) -> Option<Table> {
+        Table::ALL.into_iter().find(|t| t.name() == name)
+    }
+
     /// The Arrow schema of the table's files (without the `day` partition column).
     pub fn schema(self) -> SchemaRef {
         match self {

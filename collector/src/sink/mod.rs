@@ -8,10 +8,12 @@
 //!   whole batch again; storing a row twice is harmless, because rows are keyed and every read
 //!   keeps the newest version of a key.
 
-use std::{path::PathBuf, sync::Arc};
+use std::{path::PathBuf, sync::Arc, time::Duration};
 
 use async_trait::async_trait;
 use datafusion::{arrow::error::ArrowError, parquet::errors::ParquetError};
+use tokio::{task::JoinHandle, time::MissedTickBehavior};
+use tokio_util::sync::CancellationToken;
 use vigil_schemas::{IngestBatch, layout::Table};
 
 pub mod clickhouse;
@@ -21,6 +23,33 @@ pub mod embedded;
 pub use clickhouse::{ClickHouseSink, SealConfig, SealStats};
 pub use deletion::{Cutoffs, DeletedRows, Deleter, Doomed};
 pub use embedded::{CompactionConfig, CompactionStats, EmbeddedSink, EmbeddedSinkConfig};
+
+/// Runs `pass` every `interval` (at least 10 ms), the first time one interval after the start,
+/// until `shutdown`: a sink's background work (compaction, sealing). A pass that overruns delays
+/// the next one rather than bunching them.
+pub(crate) fn spawn_every<F, Fut>(
+    interval: Duration,
+    shutdown: CancellationToken,
+    mut pass: F,
+) -> JoinHandle<()>
+where
+    F: FnMut() -> Fut + Send + 'static,
+    Fut: Future<Output = ()> + Send,
+{
+    let interval = interval.max(Duration::from_millis(10));
+    tokio::spawn(async move {
+        let mut ticker = tokio::time::interval(interval);
+        ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        ticker.tick().await;
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = ticker.tick() => {}
+            }
+            pass().await;
+        }
+    })
+}
 
 /// Where acknowledged data goes.
 #[async_trait]

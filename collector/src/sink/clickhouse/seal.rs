@@ -23,7 +23,7 @@
 
 use std::time::Duration;
 
-use tokio::{task::JoinHandle, time::MissedTickBehavior};
+use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use vigil_schemas::{
     clickhouse::schema::{INSERTED_AT, NANOS_PER_DAY, SEALS_TABLE, Target, column_list},
@@ -81,17 +81,10 @@ impl ClickHouseSink {
         interval: Duration,
         shutdown: CancellationToken,
     ) -> JoinHandle<()> {
-        let interval = interval.max(Duration::from_millis(10));
-        tokio::spawn(async move {
-            let mut ticker = tokio::time::interval(interval);
-            ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
-            ticker.tick().await;
-            loop {
-                tokio::select! {
-                    _ = shutdown.cancelled() => break,
-                    _ = ticker.tick() => {}
-                }
-                match self.seal_once(config).await {
+        crate::sink::spawn_every(interval, shutdown, move || {
+            let sink = self.clone();
+            async move {
+                match sink.seal_once(config).await {
                     Ok(stats) if !stats.sealed.is_empty() || stats.generations_dropped > 0 => {
                         tracing::info!(
                             sealed = ?stats.sealed,

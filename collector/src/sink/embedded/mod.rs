@@ -305,17 +305,10 @@ impl EmbeddedSink {
         interval: Duration,
         shutdown: CancellationToken,
     ) -> JoinHandle<()> {
-        let interval = interval.max(Duration::from_millis(10));
-        tokio::spawn(async move {
-            let mut ticker = tokio::time::interval(interval);
-            ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            ticker.tick().await;
-            loop {
-                tokio::select! {
-                    _ = shutdown.cancelled() => break,
-                    _ = ticker.tick() => {}
-                }
-                match self.compact_once().await {
+        super::spawn_every(interval, shutdown, move || {
+            let sink = self.clone();
+            async move {
+                match sink.compact_once().await {
                     Ok(stats) if stats != CompactionStats::default() => tracing::info!(
                         partitions = stats.partitions_compacted,
                         failed = stats.partitions_failed,
