@@ -976,6 +976,13 @@ fn fixed_queries() -> Vec<Query> {
             None,
         ),
         q(&[Metric::CompletionRate], &[Field::PromptVersion], None),
+        // Sums of one kind of call alone: each call beside its run, runs without one in "".
+        q(&[Metric::CostUsd], &[Field::Model], None),
+        q(
+            &[Metric::RepeatedToolCalls],
+            &[Field::Agent, Field::ToolVersion],
+            Some(("6h", 6 * HOUR)),
+        ),
         q(
             &all,
             &[Field::Classification, Field::Outcome],

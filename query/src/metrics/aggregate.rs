@@ -61,9 +61,12 @@ macro_rules! aggregates {
 }
 
 aggregates! {
-    /// An aggregate of the run statement.
+    /// An aggregate of the run statement. Whether a group has runs at all is whether the statement
+    /// answers a row for it, so `runs` is counted only where a metric reads it.
     RunAggregate {
-        Runs => "runs", needed by [],
+        Runs => "runs",
+            needed by [Runs, CompletionRate, RunLatencyP50Ms, RunLatencyP90Ms, RunLatencyP99Ms,
+                CostPerRunUsd, ToolCallsPerRun],
         Completed => "completed",
             needed by [CompletedRuns, CompletionRate, SilentPartialFailureRate],
         Failed => "failed", needed by [FailedRuns],

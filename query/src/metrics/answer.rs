@@ -85,6 +85,11 @@ impl<'a, A: Aggregate> Values<'a, A> {
         }
     }
 
+    /// Whether the statement answered a row for the group: it counted something there.
+    fn present(&self) -> bool {
+        self.values.is_some()
+    }
+
     fn get(&self, aggregate: A) -> i64 {
         self.values.map_or(0, |values| values[aggregate.index()])
     }
@@ -166,10 +171,11 @@ fn value(
     let run_latency = |aggregate| ms(runs.get(Run::Runs), runs.get(aggregate));
     let call_latency =
         |calls: &Values<CallAggregate>, aggregate| ms(calls.get(Call::Calls), calls.get(aggregate));
-    // Cost is unknown, not zero, when the group's model calls are all unpriced.
+    // Cost is unknown, not zero, when the group's model calls are all unpriced; there is none
+    // for a group without runs.
     let all_unpriced = runs.get(Run::PricedCalls) == 0 && runs.get(Run::UnpricedCalls) > 0;
-    let cost_usd = (!all_unpriced && runs.get(Run::Runs) > 0)
-        .then(|| runs.get(Run::CostNanos) as f64 / NANOS_PER_USD);
+    let cost_usd =
+        (!all_unpriced && runs.present()).then(|| runs.get(Run::CostNanos) as f64 / NANOS_PER_USD);
     match metric {
         Runs => Integer(runs.get(Run::Runs)),
         CompletedRuns => Integer(runs.get(Run::Completed)),
