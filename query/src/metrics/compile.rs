@@ -68,12 +68,13 @@ pub(crate) struct Statement {
 /// counted runs narrow its reads.
 #[derive(Debug, Clone, Copy)]
 enum Restrict {
-    /// The keys of the counted runs' traces (their calls and scores), where rows are
-    /// de-duplicated or the range is narrow. Rows read as they are (ClickHouse's sealed rows)
-    /// for a wide range are left for the statement's join with the counted runs to narrow:
-    /// over 1,000,000 sealed runs the `IN` look-up took 0.5 s of cost by model's 1.4 s, and
-    /// 0.6 s of completion rate by prompt version's 1.7 s.
+    /// The keys of the counted runs' traces (their calls and scores).
     CountedRuns,
+    /// The same, but only where rows are de-duplicated: rows read as they are (ClickHouse's
+    /// sealed rows) are left for the statement's join with the counted runs to narrow, which
+    /// it does at no extra cost (the `IN` look-up took 0.5 s of 1.4 s for cost by model over
+    /// 1,000,000 sealed runs).
+    CountedRunsWhereDeduplicated,
     /// The traces with a row of this table (passing the condition) that started in the range.
     /// A key whose newest version started in the range is among them, so the answer is exact;
     /// the newest version is then picked among the range's traces rather than among every
@@ -381,6 +382,16 @@ enum Rows {
     PerCall,
 }
 
+impl Rows {
+    /// The keys a facts subquery of this kind reads.
+    fn restrict(self) -> Restrict {
+        match self {
+            Rows::PerRun => Restrict::CountedRuns,
+            Rows::PerCall => Restrict::CountedRunsWhereDeduplicated,
+        }
+    }
+}
+
 struct Compiler<'a> {
     plan: &'a MetricPlan,
     project_id: &'a str,
@@ -667,7 +678,7 @@ impl<'p> Compiler<'p> {
         self.fact_keys(sql, Subject::ModelCall);
         self.figures(sql, CallKind::Model, rows);
         sql.push(" FROM ");
-        self.newest_calls_of_counted_runs(sql, CallKind::Model, &columns);
+        self.newest_calls_of_counted_runs(sql, CallKind::Model, &columns, rows.restrict());
         sql.push(" AS s WHERE 1 = 1");
         self.filters(sql, Subject::ModelCall);
         if rows == Rows::PerRun {
@@ -686,11 +697,11 @@ impl<'p> Compiler<'p> {
         self.figures(sql, CallKind::Tool, rows);
         sql.push(" FROM ");
         if self.asks(RunAggregate::RepeatedToolCalls.needed_by()) {
-            self.tool_calls_with_repeats(sql);
+            self.tool_calls_with_repeats(sql, rows.restrict());
         } else {
             let mut columns = vec!["trace_id", "tool_name"];
             self.call_fields(&mut columns, Subject::ToolCall);
-            self.newest_calls_of_counted_runs(sql, CallKind::Tool, &columns);
+            self.newest_calls_of_counted_runs(sql, CallKind::Tool, &columns, rows.restrict());
         }
         sql.push(" AS s WHERE 1 = 1");
         self.filters(sql, Subject::ToolCall);
@@ -721,7 +732,7 @@ impl<'p> Compiler<'p> {
 
     /// One row per tool call of the counted runs: `trace_id`, `tool_name`, the other tool-call
     /// fields grouped or filtered on, `t_repeat` (0 or 1).
-    fn tool_calls_with_repeats(&self, sql: &mut Sql) {
+    fn tool_calls_with_repeats(&self, sql: &mut Sql, restrict: Restrict) {
         let mut columns = vec![
             "trace_id",
             "span_id",
@@ -750,7 +761,7 @@ impl<'p> Compiler<'p> {
                     sql.push(column);
                 }
                 sql.push("))) AS calls FROM ");
-                self.newest_calls_of_counted_runs(sql, CallKind::Tool, &columns);
+                self.newest_calls_of_counted_runs(sql, CallKind::Tool, &columns, restrict);
                 sql.push(
                     " AS s GROUP BY trace_id) ARRAY JOIN calls AS call, arrayConcat([0], \
                      arrayMap((a, b) -> toUInt8(tupleElement(a, 3) = tupleElement(b, 3) AND \
@@ -778,7 +789,7 @@ impl<'p> Compiler<'p> {
                      span_id) AS previous_tool, lag(tool_args_hash) OVER (PARTITION BY trace_id \
                      ORDER BY start_time_ns, span_id) AS previous_hash FROM ",
                 );
-                self.newest_calls_of_counted_runs(sql, CallKind::Tool, &columns);
+                self.newest_calls_of_counted_runs(sql, CallKind::Tool, &columns, restrict);
                 sql.push(" AS s) AS w)");
             }
         }
@@ -825,13 +836,14 @@ impl<'p> Compiler<'p> {
         sql.push(" AS s GROUP BY trace_id)");
     }
 
-    /// The newest version of each call of `kind` of the counted runs (of more, where
-    /// [`Restrict::CountedRuns`] leaves the narrowing to the statement's join).
+    /// The newest version of each call of `kind` of the counted runs (or of more, where
+    /// `restrict` leaves the narrowing to the statement's join).
     fn newest_calls_of_counted_runs(
         &self,
         sql: &mut Sql,
         kind: CallKind,
         columns: &[&'static str],
+        restrict: Restrict,
     ) {
         // The key (`trace_id`, `span_id`) is always selected by `newest`.
         self.newest(
@@ -840,7 +852,7 @@ impl<'p> Compiler<'p> {
             columns,
             None,
             Some(kind.condition()),
-            Restrict::CountedRuns,
+            restrict,
         );
     }
 
@@ -1092,10 +1104,9 @@ impl<'p> Compiler<'p> {
         let traces = |sql: &mut Sql| self.traces(sql, restrict);
         let scope = self.seals.scope(days);
         let restricted = match restrict {
-            Restrict::CountedRuns => {
-                self.dialect == Dialect::DataFusion
-                    || !scope.reads_sealed_only(table)
-                    || self.range_is_narrow()
+            Restrict::CountedRuns => true,
+            Restrict::CountedRunsWhereDeduplicated => {
+                self.dialect == Dialect::DataFusion || !scope.reads_sealed_only(table)
             }
             // Narrowing pays only where every row is de-duplicated, and only when the range
             // covers little of its days: on a wider range it would not narrow anything worth
@@ -1132,7 +1143,7 @@ impl<'p> Compiler<'p> {
     /// `SELECT trace_id …`: the traces `restrict` lets through.
     fn traces(&self, sql: &mut Sql, restrict: Restrict) {
         match restrict {
-            Restrict::CountedRuns => {
+            Restrict::CountedRuns | Restrict::CountedRunsWhereDeduplicated => {
                 sql.push("SELECT trace_id FROM ");
                 self.runs_v(sql);
                 sql.push(" AS counted");
