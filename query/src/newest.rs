@@ -89,12 +89,12 @@ pub(crate) struct Scope<'a> {
 }
 
 impl Scope<'_> {
-    /// How ClickHouse reads `table` in this scope.
     /// Whether `table` is read as sealed rows alone, each as it is (ClickHouse).
     pub(crate) fn reads_sealed_only(self, table: Table) -> bool {
         self.reading(table) == Reading::Sealed
     }
 
+    /// How ClickHouse reads `table` in this scope.
     fn reading(self, table: Table) -> Reading {
         let in_days = |day: i64| {
             self.days

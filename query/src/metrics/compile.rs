@@ -20,6 +20,11 @@
 //!    still counts (in the group `""`).
 //! 4. Grouping (`classification` unnests the run's tags) and the aggregates.
 //!
+//! When every run aggregate asked is a sum over one kind of call (cost and tokens, or tool
+//! calls) and nothing is grouped or filtered by the other kind, steps 2 and 3 are one: each
+//! call of that kind, with its own figures, beside its run (a run without such a call once,
+//! with none), and step 4 sums them per group ([`Compiler::summed_calls`]).
+//!
 //! Call statement: the newest version of each call of the kind that started in the range,
 //! the call-field filters, joined with its run's newest version (from the day before the range)
 //! when a run field is grouped or filtered on, then grouped.
@@ -280,65 +285,88 @@ enum PerCall {
     Counted(&'static str),
 }
 
-/// A figure of calls that the run statement sums: the aggregate it answers, the facts column
-/// it is carried in, what one call adds, and the stored column that reads (if any).
-type CallFigure = (RunAggregate, &'static str, PerCall, Option<&'static str>);
+/// A figure of calls that the run statement sums.
+#[derive(Debug, Clone, Copy)]
+struct CallFigure {
+    /// The aggregate it answers.
+    aggregate: RunAggregate,
+    /// The facts column it is carried in.
+    column: &'static str,
+    /// What one call adds.
+    per_call: PerCall,
+    /// The stored column that reads, if any.
+    reads: Option<&'static str>,
+}
+
+const fn figure(
+    aggregate: RunAggregate,
+    column: &'static str,
+    per_call: PerCall,
+    reads: Option<&'static str>,
+) -> CallFigure {
+    CallFigure {
+        aggregate,
+        column,
+        per_call,
+        reads,
+    }
+}
 
 /// The figures of model calls.
-const MODEL_FIGURES: [CallFigure; 7] = [
-    (
-        RunAggregate::CostNanos,
-        "m_cost",
-        PerCall::Value("coalesce(cost_nanos, 0)"),
-        Some("cost_nanos"),
-    ),
-    (
-        RunAggregate::PricedCalls,
-        "m_priced",
-        PerCall::Counted("cost_nanos IS NOT NULL"),
-        Some("cost_nanos"),
-    ),
-    (
-        RunAggregate::UnpricedCalls,
-        "m_unpriced",
-        PerCall::Counted("cost_nanos IS NULL"),
-        Some("cost_nanos"),
-    ),
-    (
-        RunAggregate::InputTokens,
-        "m_input",
-        PerCall::Value("input_tokens"),
-        Some("input_tokens"),
-    ),
-    (
-        RunAggregate::OutputTokens,
-        "m_output",
-        PerCall::Value("output_tokens"),
-        Some("output_tokens"),
-    ),
-    (
-        RunAggregate::CachedInputTokens,
-        "m_cached",
-        PerCall::Value("cached_input_tokens"),
-        Some("cached_input_tokens"),
-    ),
-    (
-        RunAggregate::ReasoningTokens,
-        "m_reasoning",
-        PerCall::Value("reasoning_tokens"),
-        Some("reasoning_tokens"),
-    ),
-];
+const MODEL_FIGURES: [CallFigure; 7] = {
+    use PerCall::{Counted, Value};
+    use RunAggregate::*;
+    let cost = Some("cost_nanos");
+    [
+        figure(CostNanos, "m_cost", Value("coalesce(cost_nanos, 0)"), cost),
+        figure(
+            PricedCalls,
+            "m_priced",
+            Counted("cost_nanos IS NOT NULL"),
+            cost,
+        ),
+        figure(
+            UnpricedCalls,
+            "m_unpriced",
+            Counted("cost_nanos IS NULL"),
+            cost,
+        ),
+        figure(
+            InputTokens,
+            "m_input",
+            Value("input_tokens"),
+            Some("input_tokens"),
+        ),
+        figure(
+            OutputTokens,
+            "m_output",
+            Value("output_tokens"),
+            Some("output_tokens"),
+        ),
+        figure(
+            CachedInputTokens,
+            "m_cached",
+            Value("cached_input_tokens"),
+            Some("cached_input_tokens"),
+        ),
+        figure(
+            ReasoningTokens,
+            "m_reasoning",
+            Value("reasoning_tokens"),
+            Some("reasoning_tokens"),
+        ),
+    ]
+};
 
 /// The figures of tool calls (`t_repeat` from [`Compiler::tool_calls_with_repeats`]).
 const TOOL_FIGURES: [CallFigure; 2] = [
-    (
+    figure(
         RunAggregate::ToolCalls,
         "t_calls",
         PerCall::Value("1"),
         None,
     ),
-    (
+    figure(
         RunAggregate::RepeatedToolCalls,
         "t_repeated",
         PerCall::Value("t_repeat"),
@@ -362,7 +390,7 @@ impl CallKind {
             .find_map(|kind| {
                 kind.figures()
                     .iter()
-                    .find(|figure| figure.0 == aggregate)
+                    .find(|figure| figure.aggregate == aggregate)
                     .map(|figure| (kind, figure))
             })
     }
@@ -498,23 +526,6 @@ impl<'p> Compiler<'p> {
 
     fn runs(&self) -> Sql {
         let mut sql = self.sql();
-        let needs_model = self.asks_any_of(&[
-            Metric::CostUsd,
-            Metric::CostPerRunUsd,
-            Metric::UnpricedModelCalls,
-            Metric::InputTokens,
-            Metric::OutputTokens,
-            Metric::CachedInputTokens,
-            Metric::ReasoningTokens,
-        ]) || self.groups_or_filters(Subject::ModelCall);
-        let needs_tool = self.asks_any_of(&[Metric::ToolCallsPerRun, Metric::RepeatedToolCalls])
-            || self.groups_or_filters(Subject::ToolCall);
-        let needs_failures = self.asks_any_of(&[
-            Metric::SilentPartialFailures,
-            Metric::SilentPartialFailureRate,
-        ]);
-        let needs_scores = self.asks_any_of(&[Metric::FeedbackPositiveRate]);
-
         sql.push("SELECT ");
         self.group_keys(&mut sql, Subject::Run);
         self.bucket(&mut sql);
@@ -529,32 +540,50 @@ impl<'p> Compiler<'p> {
             sql.push(aggregate.column());
         }
         sql.push(" FROM ");
-        if let Some(kind) = self.summed_calls() {
-            self.with_tags(&mut sql, |this, sql| this.calls_with_their_runs(sql, kind));
-            self.group_by(&mut sql);
-            return sql;
+        match self.summed_calls() {
+            Some(kind) => {
+                self.with_tags(&mut sql, |this, sql| this.calls_with_their_runs(sql, kind));
+            }
+            None => {
+                let needs_failures = self.asks_any_of(&[
+                    Metric::SilentPartialFailures,
+                    Metric::SilentPartialFailureRate,
+                ]);
+                let needs_scores = self.asks_any_of(&[Metric::FeedbackPositiveRate]);
+                let joins: Vec<Join<'p>> = [
+                    (
+                        self.needs_calls(CallKind::Model),
+                        (|this, sql| this.model_facts(sql, Rows::PerRun)) as Facts<'p>,
+                        Subject::ModelCall,
+                    ),
+                    (
+                        self.needs_calls(CallKind::Tool),
+                        |this, sql| this.tool_facts(sql, Rows::PerRun),
+                        Subject::ToolCall,
+                    ),
+                    (needs_failures, Self::failure_facts, Subject::Run),
+                    (needs_scores, Self::score_facts, Subject::Run),
+                ]
+                .into_iter()
+                .filter(|(needed, _, _)| *needed)
+                .map(|(_, facts, subject)| {
+                    (subject != Subject::Run && self.filters_on(subject), facts)
+                })
+                .collect();
+                self.with_tags(&mut sql, |this, sql| this.joined(sql, &joins));
+            }
         }
-        let joins: Vec<Join<'p>> = [
-            (
-                needs_model,
-                (|this, sql| this.model_facts(sql, Rows::PerRun)) as Facts<'p>,
-                Subject::ModelCall,
-            ),
-            (
-                needs_tool,
-                |this, sql| this.tool_facts(sql, Rows::PerRun),
-                Subject::ToolCall,
-            ),
-            (needs_failures, Self::failure_facts, Subject::Run),
-            (needs_scores, Self::score_facts, Subject::Run),
-        ]
-        .into_iter()
-        .filter(|(needed, _, _)| *needed)
-        .map(|(_, facts, subject)| (subject != Subject::Run && self.filters_on(subject), facts))
-        .collect();
-        self.with_tags(&mut sql, |this, sql| this.joined(sql, &joins));
         self.group_by(&mut sql);
         sql
+    }
+
+    /// Whether the run statement reads calls of `kind`: a figure of them is asked for, or a
+    /// field of them is grouped or filtered on.
+    fn needs_calls(&self, kind: CallKind) -> bool {
+        kind.figures()
+            .iter()
+            .any(|figure| self.asks(figure.aggregate.needed_by()))
+            || self.groups_or_filters(kind.subject())
     }
 
     fn asks_any_of(&self, metrics: &[Metric]) -> bool {
@@ -665,10 +694,10 @@ impl<'p> Compiler<'p> {
     /// priced and unpriced calls, tokens) of the model calls passing the model-call filters.
     fn model_facts(&self, sql: &mut Sql, rows: Rows) {
         let mut columns = vec!["trace_id"];
-        for (aggregate, _, _, read) in &MODEL_FIGURES {
-            if let Some(read) = read
-                && self.asks(aggregate.needed_by())
-                && !columns.contains(read)
+        for figure in &MODEL_FIGURES {
+            if let Some(read) = figure.reads
+                && self.asks(figure.aggregate.needed_by())
+                && !columns.contains(&read)
             {
                 columns.push(read);
             }
@@ -699,7 +728,7 @@ impl<'p> Compiler<'p> {
         if self.asks(RunAggregate::RepeatedToolCalls.needed_by()) {
             self.tool_calls_with_repeats(sql, rows.restrict());
         } else {
-            let mut columns = vec!["trace_id", "tool_name"];
+            let mut columns = vec!["trace_id"];
             self.call_fields(&mut columns, Subject::ToolCall);
             self.newest_calls_of_counted_runs(sql, CallKind::Tool, &columns, rows.restrict());
         }
@@ -714,19 +743,19 @@ impl<'p> Compiler<'p> {
     /// `, <figure> AS <column>` for each figure of `kind` asked for: summed per run, or each
     /// call's own.
     fn figures(&self, sql: &mut Sql, kind: CallKind, rows: Rows) {
-        for (aggregate, alias, per_call, _) in kind.figures() {
-            if !self.asks(aggregate.needed_by()) {
+        for figure in kind.figures() {
+            if !self.asks(figure.aggregate.needed_by()) {
                 continue;
             }
             sql.push(", ");
-            match (rows, *per_call) {
+            match (rows, figure.per_call) {
                 (Rows::PerRun, PerCall::Value(expr)) => self.sum(sql, expr),
                 (Rows::PerRun, PerCall::Counted(condition)) => self.count_if(sql, condition),
                 (Rows::PerCall, PerCall::Value(expr)) => self.integer(sql, expr),
                 (Rows::PerCall, PerCall::Counted(condition)) => self.indicator(sql, condition),
             }
             sql.push(" AS ");
-            sql.push(alias);
+            sql.push(figure.column);
         }
     }
 
@@ -871,10 +900,11 @@ impl<'p> Compiler<'p> {
             CostNanos | PricedCalls | UnpricedCalls | InputTokens | OutputTokens
             | CachedInputTokens | ReasoningTokens | ToolCalls | RepeatedToolCalls => {
                 // The facts' column: NULL for a run without such calls.
-                let alias = CallKind::summed_by(aggregate).map_or("0", |(_, figure)| figure.1);
+                let column =
+                    CallKind::summed_by(aggregate).map_or("0", |(_, figure)| figure.column);
                 self.wrap_integer(sql, |sql| {
                     sql.push("sum(coalesce(");
-                    sql.push(alias);
+                    sql.push(column);
                     sql.push(", 0))");
                 });
             }
@@ -1250,7 +1280,11 @@ mod tests {
                 sql.text
             );
             if let Some((_, figure)) = CallKind::summed_by(aggregate) {
-                assert!(sql.text.contains(figure.1), "{aggregate:?}: {}", sql.text);
+                assert!(
+                    sql.text.contains(figure.column),
+                    "{aggregate:?}: {}",
+                    sql.text
+                );
             }
         }
     }
