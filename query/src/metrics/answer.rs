@@ -105,7 +105,16 @@ pub(crate) fn assemble(
     for (subject, rows) in answers {
         let slot = slot(subject);
         for row in rows {
-            merged.entry((row.keys, row.bucket)).or_default()[slot] = Some(row.values);
+            // A subject answered in parts (the run statement's, split): each aggregate is in
+            // one part and 0 in the others, so the parts add up.
+            match &mut merged.entry((row.keys, row.bucket)).or_default()[slot] {
+                Some(values) => {
+                    for (sum, part) in values.iter_mut().zip(row.values) {
+                        *sum += part;
+                    }
+                }
+                empty => *empty = Some(row.values),
+            }
         }
     }
     let rows = merged

@@ -107,6 +107,7 @@ pub(crate) fn compile(
         dialect,
         placeholders,
         seals,
+        part: None,
     }
     .statements()
 }
@@ -124,6 +125,7 @@ pub fn metric_sql(plan: &MetricPlan, project_id: &str, dialect: Dialect) -> Vec<
         dialect,
         placeholders: Placeholders::Inline(quoting),
         seals: &NO_SEALS,
+        part: None,
     }
     .statements()
     .into_iter()
@@ -420,12 +422,35 @@ impl Rows {
     }
 }
 
+/// A part of the run aggregates that one run statement answers, when they are split.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum RunPart {
+    /// Aggregates of the runs themselves (with their failed calls and scores).
+    Runs,
+    /// The figures of one kind of call, summed.
+    Calls(CallKind),
+}
+
+impl RunPart {
+    const ALL: [RunPart; 3] = [
+        RunPart::Runs,
+        RunPart::Calls(CallKind::Model),
+        RunPart::Calls(CallKind::Tool),
+    ];
+
+    fn of(aggregate: RunAggregate) -> RunPart {
+        CallKind::summed_by(aggregate).map_or(RunPart::Runs, |(kind, _)| RunPart::Calls(kind))
+    }
+}
+
 struct Compiler<'a> {
     plan: &'a MetricPlan,
     project_id: &'a str,
     dialect: Dialect,
     placeholders: Placeholders,
     seals: &'a Seals,
+    /// The part of the run aggregates this compiler's run statement answers; `None`: all.
+    part: Option<RunPart>,
 }
 
 impl<'p> Compiler<'p> {
@@ -437,18 +462,57 @@ impl<'p> Compiler<'p> {
         self.plan
             .subjects()
             .into_iter()
-            .map(|subject| {
-                let statement = match subject {
-                    Subject::Run => self.runs(),
-                    Subject::ModelCall => self.calls(CallKind::Model),
-                    Subject::ToolCall => self.calls(CallKind::Tool),
+            .flat_map(|subject| {
+                let statements = match subject {
+                    Subject::Run => self.run_statements(),
+                    Subject::ModelCall => vec![self.calls(CallKind::Model)],
+                    Subject::ToolCall => vec![self.calls(CallKind::Tool)],
                 };
-                Statement {
+                statements.into_iter().map(move |statement| Statement {
                     subject,
                     sql: self.gathered(subject, statement),
-                }
+                })
             })
             .collect()
+    }
+
+    /// The run statements: one, or, when nothing is grouped or filtered by a call field and
+    /// the aggregates asked come from more than one of the runs, their model calls and their
+    /// tool calls, one per part ([`RunPart`]), each in its fastest shape: the runs alone, or
+    /// each call summed beside its run ([`Compiler::summed_calls`]), instead of every run
+    /// joined with facts of each kind. Every part answers a row for each group that has runs;
+    /// the answer adds the parts' rows up ([`super::answer`]).
+    fn run_statements(&self) -> Vec<Sql> {
+        let parts: Vec<RunPart> = RunPart::ALL
+            .into_iter()
+            .filter(|part| {
+                RunAggregate::ALL
+                    .iter()
+                    .any(|a| RunPart::of(*a) == *part && self.asked(*a))
+            })
+            .collect();
+        if parts.len() < 2
+            || self.groups_or_filters(Subject::ModelCall)
+            || self.groups_or_filters(Subject::ToolCall)
+        {
+            return vec![self.runs()];
+        }
+        parts
+            .into_iter()
+            .map(|part| {
+                Compiler {
+                    part: Some(part),
+                    ..*self
+                }
+                .runs()
+            })
+            .collect()
+    }
+
+    /// Whether this compiler's run statement answers `aggregate`: it is asked for, and in the
+    /// statement's part.
+    fn asked(&self, aggregate: RunAggregate) -> bool {
+        self.asks(aggregate.needed_by()) && self.part.is_none_or(|p| p == RunPart::of(aggregate))
     }
 
     /// ClickHouse answers with the aggregates gathered in one array, so that one row type
@@ -498,7 +562,7 @@ impl<'p> Compiler<'p> {
         if aggregated {
             columns.push("start_time_ns");
             for &aggregate in RunAggregate::ALL {
-                if !self.asks(aggregate.needed_by()) {
+                if !self.asked(aggregate) {
                     continue;
                 }
                 use RunAggregate::*;
@@ -531,7 +595,7 @@ impl<'p> Compiler<'p> {
         self.bucket(&mut sql);
         for &aggregate in RunAggregate::ALL {
             sql.push(", ");
-            if self.asks(aggregate.needed_by()) {
+            if self.asked(aggregate) {
                 self.run_aggregate(&mut sql, aggregate);
             } else {
                 self.integer(&mut sql, "0");
@@ -545,11 +609,9 @@ impl<'p> Compiler<'p> {
                 self.with_tags(&mut sql, |this, sql| this.calls_with_their_runs(sql, kind));
             }
             None => {
-                let needs_failures = self.asks_any_of(&[
-                    Metric::SilentPartialFailures,
-                    Metric::SilentPartialFailureRate,
-                ]);
-                let needs_scores = self.asks_any_of(&[Metric::FeedbackPositiveRate]);
+                let needs_failures = self.asked(RunAggregate::Silent);
+                let needs_scores = self.asked(RunAggregate::FeedbackPositive)
+                    || self.asked(RunAggregate::FeedbackTotal);
                 let joins: Vec<Join<'p>> = [
                     (
                         self.needs_calls(CallKind::Model),
@@ -582,7 +644,7 @@ impl<'p> Compiler<'p> {
     fn needs_calls(&self, kind: CallKind) -> bool {
         kind.figures()
             .iter()
-            .any(|figure| self.asks(figure.aggregate.needed_by()))
+            .any(|figure| self.asked(figure.aggregate))
             || self.groups_or_filters(kind.subject())
     }
 
@@ -600,7 +662,7 @@ impl<'p> Compiler<'p> {
     fn summed_calls(&self) -> Option<CallKind> {
         let mut kinds = RunAggregate::ALL
             .iter()
-            .filter(|aggregate| self.asks(aggregate.needed_by()))
+            .filter(|aggregate| self.asked(**aggregate))
             .map(|aggregate| CallKind::summed_by(*aggregate).map(|(kind, _)| kind));
         let kind = kinds.next()??;
         let other = match kind {
@@ -696,7 +758,7 @@ impl<'p> Compiler<'p> {
         let mut columns = vec!["trace_id"];
         for figure in &MODEL_FIGURES {
             if let Some(read) = figure.reads
-                && self.asks(figure.aggregate.needed_by())
+                && self.asked(figure.aggregate)
                 && !columns.contains(&read)
             {
                 columns.push(read);
@@ -725,7 +787,7 @@ impl<'p> Compiler<'p> {
         self.fact_keys(sql, Subject::ToolCall);
         self.figures(sql, CallKind::Tool, rows);
         sql.push(" FROM ");
-        if self.asks(RunAggregate::RepeatedToolCalls.needed_by()) {
+        if self.asked(RunAggregate::RepeatedToolCalls) {
             self.tool_calls_with_repeats(sql, rows.restrict());
         } else {
             let mut columns = vec!["trace_id"];
@@ -744,7 +806,7 @@ impl<'p> Compiler<'p> {
     /// call's own.
     fn figures(&self, sql: &mut Sql, kind: CallKind, rows: Rows) {
         for figure in kind.figures() {
-            if !self.asks(figure.aggregate.needed_by()) {
+            if !self.asked(figure.aggregate) {
                 continue;
             }
             sql.push(", ");
@@ -834,7 +896,7 @@ impl<'p> Compiler<'p> {
             sql,
             Table::Spans,
             &columns,
-            None,
+            Some(self.days_of_calls()),
             Some("kind IN ('model', 'tool')"),
             Restrict::CountedRuns,
         );
@@ -879,10 +941,22 @@ impl<'p> Compiler<'p> {
             sql,
             Table::Spans,
             columns,
-            None,
+            Some(self.days_of_calls()),
             Some(kind.condition()),
             restrict,
         );
+    }
+
+    /// The days the counted runs' calls are read from: the range's, and one on each side (a
+    /// trace's calls start within a day of its run's start). Bounded, so that ClickHouse reads
+    /// them under those days' seals alone: over every day, a day without a seal in the query's
+    /// view (today, or any day outside the range) made every row of it fresh, to be
+    /// de-duplicated, however far from the range (13 s for an hour's window, BENCHMARKS.md).
+    fn days_of_calls(&self) -> (i64, i64) {
+        (
+            day_of(self.plan.from_ns) - 1,
+            day_of(self.plan.to_ns - 1) + 1,
+        )
     }
 
     fn run_aggregate(&self, sql: &mut Sql, aggregate: RunAggregate) {
@@ -1270,6 +1344,7 @@ mod tests {
             dialect: Dialect::ClickHouse,
             placeholders: Placeholders::Question,
             seals: &NO_SEALS,
+            part: None,
         };
         for &aggregate in RunAggregate::ALL {
             let mut sql = compiler.sql();
@@ -1290,6 +1365,36 @@ mod tests {
     }
 
     #[test]
+    fn run_aggregates_of_runs_and_of_each_kind_of_call_are_split_unless_a_call_field_is_used() {
+        let statements = |group_by: &str| {
+            let plan = plan(serde_json::json!({
+                "from": "2026-11-23T00:00:00Z", "to": "2026-11-24T00:00:00Z",
+                "metrics": ["cost_per_run_usd", "input_tokens", "repeated_tool_calls",
+                    "silent_partial_failure_rate"],
+                "group_by": [group_by],
+            }));
+            compile(&plan, "p", Dialect::DataFusion, &NO_SEALS)
+                .into_iter()
+                .map(|statement| statement.sql.text)
+                .collect::<Vec<_>>()
+        };
+        let split = statements("agent");
+        assert_eq!(split.len(), 3, "{split:#?}");
+        // Each part computes only its own aggregates; the others are a constant 0.
+        let [runs, model, tool] = &split[..] else {
+            unreachable!()
+        };
+        assert!(runs.contains("count(*) AS BIGINT) AS runs") && runs.contains("f_failed"));
+        assert!(!runs.contains("kind = 'model'") && !runs.contains("kind = 'tool'"));
+        assert!(model.contains("m_cost") && model.contains("m_input"));
+        assert!(model.contains("CAST(0 AS BIGINT) AS runs") && !model.contains("kind = 'tool'"));
+        assert!(tool.contains("t_repeated") && !tool.contains("kind = 'model'"));
+        assert!(tool.contains("CAST(0 AS BIGINT) AS silent"));
+        // Grouped by a call field, a run counts once per model it called: one statement.
+        assert_eq!(statements("model").len(), 1);
+    }
+
+    #[test]
     fn request_values_are_bound_not_written() {
         let plan = plan(serde_json::json!({
             "from": "2026-11-23T00:00:00Z", "to": "2026-11-24T00:00:00Z",
@@ -1299,7 +1404,7 @@ mod tests {
         }));
         for dialect in [Dialect::ClickHouse, Dialect::DataFusion] {
             let statements = compile(&plan, "p'x", dialect, &NO_SEALS);
-            assert_eq!(statements.len(), 2);
+            assert_eq!(statements.len(), 3);
             for statement in statements {
                 assert!(
                     !statement.sql.text.contains("DROP"),
