@@ -15,7 +15,7 @@
 
 use std::{
     collections::{HashMap, HashSet},
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use async_trait::async_trait;
@@ -41,7 +41,7 @@ use crate::{
         MetricAnswer, MetricPlan,
         answer::assemble,
         compile::{Dialect, Statement, compile},
-        rows::{AggregateRecord, from_records},
+        rows::{AggregateRecord, from_records, log_answered, sql_to_log},
     },
     newest::{NO_SEALS, SealedDay, Seals, Source, newest_per_key},
     rollup::{RollupRecord, RunRollup, rollup_sql},
@@ -357,10 +357,13 @@ impl TraceStore for ClickHouseStore {
         let days = (day_of(plan.from_ns) - 1, day_of(plan.to_ns - 1) + 1);
         let seals = self.seals(Some(days)).await?;
         for Statement { subject, sql } in compile(plan, project_id, Dialect::ClickHouse, &seals) {
+            let (logged, started) = (sql_to_log(&sql), Instant::now());
             let rows = self
                 .fetch_with::<AggregateRecord>(sql, AGGREGATE_SETTINGS)
                 .await?;
-            answers.push((subject, from_records(subject, rows)?));
+            let rows = from_records(subject, rows)?;
+            log_answered(subject, &rows, started, logged);
+            answers.push((subject, rows));
         }
         Ok(assemble(plan, answers))
     }

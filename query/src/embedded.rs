@@ -25,6 +25,7 @@ use std::{
     fs, io,
     path::{Path, PathBuf},
     sync::Arc,
+    time::Instant,
 };
 
 use async_trait::async_trait;
@@ -70,7 +71,7 @@ use crate::{
         answer::assemble,
         compile::{Dialect, Statement, compile},
         percentile::{PERCENTILES, exact_percentile_udaf},
-        rows::{aggregate_names, from_batches},
+        rows::{aggregate_names, from_batches, log_answered, sql_to_log},
     },
     newest::{NO_SEALS, Part, Source},
     rollup::{ROLLUP_COLUMNS, RunRollup, rollup_sql},
@@ -353,7 +354,10 @@ impl TraceStore for EmbeddedStore {
         for Statement { subject, sql } in compile(plan, project_id, Dialect::DataFusion, &NO_SEALS)
         {
             let names = aggregate_names(subject);
-            answers.push((subject, from_batches(&self.run_sql(sql).await?, &names)?));
+            let (logged, started) = (sql_to_log(&sql), Instant::now());
+            let rows = from_batches(&self.run_sql(sql).await?, &names)?;
+            log_answered(subject, &rows, started, logged);
+            answers.push((subject, rows));
         }
         Ok(assemble(plan, answers))
     }

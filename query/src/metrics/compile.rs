@@ -75,10 +75,10 @@ pub(crate) struct Statement {
 enum Restrict {
     /// The keys of the counted runs' traces (their calls and scores).
     CountedRuns,
-    /// The same, but only where rows are de-duplicated: rows read as they are (ClickHouse's
-    /// sealed rows) are left for the statement's join with the counted runs to narrow, which
-    /// it does at no extra cost (the `IN` look-up took 0.5 s of 1.4 s for cost by model over
-    /// 1,000,000 sealed runs).
+    /// The same, but only where rows are de-duplicated or the range covers little of its days:
+    /// the rest (ClickHouse's sealed rows over a wide range) are left for the statement's join
+    /// with the counted runs to narrow, which it does at no extra cost (the `IN` look-up took
+    /// 0.5 s of 1.4 s for cost by model over 1,000,000 sealed runs).
     CountedRunsWhereDeduplicated,
     /// The traces with a row of this table (passing the condition) that started in the range.
     /// A key whose newest version started in the range is among them, so the answer is exact;
@@ -270,6 +270,13 @@ impl CallKind {
         }
     }
 
+    fn other(self) -> CallKind {
+        match self {
+            CallKind::Model => CallKind::Tool,
+            CallKind::Tool => CallKind::Model,
+        }
+    }
+
     fn condition(self) -> &'static str {
         match self {
             CallKind::Model => "kind = 'model'",
@@ -437,10 +444,6 @@ impl RunPart {
         RunPart::Calls(CallKind::Model),
         RunPart::Calls(CallKind::Tool),
     ];
-
-    fn of(aggregate: RunAggregate) -> RunPart {
-        CallKind::summed_by(aggregate).map_or(RunPart::Runs, |(kind, _)| RunPart::Calls(kind))
-    }
 }
 
 struct Compiler<'a> {
@@ -476,25 +479,23 @@ impl<'p> Compiler<'p> {
             .collect()
     }
 
-    /// The run statements: one, or, when nothing is grouped or filtered by a call field and
-    /// the aggregates asked come from more than one of the runs, their model calls and their
-    /// tool calls, one per part ([`RunPart`]), each in its fastest shape: the runs alone, or
-    /// each call summed beside its run ([`Compiler::summed_calls`]), instead of every run
-    /// joined with facts of each kind. Every part answers a row for each group that has runs;
-    /// the answer adds the parts' rows up ([`super::answer`]).
+    /// The run statements: one per part ([`RunPart`]) of the aggregates asked, each in its
+    /// fastest shape, instead of every run joined with facts of each kind: the sums of one kind
+    /// of call, each call beside its run ([`Compiler::summed_calls`]), wherever no field of the
+    /// other kind is grouped or filtered on; everything else in the runs' own statement (the runs
+    /// alone when no call field is used). Every part answers a row for each group that has runs
+    /// (a run without such a call in `""`, or none with a filter on its kind, alike); the answer
+    /// adds the parts' rows up ([`super::answer`]).
     fn run_statements(&self) -> Vec<Sql> {
         let parts: Vec<RunPart> = RunPart::ALL
             .into_iter()
             .filter(|part| {
-                RunAggregate::ALL
-                    .iter()
-                    .any(|a| RunPart::of(*a) == *part && self.asked(*a))
+                RunAggregate::ALL.iter().any(|&aggregate| {
+                    self.part_of(aggregate) == *part && self.asks(aggregate.needed_by())
+                })
             })
             .collect();
-        if parts.len() < 2
-            || self.groups_or_filters(Subject::ModelCall)
-            || self.groups_or_filters(Subject::ToolCall)
-        {
+        if parts.len() < 2 {
             return vec![self.runs()];
         }
         parts
@@ -509,10 +510,21 @@ impl<'p> Compiler<'p> {
             .collect()
     }
 
+    /// The part of the run statements that answers `aggregate`: its kind of call's, unless a
+    /// field of the other kind is grouped or filtered on (then the runs', which read both).
+    fn part_of(&self, aggregate: RunAggregate) -> RunPart {
+        match CallKind::summed_by(aggregate) {
+            Some((kind, _)) if !self.groups_or_filters(kind.other().subject()) => {
+                RunPart::Calls(kind)
+            }
+            _ => RunPart::Runs,
+        }
+    }
+
     /// Whether this compiler's run statement answers `aggregate`: it is asked for, and in the
     /// statement's part.
     fn asked(&self, aggregate: RunAggregate) -> bool {
-        self.asks(aggregate.needed_by()) && self.part.is_none_or(|p| p == RunPart::of(aggregate))
+        self.asks(aggregate.needed_by()) && self.part.is_none_or(|p| p == self.part_of(aggregate))
     }
 
     /// ClickHouse answers with the aggregates gathered in one array, so that one row type
@@ -665,11 +677,8 @@ impl<'p> Compiler<'p> {
             .filter(|aggregate| self.asked(**aggregate))
             .map(|aggregate| CallKind::summed_by(*aggregate).map(|(kind, _)| kind));
         let kind = kinds.next()??;
-        let other = match kind {
-            CallKind::Model => CallKind::Tool,
-            CallKind::Tool => CallKind::Model,
-        };
-        (kinds.all(|k| k == Some(kind)) && !self.groups_or_filters(other.subject())).then_some(kind)
+        (kinds.all(|k| k == Some(kind)) && !self.groups_or_filters(kind.other().subject()))
+            .then_some(kind)
     }
 
     /// Each call of `kind` of the counted runs that passes the call filters, beside its run's
@@ -788,7 +797,9 @@ impl<'p> Compiler<'p> {
         self.figures(sql, CallKind::Tool, rows);
         sql.push(" FROM ");
         if self.asked(RunAggregate::RepeatedToolCalls) {
-            self.tool_calls_with_repeats(sql, rows.restrict());
+            // Each run's calls are sorted before the join: only the counted runs' are worth it
+            // (over every trace of its days, an hour's window took 5 s, BENCHMARKS.md).
+            self.tool_calls_with_repeats(sql, Restrict::CountedRuns);
         } else {
             let mut columns = vec!["trace_id"];
             self.call_fields(&mut columns, Subject::ToolCall);
@@ -1210,7 +1221,9 @@ impl<'p> Compiler<'p> {
         let restricted = match restrict {
             Restrict::CountedRuns => true,
             Restrict::CountedRunsWhereDeduplicated => {
-                self.dialect == Dialect::DataFusion || !scope.reads_sealed_only(table)
+                self.dialect == Dialect::DataFusion
+                    || !scope.reads_sealed_only(table)
+                    || self.range_is_narrow()
             }
             // Narrowing pays only where every row is de-duplicated, and only when the range
             // covers little of its days: on a wider range it would not narrow anything worth
@@ -1365,20 +1378,21 @@ mod tests {
     }
 
     #[test]
-    fn run_aggregates_of_runs_and_of_each_kind_of_call_are_split_unless_a_call_field_is_used() {
-        let statements = |group_by: &str| {
+    fn run_aggregates_are_split_into_the_runs_and_the_sums_of_each_kind_of_call() {
+        let statements = |group_by: &str, filters: serde_json::Value| {
             let plan = plan(serde_json::json!({
                 "from": "2026-11-23T00:00:00Z", "to": "2026-11-24T00:00:00Z",
                 "metrics": ["cost_per_run_usd", "input_tokens", "repeated_tool_calls",
                     "silent_partial_failure_rate"],
                 "group_by": [group_by],
+                "filters": filters,
             }));
             compile(&plan, "p", Dialect::DataFusion, &NO_SEALS)
                 .into_iter()
                 .map(|statement| statement.sql.text)
                 .collect::<Vec<_>>()
         };
-        let split = statements("agent");
+        let split = statements("agent", serde_json::json!({}));
         assert_eq!(split.len(), 3, "{split:#?}");
         // Each part computes only its own aggregates; the others are a constant 0.
         let [runs, model, tool] = &split[..] else {
@@ -1390,8 +1404,18 @@ mod tests {
         assert!(model.contains("CAST(0 AS BIGINT) AS runs") && !model.contains("kind = 'tool'"));
         assert!(tool.contains("t_repeated") && !tool.contains("kind = 'model'"));
         assert!(tool.contains("CAST(0 AS BIGINT) AS silent"));
-        // Grouped by a call field, a run counts once per model it called: one statement.
-        assert_eq!(statements("model").len(), 1);
+        // Grouped by model, the tool calls of each model's runs need the runs' models: the
+        // runs' statement reads them; cost and tokens are still summed beside the runs.
+        let by_model = statements("model", serde_json::json!({}));
+        let [runs, model] = &by_model[..] else {
+            panic!("{by_model:#?}")
+        };
+        assert!(runs.contains("t_repeated") && runs.contains("kind = 'model'"));
+        assert!(!runs.contains("m_cost") && !model.contains("kind = 'tool'"));
+        assert!(model.contains("m_cost") && model.contains("m_input"));
+        // With fields of both kinds, every sum needs both: one statement.
+        let both = statements("model", serde_json::json!({"tool": ["search"]}));
+        assert_eq!(both.len(), 1, "{both:#?}");
     }
 
     #[test]

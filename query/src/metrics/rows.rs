@@ -16,6 +16,28 @@ use super::{
 };
 use crate::error::QueryError;
 
+/// Logs a statement's answer at `debug` (`VIGIL_LOG=vigil_query=debug`): its subject, rows,
+/// time and, when given, its SQL (read it only where the level is on: [`sql_to_log`]).
+pub(crate) fn log_answered(
+    subject: Subject,
+    rows: &[Aggregates],
+    started: std::time::Instant,
+    sql: Option<String>,
+) {
+    tracing::debug!(
+        ?subject,
+        rows = rows.len(),
+        ms = started.elapsed().as_secs_f64() * 1e3,
+        sql = sql.as_deref().unwrap_or(""),
+        "metric statement answered"
+    );
+}
+
+/// The statement's SQL, where `debug` logging is on.
+pub(crate) fn sql_to_log(sql: &crate::sql::Sql) -> Option<String> {
+    tracing::enabled!(tracing::Level::DEBUG).then(|| sql.text.clone())
+}
+
 /// One answered row of a statement.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Aggregates {
