@@ -35,7 +35,9 @@ pub struct Batch {
     pub rules: Vec<Arc<Rule>>,
 }
 
-/// Sorts rules into batches.
+/// Sorts rules into batches, the costliest first: batches start in this order when several are
+/// due together, and a round lasts until its slowest batch ends, so that one should not start
+/// last ([`Batch::weight`]).
 pub fn batches(rules: impl IntoIterator<Item = Arc<Rule>>) -> Vec<Batch> {
     let mut by_key: BTreeMap<BatchKey, Vec<Arc<Rule>>> = BTreeMap::new();
     for rule in rules {
@@ -48,10 +50,12 @@ pub fn batches(rules: impl IntoIterator<Item = Arc<Rule>>) -> Vec<Batch> {
         };
         by_key.entry(key).or_default().push(rule);
     }
-    by_key
+    let mut batches: Vec<Batch> = by_key
         .into_iter()
         .map(|(key, rules)| Batch { key, rules })
-        .collect()
+        .collect();
+    batches.sort_by_key(|batch| std::cmp::Reverse(batch.weight()));
+    batches
 }
 
 /// The evaluation time of an interval: `now` rounded down to a multiple of it.
@@ -60,6 +64,17 @@ pub fn aligned(now_ns: i64, interval_ns: i64) -> i64 {
 }
 
 impl Batch {
+    /// What an evaluation costs, roughly: the time its requests read (the window, once, and
+    /// once per baseline day when a rule is an anomaly rule).
+    fn weight(&self) -> i64 {
+        let requests = if self.rules.iter().any(|rule| rule.is_anomaly()) {
+            1 + BASELINE_DAYS
+        } else {
+            1
+        };
+        self.key.window_ns.saturating_mul(requests)
+    }
+
     /// The metric request over the window ending at `end_ns`, for these metrics.
     fn plan(&self, metrics: Vec<Metric>, end_ns: i64) -> MetricPlan {
         let mut plan = self.rules[0].plan.clone();
@@ -205,6 +220,38 @@ mod tests {
         assert_eq!((plan.from_ns, plan.to_ns), (600 - 300_000_000_000, 600));
         assert_eq!(aligned(125, 60), 120);
         assert_eq!(aligned(-1, 60), -60);
+    }
+
+    #[test]
+    fn the_costliest_batches_come_first() {
+        let rule = |name: &str, window: &str, anomaly: bool| {
+            let condition = if anomaly {
+                "baseline = \"same_window_last_7d\"\nratio_above = 2"
+            } else {
+                "op = \">\"\nthreshold = 1"
+            };
+            rule(&format!(
+                "name = \"{name}\"\nmetric = \"runs\"\nwindow = \"{window}\"\n{condition}"
+            ))
+        };
+        let order: Vec<String> = batches([
+            rule("five-minutes", "5m", false),
+            rule("a-day", "24h", false),
+            rule("an-hour-and-seven-baselines", "1h", true),
+            rule("two-hours", "2h", false),
+        ])
+        .iter()
+        .map(|batch| batch.rules[0].name().to_string())
+        .collect();
+        assert_eq!(
+            order,
+            [
+                "a-day",
+                "an-hour-and-seven-baselines",
+                "two-hours",
+                "five-minutes"
+            ]
+        );
     }
 
     #[test]

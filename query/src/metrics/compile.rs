@@ -20,10 +20,13 @@
 //!    still counts (in the group `""`).
 //! 4. Grouping (`classification` unnests the run's tags) and the aggregates.
 //!
-//! When every run aggregate asked is a sum over one kind of call (cost and tokens, or tool
-//! calls) and nothing is grouped or filtered by the other kind, steps 2 and 3 are one: each
-//! call of that kind, with its own figures, beside its run (a run without such a call once,
-//! with none), and step 4 sums them per group ([`Compiler::summed_calls`]).
+//! The run aggregates are split into parts, one statement each ([`Compiler::run_statements`]),
+//! whose rows the answer adds up: the sums over each kind of call (cost and tokens; tool
+//! calls) wherever no field of the other kind is grouped or filtered on, and the rest. A part
+//! that sums one kind of call makes steps 2 and 3 one: each call of that kind, with its own
+//! figures, beside its run (a run without such a call once, with none), and step 4 sums them
+//! per group ([`Compiler::summed_calls`]). A run's calls are read from the range's days and
+//! one on each side.
 //!
 //! Call statement: the newest version of each call of the kind that started in the range,
 //! the call-field filters, joined with its run's newest version (from the day before the range)
@@ -1227,9 +1230,13 @@ impl<'p> Compiler<'p> {
             }
             // Narrowing pays only where every row is de-duplicated, and only when the range
             // covers little of its days: on a wider range it would not narrow anything worth
-            // the extra scan.
-            Restrict::StartedInRange(..) => {
-                self.dialect == Dialect::ClickHouse && self.range_is_narrow()
+            // the extra scan. Sealed rows of the table the range is on are narrowed by the
+            // range itself, right after; the look-up would only scan it twice (a 5-minute
+            // window's call statement: 0.24 s with it, 0.17 s without).
+            Restrict::StartedInRange(of, _) => {
+                self.dialect == Dialect::ClickHouse
+                    && self.range_is_narrow()
+                    && !(of == table && scope.reads_sealed_only(table))
             }
         };
         let traces: Option<&dyn Fn(&mut Sql)> = if restricted { Some(&traces) } else { None };
