@@ -25,8 +25,8 @@
 //! calls) wherever no field of the other kind is grouped or filtered on, and the rest. A part
 //! that sums one kind of call makes steps 2 and 3 one: each call of that kind, with its own
 //! figures, beside its run (a run without such a call once, with none), and step 4 sums them
-//! per group ([`Compiler::summed_calls`]). A run's calls are read from the range's days and
-//! one on each side.
+//! per group ([`Compiler::summed_calls`]). A run's calls are read from the day an hour before
+//! the range to the day after it.
 //!
 //! Call statement: the newest version of each call of the kind that started in the range,
 //! the call-field filters, joined with its run's newest version (from the day before the range)
@@ -43,7 +43,7 @@ use std::collections::BTreeMap;
 
 use vigil_schemas::{
     layout::Table,
-    time::{NANOS_PER_DAY, day_of},
+    time::{NANOS_PER_DAY, NANOS_PER_SECOND, day_of},
 };
 
 use super::{
@@ -135,6 +135,10 @@ pub fn metric_sql(plan: &MetricPlan, project_id: &str, dialect: Dialect) -> Vec<
     .map(|statement| statement.sql.text)
     .collect()
 }
+
+/// How long before its run's start a call may start and still be counted (clock skew between
+/// the processes that report a run and its calls).
+const CALLS_BEFORE_THEIR_RUN_NS: i64 = 3_600 * NANOS_PER_SECOND;
 
 /// Output names of the group keys, by position in `group_by`.
 const GROUP_ALIASES: [&str; 4] = ["g0", "g1", "g2", "g3"];
@@ -961,14 +965,16 @@ impl<'p> Compiler<'p> {
         );
     }
 
-    /// The days the counted runs' calls are read from: the range's, and one on each side (a
-    /// trace's calls start within a day of its run's start). Bounded, so that ClickHouse reads
-    /// them under those days' seals alone: over every day, a day without a seal in the query's
-    /// view (today, or any day outside the range) made every row of it fresh, to be
-    /// de-duplicated, however far from the range (13 s for an hour's window, BENCHMARKS.md).
+    /// The days the counted runs' calls are read from: from the day an hour before the range
+    /// (a call starts after its run, but clocks disagree) to the day after its last (a run's
+    /// calls go on after it started). A window away from midnight reads one day of calls, not
+    /// three. Bounded, so that ClickHouse reads them under those days' seals alone: over every
+    /// day, a day without a seal in the query's view (today, or any day outside the range) made
+    /// every row of it fresh, to be de-duplicated, however far from the range (13 s for an
+    /// hour's window, BENCHMARKS.md).
     fn days_of_calls(&self) -> (i64, i64) {
         (
-            day_of(self.plan.from_ns) - 1,
+            day_of(self.plan.from_ns - CALLS_BEFORE_THEIR_RUN_NS),
             day_of(self.plan.to_ns - 1) + 1,
         )
     }
