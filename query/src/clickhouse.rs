@@ -15,7 +15,7 @@
 
 use std::{
     collections::{HashMap, HashSet},
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 use async_trait::async_trait;
@@ -40,8 +40,8 @@ use crate::{
     metrics::{
         MetricAnswer, MetricPlan,
         answer::assemble,
-        compile::{Dialect, Statement, compile},
-        rows::{AggregateRecord, from_records, log_answered, sql_to_log},
+        compile::{Dialect, Statement, compile, days_read},
+        rows::{AggregateRecord, StatementLog, from_records},
     },
     newest::{NO_SEALS, SealedDay, Seals, Source, newest_per_key},
     rollup::{RollupRecord, RunRollup, rollup_sql},
@@ -352,17 +352,15 @@ impl TraceStore for ClickHouseStore {
         plan: &MetricPlan,
     ) -> Result<MetricAnswer, QueryError> {
         let mut answers = Vec::new();
-        // Runs of calls are read from the day before the range, runs' calls until the day after;
-        // each statement reads its days' seals ([`Seals::scope`]).
-        let days = (day_of(plan.from_ns) - 1, day_of(plan.to_ns - 1) + 1);
-        let seals = self.seals(Some(days)).await?;
+        // Each statement reads its days' seals ([`Seals::scope`]).
+        let seals = self.seals(Some(days_read(plan))).await?;
         for Statement { subject, sql } in compile(plan, project_id, Dialect::ClickHouse, &seals) {
-            let (logged, started) = (sql_to_log(&sql), Instant::now());
+            let log = StatementLog::start(&sql);
             let rows = self
                 .fetch_with::<AggregateRecord>(sql, AGGREGATE_SETTINGS)
                 .await?;
             let rows = from_records(subject, rows)?;
-            log_answered(subject, &rows, started, logged);
+            log.answered(subject, &rows);
             answers.push((subject, rows));
         }
         Ok(assemble(plan, answers))

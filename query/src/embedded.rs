@@ -25,7 +25,6 @@ use std::{
     fs, io,
     path::{Path, PathBuf},
     sync::Arc,
-    time::Instant,
 };
 
 use async_trait::async_trait;
@@ -71,7 +70,7 @@ use crate::{
         answer::assemble,
         compile::{Dialect, Statement, compile},
         percentile::{PERCENTILES, exact_percentile_udaf},
-        rows::{aggregate_names, from_batches, log_answered, sql_to_log},
+        rows::{StatementLog, aggregate_names, from_batches},
     },
     newest::{NO_SEALS, Part, Source},
     rollup::{ROLLUP_COLUMNS, RunRollup, rollup_sql},
@@ -354,9 +353,9 @@ impl TraceStore for EmbeddedStore {
         for Statement { subject, sql } in compile(plan, project_id, Dialect::DataFusion, &NO_SEALS)
         {
             let names = aggregate_names(subject);
-            let (logged, started) = (sql_to_log(&sql), Instant::now());
+            let log = StatementLog::start(&sql);
             let rows = from_batches(&self.run_sql(sql).await?, &names)?;
-            log_answered(subject, &rows, started, logged);
+            log.answered(subject, &rows);
             answers.push((subject, rows));
         }
         Ok(assemble(plan, answers))

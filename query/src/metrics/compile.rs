@@ -140,6 +140,39 @@ pub fn metric_sql(plan: &MetricPlan, project_id: &str, dialect: Dialect) -> Vec<
 /// the processes that report a run and its calls).
 const CALLS_BEFORE_THEIR_RUN_NS: i64 = 3_600 * NANOS_PER_SECOND;
 
+/// The (UTC) days a range covers.
+fn range_days(plan: &MetricPlan) -> (i64, i64) {
+    (day_of(plan.from_ns), day_of(plan.to_ns - 1))
+}
+
+/// The days the runs of calls that started in the range are read from: the range's, and the
+/// day before (a run goes on after it started).
+fn days_of_runs_of_calls(plan: &MetricPlan) -> (i64, i64) {
+    let (first, last) = range_days(plan);
+    (first - 1, last)
+}
+
+/// The days the counted runs' calls are read from: from the day an hour before the range (a
+/// call starts after its run, but clocks disagree) to the day after its last (a run's calls go
+/// on after it started). A window away from midnight reads one day of calls, not three.
+/// Bounded, so that ClickHouse reads them under those days' seals alone: over every day, a day
+/// without a seal in the query's view (today, or any day outside the range) made every row of
+/// it fresh, to be de-duplicated, however far from the range (13 s for an hour's window,
+/// BENCHMARKS.md).
+fn days_of_calls(plan: &MetricPlan) -> (i64, i64) {
+    (
+        day_of(plan.from_ns - CALLS_BEFORE_THEIR_RUN_NS),
+        range_days(plan).1 + 1,
+    )
+}
+
+/// Every day the statements for `plan` read rows from: the days whose seals ClickHouse looks up
+/// before running them.
+pub(crate) fn days_read(plan: &MetricPlan) -> (i64, i64) {
+    let (runs, calls) = (days_of_runs_of_calls(plan), days_of_calls(plan));
+    (runs.0.min(calls.0), runs.1.max(calls.1))
+}
+
 /// Output names of the group keys, by position in `group_by`.
 const GROUP_ALIASES: [&str; 4] = ["g0", "g1", "g2", "g3"];
 /// Names of a fact's group-key columns, by the same position.
@@ -751,7 +784,7 @@ impl<'p> Compiler<'p> {
     /// The newest version of each run that started in the range and passes the run filters.
     fn runs_v(&self, sql: &mut Sql) {
         sql.push("(SELECT * FROM ");
-        let days = (day_of(self.plan.from_ns), day_of(self.plan.to_ns - 1));
+        let days = range_days(self.plan);
         self.newest(
             sql,
             Table::Runs,
@@ -804,9 +837,7 @@ impl<'p> Compiler<'p> {
         self.figures(sql, CallKind::Tool, rows);
         sql.push(" FROM ");
         if self.asked(RunAggregate::RepeatedToolCalls) {
-            // Each run's calls are sorted before the join: only the counted runs' are worth it
-            // (over every trace of its days, an hour's window took 5 s, BENCHMARKS.md).
-            self.tool_calls_with_repeats(sql, Restrict::CountedRuns);
+            self.tool_calls_with_repeats(sql);
         } else {
             let mut columns = vec!["trace_id"];
             self.call_fields(&mut columns, Subject::ToolCall);
@@ -840,8 +871,11 @@ impl<'p> Compiler<'p> {
     }
 
     /// One row per tool call of the counted runs: `trace_id`, `tool_name`, the other tool-call
-    /// fields grouped or filtered on, `t_repeat` (0 or 1).
-    fn tool_calls_with_repeats(&self, sql: &mut Sql, restrict: Restrict) {
+    /// fields grouped or filtered on, `t_repeat` (0 or 1). Each run's calls are sorted before
+    /// any join, so they are always narrowed to the counted runs' first (over every trace of
+    /// its days, an hour's window took 5 s, BENCHMARKS.md).
+    fn tool_calls_with_repeats(&self, sql: &mut Sql) {
+        let restrict = Restrict::CountedRuns;
         let mut columns = vec![
             "trace_id",
             "span_id",
@@ -914,7 +948,7 @@ impl<'p> Compiler<'p> {
             sql,
             Table::Spans,
             &columns,
-            Some(self.days_of_calls()),
+            Some(days_of_calls(self.plan)),
             Some("kind IN ('model', 'tool')"),
             Restrict::CountedRuns,
         );
@@ -959,24 +993,10 @@ impl<'p> Compiler<'p> {
             sql,
             Table::Spans,
             columns,
-            Some(self.days_of_calls()),
+            Some(days_of_calls(self.plan)),
             Some(kind.condition()),
             restrict,
         );
-    }
-
-    /// The days the counted runs' calls are read from: from the day an hour before the range
-    /// (a call starts after its run, but clocks disagree) to the day after its last (a run's
-    /// calls go on after it started). A window away from midnight reads one day of calls, not
-    /// three. Bounded, so that ClickHouse reads them under those days' seals alone: over every
-    /// day, a day without a seal in the query's view (today, or any day outside the range) made
-    /// every row of it fresh, to be de-duplicated, however far from the range (13 s for an
-    /// hour's window, BENCHMARKS.md).
-    fn days_of_calls(&self) -> (i64, i64) {
-        (
-            day_of(self.plan.from_ns - CALLS_BEFORE_THEIR_RUN_NS),
-            day_of(self.plan.to_ns - 1) + 1,
-        )
     }
 
     fn run_aggregate(&self, sql: &mut Sql, aggregate: RunAggregate) {
@@ -1040,7 +1060,7 @@ impl<'p> Compiler<'p> {
     fn calls_of_runs(&self, sql: &mut Sql, kind: CallKind) {
         let mut columns = vec!["trace_id", "start_time_ns", "end_time_ns", "status"];
         self.call_fields(&mut columns, kind.subject());
-        let days = (day_of(self.plan.from_ns), day_of(self.plan.to_ns - 1));
+        let days = range_days(self.plan);
         let with_runs = self.groups_or_filters(Subject::Run);
         if with_runs {
             sql.push("(SELECT * FROM ");
@@ -1068,7 +1088,7 @@ impl<'p> Compiler<'p> {
             // The calls' runs: newest versions from the day before the range on, whatever their
             // start, passing the run filters.
             sql.push("(SELECT * FROM ");
-            let days = (days.0 - 1, days.1);
+            let days = days_of_runs_of_calls(self.plan);
             self.newest(
                 sql,
                 Table::Runs,
@@ -1279,7 +1299,7 @@ impl<'p> Compiler<'p> {
                 sql.push(" AS counted");
             }
             Restrict::StartedInRange(table, condition) => {
-                let days = (day_of(self.plan.from_ns), day_of(self.plan.to_ns - 1));
+                let days = range_days(self.plan);
                 sql.push("SELECT trace_id");
                 self.rows_of(sql, Source::all(table), Some(days), condition);
                 sql.push(" AND start_time_ns >= ");

@@ -16,26 +16,31 @@ use super::{
 };
 use crate::error::QueryError;
 
-/// Logs a statement's answer at `debug` (`VIGIL_LOG=vigil_query=debug`): its subject, rows,
-/// time and, when given, its SQL (read it only where the level is on: [`sql_to_log`]).
-pub(crate) fn log_answered(
-    subject: Subject,
-    rows: &[Aggregates],
-    started: std::time::Instant,
+/// A statement timed for the `debug` log (`VIGIL_LOG=vigil_query=debug`): when it started,
+/// and its SQL, copied only where that level is on.
+pub(crate) struct StatementLog {
     sql: Option<String>,
-) {
-    tracing::debug!(
-        ?subject,
-        rows = rows.len(),
-        ms = started.elapsed().as_secs_f64() * 1e3,
-        sql = sql.as_deref().unwrap_or(""),
-        "metric statement answered"
-    );
+    started: std::time::Instant,
 }
 
-/// The statement's SQL, where `debug` logging is on.
-pub(crate) fn sql_to_log(sql: &crate::sql::Sql) -> Option<String> {
-    tracing::enabled!(tracing::Level::DEBUG).then(|| sql.text.clone())
+impl StatementLog {
+    pub(crate) fn start(sql: &crate::sql::Sql) -> StatementLog {
+        StatementLog {
+            sql: tracing::enabled!(tracing::Level::DEBUG).then(|| sql.text.clone()),
+            started: std::time::Instant::now(),
+        }
+    }
+
+    /// Logs the statement's answer: its subject, rows, time and SQL.
+    pub(crate) fn answered(self, subject: Subject, rows: &[Aggregates]) {
+        tracing::debug!(
+            ?subject,
+            rows = rows.len(),
+            ms = self.started.elapsed().as_secs_f64() * 1e3,
+            sql = self.sql.as_deref().unwrap_or(""),
+            "metric statement answered"
+        );
+    }
 }
 
 /// One answered row of a statement.
