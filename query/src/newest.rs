@@ -4,7 +4,7 @@
 use vigil_schemas::{
     clickhouse::schema::columns,
     layout::Table,
-    time::{NANOS_PER_DAY, day_string},
+    time::{NANOS_PER_DAY, day_of, day_string},
 };
 
 use crate::{metrics::compile::Dialect, sql::Sql};
@@ -81,11 +81,39 @@ enum Reading {
     SealedAndFresh,
 }
 
-/// The seals a statement reads a table under, and the days it reads (every day when `None`).
+/// The seals a statement reads a table under, the days it reads (every day when `None`), and
+/// the times it wants: the newest versions whose time column lies in `times`, when given.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Scope<'a> {
     seals: &'a Seals,
     days: Option<(i64, i64)>,
+    times: Option<Times>,
+}
+
+/// A half-open range of a table's time column, in ns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Times {
+    pub from_ns: i64,
+    pub to_ns: i64,
+}
+
+impl Times {
+    /// The (UTC) days the range touches.
+    pub(crate) fn days(self) -> (i64, i64) {
+        (day_of(self.from_ns), day_of(self.to_ns - 1))
+    }
+
+    /// ` AND <time> >= <from> AND <time> < <to>`.
+    fn condition(self, sql: &mut Sql, time: &'static str) {
+        sql.push(" AND ");
+        sql.push(time);
+        sql.push(" >= ");
+        sql.int(self.from_ns);
+        sql.push(" AND ");
+        sql.push(time);
+        sql.push(" < ");
+        sql.int(self.to_ns);
+    }
 }
 
 impl Scope<'_> {
@@ -150,7 +178,24 @@ impl Seals {
 
     /// These seals, for a statement reading the days `first..=last` (every day when `None`).
     pub(crate) fn scope(&self, days: Option<(i64, i64)>) -> Scope<'_> {
-        Scope { seals: self, days }
+        Scope {
+            seals: self,
+            days,
+            times: None,
+        }
+    }
+
+    /// These seals, for a statement that wants the newest versions whose time column lies in
+    /// `times`: it reads the whole days of the range where versions are compared (a key's
+    /// versions may lie on both sides of its bounds), and only the range where a row is its
+    /// key's only version, so that a store skips what lies outside (the sealed files' row groups
+    /// and ClickHouse's sealed partitions are by hour).
+    pub(crate) fn scope_of(&self, times: Times) -> Scope<'_> {
+        Scope {
+            seals: self,
+            days: Some(times.days()),
+            times: Some(times),
+        }
     }
 
     /// `crossday = … AND generation IN (…) AND `: the rows of the current generations of
@@ -309,6 +354,11 @@ impl Source<'_> {
 /// day it reads is sealed and clean, it reads the sealed rows alone, as they are; and without a
 /// sealed day, it picks the newest version among all rows.
 ///
+/// When `scope` has times, only the newest versions whose time column lies in them are kept:
+/// rows read as they are are narrowed as they are read (where the stores skip the hours outside),
+/// the others once their newest version is picked, never before (a newer version outside the
+/// range must still hide an older one inside).
+///
 /// Each store picks the newest in its fastest way: ClickHouse sorts the versions (`ORDER BY
 /// <version order> DESC LIMIT 1 BY key`; `argMax` per column was slower, BENCHMARKS.md),
 /// DataFusion takes `first_value(c ORDER BY <version order> DESC)` per key (a `row_number()`
@@ -328,15 +378,24 @@ pub(crate) fn newest_versions(
         .copied()
         .filter(|c| !keys.contains(c))
         .collect();
-    assert!(
-        values.len() <= MAX_NEWEST_COLUMNS,
-        "too many newest columns"
-    );
+    // The columns read inside: also the time column when the range is applied to the newest
+    // versions picked.
+    let time = table.time_column();
+    let mut read = values.clone();
+    if scope.times.is_some() && !read.contains(&time) {
+        read.push(time);
+    }
+    assert!(read.len() <= MAX_NEWEST_COLUMNS, "too many newest columns");
     let of_traces = |sql: &mut Sql| {
         if let Some(traces) = traces {
             sql.push(" AND trace_id IN (");
             traces(sql);
             sql.push(")");
+        }
+    };
+    let in_times = |sql: &mut Sql| {
+        if let Some(times) = scope.times {
+            times.condition(sql, time);
         }
     };
     let select = |sql: &mut Sql, columns: &[&'static str]| {
@@ -345,6 +404,14 @@ pub(crate) fn newest_versions(
         for column in columns {
             sql.push(", ");
             sql.push(column);
+        }
+    };
+    // `SELECT *`, or the columns asked for where the time column was added.
+    let select_asked = |sql: &mut Sql| {
+        if read.len() == values.len() {
+            sql.push("SELECT *");
+        } else {
+            select(sql, &values);
         }
     };
     let reading = match dialect {
@@ -360,17 +427,27 @@ pub(crate) fn newest_versions(
     match reading {
         Reading::Everything => {
             sql.push("(");
-            select(sql, &values);
+            if scope.times.is_some() {
+                select_asked(sql);
+                sql.push(" FROM (");
+            }
+            select(sql, &read);
             rows_of(sql, Source::all(table));
             of_traces(sql);
             newest_per_key(sql, table);
+            if scope.times.is_some() {
+                sql.push(") AS kept WHERE 1 = 1");
+                in_times(sql);
+            }
             sql.push(")");
             return;
         }
         Reading::Sealed => {
+            // Each row its key's only version: narrowed to the range as it is read.
             sql.push("(");
             select(sql, &values);
             rows_of(sql, sealed);
+            in_times(sql);
             of_traces(sql);
             sql.push(")");
             return;
@@ -387,7 +464,7 @@ pub(crate) fn newest_versions(
         rows_of(sql, fresh);
         sql.push(")");
     };
-    let mut versioned = values.clone();
+    let mut versioned = read.clone();
     for column in table.version_order() {
         if !versioned.contains(column) {
             versioned.push(column);
@@ -406,17 +483,21 @@ pub(crate) fn newest_versions(
         rows_of(sql, fresh);
         sql.push(") AS versions");
     };
-    sql.push("(SELECT * FROM (");
-    // The sealed rows of traces without a fresh row: one version per key.
-    select(sql, &values);
+    sql.push("(");
+    select_asked(sql);
+    sql.push(" FROM (");
+    // The sealed rows of traces without a fresh row: one version per key, narrowed to the
+    // range as they are read.
+    select(sql, &read);
     rows_of(sql, sealed);
+    in_times(sql);
     sql.push(" AND trace_id NOT IN ");
     fresh_traces(sql);
     sql.push(" UNION ALL ");
     match dialect {
         Dialect::ClickHouse => {
             sql.push("SELECT * FROM (");
-            select(sql, &values);
+            select(sql, &read);
             versions(sql);
             newest_per_key(sql, table);
             sql.push(")");
@@ -425,7 +506,7 @@ pub(crate) fn newest_versions(
             // Grouped per key: the outer level names the columns again.
             sql.push("SELECT ");
             sql.list(keys, "");
-            for (i, column) in values.iter().enumerate() {
+            for (i, column) in read.iter().enumerate() {
                 sql.push(", ");
                 sql.push(NEWEST_ALIASES[i]);
                 sql.push(" AS ");
@@ -433,7 +514,7 @@ pub(crate) fn newest_versions(
             }
             sql.push(" FROM (SELECT ");
             sql.list(keys, "");
-            for (i, column) in values.iter().enumerate() {
+            for (i, column) in read.iter().enumerate() {
                 sql.push(", first_value(");
                 sql.push(column);
                 sql.push(" ORDER BY ");
@@ -447,7 +528,9 @@ pub(crate) fn newest_versions(
             sql.push(") AS newest");
         }
     }
+    // The newest versions of the rest, kept when they lie in the range.
     sql.push(") AS kept WHERE 1 = 1");
+    in_times(sql);
     of_traces(sql);
     sql.push(")");
 }

@@ -668,11 +668,11 @@ fn expected(query: &Query, data: &[Run]) -> Expected {
         if !asks(subject) {
             continue;
         }
-        // A call's run is looked up among the runs from the day before the range's first day.
-        let first_run_day = (query.from.div_euclid(NANOS_PER_DAY) - 1) * NANOS_PER_DAY;
-        let last_run_day = ((query.to - 1).div_euclid(NANOS_PER_DAY) + 1) * NANOS_PER_DAY;
+        // A call's run is looked up among the runs that started from 24 hours before the range
+        // to an hour after it.
+        let (hour, day) = (NANOS_PER_DAY / 24, NANOS_PER_DAY);
         for run in data {
-            let run_visible = run.start >= first_run_day && run.start < last_run_day;
+            let run_visible = run.start >= query.from - day && run.start < query.to + hour;
             if query.uses(Subject::Run) && !(run_visible && query.run_passes(run)) {
                 continue;
             }

@@ -52,7 +52,7 @@ use super::{
     request::MetricPlan,
 };
 use crate::{
-    newest::{NO_SEALS, Seals, Source, newest_versions},
+    newest::{NO_SEALS, Seals, Source, Times, newest_versions},
     sql::{Placeholders, Quoting, Sql},
 };
 
@@ -140,36 +140,43 @@ pub fn metric_sql(plan: &MetricPlan, project_id: &str, dialect: Dialect) -> Vec<
 /// the processes that report a run and its calls).
 const CALLS_BEFORE_THEIR_RUN_NS: i64 = 3_600 * NANOS_PER_SECOND;
 
-/// The (UTC) days a range covers.
-fn range_days(plan: &MetricPlan) -> (i64, i64) {
-    (day_of(plan.from_ns), day_of(plan.to_ns - 1))
+/// How long after its run's start a call may start and still be counted.
+const CALLS_AFTER_THEIR_RUN_NS: i64 = 24 * 3_600 * NANOS_PER_SECOND;
+
+/// The range asked for: the start times of the runs and calls counted.
+fn range(plan: &MetricPlan) -> Times {
+    Times {
+        from_ns: plan.from_ns,
+        to_ns: plan.to_ns,
+    }
 }
 
-/// The days the runs of calls that started in the range are read from: the range's, and the
-/// day before (a run goes on after it started).
-fn days_of_runs_of_calls(plan: &MetricPlan) -> (i64, i64) {
-    let (first, last) = range_days(plan);
-    (first - 1, last)
+/// The start times of the runs of calls that started in the range: from 24 hours before it
+/// (a run goes on after it started) to an hour after it (clocks disagree).
+fn runs_of_calls(plan: &MetricPlan) -> Times {
+    Times {
+        from_ns: plan.from_ns - CALLS_AFTER_THEIR_RUN_NS,
+        to_ns: plan.to_ns + CALLS_BEFORE_THEIR_RUN_NS,
+    }
 }
 
-/// The days the counted runs' calls are read from: from the day an hour before the range (a
-/// call starts after its run, but clocks disagree) to the day after its last (a run's calls go
-/// on after it started). A window away from midnight reads one day of calls, not three.
-/// Bounded, so that ClickHouse reads them under those days' seals alone: over every day, a day
-/// without a seal in the query's view (today, or any day outside the range) made every row of
-/// it fresh, to be de-duplicated, however far from the range (13 s for an hour's window,
-/// BENCHMARKS.md).
-fn days_of_calls(plan: &MetricPlan) -> (i64, i64) {
-    (
-        day_of(plan.from_ns - CALLS_BEFORE_THEIR_RUN_NS),
-        range_days(plan).1 + 1,
-    )
+/// The start times of the counted runs' calls: from an hour before the range to 24 hours after
+/// it. Bounded, so that a statement reads the hours around its range (the sealed rows are laid
+/// out by hour in both stores), and ClickHouse reads them under those days' seals alone: over
+/// every day, a day without a seal in the query's view (today, or any day outside the range)
+/// made every row of it fresh, to be de-duplicated, however far from the range (13 s for an
+/// hour's window, BENCHMARKS.md).
+fn calls_of_runs(plan: &MetricPlan) -> Times {
+    Times {
+        from_ns: plan.from_ns - CALLS_BEFORE_THEIR_RUN_NS,
+        to_ns: plan.to_ns + CALLS_AFTER_THEIR_RUN_NS,
+    }
 }
 
 /// Every day the statements for `plan` read rows from: the days whose seals ClickHouse looks up
 /// before running them.
 pub(crate) fn days_read(plan: &MetricPlan) -> (i64, i64) {
-    let (runs, calls) = (days_of_runs_of_calls(plan), days_of_calls(plan));
+    let (runs, calls) = (runs_of_calls(plan).days(), calls_of_runs(plan).days());
     (runs.0.min(calls.0), runs.1.max(calls.1))
 }
 
@@ -784,12 +791,11 @@ impl<'p> Compiler<'p> {
     /// The newest version of each run that started in the range and passes the run filters.
     fn runs_v(&self, sql: &mut Sql) {
         sql.push("(SELECT * FROM ");
-        let days = range_days(self.plan);
         self.newest(
             sql,
             Table::Runs,
             &self.run_columns(true),
-            Some(days),
+            Some(range(self.plan)),
             None,
             Restrict::StartedInRange(Table::Runs, None),
         );
@@ -948,7 +954,7 @@ impl<'p> Compiler<'p> {
             sql,
             Table::Spans,
             &columns,
-            Some(days_of_calls(self.plan)),
+            Some(calls_of_runs(self.plan)),
             Some("kind IN ('model', 'tool')"),
             Restrict::CountedRuns,
         );
@@ -993,7 +999,7 @@ impl<'p> Compiler<'p> {
             sql,
             Table::Spans,
             columns,
-            Some(days_of_calls(self.plan)),
+            Some(calls_of_runs(self.plan)),
             Some(kind.condition()),
             restrict,
         );
@@ -1060,7 +1066,6 @@ impl<'p> Compiler<'p> {
     fn calls_of_runs(&self, sql: &mut Sql, kind: CallKind) {
         let mut columns = vec!["trace_id", "start_time_ns", "end_time_ns", "status"];
         self.call_fields(&mut columns, kind.subject());
-        let days = range_days(self.plan);
         let with_runs = self.groups_or_filters(Subject::Run);
         if with_runs {
             sql.push("(SELECT * FROM ");
@@ -1070,7 +1075,7 @@ impl<'p> Compiler<'p> {
             sql,
             Table::Spans,
             &columns,
-            Some(days),
+            Some(range(self.plan)),
             Some(kind.condition()),
             Restrict::StartedInRange(Table::Spans, Some(kind.condition())),
         );
@@ -1085,15 +1090,14 @@ impl<'p> Compiler<'p> {
                 Dialect::ClickHouse => " AS l ALL INNER JOIN ",
                 Dialect::DataFusion => " AS l INNER JOIN ",
             });
-            // The calls' runs: newest versions from the day before the range on, whatever their
-            // start, passing the run filters.
+            // The calls' runs: newest versions that started from a day before the range to an
+            // hour after it, passing the run filters.
             sql.push("(SELECT * FROM ");
-            let days = days_of_runs_of_calls(self.plan);
             self.newest(
                 sql,
                 Table::Runs,
                 &self.run_columns(false),
-                Some(days),
+                Some(runs_of_calls(self.plan)),
                 None,
                 Restrict::StartedInRange(Table::Spans, Some(kind.condition())),
             );
@@ -1230,23 +1234,27 @@ impl<'p> Compiler<'p> {
         filter_conditions(sql, self.dialect, &self.plan.filters, subject);
     }
 
-    /// `(SELECT <columns> …)`: the newest version of each key of `table` in the project, read
-    /// from the given days (whole days, by the table's time column) or from all, of the keys
-    /// `restrict` lets through ([`newest_versions`]).
+    /// `(SELECT <columns> …)`: the newest version of each key of `table` in the project whose
+    /// time column lies in `times` (read from the whole days of the range), or of every key, of
+    /// the keys `restrict` lets through ([`newest_versions`]).
     fn newest(
         &self,
         sql: &mut Sql,
         table: Table,
         columns: &[&'static str],
-        days: Option<(i64, i64)>,
+        times: Option<Times>,
         condition: Option<&'static str>,
         restrict: Restrict,
     ) {
+        let days = times.map(Times::days);
         let rows_of = |sql: &mut Sql, source: Source| {
             self.rows_of(sql, source, days, condition);
         };
         let traces = |sql: &mut Sql| self.traces(sql, restrict);
-        let scope = self.seals.scope(days);
+        let scope = match times {
+            Some(times) => self.seals.scope_of(times),
+            None => self.seals.scope(None),
+        };
         let restricted = match restrict {
             Restrict::CountedRuns => true,
             Restrict::CountedRunsWhereDeduplicated => {
@@ -1299,9 +1307,13 @@ impl<'p> Compiler<'p> {
                 sql.push(" AS counted");
             }
             Restrict::StartedInRange(table, condition) => {
-                let days = range_days(self.plan);
                 sql.push("SELECT trace_id");
-                self.rows_of(sql, Source::all(table), Some(days), condition);
+                self.rows_of(
+                    sql,
+                    Source::all(table),
+                    Some(range(self.plan).days()),
+                    condition,
+                );
                 sql.push(" AND start_time_ns >= ");
                 sql.int(self.plan.from_ns);
                 sql.push(" AND start_time_ns < ");
