@@ -18,13 +18,15 @@
 //!
 //! A partition holds *fresh* files (`part-…`: what the writer and the small-file compaction
 //! wrote) and at most one *sealed* file that counts (`sealed-…`, the one whose name sorts last:
-//! names grow with time). A sealed file holds one version per key, sorted by key: every row the
-//! partition had when it was sealed. Its keys are read without de-duplication unless a fresh
+//! names grow with time). A sealed file holds one version per key: every row the partition had when
+//! it was sealed, ordered by the hour of its time column, then by key, no row group spanning two
+//! hours (so that a reader skips the hours outside its range by their statistics). Its keys are read without de-duplication unless a fresh
 //! file of the same partition holds a row of the same trace (a version written after the seal,
 //! or a fresh file merged into the seal and not deleted yet); then the trace's rows of both are
 //! de-duplicated together. Older sealed files are superseded: kept for a grace period so that
 //! queries already reading them finish, and never read by a new query ([`PartitionFiles`]).
-//! Every data file is sorted by key, newest version first within a key.
+//! Every data file is sorted by key, newest version first within a key (a sealed file within
+//! each hour).
 //!
 //! A key's versions may sit in different days when its time moved (a run synthesized from its
 //! first spans, replaced by its real root that started before midnight). Two sealed files must

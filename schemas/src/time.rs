@@ -3,6 +3,7 @@
 use std::time::{SystemTime, UNIX_EPOCH};
 
 pub const NANOS_PER_SECOND: i64 = 1_000_000_000;
+pub const NANOS_PER_HOUR: i64 = 3_600 * NANOS_PER_SECOND;
 pub const NANOS_PER_DAY: i64 = 86_400 * NANOS_PER_SECOND;
 
 /// Now, in nanoseconds since the Unix epoch.
@@ -16,6 +17,11 @@ pub fn now_ns() -> i64 {
 /// Days since the Unix epoch of a nanosecond timestamp (floor, so negative times stay ordered).
 pub fn day_of(ts_ns: i64) -> i64 {
     ts_ns.div_euclid(NANOS_PER_DAY)
+}
+
+/// Hours since the Unix epoch of a nanosecond timestamp (floor, like [`day_of`]).
+pub fn hour_of(ts_ns: i64) -> i64 {
+    ts_ns.div_euclid(NANOS_PER_HOUR)
 }
 
 /// Civil date (year, month, day) of a day number since the epoch (Howard Hinnant's algorithm).
@@ -142,7 +148,7 @@ pub fn parse_duration_ns(text: &str) -> Option<i64> {
         "ms" => 1_000_000,
         "s" => NANOS_PER_SECOND,
         "m" => 60 * NANOS_PER_SECOND,
-        "h" => 3600 * NANOS_PER_SECOND,
+        "h" => NANOS_PER_HOUR,
         "d" => NANOS_PER_DAY,
         "w" => 7 * NANOS_PER_DAY,
         _ => return None,

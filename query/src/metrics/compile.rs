@@ -43,7 +43,7 @@ use std::collections::BTreeMap;
 
 use vigil_schemas::{
     layout::Table,
-    time::{NANOS_PER_DAY, NANOS_PER_SECOND, day_of},
+    time::{NANOS_PER_DAY, NANOS_PER_HOUR, day_of},
 };
 
 use super::{
@@ -138,10 +138,10 @@ pub fn metric_sql(plan: &MetricPlan, project_id: &str, dialect: Dialect) -> Vec<
 
 /// How long before its run's start a call may start and still be counted (clock skew between
 /// the processes that report a run and its calls).
-const CALLS_BEFORE_THEIR_RUN_NS: i64 = 3_600 * NANOS_PER_SECOND;
+const CALLS_BEFORE_THEIR_RUN_NS: i64 = NANOS_PER_HOUR;
 
 /// How long after its run's start a call may start and still be counted.
-const CALLS_AFTER_THEIR_RUN_NS: i64 = 24 * 3_600 * NANOS_PER_SECOND;
+const CALLS_AFTER_THEIR_RUN_NS: i64 = NANOS_PER_DAY;
 
 /// The range asked for: the start times of the runs and calls counted.
 fn range(plan: &MetricPlan) -> Times {

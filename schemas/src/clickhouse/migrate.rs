@@ -69,7 +69,27 @@ pub const MIGRATIONS: &[Migration] = &[
         statements: |target| {
             Table::ALL
                 .into_iter()
-                .flat_map(|t| [target.add_inserted_at(t), target.create_sealed_table(t)])
+                .flat_map(|t| {
+                    [
+                        target.add_inserted_at(t),
+                        target.create_sealed_table_by_day(t),
+                    ]
+                })
+                .chain(std::iter::once(target.create_seals_table()))
+                .collect()
+        },
+    },
+    Migration {
+        version: 4,
+        name: "sealed days partitioned by hour: _sealed tables and vigil_seals re-created, days sealed again",
+        requires: None,
+        statements: |target| {
+            let tables = Table::ALL.into_iter();
+            tables
+                .clone()
+                .map(|t| target.drop_sealed_table(t))
+                .chain(std::iter::once(target.drop_seals_table()))
+                .chain(tables.map(|t| target.create_sealed_table(t)))
                 .chain(std::iter::once(target.create_seals_table()))
                 .collect()
         },
@@ -340,10 +360,25 @@ mod tests {
             MIGRATIONS[1].statements(&cluster)[0]
                 .starts_with("ALTER TABLE other.runs_local ADD INDEX")
         );
-        assert_eq!(MIGRATIONS[0].checksum().len(), 64);
+        // A released migration never changes: servers that applied it refuse a binary whose
+        // statements differ.
+        let released = [
+            "e1e8d2680b5464c6002ffc24723b85edf075c2ed591878d6f50095e8b85f7cf5",
+            "117cf7eb78976909ed718e5789ad83d129277e35580b988fe0431bce69e05c89",
+            "eb7d607b71b00e2601bfea82db0937cc22bb64dc1b34f42bea4ca5654088ac69",
+        ];
+        for (migration, checksum) in MIGRATIONS.iter().zip(released) {
+            assert_eq!(
+                migration.checksum(),
+                checksum,
+                "migration {}",
+                migration.version
+            );
+        }
         let sql = script(&ClickHouseConfig::default());
-        // The three tables, their sealed copies and the record of seals.
-        assert_eq!(sql.matches("CREATE TABLE IF NOT EXISTS vigil.").count(), 7);
+        // The three tables, their sealed copies and the record of seals, the last four twice
+        // (migration 4 re-creates them by hour).
+        assert_eq!(sql.matches("CREATE TABLE IF NOT EXISTS vigil.").count(), 11);
         assert!(sql.contains("-- migration 2: bloom-filter"));
         assert!(sql.contains(
             "ALTER TABLE vigil.spans ADD COLUMN inserted_at DateTime MATERIALIZED now()"
@@ -353,6 +388,11 @@ mod tests {
         assert!(
             MIGRATIONS[2].statements(&cluster)[1]
                 .starts_with("CREATE TABLE IF NOT EXISTS other.runs_local_sealed (")
+        );
+        let by_hour = MIGRATIONS[3].statements(&cluster);
+        assert_eq!(by_hour[0], "DROP TABLE IF EXISTS other.runs_local_sealed");
+        assert!(
+            by_hour[4].contains("PARTITION BY (intDiv(start_time_ns, 3600000000000), generation)")
         );
     }
 }

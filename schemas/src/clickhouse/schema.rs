@@ -18,10 +18,8 @@
 use crate::{
     layout::Table,
     model::{Outcome, SpanKind, SpanStatus},
+    time::{NANOS_PER_DAY, NANOS_PER_HOUR},
 };
-
-/// Nanoseconds in a UTC day: the partition key divides a row's time by it.
-pub const NANOS_PER_DAY: i64 = 86_400_000_000_000;
 
 /// One column: its name and its ClickHouse type.
 pub type Column = (&'static str, ColumnType);
@@ -231,9 +229,36 @@ impl Target {
 
     /// `CREATE TABLE` for `table`'s sealed days: its columns, the seal's `generation` and
     /// whether the key also has versions in a neighbouring day (`crossday`: then reads
-    /// de-duplicate it like a fresh row). A plain `MergeTree` partitioned by (day, generation),
-    /// so a superseded generation is dropped as a whole partition.
+    /// de-duplicate it like a fresh row). A plain `MergeTree` partitioned by (hour, generation):
+    /// a superseded generation is dropped as whole partitions, and a read of a window skips the
+    /// parts of other hours by their time column's range (a part of a whole day holds every
+    /// hour).
     pub fn create_sealed_table(&self, table: Table) -> String {
+        self.create_sealed_table_partitioned(table, NANOS_PER_HOUR)
+    }
+
+    /// The sealed tables as migration 3 created them, partitioned by (day, generation); kept as
+    /// they were, as an applied migration's statements never change.
+    pub fn create_sealed_table_by_day(&self, table: Table) -> String {
+        self.create_sealed_table_partitioned(table, NANOS_PER_DAY)
+    }
+
+    /// Drops `table`'s sealed days (a migration re-creating them; the raw tables hold every row,
+    /// and the days are sealed again).
+    pub fn drop_sealed_table(&self, table: Table) -> String {
+        format!(
+            "DROP TABLE IF EXISTS {}.{}",
+            self.database,
+            self.sealed_table(table)
+        )
+    }
+
+    /// Drops the record of seals.
+    pub fn drop_seals_table(&self) -> String {
+        format!("DROP TABLE IF EXISTS {}.{SEALS_TABLE}", self.database)
+    }
+
+    fn create_sealed_table_partitioned(&self, table: Table, period_ns: i64) -> String {
         let columns: Vec<String> = columns(table)
             .iter()
             .map(|(name, ty)| format!("    {name} {}", ty.sql()))
@@ -243,7 +268,7 @@ impl Target {
             ])
             .collect();
         format!(
-            "CREATE TABLE IF NOT EXISTS {}.{} (\n{}\n) ENGINE = MergeTree\nPARTITION BY (intDiv({}, {NANOS_PER_DAY}), generation)\nORDER BY ({})",
+            "CREATE TABLE IF NOT EXISTS {}.{} (\n{}\n) ENGINE = MergeTree\nPARTITION BY (intDiv({}, {period_ns}), generation)\nORDER BY ({})",
             self.database,
             self.sealed_table(table),
             columns.join(",\n"),

@@ -28,7 +28,12 @@ const page = await browser.newPage({ viewport: { width: 1280, height: 800 } });
 const problems = [];
 page.on("console", (m) => m.type() === "error" && problems.push(`console: ${m.text()}`));
 page.on("pageerror", (e) => problems.push(`page error: ${e.message}`));
-page.on("requestfailed", (r) => problems.push(`request failed: ${r.url()} ${r.failure()?.errorText}`));
+// A request the browser itself cancelled (the page left while an answer was on its way, or a
+// newer request superseding it) is not a failure of the server; every other one is.
+page.on("requestfailed", (r) => {
+  const reason = r.failure()?.errorText;
+  if (reason !== "net::ERR_ABORTED") problems.push(`request failed: ${r.url()} ${reason}`);
+});
 page.on("response", (r) => r.status() >= 400 && problems.push(`HTTP ${r.status()}: ${r.url()}`));
 // Unexpected dialogs (an `alert` from injected script) are counted; a confirmation the test
 // expects is accepted.

@@ -15,7 +15,10 @@ use async_trait::async_trait;
 use clickhouse::Client;
 use vigil_schemas::{clickhouse::schema::Target, layout::Table, time::now_ns};
 
-use super::{ClickHouseSink, classify, seal::sealed_partition};
+use super::{
+    ClickHouseSink, classify,
+    seal::{HOURS_PER_DAY, sealed_partition},
+};
 use crate::sink::{DeletedRows, Deleter, Doomed, SinkError};
 
 /// How long a deletion waits for its mutations before giving up (it can be run again).
@@ -221,11 +224,11 @@ impl Node {
         let mut dropped = DeletedRows::default();
         for table in Table::ALL {
             for (name, partition, rows) in self.partitions(table).await? {
-                // The raw tables' partition key is the day number, the sealed tables' (day,
+                // The raw tables' partition key is the day number, the sealed tables' (hour,
                 // generation) (schema.rs); anything else is not ours.
                 let sealed = sealed_partition(&partition);
                 let day = match sealed {
-                    Some((day, _)) => day,
+                    Some((hour, _)) => hour.div_euclid(HOURS_PER_DAY),
                     None => match partition.trim_matches('\'').parse::<i64>() {
                         Ok(day) => day,
                         Err(_) => continue,

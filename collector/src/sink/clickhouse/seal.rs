@@ -21,14 +21,14 @@
 //!
 //! Only one server is sealed: on a cluster every read de-duplicates as before.
 
-use std::time::Duration;
+use std::{collections::BTreeSet, time::Duration};
 
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use vigil_schemas::{
-    clickhouse::schema::{INSERTED_AT, NANOS_PER_DAY, SEALS_TABLE, Target, column_list},
+    clickhouse::schema::{INSERTED_AT, SEALS_TABLE, Target, column_list},
     layout::Table,
-    time::now_ns,
+    time::{NANOS_PER_DAY, now_ns},
 };
 
 use super::{ClickHouseSink, classify};
@@ -268,11 +268,12 @@ impl ClickHouseSink {
             .await
             .map_err(|e| classify(table, e))?;
         let now = self.server_now(table).await?;
-        let mut dropped = 0;
+        let mut dropped = BTreeSet::new();
         for partition in partitions {
-            let Some((day, generation)) = sealed_partition(&partition) else {
+            let Some((hour, generation)) = sealed_partition(&partition) else {
                 continue;
             };
+            let day = hour.div_euclid(HOURS_PER_DAY);
             let doomed = match recorded.iter().find(|(d, _)| *d == day) {
                 Some((_, current)) if current.generation == generation => false,
                 Some((_, current)) if generation < current.generation => {
@@ -284,16 +285,16 @@ impl ClickHouseSink {
                 let _maintenance = self.maintenance.lock().await;
                 self.client
                     .query(&format!(
-                        "ALTER TABLE {}.{sealed} DROP PARTITION ({day}, {generation})",
+                        "ALTER TABLE {}.{sealed} DROP PARTITION ({hour}, {generation})",
                         target.database
                     ))
                     .execute()
                     .await
                     .map_err(|e| classify(table, e))?;
-                dropped += 1;
+                dropped.insert((day, generation));
             }
         }
-        Ok(dropped)
+        Ok(dropped.len())
     }
 
     /// The server's clock, in seconds.
@@ -306,8 +307,11 @@ impl ClickHouseSink {
     }
 }
 
-/// The (day, generation) of a sealed table's partition as `system.parts` writes it:
-/// `(19684,1764892800000000000)`.
+/// Hours in a (UTC) day.
+pub(super) const HOURS_PER_DAY: i64 = 24;
+
+/// The (hour, generation) of a sealed table's partition as `system.parts` writes it:
+/// `(472416,1764892800000000000)`.
 pub(super) fn sealed_partition(partition: &str) -> Option<(i64, u64)> {
     let (day, generation) = partition
         .trim()
@@ -324,8 +328,8 @@ mod tests {
     #[test]
     fn reads_sealed_partitions() {
         assert_eq!(
-            sealed_partition("(19684,1764892800000000000)"),
-            Some((19684, 1_764_892_800_000_000_000))
+            sealed_partition("(472416,1764892800000000000)"),
+            Some((472_416, 1_764_892_800_000_000_000))
         );
         assert_eq!(sealed_partition("19684"), None);
         assert_eq!(sealed_partition("(a,1)"), None);

@@ -15,13 +15,18 @@ use async_trait::async_trait;
 use datafusion::{
     arrow::{
         array::{Array, BooleanArray, Int64Array, RecordBatch, StringArray},
-        compute::{concat_batches, filter_record_batch},
+        compute::filter_record_batch,
     },
     parquet::file::reader::{FileReader, SerializedFileReader},
 };
-use vigil_schemas::{layout::Table, time::day_of};
+use vigil_schemas::{
+    layout::{FRESH_FILE_PREFIX, Table},
+    time::day_of,
+};
 
-use super::{DataFile, EmbeddedSink, Store, read_file, sync_dir};
+use super::{
+    DataFile, EmbeddedSink, Store, conform, hours::segments, open_reader, read_file, sync_dir,
+};
 use crate::sink::{DeletedRows, Deleter, Doomed, SinkError};
 
 /// Project id → trace ids.
@@ -108,6 +113,7 @@ impl Store {
     }
 
     /// Rewrites `file` without the rows of `traces`; returns how many rows went (or would go).
+    /// The file's runs of row groups stay apart (a sealed file's hours, [`segments`]).
     fn rewrite_without(
         &self,
         table: Table,
@@ -117,36 +123,49 @@ impl Store {
         dry_run: bool,
     ) -> Result<u64, SinkError> {
         let mut removed = 0;
-        let mut kept = Vec::new();
-        for batch in read_file(table, &file.path)? {
-            let (projects, ids) = (strings(&batch, "project_id")?, strings(&batch, "trace_id")?);
-            let keep: BooleanArray = (0..batch.num_rows())
-                .map(|i| {
-                    let doomed = traces
-                        .get(projects.value(i))
-                        .is_some_and(|ids_of| ids_of.contains(ids.value(i)));
-                    Some(!doomed)
-                })
-                .collect();
-            removed += (batch.num_rows() - keep.true_count()) as u64;
-            kept.push(
-                filter_record_batch(&batch, &keep)
-                    .map_err(|source| SinkError::Encode { table, source })?,
-            );
+        let mut kept: Vec<Vec<RecordBatch>> = Vec::new();
+        let corrupt = SinkError::corrupt(&file.path);
+        for row_groups in segments(table, &file.path)? {
+            let mut segment = Vec::new();
+            for batch in open_reader(&file.path, None, 64 * 1024, Some(row_groups.collect()))? {
+                let batch = batch.map_err(|e| corrupt(e.to_string()))?;
+                let batch = conform(table, &batch).map_err(&corrupt)?;
+                let (projects, ids) =
+                    (strings(&batch, "project_id")?, strings(&batch, "trace_id")?);
+                let keep: BooleanArray = (0..batch.num_rows())
+                    .map(|i| {
+                        let doomed = traces
+                            .get(projects.value(i))
+                            .is_some_and(|ids_of| ids_of.contains(ids.value(i)));
+                        Some(!doomed)
+                    })
+                    .collect();
+                removed += (batch.num_rows() - keep.true_count()) as u64;
+                segment.push(
+                    filter_record_batch(&batch, &keep)
+                        .map_err(|source| SinkError::Encode { table, source })?,
+                );
+            }
+            kept.push(segment);
         }
         if removed == 0 || dry_run {
             return Ok(removed);
         }
-        let kept = concat_batches(&table.schema(), &kept)
-            .map_err(|source| SinkError::Encode { table, source })?;
-        if kept.num_rows() == 0 {
+        if kept.iter().flatten().all(|batch| batch.num_rows() == 0) {
             fs::remove_file(&file.path).map_err(SinkError::io(&file.path))?;
-        } else {
-            let output = self.write_temp(table, day, &kept)?;
-            if let Err(e) = fs::rename(&output.tmp, &file.path) {
-                let _ = fs::remove_file(&output.tmp);
-                return Err(SinkError::io(&file.path)(e));
+            return Ok(removed);
+        }
+        let mut output = self.create_temp(table, day, FRESH_FILE_PREFIX)?;
+        for segment in &kept {
+            for batch in segment {
+                output.write(batch)?;
             }
+            output.flush()?;
+        }
+        let output = output.finish()?;
+        if let Err(e) = fs::rename(&output.tmp, &file.path) {
+            let _ = fs::remove_file(&output.tmp);
+            return Err(SinkError::io(&file.path)(e));
         }
         Ok(removed)
     }

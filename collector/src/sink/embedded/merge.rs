@@ -1,9 +1,10 @@
 //! Merging data files of one partition into one file that keeps the newest version of each key,
 //! streaming. Every data file is sorted by key, newest version first within a key (the order
-//! the writer and every merge write in), so the merge reads each input a batch at a time, takes
-//! the rows in that order across the inputs and keeps the first row of each key. Memory holds one
-//! batch per input and one output batch, whatever the size of the files: a whole day can be
-//! sealed on a small machine.
+//! the writer and every merge write in), or, when sealed, so within each hour
+//! ([`super::hours`]); the merge reads each such run of a file a batch at a time, takes the rows
+//! in that order across them and keeps the first row of each key. Memory holds one batch per
+//! run and one output batch, whatever the size of the files: a whole day can be sealed on a
+//! small machine.
 
 use std::{
     cmp::Reverse,
@@ -22,7 +23,7 @@ use datafusion::{
 };
 use vigil_schemas::layout::Table;
 
-use super::{conform, open_reader};
+use super::{conform, hours::segments, open_reader};
 use crate::sink::SinkError;
 
 /// Rows per batch read from an input and written to the output.
@@ -37,8 +38,8 @@ pub(super) struct Merged {
 }
 
 /// Hands `write` the newest version of every key of `inputs` (files of `table`, each sorted by
-/// key then newest version first), batch by batch, in the same order. An input out of that order is an
-/// error naming it: merging it would keep older versions.
+/// key then newest version first, by runs of row groups), batch by batch, in that order. An input
+/// out of that order is an error naming it: merging it would keep older versions.
 pub(super) fn merge_files(
     table: Table,
     inputs: &[PathBuf],
@@ -47,8 +48,10 @@ pub(super) fn merge_files(
     let order = Order::of(table).map_err(|source| SinkError::Encode { table, source })?;
     let mut cursors = Vec::new();
     for path in inputs {
-        if let Some(cursor) = Cursor::open(table, path, &order)? {
-            cursors.push(cursor);
+        for row_groups in segments(table, path)? {
+            if let Some(cursor) = Cursor::open(table, path, row_groups.collect(), &order)? {
+                cursors.push(cursor);
+            }
         }
     }
     let mut heap: BinaryHeap<Reverse<(OwnedRow, usize)>> = cursors
@@ -148,7 +151,7 @@ impl Order {
     }
 }
 
-/// One input, positioned on a row.
+/// One input's run of row groups, positioned on a row.
 struct Cursor {
     table: Table,
     path: PathBuf,
@@ -162,9 +165,14 @@ struct Cursor {
 }
 
 impl Cursor {
-    /// The input on its first row; `None` when it has no row.
-    fn open(table: Table, path: &Path, order: &Order) -> Result<Option<Cursor>, SinkError> {
-        let reader = open_reader(path, None, BATCH_ROWS)?;
+    /// The input's `row_groups` on their first row; `None` when they have no row.
+    fn open(
+        table: Table,
+        path: &Path,
+        row_groups: Vec<usize>,
+        order: &Order,
+    ) -> Result<Option<Cursor>, SinkError> {
+        let reader = open_reader(path, None, BATCH_ROWS, Some(row_groups))?;
         let schema = table.schema();
         let mut cursor = Cursor {
             table,

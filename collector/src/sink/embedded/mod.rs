@@ -21,8 +21,8 @@
 //!
 //! **Sealing.** Once a partition's day has been over for `seal_after` and its newest fresh file
 //! is that old too, the pass merges the partition's sealed file (if any) and all its fresh files
-//! into a new sealed file: one version per key, sorted by key, read by queries without
-//! de-duplication (see `vigil_schemas::layout`). It is published like a compaction's output
+//! into a new sealed file: one version per key, by hour then key ([`hours`]), read by queries
+//! without de-duplication (see `vigil_schemas::layout`). It is published like a compaction's output
 //! (record, rename, inputs deleted after the grace period), so a crash at any point leaves every
 //! row readable, exactly once: the new sealed file supersedes the old one by its name, and
 //! fresh files still present are de-duplicated against it. A version written to a sealed day
@@ -76,8 +76,10 @@ use vigil_schemas::{
 use super::{Sink, SinkError};
 
 mod deletion;
+mod hours;
 mod merge;
 
+use hours::HourFiles;
 use merge::{Merged, merge_files};
 
 /// How the embedded sink writes and compacts.
@@ -196,6 +198,21 @@ struct TempWriter {
 }
 
 impl TempWriter {
+    /// Rows written since the last row group ended.
+    fn in_progress_rows(&self) -> usize {
+        self.writer
+            .as_ref()
+            .map_or(0, ArrowWriter::in_progress_rows)
+    }
+
+    /// Ends the current row group: the next row starts a new one.
+    fn flush(&mut self) -> Result<(), SinkError> {
+        if let Some(writer) = &mut self.writer {
+            writer.flush().map_err(SinkError::parquet(&self.file.tmp))?;
+        }
+        Ok(())
+    }
+
     fn write(&mut self, batch: &RecordBatch) -> Result<(), SinkError> {
         if let Some(writer) = &mut self.writer {
             writer
@@ -873,6 +890,8 @@ impl Store {
         };
         let paths: Vec<PathBuf> = inputs.iter().map(|f| f.path.clone()).collect();
         let mut output = self.create_temp(table, day, prefix)?;
+        // A sealed file is written hour by hour ([`hours`]).
+        let mut hours = seal.then(|| HourFiles::new(self, table, day));
         let mut cross_day: Option<TempWriter> = None;
         let merged = merge_files(table, &paths, |batch| {
             let (alone, crossed) = crossing.split(table, batch)?;
@@ -886,10 +905,16 @@ impl Store {
                 writer.write(&crossed)?;
             }
             if alone.num_rows() > 0 {
-                output.write(&alone)?;
+                match &mut hours {
+                    Some(hours) => hours.write(&alone)?,
+                    None => output.write(&alone)?,
+                }
             }
             Ok(())
         })?;
+        if let Some(hours) = hours {
+            hours.copy_into(&mut output)?;
+        }
         let output = output.finish()?;
         let also = match cross_day.map(TempWriter::finish).transpose() {
             Ok(also) => also.into_iter().collect::<Vec<_>>(),
@@ -1035,11 +1060,13 @@ fn delete_inputs(item: &PendingDeletion) -> Result<usize, SinkError> {
     Ok(deleted)
 }
 
-/// A reader of a data file's rows, `batch_rows` at a time: every column, or only `columns`.
+/// A reader of a data file's rows, `batch_rows` at a time: every column, or only `columns`; of
+/// every row group, or only `row_groups`.
 fn open_reader(
     path: &Path,
     columns: Option<&[&str]>,
     batch_rows: usize,
+    row_groups: Option<Vec<usize>>,
 ) -> Result<ParquetRecordBatchReader, SinkError> {
     let file = File::open(path).map_err(SinkError::io(path))?;
     let mut builder =
@@ -1047,6 +1074,9 @@ fn open_reader(
     if let Some(columns) = columns {
         let mask = ProjectionMask::columns(builder.parquet_schema(), columns.iter().copied());
         builder = builder.with_projection(mask);
+    }
+    if let Some(row_groups) = row_groups {
+        builder = builder.with_row_groups(row_groups);
     }
     builder
         .with_batch_size(batch_rows)
@@ -1057,7 +1087,7 @@ fn open_reader(
 /// Every row of a data file, with the table's exact schema.
 fn read_file(table: Table, path: &Path) -> Result<Vec<RecordBatch>, SinkError> {
     let corrupt = SinkError::corrupt(path);
-    open_reader(path, None, 64 * 1024)?
+    open_reader(path, None, 64 * 1024, None)?
         .map(|batch| {
             let batch = batch.map_err(|e| corrupt(e.to_string()))?;
             conform(table, &batch).map_err(&corrupt)
@@ -1072,7 +1102,7 @@ fn for_each_row(
     columns: &[&str],
     mut each: impl FnMut(&[&str]),
 ) -> Result<(), SinkError> {
-    let reader = open_reader(path, Some(columns), 64 * 1024)?;
+    let reader = open_reader(path, Some(columns), 64 * 1024, None)?;
     let corrupt = SinkError::corrupt(path);
     for batch in reader {
         let batch = batch.map_err(|e| corrupt(e.to_string()))?;
@@ -1651,6 +1681,123 @@ mod tests {
         assert_eq!(stats.partitions_compacted, 0);
         assert_eq!(stats.files_deleted, 3);
         assert_eq!(names(&partition), vec![sealed]);
+    }
+
+    /// A sealed file's row groups each hold one hour; its rows are ordered by hour, then key.
+    /// Returns the file's spans.
+    fn assert_hour_major(path: &Path) -> Vec<SpanRow> {
+        use vigil_schemas::time::hour_of;
+
+        let open = || ParquetRecordBatchReaderBuilder::try_new(File::open(path).unwrap()).unwrap();
+        let mut spans = Vec::new();
+        let mut previous: Option<(i64, String, String)> = None;
+        for group in 0..open().metadata().num_row_groups() {
+            let rows: Vec<SpanRow> = open()
+                .with_row_groups(vec![group])
+                .build()
+                .unwrap()
+                .flat_map(|b| spans_from_batch(&b.unwrap()).unwrap())
+                .collect();
+            let hour = hour_of(rows[0].start_time_ns);
+            for row in &rows {
+                assert_eq!(hour_of(row.start_time_ns), hour, "row group {group}");
+                let at = (hour, row.trace_id.clone(), row.span_id.clone());
+                assert!(
+                    previous.as_ref().is_none_or(|p| *p < at),
+                    "{at:?} after {previous:?}"
+                );
+                previous = Some(at);
+            }
+            spans.extend(rows);
+        }
+        spans
+    }
+
+    #[tokio::test]
+    async fn a_sealed_file_is_laid_out_by_hour_then_key_and_stays_so_when_sealed_again() {
+        use crate::sink::{Deleter, Doomed};
+
+        let dir = tempfile::tempdir().unwrap();
+        let sink = EmbeddedSink::open(dir.path(), sealing(Duration::ZERO)).unwrap();
+        // 3,000 spans of two traces over five hours, in scrambled order, in three writes that
+        // each give some of them a newer version (in another hour, for some).
+        let n = 3_000i64;
+        let start = |i: i64, version: i64| at(day0(), (i * 7_919 + version * 3_001) % (5 * 3_600));
+        let trace = |i: i64| if i % 2 == 0 { "t" } else { "u" };
+        // (trace, span) → (start, version) of the newest version.
+        type Newest = BTreeMap<(String, String), (i64, i64)>;
+        let versions = |newest: &mut Newest, every: i64, version: i64| -> Vec<SpanRow> {
+            (0..n)
+                .filter(|i| i % every == 0)
+                .map(|i| {
+                    let (trace, id) = (trace(i), format!("s{i:05}"));
+                    newest.insert((trace.into(), id.clone()), (start(i, version), version));
+                    span(trace, &id, start(i, version), version)
+                })
+                .collect()
+        };
+        let mut newest = Newest::new();
+        let writes = [(1, 1), (5, 2), (3, 3)].map(|(every, v)| versions(&mut newest, every, v));
+        let before = newest.clone();
+        let late = versions(&mut newest, 7, 9);
+        let runs = [("t", "gone"), ("u", "kept")]
+            .into_iter()
+            .map(|(trace, user)| RunRow {
+                user_hash: user.into(),
+                ..run(trace, at(day0(), 0), 1)
+            })
+            .collect();
+        sink.write(Arc::new(IngestBatch {
+            runs,
+            ..Default::default()
+        }))
+        .await
+        .unwrap();
+        for spans in writes {
+            sink.write(Arc::new(IngestBatch {
+                spans,
+                ..Default::default()
+            }))
+            .await
+            .unwrap();
+        }
+        let partition = sink.layout().partition_dir(Table::Spans, day0());
+        let sealed_spans = || {
+            let sealed = classified(&partition).sealed.expect("a sealed file");
+            let mut got: Vec<((String, String), (i64, i64))> =
+                assert_hour_major(&partition.join(sealed))
+                    .into_iter()
+                    .map(|s| ((s.trace_id, s.span_id), (s.start_time_ns, s.ingested_at_ns)))
+                    .collect();
+            got.sort();
+            got
+        };
+        let expected = |newest: &Newest| -> Vec<((String, String), (i64, i64))> {
+            newest.iter().map(|(k, v)| (k.clone(), *v)).collect()
+        };
+        assert!(sink.compact_once().await.unwrap().partitions_sealed >= 1);
+        assert_eq!(sealed_spans(), expected(&before));
+
+        // Late versions: merged with the sealed file, read back hour by hour in key order.
+        sink.write(Arc::new(IngestBatch {
+            spans: late,
+            ..Default::default()
+        }))
+        .await
+        .unwrap();
+        assert_eq!(sink.compact_once().await.unwrap().partitions_sealed, 1);
+        assert_eq!(sealed_spans(), expected(&newest));
+
+        // An erasure rewrites the sealed file with its hours still apart.
+        sink.compact_once().await.unwrap();
+        let doomed = Doomed::User {
+            project_id: "p".into(),
+            user_hash: "gone".into(),
+        };
+        let erased = sink.delete(&doomed, false).await.unwrap();
+        assert_eq!(erased.spans, (n / 2) as u64);
+        newest.retain(|(trace, _), _| trace == "u");
+        assert_eq!(sealed_spans(), expected(&newest));
     }
 
     #[tokio::test]
