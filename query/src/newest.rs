@@ -104,7 +104,7 @@ impl Times {
     }
 
     /// ` AND <time> >= <from> AND <time> < <to>`.
-    fn condition(self, sql: &mut Sql, time: &'static str) {
+    pub(crate) fn condition(self, sql: &mut Sql, time: &'static str) {
         sql.push(" AND ");
         sql.push(time);
         sql.push(" >= ");

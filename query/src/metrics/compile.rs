@@ -799,10 +799,8 @@ impl<'p> Compiler<'p> {
             None,
             Restrict::StartedInRange(Table::Runs, None),
         );
-        sql.push(" AS v WHERE start_time_ns >= ");
-        sql.int(self.plan.from_ns);
-        sql.push(" AND start_time_ns < ");
-        sql.int(self.plan.to_ns);
+        // In the range already: `newest` keeps only the newest versions that started in it.
+        sql.push(" AS v WHERE 1 = 1");
         self.filters(sql, Subject::Run);
         sql.push(")");
     }
@@ -1079,10 +1077,8 @@ impl<'p> Compiler<'p> {
             Some(kind.condition()),
             Restrict::StartedInRange(Table::Spans, Some(kind.condition())),
         );
-        sql.push(" AS v WHERE start_time_ns >= ");
-        sql.int(self.plan.from_ns);
-        sql.push(" AND start_time_ns < ");
-        sql.int(self.plan.to_ns);
+        // In the range already: `newest` keeps only the newest versions that started in it.
+        sql.push(" AS v WHERE 1 = 1");
         self.filters(sql, kind.subject());
         sql.push(")");
         if with_runs {
@@ -1314,10 +1310,7 @@ impl<'p> Compiler<'p> {
                     Some(range(self.plan).days()),
                     condition,
                 );
-                sql.push(" AND start_time_ns >= ");
-                sql.int(self.plan.from_ns);
-                sql.push(" AND start_time_ns < ");
-                sql.int(self.plan.to_ns);
+                range(self.plan).condition(sql, "start_time_ns");
             }
         }
     }

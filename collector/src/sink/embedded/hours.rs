@@ -9,7 +9,7 @@
 //! order.
 
 use std::{
-    collections::BTreeMap,
+    collections::{BTreeMap, btree_map::Entry},
     fs::{self, File},
     ops::Range,
     path::{Path, PathBuf},
@@ -65,8 +65,9 @@ impl<'a> HourFiles<'a> {
         let mut distinct: Vec<i64> = hours.clone();
         distinct.sort_unstable();
         distinct.dedup();
+        let distinct_count = distinct.len();
         for hour in distinct {
-            let rows = if hours.len() == 1 || hours.iter().all(|h| *h == hour) {
+            let rows = if distinct_count == 1 {
                 batch.clone()
             } else {
                 let mask: BooleanArray = hours.iter().map(|h| Some(*h == hour)).collect();
@@ -74,11 +75,12 @@ impl<'a> HourFiles<'a> {
                     .map_err(|source| SinkError::Encode { table, source })?
             };
             let writer = match self.hours.entry(hour) {
-                std::collections::btree_map::Entry::Occupied(entry) => entry.into_mut(),
-                std::collections::btree_map::Entry::Vacant(entry) => entry.insert(
-                    self.store
-                        .create_temp(table, self.day, SCRATCH_FILE_PREFIX)?,
-                ),
+                Entry::Occupied(entry) => entry.into_mut(),
+                Entry::Vacant(entry) => entry.insert(self.store.create_temp(
+                    table,
+                    self.day,
+                    SCRATCH_FILE_PREFIX,
+                )?),
             };
             writer.write(&rows)?;
             if writer.in_progress_rows() >= SCRATCH_ROW_GROUP_ROWS {
