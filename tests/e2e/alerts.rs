@@ -426,10 +426,18 @@ async fn metrics_text(vigil: &Vigil) -> String {
         .unwrap()
 }
 
+/// Waits (up to 10 s) for every line to be in /metrics: a receiver records a
+/// request before Vigil has read its answer and counted the outcome.
 async fn assert_metrics(vigil: &Vigil, lines: &[&str]) {
-    let metrics = metrics_text(vigil).await;
-    for line in lines {
-        assert!(metrics.contains(line), "{line} not in\n{metrics}");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let metrics = metrics_text(vigil).await;
+        let missing = lines.iter().find(|line| !metrics.contains(*line));
+        match missing {
+            None => return,
+            Some(line) if Instant::now() >= deadline => panic!("{line} not in\n{metrics}"),
+            Some(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
     }
 }
 
