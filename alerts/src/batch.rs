@@ -28,6 +28,18 @@ pub struct BatchKey {
     pub interval_ns: i64,
 }
 
+impl BatchKey {
+    fn of(rule: &Rule) -> BatchKey {
+        BatchKey {
+            project: rule.project().to_string(),
+            filters: rule.plan.filters.clone(),
+            group_by: rule.plan.group_by.clone(),
+            window_ns: rule.window_ns,
+            interval_ns: rule.interval_ns,
+        }
+    }
+}
+
 /// Rules evaluated together.
 #[derive(Debug, Clone)]
 pub struct Batch {
@@ -41,14 +53,7 @@ pub struct Batch {
 pub fn batches(rules: impl IntoIterator<Item = Arc<Rule>>) -> Vec<Batch> {
     let mut by_key: BTreeMap<BatchKey, Vec<Arc<Rule>>> = BTreeMap::new();
     for rule in rules {
-        let key = BatchKey {
-            project: rule.project().to_string(),
-            filters: rule.plan.filters.clone(),
-            group_by: rule.plan.group_by.clone(),
-            window_ns: rule.window_ns,
-            interval_ns: rule.interval_ns,
-        };
-        by_key.entry(key).or_default().push(rule);
+        by_key.entry(BatchKey::of(&rule)).or_default().push(rule);
     }
     let mut batches: Vec<Batch> = by_key
         .into_iter()
@@ -73,6 +78,15 @@ impl Batch {
             1
         };
         self.key.window_ns.saturating_mul(requests)
+    }
+
+    /// A batch of one rule: its request asks its metric alone (`vigil bench alerts --verify`
+    /// compares each rule's readings this way with those of its shared request).
+    pub fn alone(rule: Arc<Rule>) -> Batch {
+        Batch {
+            key: BatchKey::of(&rule),
+            rules: vec![rule],
+        }
     }
 
     /// The metric request over the window ending at `end_ns`, for these metrics.

@@ -710,8 +710,9 @@ async fn rules_through_the_api_and_the_file_embedded() {
     rules_through_the_api_and_the_file(Store::Embedded).await
 }
 
-/// A smoke run of `vigil bench alerts` on both stores: the harness works, and the two stores,
-/// holding the same data, raise the same number of alerts for the same rules.
+/// A smoke run of `vigil bench alerts` on both stores: the harness works, the two stores,
+/// holding the same data, raise the same number of alerts for the same rules, and every rule
+/// reads the same in its shared batch as alone.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_alerts_benchmark_runs() {
     let report = support::bench_smoke("alerts", &[]);
@@ -721,6 +722,8 @@ async fn the_alerts_benchmark_runs() {
     assert_eq!(stores.len(), 2, "{report}");
     for store in stores {
         assert!(store["round_seconds"].as_f64().unwrap() > 0.0, "{report}");
+        // Rules sharing a request read what each would read alone.
+        assert_eq!(store["rules_differing_alone"], 0, "{report}");
     }
     assert!(stores[0]["active_alerts"].as_u64().unwrap() > 0, "{report}");
     assert_eq!(

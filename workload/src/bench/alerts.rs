@@ -13,16 +13,19 @@
 //!    `max_concurrent_evaluations`), each answer fed to the evaluator. The evaluation instant is
 //!    the end of the generated data, so every window holds data. Repeated `--repetitions`
 //!    times; the median round is reported, with its slowest batch.
+//! 4. With `--verify` (and in the smoke run), evaluates every rule again in a batch of its own and
+//!    counts the rules whose readings differ from the shared round's: sharing a request must not
+//!    change an answer.
 
-use std::{fmt, sync::Arc, time::Instant};
+use std::{collections::BTreeMap, fmt, sync::Arc, time::Instant};
 
 use anyhow::Context;
 use rand::{Rng, SeedableRng, rngs::StdRng, seq::IndexedRandom};
 use serde::Serialize;
 use tokio::{sync::Semaphore, task::JoinSet};
 use vigil_alerts::{
-    batch::batches,
-    evaluator::{RuleState, step},
+    batch::{Batch, batches},
+    evaluator::{Evaluation, RuleState, step},
     rule::{Rule, RuleSpec},
 };
 use vigil_query::{ClickHouseStore, EmbeddedStore, TraceStore};
@@ -47,7 +50,10 @@ pub struct AlertsBenchArgs {
     /// Timed rounds (after one warm-up round).
     #[arg(long, default_value_t = 3)]
     pub repetitions: usize,
-    /// 2,000 runs, 50 rules, one round: checks the harness works (CI).
+    /// Also evaluate every rule alone and count those whose readings differ from the round's.
+    #[arg(long)]
+    pub verify: bool,
+    /// 2,000 runs, 50 rules, one round, verified: checks the harness works (CI).
     #[arg(long)]
     pub smoke: bool,
     #[arg(long)]
@@ -81,6 +87,9 @@ struct StoreTimes {
     active_alerts: usize,
     /// Batches whose query failed in the median round (e.g. ClickHouse's 60 s query timeout).
     failed_batches: usize,
+    /// With `--verify`: rules whose readings, evaluated alone, differ from the round's.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    rules_differing_alone: Option<usize>,
 }
 
 impl fmt::Display for AlertsBenchReport {
@@ -120,6 +129,15 @@ impl fmt::Display for AlertsBenchReport {
                 }
             )?;
         }
+        for s in &self.stores {
+            if let Some(differing) = s.rules_differing_alone {
+                writeln!(
+                    f,
+                    "{}: {differing} rules read differently when evaluated alone",
+                    s.store
+                )?;
+            }
+        }
         Ok(())
     }
 }
@@ -129,6 +147,7 @@ pub async fn run(mut args: AlertsBenchArgs) -> anyhow::Result<AlertsBenchReport>
         args.data.runs = args.data.runs.min(2_000);
         args.rules = args.rules.min(50);
         args.repetitions = 1;
+        args.verify = true;
     }
     let Loaded {
         data,
@@ -160,12 +179,34 @@ pub async fn run(mut args: AlertsBenchArgs) -> anyhow::Result<AlertsBenchReport>
     let mut times = Vec::new();
     for (name, store) in stores {
         let mut rounds = Vec::new();
+        let mut readings = BTreeMap::new();
         for round in 0..=args.repetitions {
-            let measured = evaluate_round(&store, &batches, at, args.concurrency).await?;
+            let (measured, evaluations) =
+                evaluate_round(&store, &batches, at, args.concurrency).await?;
+            readings = evaluations;
             if round > 0 {
                 rounds.push(measured);
             }
         }
+        let rules_differing_alone = if args.verify {
+            let alone: Vec<Batch> = rules.iter().cloned().map(Batch::alone).collect();
+            let (_, each) = evaluate_round(&store, &alone, at, args.concurrency).await?;
+            let differing: Vec<&Arc<Rule>> = rules
+                .iter()
+                .filter(|rule| readings.get(rule.name()) != each.get(rule.name()))
+                .collect();
+            for rule in &differing {
+                eprintln!(
+                    "{name}: {} reads {:?} in its batch and {:?} alone",
+                    rule.name(),
+                    readings.get(rule.name()),
+                    each.get(rule.name())
+                );
+            }
+            Some(differing.len())
+        } else {
+            None
+        };
         rounds.sort_by(|a, b| a.round_seconds.total_cmp(&b.round_seconds));
         let median = &rounds[rounds.len() / 2];
         let store = StoreTimes {
@@ -175,6 +216,7 @@ pub async fn run(mut args: AlertsBenchArgs) -> anyhow::Result<AlertsBenchReport>
             slowest_batch_seconds: median.slowest_batch_seconds,
             active_alerts: median.active_alerts,
             failed_batches: median.failed_batches,
+            rules_differing_alone,
         };
         eprintln!("{store:?}");
         times.push(store);
@@ -200,13 +242,14 @@ struct Round {
     failed_batches: usize,
 }
 
-/// One round: every batch, `concurrency` at once; each answer through the evaluator.
+/// One round: every batch, `concurrency` at once; each answer through the evaluator. Returns
+/// the round's figures and each rule's readings (by rule name; none for a failed batch).
 async fn evaluate_round(
     store: &Arc<dyn TraceStore>,
-    batches: &[vigil_alerts::batch::Batch],
+    batches: &[Batch],
     at: i64,
     concurrency: usize,
-) -> anyhow::Result<Round> {
+) -> anyhow::Result<(Round, BTreeMap<String, Evaluation>)> {
     let permits = Arc::new(Semaphore::new(concurrency.max(1)));
     let started = Instant::now();
     let mut tasks = JoinSet::new();
@@ -232,24 +275,33 @@ async fn evaluate_round(
                         .len()
                 })
                 .sum();
-            anyhow::Ok((began.elapsed().as_secs_f64(), Some(active)))
+            anyhow::Ok((began.elapsed().as_secs_f64(), Some((active, evaluations))))
         });
     }
     let (mut slowest, mut active, mut failed) = (0.0f64, 0, 0);
+    let mut readings = BTreeMap::new();
     while let Some(done) = tasks.join_next().await {
-        let (seconds, alerts) = done??;
+        let (seconds, evaluated) = done??;
         slowest = slowest.max(seconds);
-        match alerts {
-            Some(alerts) => active += alerts,
+        match evaluated {
+            Some((alerts, evaluations)) => {
+                active += alerts;
+                readings.extend(
+                    evaluations
+                        .into_iter()
+                        .map(|(rule, evaluation)| (rule.name().to_string(), evaluation)),
+                );
+            }
             None => failed += 1,
         }
     }
-    Ok(Round {
+    let round = Round {
         round_seconds: started.elapsed().as_secs_f64(),
         slowest_batch_seconds: slowest,
         active_alerts: active,
         failed_batches: failed,
-    })
+    };
+    Ok((round, readings))
 }
 
 /// A seeded rule set of the shape on-call teams write.
