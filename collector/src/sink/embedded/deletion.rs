@@ -25,7 +25,8 @@ use vigil_schemas::{
 };
 
 use super::{
-    DataFile, EmbeddedSink, Store, conform, hours::segments, open_reader, read_file, sync_dir,
+    DataFile, EmbeddedSink, FileUse, Store, conform, hours::segments, open_reader, read_file,
+    sync_dir,
 };
 use crate::sink::{DeletedRows, Deleter, Doomed, SinkError};
 
@@ -155,7 +156,7 @@ impl Store {
             fs::remove_file(&file.path).map_err(SinkError::io(&file.path))?;
             return Ok(removed);
         }
-        let mut output = self.create_temp(table, day, FRESH_FILE_PREFIX)?;
+        let mut output = self.create_temp(table, day, FRESH_FILE_PREFIX, FileUse::Stored)?;
         for segment in &kept {
             for batch in segment {
                 output.write(batch)?;

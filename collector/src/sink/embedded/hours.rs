@@ -27,7 +27,7 @@ use datafusion::{
 };
 use vigil_schemas::{layout::Table, time::hour_of};
 
-use super::{Store, TempWriter, conform, open_reader};
+use super::{FileUse, Store, TempWriter, conform, open_reader};
 use crate::sink::SinkError;
 
 /// Rows per row group of the scratch files: small, so that a day's 24 open writers hold little.
@@ -80,6 +80,7 @@ impl<'a> HourFiles<'a> {
                     table,
                     self.day,
                     SCRATCH_FILE_PREFIX,
+                    FileUse::Scratch,
                 )?),
             };
             writer.write(&rows)?;

@@ -191,10 +191,22 @@ struct TempFile {
     rows: usize,
 }
 
+/// What a file is written for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum FileUse {
+    /// A file of the store: compressed for reading many times, with a bloom filter on trace ids,
+    /// fsynced when finished.
+    Stored,
+    /// A seal's scratch file, read back once and removed: lightly compressed, no bloom filter,
+    /// never fsynced (a crash leaves it under its temporary name, removed at the next open).
+    Scratch,
+}
+
 /// A data file being written under its temporary name; removed unless finished.
 struct TempWriter {
     writer: Option<ArrowWriter<File>>,
     file: TempFile,
+    usage: FileUse,
 }
 
 impl TempWriter {
@@ -223,15 +235,19 @@ impl TempWriter {
         Ok(())
     }
 
-    /// Closes the file and fsyncs it, still under its temporary name.
+    /// Closes the file and, unless it is scratch, fsyncs it, still under its temporary name.
     fn finish(mut self) -> Result<TempFile, SinkError> {
         let tmp = self.file.tmp.clone();
+        let usage = self.usage;
         let closed = self
             .writer
             .take()
             .map(|writer| {
                 let file = writer.into_inner().map_err(SinkError::parquet(&tmp))?;
-                file.sync_all().map_err(SinkError::io(&tmp))
+                match usage {
+                    FileUse::Stored => file.sync_all().map_err(SinkError::io(&tmp)),
+                    FileUse::Scratch => Ok(()),
+                }
             })
             .transpose();
         match closed {
@@ -493,7 +509,7 @@ impl Store {
         Ok(())
     }
 
-    fn writer_properties(&self, table: Table) -> WriterProperties {
+    fn writer_properties(&self, table: Table, usage: FileUse) -> WriterProperties {
         let schema = table.schema();
         let sorting: Vec<SortingColumn> = table
             .key_columns()
@@ -506,14 +522,18 @@ impl Store {
                 nulls_first: true,
             })
             .collect();
-        WriterProperties::builder()
-            .set_compression(Compression::ZSTD(ZstdLevel::default()))
+        let builder = WriterProperties::builder()
             .set_max_row_group_row_count(Some(self.config.row_group_rows.max(1)))
-            // Run look-ups filter on trace_id across every partition: a bloom filter lets them
-            // skip the row groups that do not hold it.
-            .set_column_bloom_filter_enabled(ColumnPath::from("trace_id"), true)
-            .set_sorting_columns(Some(sorting))
-            .build()
+            .set_sorting_columns(Some(sorting));
+        match usage {
+            FileUse::Stored => builder
+                .set_compression(Compression::ZSTD(ZstdLevel::default()))
+                // Run look-ups filter on trace_id across every partition: a bloom filter lets
+                // them skip the row groups that do not hold it.
+                .set_column_bloom_filter_enabled(ColumnPath::from("trace_id"), true)
+                .build(),
+            FileUse::Scratch => builder.set_compression(Compression::LZ4_RAW).build(),
+        }
     }
 
     /// `<prefix><unix-ns>-<seq><extension>`: unique within the process, ordered by time.
@@ -540,14 +560,20 @@ impl Store {
         day: i64,
         batch: &RecordBatch,
     ) -> Result<TempFile, SinkError> {
-        let mut writer = self.create_temp(table, day, FRESH_FILE_PREFIX)?;
+        let mut writer = self.create_temp(table, day, FRESH_FILE_PREFIX, FileUse::Stored)?;
         writer.write(batch)?;
         writer.finish()
     }
 
     /// A new file named `<prefix>…` in a partition, under a temporary name, to write batches
     /// (in table order) to.
-    fn create_temp(&self, table: Table, day: i64, prefix: &str) -> Result<TempWriter, SinkError> {
+    fn create_temp(
+        &self,
+        table: Table,
+        day: i64,
+        prefix: &str,
+        usage: FileUse,
+    ) -> Result<TempWriter, SinkError> {
         let dir = self.partition_dir(table, day)?;
         let mut attempt = 0;
         let (file, name, tmp) = loop {
@@ -561,14 +587,17 @@ impl Store {
                 Err(e) => return Err(SinkError::io(&tmp)(e)),
             }
         };
-        let writer =
-            match ArrowWriter::try_new(file, table.schema(), Some(self.writer_properties(table))) {
-                Ok(writer) => writer,
-                Err(e) => {
-                    let _ = fs::remove_file(&tmp);
-                    return Err(SinkError::parquet(&tmp)(e));
-                }
-            };
+        let writer = match ArrowWriter::try_new(
+            file,
+            table.schema(),
+            Some(self.writer_properties(table, usage)),
+        ) {
+            Ok(writer) => writer,
+            Err(e) => {
+                let _ = fs::remove_file(&tmp);
+                return Err(SinkError::parquet(&tmp)(e));
+            }
+        };
         Ok(TempWriter {
             writer: Some(writer),
             file: TempFile {
@@ -577,6 +606,7 @@ impl Store {
                 dir,
                 rows: 0,
             },
+            usage,
         })
     }
 
@@ -889,7 +919,7 @@ impl Store {
             (CrossingKeys::default(), FRESH_FILE_PREFIX)
         };
         let paths: Vec<PathBuf> = inputs.iter().map(|f| f.path.clone()).collect();
-        let mut output = self.create_temp(table, day, prefix)?;
+        let mut output = self.create_temp(table, day, prefix, FileUse::Stored)?;
         // A sealed file is written hour by hour ([`hours`]).
         let mut hours = seal.then(|| HourFiles::new(self, table, day));
         let mut cross_day: Option<TempWriter> = None;
@@ -898,9 +928,12 @@ impl Store {
             if crossed.num_rows() > 0 {
                 let writer = match &mut cross_day {
                     Some(writer) => writer,
-                    None => {
-                        cross_day.insert(self.create_temp(table, day, CROSS_DAY_FILE_PREFIX)?)
-                    }
+                    None => cross_day.insert(self.create_temp(
+                        table,
+                        day,
+                        CROSS_DAY_FILE_PREFIX,
+                        FileUse::Stored,
+                    )?),
                 };
                 writer.write(&crossed)?;
             }
