@@ -76,13 +76,14 @@ pub(crate) struct Statement {
 /// counted runs narrow its reads.
 #[derive(Debug, Clone, Copy)]
 enum Restrict {
-    /// The keys of the counted runs' traces (their calls and scores).
+    /// The keys of the counted runs' traces (their calls and scores), where rows are
+    /// de-duplicated or the range covers little of its days. The rest (ClickHouse's sealed rows
+    /// over a wide range, whose calls are read from an hour before the range to a day after it)
+    /// are left for the statement's join with the counted runs to narrow: the `IN` look-up
+    /// costs more than the calls it leaves out (cost by model over 1,000,000 sealed runs: 0.5 s
+    /// of 1.4 s; runs by model with repeated tool calls and feedback, 24 hours: 21.2 s with the
+    /// look-ups, 7.9–8.9 s without, BENCHMARKS.md).
     CountedRuns,
-    /// The same, but only where rows are de-duplicated or the range covers little of its days:
-    /// the rest (ClickHouse's sealed rows over a wide range) are left for the statement's join
-    /// with the counted runs to narrow, which it does at no extra cost (the `IN` look-up took
-    /// 0.5 s of 1.4 s for cost by model over 1,000,000 sealed runs).
-    CountedRunsWhereDeduplicated,
     /// The traces with a row of this table (passing the condition) that started in the range.
     /// A key whose newest version started in the range is among them, so the answer is exact;
     /// the newest version is then picked among the range's traces rather than among every
@@ -466,16 +467,6 @@ enum Rows {
     PerCall,
 }
 
-impl Rows {
-    /// The keys a facts subquery of this kind reads.
-    fn restrict(self) -> Restrict {
-        match self {
-            Rows::PerRun => Restrict::CountedRuns,
-            Rows::PerCall => Restrict::CountedRunsWhereDeduplicated,
-        }
-    }
-}
-
 /// A part of the run aggregates that one run statement answers, when they are split.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum RunPart {
@@ -822,7 +813,7 @@ impl<'p> Compiler<'p> {
         self.fact_keys(sql, Subject::ModelCall);
         self.figures(sql, CallKind::Model, rows);
         sql.push(" FROM ");
-        self.newest_calls_of_counted_runs(sql, CallKind::Model, &columns, rows.restrict());
+        self.newest_calls_of_counted_runs(sql, CallKind::Model, &columns);
         sql.push(" AS s WHERE 1 = 1");
         self.filters(sql, Subject::ModelCall);
         if rows == Rows::PerRun {
@@ -845,7 +836,7 @@ impl<'p> Compiler<'p> {
         } else {
             let mut columns = vec!["trace_id"];
             self.call_fields(&mut columns, Subject::ToolCall);
-            self.newest_calls_of_counted_runs(sql, CallKind::Tool, &columns, rows.restrict());
+            self.newest_calls_of_counted_runs(sql, CallKind::Tool, &columns);
         }
         sql.push(" AS s WHERE 1 = 1");
         self.filters(sql, Subject::ToolCall);
@@ -876,10 +867,9 @@ impl<'p> Compiler<'p> {
 
     /// One row per tool call of the counted runs: `trace_id`, `tool_name`, the other tool-call
     /// fields grouped or filtered on, `t_repeat` (0 or 1). Each run's calls are sorted before
-    /// any join, so they are always narrowed to the counted runs' first (over every trace of
-    /// its days, an hour's window took 5 s, BENCHMARKS.md).
+    /// any join, so they are narrowed to the counted runs' first wherever [`Restrict`] narrows
+    /// (over every trace of its days, an hour's window took 5 s, BENCHMARKS.md).
     fn tool_calls_with_repeats(&self, sql: &mut Sql) {
-        let restrict = Restrict::CountedRuns;
         let mut columns = vec![
             "trace_id",
             "span_id",
@@ -908,7 +898,7 @@ impl<'p> Compiler<'p> {
                     sql.push(column);
                 }
                 sql.push("))) AS calls FROM ");
-                self.newest_calls_of_counted_runs(sql, CallKind::Tool, &columns, restrict);
+                self.newest_calls_of_counted_runs(sql, CallKind::Tool, &columns);
                 sql.push(
                     " AS s GROUP BY trace_id) ARRAY JOIN calls AS call, arrayConcat([0], \
                      arrayMap((a, b) -> toUInt8(tupleElement(a, 3) = tupleElement(b, 3) AND \
@@ -936,7 +926,7 @@ impl<'p> Compiler<'p> {
                      span_id) AS previous_tool, lag(tool_args_hash) OVER (PARTITION BY trace_id \
                      ORDER BY start_time_ns, span_id) AS previous_hash FROM ",
                 );
-                self.newest_calls_of_counted_runs(sql, CallKind::Tool, &columns, restrict);
+                self.newest_calls_of_counted_runs(sql, CallKind::Tool, &columns);
                 sql.push(" AS s) AS w)");
             }
         }
@@ -990,7 +980,6 @@ impl<'p> Compiler<'p> {
         sql: &mut Sql,
         kind: CallKind,
         columns: &[&'static str],
-        restrict: Restrict,
     ) {
         // The key (`trace_id`, `span_id`) is always selected by `newest`.
         self.newest(
@@ -999,7 +988,7 @@ impl<'p> Compiler<'p> {
             columns,
             Some(calls_of_runs(self.plan)),
             Some(kind.condition()),
-            restrict,
+            Restrict::CountedRuns,
         );
     }
 
@@ -1252,8 +1241,7 @@ impl<'p> Compiler<'p> {
             None => self.seals.scope(None),
         };
         let restricted = match restrict {
-            Restrict::CountedRuns => true,
-            Restrict::CountedRunsWhereDeduplicated => {
+            Restrict::CountedRuns => {
                 self.dialect == Dialect::DataFusion
                     || !scope.reads_sealed_only(table)
                     || self.range_is_narrow()
@@ -1297,7 +1285,7 @@ impl<'p> Compiler<'p> {
     /// `SELECT trace_id …`: the traces `restrict` lets through.
     fn traces(&self, sql: &mut Sql, restrict: Restrict) {
         match restrict {
-            Restrict::CountedRuns | Restrict::CountedRunsWhereDeduplicated => {
+            Restrict::CountedRuns => {
                 sql.push("SELECT trace_id FROM ");
                 self.runs_v(sql);
                 sql.push(" AS counted");
