@@ -77,12 +77,12 @@ pub(crate) struct Statement {
 #[derive(Debug, Clone, Copy)]
 enum Restrict {
     /// The keys of the counted runs' traces (their calls and scores), where rows are
-    /// de-duplicated or the range covers little of its days. The rest (ClickHouse's sealed rows
-    /// over a wide range, whose calls are read from an hour before the range to a day after it)
-    /// are left for the statement's join with the counted runs to narrow: the `IN` look-up
-    /// costs more than the calls it leaves out (cost by model over 1,000,000 sealed runs: 0.5 s
-    /// of 1.4 s; runs by model with repeated tool calls and feedback, 24 hours: 21.2 s with the
-    /// look-ups, 7.9–8.9 s without, BENCHMARKS.md).
+    /// de-duplicated, the range covers little of its days, or the read has no time range of its
+    /// own (scores). The rest (ClickHouse's sealed calls over a wide range, read from an hour
+    /// before the range to a day after it) are left for the statement's join with the counted
+    /// runs to narrow: there the `IN` look-up costs more than the calls it leaves out (cost by
+    /// model over 1,000,000 sealed runs: 0.5 s of 1.4 s; runs by model with repeated tool calls
+    /// and feedback, 24 hours, BENCHMARKS.md: see the seventh step).
     CountedRuns,
     /// The traces with a row of this table (passing the condition) that started in the range.
     /// A key whose newest version started in the range is among them, so the answer is exact;
@@ -1241,10 +1241,13 @@ impl<'p> Compiler<'p> {
             None => self.seals.scope(None),
         };
         let restricted = match restrict {
+            // A read with no time range of its own (scores) is always narrowed: unbounded, it
+            // would grow with every day kept.
             Restrict::CountedRuns => {
                 self.dialect == Dialect::DataFusion
                     || !scope.reads_sealed_only(table)
                     || self.range_is_narrow()
+                    || times.is_none()
             }
             // Narrowing pays only where every row is de-duplicated, and only when the range
             // covers little of its days: on a wider range it would not narrow anything worth
