@@ -191,9 +191,16 @@ pub async fn run(mut args: AlertsBenchArgs) -> anyhow::Result<AlertsBenchReport>
         let rules_differing_alone = if args.verify {
             let alone: Vec<Batch> = rules.iter().cloned().map(Batch::alone).collect();
             let (_, each) = evaluate_round(&store, &alone, at, args.concurrency).await?;
+            // A rule with no readings on either side (its batch failed) counts as differing:
+            // nothing was compared.
             let differing: Vec<&Arc<Rule>> = rules
                 .iter()
-                .filter(|rule| readings.get(rule.name()) != each.get(rule.name()))
+                .filter(
+                    |rule| match (readings.get(rule.name()), each.get(rule.name())) {
+                        (Some(shared), Some(alone)) => shared != alone,
+                        _ => true,
+                    },
+                )
                 .collect();
             for rule in &differing {
                 eprintln!(
