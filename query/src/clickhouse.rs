@@ -23,9 +23,9 @@ use clickhouse::{Client, RowOwned, RowRead};
 use vigil_schemas::{
     RunRow, ScoreRow, SpanRow,
     clickhouse::{
-        ClickHouseConfig, is_transient, is_unknown_table,
+        ClickHouseConfig, is_not_migrated, is_transient,
         rows::{RunRecord, ScoreRecord, SpanRecord},
-        schema::SEALS_TABLE,
+        schema::{SEAL_BLOCK, SEALS_TABLE},
     },
     layout::Table,
     time::day_of,
@@ -43,7 +43,7 @@ use crate::{
         compile::{Dialect, Statement, compile, days_read},
         rows::{AggregateRecord, StatementLog, from_records},
     },
-    newest::{NO_SEALS, SealedDay, Seals, Source, newest_per_key},
+    newest::{NO_SEALS, SealedDay, Seals, newest_per_key},
     rollup::{RollupRecord, RunRollup, rollup_sql},
     run_list::{self, Candidate, ListQuery, RunVersions},
     sessions::{self, SessionFilter, SessionList, SessionRecord, SessionSummary, sessions_sql},
@@ -116,8 +116,10 @@ impl ClickHouseStore {
 
     /// The sealed days between `first` and `last` (every day when `None`), as this query sees
     /// them: read once, before its statements ([`Seals`]). A server not yet migrated to sealed
-    /// days has none. Each day is marked clean when nothing is to be de-duplicated there: no
-    /// row was inserted into the raw table since its watermark and no key crosses midnight.
+    /// days (or to their block numbers) has none. Each day is marked clean when nothing is to be
+    /// de-duplicated there: no part of the raw day reaches past the block number its seal
+    /// recorded (no row was inserted since; `system.parts`, no row read) and no key crosses
+    /// midnight.
     async fn seals(&self, days: Option<(i64, i64)>) -> Result<Seals, QueryError> {
         if !self.sealing {
             return Ok(NO_SEALS.clone());
@@ -125,107 +127,69 @@ impl ClickHouseStore {
         let (first, last) = days.unwrap_or((i64::MIN, i64::MAX));
         let mut sql = Sql::new(
             Q,
-            "SELECT table_name, day, max(generation), toInt64(toUInt32(argMax(watermark, generation))), argMax(crossday_rows, generation), toInt64(toUInt32(now())) FROM ",
+            "SELECT table_name, day, max(generation), toInt64(toUInt32(argMax(watermark, generation))), argMax(crossday_rows, generation), argMax(",
         );
+        sql.push(SEAL_BLOCK);
+        sql.push(", generation), toInt64(toUInt32(now())) FROM ");
         sql.push(SEALS_TABLE);
         sql.push(" WHERE day >= ");
         sql.int(first);
         sql.push(" AND day <= ");
         sql.int(last);
         sql.push(" GROUP BY table_name, day");
-        let rows: Vec<(String, i64, u64, i64, u64, i64)> = match self.fetch(sql).await {
-            Ok(rows) => rows,
-            Err(QueryError::Store(message)) if is_unknown_table(&message) => Vec::new(),
-            Err(e) => return Err(e),
-        };
-        let Some(read_at) = rows.first().map(|row| row.5) else {
+        let (rows, parts) = tokio::try_join!(
+            self.fetch::<(String, i64, u64, i64, u64, i64, i64)>(sql),
+            self.raw_days()
+        )
+        .or_else(|e| match e {
+            QueryError::Store(message) if is_not_migrated(&message) => Ok((Vec::new(), Vec::new())),
+            e => Err(e),
+        })?;
+        let Some(read_at) = rows.first().map(|row| row.6) else {
             return Ok(NO_SEALS.clone());
         };
-        // Clean until a late row says otherwise.
-        let mut days: Vec<(Table, SealedDay)> = rows
+        let days: Vec<(Table, SealedDay)> = rows
             .into_iter()
-            .filter_map(|(table, day, generation, watermark, crossday_rows, _)| {
-                let day = SealedDay {
-                    day,
-                    generation,
-                    watermark,
-                    clean: crossday_rows == 0,
-                };
-                Some((Table::named(&table)?, day))
-            })
+            .filter_map(
+                |(table, day, generation, watermark, crossday_rows, block, _)| {
+                    let table = Table::named(&table)?;
+                    let inserted_since = parts
+                        .iter()
+                        .any(|p| p.table == table && p.day == day && p.block > block);
+                    let day = SealedDay {
+                        day,
+                        generation,
+                        watermark,
+                        clean: crossday_rows == 0 && block >= 0 && !inserted_since,
+                    };
+                    Some((table, day))
+                },
+            )
             .collect();
-        let (late, data_days) = tokio::try_join!(self.late_rows(&days, read_at), self.data_days())?;
-        for (table, day) in &mut days {
-            day.clean &= !late
-                .iter()
-                .any(|(t, d, last)| *t == table.name() && *d == day.day && *last >= day.watermark);
-        }
+        let data_days = parts.iter().map(|p| (p.table, p.day)).collect();
         Ok(Seals::new(days, data_days, read_at))
     }
 
-    /// The days each table has raw rows in: its partitions (`system.parts`, no data read).
-    async fn data_days(&self) -> Result<Vec<(Table, i64)>, QueryError> {
+    /// The days each table has raw rows in (its partitions), with the highest block number of
+    /// their parts (`system.parts`, no data read).
+    async fn raw_days(&self) -> Result<Vec<RawDay>, QueryError> {
         let sql = Sql::new(
             Q,
-            "SELECT table, partition FROM system.parts WHERE database = currentDatabase() \
-             AND table IN ('runs', 'spans', 'scores') AND active GROUP BY table, partition",
+            "SELECT table, partition, toInt64(max(max_block_number)) FROM system.parts \
+             WHERE database = currentDatabase() AND table IN ('runs', 'spans', 'scores') AND active \
+             GROUP BY table, partition",
         );
-        let partitions: Vec<(String, String)> = self.fetch(sql).await?;
+        let partitions: Vec<(String, String, i64)> = self.fetch(sql).await?;
         Ok(partitions
             .into_iter()
-            .filter_map(|(table, partition)| {
-                Some((
-                    Table::named(&table)?,
-                    partition.trim_matches('\'').parse().ok()?,
-                ))
+            .filter_map(|(table, partition, block)| {
+                Some(RawDay {
+                    table: Table::named(&table)?,
+                    day: partition.trim_matches('\'').parse().ok()?,
+                    block,
+                })
             })
             .collect())
-    }
-
-    /// For each table and sealed day, when a row was last inserted into its raw rows at or after
-    /// the oldest watermark and before `read_at`: (table, day, seconds).
-    async fn late_rows(
-        &self,
-        sealed: &[(Table, SealedDay)],
-        read_at: i64,
-    ) -> Result<Vec<(String, i64, i64)>, QueryError> {
-        let mut sql = Sql::new(Q, "");
-        for table in Table::ALL {
-            let of_table = || {
-                sealed
-                    .iter()
-                    .filter(move |(t, _)| *t == table)
-                    .map(|(_, d)| d)
-            };
-            let (Some(oldest), Some(first), Some(last)) = (
-                of_table().map(|d| d.watermark).min(),
-                of_table().map(|d| d.day).min(),
-                of_table().map(|d| d.day).max(),
-            ) else {
-                continue;
-            };
-            if !sql.text.is_empty() {
-                sql.push(" UNION ALL ");
-            }
-            let time = table.time_column();
-            sql.push("SELECT '");
-            sql.push(table.name());
-            sql.push("', intDiv(");
-            sql.push(time);
-            sql.push(", 86400000000000) AS day, toInt64(toUInt32(max(inserted_at))) FROM ");
-            sql.push(table.name());
-            sql.push(" WHERE inserted_at >= toDateTime(");
-            sql.int(oldest);
-            sql.push(") AND inserted_at < toDateTime(");
-            sql.int(read_at);
-            sql.push(")");
-            Source::all(table).days(&mut sql, Dialect::ClickHouse, first, last);
-            sql.push(" GROUP BY day");
-        }
-        if sql.text.is_empty() {
-            return Ok(Vec::new());
-        }
-        self.fetch(sql).await
     }
 
     /// The seals an investigation reads: its days, widened by one on each side.
@@ -445,6 +409,13 @@ impl TraceStore for ClickHouseStore {
         let timeout = self.timeout.min(HEALTH_TIMEOUT);
         within(timeout, self.client.query("SELECT 1").execute()).await
     }
+}
+
+/// A day of a raw table with rows: its partition, and the highest block number of its parts.
+struct RawDay {
+    table: Table,
+    day: i64,
+    block: i64,
 }
 
 #[derive(clickhouse::Row, serde::Deserialize)]

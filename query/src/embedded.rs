@@ -69,7 +69,7 @@ use crate::{
         MetricAnswer, MetricPlan,
         answer::assemble,
         compile::{Dialect, Statement, compile},
-        percentile::{PERCENTILES, exact_percentile_udaf},
+        percentile::exact_percentiles_udaf,
         rows::{StatementLog, aggregate_names, from_batches},
     },
     newest::{NO_SEALS, Part, Source},
@@ -111,9 +111,7 @@ impl EmbeddedStore {
         config.options_mut().execution.parquet.pushdown_filters = true;
         config.options_mut().execution.parquet.reorder_filters = true;
         let ctx = SessionContext::new_with_config_rt(config, runtime);
-        for percent in PERCENTILES {
-            ctx.register_udaf(exact_percentile_udaf(percent));
-        }
+        ctx.register_udaf(exact_percentiles_udaf());
         for table in Table::ALL {
             let dir = layout.table_dir(table);
             let path = dir.to_str().ok_or_else(|| {
@@ -563,9 +561,7 @@ impl EmbeddedStore {
                 .with_batch_size(32 * 1024);
         }
         let ctx = SessionContext::new_with_config_rt(config, self.ctx.runtime_env());
-        for percent in PERCENTILES {
-            ctx.register_udaf(exact_percentile_udaf(percent));
-        }
+        ctx.register_udaf(exact_percentiles_udaf());
         let layout = self.layout.clone();
         let listed = tokio::task::spawn_blocking(move || {
             Table::ALL.map(|table| (table, TableFiles::list(&layout, table)))

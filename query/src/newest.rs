@@ -64,8 +64,9 @@ pub struct SealedDay {
     pub day: i64,
     pub generation: u64,
     pub watermark: i64,
-    /// Whether the generation is all there is: no raw row was inserted since the watermark
-    /// (before the seals were read) and no key also has versions in a neighbouring day.
+    /// Whether the generation is all there is: no raw row was inserted since its copy began (no
+    /// raw part of the day numbered past the block number the seal recorded, when the seals were
+    /// read) and no key also has versions in a neighbouring day.
     pub clean: bool,
 }
 

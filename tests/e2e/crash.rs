@@ -142,11 +142,7 @@ async fn kill_9_while_sealing_changes_no_answer(store: Store) {
         "metrics": ["runs", "cost_usd", "model_calls", "tool_calls", "feedback_positive_rate"],
         "group_by": ["agent"],
     });
-    let answer = async |vigil: &Vigil| {
-        let (status, answer) = vigil.post("/api/v1/metrics/query", &query).await;
-        assert_eq!(status, 200, "{answer}");
-        answer
-    };
+    let answer = async |vigil: &Vigil| vigil.metrics(&query).await;
     let expected = answer(&vigil).await;
     assert!(
         expected["rows"].as_array().unwrap().len() >= 3,

@@ -184,6 +184,77 @@ async fn two_shards_answer_like_a_single_node() {
     assert_same_answers(&expected, &answers(&second).await, "shard 2 vs single node");
 }
 
+/// A seal recorded before seals held their raw day's highest block number (migration 5) says
+/// nothing about rows inserted since: reads take its day for one with late rows and
+/// de-duplicate its raw rows as before, and the sealer seals the day again, recording the
+/// number. The answers never change.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn seals_recorded_without_a_block_number_are_sealed_again() {
+    let mut vigil = Vigil::start_on(Store::ClickHouse);
+    send_demo(&vigil, 14, 2000).await;
+    wait_drained(&vigil).await;
+    let query = serde_json::json!({
+        "from": "2026-11-21T00:00:00Z",
+        "to": "2026-11-24T00:00:00Z",
+        "metrics": ["runs", "cost_usd", "repeated_tool_calls", "feedback_positive_rate"],
+        "group_by": ["model"],
+    });
+    let answer = async |vigil: &Vigil| vigil.metrics(&query).await;
+    let expected = answer(&vigil).await;
+    assert!(
+        expected["rows"].as_array().unwrap().len() >= 3,
+        "{expected}"
+    );
+
+    support::consolidate(&mut vigil).await;
+    let ch = ClickHouse::shared();
+    let db = vigil.database.clone().unwrap();
+    let without_block = format!(
+        "SELECT count() FROM (SELECT argMax(raw_max_block, generation) AS block \
+         FROM {db}.vigil_seals GROUP BY table_name, day) WHERE block < 0"
+    );
+    let seals = format!("SELECT count() FROM {db}.vigil_seals");
+    let sealed_days =
+        format!("SELECT count() FROM (SELECT DISTINCT table_name, day FROM {db}.vigil_seals)");
+    // Runs and spans of three days, scores of at least two.
+    assert!(ch.number(&sealed_days).await >= 8);
+    assert_eq!(ch.number(&without_block).await, 0);
+    assert_eq!(answer(&vigil).await, expected, "sealed");
+
+    // The seals as an older binary recorded them.
+    let before = ch.number(&seals).await;
+    ch.query(&format!(
+        "ALTER TABLE {db}.vigil_seals UPDATE raw_max_block = -1 WHERE 1 = 1"
+    ))
+    .await;
+    let pending = format!(
+        "SELECT count() FROM system.mutations WHERE database = '{db}' AND table = 'vigil_seals' AND is_done = 0"
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while ch.number(&pending).await > 0 {
+        assert!(Instant::now() < deadline, "the mutation did not finish");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        answer(&vigil).await,
+        expected,
+        "seals without a block number"
+    );
+
+    // Sealed again, each day once more.
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while ch.number(&without_block).await > 0 {
+        assert!(
+            Instant::now() < deadline,
+            "not sealed again within 90 s; log:\n{}",
+            vigil.log()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(ch.number(&seals).await >= before + ch.number(&sealed_days).await);
+    assert_eq!(answer(&vigil).await, expected, "sealed again");
+}
+
 /// `vigil bench clickhouse --smoke` works end to end against a real server (the figures
 /// themselves are for BENCHMARKS.md, not for a test).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

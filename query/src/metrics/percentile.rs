@@ -2,7 +2,7 @@
 //! values is the element at 0-based index min(⌊q·n⌋, n−1) of the values sorted ascending,
 //! ClickHouse's `quantileExact`. DataFusion's built-ins interpolate (`median`, `percentile_cont`)
 //! or approximate (`approx_percentile_cont`), so both stores could not agree to the last digit;
-//! [`exact_percentile_udaf`] gives DataFusion the same rule.
+//! [`exact_percentiles_udaf`] gives DataFusion the same rule.
 
 use std::{mem::size_of, sync::Arc};
 
@@ -32,25 +32,32 @@ pub fn exact_percentile(sorted: &[i64], percent: u32) -> Option<i64> {
     sorted.get(index.min(n.checked_sub(1)?)).copied()
 }
 
-/// `exact_p<percent>(Int64) -> Int64`, e.g. `exact_p99(duration_ns)`; NULL over no rows.
-pub fn exact_percentile_udaf(percent: u32) -> AggregateUDF {
-    AggregateUDF::from(ExactPercentile {
-        name: format!("exact_p{percent}"),
-        percent,
+/// The name of [`exact_percentiles_udaf`] in SQL.
+pub const EXACT_PERCENTILES: &str = "exact_percentiles";
+
+/// `exact_percentiles(Int64) -> List(Int64)`: the [`PERCENTILES`] of the values, in that order
+/// (`exact_percentiles(duration_ns)[3]` is the 99th); NULL elements over no rows. One state
+/// for all three: a statement that asks for each writes the same expression, which DataFusion
+/// aggregates once, so the values are gathered and sorted once.
+pub fn exact_percentiles_udaf() -> AggregateUDF {
+    AggregateUDF::from(ExactPercentiles {
         signature: Signature::exact(vec![DataType::Int64], Volatility::Immutable),
     })
 }
 
 #[derive(Debug, PartialEq, Eq, Hash)]
-struct ExactPercentile {
-    name: String,
-    percent: u32,
+struct ExactPercentiles {
     signature: Signature,
 }
 
-impl AggregateUDFImpl for ExactPercentile {
+/// A list of Int64, the type of the state and of the answer.
+fn int64_list() -> DataType {
+    DataType::List(Arc::new(Field::new_list_field(DataType::Int64, true)))
+}
+
+impl AggregateUDFImpl for ExactPercentiles {
     fn name(&self) -> &str {
-        &self.name
+        EXACT_PERCENTILES
     }
 
     fn signature(&self) -> &Signature {
@@ -58,33 +65,35 @@ impl AggregateUDFImpl for ExactPercentile {
     }
 
     fn return_type(&self, _arg_types: &[DataType]) -> Result<DataType> {
-        Ok(DataType::Int64)
+        Ok(int64_list())
     }
 
     fn state_fields(&self, args: StateFieldsArgs) -> Result<Vec<FieldRef>> {
-        let item = Field::new_list_field(DataType::Int64, true);
         Ok(vec![
-            Field::new(
-                format_state_name(args.name, "values"),
-                DataType::List(Arc::new(item)),
-                true,
-            )
-            .into(),
+            Field::new(format_state_name(args.name, "values"), int64_list(), true).into(),
         ])
     }
 
     fn accumulator(&self, _args: AccumulatorArgs) -> Result<Box<dyn Accumulator>> {
-        Ok(Box::new(ValuesAccumulator {
-            percent: self.percent,
-            values: Vec::new(),
-        }))
+        Ok(Box::new(ValuesAccumulator { values: Vec::new() }))
     }
+}
+
+/// One Int64 list scalar holding `values`.
+fn list_of(values: Vec<Option<i64>>) -> ScalarValue {
+    let offsets = OffsetBuffer::new(ScalarBuffer::from(vec![0, values.len() as i32]));
+    let list = ListArray::new(
+        Arc::new(Field::new_list_field(DataType::Int64, true)),
+        offsets,
+        Arc::new(Int64Array::from(values)),
+        None,
+    );
+    ScalarValue::List(Arc::new(list))
 }
 
 /// Keeps every value; a partial aggregate hands them on as one list.
 #[derive(Debug)]
 struct ValuesAccumulator {
-    percent: u32,
     values: Vec<i64>,
 }
 
@@ -104,22 +113,17 @@ impl Accumulator for ValuesAccumulator {
 
     fn state(&mut self) -> Result<Vec<ScalarValue>> {
         let values = std::mem::take(&mut self.values);
-        let offsets = OffsetBuffer::new(ScalarBuffer::from(vec![0, values.len() as i32]));
-        let list = ListArray::new(
-            Arc::new(Field::new_list_field(DataType::Int64, true)),
-            offsets,
-            Arc::new(Int64Array::from(values)),
-            None,
-        );
-        Ok(vec![ScalarValue::List(Arc::new(list))])
+        Ok(vec![list_of(values.into_iter().map(Some).collect())])
     }
 
     fn evaluate(&mut self) -> Result<ScalarValue> {
         self.values.sort_unstable();
-        Ok(ScalarValue::Int64(exact_percentile(
-            &self.values,
-            self.percent,
-        )))
+        Ok(list_of(
+            PERCENTILES
+                .iter()
+                .map(|&percent| exact_percentile(&self.values, percent))
+                .collect(),
+        ))
     }
 
     fn size(&self) -> usize {
@@ -150,9 +154,10 @@ mod tests {
         assert_eq!(exact_percentile(&[], 50), None);
     }
 
-    /// Runs `exact_p<percent>` over `groups` (group, value) in DataFusion, split into several
-    /// partitions so that partial states are merged.
-    async fn in_datafusion(rows: &[(i64, i64)], percent: u32) -> Vec<(i64, Option<i64>)> {
+    /// Runs `exact_percentiles` over `rows` (group, value) in DataFusion, split into several
+    /// partitions so that partial states are merged, asking for each percentile as the metric
+    /// statements do: each element of the same expression.
+    async fn in_datafusion(rows: &[(i64, i64)]) -> Vec<(i64, Vec<Option<i64>>)> {
         let schema = Arc::new(Schema::new(vec![
             Field::new("g", DataType::Int64, false),
             Field::new("v", DataType::Int64, true),
@@ -171,15 +176,25 @@ mod tests {
             Arc::new(MemTable::try_new(schema, partitions).unwrap()),
         )
         .unwrap();
-        ctx.register_udaf(exact_percentile_udaf(percent));
-        let sql = format!("SELECT g, exact_p{percent}(v) FROM t GROUP BY g ORDER BY g");
-        let batches = ctx.sql(&sql).await.unwrap().collect().await.unwrap();
+        ctx.register_udaf(exact_percentiles_udaf());
+        let sql = "SELECT g, exact_percentiles(v)[1], exact_percentiles(v)[2], \
+                   exact_percentiles(v)[3] FROM t GROUP BY g ORDER BY g";
+        let frame = ctx.sql(sql).await.unwrap();
+        // One aggregate state for the three.
+        let plan = format!("{}", frame.logical_plan().display_indent());
+        assert!(plan.contains("aggr=[[exact_percentiles(t.v)]]"), "{plan}");
+        let batches = frame.collect().await.unwrap();
         let mut out = Vec::new();
         for batch in batches {
             let g = batch.column(0).as_primitive::<Int64Type>();
-            let p = batch.column(1).as_primitive::<Int64Type>();
             for i in 0..batch.num_rows() {
-                out.push((g.value(i), (!p.is_null(i)).then(|| p.value(i))));
+                let p = (1..=3)
+                    .map(|c| {
+                        let column = batch.column(c).as_primitive::<Int64Type>();
+                        (!column.is_null(i)).then(|| column.value(i))
+                    })
+                    .collect();
+                out.push((g.value(i), p));
             }
         }
         out
@@ -191,10 +206,9 @@ mod tests {
         #[test]
         fn datafusion_agrees_with_sorting_by_hand(
             rows in proptest::collection::vec((0i64..4, -1_000_000i64..1_000_000), 1..400),
-            percent in prop::sample::select(vec![50u32, 90, 99]),
         ) {
             let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
-            let got = runtime.block_on(in_datafusion(&rows, percent));
+            let got = runtime.block_on(in_datafusion(&rows));
             let mut expected = Vec::new();
             for g in 0..4 {
                 let mut values: Vec<i64> = rows.iter().filter(|(k, _)| *k == g).map(|(_, v)| *v).collect();
@@ -202,8 +216,8 @@ mod tests {
                     continue;
                 }
                 values.sort_unstable();
-                let index = (values.len() * percent as usize / 100).min(values.len() - 1);
-                expected.push((g, Some(values[index])));
+                let at = |percent: usize| Some(values[(values.len() * percent / 100).min(values.len() - 1)]);
+                expected.push((g, vec![at(50), at(90), at(99)]));
             }
             prop_assert_eq!(got, expected);
         }

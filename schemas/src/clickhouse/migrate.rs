@@ -94,6 +94,12 @@ pub const MIGRATIONS: &[Migration] = &[
                 .collect()
         },
     },
+    Migration {
+        version: 5,
+        name: "vigil_seals records the raw day's highest block number, so reads find late rows in system.parts",
+        requires: None,
+        statements: |target| vec![target.add_seal_blocks()],
+    },
 ];
 
 /// Whether `statement` failing with `error` means it was applied before: 18.16 has no
@@ -366,6 +372,7 @@ mod tests {
             "e1e8d2680b5464c6002ffc24723b85edf075c2ed591878d6f50095e8b85f7cf5",
             "117cf7eb78976909ed718e5789ad83d129277e35580b988fe0431bce69e05c89",
             "eb7d607b71b00e2601bfea82db0937cc22bb64dc1b34f42bea4ca5654088ac69",
+            "c956baddea855a37408422ac4c445ffa25ce154f94aa8c79502898e0a036f632",
         ];
         for (migration, checksum) in MIGRATIONS.iter().zip(released) {
             assert_eq!(
@@ -393,6 +400,10 @@ mod tests {
         assert_eq!(by_hour[0], "DROP TABLE IF EXISTS other.runs_local_sealed");
         assert!(
             by_hour[4].contains("PARTITION BY (intDiv(start_time_ns, 3600000000000), generation)")
+        );
+        assert_eq!(
+            MIGRATIONS[4].statements(&cluster),
+            ["ALTER TABLE other.vigil_seals ADD COLUMN raw_max_block Int64 DEFAULT -1"]
         );
     }
 }

@@ -50,10 +50,10 @@ pub fn is_transient(error: &clickhouse::error::Error) -> bool {
     }
 }
 
-/// Whether a server's error text says a table does not exist (code 60): a server not migrated
-/// yet.
-pub fn is_unknown_table(message: &str) -> bool {
-    error_code(message) == Some(60)
+/// Whether a server's error text says a table or a column does not exist (codes 60 and 47): a
+/// server not migrated yet.
+pub fn is_not_migrated(message: &str) -> bool {
+    matches!(error_code(message), Some(60 | 47))
 }
 
 /// The ClickHouse error code in a server's error text (`Code: 60, e.displayText() = …`).

@@ -212,6 +212,12 @@ pub const INSERTED_AT: &str = "inserted_at";
 /// from when on rows of that day are not in it.
 pub const SEALS_TABLE: &str = "vigil_seals";
 
+/// The column of [`SEALS_TABLE`] that records the highest block number among the raw day's
+/// parts when the seal's copy began (`-1` for seals recorded before migration 5). Every insert
+/// takes a higher number and merges and mutations keep it, so a day whose parts reach past it
+/// has rows the seal may not hold: `system.parts` tells, without reading a row.
+pub const SEAL_BLOCK: &str = "raw_max_block";
+
 impl Target {
     /// The table of `table`'s sealed days: one version per key of each sealed day.
     pub fn sealed_table(&self, table: Table) -> String {
@@ -281,6 +287,15 @@ impl Target {
     pub fn create_seals_table(&self) -> String {
         format!(
             "CREATE TABLE IF NOT EXISTS {}.{SEALS_TABLE} (table_name String, day Int64, generation UInt64, watermark DateTime, rows UInt64, crossday_rows UInt64, sealed_at DateTime) ENGINE = MergeTree ORDER BY (table_name, day, generation)",
+            self.database
+        )
+    }
+
+    /// Adds [`SEAL_BLOCK`] to the record of seals (an existing column is the migration already
+    /// applied).
+    pub fn add_seal_blocks(&self) -> String {
+        format!(
+            "ALTER TABLE {}.{SEALS_TABLE} ADD COLUMN {SEAL_BLOCK} Int64 DEFAULT -1",
             self.database
         )
     }

@@ -258,6 +258,13 @@ impl Vigil {
         answer(request.bearer_auth(&self.token).json(body)).await
     }
 
+    /// The answer of `POST /api/v1/metrics/query` to `query`, which must succeed.
+    pub async fn metrics(&self, query: &Value) -> Value {
+        let (status, answer) = self.post("/api/v1/metrics/query", query).await;
+        assert_eq!(status, 200, "{answer}");
+        answer
+    }
+
     /// Every run `GET /api/v1/runs?{query}` lists, following `next_cursor` to the end.
     pub async fn list_all_runs(&self, query: &str) -> Vec<Value> {
         let mut runs = Vec::new();

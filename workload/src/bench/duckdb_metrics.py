@@ -10,8 +10,8 @@ The statements are the ones Vigil gives DataFusion, over the same relations: eac
 (every file, with its `day` partition column), `<table>_sealed` (each partition's sealed file:
 the one named `sealed-…` that sorts last) and `<table>_fresh` (the `part-…` files). Three
 adaptations to DuckDB: the exact
-percentile aggregates `exact_pN(x)` become macros with the same definition (the element at index
-min(floor(N * n / 100), n - 1) of the sorted values), integer division `/` is written `//`, and
+percentile aggregate `exact_percentiles(x)` becomes a macro with the same definition (for N in 50,
+90 and 99, the element at index min(floor(N * n / 100), n - 1) of the sorted values), integer division `/` is written `//`, and
 the ordered aggregate `first_value(x ORDER BY …)` (the newest version of a row) is DuckDB's
 `first(x ORDER BY …)`.
 """
@@ -49,11 +49,14 @@ for table in ("runs", "spans", "scores"):
         fresh += [os.path.join(partition, n) for n in names if n.startswith("part-")]
     files_view(f"{table}_sealed", table, sealed)
     files_view(f"{table}_fresh", table, fresh)
-for percent in (50, 90, 99):
-    con.execute(
-        f"CREATE MACRO exact_p{percent}(x) AS "
+con.execute(
+    "CREATE MACRO exact_percentiles(x) AS ["
+    + ", ".join(
         f"list_sort(list(x))[least(floor(count(x) * {percent} / 100), count(x) - 1)::BIGINT + 1]"
+        for percent in (50, 90, 99)
     )
+    + "]"
+)
 
 def median_ms(statements):
     def run():

@@ -639,8 +639,10 @@ async fn load_clickhouse(data: &Data, config: &ClickHouseConfig) -> anyhow::Resu
 /// Seals every day of ClickHouse that is not sealed yet, as a running Vigil does once a day
 /// has been over for `seal_after` and quiet (the generated days are long over, but the sealer
 /// waits until nothing was inserted for its settling margin); the seconds the copies took,
-/// when there was anything to seal.
+/// when there was anything to seal. A kept database is migrated first, as `vigil serve` does
+/// on start, so that a newer binary seals it in its own terms.
 async fn seal_clickhouse(config: &ClickHouseConfig) -> anyhow::Result<Option<f64>> {
+    Migrator::new(config).run().await?;
     let sink = ClickHouseSink::new(config);
     let sealing = SealConfig {
         seal_after: Duration::ZERO,

@@ -4,9 +4,11 @@
 //! into it for as long: its newest version of each key is copied into `<table>_sealed` under a
 //! new generation (`INSERT … SELECT … LIMIT 1 BY key`, one statement), then the seal is recorded
 //! in `vigil_seals` with its watermark: the server time, a settling margin before the copy
-//! began, from which on rows of the raw table may be missing from it. Reads take the recorded
-//! generation's rows as they are and de-duplicate only the raw rows inserted at or after the
-//! watermark (`vigil_query`'s `Seals`).
+//! began, from which on rows of the raw table may be missing from it; and with the highest
+//! block number of the raw day's parts before the copy began, past which every later insert
+//! numbers its part. Reads take the recorded generation's rows as they are when no part of the
+//! raw day reaches past that number (`system.parts`, no row read), and otherwise de-duplicate
+//! only the raw rows inserted at or after the watermark (`vigil_query`'s `Seals`).
 //!
 //! * A generation is visible only once recorded, and complete when recorded: a copy that fails
 //!   or is killed half-way leaves an unrecorded partition, dropped by a later pass.
@@ -26,7 +28,7 @@ use std::{collections::BTreeSet, time::Duration};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use vigil_schemas::{
-    clickhouse::schema::{INSERTED_AT, SEALS_TABLE, Target, column_list},
+    clickhouse::schema::{INSERTED_AT, SEAL_BLOCK, SEALS_TABLE, Target, column_list},
     layout::Table,
     time::{NANOS_PER_DAY, now_ns},
 };
@@ -43,6 +45,12 @@ const ABANDONED_AFTER_NS: i64 = 3_600 * 1_000_000_000;
 
 /// The copy may sort more than memory holds: it spills beyond this.
 const EXTERNAL_SORT_BYTES: &str = "2000000000";
+
+/// How long a copy may take. Not the store's query timeout (`timeout_secs`, 60 s by default),
+/// which is for requests someone waits on: a day's copy grows with the day (a day of
+/// 15,000,000 spans took over 60 s on two cores, BENCHMARKS.md), and one that always timed
+/// out would leave the day unsealed for good, re-copied in vain on every pass.
+const COPY_TIMEOUT_SECS: &str = "3600";
 
 /// When days are sealed.
 #[derive(Debug, Clone, Copy)]
@@ -71,6 +79,9 @@ struct Recorded {
     generation: u64,
     watermark: i64,
     sealed_at: i64,
+    /// The raw day's highest block number when the copy began; `-1` when recorded before the
+    /// column existed (such a day is sealed again, so that reads can tell it clean cheaply).
+    block: i64,
 }
 
 impl ClickHouseSink {
@@ -122,7 +133,7 @@ impl ClickHouseSink {
                 let late = recorded
                     .iter()
                     .find(|(d, _)| *d == day)
-                    .is_none_or(|(_, seal)| last >= seal.watermark);
+                    .is_none_or(|(_, seal)| last >= seal.watermark || seal.block < 0);
                 if over && late && quiet {
                     let rows = self.seal(&target, table, day).await?;
                     stats.sealed.push((table, day, rows));
@@ -149,6 +160,8 @@ impl ClickHouseSink {
         let keys = table.key_columns().join(", ");
         let columns = column_list(table);
         let watermark = self.server_now(table).await? - SETTLE;
+        // Read before the copy begins: an insert committed after this takes a higher number.
+        let block = self.raw_block(target, table, day).await?;
         let generation = now_ns().max(1) as u64;
         let copy = format!(
             "INSERT INTO {db}.{sealed} ({columns}, generation, crossday) \
@@ -168,6 +181,7 @@ impl ClickHouseSink {
         self.client
             .query(&copy)
             .with_setting("max_bytes_before_external_sort", EXTERNAL_SORT_BYTES)
+            .with_setting("max_execution_time", COPY_TIMEOUT_SECS)
             .execute()
             .await
             .map_err(|e| classify(table, e))?;
@@ -182,8 +196,8 @@ impl ClickHouseSink {
             .map_err(|e| classify(table, e))?;
         self.client
             .query(&format!(
-                "INSERT INTO {db}.{SEALS_TABLE} (table_name, day, generation, watermark, rows, crossday_rows, sealed_at) \
-                 VALUES (?, ?, ?, toDateTime(?), ?, ?, now())"
+                "INSERT INTO {db}.{SEALS_TABLE} (table_name, day, generation, watermark, rows, crossday_rows, sealed_at, {SEAL_BLOCK}) \
+                 VALUES (?, ?, ?, toDateTime(?), ?, ?, now(), ?)"
             ))
             .bind(table.name())
             .bind(day)
@@ -191,10 +205,28 @@ impl ClickHouseSink {
             .bind(watermark)
             .bind(rows)
             .bind(crossday_rows)
+            .bind(block)
             .execute()
             .await
             .map_err(|e| classify(table, e))?;
         Ok(rows)
+    }
+
+    /// The highest block number among the active parts of `table`'s raw `day`. Every insert
+    /// takes a number above all before it (the part becomes visible as it takes it), and merges
+    /// and mutations keep the numbers they cover.
+    async fn raw_block(&self, target: &Target, table: Table, day: i64) -> Result<i64, SinkError> {
+        self.client
+            .query(
+                "SELECT toInt64(max(max_block_number)) FROM system.parts \
+                 WHERE database = ? AND table = ? AND partition_id = ? AND active",
+            )
+            .bind(&target.database)
+            .bind(target.storage_table(table))
+            .bind(day.to_string())
+            .fetch_one()
+            .await
+            .map_err(|e| classify(table, e))
     }
 
     /// Each day of `table` with rows, and when a row was last inserted into it (s).
@@ -221,11 +253,11 @@ impl ClickHouseSink {
     ) -> Result<Vec<(i64, Recorded)>, SinkError> {
         let sql = format!(
             "SELECT day, max(generation), toInt64(toUInt32(argMax(watermark, generation))), \
-             toInt64(toUInt32(argMax(sealed_at, generation))) FROM {}.{SEALS_TABLE} \
-             WHERE table_name = ? GROUP BY day",
+             toInt64(toUInt32(argMax(sealed_at, generation))), argMax({SEAL_BLOCK}, generation) \
+             FROM {}.{SEALS_TABLE} WHERE table_name = ? GROUP BY day",
             target.database
         );
-        let rows: Vec<(i64, u64, i64, i64)> = self
+        let rows: Vec<(i64, u64, i64, i64, i64)> = self
             .client
             .query(&sql)
             .bind(table.name())
@@ -234,13 +266,14 @@ impl ClickHouseSink {
             .map_err(|e| classify(table, e))?;
         Ok(rows
             .into_iter()
-            .map(|(day, generation, watermark, sealed_at)| {
+            .map(|(day, generation, watermark, sealed_at, block)| {
                 (
                     day,
                     Recorded {
                         generation,
                         watermark,
                         sealed_at,
+                        block,
                     },
                 )
             })
