@@ -194,8 +194,8 @@ async fn seals_recorded_without_a_block_number_are_sealed_again() {
     send_demo(&vigil, 14, 2000).await;
     wait_drained(&vigil).await;
     let query = serde_json::json!({
-        "from": "2026-11-21T00:00:00Z",
-        "to": "2026-11-24T00:00:00Z",
+        "from": "2026-11-18T00:00:00Z",
+        "to": "2026-11-21T00:00:00Z",
         "metrics": ["runs", "cost_usd", "repeated_tool_calls", "feedback_positive_rate"],
         "group_by": ["model"],
     });
