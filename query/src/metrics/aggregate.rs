@@ -14,6 +14,32 @@ pub(crate) enum Percentile {
     P99,
 }
 
+impl Percentile {
+    /// Every percentile, in the order one aggregate answers them all: DataFusion's
+    /// `exact_percentiles` and ClickHouse's `quantilesExact` at [`Self::CLICKHOUSE_LEVELS`].
+    pub(crate) const ALL: [Percentile; 3] = [Percentile::P50, Percentile::P90, Percentile::P99];
+
+    /// The levels of [`Self::ALL`], as ClickHouse's `quantilesExact` takes them.
+    pub(crate) const CLICKHOUSE_LEVELS: &str = "0.5, 0.9, 0.99";
+
+    pub(crate) const fn percent(self) -> u32 {
+        match self {
+            Percentile::P50 => 50,
+            Percentile::P90 => 90,
+            Percentile::P99 => 99,
+        }
+    }
+
+    /// Its element in the answer of all of them: its 1-based position in [`Self::ALL`], as SQL.
+    pub(crate) const fn element(self) -> &'static str {
+        match self {
+            Percentile::P50 => "1",
+            Percentile::P90 => "2",
+            Percentile::P99 => "3",
+        }
+    }
+}
+
 /// What both kinds of aggregate offer.
 pub(crate) trait Aggregate: Copy + Eq + 'static {
     /// Every aggregate, in the order the statement answers them.
@@ -109,6 +135,18 @@ pub(crate) fn columns<A: Aggregate>() -> Vec<&'static str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The SQL of one percentile reads its own element of the answer of all of them, on both
+    /// stores: the order of [`Percentile::ALL`], its elements and ClickHouse's levels agree.
+    #[test]
+    fn each_percentile_reads_its_own_element() {
+        let levels: Vec<&str> = Percentile::CLICKHOUSE_LEVELS.split(", ").collect();
+        assert_eq!(levels.len(), Percentile::ALL.len());
+        for (i, p) in Percentile::ALL.into_iter().enumerate() {
+            assert_eq!(p.element(), (i + 1).to_string());
+            assert_eq!(levels[i], (f64::from(p.percent()) / 100.0).to_string());
+        }
+    }
 
     fn in_order<A: Aggregate + std::fmt::Debug>() {
         for (i, aggregate) in A::ALL.iter().enumerate() {

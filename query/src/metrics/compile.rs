@@ -49,6 +49,7 @@ use vigil_schemas::{
 use super::{
     aggregate::{Aggregate, CallAggregate, Percentile, RunAggregate, columns},
     catalog::{Field, Metric, Subject},
+    percentile::EXACT_PERCENTILES,
     request::MetricPlan,
 };
 use crate::{
@@ -1349,21 +1350,24 @@ impl<'p> Compiler<'p> {
     /// The exact percentile (docs/design.md#percentiles) of the durations, in ns: an element of
     /// all three percentiles, the same expression each time, which both stores aggregate once
     /// (one `quantileExact` per percentile gathered and sorted the durations three times; latency
-    /// by agent over 3,000,000 runs in ClickHouse: 0.25 s → 0.18 s, the same answer;
+    /// by agent over 3,000,000 runs in ClickHouse: 0.24–0.30 s → 0.18–0.19 s, the same answer;
     /// BENCHMARKS.md).
     fn percentile(&self, sql: &mut Sql, percentile: Percentile) {
         let dialect = self.dialect;
         self.wrap_integer(sql, |sql| {
-            sql.push(match dialect {
-                Dialect::ClickHouse => "quantilesExact(0.5, 0.9, 0.99)(",
-                Dialect::DataFusion => "exact_percentiles(",
-            });
+            match dialect {
+                Dialect::ClickHouse => {
+                    sql.push("quantilesExact(");
+                    sql.push(Percentile::CLICKHOUSE_LEVELS);
+                    sql.push(")(");
+                }
+                Dialect::DataFusion => {
+                    sql.push(EXACT_PERCENTILES);
+                    sql.push("(");
+                }
+            }
             sql.push("end_time_ns - start_time_ns)[");
-            sql.push(match percentile {
-                Percentile::P50 => "1",
-                Percentile::P90 => "2",
-                Percentile::P99 => "3",
-            });
+            sql.push(percentile.element());
             sql.push("]");
         });
     }

@@ -21,8 +21,7 @@ use datafusion::{
     },
 };
 
-/// The percentiles the catalog's latency metrics ask for.
-pub const PERCENTILES: [u32; 3] = [50, 90, 99];
+use super::aggregate::Percentile;
 
 /// The element at index min(⌊percent·n / 100⌋, n−1) of ascending `sorted`; `None` when empty.
 /// The index is computed in integers, so it is exact for every n.
@@ -35,7 +34,7 @@ pub fn exact_percentile(sorted: &[i64], percent: u32) -> Option<i64> {
 /// The name of [`exact_percentiles_udaf`] in SQL.
 pub const EXACT_PERCENTILES: &str = "exact_percentiles";
 
-/// `exact_percentiles(Int64) -> List(Int64)`: the [`PERCENTILES`] of the values, in that order
+/// `exact_percentiles(Int64) -> List(Int64)`: the percentiles of [`Percentile::ALL`], in that order
 /// (`exact_percentiles(duration_ns)[3]` is the 99th); NULL elements over no rows. One state
 /// for all three: a statement that asks for each writes the same expression, which DataFusion
 /// aggregates once, so the values are gathered and sorted once.
@@ -119,9 +118,9 @@ impl Accumulator for ValuesAccumulator {
     fn evaluate(&mut self) -> Result<ScalarValue> {
         self.values.sort_unstable();
         Ok(list_of(
-            PERCENTILES
+            Percentile::ALL
                 .iter()
-                .map(|&percent| exact_percentile(&self.values, percent))
+                .map(|p| exact_percentile(&self.values, p.percent()))
                 .collect(),
         ))
     }
