@@ -49,6 +49,7 @@ use datafusion::{
     logical_expr::{EmptyRelation, ExprFunctionExt, LogicalPlan, utils::conjunction},
     prelude::{DataFrame, Expr, SessionConfig, SessionContext, col, lit},
 };
+use futures_util::{StreamExt, TryStreamExt, stream};
 use vigil_schemas::{
     RunRow,
     arrow::{runs_from_batch, scores_from_batch, spans_from_batch},
@@ -85,6 +86,29 @@ use crate::{
 };
 
 const VERSION_RANK: &str = "__version_rank";
+
+/// The most traces one look-up statement names. DataFusion narrows a read to the pages holding
+/// its keys (by the page index of the sorted trace ids) only for an `IN` list of at most 20
+/// values: `datafusion.execution.parquet.max_in_list_size` reaches the row-group statistics but
+/// not the page index. A look-up of more traces is made as several statements, at once.
+const LOOK_UP_TRACES: usize = 20;
+
+/// Chunks of a look-up made at once, at most (a session of a thousand runs is 50 chunks).
+const LOOK_UPS_AT_ONCE: usize = 4;
+
+/// `look_up` of every chunk of [`LOOK_UP_TRACES`] traces, [`LOOK_UPS_AT_ONCE`] at a time; their
+/// answers in order.
+async fn by_chunks<'a, T, F, Fut>(trace_ids: &'a [String], look_up: F) -> Result<Vec<T>, QueryError>
+where
+    F: FnMut(&'a [String]) -> Fut,
+    Fut: Future<Output = Result<T, QueryError>>,
+{
+    let look_ups: Vec<Fut> = trace_ids.chunks(LOOK_UP_TRACES).map(look_up).collect();
+    stream::iter(look_ups)
+        .buffered(LOOK_UPS_AT_ONCE)
+        .try_collect()
+        .await
+}
 const MATCHED_TRACE: &str = "__matched_trace_id";
 
 /// The embedded store's read side.
@@ -196,13 +220,12 @@ impl EmbeddedStore {
         trace_ids: &[String],
         days: Days,
     ) -> Result<Vec<RunRow>, QueryError> {
-        if trace_ids.is_empty() {
-            return Ok(Vec::new());
-        }
-        let list = trace_ids.iter().map(|t| lit(t.as_str())).collect();
-        let predicate = col("trace_id").in_list(list, false);
-        self.fetch(Table::Runs, project_id, days, predicate, runs_from_batch)
-            .await
+        let chunks = by_chunks(trace_ids, |chunk| {
+            let list = chunk.iter().map(|t| lit(t.as_str())).collect();
+            let predicate = col("trace_id").in_list(list, false);
+            self.fetch(Table::Runs, project_id, days, predicate, runs_from_batch)
+        });
+        Ok(chunks.await?.into_iter().flatten().collect())
     }
 }
 
@@ -290,17 +313,14 @@ impl TraceStore for EmbeddedStore {
         project_id: &str,
         trace_ids: &[String],
     ) -> Result<HashMap<String, RunRollup>, QueryError> {
-        if trace_ids.is_empty() {
-            return Ok(HashMap::new());
-        }
-        let mut rollups = HashMap::new();
-        for batch in self
-            .run_sql_reading(
-                rollup_sql(Dialect::DataFusion, project_id, trace_ids),
+        let chunks = by_chunks(trace_ids, |chunk| {
+            self.run_sql_reading(
+                rollup_sql(Dialect::DataFusion, project_id, chunk),
                 Reading::LookUp,
             )
-            .await?
-        {
+        });
+        let mut rollups = HashMap::new();
+        for batch in chunks.await?.into_iter().flatten() {
             let traces = strings(&batch, "trace_id")?;
             let columns = ROLLUP_COLUMNS
                 .iter()
@@ -800,9 +820,18 @@ impl RunVersions for EmbeddedStore {
         query: &ListQuery<'_>,
         traces: &[String],
     ) -> Result<HashSet<String>, QueryError> {
-        if traces.is_empty() {
-            return Ok(HashSet::new());
-        }
+        let chunks = by_chunks(traces, |chunk| self.with_matching_spans_of(query, chunk));
+        Ok(chunks.await?.into_iter().flatten().collect())
+    }
+}
+
+impl EmbeddedStore {
+    /// [`RunVersions::with_matching_spans`] of a few traces, in one statement.
+    async fn with_matching_spans_of(
+        &self,
+        query: &ListQuery<'_>,
+        traces: &[String],
+    ) -> Result<Vec<String>, QueryError> {
         let mut columns: Vec<&str> = Table::Spans.key_columns().to_vec();
         columns.extend(Table::Spans.version_order());
         columns.extend(query.span_filters.iter().map(|(column, _)| *column));
@@ -831,7 +860,7 @@ impl RunVersions for EmbeddedStore {
                 None,
             )?;
         }
-        let mut found = HashSet::new();
+        let mut found = Vec::new();
         for batch in collect(matched.select_columns(&["trace_id"])?).await? {
             found.extend(strings(&batch, "trace_id")?);
         }

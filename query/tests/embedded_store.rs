@@ -24,7 +24,7 @@ use vigil_query::{
     page_size,
 };
 use vigil_schemas::{
-    IngestBatch, Outcome, RunRow, ScoreRow, SpanKind, SpanRow,
+    IngestBatch, Outcome, RunRow, ScoreRow, SpanKind, SpanRow, SpanStatus,
     arrow::{runs_to_batch, scores_to_batch, spans_to_batch},
     layout::{EmbeddedLayout, Table, partition_day},
     time::{NANOS_PER_DAY, NANOS_PER_SECOND, days_from_civil, rfc3339},
@@ -636,6 +636,58 @@ async fn a_rare_model_is_found_past_the_probed_runs() {
         ..Default::default()
     };
     assert!(f.walk(&nobody, 50).await.is_empty());
+}
+
+#[tokio::test]
+async fn the_calls_of_a_page_of_runs_are_rolled_up_whatever_their_number() {
+    let mut f = Fixture::new();
+    let d = day0();
+    // 45 runs, more than one statement looks up at once: run i has i % 4 model calls costing
+    // 10 nano-dollars each and one failed tool call; an older version of each model call
+    // cost 1,000 and must not count.
+    let mut spans = Vec::new();
+    let mut older = Vec::new();
+    let mut expected = HashMap::new();
+    for i in 0..45i64 {
+        let trace = format!("r{i:02}");
+        for call in 0..i % 4 {
+            let model_call = |cost, ingested| SpanRow {
+                kind: SpanKind::Model,
+                cost_nanos: Some(cost),
+                ..span(&trace, &format!("m{call}"), "", at(d, i), ingested)
+            };
+            spans.push(model_call(10, 2));
+            older.push(model_call(1_000, 1));
+        }
+        spans.push(SpanRow {
+            kind: SpanKind::Tool,
+            status: SpanStatus::Error,
+            ..span(&trace, "tool", "", at(d, i), 2)
+        });
+        expected.insert(trace, (i % 4, 10 * (i % 4)));
+    }
+    f.write(IngestBatch {
+        spans: older,
+        ..Default::default()
+    });
+    f.write(IngestBatch {
+        spans,
+        ..Default::default()
+    });
+    let mut traces: Vec<String> = expected.keys().cloned().collect();
+    traces.push("no-such-run".into());
+    let rollups = f.store.run_rollups(P, &traces).await.unwrap();
+    assert_eq!(
+        rollups.len(),
+        expected.len(),
+        "one rollup per run with calls"
+    );
+    for (trace, (model_calls, cost_nanos)) in expected {
+        let rollup = &rollups[&trace];
+        assert_eq!(rollup.model_calls, model_calls as u64, "{trace}");
+        assert_eq!(rollup.cost_nanos, cost_nanos, "{trace}");
+        assert_eq!((rollup.tool_calls, rollup.failed_calls), (1, 1), "{trace}");
+    }
 }
 
 #[tokio::test]
