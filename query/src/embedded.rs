@@ -86,6 +86,7 @@ use crate::{
 };
 
 const VERSION_RANK: &str = "__version_rank";
+const MATCHED_TRACE: &str = "__matched_trace_id";
 
 /// The most traces one look-up statement names. DataFusion narrows a read to the pages holding
 /// its keys (by the page index of the sorted trace ids) only for an `IN` list of at most 20
@@ -97,19 +98,21 @@ const LOOK_UP_TRACES: usize = 20;
 const LOOK_UPS_AT_ONCE: usize = 4;
 
 /// `look_up` of every chunk of [`LOOK_UP_TRACES`] traces, [`LOOK_UPS_AT_ONCE`] at a time; their
-/// answers in order.
-async fn by_chunks<'a, T, F, Fut>(trace_ids: &'a [String], look_up: F) -> Result<Vec<T>, QueryError>
+/// answers together.
+async fn by_chunks<'a, F, Fut, I, C>(trace_ids: &'a [String], look_up: F) -> Result<C, QueryError>
 where
     F: FnMut(&'a [String]) -> Fut,
-    Fut: Future<Output = Result<T, QueryError>>,
+    Fut: Future<Output = Result<I, QueryError>>,
+    I: IntoIterator,
+    C: FromIterator<I::Item>,
 {
     let look_ups: Vec<Fut> = trace_ids.chunks(LOOK_UP_TRACES).map(look_up).collect();
-    stream::iter(look_ups)
+    let answers: Vec<I> = stream::iter(look_ups)
         .buffered(LOOK_UPS_AT_ONCE)
         .try_collect()
-        .await
+        .await?;
+    Ok(answers.into_iter().flatten().collect())
 }
-const MATCHED_TRACE: &str = "__matched_trace_id";
 
 /// The embedded store's read side.
 pub struct EmbeddedStore {
@@ -220,12 +223,12 @@ impl EmbeddedStore {
         trace_ids: &[String],
         days: Days,
     ) -> Result<Vec<RunRow>, QueryError> {
-        let chunks = by_chunks(trace_ids, |chunk| {
+        by_chunks(trace_ids, |chunk| {
             let list = chunk.iter().map(|t| lit(t.as_str())).collect();
             let predicate = col("trace_id").in_list(list, false);
             self.fetch(Table::Runs, project_id, days, predicate, runs_from_batch)
-        });
-        Ok(chunks.await?.into_iter().flatten().collect())
+        })
+        .await
     }
 }
 
@@ -313,14 +316,15 @@ impl TraceStore for EmbeddedStore {
         project_id: &str,
         trace_ids: &[String],
     ) -> Result<HashMap<String, RunRollup>, QueryError> {
-        let chunks = by_chunks(trace_ids, |chunk| {
+        let batches: Vec<RecordBatch> = by_chunks(trace_ids, |chunk| {
             self.run_sql_reading(
                 rollup_sql(Dialect::DataFusion, project_id, chunk),
                 Reading::LookUp,
             )
-        });
+        })
+        .await?;
         let mut rollups = HashMap::new();
-        for batch in chunks.await?.into_iter().flatten() {
+        for batch in batches {
             let traces = strings(&batch, "trace_id")?;
             let columns = ROLLUP_COLUMNS
                 .iter()
@@ -820,8 +824,7 @@ impl RunVersions for EmbeddedStore {
         query: &ListQuery<'_>,
         traces: &[String],
     ) -> Result<HashSet<String>, QueryError> {
-        let chunks = by_chunks(traces, |chunk| self.with_matching_spans_of(query, chunk));
-        Ok(chunks.await?.into_iter().flatten().collect())
+        by_chunks(traces, |chunk| self.with_matching_spans_of(query, chunk)).await
     }
 }
 

@@ -191,8 +191,8 @@ struct TempFile {
     rows: usize,
 }
 
-/// The largest page of a stored file's trace ids. Dictionary-encoded, a trace id takes about
-/// two bytes: a page holds a few thousand rows (the writer checks the size every 1,024 rows).
+/// The largest page of a stored file's trace ids: the writer closes a page once its encoded ids
+/// pass this size (it checks every 1,024 rows), where the default closes one at 20,000 rows.
 const TRACE_ID_PAGE_BYTES: usize = 4 * 1024;
 
 /// What a file is written for.
