@@ -99,7 +99,7 @@ impl Receiver {
                 "{rule}: {} of {n} requests; alerts: {}\nlog tail:\n{}",
                 got.len(),
                 vigil.get("/api/v1/alerts").await.1,
-                tail(&vigil.log())
+                support::tail(&vigil.log(), 30)
             );
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
@@ -111,11 +111,6 @@ impl Drop for Receiver {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-fn tail(log: &str) -> String {
-    let lines: Vec<&str> = log.lines().collect();
-    lines[lines.len().saturating_sub(30)..].join("\n")
 }
 
 /// Checks the signature here too, independently of the receiver's library: HMAC-SHA256 of

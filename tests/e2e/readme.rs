@@ -11,7 +11,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use crate::support::{clickhouse::ClickHouse, free_port};
+use crate::support::{self, clickhouse::ClickHouse, free_port};
 
 /// One ```sh block: where it starts in README.md, and its text.
 struct Block {
@@ -126,10 +126,7 @@ fn every_command_of_the_readme_runs_as_written() {
     let stderr = std::fs::read_to_string(&stderr_path).unwrap_or_default();
     let server_log =
         std::fs::read_to_string(scratch.path().join("vigil-serve.log")).unwrap_or_default();
-    let tail = |text: &str| -> String {
-        let lines: Vec<&str> = text.lines().collect();
-        lines[lines.len().saturating_sub(60)..].join("\n")
-    };
+    let tail = |text: &str| support::tail(text, 60);
     assert!(
         status.success(),
         "the README tour failed ({:?}) after {:?}\n--- stderr (the failing block is the last \

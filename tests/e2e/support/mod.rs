@@ -261,7 +261,12 @@ impl Vigil {
     /// The answer of `POST /api/v1/metrics/query` to `query`, which must succeed.
     pub async fn metrics(&self, query: &Value) -> Value {
         let (status, answer) = self.post("/api/v1/metrics/query", query).await;
-        assert_eq!(status, 200, "{answer}");
+        assert_eq!(
+            status,
+            200,
+            "{answer}; the log ends:\n{}",
+            tail(&self.log(), 40)
+        );
         answer
     }
 
@@ -357,11 +362,14 @@ impl Drop for Vigil {
 }
 
 /// Settings that make the embedded store seal every finished day at once (`seal_after` 0), in
-/// passes 100 ms apart, and delete merged files at once.
+/// passes 100 ms apart, and delete merged files 5 s later: longer than any query of these tests
+/// takes, as the default grace is longer than any real one, so that a query answering while days
+/// are sealed finishes over the files it listed (with no grace, a query overtaken by a few seals
+/// in a row is answered "unavailable, retry later").
 pub const SEAL_AT_ONCE: &[(&str, &str)] = &[
     ("VIGIL_STORE__SEAL_AFTER", "0s"),
     ("VIGIL_STORE__COMPACTION_INTERVAL", "100ms"),
-    ("VIGIL_STORE__COMPACTION_GRACE", "0s"),
+    ("VIGIL_STORE__COMPACTION_GRACE", "5s"),
 ];
 
 /// Settings that make the ClickHouse store seal every finished day as soon as it is quiet, in
@@ -431,6 +439,12 @@ pub fn unsealed_days(db: &str, table: Table) -> String {
          FROM {db}.vigil_seals WHERE table_name = '{name}' GROUP BY day) USING day \
          WHERE (day + 1) * 86400 <= toUInt32(now()) AND last >= w"
     )
+}
+
+/// The last `lines` lines of `text` (a log, a command's output), for a failure message.
+pub fn tail(text: &str, lines: usize) -> String {
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
 }
 
 /// The entries of each partition directory of the embedded store under `data_dir`, by name.
