@@ -7,9 +7,11 @@
 //!
 //! The model and prompt-version filters are checked on the newest versions of the candidates'
 //! spans. The first candidates are read by position alone and probed (a look-up of their spans
-//! by trace id, which the stores index); once a page has needed more than [`SPAN_PROBES`] of
-//! them (a rare value), candidates are read only among the runs having a span, in any version,
-//! that matches (a scan of the spans).
+//! by trace id, which the stores index). Candidates are read only among the runs having a span,
+//! in any version, that matches (a scan of the spans) once probing looks futile for the value:
+//! when a page has needed more than [`SPAN_PROBES`] of them, or when a round kept too few runs
+//! for the next, twice as many probes at the same rate, to fill the page (a rare value: one
+//! round of probes instead of two before the scan).
 
 use std::collections::{HashMap, HashSet};
 
@@ -103,13 +105,16 @@ pub(crate) async fn list_runs(
     let mut listed = HashSet::new();
     let mut resume: Option<Cursor> = None;
     let mut wanted = limit + 1;
+    let spans_filtered = !query.span_filters.is_empty();
+    let mut by_spans = false;
     loop {
         let mut round = conditions.clone();
         round.extend(resume.as_ref().map(|cursor| RunCondition::After {
             cursor,
             inclusive: true,
         }));
-        let by_spans = !query.span_filters.is_empty() && wanted > SPAN_PROBES;
+        by_spans |= spans_filtered && wanted > SPAN_PROBES;
+        let kept_before = runs.len();
         let candidates = store.candidates(&query, &round, wanted, by_spans).await?;
         let exhausted = candidates.len() < wanted;
 
@@ -143,6 +148,9 @@ pub(crate) async fn list_runs(
         if runs.len() > limit || exhausted {
             break;
         }
+        // The next round reads twice as many: at this round's rate, would they fill the page?
+        let kept = runs.len() - kept_before;
+        by_spans |= spans_filtered && 2 * kept < limit + 1 - runs.len();
         // The last position again: its other versions may not all have been read.
         resume = candidates
             .last()
@@ -156,4 +164,139 @@ pub(crate) async fn list_runs(
     });
     runs.truncate(limit);
     Ok(RunPage { runs, next_cursor })
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use std::sync::Mutex;
+
+    use super::*;
+
+    /// Runs in memory, one version each, run `i` calling model `m{i % every}`; records how
+    /// each round read its candidates.
+    struct Runs {
+        runs: Vec<RunRow>,
+        every: usize,
+        rounds: Mutex<Vec<(usize, bool)>>,
+    }
+
+    impl Runs {
+        fn new(count: usize, every: usize) -> Runs {
+            let runs = (0..count)
+                .map(|i| RunRow {
+                    trace_id: format!("t{i:05}"),
+                    start_time_ns: i as i64,
+                    ..Default::default()
+                })
+                .collect();
+            Runs {
+                runs,
+                every,
+                rounds: Mutex::new(Vec::new()),
+            }
+        }
+
+        fn model(&self, trace_id: &str) -> String {
+            let i: usize = trace_id[1..].parse().unwrap();
+            format!("m{}", i % self.every)
+        }
+
+        fn calls(&self, trace_id: &str, query: &ListQuery<'_>) -> bool {
+            let model = self.model(trace_id);
+            query.span_filters.iter().all(|(_, value)| model == *value)
+        }
+    }
+
+    #[async_trait]
+    impl RunVersions for Runs {
+        async fn candidates(
+            &self,
+            query: &ListQuery<'_>,
+            conditions: &[RunCondition<'_>],
+            wanted: usize,
+            by_spans: bool,
+        ) -> Result<Vec<Candidate>, QueryError> {
+            self.rounds.lock().unwrap().push((wanted, by_spans));
+            let mut matching: Vec<&RunRow> = self
+                .runs
+                .iter()
+                .filter(|run| conditions.iter().all(|c| c.holds(run)))
+                .filter(|run| !by_spans || self.calls(&run.trace_id, query))
+                .collect();
+            matching.sort_by(|a, b| {
+                (b.start_time_ns, &b.trace_id).cmp(&(a.start_time_ns, &a.trace_id))
+            });
+            Ok(matching
+                .into_iter()
+                .take(wanted)
+                .map(|run| Candidate {
+                    trace_id: run.trace_id.clone(),
+                    start_time_ns: run.start_time_ns,
+                    version: run.version(),
+                })
+                .collect())
+        }
+
+        async fn run_versions(
+            &self,
+            _: &ListQuery<'_>,
+            traces: &[String],
+        ) -> Result<Vec<RunRow>, QueryError> {
+            Ok(self
+                .runs
+                .iter()
+                .filter(|run| traces.contains(&run.trace_id))
+                .cloned()
+                .collect())
+        }
+
+        async fn with_matching_spans(
+            &self,
+            query: &ListQuery<'_>,
+            traces: &[String],
+        ) -> Result<HashSet<String>, QueryError> {
+            Ok(traces
+                .iter()
+                .filter(|trace| self.calls(trace, query))
+                .cloned()
+                .collect())
+        }
+    }
+
+    /// The page of runs calling `model`, and how its rounds read their candidates.
+    async fn page(runs: &Runs, model: &str) -> (Vec<String>, Vec<(usize, bool)>) {
+        let filter = RunFilter {
+            model: Some(model.into()),
+            ..Default::default()
+        };
+        let page = list_runs(runs, "p", &filter, Some(50), None).await.unwrap();
+        let traces = page.runs.into_iter().map(|run| run.trace_id).collect();
+        (traces, runs.rounds.lock().unwrap().clone())
+    }
+
+    /// Expected independently: the newest 50 runs whose index is `model`'s residue.
+    fn newest_calling(count: usize, every: usize, residue: usize) -> Vec<String> {
+        (0..count)
+            .rev()
+            .filter(|i| i % every == residue)
+            .take(50)
+            .map(|i| format!("t{i:05}"))
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn a_common_value_is_probed_and_a_rare_one_read_by_its_spans_after_one_round() {
+        // Every second run: 51 probes keep 25 or 26, twice as many would fill the page.
+        let common = Runs::new(10_000, 2);
+        let (traces, rounds) = page(&common, "m1").await;
+        assert_eq!(traces, newest_calling(10_000, 2, 1));
+        assert_eq!(rounds, vec![(51, false), (102, false)]);
+
+        // One run in 100: 51 probes keep at most one, so the next round reads by the spans.
+        let rare = Runs::new(10_000, 100);
+        let (traces, rounds) = page(&rare, "m7").await;
+        assert_eq!(traces, newest_calling(10_000, 100, 7));
+        assert_eq!(rounds, vec![(51, false), (102, true)]);
+    }
 }
