@@ -73,7 +73,7 @@ use crate::{
         percentile::exact_percentiles_udaf,
         rows::{StatementLog, aggregate_names, from_batches},
     },
-    newest::{NO_SEALS, Part, Source},
+    newest::{NO_SEALS, Part, Seals, Source},
     rollup::{ROLLUP_COLUMNS, RunRollup, rollup_sql},
     run_list::{self, Candidate, ListQuery, RunVersions},
     sessions::{
@@ -96,6 +96,12 @@ const LOOK_UP_TRACES: usize = 20;
 
 /// Chunks of a look-up made at once, at most (a session of a thousand runs is 50 chunks).
 const LOOK_UPS_AT_ONCE: usize = 4;
+
+/// How many times a statement is run, each over a new listing, while files vanish under it.
+/// Merged files are deleted a grace period after their merge, by the compaction passes that
+/// follow, so a burst of merges (every partition of a day sealed at once) can overtake a
+/// statement several times in a row; it is answered "unavailable, retry" only after this many.
+const QUERY_ATTEMPTS: usize = 10;
 
 /// `look_up` of every chunk of [`LOOK_UP_TRACES`] traces, [`LOOK_UPS_AT_ONCE`] at a time; their
 /// answers together.
@@ -388,11 +394,11 @@ impl TraceStore for EmbeddedStore {
         project_id: &str,
         plan: &AffectedPlan,
     ) -> Result<AffectedSummary, QueryError> {
-        let audit = AuditSql::new(plan, project_id, Dialect::DataFusion, &NO_SEALS);
         let (totals, days) = tokio::try_join!(
-            self.summary_rows(audit.summary()),
-            self.summary_rows(audit.by_day())
+            self.audit(project_id, plan, |a| a.summary()),
+            self.audit(project_id, plan, |a| a.by_day())
         )?;
+        let (totals, days) = (integer_rows(&totals)?, integer_rows(&days)?);
         let totals = totals.first().cloned().unwrap_or_default();
         let by_day = days
             .iter()
@@ -411,10 +417,8 @@ impl TraceStore for EmbeddedStore {
         project_id: &str,
         plan: &AffectedPlan,
     ) -> Result<Vec<DayRuns>, QueryError> {
-        let audit = AuditSql::new(plan, project_id, Dialect::DataFusion, &NO_SEALS);
-        Ok(self
-            .summary_rows(audit.day_runs())
-            .await?
+        let days = self.audit(project_id, plan, |a| a.day_runs()).await?;
+        Ok(integer_rows(&days)?
             .into_iter()
             .map(|row| DayRuns {
                 day: row[0],
@@ -429,9 +433,8 @@ impl TraceStore for EmbeddedStore {
         plan: &AffectedPlan,
         page: &SessionPageRequest,
     ) -> Result<SessionPage, QueryError> {
-        let audit = AuditSql::new(plan, project_id, Dialect::DataFusion, &NO_SEALS);
         let mut items = Vec::new();
-        for batch in self.run_sql(audit.sessions(page)).await? {
+        for batch in self.audit(project_id, plan, |a| a.sessions(page)).await? {
             let sessions = strings(&batch, "session_id")?;
             let users = strings(&batch, "user_hash")?;
             let runs = int64s_cast(&batch, "runs")?;
@@ -456,9 +459,8 @@ impl TraceStore for EmbeddedStore {
         plan: &AffectedPlan,
         cap: usize,
     ) -> Result<Option<Vec<DigestRow>>, QueryError> {
-        let audit = AuditSql::new(plan, project_id, Dialect::DataFusion, &NO_SEALS);
         let mut rows = Vec::new();
-        for batch in self.run_sql(audit.digest(cap)).await? {
+        for batch in self.audit(project_id, plan, |a| a.digest(cap)).await? {
             let (sessions, users) = (
                 strings(&batch, "session_id")?,
                 strings(&batch, "user_hash")?,
@@ -485,9 +487,8 @@ impl TraceStore for EmbeddedStore {
         project_id: &str,
         plan: &AffectedPlan,
     ) -> Result<Vec<AffectedRun>, QueryError> {
-        let audit = AuditSql::new(plan, project_id, Dialect::DataFusion, &NO_SEALS);
         let mut runs = Vec::new();
-        for batch in self.run_sql(audit.runs()).await? {
+        for batch in self.audit(project_id, plan, |a| a.runs()).await? {
             runs.extend(affected_runs_from(&batch)?);
         }
         Ok(runs)
@@ -524,32 +525,55 @@ impl EmbeddedStore {
         sql: Sql,
         reading: Reading,
     ) -> Result<Vec<RecordBatch>, QueryError> {
-        const ATTEMPTS: usize = 3;
-        let params: Vec<ScalarValue> = sql
-            .values
-            .into_iter()
-            .map(|value| match value {
-                Value::Text(text) => ScalarValue::Utf8(Some(text)),
-                Value::Int(n) => ScalarValue::Int64(Some(n)),
-            })
-            .collect();
+        self.run_listed(|_| sql.clone(), reading).await
+    }
+
+    /// A compliance statement of `plan`, written for the sealed days of the listing it runs
+    /// over: where every day it reads is sealed and clean, it reads the sealed runs in place.
+    async fn audit(
+        &self,
+        project_id: &str,
+        plan: &AffectedPlan,
+        statement: impl Fn(&AuditSql) -> Sql,
+    ) -> Result<Vec<RecordBatch>, QueryError> {
+        let compile =
+            |seals: &Seals| statement(&AuditSql::new(plan, project_id, Dialect::DataFusion, seals));
+        self.run_listed(compile, Reading::Scan).await
+    }
+
+    /// [`Self::run_sql_reading`] of the statement `compile` writes for the sealed days of each
+    /// listing it is run over ([`Seals::listed`]).
+    async fn run_listed(
+        &self,
+        compile: impl Fn(&Seals) -> Sql,
+        reading: Reading,
+    ) -> Result<Vec<RecordBatch>, QueryError> {
         let read_only = SQLOptions::new()
             .with_allow_ddl(false)
             .with_allow_dml(false)
             .with_allow_statements(false);
         let mut attempt = 1;
         loop {
-            let (ctx, files) = self.statement_context(reading).await?;
+            let (ctx, files, seals) = self.statement_context(reading).await?;
+            let sql = compile(&seals);
+            let params: Vec<ScalarValue> = sql
+                .values
+                .into_iter()
+                .map(|value| match value {
+                    Value::Text(text) => ScalarValue::Utf8(Some(text)),
+                    Value::Int(n) => ScalarValue::Int64(Some(n)),
+                })
+                .collect();
             let df = ctx
                 .sql_with_options(&sql.text, read_only)
                 .await?
-                .with_param_values(params.clone())?;
-            let last = attempt == ATTEMPTS;
+                .with_param_values(params)?;
+            let last = attempt == QUERY_ATTEMPTS;
             match df.collect().await {
                 Err(e) if !last && is_not_found(&e) => {
                     tracing::debug!(error = %e, "a store file vanished during a query; retrying");
                 }
-                Err(e) => return Err(e.into()),
+                Err(e) => return Err(vanished(e)),
                 Ok(batches) => match files.iter().find(|path| !path.exists()) {
                     None => return Ok(batches),
                     Some(gone) if !last => {
@@ -557,7 +581,7 @@ impl EmbeddedStore {
                     }
                     Some(gone) => {
                         return Err(QueryError::Unavailable(format!(
-                            "the store changed under the query {ATTEMPTS} times ({} vanished); try again",
+                            "the store changed under the query {QUERY_ATTEMPTS} times ({} vanished); try again",
                             gone.display()
                         )));
                     }
@@ -568,11 +592,11 @@ impl EmbeddedStore {
     }
 
     /// A session for one statement: the raw tables, and each table's sealed and fresh files as
-    /// listed now; and those files.
+    /// listed now; those files; and the sealed days they make.
     async fn statement_context(
         &self,
         reading: Reading,
-    ) -> Result<(SessionContext, Vec<PathBuf>), QueryError> {
+    ) -> Result<(SessionContext, Vec<PathBuf>, Seals), QueryError> {
         let mut config = self.ctx.copied_config();
         config.options_mut().execution.parquet.pushdown_filters = reading == Reading::LookUp;
         if reading == Reading::Scan {
@@ -593,8 +617,16 @@ impl EmbeddedStore {
         .await
         .map_err(|e| QueryError::Unavailable(format!("listing the store failed: {e}")))?;
         let mut all = Vec::new();
+        let (mut sealed_days, mut data_days) = (Vec::new(), Vec::new());
         for (table, files) in listed {
             let files = files?;
+            sealed_days.extend(
+                files
+                    .sealed_days
+                    .iter()
+                    .map(|&(day, clean)| (table, day, clean)),
+            );
+            data_days.extend(files.data_days.iter().map(|&day| (table, day)));
             ctx.register_table(table.name(), self.ctx.table_provider(table.name()).await?)?;
             for (part, paths) in [(Part::Sealed, files.sealed), (Part::Fresh, files.fresh)] {
                 ctx.register_table(
@@ -609,25 +641,25 @@ impl EmbeddedStore {
                 all.extend(paths);
             }
         }
-        Ok((ctx, all))
+        Ok((ctx, all, Seals::listed(sealed_days, data_days)))
     }
+}
 
-    async fn summary_rows(&self, sql: Sql) -> Result<Vec<Vec<i64>>, QueryError> {
-        let batches = self.run_sql(sql).await?;
-        let mut rows = Vec::new();
-        for batch in &batches {
-            let columns: Vec<Vec<i64>> = batch
-                .schema()
-                .fields()
-                .iter()
-                .map(|f| int64s_cast(batch, f.name()))
-                .collect::<Result<_, _>>()?;
-            for i in 0..batch.num_rows() {
-                rows.push(columns.iter().map(|c| c[i]).collect());
-            }
+/// The rows of an answer whose every column is an integer.
+fn integer_rows(batches: &[RecordBatch]) -> Result<Vec<Vec<i64>>, QueryError> {
+    let mut rows = Vec::new();
+    for batch in batches {
+        let columns: Vec<Vec<i64>> = batch
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| int64s_cast(batch, f.name()))
+            .collect::<Result<_, _>>()?;
+        for i in 0..batch.num_rows() {
+            rows.push(columns.iter().map(|c| c[i]).collect());
         }
-        Ok(rows)
     }
+    Ok(rows)
 }
 
 /// How a statement reads the files.
@@ -648,6 +680,11 @@ struct TableFiles {
     sealed: Vec<PathBuf>,
     /// Every other data file but superseded sealed ones.
     fresh: Vec<PathBuf>,
+    /// The day of each partition with a sealed file, and whether it is clean: no other data
+    /// file beside it (nothing fresh, no key across midnight).
+    sealed_days: Vec<(i64, bool)>,
+    /// The day of each partition with a data file.
+    data_days: Vec<i64>,
 }
 
 impl TableFiles {
@@ -655,6 +692,8 @@ impl TableFiles {
         let mut files = TableFiles {
             sealed: Vec::new(),
             fresh: Vec::new(),
+            sealed_days: Vec::new(),
+            data_days: Vec::new(),
         };
         let table_dir = layout.table_dir(table);
         let io_error = |path: &Path| {
@@ -663,14 +702,13 @@ impl TableFiles {
         };
         for partition in fs::read_dir(&table_dir).map_err(io_error(&table_dir))? {
             let partition = partition.map_err(io_error(&table_dir))?;
-            let is_partition = partition
+            let Some(day) = partition
                 .file_name()
                 .to_str()
                 .and_then(parse_partition_dir_name)
-                .is_some();
-            if !is_partition {
+            else {
                 continue;
-            }
+            };
             let names: Vec<String> = match fs::read_dir(partition.path()) {
                 Ok(entries) => entries
                     .filter_map(|e| e.ok()?.file_name().into_string().ok())
@@ -681,6 +719,12 @@ impl TableFiles {
                 Err(e) => return Err(io_error(&partition.path())(e)),
             };
             let classified = PartitionFiles::classify(names, String::as_str);
+            if classified.sealed.is_some() {
+                files.sealed_days.push((day, classified.fresh.is_empty()));
+            }
+            if classified.sealed.is_some() || !classified.fresh.is_empty() {
+                files.data_days.push(day);
+            }
             let dir = partition.path();
             files
                 .sealed
@@ -910,15 +954,29 @@ fn newest_versions(df: DataFrame, table: Table) -> Result<DataFrame, DataFusionE
         .drop_columns(&[VERSION_RANK])
 }
 
-/// Runs a query; once more if a file vanished under it (a compaction deleting merged files
-/// after its grace period), which a fresh listing no longer sees.
+/// Runs a query over the raw tables, again while a file vanishes under it (a compaction
+/// deleting merged files after their grace period): each run lists the files anew.
 async fn collect(df: DataFrame) -> Result<Vec<RecordBatch>, QueryError> {
-    match df.clone().collect().await {
-        Err(e) if is_not_found(&e) => {
-            tracing::debug!(error = %e, "a store file vanished during a query; retrying");
-            Ok(df.collect().await?)
+    for _ in 1..QUERY_ATTEMPTS {
+        match df.clone().collect().await {
+            Err(e) if is_not_found(&e) => {
+                tracing::debug!(error = %e, "a store file vanished during a query; retrying");
+            }
+            result => return Ok(result?),
         }
-        result => Ok(result?),
+    }
+    df.collect().await.map_err(vanished)
+}
+
+/// A statement's failure in the query service's terms: a file that vanished under it on its
+/// last attempt is a store too busy to answer now (503, retry), not a failed query.
+fn vanished(error: DataFusionError) -> QueryError {
+    if is_not_found(&error) {
+        QueryError::Unavailable(format!(
+            "store files vanished under the query {QUERY_ATTEMPTS} times; try again ({error})"
+        ))
+    } else {
+        error.into()
     }
 }
 
@@ -1104,5 +1162,35 @@ impl Days {
             predicates.push(day().lt_eq(lit(day_string(last))));
         }
         predicates
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use datafusion::{object_store, parquet::errors::ParquetError};
+
+    use super::*;
+
+    /// A file deleted between a statement's listing and its read fails in the Parquet reader,
+    /// wrapped twice: it is still told apart, so the statement is run again.
+    #[test]
+    fn a_vanished_file_is_told_apart_however_it_is_wrapped() {
+        let not_found = || object_store::Error::NotFound {
+            path: "store/spans/day=2026-11-21/part-1.parquet".into(),
+            source: Box::new(io::Error::from(io::ErrorKind::NotFound)),
+        };
+        let in_parquet =
+            DataFusionError::ParquetError(Box::new(ParquetError::External(Box::new(not_found()))));
+        let in_context = DataFusionError::Context("reading".into(), Box::new(in_parquet));
+        let from_store = DataFusionError::ObjectStore(Box::new(not_found()));
+        let from_disk = DataFusionError::IoError(io::Error::from(io::ErrorKind::NotFound));
+        for error in [in_context, from_store, from_disk] {
+            assert!(is_not_found(&error), "{error}");
+            assert_eq!(vanished(error).kind(), crate::ErrorKind::Unavailable);
+        }
+        let other = DataFusionError::Plan("no such column".into());
+        assert!(!is_not_found(&other));
+        assert_ne!(vanished(other).kind(), crate::ErrorKind::Unavailable);
     }
 }

@@ -39,8 +39,8 @@ pub(crate) enum Part {
 }
 
 /// ClickHouse's sealed days as one query sees them. They are read once, before the query's
-/// statements, so that every part of a statement agrees on which rows a seal holds (the embedded
-/// store lists its sealed files per statement instead, and leaves this empty).
+/// statements, so that every part of a statement agrees on which rows a seal holds. (The
+/// embedded store's are those of the listing each statement runs over: [`Seals::listed`].)
 ///
 /// A sealed day's rows are those of its generation in `<table>_sealed` (`crossday = 0`); its
 /// fresh rows are those of the raw table inserted at or after the seal's watermark, plus the
@@ -162,6 +162,31 @@ impl Seals {
             days,
             data_days,
             read_at,
+        }
+    }
+
+    /// The embedded store's sealed days as one statement's listing shows them: `(table, day,
+    /// clean)` for each partition holding a sealed file, clean when no other data file lies
+    /// beside it; `data_days`, every partition holding a data file. They only tell which days
+    /// may be read as they are: the statement's tables of files already name its sealed and
+    /// fresh files, so the days carry no generation or watermark.
+    pub(crate) fn listed(sealed: Vec<(Table, i64, bool)>, data_days: Vec<(Table, i64)>) -> Seals {
+        let days = sealed
+            .into_iter()
+            .map(|(table, day, clean)| {
+                let day = SealedDay {
+                    day,
+                    generation: 0,
+                    watermark: 0,
+                    clean,
+                };
+                (table, day)
+            })
+            .collect();
+        Seals {
+            days,
+            data_days,
+            read_at: 0,
         }
     }
 

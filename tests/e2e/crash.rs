@@ -156,9 +156,8 @@ async fn kill_9_while_sealing_changes_no_answer(store: Store) {
         Some(_) => vigil.restart_with(support::CLICKHOUSE_SEAL_AT_ONCE),
         None => vigil.restart_with(support::SEAL_AT_ONCE),
     }
-    // A seal under way: embedded, a `.tmp` output being written (a merge record outlives its
-    // seal by the grace period, so it does not tell); ClickHouse, a copy into a sealed table
-    // running on the server.
+    // A seal under way: embedded, a `.tmp` output being written; ClickHouse, a copy into a
+    // sealed table running on the server.
     let sealing = async || match &database {
         Some(db) => {
             let copies = format!(

@@ -841,7 +841,13 @@ async fn check(vigil: &Vigil, query: &Query, data: &[Run], store: Store) -> Chec
         assert_eq!(answer["error"]["field"], field, "{answer}");
         return Checked::Refused;
     }
-    assert_eq!(status, 200, "{store:?} {}: {answer}", query.body());
+    assert_eq!(
+        status,
+        200,
+        "{store:?} {}: {answer}; the log ends:\n{}",
+        query.body(),
+        support::tail(&vigil.log(), 40)
+    );
     let got = answered_rows(query, &answer);
     let want = expected_rows(query, data);
     if got != want {

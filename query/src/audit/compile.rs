@@ -173,19 +173,20 @@ impl<'a> AuditSql<'a> {
 
     /// ` FROM …`: the affected runs (module docs), with at least `columns`.
     ///
-    /// Where ClickHouse reads the runs' days as sealed rows alone (every day read sealed and
-    /// clean), each row is its run's only version: the affected runs are then the sealed rows
-    /// in the range that pass the filters, read in place (` FROM runs_sealed WHERE …`) rather
-    /// than through the candidates and a subquery. ClickHouse 18.16 aggregates the same read
-    /// about twice as fast in place (the totals of a tool investigation over 1,000,000 sealed
-    /// runs: 1.22–1.28 s in a subquery, 0.58–0.63 s in place; BENCHMARKS.md).
+    /// Where every day read is sealed and clean (ClickHouse's seals; the embedded store's
+    /// listing, [`Seals::listed`]), each sealed row is its run's only version: the affected runs
+    /// are then the sealed rows in the range that pass the filters, read in place (` FROM
+    /// runs_sealed WHERE …`) rather than through the candidates and a subquery. ClickHouse 18.16
+    /// aggregates the same read about twice as fast in place (the totals of a tool
+    /// investigation over 1,000,000 sealed runs: 1.22–1.28 s in a subquery, 0.58–0.63 s in
+    /// place; BENCHMARKS.md), and neither store reads the raw runs for candidates.
     fn affected(&self, sql: &mut Sql, columns: &[&'static str]) {
         let scope = self.seals.scope(self.days(true));
-        if self.dialect == Dialect::ClickHouse && scope.reads_sealed_only(Table::Runs) {
+        if scope.reads_sealed_only(Table::Runs) {
             let sealed = Source {
                 table: Table::Runs,
                 part: Part::Sealed,
-                seals: Some(self.seals),
+                seals: (self.dialect == Dialect::ClickHouse).then_some(self.seals),
             };
             self.rows(sql, sealed, false);
             self.run_conditions(sql);
@@ -413,38 +414,34 @@ mod tests {
                 2_000,
             )
         };
-        let clean = seals_of(true);
-        let summary = AuditSql::new(&plan, "p", Dialect::ClickHouse, &clean).summary();
-        assert!(
-            summary.text.contains(
-                " AS last_seen FROM runs_sealed WHERE crossday = 0 AND generation IN (?, ?, ?) AND project_id = ? AND start_time_ns >= ? AND start_time_ns < ? AND start_time_ns >= ? AND start_time_ns < ? AND agent_name IN (?) AND trace_id IN (SELECT trace_id FROM (SELECT trace_id, span_id, kind, tool_name FROM spans_sealed"
+        let summary =
+            |dialect, seals: &Seals| AuditSql::new(&plan, "p", dialect, seals).summary().text;
+        let (clean, unclean) = (seals_of(true), seals_of(false));
+        // Every day read sealed and clean: the sealed runs in place (the embedded store's
+        // sealed files hold no generations).
+        let in_place = [
+            (
+                Dialect::ClickHouse,
+                " AS last_seen FROM runs_sealed WHERE crossday = 0 AND generation IN (?, ?, ?) AND project_id = ? AND start_time_ns >= ? AND start_time_ns < ? AND start_time_ns >= ? AND start_time_ns < ? AND agent_name IN (?) AND trace_id IN (SELECT trace_id FROM (SELECT trace_id, span_id, kind, tool_name FROM spans_sealed",
             ),
-            "{}",
-            summary.text
-        );
-        assert!(!summary.text.contains("runs_v"), "{}", summary.text);
-        assert!(!summary.text.contains("FROM runs "), "{}", summary.text);
-
-        // A day read that is not clean (rows inserted since its seal, or keys across
-        // midnight): the newest versions of the candidates, in a subquery, as before.
-        let unclean = seals_of(false);
-        let summary = AuditSql::new(&plan, "p", Dialect::ClickHouse, &unclean).summary();
-        assert!(
-            summary.text.contains(") AS runs_v WHERE 1 = 1"),
-            "{}",
-            summary.text
-        );
-        assert!(
-            summary.text.contains("LIMIT 1 BY trace_id"),
-            "{}",
-            summary.text
-        );
-        // The embedded store reads its files, sealed or not, the one way.
-        let embedded = AuditSql::new(&plan, "p", Dialect::DataFusion, &clean).summary();
-        assert!(
-            embedded.text.contains(") AS runs_v WHERE 1 = 1"),
-            "{}",
-            embedded.text
-        );
+            (
+                Dialect::DataFusion,
+                " AS last_seen FROM runs_sealed WHERE project_id = $1 AND start_time_ns >= $2",
+            ),
+        ];
+        for (dialect, expected) in in_place {
+            let text = summary(dialect, &clean);
+            assert!(text.contains(expected), "{text}");
+            assert!(
+                !text.contains("runs_v") && !text.contains("FROM runs "),
+                "{text}"
+            );
+            // A day read that is not clean (rows inserted since its seal, or keys across
+            // midnight): the newest versions of the candidates, in a subquery, as before.
+            let text = summary(dialect, &unclean);
+            assert!(text.contains(") AS runs_v WHERE 1 = 1"), "{text}");
+        }
+        let text = summary(Dialect::ClickHouse, &unclean);
+        assert!(text.contains("LIMIT 1 BY trace_id"), "{text}");
     }
 }

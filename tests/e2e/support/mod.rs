@@ -362,14 +362,12 @@ impl Drop for Vigil {
 }
 
 /// Settings that make the embedded store seal every finished day at once (`seal_after` 0), in
-/// passes 100 ms apart, and delete merged files 5 s later: longer than any query of these tests
-/// takes, as the default grace is longer than any real one, so that a query answering while days
-/// are sealed finishes over the files it listed (with no grace, a query overtaken by a few seals
-/// in a row is answered "unavailable, retry later").
+/// passes 100 ms apart, and delete merged files at once: queries answering meanwhile see files
+/// vanish under them, and are run again over a new listing.
 pub const SEAL_AT_ONCE: &[(&str, &str)] = &[
     ("VIGIL_STORE__SEAL_AFTER", "0s"),
     ("VIGIL_STORE__COMPACTION_INTERVAL", "100ms"),
-    ("VIGIL_STORE__COMPACTION_GRACE", "5s"),
+    ("VIGIL_STORE__COMPACTION_GRACE", "0s"),
 ];
 
 /// Settings that make the ClickHouse store seal every finished day as soon as it is quiet, in
