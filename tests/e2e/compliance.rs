@@ -406,6 +406,39 @@ async fn investigations_exports_and_erasure(store: Store) {
         if sealed {
             support::consolidate(&mut vigil).await;
         }
+        // The run list over the same range, by the filters it takes, in pages of 7 (sealed:
+        // read in place where every day it reads is sealed and clean).
+        let listings: [(&str, Filters); 4] = [
+            ("model=gpt-x", BTreeMap::from([("model", vec!["gpt-x"])])),
+            (
+                "prompt_version=v7",
+                BTreeMap::from([("prompt_version", vec!["v7"])]),
+            ),
+            (
+                "session_id=s-3",
+                BTreeMap::from([("session_id", vec!["s-3"])]),
+            ),
+            ("", BTreeMap::new()),
+        ];
+        for (query, filters) in &listings {
+            let mut expected: Vec<&Run> = runs
+                .iter()
+                .filter(in_range)
+                .filter(|r| matches(r, filters, &hashes))
+                .collect();
+            expected.sort_by(|a, b| (b.start, &b.trace_id).cmp(&(a.start, &a.trace_id)));
+            let range = format!("from={from}&to={to}");
+            let query = [range.as_str(), query].join("&");
+            let listed = vigil
+                .list_runs_in_pages(query.trim_end_matches('&'), 7)
+                .await;
+            let listed: Vec<&str> = listed
+                .iter()
+                .map(|r| r["trace_id"].as_str().unwrap())
+                .collect();
+            let expected: Vec<&str> = expected.iter().map(|r| r.trace_id.as_str()).collect();
+            assert_eq!(listed, expected, "sealed: {sealed}, {query}");
+        }
         for filters in &investigations {
             let body = json!({"from": from, "to": to, "filters": filters});
             let affected: Vec<&Run> = runs

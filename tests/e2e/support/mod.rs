@@ -272,10 +272,15 @@ impl Vigil {
 
     /// Every run `GET /api/v1/runs?{query}` lists, following `next_cursor` to the end.
     pub async fn list_all_runs(&self, query: &str) -> Vec<Value> {
+        self.list_runs_in_pages(query, 1000).await
+    }
+
+    /// [`Self::list_all_runs`], `limit` runs a page.
+    pub async fn list_runs_in_pages(&self, query: &str, limit: usize) -> Vec<Value> {
         let mut runs = Vec::new();
         let mut cursor: Option<String> = None;
         loop {
-            let mut path = format!("/api/v1/runs?limit=1000&{query}");
+            let mut path = format!("/api/v1/runs?limit={limit}&{query}");
             if let Some(c) = &cursor {
                 path.push_str(&format!("&cursor={c}"));
             }
