@@ -620,13 +620,8 @@ impl EmbeddedStore {
         let (mut sealed_days, mut data_days) = (Vec::new(), Vec::new());
         for (table, files) in listed {
             let files = files?;
-            sealed_days.extend(
-                files
-                    .sealed_days
-                    .iter()
-                    .map(|&(day, clean)| (table, day, clean)),
-            );
-            data_days.extend(files.data_days.iter().map(|&day| (table, day)));
+            sealed_days.extend(files.sealed_days);
+            data_days.extend(files.data_days);
             ctx.register_table(table.name(), self.ctx.table_provider(table.name()).await?)?;
             for (part, paths) in [(Part::Sealed, files.sealed), (Part::Fresh, files.fresh)] {
                 ctx.register_table(
@@ -680,11 +675,11 @@ struct TableFiles {
     sealed: Vec<PathBuf>,
     /// Every other data file but superseded sealed ones.
     fresh: Vec<PathBuf>,
-    /// The day of each partition with a sealed file, and whether it is clean: no other data
-    /// file beside it (nothing fresh, no key across midnight).
-    sealed_days: Vec<(i64, bool)>,
-    /// The day of each partition with a data file.
-    data_days: Vec<i64>,
+    /// `(table, day, clean)` of each partition with a sealed file, clean when no other data
+    /// file lies beside it (nothing fresh, no key across midnight), as [`Seals::listed`] takes.
+    sealed_days: Vec<(Table, i64, bool)>,
+    /// `(table, day)` of each partition with a data file.
+    data_days: Vec<(Table, i64)>,
 }
 
 impl TableFiles {
@@ -720,10 +715,12 @@ impl TableFiles {
             };
             let classified = PartitionFiles::classify(names, String::as_str);
             if classified.sealed.is_some() {
-                files.sealed_days.push((day, classified.fresh.is_empty()));
+                files
+                    .sealed_days
+                    .push((table, day, classified.fresh.is_empty()));
             }
             if classified.sealed.is_some() || !classified.fresh.is_empty() {
-                files.data_days.push(day);
+                files.data_days.push((table, day));
             }
             let dir = partition.path();
             files
