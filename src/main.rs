@@ -1,8 +1,10 @@
 //! `vigil`: the one binary. It parses the command line and the configuration, then hands over to
 //! the crates; it owns no business logic.
 
+mod api_client;
 mod audit_cmd;
 mod config;
+mod datasets_cmd;
 mod keys_cmd;
 mod metrics_cmd;
 mod process;
@@ -118,6 +120,9 @@ enum Command {
     Demo(vigil_workload::demo::DemoArgs),
     /// Query a running Vigil's metrics (`POST /api/v1/metrics/query`) and print them.
     Metrics(metrics_cmd::MetricsArgs),
+    /// Evaluation datasets of a running Vigil: list, create, show, import and export (JSON
+    /// Lines), add production runs, delete items.
+    Datasets(datasets_cmd::DatasetsArgs),
     /// Benchmarks.
     Bench {
         #[command(subcommand)]
@@ -161,6 +166,10 @@ fn main() -> anyhow::Result<()> {
         Command::Metrics(args) => {
             init_logging("warn")?;
             runtime()?.block_on(metrics_cmd::run_cli(args))
+        }
+        Command::Datasets(args) => {
+            init_logging("warn")?;
+            runtime()?.block_on(datasets_cmd::run_cli(args))
         }
         Command::Bench { which } => {
             init_logging("warn")?;

@@ -3,16 +3,13 @@
 //! (JSON).
 //!
 //! The shell (HTTP, stdout, exit status) is [`run_cli`]; everything it prints is made by pure
-//! functions: [`build_query`], [`table`], [`csv`] (written by the `csv` crate), [`pretty_json`],
-//! [`server_error`].
+//! functions: [`build_query`], [`table`], [`csv`] (written by the `csv` crate), [`pretty_json`];
+//! the HTTP client is [`crate::api_client`].
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::io::Write;
-use std::path::PathBuf;
-use std::time::Duration;
 
-use anyhow::{Context, anyhow, bail};
+use anyhow::{Context, bail};
 use serde::de::{MapAccess, Visitor};
 use serde::ser::SerializeMap;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -20,20 +17,13 @@ use serde_json::Value;
 use vigil_query::metrics::MetricQuery;
 use vigil_schemas::time::{now_ns, parse_duration_ns, rfc3339};
 
-use vigil_workload::demo::KeyArgs;
+use crate::api_client::{ApiArgs, ApiClient, exit_on_error, print};
 
-/// Where `vigil serve` listens for HTTP by default.
-pub const DEFAULT_URL: &str = "http://127.0.0.1:4318";
 /// The metrics endpoint, under the base URL.
 const QUERY_PATH: &str = "/api/v1/metrics/query";
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-/// Deadline of the whole query; long ranges over the embedded store take a while.
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(300);
 /// Decimal places a number of at least 1 keeps in the table; a smaller one keeps this many
 /// significant digits.
 const TABLE_DECIMALS: usize = 6;
-/// Characters of a non-JSON error body quoted in the message.
-const MAX_QUOTED_BODY: usize = 300;
 /// The column of the time bucket, present with `--step`.
 const BUCKET: &str = "bucket";
 
@@ -77,48 +67,25 @@ pub struct MetricsArgs {
     /// How to print the answer.
     #[arg(long, value_enum, default_value_t = OutputFormat::Table)]
     pub format: OutputFormat,
-    /// Base URL of Vigil's HTTP API.
-    #[arg(long, env = "VIGIL_URL", default_value = DEFAULT_URL)]
-    pub url: String,
-    /// API key (Bearer token) with the `read` role.
-    #[arg(long, env = "VIGIL_TOKEN", hide_env_values = true)]
-    pub token: Option<String>,
-    /// File holding the key, read when no token is given.
-    #[arg(long, default_value = "vigil-data/bootstrap.key")]
-    pub token_file: PathBuf,
+    /// Where the API is, and a key with the `read` role.
+    #[command(flatten)]
+    pub api: ApiArgs,
 }
 
 /// Runs `vigil metrics`: a failure is printed as `error: …` and ends the process with status 1.
 pub async fn run_cli(args: MetricsArgs) -> anyhow::Result<()> {
-    if let Err(e) = run(args).await {
-        eprintln!("error: {e:#}");
-        std::process::exit(1);
-    }
-    Ok(())
+    exit_on_error(run(args)).await
 }
 
 async fn run(args: MetricsArgs) -> anyhow::Result<()> {
     let query = build_query(&args, now_ns())?;
-    let token = KeyArgs {
-        token: args.token.clone(),
-        token_file: args.token_file.clone(),
-    }
-    .resolve()?;
-    let answer = fetch(&args.url, &token, &query).await?;
+    let answer = fetch(&ApiClient::new(&args.api)?, &query).await?;
     let output = match args.format {
         OutputFormat::Table => table(&query, &answer),
         OutputFormat::Json => pretty_json(&answer)?,
         OutputFormat::Csv => csv(&query, &answer)?,
     };
-    let mut stdout = std::io::stdout().lock();
-    match stdout
-        .write_all(output.as_bytes())
-        .and_then(|()| stdout.flush())
-    {
-        // `vigil metrics … | head` closing the pipe early is not a failure.
-        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e).context("writing stdout"),
-        _ => Ok(()),
-    }
+    print(&output)
 }
 
 /// The request the arguments describe; `now_ns` ends a `--since` range and an open `--from`.
@@ -190,78 +157,8 @@ fn parse_filter(text: &str) -> anyhow::Result<(String, String)> {
 }
 
 /// Sends the query; an answer other than 2xx becomes the server's error message.
-async fn fetch(base_url: &str, token: &str, query: &MetricQuery) -> anyhow::Result<Answer> {
-    let url = format!("{}{QUERY_PATH}", base_url.trim_end_matches('/'));
-    let client = reqwest::Client::builder()
-        .connect_timeout(CONNECT_TIMEOUT)
-        .timeout(REQUEST_TIMEOUT)
-        .build()
-        .context("building the HTTP client")?;
-    let mut request = client.post(&url).json(query);
-    if !token.is_empty() {
-        request = request.bearer_auth(token);
-    }
-    let response = request.send().await.map_err(|e| {
-        let what = if e.is_timeout() {
-            format!(
-                "{url} did not answer within {} s",
-                REQUEST_TIMEOUT.as_secs()
-            )
-        } else {
-            format!("cannot reach {url}")
-        };
-        anyhow::Error::new(e).context(what)
-    })?;
-    let status = response.status();
-    let body = response
-        .text()
-        .await
-        .with_context(|| format!("reading the answer of {url}"))?;
-    if !status.is_success() {
-        let mut message = server_error(status.as_u16(), &body);
-        if status == reqwest::StatusCode::UNAUTHORIZED && token.is_empty() {
-            message.push_str(
-                " (no API key found: pass --token, set VIGIL_TOKEN or point --token-file at a key file)",
-            );
-        }
-        return Err(anyhow!(message));
-    }
-    serde_json::from_str(&body).with_context(|| format!("{url} answered with unexpected JSON"))
-}
-
-/// The message of an error answer: `<field>: <message>` from Vigil's JSON error body (once: the
-/// message may already start with its field), else the status and the start of the body.
-pub fn server_error(status: u16, body: &str) -> String {
-    #[derive(Deserialize)]
-    struct ErrorBody {
-        error: ErrorDetail,
-    }
-    #[derive(Deserialize)]
-    struct ErrorDetail {
-        message: String,
-        #[serde(default)]
-        field: Option<String>,
-    }
-    match serde_json::from_str::<ErrorBody>(body) {
-        Ok(ErrorBody {
-            error:
-                ErrorDetail {
-                    message,
-                    field: Some(field),
-                },
-        }) if !field.is_empty() && !message.starts_with(&format!("{field}:")) => {
-            format!("{field}: {message}")
-        }
-        Ok(ErrorBody { error }) => error.message,
-        Err(_) => {
-            let text: String = body.trim().chars().take(MAX_QUOTED_BODY).collect();
-            if text.is_empty() {
-                format!("HTTP {status}")
-            } else {
-                format!("HTTP {status}: {text}")
-            }
-        }
-    }
+async fn fetch(client: &ApiClient, query: &MetricQuery) -> anyhow::Result<Answer> {
+    client.post(QUERY_PATH, query).await
 }
 
 /// `{"rows": [...]}`, each row's keys in the order the server sent them.
@@ -737,18 +634,13 @@ mod tests {
         );
     }
 
-    #[test]
-    fn server_errors_name_the_field() {
-        let body = r#"{"error":{"code":"invalid_argument","message":"unknown metric \"x\"","field":"metrics"}}"#;
-        assert_eq!(server_error(400, body), "metrics: unknown metric \"x\"");
-        // The query engine's messages already name their field.
-        let body = r#"{"error":{"code":"invalid_argument","message":"to: must be after from","field":"to"}}"#;
-        assert_eq!(server_error(400, body), "to: must be after from");
-        let body =
-            r#"{"error":{"code":"unauthenticated","message":"missing API key","field":null}}"#;
-        assert_eq!(server_error(401, body), "missing API key");
-        assert_eq!(server_error(502, "Bad Gateway\n"), "HTTP 502: Bad Gateway");
-        assert_eq!(server_error(500, ""), "HTTP 500");
+    fn client(url: &str, token: Option<&str>) -> ApiClient {
+        ApiClient::new(&ApiArgs {
+            url: url.to_string(),
+            token: token.map(str::to_string),
+            token_file: "/nonexistent/vigil.key".into(),
+        })
+        .unwrap()
     }
 
     #[tokio::test]
@@ -757,7 +649,7 @@ mod tests {
         let url = format!("http://{}", listener.local_addr().unwrap());
         drop(listener);
         let query = build_query(&args(&["--metric", "runs", "--since", "1h"]), NOW).unwrap();
-        let e = fetch(&url, "", &query).await.unwrap_err();
+        let e = fetch(&client(&url, None), &query).await.unwrap_err();
         assert!(
             e.to_string()
                 .starts_with(&format!("cannot reach {url}/api/v1/metrics/query")),
@@ -781,7 +673,9 @@ mod tests {
         let url = format!("http://{}/", listener.local_addr().unwrap());
         tokio::spawn(async move { axum::serve(listener, app).await });
         let query = build_query(&args(&["--metric", "nope", "--since", "1h"]), NOW).unwrap();
-        let e = fetch(&url, "token", &query).await.unwrap_err();
+        let e = fetch(&client(&url, Some("token")), &query)
+            .await
+            .unwrap_err();
         assert_eq!(e.to_string(), "metrics: unknown metric \"nope\"");
     }
 }

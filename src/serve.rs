@@ -27,6 +27,7 @@ use vigil_collector::{
     telemetry::{IngestTelemetry, WalFigures},
     wal::{Wal, WalConfig},
 };
+use vigil_eval::DatasetStore;
 use vigil_query::{ClickHouseStore, EmbeddedStore, TraceStore};
 use vigil_schemas::{
     clickhouse::{ClickHouseConfig, MigrationError, MigrationReport, Migrator},
@@ -160,6 +161,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
 
     let alerts = AlertEngine::open(config.alerting.clone(), &data_dir, store.clone())
         .context("starting alerting")?;
+    let datasets = Arc::new(DatasetStore::open(&data_dir).context("opening the datasets")?);
     if config.alerting.enabled {
         tasks.push(tokio::spawn(alerts.clone().run(background.clone())));
         tasks.push(tokio::spawn(reload_on_sighup(
@@ -187,6 +189,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         store,
         keys,
         alerts: alerts.clone(),
+        datasets,
         deleter,
         audit,
         rate_limits,

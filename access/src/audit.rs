@@ -113,9 +113,13 @@ pub const SILENCE_CREATE: &str = "silence.create";
 pub const SILENCE_EXPIRE: &str = "silence.expire";
 /// A WAL record that cannot be read set aside by `vigil wal quarantine`.
 pub const WAL_QUARANTINE: &str = "wal.quarantine";
+/// A dataset created.
+pub const DATASET_CREATE: &str = "dataset.create";
+/// A dataset's items added, changed or deleted: a new version.
+pub const DATASET_CHANGE: &str = "dataset.change";
 
 /// Every action name above.
-pub const ACTIONS: [&str; 13] = [
+pub const ACTIONS: [&str; 15] = [
     AUDIT_AFFECTED,
     AUDIT_EXPORT,
     AUDIT_USER_LOOKUP,
@@ -129,6 +133,8 @@ pub const ACTIONS: [&str; 13] = [
     SILENCE_CREATE,
     SILENCE_EXPIRE,
     WAL_QUARANTINE,
+    DATASET_CREATE,
+    DATASET_CHANGE,
 ];
 
 #[derive(Debug, thiserror::Error)]

@@ -13,6 +13,7 @@ mod alerts;
 mod compliance;
 mod crash;
 mod demo;
+mod evaluation;
 mod hostile;
 mod ingest;
 mod metrics;

@@ -9,6 +9,7 @@ mod audit_log;
 mod auth;
 mod body;
 mod compliance;
+mod datasets;
 mod error;
 mod keys;
 mod metrics;
@@ -43,6 +44,8 @@ pub struct AppState {
     pub store: Arc<dyn TraceStore>,
     pub keys: Arc<KeyStore>,
     pub alerts: Arc<AlertEngine>,
+    /// Evaluation datasets (`<data dir>/datasets.jsonl`).
+    pub datasets: Arc<vigil_eval::DatasetStore>,
     /// Deletes from the store: erasure (and the retention job, run by the binary).
     pub deleter: Arc<dyn Deleter>,
     /// The hash-chained audit log (`<data dir>/audit`).
@@ -99,6 +102,19 @@ pub fn app(state: AppState) -> Router {
         .route(
             "/api/v1/silences/{id}",
             get(alerts::get_silence).delete(alerts::expire_silence),
+        )
+        .route(
+            "/api/v1/datasets",
+            post(datasets::create).get(datasets::list),
+        )
+        .route("/api/v1/datasets/{name}", get(datasets::get_one))
+        .route(
+            "/api/v1/datasets/{name}/items",
+            post(datasets::add_items).get(datasets::items),
+        )
+        .route(
+            "/api/v1/datasets/{name}/items/{item_id}",
+            delete(datasets::delete_item),
         )
         .route("/api/v1/keys", post(keys::create).get(keys::list))
         .route("/api/v1/keys/{id}", delete(keys::revoke))

@@ -23,7 +23,7 @@ use utoipa::{
 use vigil_access::keys::Role;
 
 use crate::{
-    alerts, audit_log, compliance,
+    alerts, audit_log, compliance, datasets,
     error::{
         BacklogFullOrRateLimited, BadRequest, Conflict, ErrorBody, Forbidden, Internal, NotFound,
         PayloadTooLarge, RateLimited, TooManyRequests, Unauthorized, Unavailable,
@@ -65,6 +65,7 @@ pub async fn document() -> Json<&'static Value> {
         (name = "metrics", description = "Aggregates over runs, model calls and tool calls."),
         (name = "alerting", description = "Alert rules over the metrics, the alerts they raise, and silences (docs/api.md#alerting)."),
         (name = "compliance", description = "Which runs, sessions and (hashed) users a model version, prompt version, tool version… touched, and since when; exports of every such run; look-ups and erasure of one person. Every answer is written to the audit log before it is sent."),
+        (name = "evaluation", description = "Datasets: versioned sets of tasks with expected outputs, some taken from production runs (docs/api.md#evaluation)."),
         (name = "access", description = "API keys of the caller's project, and the audit log: every key change, rule and silence change, compliance query and erasure, hash-chained (docs/api.md#compliance)."),
     ),
     paths(
@@ -98,6 +99,12 @@ pub async fn document() -> Json<&'static Value> {
         compliance::affected,
         compliance::user_lookup,
         compliance::erase_user,
+        datasets::create,
+        datasets::list,
+        datasets::get_one,
+        datasets::items,
+        datasets::add_items,
+        datasets::delete_item,
         document,
     ),
     components(schemas(ErrorBody), responses(
@@ -393,6 +400,10 @@ mod tests {
             "/api/v1/silences/{id}",
             "/api/v1/keys",
             "/api/v1/keys/{id}",
+            "/api/v1/datasets",
+            "/api/v1/datasets/{name}",
+            "/api/v1/datasets/{name}/items",
+            "/api/v1/datasets/{name}/items/{item_id}",
             "/api/v1/audit/log",
             "/api/v1/audit/verify",
             "/api/v1/audit/affected",
@@ -772,6 +783,7 @@ mod tests {
                 store,
                 keys: Arc::new(KeyStore::open(dir.join("keys.json")).unwrap()),
                 alerts,
+                datasets: Arc::new(vigil_eval::DatasetStore::open(&dir).unwrap()),
                 deleter: sink,
                 audit: Arc::new(AuditLog::open(dir.join("audit")).unwrap()),
                 rate_limits: Arc::new(RateLimiter::new(None)),

@@ -1,0 +1,566 @@
+//! Datasets over HTTP, the caller's project only: reading needs `read`, every change `admin`
+//! and is recorded in the audit log. Every change makes a new version (`vigil_eval::dataset`);
+//! an item may be taken from a production run by its trace id.
+
+use axum::{
+    Json,
+    extract::{Path, Query, State},
+    http::StatusCode,
+};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value, json};
+use utoipa::{IntoParams, ToSchema};
+use vigil_access::{
+    audit::{DATASET_CHANGE, DATASET_CREATE},
+    keys::{Principal, Role},
+};
+use vigil_eval::{DatasetError, DatasetName, DatasetSummary, Item, ItemInput, StoreError, Version};
+use vigil_schemas::{
+    RunRow,
+    time::{now_ns, rfc3339},
+};
+
+use crate::{
+    AppState,
+    audit_log::record,
+    auth::Caller,
+    body::JsonBody,
+    error::{ApiError, BadRequest, Internal, NotFound},
+    views::{REDACTED, must_redact},
+};
+
+/// Items per page when `limit` is not given.
+pub const DEFAULT_ITEMS_LIMIT: usize = 1000;
+/// The largest `limit`.
+pub const MAX_ITEMS_LIMIT: usize = 10_000;
+
+/// A dataset to create.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateDataset {
+    /// 1-64 letters, digits, `.`, `_` or `-`, starting with a letter or digit.
+    #[schema(pattern = "^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")]
+    name: String,
+    #[serde(default)]
+    #[schema(max_length = 1024)]
+    description: String,
+}
+
+/// A dataset as listed.
+#[derive(Serialize, ToSchema)]
+#[schema(as = Dataset)]
+pub struct DatasetView {
+    #[serde(flatten)]
+    summary: DatasetSummary,
+    /// `created_at_ns`, RFC 3339.
+    #[schema(format = DateTime)]
+    created_at: String,
+}
+
+fn dataset_view(summary: DatasetSummary) -> DatasetView {
+    DatasetView {
+        created_at: rfc3339(summary.created_at_ns),
+        summary,
+    }
+}
+
+/// The project's datasets.
+#[derive(Serialize, ToSchema)]
+pub struct DatasetList {
+    datasets: Vec<DatasetView>,
+}
+
+/// A version of a dataset.
+#[derive(Serialize, ToSchema)]
+#[schema(as = DatasetVersion)]
+pub struct VersionView {
+    #[serde(flatten)]
+    version: Version,
+    /// `created_at_ns`, RFC 3339.
+    #[schema(format = DateTime)]
+    created_at: String,
+}
+
+fn version_view(version: Version) -> VersionView {
+    VersionView {
+        created_at: rfc3339(version.created_at_ns),
+        version,
+    }
+}
+
+/// A dataset and its versions, oldest first.
+#[derive(Serialize, ToSchema)]
+pub struct DatasetDetail {
+    dataset: DatasetView,
+    versions: Vec<VersionView>,
+}
+
+/// Items to add or change, as one new version.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AddItems {
+    #[schema(min_items = 1, max_items = 1000)]
+    items: Vec<ItemInput>,
+}
+
+/// What a change did.
+#[derive(Serialize, ToSchema)]
+pub struct DatasetChange {
+    /// Whether it made a new version (sending items that are already there changes nothing).
+    changed: bool,
+    /// The dataset's newest version, made by this change when `changed`.
+    version: u32,
+    /// Items in that version.
+    items: usize,
+    added: usize,
+    updated: usize,
+    deleted: usize,
+}
+
+/// A page of a version's items, ordered by id.
+#[derive(Serialize, ToSchema)]
+pub struct DatasetItems {
+    dataset: String,
+    version: u32,
+    /// Items in the version.
+    total: usize,
+    items: Vec<Item>,
+    /// Pass as `offset` for the next page; absent on the last.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    next_offset: Option<usize>,
+}
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Path)]
+pub struct DatasetPath {
+    /// The dataset's name.
+    #[param(example = "support-golden")]
+    name: String,
+}
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Path)]
+pub struct ItemPath {
+    /// The dataset's name.
+    #[param(example = "support-golden")]
+    name: String,
+    /// The item's id.
+    #[param(example = "refund-1")]
+    item_id: String,
+}
+
+/// Which items to read.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ItemsParams {
+    /// The version (default: the newest).
+    version: Option<u32>,
+    /// Items to skip.
+    #[serde(default)]
+    offset: usize,
+    /// Items per page (default 1000, at most 10000).
+    #[param(minimum = 1, maximum = 10000)]
+    limit: Option<usize>,
+}
+
+fn name_of(text: &str) -> Result<DatasetName, ApiError> {
+    DatasetName::parse("name", text).map_err(|e| store_error(e.into()))
+}
+
+fn store_error(e: StoreError) -> ApiError {
+    match e {
+        StoreError::Dataset(DatasetError::Invalid { field, reason }) => {
+            let message = format!("{field}: {reason}");
+            ApiError::bad_request(field, message)
+        }
+        StoreError::Dataset(e @ DatasetError::NotFound(_)) => ApiError::not_found(e.to_string()),
+        StoreError::Dataset(e @ DatasetError::Exists(_)) => ApiError::conflict(e.to_string()),
+        e @ (StoreError::Io { .. } | StoreError::Unreadable { .. }) => {
+            ApiError::internal(e.to_string())
+        }
+    }
+}
+
+/// Runs `f` with the dataset store off the async threads (a change fsyncs).
+async fn with_store<T: Send + 'static>(
+    state: &AppState,
+    f: impl FnOnce(&vigil_eval::DatasetStore) -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, ApiError> {
+    let datasets = state.datasets.clone();
+    tokio::task::spawn_blocking(move || f(&datasets))
+        .await
+        .map_err(|e| ApiError::internal(format!("dataset store call did not finish: {e}")))?
+        .map_err(store_error)
+}
+
+/// Create a dataset
+///
+/// An empty dataset (version 0) in the caller's project. Recorded in the audit log
+/// (`dataset.create`).
+#[utoipa::path(
+    post,
+    path = "/api/v1/datasets",
+    tag = "evaluation",
+    operation_id = "createDataset",
+    request_body(content = CreateDataset, example = json!({
+        "name": "support-golden",
+        "description": "30 tasks every support-bot release must pass",
+    })),
+    security(("bearerAuth" = ["admin"])),
+    responses(
+        (status = 201, body = DatasetView, description = "Created."),
+        (status = 400, response = BadRequest),
+        (status = 409, description = "A dataset of that name exists."),
+        (status = 500, response = Internal),
+    ),
+)]
+pub async fn create(
+    State(state): State<AppState>,
+    caller: Caller,
+    JsonBody(body): JsonBody<CreateDataset>,
+) -> Result<(StatusCode, Json<DatasetView>), ApiError> {
+    let principal = caller.require(Role::Admin)?.clone();
+    let name = name_of(&body.name)?;
+    let (project, by) = (principal.project_id.clone(), principal.key_id.clone());
+    let summary = with_store(&state, move |store| {
+        store.create(&project, name, body.description, now_ns(), &by)
+    })
+    .await?;
+    record(
+        &state,
+        &principal,
+        DATASET_CREATE,
+        json!({"name": summary.name, "description": summary.description}),
+        1,
+    )
+    .await?;
+    Ok((StatusCode::CREATED, Json(dataset_view(summary))))
+}
+
+/// The project's datasets
+#[utoipa::path(
+    get,
+    path = "/api/v1/datasets",
+    tag = "evaluation",
+    operation_id = "listDatasets",
+    security(("bearerAuth" = ["read"])),
+    responses((status = 200, body = DatasetList, description = "The datasets, by name.")),
+)]
+pub async fn list(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<Json<DatasetList>, ApiError> {
+    let principal = caller.require(Role::Read)?;
+    let datasets = state.datasets.list(&principal.project_id);
+    Ok(Json(DatasetList {
+        datasets: datasets.into_iter().map(dataset_view).collect(),
+    }))
+}
+
+/// A dataset and its versions
+#[utoipa::path(
+    get,
+    path = "/api/v1/datasets/{name}",
+    tag = "evaluation",
+    operation_id = "getDataset",
+    params(DatasetPath),
+    security(("bearerAuth" = ["read"])),
+    responses(
+        (status = 200, body = DatasetDetail, description = "The dataset; versions oldest first."),
+        (status = 404, response = NotFound),
+    ),
+)]
+pub async fn get_one(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(DatasetPath { name }): Path<DatasetPath>,
+) -> Result<Json<DatasetDetail>, ApiError> {
+    let principal = caller.require(Role::Read)?;
+    let name = name_of(&name)?;
+    let (summary, versions) = state
+        .datasets
+        .get(&principal.project_id, &name)
+        .map_err(store_error)?;
+    Ok(Json(DatasetDetail {
+        dataset: dataset_view(summary),
+        versions: versions.into_iter().map(version_view).collect(),
+    }))
+}
+
+/// A version's items
+///
+/// Ordered by id, a page at a time. The input and expected output of an item classified `pii`,
+/// `phi`, `financial` or `confidential` read `[redacted]` unless the key has the `audit` role.
+#[utoipa::path(
+    get,
+    path = "/api/v1/datasets/{name}/items",
+    tag = "evaluation",
+    operation_id = "listDatasetItems",
+    params(DatasetPath, ItemsParams),
+    security(("bearerAuth" = ["read"])),
+    responses(
+        (status = 200, body = DatasetItems, description = "A page of the version's items."),
+        (status = 400, response = BadRequest),
+        (status = 404, response = NotFound),
+    ),
+)]
+pub async fn items(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(DatasetPath { name }): Path<DatasetPath>,
+    params: Result<Query<ItemsParams>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<DatasetItems>, ApiError> {
+    let principal = caller.require(Role::Read)?;
+    let Query(params) = params.map_err(|e| ApiError::bad_request("query", e.body_text()))?;
+    let limit = params.limit.unwrap_or(DEFAULT_ITEMS_LIMIT);
+    if !(1..=MAX_ITEMS_LIMIT).contains(&limit) {
+        return Err(ApiError::bad_request(
+            "limit",
+            format!("limit must be 1-{MAX_ITEMS_LIMIT}"),
+        ));
+    }
+    let name = name_of(&name)?;
+    let (version, all) = state
+        .datasets
+        .items(&principal.project_id, &name, params.version)
+        .map_err(store_error)?;
+    let total = all.len();
+    let end = params.offset.saturating_add(limit).min(total);
+    let items = all
+        .into_iter()
+        .skip(params.offset)
+        .take(limit)
+        .map(|item| redacted(item, principal))
+        .collect();
+    Ok(Json(DatasetItems {
+        dataset: name.to_string(),
+        version,
+        total,
+        items,
+        next_offset: (end < total).then_some(end),
+    }))
+}
+
+fn redacted(mut item: Item, principal: &Principal) -> Item {
+    if must_redact(&item.classification, principal) {
+        item.input = Value::String(REDACTED.into());
+        if !item.expected_output.is_null() {
+            item.expected_output = Value::String(REDACTED.into());
+        }
+    }
+    item
+}
+
+/// Add or change items
+///
+/// One new version holding the items sent (an item with the id of an existing one replaces it).
+/// An item with `source_trace_id` and no `input` is taken from that production run: its input,
+/// its output as the expected output (unless one is given), its classification, and its agent,
+/// agent version and outcome as metadata (unless metadata is given). Sending items that are
+/// already there changes nothing and makes no version. Recorded in the audit log
+/// (`dataset.change`).
+#[utoipa::path(
+    post,
+    path = "/api/v1/datasets/{name}/items",
+    tag = "evaluation",
+    operation_id = "addDatasetItems",
+    params(DatasetPath),
+    request_body(content = AddItems, example = json!({
+        "items": [
+            {"id": "refund-1", "input": {"question": "Can I get a refund after 40 days?"},
+             "expected_output": "No: refunds are possible within 30 days.",
+             "metadata": {"category": "billing"}},
+        ],
+    })),
+    security(("bearerAuth" = ["admin"])),
+    responses(
+        (status = 200, body = DatasetChange, description = "The version made, or the newest one when nothing changed."),
+        (status = 400, response = BadRequest),
+        (status = 404, response = NotFound),
+        (status = 500, response = Internal),
+    ),
+)]
+pub async fn add_items(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(DatasetPath { name }): Path<DatasetPath>,
+    JsonBody(body): JsonBody<AddItems>,
+) -> Result<Json<DatasetChange>, ApiError> {
+    let principal = caller.require(Role::Admin)?.clone();
+    let name = name_of(&name)?;
+    // Refuse a missing dataset before reading any run.
+    state
+        .datasets
+        .get(&principal.project_id, &name)
+        .map_err(store_error)?;
+    let mut items = Vec::with_capacity(body.items.len());
+    for (i, input) in body.items.into_iter().enumerate() {
+        let field = format!("items[{i}]");
+        let input = from_source_run(&state, &principal.project_id, input, &field).await?;
+        items.push(input.into_item(&field).map_err(|e| store_error(e.into()))?);
+    }
+    let ids: Vec<String> = items.iter().map(|item| item.id.clone()).collect();
+    change(
+        &state,
+        &principal,
+        name,
+        items,
+        Vec::new(),
+        json!({"items": ids}),
+    )
+    .await
+}
+
+/// Delete an item
+///
+/// One new version without it. Recorded in the audit log (`dataset.change`).
+#[utoipa::path(
+    delete,
+    path = "/api/v1/datasets/{name}/items/{item_id}",
+    tag = "evaluation",
+    operation_id = "deleteDatasetItem",
+    params(ItemPath),
+    security(("bearerAuth" = ["admin"])),
+    responses(
+        (status = 200, body = DatasetChange, description = "The version made."),
+        (status = 400, response = BadRequest),
+        (status = 404, response = NotFound),
+        (status = 500, response = Internal),
+    ),
+)]
+pub async fn delete_item(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(ItemPath { name, item_id }): Path<ItemPath>,
+) -> Result<Json<DatasetChange>, ApiError> {
+    let principal = caller.require(Role::Admin)?.clone();
+    let name = name_of(&name)?;
+    let parameters = json!({"deleted": [item_id]});
+    change(
+        &state,
+        &principal,
+        name,
+        Vec::new(),
+        vec![item_id],
+        parameters,
+    )
+    .await
+}
+
+/// Makes one version of `upserts` and `deletes`, and records it.
+async fn change(
+    state: &AppState,
+    principal: &Principal,
+    name: DatasetName,
+    upserts: Vec<Item>,
+    deletes: Vec<String>,
+    mut parameters: Value,
+) -> Result<Json<DatasetChange>, ApiError> {
+    let (project, by) = (principal.project_id.clone(), principal.key_id.clone());
+    let changed_name = name.clone();
+    let version = with_store(state, move |store| {
+        store.change(&project, &changed_name, upserts, deletes, now_ns(), &by)
+    })
+    .await?;
+    let Some(version) = version else {
+        let (summary, _) = state
+            .datasets
+            .get(&principal.project_id, &name)
+            .map_err(store_error)?;
+        return Ok(Json(DatasetChange {
+            changed: false,
+            version: summary.latest_version,
+            items: summary.items,
+            added: 0,
+            updated: 0,
+            deleted: 0,
+        }));
+    };
+    if let Some(fields) = parameters.as_object_mut() {
+        fields.insert("name".into(), json!(name));
+        fields.insert("version".into(), json!(version.version));
+    }
+    let count = (version.added + version.updated + version.deleted) as u64;
+    record(state, principal, DATASET_CHANGE, parameters, count).await?;
+    Ok(Json(DatasetChange {
+        changed: true,
+        version: version.version,
+        items: version.items,
+        added: version.added,
+        updated: version.updated,
+        deleted: version.deleted,
+    }))
+}
+
+/// Fills an item sent with `source_trace_id` and no `input` from that run's newest version.
+async fn from_source_run(
+    state: &AppState,
+    project: &str,
+    mut input: ItemInput,
+    field: &str,
+) -> Result<ItemInput, ApiError> {
+    let (Some(trace_id), None) = (&input.source_trace_id, &input.input) else {
+        return Ok(input);
+    };
+    let trace_id = trace_id.to_ascii_lowercase();
+    if trace_id.len() != 32 || !trace_id.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(ApiError::bad_request(
+            format!("{field}.source_trace_id"),
+            format!("{field}.source_trace_id: must be 32 hexadecimal characters"),
+        ));
+    }
+    let run = state
+        .store
+        .get_run(project, &trace_id)
+        .await?
+        .and_then(|detail| detail.run)
+        .ok_or_else(|| {
+            ApiError::bad_request(
+                format!("{field}.source_trace_id"),
+                format!("{field}.source_trace_id: no run with trace_id {trace_id} in this project"),
+            )
+        })?;
+    input.input = Some(content(&run.input));
+    if input.expected_output.is_none() && !run.output.is_empty() {
+        input.expected_output = Some(content(&run.output));
+    }
+    if input.classification.is_none() {
+        input.classification = Some(run.classification.clone());
+    }
+    if input.metadata.is_none() {
+        input.metadata = Some(run_metadata(&run));
+    }
+    Ok(input)
+}
+
+/// A run's input or output as an item's: the JSON it holds when it is a JSON object or array,
+/// else the text.
+fn content(text: &str) -> Value {
+    match serde_json::from_str::<Value>(text) {
+        Ok(value @ (Value::Object(_) | Value::Array(_))) => value,
+        _ => Value::String(text.to_string()),
+    }
+}
+
+fn run_metadata(run: &RunRow) -> Map<String, Value> {
+    let mut metadata = Map::new();
+    metadata.insert("agent".into(), json!(run.agent_name));
+    metadata.insert("agent_version".into(), json!(run.agent_version));
+    metadata.insert("outcome".into(), json!(run.outcome));
+    metadata
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn run_content_keeps_json_documents_and_text() {
+        assert_eq!(content(r#"{"q": 1}"#), json!({"q": 1}));
+        assert_eq!(content("[1, 2]"), json!([1, 2]));
+        assert_eq!(content("42"), json!("42"));
+        assert_eq!(content("hello"), json!("hello"));
+        assert_eq!(content(""), json!(""));
+    }
+}
