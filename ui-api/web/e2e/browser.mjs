@@ -464,6 +464,77 @@ await step("compliance", async () => {
   assert.equal(gone.status, 404);
 });
 
+await step("datasets", async () => {
+  // A dataset of two versions, made through the API as `vigil datasets` does; one item's content
+  // tries to run script.
+  const send = async (method, path, body) => {
+    const response = await fetch(base + path, {
+      method,
+      headers: { Authorization: `Bearer ${key}`, "Content-Type": "application/json" },
+      body: body && JSON.stringify(body),
+    });
+    const text = await response.text();
+    assert(response.ok, `${method} ${path}: ${response.status} ${text}`);
+    return JSON.parse(text);
+  };
+  const xss = "<img src=x onerror=alert(1)>";
+  await send("POST", "/api/v1/datasets", { name: "ui-golden", description: "made by the browser test" });
+  await send("POST", "/api/v1/datasets/ui-golden/items", {
+    items: [
+      { id: "a", input: { q: 1 }, expected_output: "one" },
+      { id: "b", input: xss, expected_output: xss, metadata: { why: xss } },
+    ],
+  });
+  await send("POST", "/api/v1/datasets/ui-golden/items", { items: [{ id: "a", input: { q: 2 } }] });
+
+  await page.goto(`${base}/datasets`);
+  const row = page.locator('table.datasets tr[data-dataset="ui-golden"]');
+  await row.waitFor();
+  const { datasets } = await api("/api/v1/datasets");
+  const listed = datasets.find((d) => d.name === "ui-golden");
+  const cells = await row.locator("td").allInnerTexts();
+  assert.deepEqual(cells.slice(0, 3), ["ui-golden", String(listed.latest_version), String(listed.items)]);
+  await row.getByRole("link", { name: "ui-golden" }).click();
+
+  // The newest version's items, as the API answers them; content is only ever text.
+  await page.locator('h2[data-shown-version="2"]').waitFor();
+  const newest = await api("/api/v1/datasets/ui-golden/items");
+  const shownIds = () =>
+    page.locator("table.items tbody tr").evaluateAll((rows) => rows.map((r) => r.dataset.item));
+  assert.deepEqual(
+    await shownIds(),
+    newest.items.map((i) => i.id),
+  );
+  const input = page.locator('tr[data-item="b"] td[data-field="input"]');
+  assert.equal((await input.innerText()).trim(), xss);
+  assert.equal(await page.locator("table.items img").count(), 0, "item content became HTML");
+  assert.equal(
+    await page.locator("table.versions tbody tr").count(),
+    (await api("/api/v1/datasets/ui-golden")).versions.length,
+  );
+
+  // An older version still holds what it held.
+  await page.locator('table.versions tr[data-version="1"]').getByRole("button", { name: "1" }).click();
+  await page.locator('h2[data-shown-version="1"]').waitFor();
+  const first = page.locator('tr[data-item="a"] td[data-field="input"]');
+  assert.match(await first.innerText(), /q: 1/);
+
+  // Deleting an item (confirmed) makes the next version.
+  await page.locator('table.versions tr[data-version="2"]').getByRole("button", { name: "2" }).click();
+  await page.locator('h2[data-shown-version="2"]').waitFor();
+  confirmNext = true;
+  await page.locator('tr[data-item="b"]').getByRole("button", { name: "Delete" }).click();
+  await page.locator('h2[data-shown-version="3"]').waitFor();
+  const after = await api("/api/v1/datasets/ui-golden/items");
+  assert.equal(after.version, 3);
+  assert.deepEqual(
+    await shownIds(),
+    after.items.map((i) => i.id),
+  );
+  assert.equal(dialogs, 0, "an unexpected dialog opened");
+  await page.screenshot({ path: `${shots}/dataset.png`, fullPage: true });
+});
+
 await step("audit-log", async () => {
   await page.goto(`${base}/audit-log`);
   await page.locator("table.audit tbody tr").first().waitFor();
@@ -506,7 +577,14 @@ await step("narrow-window", async () => {
   // Layouts hold on a narrow window: nothing wider than the window but what scrolls inside.
   const run = (await api("/api/v1/runs?limit=1")).runs[0];
   await page.setViewportSize({ width: 480, height: 800 });
-  for (const path of ["/runs", `/runs/${run.trace_id}`, "/dashboard", "/alerts", "/settings"]) {
+  for (const path of [
+    "/runs",
+    `/runs/${run.trace_id}`,
+    "/dashboard",
+    "/alerts",
+    "/datasets/ui-golden",
+    "/settings",
+  ]) {
     await page.goto(`${base}${path}`);
     await page.locator("main h1").first().waitFor();
     // Every part of the page has its answer (nothing is left loading to be cut off).

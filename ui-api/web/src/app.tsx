@@ -9,6 +9,7 @@ import { AlertsPage } from "./pages/alerts";
 import { AuditLogPage } from "./pages/audit-log";
 import { CompliancePage } from "./pages/compliance";
 import { DashboardPage } from "./pages/dashboard";
+import { DatasetPage, DatasetsPage } from "./pages/datasets";
 import { KeysPage } from "./pages/keys";
 import { RunDetailPage } from "./pages/run-detail";
 import { RunsPage } from "./pages/runs";
@@ -47,6 +48,7 @@ const NAV: { href: string; label: string; role: Role }[] = [
   { href: "/sessions", label: "Sessions", role: "read" },
   { href: "/dashboard", label: "Dashboard", role: "read" },
   { href: "/alerts", label: "Alerts", role: "read" },
+  { href: "/datasets", label: "Datasets", role: "read" },
   { href: "/compliance", label: "Compliance", role: "audit" },
   { href: "/audit-log", label: "Audit log", role: "audit" },
   { href: "/settings/keys", label: "Keys", role: "admin" },
@@ -100,6 +102,10 @@ function Pages() {
       <Route path="/runs/:traceId">{(params) => <RunDetailPage traceId={params.traceId} />}</Route>
       <Route path="/dashboard">{() => <DashboardPage />}</Route>
       <Route path="/alerts">{() => <AlertsPage />}</Route>
+      <Route path="/datasets">{() => <DatasetsPage />}</Route>
+      <Route path="/datasets/:name">
+        {(params) => <DatasetPage name={decodeURIComponent(params.name)} />}
+      </Route>
       <Route path="/settings/keys">{() => <KeysPage />}</Route>
       <Route path="/settings">{() => <SettingsPage />}</Route>
       <Route path="/compliance">{() => <CompliancePage />}</Route>
