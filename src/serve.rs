@@ -27,7 +27,7 @@ use vigil_collector::{
     telemetry::{IngestTelemetry, WalFigures},
     wal::{Wal, WalConfig},
 };
-use vigil_eval::DatasetStore;
+use vigil_eval::{DatasetStore, experiments::ExperimentStore};
 use vigil_query::{ClickHouseStore, EmbeddedStore, TraceStore};
 use vigil_schemas::{
     clickhouse::{ClickHouseConfig, MigrationError, MigrationReport, Migrator},
@@ -162,6 +162,9 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let alerts = AlertEngine::open(config.alerting.clone(), &data_dir, store.clone())
         .context("starting alerting")?;
     let datasets = Arc::new(DatasetStore::open(&data_dir).context("opening the datasets")?);
+    let experiments = Arc::new(
+        ExperimentStore::open(&data_dir, datasets.clone()).context("opening the experiments")?,
+    );
     if config.alerting.enabled {
         tasks.push(tokio::spawn(alerts.clone().run(background.clone())));
         tasks.push(tokio::spawn(reload_on_sighup(
@@ -190,6 +193,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         keys,
         alerts: alerts.clone(),
         datasets,
+        experiments,
         deleter,
         audit,
         rate_limits,

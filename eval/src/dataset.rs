@@ -26,21 +26,30 @@ pub const MAX_ITEMS_PER_CHANGE: usize = 1000;
 /// Most items one version of a dataset holds.
 pub const MAX_ITEMS: usize = 100_000;
 
-/// Why a dataset change or read was refused.
+/// Why an evaluation change or read was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum DatasetError {
+pub enum EvalError {
     /// The request is wrong; `field` names what (e.g. `items[3].input`).
     #[error("{field}: {reason}")]
     Invalid { field: String, reason: String },
-    #[error("no dataset named {0:?} in this project")]
+    /// What was not found, e.g. `no dataset named "x" in this project`.
+    #[error("{0}")]
     NotFound(String),
     #[error("a dataset named {0:?} already exists in this project")]
     Exists(String),
 }
 
-impl DatasetError {
-    pub fn invalid(field: impl Into<String>, reason: impl Into<String>) -> DatasetError {
-        DatasetError::Invalid {
+impl EvalError {
+    /// No dataset of this name in the project.
+    pub fn no_dataset(name: &DatasetName) -> EvalError {
+        EvalError::NotFound(format!(
+            "no dataset named {:?} in this project",
+            name.as_str()
+        ))
+    }
+
+    pub fn invalid(field: impl Into<String>, reason: impl Into<String>) -> EvalError {
+        EvalError::Invalid {
             field: field.into(),
             reason: reason.into(),
         }
@@ -55,9 +64,9 @@ pub struct DatasetName(String);
 
 impl DatasetName {
     /// Checks `text` as the value of `field`.
-    pub fn parse(field: &str, text: &str) -> Result<DatasetName, DatasetError> {
+    pub fn parse(field: &str, text: &str) -> Result<DatasetName, EvalError> {
         if !is_identifier(text, MAX_NAME_BYTES) {
-            return Err(DatasetError::invalid(
+            return Err(EvalError::invalid(
                 field,
                 format!(
                     "must be 1-{MAX_NAME_BYTES} letters, digits, '.', '_' or '-', starting with \
@@ -75,7 +84,7 @@ impl DatasetName {
 }
 
 impl TryFrom<String> for DatasetName {
-    type Error = DatasetError;
+    type Error = EvalError;
     fn try_from(text: String) -> Result<Self, Self::Error> {
         DatasetName::parse("name", &text)
     }
@@ -108,9 +117,9 @@ fn shorten(text: &str) -> String {
 }
 
 /// Checks a description's length.
-pub fn check_description(description: &str) -> Result<(), DatasetError> {
+pub fn check_description(description: &str) -> Result<(), EvalError> {
     if description.len() > MAX_DESCRIPTION_BYTES {
-        return Err(DatasetError::invalid(
+        return Err(EvalError::invalid(
             "description",
             format!(
                 "{} bytes, the limit is {MAX_DESCRIPTION_BYTES}",
@@ -179,10 +188,10 @@ pub struct Item {
 impl ItemInput {
     /// The item this input makes, checked as `field` (e.g. `items[3]`). `input` must be there by
     /// now (the server fills it from the source run first).
-    pub fn into_item(self, field: &str) -> Result<Item, DatasetError> {
+    pub fn into_item(self, field: &str) -> Result<Item, EvalError> {
         let input = match self.input {
             None | Some(Value::Null) => {
-                return Err(DatasetError::invalid(
+                return Err(EvalError::invalid(
                     format!("{field}.input"),
                     "required (any JSON value but null), unless source_trace_id names the run \
                      to take it from",
@@ -199,14 +208,14 @@ impl ItemInput {
             .map(|id| hex_id(&format!("{field}.source_span_id"), id, 16))
             .transpose()?;
         if source_span_id.is_some() && source_trace_id.is_none() {
-            return Err(DatasetError::invalid(
+            return Err(EvalError::invalid(
                 format!("{field}.source_span_id"),
                 "needs source_trace_id: a span is named within its run",
             ));
         }
         let classification = self.classification.unwrap_or_default();
         if classification.len() > MAX_LABELS {
-            return Err(DatasetError::invalid(
+            return Err(EvalError::invalid(
                 format!("{field}.classification"),
                 format!("{} labels, the limit is {MAX_LABELS}", classification.len()),
             ));
@@ -215,7 +224,7 @@ impl ItemInput {
             .iter()
             .position(|label| label.is_empty() || label.len() > MAX_LABEL_BYTES)
         {
-            return Err(DatasetError::invalid(
+            return Err(EvalError::invalid(
                 format!("{field}.classification[{i}]"),
                 format!("a label is 1-{MAX_LABEL_BYTES} bytes"),
             ));
@@ -224,7 +233,7 @@ impl ItemInput {
         let id = match self.id {
             Some(id) => {
                 if !is_identifier(&id, MAX_ITEM_ID_BYTES) {
-                    return Err(DatasetError::invalid(
+                    return Err(EvalError::invalid(
                         format!("{field}.id"),
                         format!(
                             "must be 1-{MAX_ITEM_ID_BYTES} letters, digits, '.', '_' or '-', \
@@ -248,7 +257,7 @@ impl ItemInput {
         };
         let bytes = serde_json::to_vec(&item).map_or(usize::MAX, |json| json.len());
         if bytes > MAX_ITEM_BYTES {
-            return Err(DatasetError::invalid(
+            return Err(EvalError::invalid(
                 field,
                 format!("{bytes} bytes of JSON, the limit is {MAX_ITEM_BYTES}"),
             ));
@@ -258,8 +267,8 @@ impl ItemInput {
 }
 
 /// A lowercase hex id of `len` characters.
-fn hex_id(field: &str, id: String, len: usize) -> Result<String, DatasetError> {
-    check_hex_id(field, &id, len).map_err(|e| DatasetError::invalid(e.field, e.reason))?;
+fn hex_id(field: &str, id: String, len: usize) -> Result<String, EvalError> {
+    check_hex_id(field, &id, len).map_err(|e| EvalError::invalid(e.field, e.reason))?;
     Ok(id.to_ascii_lowercase())
 }
 
@@ -357,9 +366,9 @@ impl Dataset {
         deletes: Vec<String>,
         at_ns: i64,
         by: &str,
-    ) -> Result<Option<(Version, VersionChange)>, DatasetError> {
+    ) -> Result<Option<(Version, VersionChange)>, EvalError> {
         if upserts.len() > MAX_ITEMS_PER_CHANGE {
-            return Err(DatasetError::invalid(
+            return Err(EvalError::invalid(
                 "items",
                 format!(
                     "{} items, the limit per request is {MAX_ITEMS_PER_CHANGE}",
@@ -372,7 +381,7 @@ impl Dataset {
         let mut change = VersionChange::default();
         for (i, item) in upserts.into_iter().enumerate() {
             if !named.insert(item.id.clone()) {
-                return Err(DatasetError::invalid(
+                return Err(EvalError::invalid(
                     format!("items[{i}].id"),
                     format!("{:?} is named twice in this request", item.id),
                 ));
@@ -386,13 +395,13 @@ impl Dataset {
         }
         for (i, id) in deletes.into_iter().enumerate() {
             if !self.current.contains_key(&id) {
-                return Err(DatasetError::invalid(
+                return Err(EvalError::invalid(
                     format!("deletes[{i}]"),
                     format!("no item {id:?} in the newest version"),
                 ));
             }
             if !named.insert(id.clone()) {
-                return Err(DatasetError::invalid(
+                return Err(EvalError::invalid(
                     format!("deletes[{i}]"),
                     format!("{id:?} is named twice in this request"),
                 ));
@@ -404,7 +413,7 @@ impl Dataset {
         }
         let items = self.current.len() + added - change.deletes.len();
         if items > MAX_ITEMS {
-            return Err(DatasetError::invalid(
+            return Err(EvalError::invalid(
                 "items",
                 format!("the dataset would hold {items} items, the limit is {MAX_ITEMS}"),
             ));
@@ -435,14 +444,14 @@ impl Dataset {
     }
 
     /// The items of `version` (the newest when `None`), ordered by id.
-    pub fn items(&self, version: Option<u32>) -> Result<(u32, Vec<Item>), DatasetError> {
+    pub fn items(&self, version: Option<u32>) -> Result<(u32, Vec<Item>), EvalError> {
         let latest = self.summary.latest_version;
         let version = version.unwrap_or(latest);
         if version == latest {
             return Ok((version, self.current.values().cloned().collect()));
         }
         if version > latest {
-            return Err(DatasetError::invalid(
+            return Err(EvalError::invalid(
                 "version",
                 format!(
                     "dataset {} has versions 0 to {latest}, not {version}",
@@ -528,7 +537,7 @@ mod tests {
         assert_eq!(d.items(None).expect("newest").0, 2);
         assert!(matches!(
             d.items(Some(3)),
-            Err(DatasetError::Invalid { field, .. }) if field == "version"
+            Err(EvalError::Invalid { field, .. }) if field == "version"
         ));
     }
 
@@ -560,8 +569,8 @@ mod tests {
 
     #[test]
     fn refusals_name_the_field() {
-        let field_of = |r: Result<Item, DatasetError>| match r {
-            Err(DatasetError::Invalid { field, .. }) => field,
+        let field_of = |r: Result<Item, EvalError>| match r {
+            Err(EvalError::Invalid { field, .. }) => field,
             other => panic!("expected a refusal, got {other:?}"),
         };
         let input = |i: ItemInput| i.into_item("items[4]");
@@ -617,7 +626,7 @@ mod tests {
             3,
             "k",
         ) {
-            Err(DatasetError::Invalid { field, .. }) => field,
+            Err(EvalError::Invalid { field, .. }) => field,
             other => panic!("expected a refusal, got {other:?}"),
         };
         assert_eq!(refused(vec![], &["zzz"]), "deletes[0]");

@@ -1,15 +1,22 @@
-//! Evaluation: what comes before and during a release. Today: datasets, named sets of tasks
-//! (an input, what a good answer is, where the task came from), versioned so that a result can
-//! always say which version of its dataset it was run on.
+//! Evaluation: what comes before and during a release. Datasets, named sets of tasks (an input,
+//! what a good answer is, where the task came from), versioned so that a result can always say
+//! which version of its dataset it was run on; experiments, a version run by a system version.
 //!
 //! - [`dataset`]: the data model, its validation and how a change makes a version (pure);
-//! - [`store`]: the datasets of every project in one append-only log in the data directory,
-//!   each change fsync'd before it is acknowledged.
+//! - [`datasets`]: the datasets of every project, kept in an append-only log ([`log`]) in the
+//!   data directory, each change fsync'd before it is acknowledged.
+//! - [`experiment`]: an experiment (a dataset version run by a system version), its evaluators,
+//!   and what its items' runs add up to (pure); [`experiments`]: every project's experiments
+//!   and the runs linked to their items, in a log of their own.
 
 pub mod dataset;
-pub mod store;
+pub mod datasets;
+pub mod experiment;
+pub mod experiments;
+pub mod log;
 
 pub use dataset::{
-    Dataset, DatasetError, DatasetName, DatasetSummary, Item, ItemInput, Version, VersionChange,
+    Dataset, DatasetName, DatasetSummary, EvalError, Item, ItemInput, Version, VersionChange,
 };
-pub use store::{DatasetStore, StoreError};
+pub use datasets::DatasetStore;
+pub use log::StoreError;

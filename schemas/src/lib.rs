@@ -12,6 +12,7 @@ pub mod layout;
 pub mod limits;
 pub mod model;
 pub mod openapi;
+pub mod percentile;
 pub mod prices;
 pub mod time;
 

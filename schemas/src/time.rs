@@ -2,6 +2,7 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
+pub const NANOS_PER_MILLI: i64 = 1_000_000;
 pub const NANOS_PER_SECOND: i64 = 1_000_000_000;
 pub const NANOS_PER_HOUR: i64 = 3_600 * NANOS_PER_SECOND;
 pub const NANOS_PER_DAY: i64 = 86_400 * NANOS_PER_SECOND;

@@ -1,6 +1,6 @@
-//! Evaluation datasets through the real binary: the CLI and the API, versions that never change,
+//! Evaluation through the real binary. Datasets: the CLI and the API, versions that never change,
 //! items taken from production runs (with their classification), role checks, the audit log, and
-//! a kill -9.
+//! a kill -9. Experiments, on both stores: figures computed here from the runs sent.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -318,3 +318,318 @@ async fn datasets_are_versioned_taken_from_runs_audited_and_kept() {
         "{listed}"
     );
 }
+
+/// One item's run as the test sends it, and what the test expects of it.
+struct ItemRun {
+    item: &'static str,
+    output: &'static str,
+    success: bool,
+    duration_ms: i64,
+    /// Each model call's cost, nano-dollars.
+    costs: &'static [i64],
+    tools: usize,
+    judge: Option<f64>,
+}
+
+const ITEM_RUNS: [ItemRun; 5] = [
+    ItemRun {
+        item: "a",
+        output: "refunds within 30 days",
+        success: true,
+        duration_ms: 1200,
+        costs: &[120_000, 80_000],
+        tools: 1,
+        judge: Some(1.0),
+    },
+    ItemRun {
+        item: "b",
+        output: "I do not know",
+        success: false,
+        duration_ms: 5400,
+        costs: &[300_000],
+        tools: 3,
+        judge: Some(0.0),
+    },
+    ItemRun {
+        item: "c",
+        output: "42",
+        success: true,
+        duration_ms: 800,
+        costs: &[50_000],
+        tools: 0,
+        judge: None,
+    },
+    ItemRun {
+        item: "d",
+        output: "within 30 days, with a receipt",
+        success: true,
+        duration_ms: 2500,
+        costs: &[],
+        tools: 2,
+        judge: Some(0.5),
+    },
+    ItemRun {
+        item: "e",
+        output: "",
+        success: true,
+        duration_ms: 100,
+        costs: &[10_000],
+        tools: 0,
+        judge: None,
+    },
+];
+
+/// The items' expected outputs (a `const` cannot build JSON values).
+fn expected_output(item: &str) -> Value {
+    match item {
+        "a" => json!("refunds within 30 days"),
+        "b" => json!("refunds within 30 days"),
+        "c" => json!(42),
+        "d" => json!("refunds within 30 days"),
+        _ => Value::Null,
+    }
+}
+
+async fn experiments_report_what_their_runs_did(store: Store) {
+    let vigil = Vigil::start_on(store);
+    let (status, body) = vigil
+        .post("/api/v1/datasets", &json!({"name": "golden"}))
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let items: Vec<Value> = ITEM_RUNS
+        .iter()
+        .map(|r| json!({"id": r.item, "input": {"task": r.item}, "expected_output": expected_output(r.item)}))
+        .collect();
+    let (status, body) = vigil
+        .post("/api/v1/datasets/golden/items", &json!({ "items": items }))
+        .await;
+    assert_eq!(status, 200, "{body}");
+
+    // A CI key: sends traces and runs experiments, reads nothing else.
+    let ci = vigil.create_key("ingest,read");
+    let http = reqwest::Client::new();
+    let url = |path: &str| format!("{}{path}", vigil.http());
+    let (status, experiment) = status_of(
+        http.post(url("/api/v1/experiments")).json(&json!({
+            "name": "prompt v8",
+            "dataset": "golden",
+            "system": {"prompt_version": "support-bot@v8"},
+            "evaluators": [
+                {"type": "exact_match", "name": "exact"},
+                {"type": "contains", "name": "mentions_30_days", "value": "30 days"},
+                {"type": "numeric_tolerance", "name": "close", "tolerance": 0.5},
+            ],
+        })),
+        &ci.token,
+    )
+    .await;
+    assert_eq!(status, 201, "{experiment}");
+    assert_eq!(experiment["dataset_version"], 1);
+    let id = experiment["id"].as_str().unwrap().to_string();
+
+    // Each item's run: a trace, a model call per cost, tool calls, a judge's score.
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as i64;
+    let mut request = v1::ExportRequest::default();
+    let mut links = Vec::new();
+    for (n, r) in ITEM_RUNS.iter().enumerate() {
+        if r.item == "e" {
+            continue; // not run
+        }
+        let trace_id = format!("{:032x}", 0xe0 + n);
+        let start = now - 60_000_000_000 + n as i64 * 1_000_000_000;
+        request.runs.push(v1::Run {
+            trace_id: trace_id.clone(),
+            agent_name: "support-bot".into(),
+            start_time_unix_nano: start,
+            end_time_unix_nano: start + r.duration_ms * 1_000_000,
+            outcome: if r.success {
+                v1::Outcome::Success
+            } else {
+                v1::Outcome::Failure
+            } as i32,
+            input: format!("{{\"task\": \"{}\"}}", r.item),
+            output: r.output.into(),
+            ..Default::default()
+        });
+        for (i, cost) in r.costs.iter().enumerate() {
+            request.spans.push(v1::Span {
+                trace_id: trace_id.clone(),
+                span_id: format!("{:016x}", 0x100 + i),
+                kind: v1::SpanKind::Model as i32,
+                name: "llm".into(),
+                start_time_unix_nano: start + 1_000,
+                end_time_unix_nano: start + 2_000,
+                model: Some(v1::ModelCall {
+                    model: "gpt-4o".into(),
+                    cost_usd: Some(*cost as f64 / 1e9),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            });
+        }
+        for i in 0..r.tools {
+            request.spans.push(v1::Span {
+                trace_id: trace_id.clone(),
+                span_id: format!("{:016x}", 0x200 + i),
+                kind: v1::SpanKind::Tool as i32,
+                name: "tool".into(),
+                start_time_unix_nano: start + 3_000 + i as i64,
+                end_time_unix_nano: start + 4_000 + i as i64,
+                tool: Some(v1::ToolCall {
+                    name: "search".into(),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            });
+        }
+        if let Some(judge) = r.judge {
+            request.scores.push(v1::Score {
+                trace_id: trace_id.clone(),
+                name: "judge".into(),
+                value: Some(v1::score::Value::Numeric(judge)),
+                ..Default::default()
+            });
+        }
+        links.push(json!({"item_id": r.item, "trace_id": trace_id}));
+    }
+    // Item d is linked before its run arrives: it reads as pending until then.
+    let (status, body) = status_of(
+        http.post(url(&format!("/api/v1/experiments/{id}/items")))
+            .json(&json!({ "items": links })),
+        &ci.token,
+    )
+    .await;
+    assert_eq!((status, body["linked"].clone()), (200, json!(4)), "{body}");
+    let (_, report) = vigil.get(&format!("/api/v1/experiments/{id}")).await;
+    assert_eq!(report["summary"]["pending"], 4, "{report}");
+    assert_eq!(report["summary"]["not_run"], 1, "{report}");
+
+    let response = vigil.export_native_as(&ci.token, request).await.unwrap();
+    assert!(response.rejections.is_empty(), "{response:?}");
+    for (n, r) in ITEM_RUNS.iter().enumerate().filter(|(_, r)| r.item != "e") {
+        vigil
+            .wait_run(&format!("{:032x}", 0xe0 + n), r.costs.len() + r.tools)
+            .await;
+    }
+
+    // The figures, computed here from what was sent.
+    let done: Vec<&ItemRun> = ITEM_RUNS.iter().filter(|r| r.item != "e").collect();
+    let n = done.len() as f64;
+    let completed = done.iter().filter(|r| r.success).count() as f64;
+    let mut latencies: Vec<i64> = done.iter().map(|r| r.duration_ms).collect();
+    latencies.sort_unstable();
+    let percentile =
+        |q: usize| latencies[(latencies.len() * q / 100).min(latencies.len() - 1)] as f64;
+    let cost: i64 = done.iter().flat_map(|r| r.costs).sum();
+    let tools: usize = done.iter().map(|r| r.tools).sum();
+    let judged: Vec<f64> = done.iter().filter_map(|r| r.judge).collect();
+    // exact: a (text equal), b (not), c (42 = 42), d (not); mentions: a, d of four; close: c.
+    let expected_summary = json!({
+        "items": 5, "done": 4, "pending": 0, "not_run": 1,
+        "completion_rate": completed / n,
+        "pass_rates": {
+            "close": {"passed": 1, "evaluated": 1, "rate": 1.0},
+            "exact": {"passed": 2, "evaluated": 4, "rate": 0.5},
+            "mentions_30_days": {"passed": 2, "evaluated": 4, "rate": 0.5},
+        },
+        "mean_scores": {"judge": {"mean": judged.iter().sum::<f64>() / judged.len() as f64, "items": judged.len()}},
+        "cost_per_item_usd": cost as f64 / 1e9 / n,
+        "unpriced_items": 0,
+        "latency_p50_ms": percentile(50),
+        "latency_p90_ms": percentile(90),
+        "latency_p99_ms": percentile(99),
+        "tool_calls_per_item": tools as f64 / n,
+    });
+    let (status, report) = status_of(
+        http.get(url(&format!("/api/v1/experiments/{id}"))),
+        &ci.token,
+    )
+    .await;
+    assert_eq!(status, 200, "{report}");
+    assert_eq!(report["summary"], expected_summary, "{report}");
+    assert_eq!(
+        report["experiment"]["system"]["prompt_version"],
+        "support-bot@v8"
+    );
+
+    let (_, items) = vigil.get(&format!("/api/v1/experiments/{id}/items")).await;
+    let items = items["items"].as_array().unwrap();
+    assert_eq!(items.len(), 5);
+    let b = &items[1];
+    assert_eq!(
+        (
+            b["item_id"].clone(),
+            b["status"].clone(),
+            b["completed"].clone(),
+            b["output"].clone(),
+            b["tool_calls"].clone(),
+            b["evaluations"]["exact"].clone(),
+            b["evaluations"]["close"].clone(),
+        ),
+        (
+            json!("b"),
+            json!("done"),
+            json!(false),
+            json!("I do not know"),
+            json!(3),
+            json!(false),
+            Value::Null
+        )
+    );
+    assert_eq!(items[4]["status"], "not_run");
+
+    // Refusals name the field; roles are checked.
+    let (status, body) = status_of(
+        http.post(url("/api/v1/experiments")).json(&json!({
+            "name": "x", "dataset": "golden",
+            "evaluators": [{"type": "regex", "name": "r", "pattern": "("}],
+        })),
+        &ci.token,
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"]["field"].clone()),
+        (400, json!("evaluators[0].pattern")),
+        "{body}"
+    );
+    let (status, body) = status_of(
+        http.post(url(&format!("/api/v1/experiments/{id}/items")))
+            .json(&json!({"items": [{"item_id": "zz", "trace_id": format!("{:032x}", 1)}]})),
+        &ci.token,
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"]["field"].clone()),
+        (400, json!("items[0].item_id")),
+        "{body}"
+    );
+    let reader = vigil.create_key("read");
+    let (status, _) = status_of(
+        http.post(url("/api/v1/experiments"))
+            .json(&json!({"name": "x", "dataset": "golden"})),
+        &reader.token,
+    )
+    .await;
+    assert_eq!(status, 403);
+    let (status, _) = status_of(
+        http.get(url("/api/v1/experiments/exp_0000000000000000")),
+        &reader.token,
+    )
+    .await;
+    assert_eq!(status, 404);
+    let (status, list) = status_of(
+        http.get(url("/api/v1/experiments?dataset=golden")),
+        &reader.token,
+    )
+    .await;
+    assert_eq!(
+        (status, list["experiments"].as_array().map(Vec::len)),
+        (200, Some(1)),
+        "{list}"
+    );
+}
+
+on_both_stores!(experiments_report_what_their_runs_did);

@@ -8,7 +8,7 @@
 #   - `tests/run.sh` is not run again (the test is part of it);
 #   - `pgrep -f 'vigil serve'` names the server this tour started, not another test's;
 #   - curl fails on any HTTP error status, so a README example that answers 4xx or 5xx fails the test;
-#   - placeholders (<trace_id>, <session_id>, <user_hash>, <key_id>) were replaced with
+#   - placeholders (<trace_id>, <session_id>, <user_hash>, <key_id>, <experiment_id>) were replaced with
 #     $(readme_placeholder NAME), which reads a real value from the server.
 # The test sets VIGIL_BIN, the ports (and the README's 4317/4318 were rewritten to them), and runs
 # the blocks in one bash session in a scratch directory that holds a link to deploy/.
@@ -106,6 +106,10 @@ readme_placeholder() {
     trace_id | session_id | user_hash)
       command curl -sf "${auth[@]}" "$VIGIL_URL/api/v1/runs?limit=100" |
         python3 -c "import json, sys; print(next(r['$1'] for r in json.load(sys.stdin)['runs'] if r['$1']))"
+      ;;
+    experiment_id) # the newest experiment
+      command curl -sf "${auth[@]}" "$VIGIL_URL/api/v1/experiments" |
+        python3 -c "import json, sys; print(json.load(sys.stdin)['experiments'][0]['id'])"
       ;;
     key_id) # the newest active key that is not an admin's (the tour's own token stays valid)
       command curl -sf "${auth[@]}" "$VIGIL_URL/api/v1/keys" |

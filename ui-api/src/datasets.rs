@@ -14,7 +14,7 @@ use vigil_access::{
     audit::{DATASET_CHANGE, DATASET_CREATE},
     keys::{Principal, Role},
 };
-use vigil_eval::{DatasetError, DatasetName, DatasetSummary, Item, ItemInput, StoreError, Version};
+use vigil_eval::{DatasetName, DatasetSummary, EvalError, Item, ItemInput, StoreError, Version};
 use vigil_schemas::{
     RunRow,
     time::{now_ns, rfc3339},
@@ -164,18 +164,18 @@ pub struct ItemsParams {
     limit: Option<usize>,
 }
 
-fn name_of(text: &str) -> Result<DatasetName, ApiError> {
+pub(crate) fn name_of(text: &str) -> Result<DatasetName, ApiError> {
     DatasetName::parse("name", text).map_err(|e| store_error(e.into()))
 }
 
-fn store_error(e: StoreError) -> ApiError {
+pub(crate) fn store_error(e: StoreError) -> ApiError {
     match e {
-        StoreError::Dataset(DatasetError::Invalid { field, reason }) => {
+        StoreError::Eval(EvalError::Invalid { field, reason }) => {
             let message = format!("{field}: {reason}");
             ApiError::bad_request(field, message)
         }
-        StoreError::Dataset(e @ DatasetError::NotFound(_)) => ApiError::not_found(e.to_string()),
-        StoreError::Dataset(e @ DatasetError::Exists(_)) => ApiError::conflict(e.to_string()),
+        StoreError::Eval(e @ EvalError::NotFound(_)) => ApiError::not_found(e.to_string()),
+        StoreError::Eval(e @ EvalError::Exists(_)) => ApiError::conflict(e.to_string()),
         e @ (StoreError::Io { .. } | StoreError::Unreadable { .. }) => {
             ApiError::internal(e.to_string())
         }

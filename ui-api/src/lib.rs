@@ -11,6 +11,7 @@ mod body;
 mod compliance;
 mod datasets;
 mod error;
+mod experiments;
 mod keys;
 mod metrics;
 mod openapi;
@@ -46,6 +47,8 @@ pub struct AppState {
     pub alerts: Arc<AlertEngine>,
     /// Evaluation datasets (`<data dir>/datasets.jsonl`).
     pub datasets: Arc<vigil_eval::DatasetStore>,
+    /// Experiments over those datasets (`<data dir>/experiments.jsonl`).
+    pub experiments: Arc<vigil_eval::experiments::ExperimentStore>,
     /// Deletes from the store: erasure (and the retention job, run by the binary).
     pub deleter: Arc<dyn Deleter>,
     /// The hash-chained audit log (`<data dir>/audit`).
@@ -115,6 +118,15 @@ pub fn app(state: AppState) -> Router {
         .route(
             "/api/v1/datasets/{name}/items/{item_id}",
             delete(datasets::delete_item),
+        )
+        .route(
+            "/api/v1/experiments",
+            post(experiments::create).get(experiments::list),
+        )
+        .route("/api/v1/experiments/{id}", get(experiments::get_one))
+        .route(
+            "/api/v1/experiments/{id}/items",
+            post(experiments::link).get(experiments::items),
         )
         .route("/api/v1/keys", post(keys::create).get(keys::list))
         .route("/api/v1/keys/{id}", delete(keys::revoke))

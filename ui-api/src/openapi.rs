@@ -29,7 +29,7 @@ use crate::{
         PayloadTooLarge, RateLimited, TooManyRequests, Unauthorized, Unavailable,
         UnsupportedMediaType,
     },
-    keys, metrics, ops, otlp_http, runs, scores,
+    experiments, keys, metrics, ops, otlp_http, runs, scores,
 };
 
 /// The document, built once.
@@ -65,7 +65,7 @@ pub async fn document() -> Json<&'static Value> {
         (name = "metrics", description = "Aggregates over runs, model calls and tool calls."),
         (name = "alerting", description = "Alert rules over the metrics, the alerts they raise, and silences (docs/api.md#alerting)."),
         (name = "compliance", description = "Which runs, sessions and (hashed) users a model version, prompt version, tool version… touched, and since when; exports of every such run; look-ups and erasure of one person. Every answer is written to the audit log before it is sent."),
-        (name = "evaluation", description = "Datasets: versioned sets of tasks with expected outputs, some taken from production runs (docs/api.md#evaluation)."),
+        (name = "evaluation", description = "Datasets: versioned sets of tasks with expected outputs, some taken from production runs; experiments: a dataset version run by a system version, each item's run linked, evaluated and summed up (docs/api.md#evaluation)."),
         (name = "access", description = "API keys of the caller's project, and the audit log: every key change, rule and silence change, compliance query and erasure, hash-chained (docs/api.md#compliance)."),
     ),
     paths(
@@ -105,6 +105,11 @@ pub async fn document() -> Json<&'static Value> {
         datasets::items,
         datasets::add_items,
         datasets::delete_item,
+        experiments::create,
+        experiments::list,
+        experiments::get_one,
+        experiments::items,
+        experiments::link,
         document,
     ),
     components(schemas(ErrorBody), responses(
@@ -404,6 +409,9 @@ mod tests {
             "/api/v1/datasets/{name}",
             "/api/v1/datasets/{name}/items",
             "/api/v1/datasets/{name}/items/{item_id}",
+            "/api/v1/experiments",
+            "/api/v1/experiments/{id}",
+            "/api/v1/experiments/{id}/items",
             "/api/v1/audit/log",
             "/api/v1/audit/verify",
             "/api/v1/audit/affected",
@@ -778,12 +786,16 @@ mod tests {
             );
             let stop = tokio_util::sync::CancellationToken::new();
             tokio::spawn(batcher.run(stop.clone()));
+            let datasets = Arc::new(vigil_eval::DatasetStore::open(&dir).unwrap());
             let state = AppState {
                 pipeline,
                 store,
                 keys: Arc::new(KeyStore::open(dir.join("keys.json")).unwrap()),
                 alerts,
-                datasets: Arc::new(vigil_eval::DatasetStore::open(&dir).unwrap()),
+                datasets: datasets.clone(),
+                experiments: Arc::new(
+                    vigil_eval::experiments::ExperimentStore::open(&dir, datasets).unwrap(),
+                ),
                 deleter: sink,
                 audit: Arc::new(AuditLog::open(dir.join("audit")).unwrap()),
                 rate_limits: Arc::new(RateLimiter::new(None)),

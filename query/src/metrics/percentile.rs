@@ -23,13 +23,7 @@ use datafusion::{
 
 use super::aggregate::Percentile;
 
-/// The element at index min(⌊percent·n / 100⌋, n−1) of ascending `sorted`; `None` when empty.
-/// The index is computed in integers, so it is exact for every n.
-pub fn exact_percentile(sorted: &[i64], percent: u32) -> Option<i64> {
-    let n = sorted.len();
-    let index = (n as u128 * u128::from(percent) / 100) as usize;
-    sorted.get(index.min(n.checked_sub(1)?)).copied()
-}
+pub use vigil_schemas::percentile::exact_percentile;
 
 /// The name of [`exact_percentiles_udaf`] in SQL.
 pub const EXACT_PERCENTILES: &str = "exact_percentiles";
@@ -150,7 +144,7 @@ mod tests {
         assert_eq!(exact_percentile(&values, 50), Some(500));
         assert_eq!(exact_percentile(&[7], 99), Some(7));
         assert_eq!(exact_percentile(&[1, 2], 50), Some(2));
-        assert_eq!(exact_percentile(&[], 50), None);
+        assert_eq!(exact_percentile::<i64>(&[], 50), None);
     }
 
     /// Runs `exact_percentiles` over `rows` (group, value) in DataFusion, split into several

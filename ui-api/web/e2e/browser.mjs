@@ -535,6 +535,59 @@ await step("datasets", async () => {
   await page.screenshot({ path: `${shots}/dataset.png`, fullPage: true });
 });
 
+await step("experiment", async () => {
+  // An experiment over the dataset above, one item run by a demo run.
+  const send = async (path, body) => {
+    const response = await fetch(base + path, {
+      method: "POST",
+      headers: { Authorization: `Bearer ${key}`, "Content-Type": "application/json" },
+      body: JSON.stringify(body),
+    });
+    const text = await response.text();
+    assert(response.ok, `POST ${path}: ${response.status} ${text}`);
+    return JSON.parse(text);
+  };
+  const experiment = await send("/api/v1/experiments", {
+    name: "browser v2",
+    dataset: "ui-golden",
+    dataset_version: 2,
+    system: { prompt_version: "ui@v2" },
+    evaluators: [{ type: "exact_match", name: "exact" }],
+  });
+  const run = (await api("/api/v1/runs?limit=1")).runs[0];
+  await send(`/api/v1/experiments/${experiment.id}/items`, {
+    items: [{ item_id: "a", trace_id: run.trace_id }],
+  });
+
+  await page.goto(`${base}/datasets/ui-golden`);
+  await page
+    .locator(`tr[data-experiment="${experiment.id}"]`)
+    .getByRole("link", { name: "browser v2" })
+    .click();
+  await page.locator('tr[data-figure="completion_rate"]').waitFor();
+  const { summary } = await api(`/api/v1/experiments/${experiment.id}`);
+  const figure = async (name) => (await page.locator(`tr[data-figure="${name}"] td`).innerText()).trim();
+  const percent = (rate) => (rate === null ? "—" : `${(rate * 100).toFixed(1)}%`);
+  assert.equal(await figure("completion_rate"), percent(summary.completion_rate));
+  assert.equal(
+    await figure("pass_rate.exact"),
+    `${percent(summary.pass_rates.exact.rate)} (${summary.pass_rates.exact.passed} of ${summary.pass_rates.exact.evaluated})`,
+  );
+  assert.equal(
+    await figure("items"),
+    `${summary.done} of ${summary.items} (${summary.pending} pending, ${summary.not_run} not run)`,
+  );
+  const { items } = await api(`/api/v1/experiments/${experiment.id}/items`);
+  const shown = await page
+    .locator("table.experiment-items tbody tr")
+    .evaluateAll((rows) => rows.map((r) => [r.dataset.item, r.dataset.status]));
+  assert.deepEqual(
+    shown,
+    items.map((i) => [i.item_id, i.status]),
+  );
+  await page.screenshot({ path: `${shots}/experiment.png`, fullPage: true });
+});
+
 await step("audit-log", async () => {
   await page.goto(`${base}/audit-log`);
   await page.locator("table.audit tbody tr").first().waitFor();

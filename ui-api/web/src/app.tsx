@@ -10,6 +10,7 @@ import { AuditLogPage } from "./pages/audit-log";
 import { CompliancePage } from "./pages/compliance";
 import { DashboardPage } from "./pages/dashboard";
 import { DatasetPage, DatasetsPage } from "./pages/datasets";
+import { ExperimentPage } from "./pages/experiment";
 import { KeysPage } from "./pages/keys";
 import { RunDetailPage } from "./pages/run-detail";
 import { RunsPage } from "./pages/runs";
@@ -103,6 +104,7 @@ function Pages() {
       <Route path="/dashboard">{() => <DashboardPage />}</Route>
       <Route path="/alerts">{() => <AlertsPage />}</Route>
       <Route path="/datasets">{() => <DatasetsPage />}</Route>
+      <Route path="/experiments/:id">{(params) => <ExperimentPage id={params.id} />}</Route>
       <Route path="/datasets/:name">
         {(params) => <DatasetPage name={decodeURIComponent(params.name)} />}
       </Route>

@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use serde::Serialize;
 use tokio::task::JoinSet;
+use vigil_schemas::percentile::exact_percentile;
 
 mod alerts;
 mod audit;
@@ -607,17 +608,6 @@ pub async fn bench_ingest(opts: IngestBenchOptions) -> anyhow::Result<IngestBenc
     Ok(report)
 }
 
-/// Percentile `percent` of ascending `sorted` values as docs/design.md#percentiles defines it: the
-/// element at index min(⌊q·n⌋, n−1), with q = percent / 100 computed exactly.
-pub fn exact_percentile(sorted: &[u64], percent: u32) -> Option<u64> {
-    if sorted.is_empty() {
-        return None;
-    }
-    let n = sorted.len();
-    let index = (n as u128 * u128::from(percent) / 100) as usize;
-    sorted.get(index.min(n - 1)).copied()
-}
-
 /// A request payload a client re-sends with fresh trace ids.
 #[derive(Debug, Clone)]
 struct Template {
@@ -880,17 +870,6 @@ mod tests {
     use std::collections::HashSet;
 
     use super::*;
-
-    #[test]
-    fn percentiles_follow_the_design_definition() {
-        let values: Vec<u64> = (0..1000).collect();
-        assert_eq!(exact_percentile(&values, 99), Some(990));
-        assert_eq!(exact_percentile(&values, 50), Some(500));
-        assert_eq!(exact_percentile(&values, 100), Some(999));
-        assert_eq!(exact_percentile(&[7], 99), Some(7));
-        assert_eq!(exact_percentile(&[1, 2, 3], 50), Some(2));
-        assert_eq!(exact_percentile(&[], 50), None);
-    }
 
     #[test]
     fn proc_files_are_parsed() {

@@ -5,6 +5,7 @@ import { ErrorBox, JsonTree, Load } from "../components";
 import { count, time } from "../lib/format";
 import { useLoad, useQueryParams } from "../lib/hooks";
 import { useCan } from "../lib/who";
+import { DatasetExperiments } from "./experiment";
 
 /** Items a page of the dataset page shows. */
 const ITEMS_PER_PAGE = 50;
@@ -260,6 +261,7 @@ export function DatasetPage({ name }: { name: string }) {
           </>
         )}
       </Load>
+      <DatasetExperiments dataset={name} />
     </section>
   );
 }

@@ -1,43 +1,22 @@
-//! The datasets of every project, kept in one append-only log, `<data dir>/datasets.jsonl`: one
-//! JSON line per event (a dataset created, a version made), fsync'd before the change is
-//! acknowledged, read back whole at start. A last line cut short by a crash was never
-//! acknowledged: it is cut off when the log is opened. Any other line that cannot be read stops
-//! the server from starting, with the line's number, rather than forget a dataset.
+//! The datasets of every project, in memory, each change appended to `<data dir>/datasets.jsonl`
+//! ([`crate::log`]) before it is applied: a JSON line per event (a dataset created, a version
+//! made).
 
-use std::{
-    collections::BTreeMap,
-    fs::{File, OpenOptions},
-    io::{BufRead, BufReader, Seek, SeekFrom, Write},
-    path::{Path, PathBuf},
-};
+use std::{collections::BTreeMap, path::Path};
 
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 
-use crate::dataset::{
-    Dataset, DatasetError, DatasetName, DatasetSummary, Item, Version, VersionChange,
-    check_description,
+use crate::{
+    dataset::{
+        Dataset, DatasetName, DatasetSummary, EvalError, Item, Version, VersionChange,
+        check_description,
+    },
+    log::{EventLog, StoreError},
 };
 
 /// The log's file name in the data directory.
 pub const LOG_FILE: &str = "datasets.jsonl";
-
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    #[error(transparent)]
-    Dataset(#[from] DatasetError),
-    #[error("{path}: {source}")]
-    Io {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error("{path}, line {line}: {message}")]
-    Unreadable {
-        path: PathBuf,
-        line: usize,
-        message: String,
-    },
-}
 
 /// One line of the log.
 #[derive(Serialize, Deserialize)]
@@ -58,63 +37,25 @@ enum Event {
     },
 }
 
+type Datasets = BTreeMap<(String, DatasetName), Dataset>;
+
 struct State {
-    file: File,
-    datasets: BTreeMap<(String, DatasetName), Dataset>,
+    log: EventLog<Event>,
+    datasets: Datasets,
 }
 
 /// Every project's datasets: read from memory, each change appended to the log.
 pub struct DatasetStore {
-    path: PathBuf,
     state: Mutex<State>,
 }
 
 impl DatasetStore {
     /// Opens (or starts) the log in `data_dir`.
     pub fn open(data_dir: &Path) -> Result<DatasetStore, StoreError> {
-        let path = data_dir.join(LOG_FILE);
-        let io = |source| StoreError::Io {
-            path: path.clone(),
-            source,
-        };
-        let mut file = OpenOptions::new()
-            .read(true)
-            .append(true)
-            .create(true)
-            .open(&path)
-            .map_err(io)?;
-        let mut datasets = BTreeMap::new();
-        let mut complete = 0u64;
-        let mut reader = BufReader::new(&file);
-        let mut line = String::new();
-        for number in 1.. {
-            line.clear();
-            let read = reader.read_line(&mut line).map_err(io)?;
-            if read == 0 || !line.ends_with('\n') {
-                break;
-            }
-            let event: Event = serde_json::from_str(&line).map_err(|e| StoreError::Unreadable {
-                path: path.clone(),
-                line: number,
-                message: e.to_string(),
-            })?;
-            replay(&mut datasets, event).map_err(|message| StoreError::Unreadable {
-                path: path.clone(),
-                line: number,
-                message,
-            })?;
-            complete += read as u64;
-        }
-        drop(reader);
-        if file.metadata().map_err(io)?.len() > complete {
-            // A torn last line: never acknowledged.
-            file.set_len(complete).map_err(io)?;
-            file.sync_all().map_err(io)?;
-        }
-        file.seek(SeekFrom::End(0)).map_err(io)?;
+        let mut datasets = Datasets::new();
+        let log = EventLog::open(data_dir, LOG_FILE, |event| replay(&mut datasets, event))?;
         Ok(DatasetStore {
-            path,
-            state: Mutex::new(State { file, datasets }),
+            state: Mutex::new(State { log, datasets }),
         })
     }
 
@@ -131,7 +72,7 @@ impl DatasetStore {
         let mut state = self.state.lock();
         let key = (project.to_string(), name.clone());
         if state.datasets.contains_key(&key) {
-            return Err(DatasetError::Exists(name.to_string()).into());
+            return Err(EvalError::Exists(name.to_string()).into());
         }
         let event = Event::Created {
             project: project.to_string(),
@@ -140,7 +81,7 @@ impl DatasetStore {
             at_ns,
             by: by.to_string(),
         };
-        self.append(&mut state.file, &event)?;
+        state.log.append(&event)?;
         let dataset = Dataset::new(name, description, at_ns, by.to_string());
         let summary = dataset.summary().clone();
         state.datasets.insert(key, dataset);
@@ -195,25 +136,25 @@ impl DatasetStore {
         let dataset = state
             .datasets
             .get_mut(&(project.to_string(), name.clone()))
-            .ok_or_else(|| DatasetError::NotFound(name.to_string()))?;
+            .ok_or_else(|| EvalError::no_dataset(name))?;
         let Some((version, change)) = dataset.next_version(upserts, deletes, at_ns, by)? else {
             return Ok(None);
         };
+        let made = version.clone();
         let event = Event::Changed {
             project: project.to_string(),
             name: name.clone(),
             version,
             change,
         };
-        self.append(&mut state.file, &event)?;
-        let Event::Changed {
-            version, change, ..
-        } = event
-        else {
-            unreachable!("built above as Changed")
-        };
-        dataset.apply(version.clone(), change);
-        Ok(Some(version))
+        state.log.append(&event)?;
+        // What was just checked and written applies: the same step as a replay at start.
+        replay(&mut state.datasets, event).map_err(|message| StoreError::Unreadable {
+            path: LOG_FILE.into(),
+            line: 0,
+            message,
+        })?;
+        Ok(Some(made))
     }
 
     fn read<T>(
@@ -226,31 +167,13 @@ impl DatasetStore {
         let dataset = state
             .datasets
             .get(&(project.to_string(), name.clone()))
-            .ok_or_else(|| DatasetError::NotFound(name.to_string()))?;
+            .ok_or_else(|| EvalError::no_dataset(name))?;
         f(dataset)
-    }
-
-    /// Appends one event and makes it durable.
-    fn append(&self, file: &mut File, event: &Event) -> Result<(), StoreError> {
-        let mut line = serde_json::to_vec(event).map_err(|e| StoreError::Io {
-            path: self.path.clone(),
-            source: e.into(),
-        })?;
-        line.push(b'\n');
-        file.write_all(&line)
-            .and_then(|()| file.sync_data())
-            .map_err(|source| StoreError::Io {
-                path: self.path.clone(),
-                source,
-            })
     }
 }
 
 /// Applies one event read back from the log.
-fn replay(
-    datasets: &mut BTreeMap<(String, DatasetName), Dataset>,
-    event: Event,
-) -> Result<(), String> {
+fn replay(datasets: &mut Datasets, event: Event) -> Result<(), String> {
     match event {
         Event::Created {
             project,
@@ -321,7 +244,7 @@ mod tests {
                 .expect("the same name in another project");
             assert!(matches!(
                 store.create("p1", name("golden"), String::new(), 1, "k1"),
-                Err(StoreError::Dataset(DatasetError::Exists(_)))
+                Err(StoreError::Eval(EvalError::Exists(_)))
             ));
             let v = store
                 .change(
@@ -348,7 +271,7 @@ mod tests {
         assert!(store.list("p3").is_empty());
         assert!(matches!(
             store.items("p3", &name("golden"), None),
-            Err(StoreError::Dataset(DatasetError::NotFound(_)))
+            Err(StoreError::Eval(EvalError::NotFound(_)))
         ));
     }
 

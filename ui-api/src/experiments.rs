@@ -1,0 +1,358 @@
+//! Experiments over HTTP, the caller's project only: creating one and linking runs to its items
+//! needs `ingest` (what runs the dataset, a CI job, sends its traces with the same key); reading
+//! needs `read`. What an experiment reports is computed from its items' runs at each read
+//! (`vigil_eval::experiment`), so runs and scores that arrive later count at once.
+
+use std::collections::{BTreeSet, HashMap};
+
+use axum::{
+    Json,
+    extract::{Path, Query, State},
+    http::StatusCode,
+};
+use futures_util::{StreamExt, TryStreamExt, stream};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use utoipa::{IntoParams, ToSchema};
+use vigil_access::keys::{Principal, Role};
+use vigil_eval::{
+    experiment::{ItemResult, RunFacts, Summary, item_result, summarize},
+    experiments::{Experiment, ExperimentSpec, ExperimentWithItems, Link},
+};
+use vigil_query::{RunDetail, RunRollup};
+use vigil_schemas::time::{now_ns, rfc3339};
+
+use crate::{
+    AppState,
+    auth::Caller,
+    body::JsonBody,
+    datasets::{name_of, store_error},
+    error::{ApiError, BadRequest, NotFound},
+    views::{REDACTED, must_redact},
+};
+
+/// Runs read at once for an experiment's results.
+const CONCURRENT_RUN_READS: usize = 8;
+/// Runs whose calls are rolled up per store request.
+const ROLLUPS_PER_REQUEST: usize = 1000;
+
+/// An experiment as shown.
+#[derive(Serialize, ToSchema)]
+#[schema(as = Experiment)]
+pub struct ExperimentView {
+    #[serde(flatten)]
+    experiment: Experiment,
+    /// `created_at_ns`, RFC 3339.
+    #[schema(format = DateTime)]
+    created_at: String,
+}
+
+fn experiment_view(experiment: Experiment) -> ExperimentView {
+    ExperimentView {
+        created_at: rfc3339(experiment.created_at_ns),
+        experiment,
+    }
+}
+
+/// The project's experiments, newest first.
+#[derive(Serialize, ToSchema)]
+pub struct ExperimentList {
+    experiments: Vec<ExperimentView>,
+}
+
+/// An experiment and what its items' runs add up to.
+#[derive(Serialize, ToSchema)]
+pub struct ExperimentReport {
+    experiment: ExperimentView,
+    summary: Summary,
+}
+
+/// Each item of the experiment's dataset version with its run's result, by item id.
+#[derive(Serialize, ToSchema)]
+pub struct ExperimentItems {
+    items: Vec<ItemResult>,
+}
+
+/// Runs to link to items.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LinkRuns {
+    #[schema(min_items = 1, max_items = 1000)]
+    items: Vec<Link>,
+}
+
+/// What linking did.
+#[derive(Serialize, ToSchema)]
+pub struct Linked {
+    /// Items of the experiment with a run linked, now.
+    linked: usize,
+}
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Path)]
+pub struct ExperimentPath {
+    /// The experiment's id.
+    #[param(example = "exp_0123456789abcdef")]
+    id: String,
+}
+
+/// Which experiments to list.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ListParams {
+    /// Only this dataset's.
+    dataset: Option<String>,
+}
+
+/// Create an experiment
+///
+/// Pins a version of a dataset (the newest unless given) and says which system version runs it.
+/// Then run each item and link its run: send the trace, and `POST
+/// /api/v1/experiments/{id}/items`.
+#[utoipa::path(
+    post,
+    path = "/api/v1/experiments",
+    tag = "evaluation",
+    operation_id = "createExperiment",
+    request_body(content = ExperimentSpec, example = json!({
+        "name": "support-bot prompt v8",
+        "dataset": "support-golden",
+        "system": {"agent_version": "1.5.0", "prompt_version": "support-bot@v8", "model": "gpt-4o"},
+        "evaluators": [
+            {"type": "exact_match", "name": "exact"},
+            {"type": "contains", "name": "mentions_30_days", "value": "30 days"},
+        ],
+    })),
+    security(("bearerAuth" = ["ingest"])),
+    responses(
+        (status = 201, body = ExperimentView, description = "Created."),
+        (status = 400, response = BadRequest),
+        (status = 404, response = NotFound),
+    ),
+)]
+pub async fn create(
+    State(state): State<AppState>,
+    caller: Caller,
+    JsonBody(spec): JsonBody<ExperimentSpec>,
+) -> Result<(StatusCode, Json<ExperimentView>), ApiError> {
+    let principal = caller.require(Role::Ingest)?.clone();
+    let experiments = state.experiments.clone();
+    let experiment = tokio::task::spawn_blocking(move || {
+        experiments.create(&principal.project_id, spec, now_ns(), &principal.key_id)
+    })
+    .await
+    .map_err(|e| ApiError::internal(format!("experiment creation did not finish: {e}")))?
+    .map_err(store_error)?;
+    Ok((StatusCode::CREATED, Json(experiment_view(experiment))))
+}
+
+/// The project's experiments
+#[utoipa::path(
+    get,
+    path = "/api/v1/experiments",
+    tag = "evaluation",
+    operation_id = "listExperiments",
+    params(ListParams),
+    security(("bearerAuth" = ["read"])),
+    responses(
+        (status = 200, body = ExperimentList, description = "Newest first."),
+        (status = 400, response = BadRequest),
+    ),
+)]
+pub async fn list(
+    State(state): State<AppState>,
+    caller: Caller,
+    params: Result<Query<ListParams>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<ExperimentList>, ApiError> {
+    let principal = caller.require(Role::Read)?;
+    let Query(params) = params.map_err(|e| ApiError::bad_request("query", e.body_text()))?;
+    let dataset = params.dataset.as_deref().map(name_of).transpose()?;
+    let experiments = state
+        .experiments
+        .list(&principal.project_id, dataset.as_ref());
+    Ok(Json(ExperimentList {
+        experiments: experiments.into_iter().map(experiment_view).collect(),
+    }))
+}
+
+/// An experiment and its figures
+///
+/// Over the items whose run is there: completion rate, each evaluator's pass rate, the mean of
+/// each score, cost per item, latency percentiles (exact), tool calls per item; and how many items
+/// are still pending or not run.
+#[utoipa::path(
+    get,
+    path = "/api/v1/experiments/{id}",
+    tag = "evaluation",
+    operation_id = "getExperiment",
+    params(ExperimentPath),
+    security(("bearerAuth" = ["read"])),
+    responses(
+        (status = 200, body = ExperimentReport, description = "The experiment and its figures."),
+        (status = 404, response = NotFound),
+    ),
+)]
+pub async fn get_one(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(ExperimentPath { id }): Path<ExperimentPath>,
+) -> Result<Json<ExperimentReport>, ApiError> {
+    let principal = caller.require(Role::Read)?;
+    let (experiment, results) = results(&state, &principal.project_id, &id).await?;
+    Ok(Json(ExperimentReport {
+        experiment: experiment_view(experiment),
+        summary: summarize(&results),
+    }))
+}
+
+/// An experiment's items with their results
+///
+/// Each item of the pinned dataset version: its run, output, outcome, each evaluator's verdict,
+/// its scores, cost, latency and tool calls. Content (input, expected output, output) of an item
+/// or run classified `pii`, `phi`, `financial` or `confidential` reads `[redacted]` unless the key
+/// has `audit`.
+#[utoipa::path(
+    get,
+    path = "/api/v1/experiments/{id}/items",
+    tag = "evaluation",
+    operation_id = "listExperimentItems",
+    params(ExperimentPath),
+    security(("bearerAuth" = ["read"])),
+    responses(
+        (status = 200, body = ExperimentItems, description = "The items, by id."),
+        (status = 404, response = NotFound),
+    ),
+)]
+pub async fn items(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(ExperimentPath { id }): Path<ExperimentPath>,
+) -> Result<Json<ExperimentItems>, ApiError> {
+    let principal = caller.require(Role::Read)?;
+    let (_, results) = results(&state, &principal.project_id, &id).await?;
+    Ok(Json(ExperimentItems {
+        items: results
+            .into_iter()
+            .map(|r| redacted(r, principal))
+            .collect(),
+    }))
+}
+
+/// Link runs to items
+///
+/// Each run executes one item of the experiment's dataset version; linking an item again
+/// replaces its run (a retried item).
+#[utoipa::path(
+    post,
+    path = "/api/v1/experiments/{id}/items",
+    tag = "evaluation",
+    operation_id = "linkExperimentRuns",
+    params(ExperimentPath),
+    request_body(content = LinkRuns, example = json!({
+        "items": [{"item_id": "refund-1", "trace_id": "0af7651916cd43dd8448eb211c80319c"}],
+    })),
+    security(("bearerAuth" = ["ingest"])),
+    responses(
+        (status = 200, body = Linked, description = "Linked."),
+        (status = 400, response = BadRequest),
+        (status = 404, response = NotFound),
+    ),
+)]
+pub async fn link(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(ExperimentPath { id }): Path<ExperimentPath>,
+    JsonBody(body): JsonBody<LinkRuns>,
+) -> Result<Json<Linked>, ApiError> {
+    let principal = caller.require(Role::Ingest)?.clone();
+    let experiments = state.experiments.clone();
+    let linked = tokio::task::spawn_blocking(move || {
+        experiments.link(&principal.project_id, &id, body.items)
+    })
+    .await
+    .map_err(|e| ApiError::internal(format!("linking did not finish: {e}")))?
+    .map_err(store_error)?;
+    Ok(Json(Linked { linked }))
+}
+
+/// The experiment and each item's result, its linked run read from the store.
+async fn results(
+    state: &AppState,
+    project: &str,
+    id: &str,
+) -> Result<(Experiment, Vec<ItemResult>), ApiError> {
+    let ExperimentWithItems {
+        experiment,
+        items,
+        links,
+        evaluators,
+    } = state.experiments.view(project, id).map_err(store_error)?;
+    let traces: Vec<String> = links
+        .values()
+        .cloned()
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let mut rollups: HashMap<String, RunRollup> = HashMap::new();
+    for chunk in traces.chunks(ROLLUPS_PER_REQUEST) {
+        rollups.extend(state.store.run_rollups(project, chunk).await?);
+    }
+    let details: HashMap<String, RunDetail> = stream::iter(traces.iter().cloned())
+        .map(|trace_id| async move {
+            let detail = state.store.get_run(project, &trace_id).await?;
+            Ok::<_, ApiError>(detail.map(|d| (trace_id, d)))
+        })
+        .buffer_unordered(CONCURRENT_RUN_READS)
+        .try_filter_map(|found| async move { Ok(found) })
+        .try_collect()
+        .await?;
+    let results = items
+        .iter()
+        .map(|item| {
+            let trace_id = links.get(&item.id).map(String::as_str);
+            let facts = trace_id
+                .and_then(|t| Some((details.get(t)?, rollups.get(t))))
+                .and_then(|(detail, rollup)| run_facts(detail, rollup));
+            item_result(item, trace_id, facts.as_ref(), &evaluators)
+        })
+        .collect();
+    Ok((experiment, results))
+}
+
+/// What the results need of a run; `None` while its run row has not arrived.
+fn run_facts(detail: &RunDetail, rollup: Option<&RunRollup>) -> Option<RunFacts> {
+    let run = detail.run.as_ref()?;
+    let rollup = rollup.cloned().unwrap_or_default();
+    Some(RunFacts {
+        outcome: run.outcome,
+        output: run.output.clone(),
+        duration_ns: run.duration_ns(),
+        cost_nanos: (rollup.unpriced_model_calls == 0).then_some(rollup.cost_nanos),
+        tool_calls: rollup.tool_calls,
+        scores: detail
+            .scores
+            .iter()
+            .filter_map(|s| {
+                let value = s.value.or(s.bool_value.map(|b| f64::from(u8::from(b))))?;
+                Some((s.name.clone(), value))
+            })
+            .collect(),
+        classification: run.classification.clone(),
+    })
+}
+
+fn redacted(mut result: ItemResult, principal: &Principal) -> ItemResult {
+    if must_redact(&result.classification, principal) {
+        result.input = Value::String(REDACTED.into());
+        if !result.expected_output.is_null() {
+            result.expected_output = Value::String(REDACTED.into());
+        }
+        if let Some(output) = result.output.as_mut()
+            && !output.is_empty()
+        {
+            *output = REDACTED.into();
+        }
+    }
+    result
+}
