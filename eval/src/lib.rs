@@ -8,12 +8,16 @@
 //! - [`experiment`]: an experiment (a dataset version run by a system version), its evaluators,
 //!   and what its items' runs add up to (pure); [`experiments`]: every project's experiments
 //!   and the runs linked to their items, in a log of their own.
+//! - [`compare`]: two experiments on the same dataset version, item by item, with paired tests
+//!   and verdicts; [`stats`]: the statistics they rest on, equal to SciPy's.
 
+pub mod compare;
 pub mod dataset;
 pub mod datasets;
 pub mod experiment;
 pub mod experiments;
 pub mod log;
+pub mod stats;
 
 pub use dataset::{
     Dataset, DatasetName, DatasetSummary, EvalError, Item, ItemInput, Version, VersionChange,

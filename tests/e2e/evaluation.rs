@@ -320,6 +320,7 @@ async fn datasets_are_versioned_taken_from_runs_audited_and_kept() {
 }
 
 /// One item's run as the test sends it, and what the test expects of it.
+#[derive(Clone, Copy)]
 struct ItemRun {
     item: &'static str,
     output: &'static str,
@@ -379,66 +380,20 @@ const ITEM_RUNS: [ItemRun; 5] = [
     },
 ];
 
-/// The items' expected outputs (a `const` cannot build JSON values).
-fn expected_output(item: &str) -> Value {
-    match item {
-        "a" => json!("refunds within 30 days"),
-        "b" => json!("refunds within 30 days"),
-        "c" => json!(42),
-        "d" => json!("refunds within 30 days"),
-        _ => Value::Null,
-    }
-}
-
-async fn experiments_report_what_their_runs_did(store: Store) {
-    let vigil = Vigil::start_on(store);
-    let (status, body) = vigil
-        .post("/api/v1/datasets", &json!({"name": "golden"}))
-        .await;
-    assert_eq!(status, 201, "{body}");
-    let items: Vec<Value> = ITEM_RUNS
-        .iter()
-        .map(|r| json!({"id": r.item, "input": {"task": r.item}, "expected_output": expected_output(r.item)}))
-        .collect();
-    let (status, body) = vigil
-        .post("/api/v1/datasets/golden/items", &json!({ "items": items }))
-        .await;
-    assert_eq!(status, 200, "{body}");
-
-    // A CI key: sends traces and runs experiments, reads nothing else.
-    let ci = vigil.create_key("ingest,read");
-    let http = reqwest::Client::new();
-    let url = |path: &str| format!("{}{path}", vigil.http());
-    let (status, experiment) = status_of(
-        http.post(url("/api/v1/experiments")).json(&json!({
-            "name": "prompt v8",
-            "dataset": "golden",
-            "system": {"prompt_version": "support-bot@v8"},
-            "evaluators": [
-                {"type": "exact_match", "name": "exact"},
-                {"type": "contains", "name": "mentions_30_days", "value": "30 days"},
-                {"type": "numeric_tolerance", "name": "close", "tolerance": 0.5},
-            ],
-        })),
-        &ci.token,
-    )
-    .await;
-    assert_eq!(status, 201, "{experiment}");
-    assert_eq!(experiment["dataset_version"], 1);
-    let id = experiment["id"].as_str().unwrap().to_string();
-
-    // Each item's run: a trace, a model call per cost, tool calls, a judge's score.
+/// Each item's run as an export (a trace, a model call per cost, tool calls, a judge's score;
+/// item e is not run), trace ids counting from `first_trace`; and the links of the runs.
+fn item_runs(runs: &[ItemRun], first_trace: usize) -> (v1::ExportRequest, Vec<Value>) {
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap()
         .as_nanos() as i64;
     let mut request = v1::ExportRequest::default();
     let mut links = Vec::new();
-    for (n, r) in ITEM_RUNS.iter().enumerate() {
+    for (n, r) in runs.iter().enumerate() {
         if r.item == "e" {
             continue; // not run
         }
-        let trace_id = format!("{:032x}", 0xe0 + n);
+        let trace_id = format!("{:032x}", first_trace + n);
         let start = now - 60_000_000_000 + n as i64 * 1_000_000_000;
         request.runs.push(v1::Run {
             trace_id: trace_id.clone(),
@@ -495,6 +450,67 @@ async fn experiments_report_what_their_runs_did(store: Store) {
         }
         links.push(json!({"item_id": r.item, "trace_id": trace_id}));
     }
+    (request, links)
+}
+
+/// The items' expected outputs (a `const` cannot build JSON values).
+fn expected_output(item: &str) -> Value {
+    match item {
+        "a" => json!("refunds within 30 days"),
+        "b" => json!("refunds within 30 days"),
+        "c" => json!(42),
+        "d" => json!("refunds within 30 days"),
+        _ => Value::Null,
+    }
+}
+
+/// Creates an experiment over dataset `golden` with the test's three evaluators.
+async fn create_experiment(vigil: &Vigil, token: &str, name: &str) -> Value {
+    let (status, experiment) = status_of(
+        reqwest::Client::new()
+            .post(format!("{}/api/v1/experiments", vigil.http()))
+            .json(&json!({
+                "name": name,
+                "dataset": "golden",
+                "system": {"prompt_version": format!("support-bot@{name}")},
+                "evaluators": [
+                    {"type": "exact_match", "name": "exact"},
+                    {"type": "contains", "name": "mentions_30_days", "value": "30 days"},
+                    {"type": "numeric_tolerance", "name": "close", "tolerance": 0.5},
+                ],
+            })),
+        token,
+    )
+    .await;
+    assert_eq!(status, 201, "{experiment}");
+    experiment
+}
+
+async fn experiments_report_what_their_runs_did(store: Store) {
+    let vigil = Vigil::start_on(store);
+    let (status, body) = vigil
+        .post("/api/v1/datasets", &json!({"name": "golden"}))
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let items: Vec<Value> = ITEM_RUNS
+        .iter()
+        .map(|r| json!({"id": r.item, "input": {"task": r.item}, "expected_output": expected_output(r.item)}))
+        .collect();
+    let (status, body) = vigil
+        .post("/api/v1/datasets/golden/items", &json!({ "items": items }))
+        .await;
+    assert_eq!(status, 200, "{body}");
+
+    // A CI key: sends traces and runs experiments, reads nothing else.
+    let ci = vigil.create_key("ingest,read");
+    let http = reqwest::Client::new();
+    let url = |path: &str| format!("{}{path}", vigil.http());
+    let experiment = create_experiment(&vigil, &ci.token, "prompt v8").await;
+    assert_eq!(experiment["dataset_version"], 1);
+    let id = experiment["id"].as_str().unwrap().to_string();
+
+    // Each item's run.
+    let (request, links) = item_runs(&ITEM_RUNS, 0xe0);
     // Item d is linked before its run arrives: it reads as pending until then.
     let (status, body) = status_of(
         http.post(url(&format!("/api/v1/experiments/{id}/items")))
@@ -552,7 +568,7 @@ async fn experiments_report_what_their_runs_did(store: Store) {
     assert_eq!(report["summary"], expected_summary, "{report}");
     assert_eq!(
         report["experiment"]["system"]["prompt_version"],
-        "support-bot@v8"
+        "support-bot@prompt v8"
     );
 
     let (_, items) = vigil.get(&format!("/api/v1/experiments/{id}/items")).await;
@@ -630,6 +646,262 @@ async fn experiments_report_what_their_runs_did(store: Store) {
         (200, Some(1)),
         "{list}"
     );
+    // A candidate on the same items: item a now fails, item b now completes and passes.
+    let candidate = create_experiment(&vigil, &ci.token, "prompt v9").await;
+    let candidate_id = candidate["id"].as_str().unwrap().to_string();
+    let candidate_runs: Vec<ItemRun> = ITEM_RUNS
+        .iter()
+        .map(|r| match r.item {
+            "a" => ItemRun {
+                success: false,
+                output: "no idea",
+                ..*r
+            },
+            "b" => ItemRun {
+                success: true,
+                output: "refunds within 30 days",
+                ..*r
+            },
+            _ => ItemRun { ..*r },
+        })
+        .collect();
+    let (request, links) = item_runs(&candidate_runs, 0xf0);
+    let response = vigil.export_native_as(&ci.token, request).await.unwrap();
+    assert!(response.rejections.is_empty(), "{response:?}");
+    for (n, r) in candidate_runs
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| r.item != "e")
+    {
+        vigil
+            .wait_run(&format!("{:032x}", 0xf0 + n), r.costs.len() + r.tools)
+            .await;
+    }
+    let (status, body) = status_of(
+        http.post(url(&format!("/api/v1/experiments/{candidate_id}/items")))
+            .json(&json!({ "items": links })),
+        &ci.token,
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let (status, comparison) = status_of(
+        http.post(url("/api/v1/experiments/compare"))
+            .json(&json!({"baseline": id, "candidate": candidate_id})),
+        &ci.token,
+    )
+    .await;
+    assert_eq!(status, 200, "{comparison}");
+    let metric = |name: &str| {
+        comparison["metrics"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["metric"] == name)
+            .cloned()
+            .unwrap_or_else(|| panic!("no {name} in {comparison}"))
+    };
+    // Completion: a, c, d of four before; b, c, d after: one lost, one won, p = 1.
+    let completion = metric("completion_rate");
+    assert_eq!(
+        (
+            completion["pairs"].clone(),
+            completion["baseline"].clone(),
+            completion["candidate"].clone(),
+            completion["p_value"].clone(),
+            completion["test"].clone(),
+            completion["verdict"].clone(),
+        ),
+        (
+            json!(4),
+            json!(0.75),
+            json!(0.75),
+            json!(1.0),
+            json!("mcnemar_exact"),
+            json!("no_significant_change")
+        )
+    );
+    // Exact match: a and c before; b and c after.
+    let exact = metric("pass_rate.exact");
+    assert_eq!(
+        (exact["baseline"].clone(), exact["candidate"].clone()),
+        (json!(0.5), json!(0.5))
+    );
+    // Latency did not change for any pair: nothing to test.
+    let latency = metric("latency_ms");
+    assert_eq!(
+        (latency["pairs"].clone(), latency["p_value"].clone()),
+        (json!(4), Value::Null)
+    );
+    let changes: Vec<(Value, Value)> = comparison["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| (c["item_id"].clone(), c["change"].clone()))
+        .collect();
+    assert_eq!(
+        changes,
+        vec![
+            (json!("a"), json!("newly_failing")),
+            (json!("b"), json!("newly_passing"))
+        ]
+    );
+    let (status, body) = status_of(
+        http.post(url("/api/v1/experiments/compare"))
+            .json(&json!({"baseline": id, "candidate": candidate_id, "alpha": 0.7})),
+        &ci.token,
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"]["field"].clone()),
+        (400, json!("alpha")),
+        "{body}"
+    );
 }
 
 on_both_stores!(experiments_report_what_their_runs_did);
+
+/// SciPy's answers for the same data: binomtest (McNemar's exact test), binomtest's Wilson
+/// interval, wilcoxon with its defaults, norm.ppf.
+const SCIPY_REFERENCE: &str = r#"
+import json, sys
+from scipy import stats
+d = json.load(sys.stdin)
+wilson = [stats.binomtest(k, n).proportion_ci(confidence_level=1 - d["alpha"], method="wilson")
+          for k, n in d["rates"]]
+out = {
+    "mcnemar": [float(stats.binomtest(c, b + c, 0.5).pvalue) for b, c in d["pairs"]],
+    "wilson": [[float(ci.low), float(ci.high)] for ci in wilson],
+    "wilcoxon": [[float(r.statistic), float(r.pvalue)]
+                 for r in (stats.wilcoxon(x, correction=False) for x in d["samples"])],
+    "ppf": [float(stats.norm.ppf(p)) for p in d["quantiles"]],
+}
+print(json.dumps(out))
+"#;
+
+#[test]
+fn comparison_statistics_equal_scipy() {
+    use rand::{Rng, SeedableRng, rngs::StdRng};
+    use vigil_eval::stats::{WilcoxonMethod, mcnemar_exact, normal_ppf, wilcoxon, wilson};
+
+    let mut rng = StdRng::seed_from_u64(15);
+    let pairs: Vec<(u64, u64)> = vec![
+        (0, 5),
+        (1, 4),
+        (3, 3),
+        (12, 30),
+        (100, 131),
+        (7, 0),
+        (250, 180),
+        (0, 1),
+    ];
+    let rates: Vec<(u64, u64)> = vec![
+        (0, 10),
+        (10, 10),
+        (17, 40),
+        (512, 1000),
+        (1, 3),
+        (998, 1000),
+    ];
+    let alpha = 0.05;
+    let continuous = |rng: &mut StdRng, n: usize| -> Vec<f64> {
+        (0..n).map(|_| rng.random_range(-1.0..1.3)).collect()
+    };
+    let samples: Vec<(Vec<f64>, WilcoxonMethod)> = vec![
+        (continuous(&mut rng, 20), WilcoxonMethod::Exact),
+        (continuous(&mut rng, 50), WilcoxonMethod::Exact),
+        (
+            continuous(&mut rng, 60),
+            WilcoxonMethod::NormalApproximation,
+        ),
+        // Ties and zeros, few pairs: every sign assignment counted.
+        (
+            (0..10)
+                .map(|_| f64::from(rng.random_range(-2i32..4)))
+                .collect(),
+            WilcoxonMethod::Permutation,
+        ),
+        // Ties, more pairs: the normal approximation with the tie correction.
+        (
+            (0..30)
+                .map(|_| f64::from(rng.random_range(-3i32..5)))
+                .collect(),
+            WilcoxonMethod::NormalApproximation,
+        ),
+        (
+            (0..200)
+                .map(|_| f64::from(rng.random_range(-40i32..45)))
+                .collect(),
+            WilcoxonMethod::NormalApproximation,
+        ),
+    ];
+    let quantiles = [1e-6, 0.001, 0.025, 0.3, 0.5, 0.95, 0.975, 0.999];
+
+    let input = json!({
+        "pairs": pairs, "rates": rates, "alpha": alpha, "quantiles": quantiles,
+        "samples": samples.iter().map(|(s, _)| s).collect::<Vec<_>>(),
+    });
+    let mut child = std::process::Command::new(crate::support::python())
+        .args(["-c", SCIPY_REFERENCE])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(
+        &mut child.stdin.take().unwrap(),
+        input.to_string().as_bytes(),
+    )
+    .unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let scipy: Value = serde_json::from_slice(&output.stdout).unwrap();
+    let close = |ours: f64, theirs: &Value, what: &str| {
+        let theirs = theirs.as_f64().unwrap();
+        assert!(
+            (ours - theirs).abs() <= 1e-9,
+            "{what}: Vigil {ours}, SciPy {theirs}"
+        );
+    };
+
+    for (i, (b, c)) in pairs.iter().enumerate() {
+        close(
+            mcnemar_exact(*b, *c),
+            &scipy["mcnemar"][i],
+            &format!("McNemar b={b} c={c}"),
+        );
+    }
+    for (i, (k, n)) in rates.iter().enumerate() {
+        let (low, high) = wilson(*k, *n, alpha).unwrap();
+        close(low, &scipy["wilson"][i][0], &format!("Wilson low {k}/{n}"));
+        close(
+            high,
+            &scipy["wilson"][i][1],
+            &format!("Wilson high {k}/{n}"),
+        );
+    }
+    for (i, (sample, method)) in samples.iter().enumerate() {
+        let r = wilcoxon(sample).unwrap();
+        assert_eq!(r.method, *method, "sample {i}");
+        close(
+            r.statistic,
+            &scipy["wilcoxon"][i][0],
+            &format!("Wilcoxon statistic, sample {i}"),
+        );
+        close(
+            r.p_value,
+            &scipy["wilcoxon"][i][1],
+            &format!("Wilcoxon p, sample {i} ({method:?})"),
+        );
+    }
+    for (i, p) in quantiles.iter().enumerate() {
+        close(
+            normal_ppf(*p),
+            &scipy["ppf"][i],
+            &format!("normal quantile {p}"),
+        );
+    }
+}

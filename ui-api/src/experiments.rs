@@ -16,6 +16,7 @@ use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
 use vigil_access::keys::{Principal, Role};
 use vigil_eval::{
+    compare::{Comparison, compare},
     experiment::{ItemResult, RunFacts, Summary, item_result, summarize},
     experiments::{Experiment, ExperimentSpec, ExperimentWithItems, Link},
 };
@@ -274,6 +275,90 @@ pub async fn link(
     .map_err(|e| ApiError::internal(format!("linking did not finish: {e}")))?
     .map_err(store_error)?;
     Ok(Json(Linked { linked }))
+}
+
+/// Two experiments to compare.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CompareRequest {
+    /// The experiment compared with (e.g. the current release's).
+    baseline: String,
+    /// The experiment compared (e.g. the change); it must run the same dataset version.
+    candidate: String,
+    /// The significance level of the verdicts (default 0.05), in (0, 0.5].
+    #[serde(default)]
+    #[schema(exclusive_minimum = 0.0, maximum = 0.5)]
+    alpha: Option<f64>,
+}
+
+/// The comparison's answer.
+#[derive(Serialize, ToSchema)]
+pub struct ComparisonReport {
+    baseline: ExperimentView,
+    candidate: ExperimentView,
+    #[serde(flatten)]
+    comparison: Comparison,
+}
+
+/// Compare two experiments
+///
+/// Item by item over the items whose run is there in both: completion and each evaluator's pass
+/// rate (McNemar's exact test, Wilson intervals), each score's mean, cost, latency and tool calls
+/// per item (Wilcoxon signed-rank test), each with a verdict (`improved`, `regressed`,
+/// `no_significant_change`) at `alpha`; then the items whose result changed, newly failing
+/// first.
+#[utoipa::path(
+    post,
+    path = "/api/v1/experiments/compare",
+    tag = "evaluation",
+    operation_id = "compareExperiments",
+    request_body(content = CompareRequest, example = json!({
+        "baseline": "exp_0123456789abcdef", "candidate": "exp_fedcba9876543210", "alpha": 0.05,
+    })),
+    security(("bearerAuth" = ["read"])),
+    responses(
+        (status = 200, body = ComparisonReport, description = "The comparison."),
+        (status = 400, response = BadRequest),
+        (status = 404, response = NotFound),
+    ),
+)]
+pub async fn compare_two(
+    State(state): State<AppState>,
+    caller: Caller,
+    JsonBody(body): JsonBody<CompareRequest>,
+) -> Result<Json<ComparisonReport>, ApiError> {
+    let principal = caller.require(Role::Read)?;
+    let alpha = body.alpha.unwrap_or(0.05);
+    if !(alpha > 0.0 && alpha <= 0.5) {
+        return Err(ApiError::bad_request("alpha", "alpha: must be in (0, 0.5]"));
+    }
+    let (baseline, base_results) = results(&state, &principal.project_id, &body.baseline).await?;
+    let (candidate, cand_results) = results(&state, &principal.project_id, &body.candidate).await?;
+    if (&baseline.dataset, baseline.dataset_version)
+        != (&candidate.dataset, candidate.dataset_version)
+    {
+        return Err(ApiError::bad_request(
+            "candidate",
+            format!(
+                "candidate: runs dataset {} version {}, the baseline dataset {} version {}: \
+                 only experiments on the same items compare",
+                candidate.dataset,
+                candidate.dataset_version,
+                baseline.dataset,
+                baseline.dataset_version
+            ),
+        ));
+    }
+    let mut comparison = compare(&base_results, &cand_results, alpha);
+    for change in &mut comparison.items {
+        change.baseline = redacted(change.baseline.clone(), principal);
+        change.candidate = redacted(change.candidate.clone(), principal);
+    }
+    Ok(Json(ComparisonReport {
+        baseline: experiment_view(baseline),
+        candidate: experiment_view(candidate),
+        comparison,
+    }))
 }
 
 /// The experiment and each item's result, its linked run read from the store.

@@ -123,6 +123,10 @@ pub fn app(state: AppState) -> Router {
             "/api/v1/experiments",
             post(experiments::create).get(experiments::list),
         )
+        .route(
+            "/api/v1/experiments/compare",
+            post(experiments::compare_two),
+        )
         .route("/api/v1/experiments/{id}", get(experiments::get_one))
         .route(
             "/api/v1/experiments/{id}/items",

@@ -110,6 +110,7 @@ pub async fn document() -> Json<&'static Value> {
         experiments::get_one,
         experiments::items,
         experiments::link,
+        experiments::compare_two,
         document,
     ),
     components(schemas(ErrorBody), responses(
@@ -412,6 +413,7 @@ mod tests {
             "/api/v1/experiments",
             "/api/v1/experiments/{id}",
             "/api/v1/experiments/{id}/items",
+            "/api/v1/experiments/compare",
             "/api/v1/audit/log",
             "/api/v1/audit/verify",
             "/api/v1/audit/affected",
