@@ -5,6 +5,7 @@ mod api_client;
 mod audit_cmd;
 mod config;
 mod datasets_cmd;
+mod eval_cmd;
 mod keys_cmd;
 mod metrics_cmd;
 mod process;
@@ -123,6 +124,9 @@ enum Command {
     /// Evaluation datasets of a running Vigil: list, create, show, import and export (JSON
     /// Lines), add production runs, delete items.
     Datasets(datasets_cmd::DatasetsArgs),
+    /// Evaluation: `vigil eval gate`, the regression gate for CI (exit 0 passed, 1 regression,
+    /// 2 usage or server error).
+    Eval(eval_cmd::EvalArgs),
     /// Benchmarks.
     Bench {
         #[command(subcommand)]
@@ -170,6 +174,10 @@ fn main() -> anyhow::Result<()> {
         Command::Datasets(args) => {
             init_logging("warn")?;
             runtime()?.block_on(datasets_cmd::run_cli(args))
+        }
+        Command::Eval(args) => {
+            init_logging("warn")?;
+            runtime()?.block_on(eval_cmd::run_cli(args))
         }
         Command::Bench { which } => {
             init_logging("warn")?;

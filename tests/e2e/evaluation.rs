@@ -905,3 +905,188 @@ fn comparison_statistics_equal_scipy() {
         );
     }
 }
+
+/// Runs `vigil eval gate` against `vigil` with `args`: its exit code and standard output.
+fn gate(vigil: &Vigil, args: &[&str]) -> (i32, String) {
+    let url = vigil.http();
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_vigil"))
+        .args(["eval", "gate", "--url", &url, "--token", &vigil.token])
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stdout).into_owned()
+            + &String::from_utf8_lossy(&output.stderr),
+    )
+}
+
+/// An experiment over dataset `gate` whose item `i` completes when `completes(i)`: created, its
+/// 40 runs sent and linked; its id.
+async fn gate_experiment(
+    vigil: &Vigil,
+    name: &str,
+    first_trace: usize,
+    completes: impl Fn(usize) -> bool,
+) -> String {
+    let experiment = {
+        let (status, body) = vigil
+            .post(
+                "/api/v1/experiments",
+                &json!({"name": name, "dataset": "gate",
+                        "evaluators": [{"type": "exact_match", "name": "exact"}]}),
+            )
+            .await;
+        assert_eq!(status, 201, "{body}");
+        body["id"].as_str().unwrap().to_string()
+    };
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as i64;
+    let mut request = v1::ExportRequest::default();
+    let mut links = Vec::new();
+    for i in 0..40 {
+        let trace_id = format!("{:032x}", first_trace + i);
+        let start = now - 120_000_000_000 + i as i64 * 1_000_000;
+        let ok = completes(i);
+        request.runs.push(v1::Run {
+            trace_id: trace_id.clone(),
+            agent_name: "gate-bot".into(),
+            start_time_unix_nano: start,
+            end_time_unix_nano: start + 1_000_000_000 + (i as i64 % 7) * 10_000_000,
+            outcome: if ok {
+                v1::Outcome::Success
+            } else {
+                v1::Outcome::Failure
+            } as i32,
+            output: if ok { "ok" } else { "sorry" }.into(),
+            ..Default::default()
+        });
+        links.push(json!({"item_id": format!("i{i:02}"), "trace_id": trace_id}));
+    }
+    let response = vigil.export_native(request).await;
+    assert!(response.rejections.is_empty(), "{response:?}");
+    for i in 0..40 {
+        vigil
+            .wait_run(&format!("{:032x}", first_trace + i), 0)
+            .await;
+    }
+    let (status, body) = vigil
+        .post(
+            &format!("/api/v1/experiments/{experiment}/items"),
+            &json!({ "items": links }),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    experiment
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_gate_fails_a_regression_and_passes_noise() {
+    let vigil = Vigil::start_on(Store::Embedded);
+    let (status, _) = vigil
+        .post("/api/v1/datasets", &json!({"name": "gate"}))
+        .await;
+    assert_eq!(status, 201);
+    let items: Vec<Value> = (0..40)
+        .map(|i| json!({"id": format!("i{i:02}"), "input": i, "expected_output": "ok"}))
+        .collect();
+    let (status, body) = vigil
+        .post("/api/v1/datasets/gate/items", &json!({ "items": items }))
+        .await;
+    assert_eq!(status, 200, "{body}");
+
+    // Baseline: 36 of 40 complete. Regressed: 24 do (12 newly failing, none newly passing:
+    // McNemar's p = 2 · 2^-12). Noise: one item fails, another completes instead (p = 1).
+    let baseline = gate_experiment(&vigil, "baseline", 0x1000, |i| i < 36).await;
+    let regressed = gate_experiment(&vigil, "regressed", 0x2000, |i| i < 24).await;
+    let noise = gate_experiment(&vigil, "noise", 0x3000, |i| (1..37).contains(&i)).await;
+
+    let dir = tempfile::tempdir().unwrap();
+    let junit = dir.path().join("gate.xml");
+    let (code, out) = gate(
+        &vigil,
+        &[
+            "--baseline",
+            &baseline,
+            "--candidate",
+            &regressed,
+            "--junit",
+            junit.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("FAIL") && out.contains("completion_rate: no significant regression"),
+        "{out}"
+    );
+    let xml = std::fs::read_to_string(&junit).unwrap();
+    assert!(
+        xml.contains("<failure") && xml.contains("completion_rate"),
+        "{xml}"
+    );
+
+    let (code, out) = gate(
+        &vigil,
+        &[
+            "--baseline",
+            &baseline,
+            "--candidate",
+            &noise,
+            "--max-completion-drop",
+            "0.02",
+            "--max-cost-increase",
+            "10%",
+            "--min-pass-rate",
+            "exact=0.85",
+            "--json",
+        ],
+    );
+    assert_eq!(code, 0, "{out}");
+    let answer: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(answer["passed"], true, "{answer}");
+    // A threshold alone fails it: the noise pair's exact-match rate is 36/40 = 0.9.
+    let (code, out) = gate(
+        &vigil,
+        &[
+            "--baseline",
+            &baseline,
+            "--candidate",
+            &noise,
+            "--min-pass-rate",
+            "exact=0.95",
+        ],
+    );
+    assert_eq!(code, 1, "{out}");
+
+    // Usage and server errors: 2.
+    for args in [
+        vec![
+            "--baseline",
+            baseline.as_str(),
+            "--candidate",
+            noise.as_str(),
+            "--min-pass-rate",
+            "judge=0.9",
+        ],
+        vec![
+            "--baseline",
+            baseline.as_str(),
+            "--candidate",
+            noise.as_str(),
+            "--alpha",
+            "2",
+        ],
+        vec![
+            "--baseline",
+            baseline.as_str(),
+            "--candidate",
+            "exp_0000000000000000",
+        ],
+        vec!["--baseline", baseline.as_str()],
+    ] {
+        let (code, out) = gate(&vigil, &args);
+        assert_eq!(code, 2, "{args:?}: {out}");
+    }
+}
