@@ -149,11 +149,7 @@ impl DatasetStore {
         };
         state.log.append(&event)?;
         // What was just checked and written applies: the same step as a replay at start.
-        replay(&mut state.datasets, event).map_err(|message| StoreError::Unreadable {
-            path: LOG_FILE.into(),
-            line: 0,
-            message,
-        })?;
+        StoreError::not_applied(LOG_FILE, replay(&mut state.datasets, event))?;
         Ok(Some(made))
     }
 

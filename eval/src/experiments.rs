@@ -283,11 +283,7 @@ impl ExperimentStore {
 
 /// Applies an event just written: the same step as a replay at start.
 fn apply(experiments: &mut Experiments, event: Event) -> Result<(), StoreError> {
-    replay(experiments, event).map_err(|message| StoreError::Unreadable {
-        path: LOG_FILE.into(),
-        line: 0,
-        message,
-    })
+    StoreError::not_applied(LOG_FILE, replay(experiments, event))
 }
 
 /// Applies one event read back from the log.

@@ -32,6 +32,18 @@ pub enum StoreError {
     },
 }
 
+impl StoreError {
+    /// An event just written to the log `file` that its store could not apply (a bug: the
+    /// change was checked before it was written).
+    pub(crate) fn not_applied(file: &str, result: Result<(), String>) -> Result<(), StoreError> {
+        result.map_err(|message| StoreError::Unreadable {
+            path: file.into(),
+            line: 0,
+            message,
+        })
+    }
+}
+
 /// The open log of events of type `E`.
 pub struct EventLog<E> {
     path: PathBuf,

@@ -35,6 +35,16 @@ fn lines(text: &str) -> Vec<Value> {
         .collect()
 }
 
+/// Asserts that `request` is refused with 400 naming `field`.
+async fn assert_refused(request: reqwest::RequestBuilder, token: &str, field: &str) {
+    let (status, body) = status_of(request, token).await;
+    assert_eq!(
+        (status, body["error"]["field"].clone()),
+        (400, json!(field)),
+        "{body}"
+    );
+}
+
 async fn status_of(request: reqwest::RequestBuilder, token: &str) -> (u16, Value) {
     let response = request.bearer_auth(token).send().await.unwrap();
     let status = response.status().as_u16();
@@ -186,39 +196,27 @@ async fn datasets_are_versioned_taken_from_runs_audited_and_kept() {
     // Refusals name the field; roles are checked.
     let http = reqwest::Client::new();
     let url = |path: &str| format!("{}{path}", vigil.http());
-    let (status, body) = status_of(
+    assert_refused(
         http.post(url("/api/v1/datasets"))
             .json(&json!({"name": "../x"})),
         &vigil.token,
+        "name",
     )
     .await;
-    assert_eq!(
-        (status, body["error"]["field"].clone()),
-        (400, json!("name")),
-        "{body}"
-    );
-    let (status, body) = status_of(
+    assert_refused(
         http.post(url(items_path))
             .json(&json!({"items": [{"input": 1}, {"metadata": {}}]})),
         &vigil.token,
+        "items[1].input",
     )
     .await;
-    assert_eq!(
-        (status, body["error"]["field"].clone()),
-        (400, json!("items[1].input")),
-        "{body}"
-    );
-    let (status, body) = status_of(
+    assert_refused(
         http.post(url(items_path))
             .json(&json!({"items": [{"source_trace_id": "0af7651916cd43dd8448eb211c80319c"}]})),
         &vigil.token,
+        "items[0].source_trace_id",
     )
     .await;
-    assert_eq!(
-        (status, body["error"]["field"].clone()),
-        (400, json!("items[0].source_trace_id")),
-        "{body}"
-    );
     let (status, _) = status_of(
         http.delete(url("/api/v1/datasets/support-golden/items/nope")),
         &vigil.token,
@@ -598,30 +596,22 @@ async fn experiments_report_what_their_runs_did(store: Store) {
     assert_eq!(items[4]["status"], "not_run");
 
     // Refusals name the field; roles are checked.
-    let (status, body) = status_of(
+    assert_refused(
         http.post(url("/api/v1/experiments")).json(&json!({
             "name": "x", "dataset": "golden",
             "evaluators": [{"type": "regex", "name": "r", "pattern": "("}],
         })),
         &ci.token,
+        "evaluators[0].pattern",
     )
     .await;
-    assert_eq!(
-        (status, body["error"]["field"].clone()),
-        (400, json!("evaluators[0].pattern")),
-        "{body}"
-    );
-    let (status, body) = status_of(
+    assert_refused(
         http.post(url(&format!("/api/v1/experiments/{id}/items")))
             .json(&json!({"items": [{"item_id": "zz", "trace_id": format!("{:032x}", 1)}]})),
         &ci.token,
+        "items[0].item_id",
     )
     .await;
-    assert_eq!(
-        (status, body["error"]["field"].clone()),
-        (400, json!("items[0].item_id")),
-        "{body}"
-    );
     let reader = vigil.create_key("read");
     let (status, _) = status_of(
         http.post(url("/api/v1/experiments"))
@@ -745,17 +735,13 @@ async fn experiments_report_what_their_runs_did(store: Store) {
             (json!("b"), json!("newly_passing"))
         ]
     );
-    let (status, body) = status_of(
+    assert_refused(
         http.post(url("/api/v1/experiments/compare"))
             .json(&json!({"baseline": id, "candidate": candidate_id, "alpha": 0.7})),
         &ci.token,
+        "alpha",
     )
     .await;
-    assert_eq!(
-        (status, body["error"]["field"].clone()),
-        (400, json!("alpha")),
-        "{body}"
-    );
 }
 
 on_both_stores!(experiments_report_what_their_runs_did);

@@ -17,6 +17,7 @@ use vigil_access::{
 use vigil_eval::{DatasetName, DatasetSummary, EvalError, Item, ItemInput, StoreError, Version};
 use vigil_schemas::{
     RunRow,
+    limits::check_hex_id,
     time::{now_ns, rfc3339},
 };
 
@@ -26,7 +27,7 @@ use crate::{
     auth::Caller,
     body::JsonBody,
     error::{ApiError, BadRequest, Internal, NotFound},
-    views::{REDACTED, must_redact},
+    views::{must_redact, redact_item},
 };
 
 /// Items per page when `limit` is not given.
@@ -344,10 +345,7 @@ pub async fn items(
 
 fn redacted(mut item: Item, principal: &Principal) -> Item {
     if must_redact(&item.classification, principal) {
-        item.input = Value::String(REDACTED.into());
-        if !item.expected_output.is_null() {
-            item.expected_output = Value::String(REDACTED.into());
-        }
+        redact_item(&mut item.input, &mut item.expected_output);
     }
     item
 }
@@ -504,12 +502,8 @@ async fn from_source_run(
         return Ok(input);
     };
     let trace_id = trace_id.to_ascii_lowercase();
-    if trace_id.len() != 32 || !trace_id.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return Err(ApiError::bad_request(
-            format!("{field}.source_trace_id"),
-            format!("{field}.source_trace_id: must be 32 hexadecimal characters"),
-        ));
-    }
+    check_hex_id(&format!("{field}.source_trace_id"), &trace_id, 32)
+        .map_err(|e| ApiError::bad_request(e.field.clone(), e.to_string()))?;
     let run = state
         .store
         .get_run(project, &trace_id)

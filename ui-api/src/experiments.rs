@@ -12,7 +12,7 @@ use axum::{
 };
 use futures_util::{StreamExt, TryStreamExt, stream};
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
+
 use utoipa::{IntoParams, ToSchema};
 use vigil_access::keys::{Principal, Role};
 use vigil_eval::{
@@ -29,7 +29,7 @@ use crate::{
     body::JsonBody,
     datasets::{name_of, store_error},
     error::{ApiError, BadRequest, NotFound},
-    views::{REDACTED, must_redact},
+    views::{must_redact, redact, redact_item},
 };
 
 /// Runs read at once for an experiment's results.
@@ -429,14 +429,9 @@ fn run_facts(detail: &RunDetail, rollup: Option<&RunRollup>) -> Option<RunFacts>
 
 fn redacted(mut result: ItemResult, principal: &Principal) -> ItemResult {
     if must_redact(&result.classification, principal) {
-        result.input = Value::String(REDACTED.into());
-        if !result.expected_output.is_null() {
-            result.expected_output = Value::String(REDACTED.into());
-        }
-        if let Some(output) = result.output.as_mut()
-            && !output.is_empty()
-        {
-            *output = REDACTED.into();
+        redact_item(&mut result.input, &mut result.expected_output);
+        if let Some(output) = result.output.as_mut() {
+            redact(output);
         }
     }
     result

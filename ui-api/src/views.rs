@@ -147,8 +147,17 @@ pub fn score_view(row: ScoreRow) -> ScoreView {
     }
 }
 
-fn redact(text: &mut String) {
+pub(crate) fn redact(text: &mut String) {
     if !text.is_empty() {
         REDACTED.clone_into(text);
+    }
+}
+
+/// A dataset item's input and expected output (JSON), redacted as run content is: the input
+/// always, the expected output unless it is `null` (there is none).
+pub(crate) fn redact_item(input: &mut serde_json::Value, expected_output: &mut serde_json::Value) {
+    *input = serde_json::Value::String(REDACTED.into());
+    if !expected_output.is_null() {
+        *expected_output = serde_json::Value::String(REDACTED.into());
     }
 }
