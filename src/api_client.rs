@@ -1,5 +1,5 @@
 //! The HTTP client of the commands that talk to a running Vigil (`vigil metrics`, `vigil
-//! datasets`): where it listens, which key to send, and one error message per failed answer.
+//! datasets`, `vigil eval`, `vigil kill-switch`): where it listens, which key to send, and one error message per failed answer.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -66,6 +66,14 @@ impl ApiClient {
         body: &impl Serialize,
     ) -> anyhow::Result<T> {
         self.send(reqwest::Method::POST, path, Some(body)).await
+    }
+
+    pub async fn put<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &impl Serialize,
+    ) -> anyhow::Result<T> {
+        self.send(reqwest::Method::PUT, path, Some(body)).await
     }
 
     pub async fn delete<T: DeserializeOwned>(&self, path: &str) -> anyhow::Result<T> {
@@ -159,6 +167,27 @@ pub async fn exit_on_error(body: impl Future<Output = anyhow::Result<()>>) -> an
         std::process::exit(1);
     }
     Ok(())
+}
+
+/// `header` and `rows` as left-aligned columns two spaces apart, a line each.
+pub fn aligned<const N: usize>(header: &[String; N], rows: &[[String; N]]) -> String {
+    let mut widths = [0usize; N];
+    for row in std::iter::once(header).chain(rows) {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    for row in std::iter::once(header).chain(rows) {
+        let line: Vec<String> = row
+            .iter()
+            .zip(widths)
+            .map(|(cell, w)| format!("{cell:<w$}"))
+            .collect();
+        out.push_str(line.join("  ").trim_end());
+        out.push('\n');
+    }
+    out
 }
 
 /// Writes `output` to stdout; a reader that closed the pipe early (`… | head`) is no failure.

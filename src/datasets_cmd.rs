@@ -9,7 +9,12 @@ use anyhow::{Context, bail};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::api_client::{ApiArgs, ApiClient, exit_on_error, print};
+use vigil_schemas::time::now_ns;
+
+use crate::{
+    api_client::{ApiArgs, ApiClient, exit_on_error, print},
+    metrics_cmd::{RangeArgs, parse_filters},
+};
 
 /// Items sent per request: the API's limit. A larger import makes one version per request.
 const ITEMS_PER_REQUEST: usize = 1000;
@@ -54,6 +59,23 @@ pub enum DatasetsCommand {
     },
     /// Delete an item (a new version without it).
     DeleteItem { name: String, item_id: String },
+    /// Add the worst production runs of a period as items (the weekly loop): their input, no
+    /// expected output (write what they should have answered), what they answered as metadata.
+    AddWorst {
+        #[arg(long)]
+        dataset: String,
+        #[command(flatten)]
+        range: RangeArgs,
+        /// `failure`: failed, then completed with a failed call; `feedback`: the most negative
+        /// feedback.
+        #[arg(long, value_parser = ["failure", "feedback"])]
+        by: String,
+        #[arg(long, default_value_t = 5)]
+        limit: usize,
+        /// Only runs whose field has this value, e.g. agent=support-bot (repeat).
+        #[arg(long = "filter", value_name = "FIELD=VALUE")]
+        filters: Vec<String>,
+    },
 }
 
 /// Runs `vigil datasets`: a failure is printed as `error: …` and ends the process with status 1.
@@ -103,6 +125,13 @@ struct Change {
 }
 
 #[derive(Deserialize)]
+struct Worst {
+    #[serde(flatten)]
+    change: Change,
+    trace_ids: Vec<String>,
+}
+
+#[derive(Deserialize)]
 struct ItemsPage {
     version: u32,
     items: Vec<Value>,
@@ -143,6 +172,27 @@ async fn run(args: DatasetsArgs) -> anyhow::Result<()> {
                 .map(|id| json!({ "source_trace_id": id }))
                 .collect();
             add_items(&client, &name, &items).await?
+        }
+        DatasetsCommand::AddWorst {
+            dataset,
+            range,
+            by,
+            limit,
+            filters,
+        } => {
+            let (from, to) = range.resolve(now_ns())?;
+            let body = json!({
+                "from": from, "to": to, "by": by, "limit": limit,
+                "filters": parse_filters("--filter", &filters)?,
+            });
+            let added: Worst = client
+                .post(&format!("/api/v1/datasets/{dataset}/items/worst"), &body)
+                .await?;
+            let mut out = change_line(&dataset, &added.change);
+            for trace_id in &added.trace_ids {
+                out.push_str(&format!("  {trace_id}\n"));
+            }
+            out
         }
         DatasetsCommand::DeleteItem { name, item_id } => {
             let change: Change = client

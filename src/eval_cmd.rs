@@ -12,7 +12,7 @@ use anyhow::{Context, bail};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use crate::api_client::{ApiArgs, ApiClient, print};
+use crate::api_client::{ApiArgs, ApiClient, aligned, print};
 
 /// `vigil eval`.
 #[derive(clap::Args, Debug, Clone)]
@@ -287,22 +287,7 @@ pub fn table(checks: &[Check], passed: bool) -> String {
         })
         .collect();
     let header = ["", "check", "baseline", "candidate", "rule / failure"].map(String::from);
-    let mut widths = [0usize; 5];
-    for row in std::iter::once(&header).chain(&rows) {
-        for (w, cell) in widths.iter_mut().zip(row) {
-            *w = (*w).max(cell.chars().count());
-        }
-    }
-    let mut out = String::new();
-    for row in std::iter::once(&header).chain(&rows) {
-        let line: Vec<String> = row
-            .iter()
-            .zip(widths)
-            .map(|(cell, w)| format!("{cell:<w$}"))
-            .collect();
-        out.push_str(line.join("  ").trim_end());
-        out.push('\n');
-    }
+    let mut out = aligned(&header, &rows);
     let failed = checks.iter().filter(|c| !c.passed).count();
     out.push_str(&if passed {
         format!("PASSED: {} checks\n", checks.len())

@@ -3,10 +3,12 @@
 
 mod api_client;
 mod audit_cmd;
+mod compare_cmd;
 mod config;
 mod datasets_cmd;
 mod eval_cmd;
 mod keys_cmd;
+mod kill_switch_cmd;
 mod metrics_cmd;
 mod process;
 mod retention_cmd;
@@ -127,6 +129,11 @@ enum Command {
     /// Evaluation: `vigil eval gate`, the regression gate for CI (exit 0 passed, 1 regression,
     /// 2 usage or server error).
     Eval(eval_cmd::EvalArgs),
+    /// Compare two cohorts of production runs (canary and production, release A and B) with
+    /// unpaired tests (exit 0 no regression, 1 a metric regressed, 2 an error).
+    Compare(compare_cmd::CompareArgs),
+    /// Kill switches of a running Vigil: what an agent is told, disable, enable, list.
+    KillSwitch(kill_switch_cmd::KillSwitchArgs),
     /// Benchmarks.
     Bench {
         #[command(subcommand)]
@@ -178,6 +185,14 @@ fn main() -> anyhow::Result<()> {
         Command::Eval(args) => {
             init_logging("warn")?;
             runtime()?.block_on(eval_cmd::run_cli(args))
+        }
+        Command::Compare(args) => {
+            init_logging("warn")?;
+            runtime()?.block_on(compare_cmd::run_cli(args))
+        }
+        Command::KillSwitch(args) => {
+            init_logging("warn")?;
+            runtime()?.block_on(kill_switch_cmd::run_cli(args))
         }
         Command::Bench { which } => {
             init_logging("warn")?;

@@ -27,6 +27,43 @@ const TABLE_DECIMALS: usize = 6;
 /// The column of the time bucket, present with `--step`.
 const BUCKET: &str = "bucket";
 
+/// A time range: back from now, or between two times.
+#[derive(clap::Args, Debug, Clone)]
+pub struct RangeArgs {
+    /// Look back this far from now (e.g. 30m, 24h, 7d) instead of --from/--to.
+    #[arg(long, conflicts_with_all = ["from", "to"], required_unless_present = "from")]
+    pub since: Option<String>,
+    /// Start of the range (RFC 3339, e.g. 2026-11-23T00:00:00Z).
+    #[arg(long)]
+    pub from: Option<String>,
+    /// End of the range, exclusive (RFC 3339); default now.
+    #[arg(long, requires = "from")]
+    pub to: Option<String>,
+}
+
+impl RangeArgs {
+    /// `from` and `to` as RFC 3339; `now_ns` ends a `--since` range and an open `--from`.
+    pub fn resolve(&self, now_ns: i64) -> anyhow::Result<(String, String)> {
+        Ok(match (&self.since, &self.from) {
+            (Some(since), _) => {
+                let ns = parse_duration_ns(since)
+                    .filter(|ns| *ns > 0)
+                    .with_context(|| {
+                        format!("--since {since:?} is not a duration (e.g. 30m, 24h, 7d)")
+                    })?;
+                (rfc3339(now_ns.saturating_sub(ns)), rfc3339(now_ns))
+            }
+            (None, Some(from)) => (
+                from.trim().to_string(),
+                self.to
+                    .as_deref()
+                    .map_or_else(|| rfc3339(now_ns), |to| to.trim().to_string()),
+            ),
+            (None, None) => bail!("give a range: --since (e.g. 24h) or --from [--to]"),
+        })
+    }
+}
+
 /// How the answer is printed.
 #[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum OutputFormat {
@@ -49,15 +86,8 @@ pub struct MetricsArgs {
     /// Field to group by, e.g. agent, model, environment (repeat or comma-separate).
     #[arg(long = "group-by", value_delimiter = ',')]
     pub group_by: Vec<String>,
-    /// Look back this far from now (e.g. 30m, 24h, 7d) instead of --from/--to.
-    #[arg(long, conflicts_with_all = ["from", "to"], required_unless_present = "from")]
-    pub since: Option<String>,
-    /// Start of the range (RFC 3339, e.g. 2026-11-23T00:00:00Z).
-    #[arg(long)]
-    pub from: Option<String>,
-    /// End of the range, exclusive (RFC 3339); default now.
-    #[arg(long, requires = "from")]
-    pub to: Option<String>,
+    #[command(flatten)]
+    pub range: RangeArgs,
     /// Cut the range into time buckets of this length (e.g. 1h, 1d).
     #[arg(long)]
     pub step: Option<String>,
@@ -90,23 +120,7 @@ async fn run(args: MetricsArgs) -> anyhow::Result<()> {
 
 /// The request the arguments describe; `now_ns` ends a `--since` range and an open `--from`.
 pub fn build_query(args: &MetricsArgs, now_ns: i64) -> anyhow::Result<MetricQuery> {
-    let (from, to) = match (&args.since, &args.from) {
-        (Some(since), _) => {
-            let ns = parse_duration_ns(since)
-                .filter(|ns| *ns > 0)
-                .with_context(|| {
-                    format!("--since {since:?} is not a duration (e.g. 30m, 24h, 7d)")
-                })?;
-            (rfc3339(now_ns.saturating_sub(ns)), rfc3339(now_ns))
-        }
-        (None, Some(from)) => (
-            from.trim().to_string(),
-            args.to
-                .as_deref()
-                .map_or_else(|| rfc3339(now_ns), |to| to.trim().to_string()),
-        ),
-        (None, None) => bail!("give a range: --since (e.g. 24h) or --from [--to]"),
-    };
+    let (from, to) = args.range.resolve(now_ns)?;
     let mut metrics: Vec<String> = Vec::new();
     for name in list(&args.metrics) {
         if !metrics.contains(&name) {
@@ -116,17 +130,12 @@ pub fn build_query(args: &MetricsArgs, now_ns: i64) -> anyhow::Result<MetricQuer
     if metrics.is_empty() {
         bail!("--metric: name at least one metric (e.g. runs)");
     }
-    let mut filters: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    for filter in &args.filters {
-        let (field, value) = parse_filter(filter)?;
-        filters.entry(field).or_default().push(value);
-    }
     Ok(MetricQuery {
         from,
         to,
         metrics,
         group_by: list(&args.group_by),
-        filters,
+        filters: parse_filters("--filter", &args.filters)?,
         step: args
             .step
             .as_deref()
@@ -146,14 +155,23 @@ fn list(values: &[String]) -> Vec<String> {
         .collect()
 }
 
-/// `field=value` → (field, value); the value is kept as written (it may hold `=` or commas).
-fn parse_filter(text: &str) -> anyhow::Result<(String, String)> {
-    match text.split_once('=') {
-        Some((field, value)) if !field.trim().is_empty() => {
-            Ok((field.trim().to_string(), value.to_string()))
+/// The `FIELD=VALUE` arguments of `option` as metric filters: a field's values add up; a value
+/// is kept as written (it may hold `=` or commas).
+pub fn parse_filters(
+    option: &str,
+    texts: &[String],
+) -> anyhow::Result<BTreeMap<String, Vec<String>>> {
+    let mut filters: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for text in texts {
+        match text.split_once('=') {
+            Some((field, value)) if !field.trim().is_empty() => filters
+                .entry(field.trim().to_string())
+                .or_default()
+                .push(value.to_string()),
+            _ => bail!("{option} {text:?}: expected FIELD=VALUE, e.g. environment=production"),
         }
-        _ => bail!("--filter {text:?}: expected FIELD=VALUE, e.g. environment=production"),
     }
+    Ok(filters)
 }
 
 /// Sends the query; an answer other than 2xx becomes the server's error message.

@@ -27,7 +27,7 @@ use vigil_collector::{
     telemetry::{IngestTelemetry, WalFigures},
     wal::{Wal, WalConfig},
 };
-use vigil_eval::{DatasetStore, experiments::ExperimentStore};
+use vigil_eval::{DatasetStore, experiments::ExperimentStore, kill_switch::KillSwitches};
 use vigil_query::{ClickHouseStore, EmbeddedStore, TraceStore};
 use vigil_schemas::{
     clickhouse::{ClickHouseConfig, MigrationError, MigrationReport, Migrator},
@@ -159,8 +159,16 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         "vigil is serving"
     );
 
-    let alerts = AlertEngine::open(config.alerting.clone(), &data_dir, store.clone())
-        .context("starting alerting")?;
+    let kill_switches =
+        Arc::new(KillSwitches::open(&data_dir).context("opening the kill switches")?);
+    let alerts = AlertEngine::open(
+        config.alerting.clone(),
+        &data_dir,
+        store.clone(),
+        kill_switches.clone(),
+        audit.clone(),
+    )
+    .context("starting alerting")?;
     let datasets = Arc::new(DatasetStore::open(&data_dir).context("opening the datasets")?);
     let experiments = Arc::new(
         ExperimentStore::open(&data_dir, datasets.clone()).context("opening the experiments")?,
@@ -194,6 +202,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         alerts: alerts.clone(),
         datasets,
         experiments,
+        kill_switches,
         deleter,
         audit,
         rate_limits,

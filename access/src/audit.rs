@@ -117,9 +117,11 @@ pub const WAL_QUARANTINE: &str = "wal.quarantine";
 pub const DATASET_CREATE: &str = "dataset.create";
 /// A dataset's items added, changed or deleted: a new version.
 pub const DATASET_CHANGE: &str = "dataset.change";
+/// A kill switch set, by a person or by an alert rule.
+pub const KILL_SWITCH_SET: &str = "kill_switch.set";
 
 /// Every action name above.
-pub const ACTIONS: [&str; 15] = [
+pub const ACTIONS: [&str; 16] = [
     AUDIT_AFFECTED,
     AUDIT_EXPORT,
     AUDIT_USER_LOOKUP,
@@ -135,6 +137,7 @@ pub const ACTIONS: [&str; 15] = [
     WAL_QUARANTINE,
     DATASET_CREATE,
     DATASET_CHANGE,
+    KILL_SWITCH_SET,
 ];
 
 #[derive(Debug, thiserror::Error)]

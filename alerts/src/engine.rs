@@ -27,7 +27,8 @@ use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{Notify, Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
-use vigil_access::files::write_private_file;
+use vigil_access::{audit::AuditLog, files::write_private_file};
+use vigil_eval::kill_switch::KillSwitches;
 use vigil_query::{QueryError, TraceStore};
 use vigil_schemas::time::{now_ns, rfc3339};
 
@@ -36,6 +37,7 @@ use crate::{
     config::{AlertingSettings, ConfigError, LoadedFile, check_receivers, load_file},
     dispatch::{Alert, Dispatcher, Notification, NotificationLog},
     evaluator::{Evaluation, Phase, RuleState, Transition, resolve_all, step},
+    kill_switch,
     rule::{Rule, RuleError, RuleSpec},
     silence::{Silence, SilenceError, SilenceSpec, SilenceView, Silences, check as check_silence},
     telemetry::AlertTelemetry,
@@ -184,12 +186,14 @@ impl Core {
             for (fingerprint, instance) in &state.instances {
                 if instance.phase == Phase::Firing {
                     firing.insert(fingerprint.clone());
+                    let mut annotations = instance.annotations.clone();
+                    kill_switch::annotate(rule, true, &mut annotations);
                     out.push(Alert {
                         project: rule.project().into(),
                         rule: rule.name().into(),
                         fingerprint: fingerprint.clone(),
                         labels: instance.labels.clone(),
-                        annotations: instance.annotations.clone(),
+                        annotations,
                         starts_at_ns: instance.fired_at_ns.unwrap_or(instance.active_since_ns),
                         ends_at_ns: None,
                         receivers: rule.spec.receivers.clone(),
@@ -265,6 +269,8 @@ pub struct AlertEngine {
     reload_check: Duration,
     dir: PathBuf,
     store: Arc<dyn TraceStore>,
+    kill_switches: Arc<KillSwitches>,
+    audit: Arc<AuditLog>,
     core: Mutex<Core>,
     silences: Mutex<Silences>,
     telemetry: Arc<AlertTelemetry>,
@@ -276,11 +282,14 @@ pub struct AlertEngine {
 impl AlertEngine {
     /// Loads the rules file, the API's rules, silences and the state from `<data_dir>/alerts`.
     /// A rules file that does not load is an error here (at start); later reloads keep the
-    /// rules that were loaded.
+    /// rules that were loaded. Rules that name a kill switch set it in `kill_switches`, and
+    /// record each change in `audit`.
     pub fn open(
         settings: AlertingSettings,
         data_dir: &std::path::Path,
         store: Arc<dyn TraceStore>,
+        kill_switches: Arc<KillSwitches>,
+        audit: Arc<AuditLog>,
     ) -> Result<Arc<AlertEngine>, EngineError> {
         if settings.evaluation_interval.as_nanos() == 0 {
             return Err(EngineError::Setting {
@@ -344,6 +353,8 @@ impl AlertEngine {
             reload_check,
             dir,
             store,
+            kill_switches,
+            audit,
             core: Mutex::new(core),
             silences: Mutex::new(silences),
             telemetry,
@@ -530,6 +541,7 @@ impl AlertEngine {
                 return;
             }
         };
+        let mut switch_orders = Vec::new();
         for (rule, evaluation) in evaluations {
             let key = id(&rule);
             // The rule may have been changed or removed while its query ran: its next turn
@@ -546,10 +558,17 @@ impl AlertEngine {
             if next != before {
                 core.dirty = true;
             }
+            let still_firing = next.phases().1 > 0;
+            if let Some(wanted) = kill_switch::wanted(&rule, &transitions, still_firing) {
+                switch_orders.push((rule.clone(), wanted));
+            }
             if !next.instances.is_empty() {
                 core.states.insert(key.clone(), next);
             }
-            for transition in transitions {
+            for mut transition in transitions {
+                if let Transition::Resolved { alert, .. } = &mut transition {
+                    kill_switch::annotate(&rule, false, &mut alert.annotations);
+                }
                 core.record(&key.0, &key.1, &rule.spec.receivers, transition);
             }
             core.health.insert(key, Health::of(at_ns, took, None));
@@ -561,6 +580,10 @@ impl AlertEngine {
             .fold((0, 0), |(p, f), (p1, f1)| (p + p1, f + f1));
         let rules = core.rules().count() as u64;
         self.telemetry.alerts(rules, pending, firing);
+        drop(core);
+        for (rule, wanted) in switch_orders {
+            kill_switch::apply(&self.kill_switches, &self.audit, &rule, wanted, at_ns);
+        }
     }
 
     /// Looks at every group, and sends what is due.

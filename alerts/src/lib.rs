@@ -9,6 +9,7 @@
 //! - [`evaluator`]: `(state, evaluation, now) → (state', transitions)`, pure.
 //! - [`dispatch`]: grouping per receiver, the notification log's decisions, pure.
 //! - [`silence`], [`config`] (receivers, inhibition, the rules file), [`labels`] (matchers).
+//! - [`kill_switch`]: what a rule that names an agent's kill switch does to it.
 //! - [`webhook`]: Alertmanager's payload, the signature, one try, the back-off.
 //! - [`engine`]: the shell that runs all of it on the clock and keeps its state on disk;
 //!   [`views`] are what the API shows of its rules and alerts.
@@ -18,6 +19,7 @@ pub mod config;
 pub mod dispatch;
 pub mod engine;
 pub mod evaluator;
+pub mod kill_switch;
 pub mod labels;
 pub mod rule;
 pub mod silence;

@@ -11,6 +11,7 @@
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
+use vigil_eval::{EvalError, kill_switch::Scope};
 use vigil_query::metrics::{Field, Metric, MetricPlan, MetricQuery};
 use vigil_schemas::time::parse_duration_ns;
 
@@ -102,6 +103,15 @@ pub struct RuleSpec {
     /// Receivers of the rules file; every receiver when empty.
     #[serde(default)]
     pub receivers: Vec<String>,
+    /// An agent of the project whose kill switch the rule sets to `disabled` when one of its
+    /// alerts fires.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(max_length = 256, min_length = 1)]
+    pub kill_switch: Option<String>,
+    /// With `kill_switch`: set it back to `enabled` when the rule's last firing alert resolves,
+    /// unless someone changed it since the rule disabled it (default false: a person decides).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub kill_switch_reenable_on_resolve: bool,
 }
 
 /// The comparisons of threshold rules: what [`Op::parse`] reads (tested).
@@ -211,6 +221,14 @@ pub struct Rule {
     pub annotations: BTreeMap<String, Template>,
 }
 
+/// Why a kill switch's agent name was refused, without the field (the rule names its own).
+fn reason(error: EvalError) -> String {
+    match error {
+        EvalError::Invalid { reason, .. } => reason,
+        other => other.to_string(),
+    }
+}
+
 /// A rule refused: which rule, which field, why.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("rule {rule:?}: {field}: {message}")]
@@ -303,6 +321,18 @@ impl Rule {
             if receiver.is_empty() {
                 return Err(fail("receivers", "a receiver name is empty".into()));
             }
+        }
+        match &spec.kill_switch {
+            Some(agent) => {
+                Scope::new(agent, None, None).map_err(|e| fail("kill_switch", reason(e)))?;
+            }
+            None if spec.kill_switch_reenable_on_resolve => {
+                return Err(fail(
+                    "kill_switch_reenable_on_resolve",
+                    "needs kill_switch: the agent to re-enable".into(),
+                ));
+            }
+            None => {}
         }
         Ok(Rule {
             metric,

@@ -20,6 +20,8 @@ use crate::{
 pub enum Test {
     McnemarExact,
     WilcoxonSignedRank,
+    FisherExact,
+    MannWhitneyU,
 }
 
 /// What a metric did, at α.
@@ -182,7 +184,7 @@ fn change_of(b: &ItemResult, c: &ItemResult) -> Option<Change> {
     }
 }
 
-fn verdict(p: Option<f64>, alpha: f64, better: bool) -> Verdict {
+pub(crate) fn verdict(p: Option<f64>, alpha: f64, better: bool) -> Verdict {
     match p {
         Some(p) if p < alpha => {
             if better {

@@ -10,12 +10,16 @@
 //!   and the runs linked to their items, in a log of their own.
 //! - [`compare`]: two experiments on the same dataset version, item by item, with paired tests
 //!   and verdicts; [`stats`]: the statistics they rest on, equal to SciPy's.
+//! - [`cohort`]: two cohorts of production runs compared with unpaired tests.
+//! - [`kill_switch`]: the state agents poll before they run, set by people or by alert rules.
 
+pub mod cohort;
 pub mod compare;
 pub mod dataset;
 pub mod datasets;
 pub mod experiment;
 pub mod experiments;
+pub mod kill_switch;
 pub mod log;
 pub mod stats;
 

@@ -9,7 +9,14 @@
 //!   the tie correction); otherwise the exact distribution when no difference is zero or tied,
 //!   every sign assignment counted when there are at most 13 pairs, the normal approximation
 //!   beyond;
-//! - [`wilson`]: a rate's confidence interval, the Wilson score interval.
+//! - [`wilson`]: a rate's confidence interval, the Wilson score interval;
+//! - [`fisher_exact`]: two independent rates (two cohorts of runs), Fisher's exact test,
+//!   `scipy.stats.fisher_exact` (two-sided: every table with the same margins that is at most as
+//!   likely as the one observed, with SciPy's relative tolerance of 1e-14);
+//! - [`mann_whitney_u`]: two independent samples (the cohorts' latencies, costs), the
+//!   Mann–Whitney U test, `scipy.stats.mannwhitneyu(x, y)` with its defaults: two-sided, the
+//!   exact distribution of U when one sample has at most 8 values and there are no ties, else
+//!   the normal approximation with the tie and continuity corrections.
 
 use std::f64::consts::{LN_2, SQRT_2};
 
@@ -244,9 +251,190 @@ fn exact_signed_rank_p(n: usize, w: f64) -> f64 {
     (2.0 * at_most as f64 / all).min(1.0)
 }
 
+/// SciPy's tolerance when it compares a table's probability with the observed one's.
+const FISHER_TOLERANCE: f64 = 1e-14;
+
+/// The two-sided p-value of Fisher's exact test on the table [[a, b], [c, d]] (rows: the two
+/// cohorts; columns: yes, no). 1 when a row or a column is empty.
+///
+/// With the margins fixed, `a` follows a hypergeometric distribution. Each table's probability
+/// is taken relative to the most likely one through the ratio of neighbours, P(x+1)/P(x) =
+/// (r1−x)(k−x) / ((x+1)(r2−k+x+1)), so no factorial is evaluated and 500,000 runs a side cost
+/// one pass; the p-value is the share of the total held by the tables at most as likely as the
+/// observed one.
+pub fn fisher_exact(a: u64, b: u64, c: u64, d: u64) -> f64 {
+    let (r1, r2, k) = (a + b, c + d, a + c);
+    if r1 == 0 || r2 == 0 || k == 0 || b + d == 0 {
+        return 1.0;
+    }
+    let low = k.saturating_sub(r2);
+    let high = k.min(r1);
+    let total = r1 + r2;
+    // The mode of the hypergeometric distribution, as SciPy computes it.
+    let mode = (((k + 1) as f64 * (r1 + 1) as f64) / (total + 2) as f64) as u64;
+    let mode = mode.clamp(low, high);
+    let (r1, r2, k) = (r1 as f64, r2 as f64, k as f64);
+    let up = |x: f64| (r1 - x) * (k - x) / ((x + 1.0) * (r2 - k + x + 1.0));
+    // relative[x - low] = P(x) / P(mode).
+    let mut relative = vec![0.0; (high - low + 1) as usize];
+    relative[(mode - low) as usize] = 1.0;
+    let mut p = 1.0;
+    for x in mode..high {
+        p *= up(x as f64);
+        relative[(x + 1 - low) as usize] = p;
+        if p == 0.0 {
+            break;
+        }
+    }
+    p = 1.0;
+    for x in (low..mode).rev() {
+        p /= up(x as f64);
+        relative[(x - low) as usize] = p;
+        if p == 0.0 {
+            break;
+        }
+    }
+    let observed = relative[(a - low) as usize];
+    if (observed - 1.0).abs() <= FISHER_TOLERANCE {
+        return 1.0;
+    }
+    let limit = observed * (1.0 + FISHER_TOLERANCE);
+    let all: f64 = relative.iter().sum();
+    let as_unlikely: f64 = relative.iter().filter(|r| **r <= limit).sum();
+    (as_unlikely / all).min(1.0)
+}
+
+/// How a Mann–Whitney p-value was computed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum MannWhitneyMethod {
+    /// The exact null distribution of U (a sample of at most 8 values, no ties).
+    Exact,
+    NormalApproximation,
+}
+
+/// A Mann–Whitney U test's result.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, utoipa::ToSchema)]
+pub struct MannWhitney {
+    /// U of the first sample, SciPy's statistic.
+    pub statistic: f64,
+    pub p_value: f64,
+    pub method: MannWhitneyMethod,
+}
+
+/// The two-sided Mann–Whitney U test of samples `x` and `y`; `None` when one is empty.
+pub fn mann_whitney_u(x: &[f64], y: &[f64]) -> Option<MannWhitney> {
+    let (n1, n2) = (x.len(), y.len());
+    if n1 == 0 || n2 == 0 {
+        return None;
+    }
+    // The pooled sample, sorted, each value marked with its sample.
+    let mut pooled: Vec<(f64, bool)> = x
+        .iter()
+        .map(|v| (*v, true))
+        .chain(y.iter().map(|v| (*v, false)))
+        .collect();
+    pooled.sort_unstable_by(|p, q| p.0.total_cmp(&q.0));
+    let (mut rank_sum_x, mut ties, mut tied) = (0.0, 0.0, false);
+    let mut start = 0;
+    while start < pooled.len() {
+        let mut end = start + 1;
+        while end < pooled.len() && pooled[end].0 == pooled[start].0 {
+            end += 1;
+        }
+        let rank = (start + 1 + end) as f64 / 2.0;
+        let in_x = pooled[start..end].iter().filter(|p| p.1).count();
+        rank_sum_x += rank * in_x as f64;
+        let t = (end - start) as f64;
+        if t > 1.0 {
+            tied = true;
+            ties += t * t * t - t;
+        }
+        start = end;
+    }
+    let (m, n) = (n1 as f64, n2 as f64);
+    let u1 = rank_sum_x - m * (m + 1.0) / 2.0;
+    let u = u1.max(m * n - u1);
+    let method = if (n1 > 8 && n2 > 8) || tied {
+        MannWhitneyMethod::NormalApproximation
+    } else {
+        MannWhitneyMethod::Exact
+    };
+    let p_value = match method {
+        MannWhitneyMethod::Exact => 2.0 * exact_u_sf(n1.min(n2), n1.max(n2), u),
+        MannWhitneyMethod::NormalApproximation => {
+            let total = m + n;
+            let sd = (m * n / 12.0 * ((total + 1.0) - ties / (total * (total - 1.0)))).sqrt();
+            2.0 * normal_sf((u - m * n / 2.0 - 0.5) / sd)
+        }
+    };
+    Some(MannWhitney {
+        statistic: u1,
+        p_value: p_value.clamp(0.0, 1.0),
+        method,
+    })
+}
+
+/// P(U ≥ u) under the null for samples of `small` and `large` values, u ≥ small·large / 2: by
+/// symmetry P(U ≤ small·large − u), the share of the C(small + large, small) orderings whose U is
+/// at most that. Their counts are the coefficients of the Gaussian binomial
+/// ∏ᵢ (1 − q^(large+i)) / (1 − qⁱ), i = 1..=small, taken as power series cut after the bound.
+fn exact_u_sf(small: usize, large: usize, u: f64) -> f64 {
+    let bound = (small * large) as f64 - u;
+    let bound = bound.round().max(0.0) as usize;
+    let mut counts = vec![0.0f64; bound + 1];
+    counts[0] = 1.0;
+    for i in 1..=small {
+        // × 1 / (1 − qⁱ): add the coefficient i places back, in increasing order.
+        for k in i..=bound {
+            counts[k] += counts[k - i];
+        }
+        // × (1 − q^(large+i)): subtract the coefficient large+i places back, decreasing order.
+        let shift = large + i;
+        for k in (shift..=bound).rev() {
+            counts[k] -= counts[k - shift];
+        }
+    }
+    let orderings = ln_binomial(small + large, small).exp();
+    counts.iter().sum::<f64>() / orderings
+}
+
+/// ln C(n, k).
+fn ln_binomial(n: usize, k: usize) -> f64 {
+    let ln_fact = ln_factorials(n as u64);
+    ln_fact[n] - ln_fact[k] - ln_fact[n - k]
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn fisher_sums_the_tables_at_most_as_likely() {
+        // [[3, 1], [1, 3]]: margins 4, 4, 4. P(a) = C(4,a)·C(4,4−a)/C(8,4) = 1, 16, 36, 16, 1
+        // (of 70). Observed a = 3 (16/70): a = 0, 1, 3, 4 are at most as likely: 34/70.
+        assert!((fisher_exact(3, 1, 1, 3) - 34.0 / 70.0).abs() < 1e-15);
+        assert_eq!(fisher_exact(2, 2, 2, 2), 1.0);
+        assert_eq!(fisher_exact(0, 0, 3, 4), 1.0);
+        // [[4, 0], [0, 4]]: only a = 0 and a = 4, 2/70.
+        assert!((fisher_exact(4, 0, 0, 4) - 2.0 / 70.0).abs() < 1e-15);
+    }
+
+    #[test]
+    fn the_exact_u_distribution_is_counted() {
+        // x = [1, 2], y = [3, 4, 5]: U1 = 0, U = 6; orderings C(5, 2) = 10, one with U ≤ 0:
+        // p = 2 · 1/10.
+        let r = mann_whitney_u(&[1.0, 2.0], &[3.0, 4.0, 5.0]).expect("test");
+        assert_eq!((r.statistic, r.method), (0.0, MannWhitneyMethod::Exact));
+        assert!((r.p_value - 0.2).abs() < 1e-15);
+        // U at the centre: p clipped to 1.
+        let r = mann_whitney_u(&[1.0, 4.0], &[2.0, 3.0]).expect("test");
+        assert_eq!(r.p_value, 1.0);
+        assert_eq!(mann_whitney_u(&[], &[1.0]), None);
+        // A tie: the normal approximation.
+        let r = mann_whitney_u(&[1.0, 2.0], &[2.0, 3.0]).expect("test");
+        assert_eq!(r.method, MannWhitneyMethod::NormalApproximation);
+    }
 
     #[test]
     fn the_normal_quantile_inverts_the_distribution() {

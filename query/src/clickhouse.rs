@@ -38,10 +38,10 @@ use crate::{
     },
     error::QueryError,
     metrics::{
-        MetricAnswer, MetricPlan,
+        MetricAnswer, MetricPlan, Subject,
         answer::assemble,
         compile::{Dialect, Statement, compile, days_read},
-        rows::{AggregateRecord, StatementLog, from_records},
+        rows::{AggregateRecord, Aggregates, StatementLog, from_records},
     },
     newest::{NO_SEALS, SealedDay, Seals, newest_per_key},
     rollup::{RollupRecord, RunRollup, rollup_sql},
@@ -84,6 +84,27 @@ impl ClickHouseStore {
             timeout: config.timeout(),
             sealing: config.cluster.is_none(),
         }
+    }
+
+    /// The aggregates of each statement of a metric plan.
+    async fn metric_rows(
+        &self,
+        project_id: &str,
+        plan: &MetricPlan,
+    ) -> Result<Vec<(Subject, Vec<Aggregates>)>, QueryError> {
+        let mut answers = Vec::new();
+        // Each statement reads its days' seals ([`Seals::scope`]).
+        let seals = self.seals(Some(days_read(plan))).await?;
+        for Statement { subject, sql } in compile(plan, project_id, Dialect::ClickHouse, &seals) {
+            let log = StatementLog::start(&sql);
+            let rows = self
+                .fetch_with::<AggregateRecord>(sql, AGGREGATE_SETTINGS)
+                .await?;
+            let rows = from_records(subject, rows)?;
+            log.answered(subject, &rows);
+            answers.push((subject, rows));
+        }
+        Ok(answers)
     }
 
     /// The client, for engines that aggregate over the store.
@@ -315,19 +336,17 @@ impl TraceStore for ClickHouseStore {
         project_id: &str,
         plan: &MetricPlan,
     ) -> Result<MetricAnswer, QueryError> {
-        let mut answers = Vec::new();
-        // Each statement reads its days' seals ([`Seals::scope`]).
-        let seals = self.seals(Some(days_read(plan))).await?;
-        for Statement { subject, sql } in compile(plan, project_id, Dialect::ClickHouse, &seals) {
-            let log = StatementLog::start(&sql);
-            let rows = self
-                .fetch_with::<AggregateRecord>(sql, AGGREGATE_SETTINGS)
-                .await?;
-            let rows = from_records(subject, rows)?;
-            log.answered(subject, &rows);
-            answers.push((subject, rows));
-        }
-        Ok(assemble(plan, answers))
+        Ok(assemble(plan, self.metric_rows(project_id, plan).await?))
+    }
+
+    async fn cohort_runs(
+        &self,
+        project_id: &str,
+        plan: &MetricPlan,
+    ) -> Result<Vec<vigil_schemas::CohortRun>, QueryError> {
+        Ok(crate::cohort::facts(
+            self.metric_rows(project_id, plan).await?,
+        ))
     }
 
     async fn affected_summary(

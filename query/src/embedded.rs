@@ -67,11 +67,11 @@ use crate::{
     },
     error::QueryError,
     metrics::{
-        MetricAnswer, MetricPlan,
+        MetricAnswer, MetricPlan, Subject,
         answer::assemble,
         compile::{Dialect, Statement, compile},
         percentile::exact_percentiles_udaf,
-        rows::{StatementLog, aggregate_names, from_batches},
+        rows::{Aggregates, StatementLog, aggregate_names, from_batches},
     },
     newest::{NO_SEALS, Part, Seals, Source},
     rollup::{ROLLUP_COLUMNS, RunRollup, rollup_sql},
@@ -127,6 +127,24 @@ pub struct EmbeddedStore {
 }
 
 impl EmbeddedStore {
+    /// The aggregates of each statement of a metric plan.
+    async fn metric_rows(
+        &self,
+        project_id: &str,
+        plan: &MetricPlan,
+    ) -> Result<Vec<(Subject, Vec<Aggregates>)>, QueryError> {
+        let mut answers = Vec::new();
+        for Statement { subject, sql } in compile(plan, project_id, Dialect::DataFusion, &NO_SEALS)
+        {
+            let names = aggregate_names(subject);
+            let log = StatementLog::start(&sql);
+            let rows = from_batches(&self.run_sql(sql).await?, &names)?;
+            log.answered(subject, &rows);
+            answers.push((subject, rows));
+        }
+        Ok(answers)
+    }
+
     /// Opens the store under `data_dir`, creating its directories when missing (an empty store
     /// answers empty results).
     pub fn open(data_dir: impl AsRef<Path>) -> Result<EmbeddedStore, QueryError> {
@@ -377,16 +395,17 @@ impl TraceStore for EmbeddedStore {
         project_id: &str,
         plan: &MetricPlan,
     ) -> Result<MetricAnswer, QueryError> {
-        let mut answers = Vec::new();
-        for Statement { subject, sql } in compile(plan, project_id, Dialect::DataFusion, &NO_SEALS)
-        {
-            let names = aggregate_names(subject);
-            let log = StatementLog::start(&sql);
-            let rows = from_batches(&self.run_sql(sql).await?, &names)?;
-            log.answered(subject, &rows);
-            answers.push((subject, rows));
-        }
-        Ok(assemble(plan, answers))
+        Ok(assemble(plan, self.metric_rows(project_id, plan).await?))
+    }
+
+    async fn cohort_runs(
+        &self,
+        project_id: &str,
+        plan: &MetricPlan,
+    ) -> Result<Vec<vigil_schemas::CohortRun>, QueryError> {
+        Ok(crate::cohort::facts(
+            self.metric_rows(project_id, plan).await?,
+        ))
     }
 
     async fn affected_summary(

@@ -10,6 +10,7 @@
 
 pub mod audit;
 mod clickhouse;
+pub mod cohort;
 mod cursor;
 mod embedded;
 mod error;

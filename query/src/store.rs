@@ -278,6 +278,13 @@ pub trait TraceStore: Send + Sync {
         plan: &MetricPlan,
     ) -> Result<MetricAnswer, QueryError>;
 
+    /// The facts of every run a per-run plan ([`crate::cohort::plan`]) counts, in no order.
+    async fn cohort_runs(
+        &self,
+        project_id: &str,
+        plan: &MetricPlan,
+    ) -> Result<Vec<vigil_schemas::CohortRun>, QueryError>;
+
     /// The runs a compliance investigation finds, folded by day, session and user
     /// ([`crate::audit::investigate`]); `None` when there are more than `cap` such rows.
     async fn affected_digest(

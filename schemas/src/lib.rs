@@ -16,4 +16,4 @@ pub mod percentile;
 pub mod prices;
 pub mod time;
 
-pub use model::{IngestBatch, Outcome, RunRow, ScoreRow, SpanKind, SpanRow, SpanStatus};
+pub use model::{CohortRun, IngestBatch, Outcome, RunRow, ScoreRow, SpanKind, SpanRow, SpanStatus};

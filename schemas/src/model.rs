@@ -283,6 +283,26 @@ impl IngestBatch {
     }
 }
 
+/// What comparing two sets of runs needs of one run: the metric engine reads it per run
+/// (`vigil_query::cohort`), the evaluation crate compares cohorts of it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CohortRun {
+    pub trace_id: String,
+    /// Outcome `success`.
+    pub completed: bool,
+    /// Outcome `failure` or `timeout`.
+    pub failed: bool,
+    /// Completed, with a failed model or tool call.
+    pub silent_partial_failure: bool,
+    pub duration_ns: i64,
+    /// Its model calls' cost (nano-dollars); `None` when one of them has no price.
+    pub cost_nanos: Option<i64>,
+    pub tool_calls: u64,
+    /// Its boolean scores (feedback): how many are true, of how many.
+    pub feedback_positive: u64,
+    pub feedback_total: u64,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

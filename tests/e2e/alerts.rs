@@ -27,10 +27,10 @@ use support::{Store, Vigil, free_port, python};
 use vigil_proto::v1::{self, ExportRequest};
 use vigil_schemas::time::now_ns;
 
-const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+pub(crate) const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 
 /// A webhook receiver process and the requests it logged.
-struct Receiver {
+pub(crate) struct Receiver {
     child: Child,
     port: u16,
     log: PathBuf,
@@ -38,7 +38,7 @@ struct Receiver {
 }
 
 impl Receiver {
-    fn start(fail_first: u32) -> Receiver {
+    pub(crate) fn start(fail_first: u32) -> Receiver {
         let dir = tempfile::tempdir().unwrap();
         let log = dir.path().join("requests.jsonl");
         let port = free_port();
@@ -65,7 +65,7 @@ impl Receiver {
         }
     }
 
-    fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         format!("http://127.0.0.1:{}/hook", self.port)
     }
 
@@ -79,7 +79,7 @@ impl Receiver {
     }
 
     /// The requests about one alert rule (the group `alertname`).
-    fn about(&self, rule: &str) -> Vec<Value> {
+    pub(crate) fn about(&self, rule: &str) -> Vec<Value> {
         self.requests()
             .into_iter()
             .filter(|r| r["body"]["groupLabels"]["alertname"] == rule)
@@ -87,7 +87,7 @@ impl Receiver {
     }
 
     /// Waits until `rule` has `n` requests.
-    async fn wait_for(&self, rule: &str, n: usize, vigil: &Vigil) -> Vec<Value> {
+    pub(crate) async fn wait_for(&self, rule: &str, n: usize, vigil: &Vigil) -> Vec<Value> {
         let deadline = Instant::now() + Duration::from_secs(90);
         loop {
             let got = self.about(rule);
@@ -115,7 +115,7 @@ impl Drop for Receiver {
 
 /// Checks the signature here too, independently of the receiver's library: HMAC-SHA256 of
 /// `id.timestamp.body` under the base64-decoded `whsec_` key.
-fn assert_signed(request: &Value) {
+pub(crate) fn assert_signed(request: &Value) {
     use base64::Engine as _;
     assert_eq!(
         request["verified"], true,
@@ -186,7 +186,13 @@ fn rules_file(dir: &Path, oncall: &Receiver, flaky: &Receiver) -> PathBuf {
 }
 
 /// Sends `n` runs of `agent`, each with this outcome, started a second ago.
-async fn send_runs(vigil: &Vigil, agent: &str, outcome: v1::Outcome, n: usize, seed: u64) {
+pub(crate) async fn send_runs(
+    vigil: &Vigil,
+    agent: &str,
+    outcome: v1::Outcome,
+    n: usize,
+    seed: u64,
+) {
     send_runs_at(vigil, agent, outcome, n, seed, now_ns() - 1_000_000_000).await
 }
 

@@ -747,7 +747,7 @@ async fn experiments_report_what_their_runs_did(store: Store) {
 on_both_stores!(experiments_report_what_their_runs_did);
 
 /// SciPy's answers for the same data: binomtest (McNemar's exact test), binomtest's Wilson
-/// interval, wilcoxon with its defaults, norm.ppf.
+/// interval, wilcoxon with its defaults, norm.ppf, fisher_exact, mannwhitneyu with its defaults.
 const SCIPY_REFERENCE: &str = r#"
 import json, sys
 from scipy import stats
@@ -760,6 +760,9 @@ out = {
     "wilcoxon": [[float(r.statistic), float(r.pvalue)]
                  for r in (stats.wilcoxon(x, correction=False) for x in d["samples"])],
     "ppf": [float(stats.norm.ppf(p)) for p in d["quantiles"]],
+    "fisher": [float(stats.fisher_exact([[a, b], [c, e]]).pvalue) for a, b, c, e in d["tables"]],
+    "mwu": [[float(r.statistic), float(r.pvalue)]
+            for r in (stats.mannwhitneyu(x, y) for x, y in d["unpaired"])],
 }
 print(json.dumps(out))
 "#;
@@ -767,7 +770,10 @@ print(json.dumps(out))
 #[test]
 fn comparison_statistics_equal_scipy() {
     use rand::{Rng, SeedableRng, rngs::StdRng};
-    use vigil_eval::stats::{WilcoxonMethod, mcnemar_exact, normal_ppf, wilcoxon, wilson};
+    use vigil_eval::stats::{
+        MannWhitneyMethod, WilcoxonMethod, fisher_exact, mann_whitney_u, mcnemar_exact, normal_ppf,
+        wilcoxon, wilson,
+    };
 
     let mut rng = StdRng::seed_from_u64(15);
     let pairs: Vec<(u64, u64)> = vec![
@@ -821,30 +827,74 @@ fn comparison_statistics_equal_scipy() {
         ),
     ];
     let quantiles = [1e-6, 0.001, 0.025, 0.3, 0.5, 0.95, 0.975, 0.999];
+    // Two cohorts' counts: [[yes, no] of the baseline, [yes, no] of the candidate].
+    let tables: Vec<[u64; 4]> = vec![
+        [3, 1, 1, 3],
+        [10, 0, 0, 10],
+        [0, 5, 0, 7],
+        [12, 30, 20, 18],
+        [480, 20, 455, 45],
+        [400_000, 100_000, 399_000, 101_000],
+        [1, 499_999, 9, 499_991],
+        [7, 0, 3, 4],
+    ];
+    let spread = |rng: &mut StdRng, n: usize, shift: f64| -> Vec<f64> {
+        (0..n)
+            .map(|_| rng.random_range(0.0..10.0) + shift)
+            .collect()
+    };
+    let whole = |rng: &mut StdRng, n: usize, top: i32| -> Vec<f64> {
+        (0..n)
+            .map(|_| f64::from(rng.random_range(0..top)))
+            .collect()
+    };
+    let unpaired: Vec<(Vec<f64>, Vec<f64>, MannWhitneyMethod)> = vec![
+        // No ties, one sample of at most 8: the exact distribution.
+        (
+            spread(&mut rng, 5, 0.0),
+            spread(&mut rng, 7, 2.0),
+            MannWhitneyMethod::Exact,
+        ),
+        (
+            spread(&mut rng, 8, 0.0),
+            spread(&mut rng, 40, 1.0),
+            MannWhitneyMethod::Exact,
+        ),
+        (
+            spread(&mut rng, 3, 3.0),
+            spread(&mut rng, 4, 0.0),
+            MannWhitneyMethod::Exact,
+        ),
+        // Both larger, or ties: the normal approximation.
+        (
+            spread(&mut rng, 30, 0.0),
+            spread(&mut rng, 25, 0.5),
+            MannWhitneyMethod::NormalApproximation,
+        ),
+        (
+            whole(&mut rng, 6, 4),
+            whole(&mut rng, 7, 5),
+            MannWhitneyMethod::NormalApproximation,
+        ),
+        (
+            spread(&mut rng, 5_000, 0.0),
+            spread(&mut rng, 6_000, 0.05),
+            MannWhitneyMethod::NormalApproximation,
+        ),
+        (
+            whole(&mut rng, 2_000, 20),
+            whole(&mut rng, 2_500, 21),
+            MannWhitneyMethod::NormalApproximation,
+        ),
+    ];
 
     let input = json!({
         "pairs": pairs, "rates": rates, "alpha": alpha, "quantiles": quantiles,
         "samples": samples.iter().map(|(s, _)| s).collect::<Vec<_>>(),
+        "tables": tables,
+        "unpaired": unpaired.iter().map(|(x, y, _)| (x, y)).collect::<Vec<_>>(),
     });
-    let mut child = std::process::Command::new(crate::support::python())
-        .args(["-c", SCIPY_REFERENCE])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    std::io::Write::write_all(
-        &mut child.stdin.take().unwrap(),
-        input.to_string().as_bytes(),
-    )
-    .unwrap();
-    let output = child.wait_with_output().unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let scipy: Value = serde_json::from_slice(&output.stdout).unwrap();
+    let scipy = crate::support::python_json(SCIPY_REFERENCE, &input);
     let close = |ours: f64, theirs: &Value, what: &str| {
         let theirs = theirs.as_f64().unwrap();
         assert!(
@@ -888,6 +938,27 @@ fn comparison_statistics_equal_scipy() {
             normal_ppf(*p),
             &scipy["ppf"][i],
             &format!("normal quantile {p}"),
+        );
+    }
+    for (i, [a, b, c, d]) in tables.iter().enumerate() {
+        close(
+            fisher_exact(*a, *b, *c, *d),
+            &scipy["fisher"][i],
+            &format!("Fisher [[{a}, {b}], [{c}, {d}]]"),
+        );
+    }
+    for (i, (x, y, method)) in unpaired.iter().enumerate() {
+        let r = mann_whitney_u(x, y).unwrap();
+        assert_eq!(r.method, *method, "unpaired sample {i}");
+        close(
+            r.statistic,
+            &scipy["mwu"][i][0],
+            &format!("Mann-Whitney U, sample {i}"),
+        );
+        close(
+            r.p_value,
+            &scipy["mwu"][i][1],
+            &format!("Mann-Whitney p, sample {i} ({method:?})"),
         );
     }
 }

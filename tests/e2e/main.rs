@@ -10,12 +10,14 @@ mod support;
 
 mod access;
 mod alerts;
+mod cohorts;
 mod compliance;
 mod crash;
 mod demo;
 mod evaluation;
 mod hostile;
 mod ingest;
+mod kill_switch;
 mod metrics;
 mod on_clickhouse;
 mod readme;

@@ -2,6 +2,8 @@
 //! and is recorded in the audit log. Every change makes a new version (`vigil_eval::dataset`);
 //! an item may be taken from a production run by its trace id.
 
+use std::collections::{BTreeMap, HashSet};
+
 use axum::{
     Json,
     extract::{Path, Query, State},
@@ -15,6 +17,7 @@ use vigil_access::{
     keys::{Principal, Role},
 };
 use vigil_eval::{DatasetName, DatasetSummary, EvalError, Item, ItemInput, StoreError, Version};
+use vigil_query::cohort::{self, Worst};
 use vigil_schemas::{
     RunRow,
     limits::check_hex_id,
@@ -410,6 +413,123 @@ pub async fn add_items(
     .await
 }
 
+/// The week's worst production runs, to add as items.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AddWorst {
+    /// Runs that *started* in [`from`, `to`) are looked at.
+    #[schema(format = DateTime)]
+    from: String,
+    #[schema(format = DateTime)]
+    to: String,
+    by: Worst,
+    /// How many to add (default 5).
+    #[serde(default)]
+    #[schema(minimum = 1, maximum = 100)]
+    limit: Option<usize>,
+    /// Which runs, as metric filters (e.g. `{"agent": ["support-bot"]}`).
+    #[serde(default)]
+    #[schema(schema_with = vigil_query::metrics::openapi::filters_schema)]
+    filters: BTreeMap<String, Vec<String>>,
+}
+
+/// The most worst runs one request adds.
+pub const MAX_WORST: usize = 100;
+
+/// What adding the worst runs did.
+#[derive(Serialize, ToSchema)]
+pub struct WorstAdded {
+    #[serde(flatten)]
+    change: DatasetChange,
+    /// The runs added, worst first.
+    trace_ids: Vec<String>,
+}
+
+/// Add the worst production runs
+///
+/// The guide's weekly loop: the `limit` worst runs that started in [`from`, `to`) and pass the
+/// filters, by `failure` (failed, then completed with a failed call; then the most negative
+/// feedback, then the longest) or by `feedback` (the most negative feedback, then the lowest
+/// share of positive feedback, then the longest), leaving out runs the dataset's newest version
+/// already holds. Each becomes an item: the run's input, no expected output (a person writes
+/// what it should have answered), and as metadata its agent, agent version, outcome and
+/// `observed_output`, the answer it gave. One new version. Recorded in the audit log
+/// (`dataset.change`).
+#[utoipa::path(
+    post,
+    path = "/api/v1/datasets/{name}/items/worst",
+    tag = "evaluation",
+    operation_id = "addWorstRuns",
+    params(DatasetPath),
+    request_body(content = AddWorst, example = json!({
+        "from": "2026-11-27T00:00:00Z", "to": "2026-12-04T00:00:00Z",
+        "by": "failure", "limit": 5, "filters": {"agent": ["support-bot"]},
+    })),
+    security(("bearerAuth" = ["admin"])),
+    responses(
+        (status = 200, body = WorstAdded, description = "The version made, and the runs it took."),
+        (status = 400, response = BadRequest),
+        (status = 404, response = NotFound),
+        (status = 500, response = Internal),
+    ),
+)]
+pub async fn add_worst(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(DatasetPath { name }): Path<DatasetPath>,
+    JsonBody(body): JsonBody<AddWorst>,
+) -> Result<Json<WorstAdded>, ApiError> {
+    let principal = caller.require(Role::Admin)?.clone();
+    let name = name_of(&name)?;
+    let limit = body.limit.unwrap_or(5);
+    if !(1..=MAX_WORST).contains(&limit) {
+        return Err(ApiError::bad_request(
+            "limit",
+            format!("limit: must be 1-{MAX_WORST}"),
+        ));
+    }
+    let (_, held) = state
+        .datasets
+        .items(&principal.project_id, &name, None)
+        .map_err(store_error)?;
+    let known: HashSet<String> = held.into_iter().filter_map(|i| i.source_trace_id).collect();
+    let plan = cohort::plan(&body.from, &body.to, &body.filters)?;
+    let runs = state
+        .store
+        .cohort_runs(&principal.project_id, &plan)
+        .await?;
+    let picked = cohort::worst(runs, body.by, limit, &known);
+    let mut items = Vec::with_capacity(picked.len());
+    for (i, run) in picked.iter().enumerate() {
+        let field = format!("runs[{i}]");
+        let source = source_run(&state, &principal.project_id, &run.trace_id, &field).await?;
+        let mut metadata = run_metadata(&source);
+        metadata.insert("observed_output".into(), content(&source.output));
+        let input = taken_from(
+            &source,
+            ItemInput {
+                source_trace_id: Some(run.trace_id.clone()),
+                // What it should have answered is for a person to write.
+                expected_output: Some(Value::Null),
+                metadata: Some(metadata),
+                ..ItemInput::default()
+            },
+        );
+        items.push(input.into_item(&field).map_err(|e| store_error(e.into()))?);
+    }
+    let trace_ids: Vec<String> = picked.into_iter().map(|r| r.trace_id).collect();
+    let Json(change) = change(
+        &state,
+        &principal,
+        name,
+        items,
+        Vec::new(),
+        json!({"worst": {"by": body.by, "from": body.from, "to": body.to, "filters": body.filters}, "runs": trace_ids}),
+    )
+    .await?;
+    Ok(Json(WorstAdded { change, trace_ids }))
+}
+
 /// Delete an item
 ///
 /// One new version without it. Recorded in the audit log (`dataset.change`).
@@ -495,7 +615,7 @@ async fn change(
 async fn from_source_run(
     state: &AppState,
     project: &str,
-    mut input: ItemInput,
+    input: ItemInput,
     field: &str,
 ) -> Result<ItemInput, ApiError> {
     let (Some(trace_id), None) = (&input.source_trace_id, &input.input) else {
@@ -504,9 +624,21 @@ async fn from_source_run(
     let trace_id = trace_id.to_ascii_lowercase();
     check_hex_id(&format!("{field}.source_trace_id"), &trace_id, 32)
         .map_err(|e| ApiError::bad_request(e.field.clone(), e.to_string()))?;
-    let run = state
+    let run = source_run(state, project, &trace_id, field).await?;
+    Ok(taken_from(&run, input))
+}
+
+/// A production run, for an item taken from it; refused as `<field>.source_trace_id` when the
+/// project has no such run.
+async fn source_run(
+    state: &AppState,
+    project: &str,
+    trace_id: &str,
+    field: &str,
+) -> Result<RunRow, ApiError> {
+    state
         .store
-        .get_run(project, &trace_id)
+        .get_run(project, trace_id)
         .await?
         .and_then(|detail| detail.run)
         .ok_or_else(|| {
@@ -514,7 +646,12 @@ async fn from_source_run(
                 format!("{field}.source_trace_id"),
                 format!("{field}.source_trace_id: no run with trace_id {trace_id} in this project"),
             )
-        })?;
+        })
+}
+
+/// `input` with what it leaves out taken from `run`: its input, its output as the expected
+/// output, its classification, and its agent, version and outcome as metadata.
+fn taken_from(run: &RunRow, mut input: ItemInput) -> ItemInput {
     input.input = Some(content(&run.input));
     if input.expected_output.is_none() && !run.output.is_empty() {
         input.expected_output = Some(content(&run.output));
@@ -523,9 +660,9 @@ async fn from_source_run(
         input.classification = Some(run.classification.clone());
     }
     if input.metadata.is_none() {
-        input.metadata = Some(run_metadata(&run));
+        input.metadata = Some(run_metadata(run));
     }
-    Ok(input)
+    input
 }
 
 /// A run's input or output as an item's: the JSON it holds when it is a JSON object or array,

@@ -291,6 +291,16 @@ pub struct CompareRequest {
     alpha: Option<f64>,
 }
 
+/// The significance level asked for: 0.05 by default, in (0, 0.5].
+pub(crate) fn alpha_of(alpha: Option<f64>) -> Result<f64, ApiError> {
+    let alpha = alpha.unwrap_or(0.05);
+    if alpha > 0.0 && alpha <= 0.5 {
+        Ok(alpha)
+    } else {
+        Err(ApiError::bad_request("alpha", "alpha: must be in (0, 0.5]"))
+    }
+}
+
 /// The comparison's answer.
 #[derive(Serialize, ToSchema)]
 pub struct ComparisonReport {
@@ -328,10 +338,7 @@ pub async fn compare_two(
     JsonBody(body): JsonBody<CompareRequest>,
 ) -> Result<Json<ComparisonReport>, ApiError> {
     let principal = caller.require(Role::Read)?;
-    let alpha = body.alpha.unwrap_or(0.05);
-    if !(alpha > 0.0 && alpha <= 0.5) {
-        return Err(ApiError::bad_request("alpha", "alpha: must be in (0, 0.5]"));
-    }
+    let alpha = alpha_of(body.alpha)?;
     let (baseline, base_results) = results(&state, &principal.project_id, &body.baseline).await?;
     let (candidate, cand_results) = results(&state, &principal.project_id, &body.candidate).await?;
     if (&baseline.dataset, baseline.dataset_version)

@@ -8,11 +8,13 @@ mod alerts;
 mod audit_log;
 mod auth;
 mod body;
+mod cohorts;
 mod compliance;
 mod datasets;
 mod error;
 mod experiments;
 mod keys;
+mod kill_switch;
 mod metrics;
 mod openapi;
 mod ops;
@@ -49,6 +51,8 @@ pub struct AppState {
     pub datasets: Arc<vigil_eval::DatasetStore>,
     /// Experiments over those datasets (`<data dir>/experiments.jsonl`).
     pub experiments: Arc<vigil_eval::experiments::ExperimentStore>,
+    /// Kill switches agents poll (`<data dir>/kill_switches.jsonl`).
+    pub kill_switches: Arc<vigil_eval::kill_switch::KillSwitches>,
     /// Deletes from the store: erasure (and the retention job, run by the binary).
     pub deleter: Arc<dyn Deleter>,
     /// The hash-chained audit log (`<data dir>/audit`).
@@ -116,6 +120,10 @@ pub fn app(state: AppState) -> Router {
             post(datasets::add_items).get(datasets::items),
         )
         .route(
+            "/api/v1/datasets/{name}/items/worst",
+            post(datasets::add_worst),
+        )
+        .route(
             "/api/v1/datasets/{name}/items/{item_id}",
             delete(datasets::delete_item),
         )
@@ -128,9 +136,15 @@ pub fn app(state: AppState) -> Router {
             post(experiments::compare_two),
         )
         .route("/api/v1/experiments/{id}", get(experiments::get_one))
+        .route("/api/v1/cohorts/compare", post(cohorts::compare))
         .route(
             "/api/v1/experiments/{id}/items",
             post(experiments::link).get(experiments::items),
+        )
+        .route("/api/v1/kill-switch", get(kill_switch::list))
+        .route(
+            "/api/v1/kill-switch/{agent}",
+            get(kill_switch::get_one).put(kill_switch::put_one),
         )
         .route("/api/v1/keys", post(keys::create).get(keys::list))
         .route("/api/v1/keys/{id}", delete(keys::revoke))

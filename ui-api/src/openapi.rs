@@ -23,13 +23,13 @@ use utoipa::{
 use vigil_access::keys::Role;
 
 use crate::{
-    alerts, audit_log, compliance, datasets,
+    alerts, audit_log, cohorts, compliance, datasets,
     error::{
         BacklogFullOrRateLimited, BadRequest, Conflict, ErrorBody, Forbidden, Internal, NotFound,
         PayloadTooLarge, RateLimited, TooManyRequests, Unauthorized, Unavailable,
         UnsupportedMediaType,
     },
-    experiments, keys, metrics, ops, otlp_http, runs, scores,
+    experiments, keys, kill_switch, metrics, ops, otlp_http, runs, scores,
 };
 
 /// The document, built once.
@@ -104,6 +104,7 @@ pub async fn document() -> Json<&'static Value> {
         datasets::get_one,
         datasets::items,
         datasets::add_items,
+        datasets::add_worst,
         datasets::delete_item,
         experiments::create,
         experiments::list,
@@ -111,6 +112,10 @@ pub async fn document() -> Json<&'static Value> {
         experiments::items,
         experiments::link,
         experiments::compare_two,
+        cohorts::compare,
+        kill_switch::get_one,
+        kill_switch::put_one,
+        kill_switch::list,
         document,
     ),
     components(schemas(ErrorBody), responses(
@@ -409,11 +414,15 @@ mod tests {
             "/api/v1/datasets",
             "/api/v1/datasets/{name}",
             "/api/v1/datasets/{name}/items",
+            "/api/v1/datasets/{name}/items/worst",
             "/api/v1/datasets/{name}/items/{item_id}",
             "/api/v1/experiments",
             "/api/v1/experiments/{id}",
             "/api/v1/experiments/{id}/items",
             "/api/v1/experiments/compare",
+            "/api/v1/cohorts/compare",
+            "/api/v1/kill-switch",
+            "/api/v1/kill-switch/{agent}",
             "/api/v1/audit/log",
             "/api/v1/audit/verify",
             "/api/v1/audit/affected",
@@ -773,8 +782,17 @@ mod tests {
             ));
             let store: Arc<dyn vigil_query::TraceStore> =
                 Arc::new(EmbeddedStore::open(&dir).unwrap());
-            let alerts =
-                AlertEngine::open(AlertingSettings::default(), &dir, store.clone()).unwrap();
+            let kill_switches =
+                Arc::new(vigil_eval::kill_switch::KillSwitches::open(&dir).unwrap());
+            let audit = Arc::new(AuditLog::open(dir.join("audit")).unwrap());
+            let alerts = AlertEngine::open(
+                AlertingSettings::default(),
+                &dir,
+                store.clone(),
+                kill_switches.clone(),
+                audit.clone(),
+            )
+            .unwrap();
             // A batcher, so that what the examples send reaches the store (an erasure waits
             // for it).
             let sink = Arc::new(
@@ -798,8 +816,9 @@ mod tests {
                 experiments: Arc::new(
                     vigil_eval::experiments::ExperimentStore::open(&dir, datasets).unwrap(),
                 ),
+                kill_switches,
                 deleter: sink,
-                audit: Arc::new(AuditLog::open(dir.join("audit")).unwrap()),
+                audit,
                 rate_limits: Arc::new(RateLimiter::new(None)),
                 telemetry: Arc::new(crate::ApiTelemetry::default()),
                 registry: Arc::new(prometheus_client::registry::Registry::default()),

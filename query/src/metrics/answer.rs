@@ -72,13 +72,13 @@ impl Serialize for MetricRow {
 
 /// One subject's aggregates of one group and bucket. A subject with no row in the group (no
 /// model call in a group of runs, say) counted nothing: every aggregate reads 0.
-struct Values<'a, A> {
+pub(crate) struct Values<'a, A> {
     values: Option<&'a [i64]>,
     kind: std::marker::PhantomData<A>,
 }
 
 impl<'a, A: Aggregate> Values<'a, A> {
-    fn new(values: Option<&'a [i64]>) -> Values<'a, A> {
+    pub(crate) fn new(values: Option<&'a [i64]>) -> Values<'a, A> {
         Values {
             values,
             kind: std::marker::PhantomData,
@@ -90,34 +90,22 @@ impl<'a, A: Aggregate> Values<'a, A> {
         self.values.is_some()
     }
 
-    fn get(&self, aggregate: A) -> i64 {
+    pub(crate) fn get(&self, aggregate: A) -> i64 {
         self.values.map_or(0, |values| values[aggregate.index()])
     }
 }
+
+/// A group's keys and bucket.
+pub(crate) type GroupKey = ([String; 4], i64);
+/// A group's aggregates of each subject (by [`slot`]), where its statement answered a row.
+pub(crate) type Merged = BTreeMap<GroupKey, [Option<Vec<i64>>; 3]>;
 
 /// Merges the statements' answers into the rows of the answer.
 pub(crate) fn assemble(
     plan: &MetricPlan,
     answers: Vec<(Subject, Vec<Aggregates>)>,
 ) -> MetricAnswer {
-    type Key = ([String; 4], i64);
-    let mut merged: BTreeMap<Key, [Option<Vec<i64>>; 3]> = BTreeMap::new();
-    for (subject, rows) in answers {
-        let slot = slot(subject);
-        for row in rows {
-            // A subject answered in parts (the run statement's, split): each aggregate is in
-            // one part and 0 in the others, so the parts add up.
-            match &mut merged.entry((row.keys, row.bucket)).or_default()[slot] {
-                Some(values) => {
-                    for (sum, part) in values.iter_mut().zip(row.values) {
-                        *sum += part;
-                    }
-                }
-                empty => *empty = Some(row.values),
-            }
-        }
-    }
-    let rows = merged
+    let rows = merge(answers)
         .into_iter()
         .map(|((keys, bucket), values)| {
             let runs = Values::new(values[slot(Subject::Run)].as_deref());
@@ -142,7 +130,28 @@ pub(crate) fn assemble(
     MetricAnswer { rows }
 }
 
-fn slot(subject: Subject) -> usize {
+/// The statements' rows by group and bucket.
+pub(crate) fn merge(answers: Vec<(Subject, Vec<Aggregates>)>) -> Merged {
+    let mut merged = Merged::new();
+    for (subject, rows) in answers {
+        let slot = slot(subject);
+        for row in rows {
+            // A subject answered in parts (the run statement's, split): each aggregate is in
+            // one part and 0 in the others, so the parts add up.
+            match &mut merged.entry((row.keys, row.bucket)).or_default()[slot] {
+                Some(values) => {
+                    for (sum, part) in values.iter_mut().zip(row.values) {
+                        *sum += part;
+                    }
+                }
+                empty => *empty = Some(row.values),
+            }
+        }
+    }
+    merged
+}
+
+pub(crate) fn slot(subject: Subject) -> usize {
     match subject {
         Subject::Run => 0,
         Subject::ModelCall => 1,

@@ -1136,6 +1136,10 @@ impl<'p> Compiler<'p> {
                 sql.push(", ");
             }
             match self.plan.group_by.get(i) {
+                // One group per run (`MetricPlan::per_run`, whose plans group by nothing else).
+                None if i == 0 && self.plan.per_run && subject == Subject::Run => {
+                    sql.push("trace_id")
+                }
                 None => sql.push("''"),
                 Some(Field::Classification) => sql.push(CLASS_KEY),
                 Some(Field::Outcome) if self.dialect == Dialect::ClickHouse => {
@@ -1178,7 +1182,8 @@ impl<'p> Compiler<'p> {
 
     fn group_by(&self, sql: &mut Sql) {
         sql.push(" GROUP BY bucket");
-        for alias in GROUP_ALIASES.iter().take(self.plan.group_by.len()) {
+        let keys = self.plan.group_by.len().max(usize::from(self.plan.per_run));
+        for alias in GROUP_ALIASES.iter().take(keys) {
             sql.push(", ");
             sql.push(alias);
         }

@@ -66,6 +66,10 @@ pub struct MetricPlan {
     /// By field; each value list sorted and without repeats.
     pub filters: BTreeMap<Field, Vec<String>>,
     pub step_ns: Option<i64>,
+    /// Each run its own group, keyed by its trace id in the first group key (and `group_by`
+    /// empty): the facts of every run, for comparing two sets of runs ([`crate::cohort`]).
+    /// Never set by a request.
+    pub per_run: bool,
 }
 
 impl MetricPlan {
@@ -200,6 +204,7 @@ impl MetricQuery {
             group_by,
             filters,
             step_ns,
+            per_run: false,
         })
     }
 }

@@ -569,6 +569,30 @@ pub fn bench_smoke(bench: &str, extra: &[&str]) -> Value {
 }
 
 /// The Python interpreter with the OpenTelemetry SDK (set by tests/run.sh).
+/// Runs a Python `script` of the test venv with `input` as JSON on its standard input, and
+/// reads the JSON it prints (the SciPy references of the statistics tests).
+pub fn python_json(script: &str, input: &Value) -> Value {
+    let mut child = Command::new(python())
+        .args(["-c", script])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(
+        &mut child.stdin.take().unwrap(),
+        input.to_string().as_bytes(),
+    )
+    .unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).unwrap()
+}
+
 pub fn python() -> String {
     std::env::var("VIGIL_TEST_PYTHON").unwrap_or_else(|_| {
         let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/.venv/bin/python");

@@ -588,6 +588,65 @@ await step("experiment", async () => {
   await page.screenshot({ path: `${shots}/experiment.png`, fullPage: true });
 });
 
+await step("cohorts", async () => {
+  // Production against staging over the demo's runs: the page's figures are the API's.
+  await page.goto(
+    `${base}/cohorts?baseline=environment%3Dproduction&candidate=environment%3Dstaging&range=30d`,
+  );
+  await page.locator('table.cohorts tr[data-metric="completion_rate"]').waitFor();
+  const to = new Date();
+  const response = await fetch(`${base}/api/v1/cohorts/compare`, {
+    method: "POST",
+    headers: { Authorization: `Bearer ${key}`, "Content-Type": "application/json" },
+    body: JSON.stringify({
+      from: new Date(to.getTime() - 30 * 24 * 3_600_000).toISOString(),
+      to: to.toISOString(),
+      baseline: { filters: { environment: ["production"] } },
+      candidate: { filters: { environment: ["staging"] } },
+    }),
+  });
+  assert.equal(response.status, 200);
+  const report = await response.json();
+  assert(report.baseline_runs > 0 && report.candidate_runs > 0, JSON.stringify(report));
+  assert.equal(
+    await page.locator("[data-runs]").getAttribute("data-runs"),
+    `${report.baseline_runs},${report.candidate_runs}`,
+  );
+  const shown = await page
+    .locator("table.cohorts tbody tr")
+    .evaluateAll((rows) => rows.map((r) => [r.dataset.metric, r.dataset.verdict]));
+  assert.deepEqual(
+    shown,
+    report.metrics.map((m) => [m.metric, m.verdict]),
+  );
+  const completion = report.metrics.find((m) => m.metric === "completion_rate");
+  const cells = await page.locator('table.cohorts tr[data-metric="completion_rate"] td').allInnerTexts();
+  assert.equal(cells[1], `${(completion.baseline * 100).toFixed(2)}%`);
+  await page.screenshot({ path: `${shots}/cohorts.png`, fullPage: true });
+});
+
+await step("kill-switch", async () => {
+  // Disabled through the form: what an agent polling the API is told; enabled from its row.
+  await page.goto(`${base}/kill-switch`);
+  const form = page.getByRole("form", { name: "Set a kill switch" });
+  await form.getByLabel("Agent", { exact: true }).fill("ui-bot");
+  await form.getByLabel("Prompt version (optional)").fill("v8");
+  await form.getByLabel("Reason (required to disable)").fill("<b>loops</b> on refunds");
+  await form.getByRole("button", { name: "Set" }).click();
+  const row = page.locator('table.kill-switches tr[data-agent="ui-bot"]');
+  await page.locator('table.kill-switches tr[data-agent="ui-bot"][data-state="disabled"]').waitFor();
+  const told = await api("/api/v1/kill-switch/ui-bot?prompt_version=v8");
+  assert.equal(told.state, "disabled");
+  assert.equal(told.reason, "<b>loops</b> on refunds");
+  const cells = await row.locator("td").allInnerTexts();
+  assert.deepEqual(cells.slice(0, 3), ["ui-bot", "prompt version v8", "disabled"]);
+  assert.equal(cells[5], told.reason, "the reason is shown as text");
+  await page.screenshot({ path: `${shots}/kill-switch.png`, fullPage: true });
+  await row.getByRole("button", { name: "Enable" }).click();
+  await page.locator('table.kill-switches tr[data-agent="ui-bot"][data-state="enabled"]').waitFor();
+  assert.equal((await api("/api/v1/kill-switch/ui-bot?prompt_version=v8")).state, "enabled");
+});
+
 await step("audit-log", async () => {
   await page.goto(`${base}/audit-log`);
   await page.locator("table.audit tbody tr").first().waitFor();

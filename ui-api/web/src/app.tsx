@@ -7,11 +7,13 @@ import { session } from "./lib/session";
 import { holds, type Role, WhoContext } from "./lib/who";
 import { AlertsPage } from "./pages/alerts";
 import { AuditLogPage } from "./pages/audit-log";
+import { CohortsPage } from "./pages/cohorts";
 import { CompliancePage } from "./pages/compliance";
 import { DashboardPage } from "./pages/dashboard";
 import { DatasetPage, DatasetsPage } from "./pages/datasets";
 import { ExperimentPage } from "./pages/experiment";
 import { KeysPage } from "./pages/keys";
+import { KillSwitchPage } from "./pages/kill-switch";
 import { RunDetailPage } from "./pages/run-detail";
 import { RunsPage } from "./pages/runs";
 import { SessionPage } from "./pages/session";
@@ -50,6 +52,8 @@ const NAV: { href: string; label: string; role: Role }[] = [
   { href: "/dashboard", label: "Dashboard", role: "read" },
   { href: "/alerts", label: "Alerts", role: "read" },
   { href: "/datasets", label: "Datasets", role: "read" },
+  { href: "/cohorts", label: "Cohorts", role: "read" },
+  { href: "/kill-switch", label: "Kill switch", role: "read" },
   { href: "/compliance", label: "Compliance", role: "audit" },
   { href: "/audit-log", label: "Audit log", role: "audit" },
   { href: "/settings/keys", label: "Keys", role: "admin" },
@@ -108,6 +112,8 @@ function Pages() {
       <Route path="/datasets/:name">
         {(params) => <DatasetPage name={decodeURIComponent(params.name)} />}
       </Route>
+      <Route path="/cohorts">{() => <CohortsPage />}</Route>
+      <Route path="/kill-switch">{() => <KillSwitchPage />}</Route>
       <Route path="/settings/keys">{() => <KeysPage />}</Route>
       <Route path="/settings">{() => <SettingsPage />}</Route>
       <Route path="/compliance">{() => <CompliancePage />}</Route>

@@ -387,6 +387,8 @@ fn rule_set(n: usize) -> anyhow::Result<Vec<Rule>> {
             labels: [("severity".to_string(), "page".to_string())].into(),
             annotations: [("summary".to_string(), "{{ $value }}".to_string())].into(),
             receivers: Vec::new(),
+            kill_switch: None,
+            kill_switch_reenable_on_resolve: false,
         };
         rules.push(Rule::new(spec, 60_000_000_000)?);
     }
