@@ -7,6 +7,7 @@ mod compare_cmd;
 mod config;
 mod datasets_cmd;
 mod eval_cmd;
+mod experiment_links;
 mod keys_cmd;
 mod kill_switch_cmd;
 mod metrics_cmd;

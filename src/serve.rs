@@ -36,6 +36,7 @@ use vigil_schemas::{
 
 use crate::{
     config::{Config, StoreKind},
+    experiment_links::LinkingSink,
     process::ProcessFigures,
 };
 
@@ -118,6 +119,12 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         }
     };
 
+    let datasets = Arc::new(DatasetStore::open(&data_dir).context("opening the datasets")?);
+    let experiments = Arc::new(
+        ExperimentStore::open(&data_dir, datasets.clone()).context("opening the experiments")?,
+    );
+    // Runs that name their experiment and item are linked as they are stored.
+    let sink: Arc<dyn Sink> = Arc::new(LinkingSink::new(sink, experiments.clone()));
     let batcher = Batcher::new(
         wal.clone(),
         sink.clone(),
@@ -169,10 +176,6 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         audit.clone(),
     )
     .context("starting alerting")?;
-    let datasets = Arc::new(DatasetStore::open(&data_dir).context("opening the datasets")?);
-    let experiments = Arc::new(
-        ExperimentStore::open(&data_dir, datasets.clone()).context("opening the experiments")?,
-    );
     if config.alerting.enabled {
         tasks.push(tokio::spawn(alerts.clone().run(background.clone())));
         tasks.push(tokio::spawn(reload_on_sighup(

@@ -241,12 +241,18 @@ impl ExperimentStore {
                 trace_id: link.trace_id.to_ascii_lowercase(),
             });
         }
+        // A link already in place is not written again (runs linked by their attributes are
+        // linked again whenever their batch is written again).
+        checked.retain(|link| entry.links.get(&link.item_id) != Some(&link.trace_id));
+        let mut state = self.state.lock();
+        if checked.is_empty() {
+            return Ok(entry.links.len());
+        }
         let event = Event::Linked {
             project: project.to_string(),
             id: id.to_string(),
             links: checked,
         };
-        let mut state = self.state.lock();
         state.log.append(&event)?;
         apply(&mut state.experiments, event)?;
         Ok(state

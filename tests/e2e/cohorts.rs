@@ -569,3 +569,23 @@ async fn the_worst_runs_join_a_dataset(vigil: &Vigil, sent: &[Sent], from: &str,
 }
 
 on_both_stores!(cohorts_compare_exactly);
+
+/// A smoke run of `vigil bench cohorts` on both stores: the harness works, both stores split the
+/// runs into the same two cohorts, and the plain read in `clickhouse-client` runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cohorts_benchmark_runs() {
+    let port = crate::support::clickhouse::ClickHouse::shared()
+        .tcp_port
+        .to_string();
+    let report = crate::support::bench_smoke("cohorts", &["--clickhouse-port", &port]);
+    let comparisons = report["comparisons"].as_array().unwrap();
+    assert_eq!(comparisons.len(), 2, "{report}");
+    for side in ["baseline_runs", "candidate_runs"] {
+        assert_eq!(comparisons[0][side], comparisons[1][side], "{report}");
+        assert!(comparisons[0][side].as_u64().unwrap() > 0, "{report}");
+    }
+    assert!(
+        report["clickhouse_client_ms"].as_f64().unwrap() > 0.0,
+        "{report}"
+    );
+}

@@ -746,6 +746,68 @@ async fn experiments_report_what_their_runs_did(store: Store) {
 
 on_both_stores!(experiments_report_what_their_runs_did);
 
+/// Runs sent with the OpenTelemetry SDK whose root span names an experiment and an item are
+/// linked to it as they are stored; a run naming an item or an experiment that does not exist
+/// is stored and not linked; the links survive a kill -9.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn experiment_runs_link_themselves_by_their_attributes() {
+    let mut vigil = Vigil::start_on(Store::Embedded);
+    let (status, _) = vigil
+        .post("/api/v1/datasets", &json!({"name": "linked"}))
+        .await;
+    assert_eq!(status, 201);
+    let items = json!({"items": [{"id": "a", "input": "one"}, {"id": "b", "input": "two"}]});
+    let (status, _) = vigil.post("/api/v1/datasets/linked/items", &items).await;
+    assert_eq!(status, 200);
+    let (status, experiment) = vigil
+        .post(
+            "/api/v1/experiments",
+            &json!({"name": "by attributes", "dataset": "linked"}),
+        )
+        .await;
+    assert_eq!(status, 201, "{experiment}");
+    let id = experiment["id"].as_str().unwrap();
+    let endpoint = format!("{}/v1/traces", vigil.http());
+    let send = |experiment: &str, item: &str| {
+        let exp = format!("vigil.experiment.id={experiment}");
+        let item = format!("vigil.dataset.item.id={item}");
+        let args = [
+            "--token",
+            &vigil.token,
+            "--root-attribute",
+            &exp,
+            "--root-attribute",
+            &item,
+        ];
+        let sent = crate::ingest::send_with_python(&vigil, "http", &endpoint, &args, 1);
+        sent["runs"][0]["trace_id"].as_str().unwrap().to_string()
+    };
+    let linked = send(id, "a");
+    let unknown_item = send(id, "zzz");
+    let unknown_experiment = send("exp_0000000000000000", "a");
+
+    let path = format!("/api/v1/experiments/{id}/items");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let (_, answer) = vigil.get(&path).await;
+        let a = &answer["items"][0];
+        if a["status"] == "done" {
+            assert_eq!(a["trace_id"], linked.as_str(), "{answer}");
+            assert_eq!(answer["items"][1]["status"], "not_run", "{answer}");
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "not linked: {answer}");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    for trace_id in [&unknown_item, &unknown_experiment] {
+        vigil.wait_run(trace_id, 3).await;
+    }
+    vigil.kill9();
+    vigil.restart();
+    let (_, answer) = vigil.get(&path).await;
+    assert_eq!(answer["items"][0]["trace_id"], linked.as_str(), "{answer}");
+}
+
 /// SciPy's answers for the same data: binomtest (McNemar's exact test), binomtest's Wilson
 /// interval, wilcoxon with its defaults, norm.ppf, fisher_exact, mannwhitneyu with its defaults.
 const SCIPY_REFERENCE: &str = r#"

@@ -262,11 +262,13 @@ async fn roles_separate_ingest_from_reading_and_redact_content(store: Store) {
     assert_eq!(status, 401);
 }
 
-fn send_with_python(
+/// Sends `runs` runs with the Python SDK's OTLP exporter; `args` carry the key (`--token` or
+/// `--basic`) and any `--root-attribute`.
+pub(crate) fn send_with_python(
     vigil: &Vigil,
     protocol: &str,
     endpoint: &str,
-    auth: &[&str],
+    args: &[&str],
     runs: usize,
 ) -> Value {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/otel/send_traces.py");
@@ -280,7 +282,7 @@ fn send_with_python(
             "--runs",
             &runs.to_string(),
         ])
-        .args(auth)
+        .args(args)
         .output()
         .unwrap();
     assert!(

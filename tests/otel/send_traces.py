@@ -1,6 +1,7 @@
 """Sends agent traces to Vigil with the real OpenTelemetry Python SDK and its OTLP exporters.
 
 Usage: send_traces.py --protocol grpc|http --endpoint URL --token TOKEN --runs N [--basic ID:SECRET]
+                      [--root-attribute KEY=VALUE ...]
 
 Each run is a root span (the agent run) with a model-call child and a tool-call child, using the
 GenAI semantic-convention attribute names. Prints one JSON document describing everything sent
@@ -38,6 +39,8 @@ def main():
     p.add_argument("--token")
     p.add_argument("--basic")
     p.add_argument("--runs", type=int, default=3)
+    p.add_argument("--root-attribute", action="append", default=[], metavar="KEY=VALUE",
+                   help="also set this attribute on every root span (repeat)")
     p.add_argument("--children-first", action="store_true",
                    help="export the children in an earlier request than their root")
     args = p.parse_args()
@@ -68,6 +71,9 @@ def main():
             root.set_attribute("user.id", f"user-{i % 2}@example.com")
             root.set_attribute("vigil.task.type", "refund_request")
             root.set_attribute("vigil.data.classification", ["pii"])
+            for pair in args.root_attribute:
+                key, value = pair.split("=", 1)
+                root.set_attribute(key, value)
             with tracer.start_as_current_span("chat gpt-4o") as llm:
                 llm.set_attribute("gen_ai.operation.name", "chat")
                 llm.set_attribute("gen_ai.provider.name", "openai")

@@ -568,7 +568,6 @@ pub fn bench_smoke(bench: &str, extra: &[&str]) -> Value {
     serde_json::from_str(&cli(&args)).unwrap()
 }
 
-/// The Python interpreter with the OpenTelemetry SDK (set by tests/run.sh).
 /// Runs a Python `script` of the test venv with `input` as JSON on its standard input, and
 /// reads the JSON it prints (the SciPy references of the statistics tests).
 pub fn python_json(script: &str, input: &Value) -> Value {
@@ -593,6 +592,7 @@ pub fn python_json(script: &str, input: &Value) -> Value {
     serde_json::from_slice(&output.stdout).unwrap()
 }
 
+/// The Python interpreter with the OpenTelemetry SDK (set by tests/run.sh).
 pub fn python() -> String {
     std::env::var("VIGIL_TEST_PYTHON").unwrap_or_else(|_| {
         let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/.venv/bin/python");

@@ -43,11 +43,11 @@ use super::{SpawnedCollector, time_request};
 pub(super) const END: &str = "2026-11-23T12:00:00Z";
 const HOUR_NS: i64 = 3_600_000_000_000;
 /// The project of the generated rows: the bootstrap key's.
-const PROJECT: &str = "default";
+pub(super) const PROJECT: &str = "default";
 /// Runs generated and written per batch (bounded memory).
 const RUNS_PER_BATCH: usize = 50_000;
 const DUCKDB_SCRIPT: &str = include_str!("duckdb_metrics.py");
-const DATABASE: &str = "vigil_bench_metrics";
+pub(super) const DATABASE: &str = "vigil_bench_metrics";
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct MetricsBenchArgs {
@@ -788,7 +788,7 @@ fn time_duckdb(
     serde_json::from_slice(&output.stdout).context("reading the DuckDB script's answer")
 }
 
-fn median(times: &mut [f64]) -> f64 {
+pub(super) fn median(times: &mut [f64]) -> f64 {
     times.sort_by(f64::total_cmp);
     times.get(times.len() / 2).copied().unwrap_or(f64::NAN)
 }

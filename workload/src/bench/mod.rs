@@ -21,6 +21,7 @@ use vigil_schemas::percentile::exact_percentile;
 mod alerts;
 mod audit;
 mod clickhouse_ingest;
+mod cohorts;
 mod metrics;
 mod runs;
 
@@ -204,6 +205,9 @@ pub enum BenchCommand {
     /// What the web UI's first pages ask over 1,000,000 runs / 10,000,000 spans on each store:
     /// a page of 50 runs, unfiltered and by each filter, and a run's detail.
     Runs(runs::RunsBenchArgs),
+    /// Two cohorts of about 500,000 runs each compared (`POST /api/v1/cohorts/compare`) on each
+    /// store, against the plain per-run read of the same rows in `clickhouse-client`.
+    Cohorts(cohorts::CohortsBenchArgs),
 }
 
 /// `vigil bench ingest`.
@@ -298,6 +302,7 @@ pub async fn run_cli(command: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Metrics(args) => print_report(&metrics::run(args.clone()).await?, args.json),
         BenchCommand::Alerts(args) => print_report(&alerts::run(args.clone()).await?, args.json),
         BenchCommand::Audit(args) => print_report(&audit::run(args.clone()).await?, args.json),
+        BenchCommand::Cohorts(args) => print_report(&cohorts::run(args.clone()).await?, args.json),
         BenchCommand::Runs(args) => print_report(&runs::run(args.clone()).await?, args.json),
         BenchCommand::Clickhouse(args) => {
             print_report(&clickhouse_ingest::run(args.clone()).await?, args.json)
