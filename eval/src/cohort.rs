@@ -6,10 +6,11 @@
 
 use serde::Serialize;
 use utoipa::ToSchema;
-use vigil_schemas::{CohortRun, percentile::exact_percentile};
+use vigil_schemas::{CohortRun, percentile::exact_percentile, time::NANOS_PER_MILLI};
 
 use crate::{
     compare::{MetricComparison, Test, Verdict, verdict},
+    experiment::nanos_to_usd,
     stats::{fisher_exact, mann_whitney_u, wilson},
 };
 
@@ -27,9 +28,6 @@ pub struct CohortComparison {
     /// in both cohorts together (runs, completed runs, scores, priced runs).
     pub metrics: Vec<MetricComparison>,
 }
-
-const NANOS_PER_MS: f64 = 1e6;
-const NANOS_PER_USD: f64 = 1e9;
 
 /// Compares `candidate` with `baseline` at `alpha`.
 pub fn compare_cohorts(
@@ -71,7 +69,7 @@ pub fn compare_cohorts(
     let durations = cohorts.map(|c| {
         let mut ms: Vec<f64> = c
             .iter()
-            .map(|r| r.duration_ns as f64 / NANOS_PER_MS)
+            .map(|r| r.duration_ns as f64 / NANOS_PER_MILLI as f64)
             .collect();
         ms.sort_unstable_by(f64::total_cmp);
         ms
@@ -90,7 +88,7 @@ pub fn compare_cohorts(
     let costs = cohorts.map(|c| {
         c.iter()
             .filter_map(|r| r.cost_nanos)
-            .map(|n| n as f64 / NANOS_PER_USD)
+            .map(nanos_to_usd)
             .collect::<Vec<f64>>()
     });
     let cost = Numbers::new(&costs, alpha);

@@ -327,7 +327,8 @@ pub fn item_result(
     result
 }
 
-fn nanos_to_usd(nanos: i64) -> f64 {
+/// Nano-dollars as USD.
+pub(crate) fn nanos_to_usd(nanos: i64) -> f64 {
     nanos as f64 / 1e9
 }
 

@@ -899,6 +899,9 @@ fn comparison_statistics_equal_scipy() {
         [400_000, 100_000, 399_000, 101_000],
         [1, 499_999, 9, 499_991],
         [7, 0, 3, 4],
+        // Equal rows: each table is exactly as likely as its mirror, far from the mode.
+        [250_000, 250_000, 249_400, 250_600],
+        [500_000, 500_000, 498_600, 501_400],
     ];
     let spread = |rng: &mut StdRng, n: usize, shift: f64| -> Vec<f64> {
         (0..n)
