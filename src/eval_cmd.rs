@@ -1,6 +1,6 @@
 //! `vigil eval gate`: the regression gate for CI. Compares a candidate experiment with a baseline
-//! through a running Vigil (`POST /api/v1/experiments/compare`, `GET /api/v1/experiments/{id}`)
-//! and checks the thresholds given; exits 0 when every check passes, 1 on a regression (a
+//! through a running Vigil (`POST /api/v1/experiments/compare`, one read that also carries the
+//! candidate's own figures) and checks the thresholds given; exits 0 when every check passes, 1 on a regression (a
 //! threshold crossed, or a metric whose verdict is `regressed`), 2 on a usage or server error.
 //! Prints a table; writes JUnit XML (`quick-junit`) and JSON for CI systems.
 //!
@@ -104,9 +104,10 @@ pub struct Metric {
     pub verdict: String,
 }
 
-/// What the gate reads of the candidate's own figures.
+/// What the gate reads of the candidate's own figures: the comparison's `candidate_summary`.
 #[derive(Debug, Clone, Deserialize)]
 pub struct Report {
+    #[serde(rename = "candidate_summary")]
     pub summary: Summary,
 }
 
@@ -238,15 +239,16 @@ async fn gate(args: &GateArgs) -> anyhow::Result<bool> {
         bail!("--alpha {} must be in (0, 0.5]", args.alpha);
     }
     let client = ApiClient::new(&args.api)?;
-    let comparison: Comparison = client
+    // One read: the comparison carries the candidate's own figures.
+    let answer: serde_json::Value = client
         .post(
             "/api/v1/experiments/compare",
             &json!({"baseline": args.baseline, "candidate": args.candidate, "alpha": args.alpha}),
         )
         .await?;
-    let candidate: Report = client
-        .get(&format!("/api/v1/experiments/{}", args.candidate))
-        .await?;
+    let comparison: Comparison =
+        serde_json::from_value(answer.clone()).context("the comparison's answer")?;
+    let candidate: Report = serde_json::from_value(answer).context("the comparison's answer")?;
     let checks = checks(args, &comparison, &candidate)?;
     let passed = checks.iter().all(|c| c.passed);
     if let Some(path) = &args.junit {

@@ -306,6 +306,10 @@ pub(crate) fn alpha_of(alpha: Option<f64>) -> Result<f64, ApiError> {
 pub struct ComparisonReport {
     baseline: ExperimentView,
     candidate: ExperimentView,
+    /// Each experiment's own figures over all its items (as `GET /api/v1/experiments/{id}`),
+    /// from the same read as the comparison.
+    baseline_summary: Summary,
+    candidate_summary: Summary,
     #[serde(flatten)]
     comparison: Comparison,
 }
@@ -356,6 +360,8 @@ pub async fn compare_two(
             ),
         ));
     }
+    let (baseline_summary, candidate_summary) =
+        (summarize(&base_results), summarize(&cand_results));
     let mut comparison = compare(&base_results, &cand_results, alpha);
     for change in &mut comparison.items {
         change.baseline = redacted(change.baseline.clone(), principal);
@@ -364,6 +370,8 @@ pub async fn compare_two(
     Ok(Json(ComparisonReport {
         baseline: experiment_view(baseline),
         candidate: experiment_view(candidate),
+        baseline_summary,
+        candidate_summary,
         comparison,
     }))
 }
