@@ -179,6 +179,9 @@ fn runs(now_ns: i64) -> Vec<Sent> {
 
 /// SciPy's p-values for the same samples: Fisher's exact test of each pair of counts, the
 /// Mann–Whitney U test (its defaults) of each pair of samples.
+/// The endpoint under test.
+const COMPARE: &str = "/api/v1/cohorts/compare";
+
 const SCIPY_PVALUES: &str = r#"
 import json, sys
 from scipy import stats
@@ -277,18 +280,6 @@ fn expected(base: &[&Sent], cand: &[&Sent]) -> (Vec<(&'static str, f64, f64)>, V
     (figures, reference)
 }
 
-async fn compare(vigil: &Vigil, token: &str, body: &Value) -> (u16, Value) {
-    let response = reqwest::Client::new()
-        .post(format!("{}/api/v1/cohorts/compare", vigil.http()))
-        .bearer_auth(token)
-        .json(body)
-        .send()
-        .await
-        .unwrap();
-    let status = response.status().as_u16();
-    (status, response.json().await.unwrap_or(Value::Null))
-}
-
 async fn cohorts_compare_exactly(store: Store) {
     let vigil = Vigil::start_on(store);
     let now = SystemTime::now()
@@ -344,7 +335,7 @@ async fn cohorts_compare_exactly(store: Store) {
         "candidate": {"filters": {"release": ["2.4"], "agent": ["support-bot"], "prompt_version": ["v8"]}},
         "alpha": 0.05,
     });
-    let (status, answer) = compare(&vigil, &vigil.token, &body).await;
+    let (status, answer) = vigil.post_as(COMPARE, &vigil.token, &body).await;
     assert_eq!(status, 200, "{answer}");
     assert_eq!(answer["baseline_runs"], base.len(), "{answer}");
     assert_eq!(answer["candidate_runs"], cand.len(), "{answer}");
@@ -409,7 +400,7 @@ async fn cohorts_compare_exactly(store: Store) {
     // Refusals name the field; an ingest-only key may not read.
     let mut bad = body.clone();
     bad["candidate"]["filters"] = json!({"colour": ["red"]});
-    let (status, refused) = compare(&vigil, &vigil.token, &bad).await;
+    let (status, refused) = vigil.post_as(COMPARE, &vigil.token, &bad).await;
     assert_eq!(
         (status, refused["error"]["field"].as_str()),
         (400, Some("candidate.filters")),
@@ -417,16 +408,16 @@ async fn cohorts_compare_exactly(store: Store) {
     );
     let mut bad = body.clone();
     bad["alpha"] = json!(0.9);
-    let (status, refused) = compare(&vigil, &vigil.token, &bad).await;
+    let (status, refused) = vigil.post_as(COMPARE, &vigil.token, &bad).await;
     assert_eq!(
         (status, refused["error"]["field"].as_str()),
         (400, Some("alpha"))
     );
     let mut bad = body.clone();
     bad["to"] = json!(from);
-    assert_eq!(compare(&vigil, &vigil.token, &bad).await.0, 400);
+    assert_eq!(vigil.post_as(COMPARE, &vigil.token, &bad).await.0, 400);
     let ingest = vigil.create_key("ingest").token;
-    assert_eq!(compare(&vigil, &ingest, &body).await.0, 403);
+    assert_eq!(vigil.post_as(COMPARE, &ingest, &body).await.0, 403);
 
     // `vigil compare`: the table, and exit 1 exactly when a metric regressed.
     let regressed = metrics.iter().any(|m| m["verdict"] == "regressed");

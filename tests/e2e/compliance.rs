@@ -252,29 +252,17 @@ fn expected(runs: &[&Run], hashes: &BTreeMap<String, String>) -> Value {
     })
 }
 
-async fn post_as(vigil: &Vigil, path: &str, token: &str, body: &Value) -> (u16, Value) {
-    let response = reqwest::Client::new()
-        .post(format!("{}{path}", vigil.http()))
-        .bearer_auth(token)
-        .json(body)
-        .send()
-        .await
-        .unwrap();
-    let status = response.status().as_u16();
-    (status, response.json().await.unwrap_or(Value::Null))
-}
-
 /// Every page of an investigation, merged into one answer (`items` from all pages).
 async fn investigate(vigil: &Vigil, token: &str, body: &Value, page: usize) -> Value {
     let mut body = body.clone();
     body["limit"] = json!(page);
-    let (status, mut answer) = post_as(vigil, "/api/v1/audit/affected", token, &body).await;
+    let (status, mut answer) = vigil.post_as("/api/v1/audit/affected", token, &body).await;
     assert_eq!(status, 200, "{body}: {answer}");
     let mut items = answer["items"].as_array().unwrap().clone();
     let mut cursor = answer["next_cursor"].clone();
     while let Some(c) = cursor.as_str() {
         body["cursor"] = json!(c);
-        let (status, next) = post_as(vigil, "/api/v1/audit/affected", token, &body).await;
+        let (status, next) = vigil.post_as("/api/v1/audit/affected", token, &body).await;
         assert_eq!(status, 200, "{next}");
         assert!(next["items"].as_array().unwrap().len() <= page);
         items.extend(next["items"].as_array().unwrap().iter().cloned());
@@ -355,13 +343,13 @@ async fn investigations_exports_and_erasure(store: Store) {
     // Look-ups: every person's hash and sessions.
     let mut hashes = BTreeMap::from([(String::new(), String::new())]);
     for user in USERS.iter().filter(|u| !u.is_empty()) {
-        let (status, found) = post_as(
-            &vigil,
-            "/api/v1/audit/user-lookup",
-            &audit.token,
-            &json!({"user_id": user, "limit": 2}),
-        )
-        .await;
+        let (status, found) = vigil
+            .post_as(
+                "/api/v1/audit/user-lookup",
+                &audit.token,
+                &json!({"user_id": user, "limit": 2}),
+            )
+            .await;
         assert_eq!(status, 200, "{found}");
         let hash = found["user_hash"].as_str().unwrap().to_string();
         assert_eq!(hash.len(), 64);
@@ -371,13 +359,13 @@ async fn investigations_exports_and_erasure(store: Store) {
         assert_eq!(found["runs"], json!(theirs.len()), "{user}");
         assert_eq!(found["users"], json!(1));
     }
-    let (status, _) = post_as(
-        &vigil,
-        "/api/v1/audit/user-lookup",
-        &audit.token,
-        &json!({"user_id": ""}),
-    )
-    .await;
+    let (status, _) = vigil
+        .post_as(
+            "/api/v1/audit/user-lookup",
+            &audit.token,
+            &json!({"user_id": ""}),
+        )
+        .await;
     assert_eq!(status, 400);
 
     // Investigations, each compared with the reference, paged 7 sessions at a time.
@@ -506,15 +494,17 @@ async fn investigations_exports_and_erasure(store: Store) {
 
     // Roles: audit for investigations and look-ups, admin for erasure.
     let body = json!({"from": from, "to": to});
-    let (status, _) = post_as(&vigil, "/api/v1/audit/affected", &read.token, &body).await;
+    let (status, _) = vigil
+        .post_as("/api/v1/audit/affected", &read.token, &body)
+        .await;
     assert_eq!(status, 403);
-    let (status, _) = post_as(
-        &vigil,
-        "/api/v1/audit/user-lookup",
-        &read.token,
-        &json!({"user_id": "bob"}),
-    )
-    .await;
+    let (status, _) = vigil
+        .post_as(
+            "/api/v1/audit/user-lookup",
+            &read.token,
+            &json!({"user_id": "bob"}),
+        )
+        .await;
     assert_eq!(status, 403);
 
     hostile_filters_are_harmless(&vigil, &audit.token, runs.len()).await;
@@ -564,13 +554,13 @@ async fn investigations_exports_and_erasure(store: Store) {
     assert!(receipt["audit_entry"].as_u64().unwrap() > 0);
 
     // Gone from every answer; everyone else untouched.
-    let (_, found) = post_as(
-        &vigil,
-        "/api/v1/audit/user-lookup",
-        &audit.token,
-        &json!({"user_id": "ann@example.com"}),
-    )
-    .await;
+    let (_, found) = vigil
+        .post_as(
+            "/api/v1/audit/user-lookup",
+            &audit.token,
+            &json!({"user_id": "ann@example.com"}),
+        )
+        .await;
     assert_eq!(found["runs"], json!(0));
     for run in &anns {
         let (status, _) = vigil.get(&format!("/api/v1/runs/{}", run.trace_id)).await;
@@ -656,12 +646,12 @@ async fn hostile_filters_are_harmless(vigil: &Vigil, token: &str, runs: usize) {
     for field in fields {
         let body = json!({"from": WINDOW_START, "to": "2026-11-24T00:00:00Z",
             "filters": {field: attempts}});
-        let (status, answer) = post_as(vigil, "/api/v1/audit/affected", token, &body).await;
+        let (status, answer) = vigil.post_as("/api/v1/audit/affected", token, &body).await;
         assert_eq!(status, 200, "{field}: {answer}");
         assert_eq!(answer["runs"], json!(0), "{field}: {answer}");
     }
     let body = json!({"from": WINDOW_START, "to": "2026-11-24T00:00:00Z"});
-    let (_, all) = post_as(vigil, "/api/v1/audit/affected", token, &body).await;
+    let (_, all) = vigil.post_as("/api/v1/audit/affected", token, &body).await;
     assert_eq!(all["runs"], json!(runs), "the tables are intact");
 
     let refusals = [
@@ -691,7 +681,7 @@ async fn hostile_filters_are_harmless(vigil: &Vigil, token: &str, runs: usize) {
         ),
     ];
     for (body, field) in refusals {
-        let (status, answer) = post_as(vigil, "/api/v1/audit/affected", token, &body).await;
+        let (status, answer) = vigil.post_as("/api/v1/audit/affected", token, &body).await;
         assert_eq!(status, 400, "{body}: {answer}");
         assert_eq!(answer["error"]["field"], json!(field), "{answer}");
     }

@@ -89,9 +89,9 @@ fn scope_of(
     Scope::new(agent, agent_version, prompt_version).map_err(|e| store_error(e.into()))
 }
 
-/// The answer's `ETag` header.
-fn etag(answer: &SwitchAnswer) -> [(header::HeaderName, HeaderValue); 1] {
-    let tag = HeaderValue::from_str(&answer.etag()).expect("a hex tag is a header value");
+/// The `ETag` header of an answer's tag.
+fn etag(tag: &str) -> [(header::HeaderName, HeaderValue); 1] {
+    let tag = HeaderValue::from_str(tag).expect("a hex tag is a header value");
     [(header::ETAG, tag)]
 }
 
@@ -145,10 +145,11 @@ pub async fn get_one(
         running.prompt_version.as_deref(),
     )?;
     let answer = state.kill_switches.resolve(&principal.project_id, &scope);
-    if names(&headers, header::IF_NONE_MATCH, &answer.etag()) == Some(true) {
-        return Ok((StatusCode::NOT_MODIFIED, etag(&answer)).into_response());
+    let tag = answer.etag();
+    if names(&headers, header::IF_NONE_MATCH, &tag) == Some(true) {
+        return Ok((StatusCode::NOT_MODIFIED, etag(&tag)).into_response());
     }
-    Ok((etag(&answer), Json(answer)).into_response())
+    Ok((etag(&tag), Json(answer)).into_response())
 }
 
 /// Set a kill switch
@@ -231,7 +232,7 @@ pub async fn put_one(
         .await?;
     }
     let answer = state.kill_switches.resolve(&project, &scope);
-    Ok((etag(&answer), Json(answer)).into_response())
+    Ok((etag(&answer.etag()), Json(answer)).into_response())
 }
 
 /// The project's kill switches

@@ -254,8 +254,13 @@ impl Vigil {
 
     /// POST a JSON body with the admin key; returns (status, JSON body).
     pub async fn post(&self, path: &str, body: &Value) -> (u16, Value) {
+        self.post_as(path, &self.token, body).await
+    }
+
+    /// POST a JSON body with `token`; returns (status, JSON body).
+    pub async fn post_as(&self, path: &str, token: &str, body: &Value) -> (u16, Value) {
         let request = reqwest::Client::new().post(format!("{}{path}", self.http()));
-        answer(request.bearer_auth(&self.token).json(body)).await
+        answer(request.bearer_auth(token).json(body)).await
     }
 
     /// The answer of `POST /api/v1/metrics/query` to `query`, which must succeed.
