@@ -39,7 +39,6 @@ use datafusion::{
     common::{DFSchema, JoinType, ScalarValue},
     datasource::{
         ViewTable,
-        file_format::parquet::ParquetFormat,
         listing::{ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl},
     },
     error::DataFusionError,
@@ -82,6 +81,7 @@ use crate::{
     },
     sql::{Sql, Value},
     store::{RunCondition, RunDetail, RunFilter, RunPage, TraceStore},
+    unordered_parquet::UnorderedParquet,
     versions::{newest, run_detail},
 };
 
@@ -169,7 +169,7 @@ impl EmbeddedStore {
                 QueryError::Unavailable(format!("{} is not a UTF-8 path", dir.display()))
             })?;
             let url = ListingTableUrl::parse(path)?;
-            let options = ListingOptions::new(Arc::new(ParquetFormat::default()))
+            let options = ListingOptions::new(Arc::new(UnorderedParquet::default()))
                 .with_file_extension(DATA_FILE_EXTENSION)
                 .with_table_partition_cols(vec![(PARTITION_COLUMN.to_string(), DataType::Utf8)]);
             let config = ListingTableConfig::new(url)
@@ -773,7 +773,7 @@ fn files_table(table: Table, paths: &[PathBuf]) -> Result<Arc<dyn TableProvider>
             Ok(ListingTableUrl::parse(text)?)
         })
         .collect::<Result<Vec<_>, QueryError>>()?;
-    let options = ListingOptions::new(Arc::new(ParquetFormat::default()))
+    let options = ListingOptions::new(Arc::new(UnorderedParquet::default()))
         .with_file_extension(DATA_FILE_EXTENSION);
     let config = ListingTableConfig::new_with_multi_paths(urls)
         .with_listing_options(options)

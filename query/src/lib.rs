@@ -22,6 +22,7 @@ pub mod sessions;
 mod sql;
 mod store;
 mod tree;
+mod unordered_parquet;
 mod versions;
 
 pub use clickhouse::ClickHouseStore;
