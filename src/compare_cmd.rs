@@ -6,6 +6,7 @@
 use anyhow::{Context, bail};
 use serde::Deserialize;
 use serde_json::{Value, json};
+use vigil_query::metrics::ShadowRuns;
 use vigil_schemas::time::now_ns;
 
 use crate::{
@@ -23,6 +24,16 @@ pub struct CompareArgs {
     /// The candidate cohort's filter, e.g. environment=canary (repeat).
     #[arg(long = "candidate", value_name = "FIELD=VALUE", required = true)]
     pub candidate: Vec<String>,
+    /// Count shadow runs (`vigil.shadow = true`) in both cohorts; by default they are left out.
+    #[arg(long)]
+    pub include_shadow: bool,
+    /// Shadow runs in the baseline: exclude, include or only (overrides --include-shadow).
+    #[arg(long, value_name = "exclude|include|only")]
+    pub baseline_shadow: Option<ShadowRuns>,
+    /// Shadow runs in the candidate; `--candidate-shadow only` compares the shadow runs with the
+    /// production runs they shadowed.
+    #[arg(long, value_name = "exclude|include|only")]
+    pub candidate_shadow: Option<ShadowRuns>,
     #[command(flatten)]
     pub range: RangeArgs,
     /// The significance level of the verdicts.
@@ -71,12 +82,20 @@ async fn compare(args: &CompareArgs) -> anyhow::Result<bool> {
         bail!("--alpha {} must be in (0, 0.5]", args.alpha);
     }
     let (from, to) = args.range.resolve(now_ns())?;
+    let cohort = |option: &str, filters: &[String], shadow: Option<ShadowRuns>| {
+        let mut cohort = json!({"filters": parse_filters(option, filters)?});
+        if let Some(shadow) = shadow {
+            cohort["shadow"] = json!(shadow);
+        }
+        anyhow::Ok(cohort)
+    };
     let body = json!({
         "from": from,
         "to": to,
-        "baseline": {"filters": parse_filters("--baseline", &args.baseline)?},
-        "candidate": {"filters": parse_filters("--candidate", &args.candidate)?},
+        "baseline": cohort("--baseline", &args.baseline, args.baseline_shadow)?,
+        "candidate": cohort("--candidate", &args.candidate, args.candidate_shadow)?,
         "alpha": args.alpha,
+        "include_shadow": args.include_shadow,
     });
     let answer: Value = ApiClient::new(&args.api)?
         .post("/api/v1/cohorts/compare", &body)

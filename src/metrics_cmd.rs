@@ -14,7 +14,7 @@ use serde::de::{MapAccess, Visitor};
 use serde::ser::SerializeMap;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::Value;
-use vigil_query::metrics::MetricQuery;
+use vigil_query::metrics::{MetricQuery, ShadowRuns};
 use vigil_schemas::time::{now_ns, parse_duration_ns, rfc3339};
 
 use crate::api_client::{ApiArgs, ApiClient, exit_on_error, print};
@@ -94,6 +94,10 @@ pub struct MetricsArgs {
     /// Keep only runs or calls whose field has this value (repeat; values of one field add up).
     #[arg(long = "filter", value_name = "FIELD=VALUE")]
     pub filters: Vec<String>,
+    /// Shadow runs (`vigil.shadow = true`): left out (exclude), counted too (include), or
+    /// counted alone (only).
+    #[arg(long, default_value_t = ShadowRuns::Exclude, value_name = "exclude|include|only")]
+    pub shadow: ShadowRuns,
     /// How to print the answer.
     #[arg(long, value_enum, default_value_t = OutputFormat::Table)]
     pub format: OutputFormat,
@@ -142,6 +146,7 @@ pub fn build_query(args: &MetricsArgs, now_ns: i64) -> anyhow::Result<MetricQuer
             .map(str::trim)
             .filter(|s| !s.is_empty())
             .map(str::to_string),
+        shadow: args.shadow,
     })
 }
 

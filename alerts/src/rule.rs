@@ -269,6 +269,7 @@ impl Rule {
             group_by: spec.group_by.clone(),
             filters: spec.filters.clone(),
             step: None,
+            shadow: Default::default(),
         }
         .plan()
         .map_err(|e| {

@@ -256,6 +256,9 @@ fn apply_context(run: &mut RunRow, c: &RunContext) {
     c.audit_ref.clone_into(&mut run.audit_ref);
     run.classification.clone_from(&c.classification);
     run.tags.clone_from(&c.tags);
+    if c.shadow {
+        run.mark_shadow();
+    }
 }
 
 #[cfg(test)]
@@ -291,6 +294,19 @@ mod tests {
         assert_eq!(rows.len(), 2);
         assert_eq!(runs[0].session_id, "from-child");
         assert_eq!(a.waiting_traces(), 0);
+    }
+
+    #[test]
+    fn a_shadow_mark_on_any_span_marks_the_run() {
+        let mut a = RunAssembler::new(AssemblerConfig::default());
+        let mut root = span("t1", "r", "", 10, 50);
+        root.run.tags = vec!["beta".into()];
+        let mut child = span("t1", "c", "r", 20, 30);
+        child.run.shadow = true;
+        let (_, runs) = a.accept(vec![root, child], 1);
+        assert_eq!(runs[0].tags, ["beta", vigil_schemas::SHADOW_TAG]);
+        let (_, runs) = a.accept(vec![span("t2", "r", "", 10, 50)], 2);
+        assert!(!runs[0].is_shadow());
     }
 
     #[test]

@@ -37,6 +37,8 @@ pub struct RunContext {
     pub retention: String,
     pub audit_ref: String,
     pub tags: Vec<String>,
+    /// `vigil.shadow = true` on any span of the run: a shadow run.
+    pub shadow: bool,
 }
 
 impl RunContext {
@@ -68,6 +70,7 @@ impl RunContext {
         if self.tags.is_empty() {
             self.tags.clone_from(&other.tags);
         }
+        self.shadow |= other.shadow;
     }
 }
 

@@ -108,6 +108,9 @@ fn decode_run(run: v1::Run, limits: &Limits, now_ns: i64) -> Result<DraftRun, Fi
     };
     validate::check_run(&row, limits, now_ns)?;
     validate::bound_run(&mut row, limits);
+    if run.shadow {
+        row.mark_shadow();
+    }
     Ok(DraftRun { row, raw_user_id })
 }
 
@@ -301,6 +304,7 @@ mod tests {
             classification: vec!["pii".into()],
             retention: "30d".into(),
             audit_ref: "TICKET-1".into(),
+            shadow: false,
         }
     }
 
@@ -390,6 +394,19 @@ mod tests {
         );
         assert_eq!(r.ingested_at_ns, NOW);
         assert_eq!(r.duration_ns(), 4 * NANOS_PER_SECOND);
+        assert!(!r.is_shadow());
+    }
+
+    #[test]
+    fn a_shadow_run_carries_the_shadow_tag_once() {
+        let mut shadow = run();
+        shadow.shadow = true;
+        shadow.tags.push(vigil_schemas::SHADOW_TAG.into());
+        let out = decode(v1::ExportRequest {
+            runs: vec![shadow],
+            ..Default::default()
+        });
+        assert_eq!(out.runs[0].row.tags, ["a", "b", "vigil.shadow"]);
     }
 
     #[test]

@@ -20,7 +20,8 @@
 //! * **Langfuse usage.** `usage_details` holds disjoint buckets (its `input` excludes cache
 //!   reads and writes, its `output` excludes reasoning); Vigil's counts include them, so the
 //!   buckets are added up. `cost_details` gives its `total`, else the sum of its entries.
-//! * **Beyond the table.** Run tags from `vigil.run.tags` / `langfuse.trace.tags`; the error type
+//! * **Beyond the table.** Run tags from `vigil.run.tags` / `langfuse.trace.tags`; a shadow run
+//!   from `vigil.shadow = true` (the run tag `vigil.shadow`); the error type
 //!   and message of an error span from its `exception` event when the attributes and the status
 //!   lack them; a parent id of eight zero bytes means no parent.
 
@@ -153,6 +154,8 @@ const RETENTION: &[&str] = &["vigil.retention"];
 const AUDIT_REF: &[&str] = &["vigil.audit.ref"];
 /// Not in the table: run tags, from Vigil's own name or the Langfuse SDK's.
 const TAGS: &[&str] = &["vigil.run.tags", "langfuse.trace.tags"];
+/// Not in the table: a shadow run (`true`, as a boolean or as text).
+const SHADOW: &[&str] = &["vigil.shadow"];
 
 const EXCEPTION_EVENT: &str = "exception";
 const EXCEPTION_TYPE: &str = "exception.type";
@@ -319,6 +322,7 @@ fn decode_span(
         retention: attrs.take(RETENTION, text).unwrap_or_default(),
         audit_ref: attrs.take(AUDIT_REF, text).unwrap_or_default(),
         tags: attrs.take(TAGS, labels).unwrap_or_default(),
+        shadow: attrs.take(SHADOW, flag).unwrap_or_default(),
     };
 
     // A raw user id is never stored: the names that lost (or could not be read) go too.
@@ -518,6 +522,16 @@ fn text(value: &Value) -> Option<String> {
         Value::ArrayValue(_) | Value::KvlistValue(_) | Value::StringValueStrindex(_) => None,
         Value::BytesValue(b) if b.is_empty() => None,
         other => Some(render_text(other)),
+    }
+}
+
+/// A yes or no: a boolean, or the text `true` / `false` in any case.
+fn flag(value: &Value) -> Option<bool> {
+    match value {
+        Value::BoolValue(b) => Some(*b),
+        Value::StringValue(s) if s.eq_ignore_ascii_case("true") => Some(true),
+        Value::StringValue(s) if s.eq_ignore_ascii_case("false") => Some(false),
+        _ => None,
     }
 }
 
@@ -1316,6 +1330,27 @@ mod tests {
             array(vec![s("beta"), s("eu")]),
         )]);
         assert_eq!(d.run.tags, vec!["beta".to_string(), "eu".to_string()]);
+    }
+
+    #[test]
+    fn shadow_runs() {
+        for (value, shadow) in [
+            (Value::BoolValue(true), true),
+            (s("true"), true),
+            (s("TRUE"), true),
+            (Value::BoolValue(false), false),
+            (s("false"), false),
+            (s("yes"), false),
+        ] {
+            let d = decode_attrs(vec![kv("vigil.shadow", value.clone())]);
+            assert_eq!(d.run.shadow, shadow, "{value:?}");
+            // Read into the run, never kept as an attribute of the span.
+            assert_eq!(
+                d.row.attribute("vigil.shadow").is_some(),
+                !shadow && value == s("yes")
+            );
+        }
+        assert!(!decode_attrs(vec![]).run.shadow);
     }
 
     #[test]

@@ -13,7 +13,7 @@ use vigil_schemas::CohortRun;
 use crate::{
     error::QueryError,
     metrics::{
-        MetricPlan, MetricQuery, Subject,
+        MetricPlan, MetricQuery, ShadowRuns, Subject,
         aggregate::RunAggregate,
         answer::{Values, merge, slot},
         rows::Aggregates,
@@ -33,11 +33,13 @@ const FACT_METRICS: [&str; 8] = [
 ];
 
 /// The plan that reads the facts of every run matching `filters` that started in
-/// [`from`, `to`): checked as a metric query is (every refusal names its field).
+/// [`from`, `to`), shadow runs left out, counted too or alone as `shadow` says: checked as a
+/// metric query is (every refusal names its field).
 pub fn plan(
     from: &str,
     to: &str,
     filters: &BTreeMap<String, Vec<String>>,
+    shadow: ShadowRuns,
 ) -> Result<MetricPlan, QueryError> {
     let mut plan = MetricQuery {
         from: from.to_string(),
@@ -46,6 +48,7 @@ pub fn plan(
         group_by: Vec::new(),
         filters: filters.clone(),
         step: None,
+        shadow,
     }
     .plan()?;
     plan.per_run = true;
@@ -177,17 +180,36 @@ mod tests {
     #[test]
     fn a_cohort_is_checked_as_a_metric_query_is() {
         let filters = BTreeMap::from([("release".to_string(), vec!["2.3".to_string()])]);
-        let plan = plan("2026-11-01T00:00:00Z", "2026-11-02T00:00:00Z", &filters).expect("plan");
+        let shadow = ShadowRuns::Only;
+        let plan = plan(
+            "2026-11-01T00:00:00Z",
+            "2026-11-02T00:00:00Z",
+            &filters,
+            shadow,
+        );
+        let plan = plan.expect("plan");
         assert!(plan.per_run && plan.group_by.is_empty());
+        assert_eq!(plan.shadow, ShadowRuns::Only);
         let bad = BTreeMap::from([("colour".to_string(), vec!["red".to_string()])]);
         let refused = plan_field(plan_of(&bad));
         assert_eq!(refused.as_deref(), Some("filters"));
-        let backwards = super::plan("2026-11-02T00:00:00Z", "2026-11-01T00:00:00Z", &filters);
+        let backwards = super::plan(
+            "2026-11-02T00:00:00Z",
+            "2026-11-01T00:00:00Z",
+            &filters,
+            ShadowRuns::Exclude,
+        );
         assert_eq!(plan_field(backwards).as_deref(), Some("to"));
     }
 
     fn plan_of(filters: &BTreeMap<String, Vec<String>>) -> Result<MetricPlan, QueryError> {
-        plan("2026-11-01T00:00:00Z", "2026-11-02T00:00:00Z", filters)
+        let shadow = ShadowRuns::Exclude;
+        plan(
+            "2026-11-01T00:00:00Z",
+            "2026-11-02T00:00:00Z",
+            filters,
+            shadow,
+        )
     }
 
     fn plan_field(result: Result<MetricPlan, QueryError>) -> Option<String> {

@@ -999,6 +999,7 @@ async fn sealed_rows_are_read_once_and_fresh_versions_are_weighed_against_them()
             group_by: group_by.iter().map(|g| g.to_string()).collect(),
             filters: Default::default(),
             step: None,
+            shadow: Default::default(),
         };
         let answer = f.store.metrics(P, &query.plan().unwrap()).await.unwrap();
         answer

@@ -16,4 +16,6 @@ pub mod percentile;
 pub mod prices;
 pub mod time;
 
-pub use model::{CohortRun, IngestBatch, Outcome, RunRow, ScoreRow, SpanKind, SpanRow, SpanStatus};
+pub use model::{
+    CohortRun, IngestBatch, Outcome, RunRow, SHADOW_TAG, ScoreRow, SpanKind, SpanRow, SpanStatus,
+};

@@ -153,9 +153,26 @@ pub struct RunRow {
     pub ingested_at_ns: i64,
 }
 
+/// The run tag that marks a shadow run: one that ran a candidate beside production on the same
+/// input, its answer not shown to anyone (OTLP `vigil.shadow = true`, native `Run.shadow`).
+/// Metric queries, dashboards and alerts leave shadow runs out unless asked for them.
+pub const SHADOW_TAG: &str = "vigil.shadow";
+
 impl RunRow {
     pub fn duration_ns(&self) -> i64 {
         self.end_time_ns - self.start_time_ns
+    }
+
+    /// Whether the run is a shadow run ([`SHADOW_TAG`]).
+    pub fn is_shadow(&self) -> bool {
+        self.tags.iter().any(|tag| tag == SHADOW_TAG)
+    }
+
+    /// Marks the run as a shadow run, once.
+    pub fn mark_shadow(&mut self) {
+        if !self.is_shadow() {
+            self.tags.push(SHADOW_TAG.to_owned());
+        }
     }
 }
 

@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 use vigil_proto::v1;
 use vigil_schemas::time::rfc3339;
 
-use crate::support::{Store, Vigil};
+use crate::support::{Store, Vigil, calls};
 
 /// One run as sent, and what the documented definitions make of it.
 #[derive(Clone)]
@@ -69,42 +69,21 @@ impl Sent {
             ..Default::default()
         });
         for (i, (prompt, cost)) in self.model_calls.iter().enumerate() {
-            request.spans.push(v1::Span {
-                trace_id: self.trace_id.clone(),
-                span_id: format!("{:016x}", 0x100 + i),
-                kind: v1::SpanKind::Model as i32,
-                name: "llm".into(),
-                start_time_unix_nano: self.start_ns + 1_000 + i as i64,
-                end_time_unix_nano: self.start_ns + 2_000 + i as i64,
-                model: Some(v1::ModelCall {
-                    // A model no price catalog knows: unpriced unless the SDK gives its cost.
-                    model: "in-house-llm".into(),
-                    prompt_version: (*prompt).into(),
-                    cost_usd: cost.map(|c| c as f64 / 1e9),
-                    ..Default::default()
-                }),
+            let call = v1::ModelCall {
+                // A model no price catalog knows: unpriced unless the SDK gives its cost.
+                model: "in-house-llm".into(),
+                prompt_version: (*prompt).into(),
+                cost_usd: cost.map(|c| c as f64 / 1e9),
                 ..Default::default()
-            });
+            };
+            request
+                .spans
+                .push(calls::model_call(&self.trace_id, i, self.start_ns, call));
         }
         for (i, failed) in self.tool_calls.iter().enumerate() {
-            request.spans.push(v1::Span {
-                trace_id: self.trace_id.clone(),
-                span_id: format!("{:016x}", 0x200 + i),
-                kind: v1::SpanKind::Tool as i32,
-                name: "tool".into(),
-                start_time_unix_nano: self.start_ns + 3_000 + i as i64,
-                end_time_unix_nano: self.start_ns + 4_000 + i as i64,
-                status: if *failed {
-                    v1::SpanStatus::Error
-                } else {
-                    v1::SpanStatus::Ok
-                } as i32,
-                tool: Some(v1::ToolCall {
-                    name: "search".into(),
-                    ..Default::default()
-                }),
-                ..Default::default()
-            });
+            request
+                .spans
+                .push(calls::tool_call(&self.trace_id, i, self.start_ns, *failed));
         }
         for (i, positive) in self.feedback.iter().enumerate() {
             request.scores.push(v1::Score {

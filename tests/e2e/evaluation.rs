@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use vigil_proto::v1;
 
-use crate::support::{Store, Vigil, cli};
+use crate::support::{Store, Vigil, calls, cli};
 
 /// `vigil datasets <args>` against `vigil` with its admin key.
 fn datasets(vigil: &Vigil, args: &[&str]) -> String {
@@ -408,35 +408,19 @@ fn item_runs(runs: &[ItemRun], first_trace: usize) -> (v1::ExportRequest, Vec<Va
             ..Default::default()
         });
         for (i, cost) in r.costs.iter().enumerate() {
-            request.spans.push(v1::Span {
-                trace_id: trace_id.clone(),
-                span_id: format!("{:016x}", 0x100 + i),
-                kind: v1::SpanKind::Model as i32,
-                name: "llm".into(),
-                start_time_unix_nano: start + 1_000,
-                end_time_unix_nano: start + 2_000,
-                model: Some(v1::ModelCall {
-                    model: "gpt-4o".into(),
-                    cost_usd: Some(*cost as f64 / 1e9),
-                    ..Default::default()
-                }),
+            let call = v1::ModelCall {
+                model: "gpt-4o".into(),
+                cost_usd: Some(*cost as f64 / 1e9),
                 ..Default::default()
-            });
+            };
+            request
+                .spans
+                .push(calls::model_call(&trace_id, i, start, call));
         }
         for i in 0..r.tools {
-            request.spans.push(v1::Span {
-                trace_id: trace_id.clone(),
-                span_id: format!("{:016x}", 0x200 + i),
-                kind: v1::SpanKind::Tool as i32,
-                name: "tool".into(),
-                start_time_unix_nano: start + 3_000 + i as i64,
-                end_time_unix_nano: start + 4_000 + i as i64,
-                tool: Some(v1::ToolCall {
-                    name: "search".into(),
-                    ..Default::default()
-                }),
-                ..Default::default()
-            });
+            request
+                .spans
+                .push(calls::tool_call(&trace_id, i, start, false));
         }
         if let Some(judge) = r.judge {
             request.scores.push(v1::Score {

@@ -21,5 +21,6 @@ mod kill_switch;
 mod metrics;
 mod on_clickhouse;
 mod readme;
+mod shadow;
 mod wal;
 mod web;

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use vigil_access::keys::Role;
 use vigil_eval::cohort::{CohortComparison, compare_cohorts};
-use vigil_query::{QueryError, cohort};
+use vigil_query::{QueryError, cohort, metrics::ShadowRuns};
 
 use crate::{
     AppState,
@@ -29,6 +29,10 @@ pub struct CohortSpec {
     #[serde(default)]
     #[schema(schema_with = vigil_query::metrics::openapi::filters_schema)]
     filters: BTreeMap<String, Vec<String>>,
+    /// Shadow runs (`vigil.shadow = true`) in this cohort: `only` compares them with the runs
+    /// they shadowed (the other cohort); when absent, as `include_shadow` says.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    shadow: Option<ShadowRuns>,
 }
 
 /// Two cohorts to compare.
@@ -48,6 +52,9 @@ pub struct CohortsRequest {
     #[serde(default)]
     #[schema(exclusive_minimum = 0.0, maximum = 0.5)]
     alpha: Option<f64>,
+    /// Count shadow runs in a cohort that does not say (default: left out, as on dashboards).
+    #[serde(default)]
+    include_shadow: bool,
 }
 
 /// The comparison, with the cohorts as asked.
@@ -73,7 +80,8 @@ fn in_cohort(which: &str, e: QueryError) -> ApiError {
 /// The runs of each cohort that started in [`from`, `to`): completion, failure and silent
 /// partial failure rates, the feedback positive rate (Fisher's exact test, Wilson intervals),
 /// latency p50/p90/p99, cost and tool calls per run (Mann–Whitney U), each with a verdict
-/// (`improved`, `regressed`, `no_significant_change`) at `alpha`.
+/// (`improved`, `regressed`, `no_significant_change`) at `alpha`. Shadow runs are left out of
+/// both cohorts unless `include_shadow` or a cohort's own `shadow` asks for them.
 #[utoipa::path(
     post,
     path = "/api/v1/cohorts/compare",
@@ -98,8 +106,14 @@ pub async fn compare(
 ) -> Result<Json<CohortsReport>, ApiError> {
     let principal = caller.require(Role::Read)?;
     let alpha = alpha_of(body.alpha)?;
+    let unsaid = if body.include_shadow {
+        ShadowRuns::Include
+    } else {
+        ShadowRuns::Exclude
+    };
     let plan = |which: &str, spec: &CohortSpec| {
-        cohort::plan(&body.from, &body.to, &spec.filters).map_err(|e| in_cohort(which, e))
+        let shadow = spec.shadow.unwrap_or(unsaid);
+        cohort::plan(&body.from, &body.to, &spec.filters, shadow).map_err(|e| in_cohort(which, e))
     };
     let (base_plan, cand_plan) = (
         plan("baseline", &body.baseline)?,

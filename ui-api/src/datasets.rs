@@ -17,7 +17,10 @@ use vigil_access::{
     keys::{Principal, Role},
 };
 use vigil_eval::{DatasetName, DatasetSummary, EvalError, Item, ItemInput, StoreError, Version};
-use vigil_query::cohort::{self, Worst};
+use vigil_query::{
+    cohort::{self, Worst},
+    metrics::ShadowRuns,
+};
 use vigil_schemas::{
     RunRow,
     limits::check_hex_id,
@@ -493,7 +496,7 @@ pub async fn add_worst(
         .items(&principal.project_id, &name, None)
         .map_err(store_error)?;
     let known: HashSet<String> = held.into_iter().filter_map(|i| i.source_trace_id).collect();
-    let plan = cohort::plan(&body.from, &body.to, &body.filters)?;
+    let plan = cohort::plan(&body.from, &body.to, &body.filters, ShadowRuns::Exclude)?;
     let runs = state
         .store
         .cohort_runs(&principal.project_id, &plan)

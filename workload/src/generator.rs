@@ -1657,6 +1657,7 @@ pub fn to_native(runs: &[GeneratedRun]) -> v1::ExportRequest {
             classification: run.classification.clone(),
             retention: run.retention.clone(),
             audit_ref: run.audit_ref.clone(),
+            shadow: false,
         });
         request.spans.push(v1::Span {
             trace_id: run.trace_id.clone(),

@@ -50,7 +50,7 @@ use super::{
     aggregate::{Aggregate, CallAggregate, Percentile, RunAggregate, columns},
     catalog::{Field, Metric, Subject},
     percentile::EXACT_PERCENTILES,
-    request::MetricPlan,
+    request::{MetricPlan, ShadowRuns},
 };
 use crate::{
     newest::{NO_SEALS, Seals, Source, Times, newest_versions},
@@ -190,6 +190,9 @@ const FACT_KEYS: [&str; 4] = ["k0", "k1", "k2", "k3"];
 const EXTRA_TUPLE_ELEMENTS: [&str; 4] = ["5", "6", "7", "8"];
 /// A run's classification tags, one row per tag, when grouped by them.
 const CLASS_KEY: &str = "class_key";
+/// A run row carries the shadow mark ([`vigil_schemas::SHADOW_TAG`]).
+const SHADOW_MARK_CLICKHOUSE: &str = "has(tags, 'vigil.shadow')";
+const SHADOW_MARK_DATAFUSION: &str = "array_has(tags, 'vigil.shadow')";
 
 /// `AND <field> IN (…)` for each filter on a field of `subject` (a classification filter: the
 /// run has any of the tags).
@@ -796,6 +799,7 @@ impl<'p> Compiler<'p> {
         // In the range already: `newest` keeps only the newest versions that started in it.
         sql.push(" AS v WHERE 1 = 1");
         self.filters(sql, Subject::Run);
+        self.shadow(sql, range(self.plan));
         sql.push(")");
     }
 
@@ -1072,6 +1076,7 @@ impl<'p> Compiler<'p> {
         // In the range already: `newest` keeps only the newest versions that started in it.
         sql.push(" AS v WHERE 1 = 1");
         self.filters(sql, kind.subject());
+        self.shadow(sql, runs_of_calls(self.plan));
         sql.push(")");
         if with_runs {
             sql.push(match self.dialect {
@@ -1225,6 +1230,31 @@ impl<'p> Compiler<'p> {
     /// `AND <field> IN (…)` for each filter on a field of `subject`.
     fn filters(&self, sql: &mut Sql, subject: Subject) {
         filter_conditions(sql, self.dialect, &self.plan.filters, subject);
+    }
+
+    /// ` AND` the row's trace is (not) a shadow run's, as the plan asks: (not) among the traces
+    /// with a run version carrying the mark that started in `times`. A condition on the trace
+    /// rather than on the run row, so that a call statement needs no join with the runs for it
+    /// (a call whose run is not stored counts as production), and so that a run and its calls
+    /// are always on the same side. The marked runs are few, or they are the half asked for.
+    fn shadow(&self, sql: &mut Sql, times: Times) {
+        sql.push(match self.plan.shadow {
+            ShadowRuns::Include => return,
+            ShadowRuns::Exclude => " AND trace_id NOT IN (SELECT trace_id",
+            ShadowRuns::Only => " AND trace_id IN (SELECT trace_id",
+        });
+        let marked = match self.dialect {
+            Dialect::ClickHouse => SHADOW_MARK_CLICKHOUSE,
+            Dialect::DataFusion => SHADOW_MARK_DATAFUSION,
+        };
+        self.rows_of(
+            sql,
+            Source::all(Table::Runs),
+            Some(times.days()),
+            Some(marked),
+        );
+        times.condition(sql, "start_time_ns");
+        sql.push(")");
     }
 
     /// `(SELECT <columns> …)`: the newest version of each key of `table` in the project whose
@@ -1390,6 +1420,13 @@ mod tests {
             .unwrap()
             .plan()
             .unwrap()
+    }
+
+    #[test]
+    fn the_shadow_mark_is_the_tag_the_collector_writes() {
+        let quoted = format!("'{}'", vigil_schemas::SHADOW_TAG);
+        assert!(SHADOW_MARK_CLICKHOUSE.contains(&quoted));
+        assert!(SHADOW_MARK_DATAFUSION.contains(&quoted));
     }
 
     #[test]

@@ -17,4 +17,4 @@ pub(crate) mod rows;
 pub use answer::{MetricAnswer, MetricRow, MetricValue};
 pub use catalog::{Field, Metric, Subject};
 pub use compile::{Dialect, metric_sql};
-pub use request::{MetricPlan, MetricQuery};
+pub use request::{MetricPlan, MetricQuery, ShadowRuns};

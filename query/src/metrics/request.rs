@@ -51,6 +51,59 @@ pub struct MetricQuery {
     #[serde(default)]
     #[schema(schema_with = super::openapi::step_schema)]
     pub step: Option<String>,
+    /// Shadow runs (run tag `vigil.shadow`) and their calls: left out unless asked for.
+    #[serde(default, skip_serializing_if = "ShadowRuns::is_default")]
+    pub shadow: ShadowRuns,
+}
+
+/// Which runs count by their shadow mark ([`vigil_schemas::SHADOW_TAG`]). A run is a shadow run
+/// when any stored version of it carries the mark; a call belongs to its run's side.
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum ShadowRuns {
+    /// Production only: what dashboards and alerts show.
+    #[default]
+    Exclude,
+    /// Both.
+    Include,
+    /// Shadow runs alone (to compare them with the runs they shadowed).
+    Only,
+}
+
+impl ShadowRuns {
+    pub const ALL: [ShadowRuns; 3] = [ShadowRuns::Exclude, ShadowRuns::Include, ShadowRuns::Only];
+
+    pub fn is_default(&self) -> bool {
+        *self == ShadowRuns::default()
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            ShadowRuns::Exclude => "exclude",
+            ShadowRuns::Include => "include",
+            ShadowRuns::Only => "only",
+        }
+    }
+}
+
+impl std::fmt::Display for ShadowRuns {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// As on a command line: `exclude`, `include` or `only`.
+impl std::str::FromStr for ShadowRuns {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        ShadowRuns::ALL
+            .into_iter()
+            .find(|shadow| shadow.name() == text)
+            .ok_or_else(|| format!("{text:?} is not exclude, include or only"))
+    }
 }
 
 /// A checked request.
@@ -66,6 +119,7 @@ pub struct MetricPlan {
     /// By field; each value list sorted and without repeats.
     pub filters: BTreeMap<Field, Vec<String>>,
     pub step_ns: Option<i64>,
+    pub shadow: ShadowRuns,
     /// Each run its own group, keyed by its trace id in the first group key (and `group_by`
     /// empty): the facts of every run, for comparing two sets of runs ([`crate::cohort`]).
     /// Never set by a request.
@@ -204,6 +258,7 @@ impl MetricQuery {
             group_by,
             filters,
             step_ns,
+            shadow: self.shadow,
             per_run: false,
         })
     }

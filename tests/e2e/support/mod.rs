@@ -14,6 +14,7 @@ use tonic::{Request, Status, metadata::MetadataValue};
 use vigil_proto::v1::{self, ingest_service_client::IngestServiceClient};
 use vigil_schemas::layout::{EmbeddedLayout, SEALED_FILE_PREFIX, Table, is_data_file};
 
+pub mod calls;
 pub mod clickhouse;
 pub mod conformance;
 pub mod load;

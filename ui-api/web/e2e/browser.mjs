@@ -591,8 +591,9 @@ await step("experiment", async () => {
 await step("cohorts", async () => {
   // Production against staging over the demo's runs: the page's figures are the API's.
   await page.goto(
-    `${base}/cohorts?baseline=environment%3Dproduction&candidate=environment%3Dstaging&range=30d`,
+    `${base}/cohorts?baseline=environment%3Dproduction&candidate=environment%3Dstaging&range=30d&candidate_shadow=include`,
   );
+  assert.equal(await page.locator('select[name="candidate_shadow"]').inputValue(), "include");
   await page.locator('table.cohorts tr[data-metric="completion_rate"]').waitFor();
   const to = new Date();
   const response = await fetch(`${base}/api/v1/cohorts/compare`, {
@@ -602,7 +603,7 @@ await step("cohorts", async () => {
       from: new Date(to.getTime() - 30 * 24 * 3_600_000).toISOString(),
       to: to.toISOString(),
       baseline: { filters: { environment: ["production"] } },
-      candidate: { filters: { environment: ["staging"] } },
+      candidate: { filters: { environment: ["staging"] }, shadow: "include" },
     }),
   });
   assert.equal(response.status, 200);

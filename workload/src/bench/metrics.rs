@@ -178,6 +178,7 @@ fn dashboard() -> Vec<Question> {
         group_by: vec![group_by.to_string()],
         filters: Default::default(),
         step: step.map(str::to_string),
+        shadow: Default::default(),
     };
     let in_range =
         format!("project_id = '{PROJECT}' AND start_time_ns >= {from} AND start_time_ns < {to}");

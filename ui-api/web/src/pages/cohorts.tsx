@@ -4,8 +4,25 @@ import { Badge, Load } from "../components";
 import { count } from "../lib/format";
 import { useLoad, useQueryParams } from "../lib/hooks";
 import { PRESETS } from "../lib/range";
+import { SHADOW_CHOICES, shadowOf, type ShadowRuns } from "../lib/shadow";
 
 type Metric = Schemas["MetricComparison"];
+
+/** The shadow-run choice of one cohort. */
+function ShadowSelect({ name, value }: { name: string; value: ShadowRuns }) {
+  return (
+    <label class="field">
+      Shadow runs
+      <select name={name}>
+        {SHADOW_CHOICES.map(([choice, label]) => (
+          <option key={choice} value={choice} selected={choice === value}>
+            {label}
+          </option>
+        ))}
+      </select>
+    </label>
+  );
+}
 
 /** `field=value, field=value` as metric filters; a field's values add up. */
 export function parseFilters(text: string): Record<string, string[]> {
@@ -39,11 +56,18 @@ export function CohortsPage() {
     return {
       from: new Date(to - (PRESETS[range] ?? PRESETS["24h"])).toISOString(),
       to: new Date(to).toISOString(),
-      baseline: { filters: parseFilters(params.baseline ?? "") },
-      candidate: { filters: parseFilters(params.candidate ?? "") },
+      baseline: { filters: parseFilters(params.baseline ?? ""), shadow: shadowOf(params.baseline_shadow) },
+      candidate: { filters: parseFilters(params.candidate ?? ""), shadow: shadowOf(params.candidate_shadow) },
       alpha: Number(params.alpha ?? 0.05),
     };
-  }, [range, params.baseline, params.candidate, params.alpha]);
+  }, [
+    range,
+    params.baseline,
+    params.candidate,
+    params.alpha,
+    params.baseline_shadow,
+    params.candidate_shadow,
+  ]);
   const report = useLoad(
     () => (asked ? unwrap(api.POST("/api/v1/cohorts/compare", { body: request })) : Promise.resolve(null)),
     [request, asked],
@@ -55,6 +79,8 @@ export function CohortsPage() {
     setParams({
       baseline: text("baseline"),
       candidate: text("candidate"),
+      baseline_shadow: text("baseline_shadow"),
+      candidate_shadow: text("candidate_shadow"),
       range: text("range"),
       alpha: text("alpha"),
     });
@@ -64,17 +90,21 @@ export function CohortsPage() {
       <h1>Cohorts</h1>
       <p class="muted">
         Two sets of production runs, such as canary and production or release A and B, compared with unpaired
-        tests. Filters are metric filters: <code>environment=canary, agent=support-bot</code>.
+        tests. Filters are metric filters: <code>environment=canary, agent=support-bot</code>. Shadow runs (
+        <code>vigil.shadow = true</code>) are left out unless a cohort asks for them; a cohort of them alone,
+        beside the same filters without them, compares a shadow deployment with the runs it shadowed.
       </p>
       <form class="editor" aria-label="Cohorts" onSubmit={submit}>
         <label class="field">
           Baseline
           <input name="baseline" required defaultValue={params.baseline ?? "environment=production"} />
         </label>
+        <ShadowSelect name="baseline_shadow" value={shadowOf(params.baseline_shadow)} />
         <label class="field">
           Candidate
           <input name="candidate" required defaultValue={params.candidate ?? "environment=canary"} />
         </label>
+        <ShadowSelect name="candidate_shadow" value={shadowOf(params.candidate_shadow)} />
         <label class="field">
           Range
           <select name="range">

@@ -6,6 +6,7 @@ import { count, duration, usd } from "../lib/format";
 import { loadCatalog, refusedFields } from "../lib/catalog";
 import { useLoad, useQueryParams } from "../lib/hooks";
 import { PRESETS } from "../lib/range";
+import { SHADOW_CHOICES, shadowOf, type ShadowRuns } from "../lib/shadow";
 import { type MetricRow, stepFor, toSeries } from "../lib/series";
 
 type MetricName = Schemas["MetricName"];
@@ -46,9 +47,10 @@ function useMetrics(
   metrics: MetricName[],
   groupBy: FieldName[],
   filters: Record<string, string[]>,
+  shadow: ShadowRuns,
   step?: string,
 ) {
-  const asked = { from: range.from, to: range.to, metrics, group_by: groupBy, filters, step };
+  const asked = { from: range.from, to: range.to, metrics, group_by: groupBy, filters, shadow, step };
   return useLoad(async () => {
     const ignored = refusedFields(await loadCatalog(), metrics, Object.keys(filters));
     const kept = Object.fromEntries(Object.entries(filters).filter(([f]) => !ignored.includes(f)));
@@ -73,12 +75,14 @@ export function DashboardPage() {
   const group = (GROUPS as string[]).includes(params.group) ? (params.group as FieldName) : "agent";
   const filters: Record<string, string[]> = {};
   for (const f of FILTERS) if (params[f]) filters[f] = [params[f]];
+  const shadow = shadowOf(params.shadow);
   const step = stepFor(range.fromMs, range.toMs);
   const grouped = useMetrics(
     range,
     ["runs", "completion_rate", "silent_partial_failures"],
     [group],
     filters,
+    shadow,
     step.name,
   );
   const latency = useMetrics(
@@ -86,6 +90,7 @@ export function DashboardPage() {
     ["run_latency_p50_ms", "run_latency_p90_ms", "run_latency_p99_ms"],
     [],
     filters,
+    shadow,
     step.name,
   );
   const tokens = useMetrics(
@@ -93,16 +98,18 @@ export function DashboardPage() {
     ["input_tokens", "output_tokens", "cached_input_tokens", "reasoning_tokens"],
     [],
     filters,
+    shadow,
     step.name,
   );
-  const costs = useMetrics(range, ["cost_usd"], ["model"], filters, step.name);
-  const tools = useMetrics(range, ["tool_error_rate"], ["tool"], filters, step.name);
+  const costs = useMetrics(range, ["cost_usd"], ["model"], filters, shadow, step.name);
+  const tools = useMetrics(range, ["tool_error_rate"], ["tool"], filters, shadow, step.name);
   const table = (field: FieldName) =>
     useMetrics(
       range,
       ["runs", "completion_rate", "run_latency_p99_ms", "cost_per_run_usd"],
       [field],
       filters,
+      shadow,
     );
   const byAgent = table("agent");
   const byPrompt = table("prompt_version");
@@ -182,6 +189,17 @@ export function DashboardPage() {
           <select value={group} onChange={(e) => setParams({ group: (e.target as HTMLSelectElement).value })}>
             {GROUPS.map((g) => (
               <option value={g}>{g}</option>
+            ))}
+          </select>
+        </label>
+        <label>
+          Shadow runs
+          <select
+            value={shadow}
+            onChange={(e) => setParams({ shadow: (e.target as HTMLSelectElement).value })}
+          >
+            {SHADOW_CHOICES.map(([choice, label]) => (
+              <option value={choice}>{label}</option>
             ))}
           </select>
         </label>
