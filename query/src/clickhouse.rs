@@ -48,12 +48,14 @@ use crate::{
     run_list::{self, Candidate, ListQuery, RunVersions},
     sessions::{self, SessionFilter, SessionList, SessionRecord, SessionSummary, sessions_sql},
     sql::{Placeholders, Sql, Value},
-    store::{RunCondition, RunDetail, RunFilter, RunPage, TraceStore},
-    versions::{newest, run_detail},
+    store::{RunCondition, RunDetail, RunFilter, RunPage, RunWithScores, TraceStore},
+    versions::{newest, run_detail, runs_with_scores},
 };
 
 /// The `clickhouse` crate binds `?` placeholders.
 const Q: Placeholders = Placeholders::Question;
+/// Traces looked up by id in one statement.
+const TRACES_PER_LOOK_UP: usize = 1000;
 
 /// The read side of the ClickHouse store.
 pub struct ClickHouseStore {
@@ -260,6 +262,23 @@ impl TraceStore for ClickHouseStore {
             spans.into_iter().map(SpanRow::from).collect(),
             scores.into_iter().map(ScoreRow::from).collect(),
         ))
+    }
+
+    async fn runs_with_scores(
+        &self,
+        project_id: &str,
+        trace_ids: &[String],
+    ) -> Result<HashMap<String, RunWithScores>, QueryError> {
+        let (mut runs, mut scores) = (Vec::new(), Vec::new());
+        for chunk in trace_ids.chunks(TRACES_PER_LOOK_UP) {
+            let (some_runs, some_scores) = tokio::try_join!(
+                self.trace_rows::<RunRecord>("runs", project_id, chunk),
+                self.trace_rows::<ScoreRecord>("scores", project_id, chunk),
+            )?;
+            runs.extend(some_runs.into_iter().map(RunRow::from));
+            scores.extend(some_scores.into_iter().map(ScoreRow::from));
+        }
+        Ok(runs_with_scores(runs, scores))
     }
 
     async fn list_runs(

@@ -80,9 +80,9 @@ use crate::{
         sessions_sql,
     },
     sql::{Sql, Value},
-    store::{RunCondition, RunDetail, RunFilter, RunPage, TraceStore},
+    store::{RunCondition, RunDetail, RunFilter, RunPage, RunWithScores, TraceStore},
     unordered_parquet::UnorderedParquet,
-    versions::{newest, run_detail},
+    versions::{newest, run_detail, runs_with_scores},
 };
 
 const VERSION_RANK: &str = "__version_rank";
@@ -247,10 +247,23 @@ impl EmbeddedStore {
         trace_ids: &[String],
         days: Days,
     ) -> Result<Vec<RunRow>, QueryError> {
+        self.rows_by_trace(Table::Runs, project_id, trace_ids, days, runs_from_batch)
+            .await
+    }
+
+    /// Every stored version of the rows of `table` of the given traces.
+    async fn rows_by_trace<T>(
+        &self,
+        table: Table,
+        project_id: &str,
+        trace_ids: &[String],
+        days: Days,
+        decode: fn(&RecordBatch) -> Result<Vec<T>, ArrowError>,
+    ) -> Result<Vec<T>, QueryError> {
         by_chunks(trace_ids, |chunk| {
             let list = chunk.iter().map(|t| lit(t.as_str())).collect();
             let predicate = col("trace_id").in_list(list, false);
-            self.fetch(Table::Runs, project_id, days, predicate, runs_from_batch)
+            self.fetch(table, project_id, days, predicate, decode)
         })
         .await
     }
@@ -271,6 +284,19 @@ impl TraceStore for EmbeddedStore {
             self.fetch(Table::Scores, project_id, all, key(), scores_from_batch),
         )?;
         Ok(run_detail(runs, spans, scores))
+    }
+
+    async fn runs_with_scores(
+        &self,
+        project_id: &str,
+        trace_ids: &[String],
+    ) -> Result<HashMap<String, RunWithScores>, QueryError> {
+        let all = Days::default();
+        let (runs, scores) = tokio::try_join!(
+            self.runs_by_trace(project_id, trace_ids, all),
+            self.rows_by_trace(Table::Scores, project_id, trace_ids, all, scores_from_batch),
+        )?;
+        Ok(runs_with_scores(runs, scores))
     }
 
     async fn list_runs(

@@ -29,4 +29,6 @@ pub use clickhouse::ClickHouseStore;
 pub use embedded::EmbeddedStore;
 pub use error::{ErrorKind, QueryError};
 pub use rollup::RunRollup;
-pub use store::{DEFAULT_LIMIT, MAX_LIMIT, RunDetail, RunFilter, RunPage, TraceStore, page_size};
+pub use store::{
+    DEFAULT_LIMIT, MAX_LIMIT, RunDetail, RunFilter, RunPage, RunWithScores, TraceStore, page_size,
+};

@@ -34,6 +34,14 @@ pub struct RunDetail {
     pub scores: Vec<ScoreRow>,
 }
 
+/// A run and its scores ([`TraceStore::runs_with_scores`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunWithScores {
+    pub run: RunRow,
+    /// By time, then score id.
+    pub scores: Vec<ScoreRow>,
+}
+
 /// One page of `list_runs`.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct RunPage {
@@ -262,6 +270,15 @@ pub trait TraceStore: Send + Sync {
         limit: Option<usize>,
         cursor: Option<&str>,
     ) -> Result<SessionList, QueryError>;
+
+    /// The newest version of each of these runs, with its scores (newest versions, in time
+    /// order) and without its spans, by trace id: an experiment's runs, read at once. A trace
+    /// without a stored run is absent.
+    async fn runs_with_scores(
+        &self,
+        project_id: &str,
+        trace_ids: &[String],
+    ) -> Result<HashMap<String, RunWithScores>, QueryError>;
 
     /// Each of these runs' calls rolled up ([`RunRollup`]: cost, tokens, calls, failed calls),
     /// for a page of runs; a trace without spans is absent.

@@ -10,7 +10,6 @@ use axum::{
     extract::{Path, Query, State},
     http::StatusCode,
 };
-use futures_util::{StreamExt, TryStreamExt, stream};
 use serde::{Deserialize, Serialize};
 
 use utoipa::{IntoParams, ToSchema};
@@ -20,7 +19,7 @@ use vigil_eval::{
     experiment::{ItemResult, RunFacts, Summary, item_result, summarize},
     experiments::{Experiment, ExperimentSpec, ExperimentWithItems, Link},
 };
-use vigil_query::{RunDetail, RunRollup};
+use vigil_query::{RunRollup, RunWithScores};
 use vigil_schemas::time::{now_ns, rfc3339};
 
 use crate::{
@@ -32,10 +31,8 @@ use crate::{
     views::{must_redact, redact, redact_item},
 };
 
-/// Runs read at once for an experiment's results.
-const CONCURRENT_RUN_READS: usize = 8;
-/// Runs whose calls are rolled up per store request.
-const ROLLUPS_PER_REQUEST: usize = 1000;
+/// Runs read (and their calls rolled up) per store request.
+const RUNS_PER_REQUEST: usize = 1000;
 
 /// An experiment as shown.
 #[derive(Serialize, ToSchema)]
@@ -395,43 +392,39 @@ async fn results(
         .into_iter()
         .collect();
     let mut rollups: HashMap<String, RunRollup> = HashMap::new();
-    for chunk in traces.chunks(ROLLUPS_PER_REQUEST) {
-        rollups.extend(state.store.run_rollups(project, chunk).await?);
+    let mut runs: HashMap<String, RunWithScores> = HashMap::new();
+    for chunk in traces.chunks(RUNS_PER_REQUEST) {
+        let (some_rollups, some_runs) = tokio::try_join!(
+            state.store.run_rollups(project, chunk),
+            state.store.runs_with_scores(project, chunk),
+        )?;
+        rollups.extend(some_rollups);
+        runs.extend(some_runs);
     }
-    let details: HashMap<String, RunDetail> = stream::iter(traces.iter().cloned())
-        .map(|trace_id| async move {
-            let detail = state.store.get_run(project, &trace_id).await?;
-            Ok::<_, ApiError>(detail.map(|d| (trace_id, d)))
-        })
-        .buffer_unordered(CONCURRENT_RUN_READS)
-        .try_filter_map(|found| async move { Ok(found) })
-        .try_collect()
-        .await?;
     let results = items
         .iter()
         .map(|item| {
             let trace_id = links.get(&item.id).map(String::as_str);
-            let facts = trace_id
-                .and_then(|t| Some((details.get(t)?, rollups.get(t))))
-                .and_then(|(detail, rollup)| run_facts(detail, rollup));
+            let facts = trace_id.and_then(|t| Some(run_facts(runs.get(t)?, rollups.get(t))));
             item_result(item, trace_id, facts.as_ref(), &evaluators)
         })
         .collect();
     Ok((experiment, results))
 }
 
-/// What the results need of a run; `None` while its run row has not arrived.
-fn run_facts(detail: &RunDetail, rollup: Option<&RunRollup>) -> Option<RunFacts> {
-    let run = detail.run.as_ref()?;
+/// What the results need of a run.
+fn run_facts(
+    RunWithScores { run, scores }: &RunWithScores,
+    rollup: Option<&RunRollup>,
+) -> RunFacts {
     let rollup = rollup.cloned().unwrap_or_default();
-    Some(RunFacts {
+    RunFacts {
         outcome: run.outcome,
         output: run.output.clone(),
         duration_ns: run.duration_ns(),
         cost_nanos: (rollup.unpriced_model_calls == 0).then_some(rollup.cost_nanos),
         tool_calls: rollup.tool_calls,
-        scores: detail
-            .scores
+        scores: scores
             .iter()
             .filter_map(|s| {
                 let value = s.value.or(s.bool_value.map(|b| f64::from(u8::from(b))))?;
@@ -439,7 +432,7 @@ fn run_facts(detail: &RunDetail, rollup: Option<&RunRollup>) -> Option<RunFacts>
             })
             .collect(),
         classification: run.classification.clone(),
-    })
+    }
 }
 
 fn redacted(mut result: ItemResult, principal: &Principal) -> ItemResult {
