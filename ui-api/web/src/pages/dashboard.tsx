@@ -195,6 +195,7 @@ export function DashboardPage() {
         <label>
           Shadow runs
           <select
+            name="shadow"
             value={shadow}
             onChange={(e) => setParams({ shadow: (e.target as HTMLSelectElement).value })}
           >
