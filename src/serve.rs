@@ -43,6 +43,7 @@ use crate::{
 pub const BOOTSTRAP_KEY_FILE: &str = "bootstrap.key";
 
 pub async fn serve(config: Config) -> anyhow::Result<()> {
+    let stop_signals = StopSignals::listen();
     let data_dir = config.data_dir.clone();
     std::fs::create_dir_all(&data_dir)
         .with_context(|| format!("creating data directory {}", data_dir.display()))?;
@@ -219,7 +220,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
             .await
     });
 
-    wait_for_signal().await;
+    stop_signals.wait().await;
     tracing::info!("shutting down: no longer accepting requests");
     accepting.cancel();
     let grace = config.server.shutdown_grace.get();
@@ -356,26 +357,38 @@ async fn reload_on_sighup(alerts: Arc<AlertEngine>, shutdown: CancellationToken)
     }
 }
 
-async fn wait_for_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
+/// SIGTERM and SIGINT (Ctrl-C), listened for from the start of `serve`: a stop asked for while
+/// the server is still starting (by a supervisor, or a test right after readiness) is then a
+/// graceful one, not the signal's default death.
+struct StopSignals {
     #[cfg(unix)]
-    {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(s) => s,
-                Err(e) => {
-                    tracing::warn!(error = %e, "cannot listen for SIGTERM");
-                    let _ = ctrl_c.await;
-                    return;
-                }
-            };
-        tokio::select! {
-            _ = ctrl_c => {}
-            _ = term.recv() => {}
+    signals: Option<(tokio::signal::unix::Signal, tokio::signal::unix::Signal)>,
+}
+
+impl StopSignals {
+    fn listen() -> StopSignals {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            let signals = signal(SignalKind::terminate())
+                .and_then(|term| Ok((term, signal(SignalKind::interrupt())?)))
+                .map_err(|e| tracing::warn!(error = %e, "cannot listen for SIGTERM; Ctrl-C only"))
+                .ok();
+            StopSignals { signals }
         }
+        #[cfg(not(unix))]
+        StopSignals {}
     }
-    #[cfg(not(unix))]
-    {
-        let _ = ctrl_c.await;
+
+    async fn wait(self) {
+        #[cfg(unix)]
+        if let Some((mut term, mut interrupt)) = self.signals {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = interrupt.recv() => {}
+            }
+            return;
+        }
+        let _ = tokio::signal::ctrl_c().await;
     }
 }

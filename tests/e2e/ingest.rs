@@ -147,7 +147,17 @@ async fn native_grpc_round_trip(store: Store) {
     );
     assert!(response.rejections.is_empty());
 
-    let body = vigil.wait_run(&run.trace_id, 3).await;
+    let mut body = vigil.wait_run(&run.trace_id, 3).await;
+    // A batch's tables are written one after another: its score may be readable after its run.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while body["scores"]
+        .as_array()
+        .is_none_or(|scores| scores.is_empty())
+    {
+        assert!(std::time::Instant::now() < deadline, "no score: {body}");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        body = vigil.wait_run(&run.trace_id, 3).await;
+    }
     let got = &body["run"];
     assert_eq!(got["session_id"], run.session_id.as_str());
     assert_eq!(got["agent_name"], "support-bot");
