@@ -144,9 +144,8 @@ impl fmt::Display for AlertsBenchReport {
 
 pub async fn run(mut args: AlertsBenchArgs) -> anyhow::Result<AlertsBenchReport> {
     if args.smoke {
-        args.data.runs = args.data.runs.min(2_000);
+        args.data.shrink_for_smoke(&mut args.repetitions);
         args.rules = args.rules.min(50);
-        args.repetitions = 1;
         args.verify = true;
     }
     let Loaded {

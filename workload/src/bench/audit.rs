@@ -106,8 +106,7 @@ fn questions() -> Vec<(String, serde_json::Value)> {
 
 pub async fn run(mut args: AuditBenchArgs) -> anyhow::Result<AuditBenchReport> {
     if args.smoke {
-        args.data.runs = args.data.runs.min(2_000);
-        args.repetitions = 1;
+        args.data.shrink_for_smoke(&mut args.repetitions);
     }
     let Loaded {
         data,

@@ -112,6 +112,12 @@ pub(super) struct Loaded {
 }
 
 impl DataArgs {
+    /// A smoke run's size: 2,000 runs, one repetition (CI checks the harness, not the figures).
+    pub(super) fn shrink_for_smoke(&mut self, repetitions: &mut usize) {
+        self.runs = self.runs.min(2_000);
+        *repetitions = 1;
+    }
+
     pub(super) async fn load(&self) -> anyhow::Result<Loaded> {
         let data = Data {
             runs: self.runs,
@@ -330,8 +336,7 @@ impl fmt::Display for MetricsBenchReport {
 
 pub async fn run(mut args: MetricsBenchArgs) -> anyhow::Result<MetricsBenchReport> {
     if args.smoke {
-        args.data.runs = args.data.runs.min(2_000);
-        args.repetitions = 1;
+        args.data.shrink_for_smoke(&mut args.repetitions);
     }
     let Loaded {
         data,

@@ -62,8 +62,7 @@ struct Timing {
 
 pub async fn run(mut args: RunsBenchArgs) -> anyhow::Result<RunsBenchReport> {
     if args.smoke {
-        args.data.runs = args.data.runs.min(2_000);
-        args.repetitions = 1;
+        args.data.shrink_for_smoke(&mut args.repetitions);
     }
     let Loaded {
         data,
