@@ -416,15 +416,31 @@ mod tests {
     #[test]
     fn the_example_clickhouse_configs_parse_and_validate() {
         let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/clickhouse");
-        for (file, cluster) in [("single-node.toml", None), ("cluster.toml", Some("vigil"))] {
+        for (file, cluster, replicated) in [
+            ("single-node.toml", None, false),
+            ("cluster.toml", Some("vigil"), false),
+            ("replicated.toml", Some("vigil_replicated"), true),
+        ] {
             let text = std::fs::read_to_string(dir.join(file)).unwrap();
             let config: Config = toml::from_str(&text).unwrap();
             config.validate().unwrap();
+            let clickhouse = &config.store.clickhouse;
             assert_eq!(config.store.kind, StoreKind::Clickhouse, "{file}");
-            assert_eq!(
-                config.store.clickhouse.cluster.as_deref(),
-                cluster,
-                "{file}"
+            assert_eq!(clickhouse.cluster.as_deref(), cluster, "{file}");
+            assert_eq!(clickhouse.replicated, replicated, "{file}");
+        }
+        // The cluster a replicated config names is the one its server file defines, with
+        // internal replication on each shard and a replica for each of its nodes.
+        let xml = std::fs::read_to_string(dir.join("replicated.xml")).unwrap();
+        let text = std::fs::read_to_string(dir.join("replicated.toml")).unwrap();
+        let config: Config = toml::from_str(&text).unwrap();
+        assert!(xml.contains("<vigil_replicated>"));
+        assert_eq!(xml.matches("<internal_replication>true").count(), 2);
+        for node in &config.store.clickhouse.nodes {
+            let host = node.trim_start_matches("http://").trim_end_matches(":8123");
+            assert!(
+                xml.contains(&format!("<replica><host>{host}</host>")),
+                "{host}"
             );
         }
     }

@@ -14,6 +14,7 @@ PACKAGES=()
 command -v clickhouse-server >/dev/null || PACKAGES+=(clickhouse-server)
 command -v clickhouse-client >/dev/null || PACKAGES+=(clickhouse-client)
 command -v chromium >/dev/null || PACKAGES+=(chromium)
+[ -f /usr/share/java/zookeeper.jar ] || PACKAGES+=(zookeeper)
 if [ ${#PACKAGES[@]} -gt 0 ]; then
   echo "==> installing ${PACKAGES[*]} (Debian)"
   $SUDO apt-get update -qq

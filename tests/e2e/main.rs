@@ -10,6 +10,7 @@ mod support;
 
 mod access;
 mod alerts;
+mod cluster;
 mod cohorts;
 mod compliance;
 mod crash;

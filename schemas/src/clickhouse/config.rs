@@ -4,6 +4,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use super::schema::Target;
+
 /// `[store.clickhouse]` in the config file.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -21,6 +23,13 @@ pub struct ClickHouseConfig {
     /// With a cluster, the HTTP URL of every node, where `vigil migrate` creates the tables
     /// (ClickHouse's own `ON CLUSTER` needs ZooKeeper). Defaults to `url` alone.
     pub nodes: Vec<String>,
+    /// With a cluster whose shards have several replicas: the storage tables are
+    /// `ReplicatedReplacingMergeTree`, kept in step through the servers' ZooKeeper (or
+    /// ClickHouse Keeper), each server named by its `{replica}` macro.
+    pub replicated: bool,
+    /// Where in ZooKeeper a replicated table's replicas meet, before `/<database>/<table>`: it
+    /// must hold the servers' `{shard}` macro, or two shards would take each other for replicas.
+    pub replication_path: String,
     /// Apply pending migrations when `vigil serve` starts.
     pub migrate_on_start: bool,
     /// LZ4-compress inserts and answers (worth it over a network, not on loopback).
@@ -38,6 +47,8 @@ impl Default for ClickHouseConfig {
             password: String::new(),
             cluster: None,
             nodes: Vec::new(),
+            replicated: false,
+            replication_path: "/clickhouse/tables/{shard}".into(),
             migrate_on_start: true,
             compression: false,
             timeout_secs: 60,
@@ -92,6 +103,28 @@ impl ClickHouseConfig {
                 );
             }
         }
+        if self.replicated {
+            if self.cluster.is_none() {
+                return err(
+                    "replicated",
+                    "needs `cluster`: replicas are the servers of a cluster's shards".into(),
+                );
+            }
+            let path = &self.replication_path;
+            if !path.starts_with('/')
+                || !path.contains("{shard}")
+                || !path
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "/_-.{}".contains(c))
+            {
+                return err(
+                    "replication_path",
+                    format!(
+                        "{path:?} must be an absolute ZooKeeper path of letters, digits, `/_-.` and the servers' macros, holding {{shard}}"
+                    ),
+                );
+            }
+        }
         if self.timeout_secs == 0 {
             return err("timeout_secs", "must be at least 1".into());
         }
@@ -100,6 +133,15 @@ impl ClickHouseConfig {
 
     pub fn timeout(&self) -> Duration {
         Duration::from_secs(self.timeout_secs)
+    }
+
+    /// Where the tables go, as the migrations create them.
+    pub fn target(&self) -> Target {
+        Target {
+            database: self.database.clone(),
+            cluster: self.cluster.clone(),
+            replication: self.replicated.then(|| self.replication_path.clone()),
+        }
     }
 
     /// The nodes migrations run on.
@@ -202,5 +244,50 @@ mod tests {
                 .to_string()
                 .contains("store.clickhouse.nodes")
         );
+        let cluster = ClickHouseConfig {
+            cluster: Some("two".into()),
+            nodes: vec!["http://a:8123".into(), "http://b:8123".into()],
+            ..Default::default()
+        };
+        let replicated = ClickHouseConfig {
+            replicated: true,
+            ..cluster.clone()
+        };
+        assert!(replicated.validate().is_ok());
+        assert_eq!(
+            replicated.target().replication.as_deref(),
+            Some("/clickhouse/tables/{shard}")
+        );
+        for (config, field) in [
+            (
+                ClickHouseConfig {
+                    replicated: true,
+                    ..Default::default()
+                },
+                "store.clickhouse.replicated",
+            ),
+            (
+                ClickHouseConfig {
+                    replication_path: "/clickhouse/tables".into(),
+                    ..replicated.clone()
+                },
+                "store.clickhouse.replication_path",
+            ),
+            (
+                ClickHouseConfig {
+                    replication_path: "/t/{shard}'); DROP".into(),
+                    ..replicated
+                },
+                "store.clickhouse.replication_path",
+            ),
+        ] {
+            assert!(
+                config
+                    .validate()
+                    .unwrap_err()
+                    .to_string()
+                    .starts_with(field)
+            );
+        }
     }
 }

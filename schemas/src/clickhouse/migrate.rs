@@ -35,6 +35,7 @@ impl Migration {
         let canonical = Target {
             database: "db".into(),
             cluster: None,
+            replication: None,
         };
         hex::encode(Sha256::digest(self.statements(&canonical).join(";\n")))
     }
@@ -194,10 +195,7 @@ pub enum MigrationError {
 /// (`vigil migrate --print-sql`): to review before applying, or to apply by other means. It
 /// leaves out what `migrate` itself does: `CREATE DATABASE`, the record table, version checks.
 pub fn script(config: &ClickHouseConfig) -> String {
-    let target = Target {
-        database: config.database.clone(),
-        cluster: config.cluster.clone(),
-    };
+    let target = config.target();
     let mut out = String::new();
     if target.cluster.is_some() {
         out.push_str("-- Run on every node of the cluster.\n\n");
@@ -237,35 +235,34 @@ impl<'a> Migrator<'a> {
             .unwrap_or(Err(MigrationError::TimedOut(timeout)))
     }
 
+    /// Migration by migration, each on every node before the next: a replicated table's
+    /// replicas must be created alike, and a later migration's change reaches the replicas
+    /// already there by replication.
     async fn run_on_every_node(&self) -> Result<MigrationReport, MigrationError> {
-        let mut report = MigrationReport::default();
+        let mut nodes = Vec::new();
         for url in self.config.migration_nodes() {
-            report.nodes.push(self.run_on(&url).await?);
+            nodes.push(self.prepare(&url).await?);
         }
-        Ok(report)
+        let target = self.config.target();
+        for migration in MIGRATIONS {
+            for node in &mut nodes {
+                node.apply(migration, &target).await?;
+            }
+        }
+        Ok(MigrationReport {
+            nodes: nodes.into_iter().map(|node| node.report).collect(),
+        })
     }
 
-    async fn run_on(&self, url: &str) -> Result<NodeReport, MigrationError> {
+    /// Reads a node's version and what it applied, creating the database and the record.
+    async fn prepare(&self, url: &str) -> Result<Node, MigrationError> {
         let client = self.config.client_for(url);
-        let failed = |action: String| {
-            let url = url.to_string();
-            move |source| MigrationError::Server {
-                url,
-                action,
-                source,
-            }
-        };
-        let target = Target {
-            database: self.config.database.clone(),
-            cluster: self.config.cluster.clone(),
-        };
-        let db = &target.database;
-
+        let db = &self.config.database;
         let version_text: String = client
             .query("SELECT version()")
             .fetch_one()
             .await
-            .map_err(failed("asking the server's version".into()))?;
+            .map_err(failed(url, "asking the server's version"))?;
         let server =
             ServerVersion::parse(&version_text).ok_or_else(|| MigrationError::Version {
                 url: url.into(),
@@ -282,7 +279,7 @@ impl<'a> Migrator<'a> {
                 .query(&statement)
                 .execute()
                 .await
-                .map_err(failed(statement.clone()))?;
+                .map_err(failed(url, &statement))?;
         }
         let recorded: Vec<(u32, String)> = client
             .query(&format!(
@@ -290,59 +287,92 @@ impl<'a> Migrator<'a> {
             ))
             .fetch_all()
             .await
-            .map_err(failed("reading the applied migrations".into()))?;
+            .map_err(failed(url, "reading the applied migrations"))?;
+        Ok(Node {
+            client,
+            server,
+            recorded,
+            report: NodeReport {
+                url: url.into(),
+                server_version: version_text.trim().to_string(),
+                ..Default::default()
+            },
+        })
+    }
+}
 
-        let mut report = NodeReport {
-            url: url.into(),
-            server_version: version_text.trim().to_string(),
-            ..Default::default()
-        };
-        for migration in MIGRATIONS {
-            if let Some((_, checksum)) = recorded.iter().find(|(v, _)| *v == migration.version) {
-                if *checksum != migration.checksum() {
-                    return Err(MigrationError::Checksum {
-                        url: url.into(),
-                        version: migration.version,
-                        recorded: checksum.clone(),
-                        expected: migration.checksum(),
-                    });
-                }
-                report.present.push(migration.version);
-                continue;
+/// A node being migrated: its client, version, what it applied before, what happened now.
+struct Node {
+    client: clickhouse::Client,
+    server: ServerVersion,
+    recorded: Vec<(u32, String)>,
+    report: NodeReport,
+}
+
+impl Node {
+    async fn apply(
+        &mut self,
+        migration: &Migration,
+        target: &Target,
+    ) -> Result<(), MigrationError> {
+        let url = self.report.url.clone();
+        if let Some((_, checksum)) = self.recorded.iter().find(|(v, _)| *v == migration.version) {
+            if *checksum != migration.checksum() {
+                return Err(MigrationError::Checksum {
+                    url,
+                    version: migration.version,
+                    recorded: checksum.clone(),
+                    expected: migration.checksum(),
+                });
             }
-            if let Some(required) = migration.requires
-                && server < required
-            {
-                report.skipped.push((
-                    migration.version,
-                    migration.name.into(),
-                    format!("needs ClickHouse {required} or newer"),
-                ));
-                continue;
-            }
-            for statement in migration.statements(&target) {
-                match client.query(&statement).execute().await {
-                    Err(error) if !applied_before(&statement, &error) => {
-                        return Err(failed(format!("migration {}", migration.version))(error));
-                    }
-                    _ => {}
-                }
-            }
-            client
-                .query(&format!(
-                    "INSERT INTO {db}.{MIGRATIONS_TABLE} (version, name, checksum, applied_at) VALUES (?, ?, ?, now())"
-                ))
-                .bind(migration.version)
-                .bind(migration.name)
-                .bind(migration.checksum())
-                .execute()
-                .await
-                .map_err(failed(format!("recording migration {}", migration.version)))?;
-            report
-                .applied
-                .push((migration.version, migration.name.into()));
+            self.report.present.push(migration.version);
+            return Ok(());
         }
-        Ok(report)
+        if let Some(required) = migration.requires
+            && self.server < required
+        {
+            self.report.skipped.push((
+                migration.version,
+                migration.name.into(),
+                format!("needs ClickHouse {required} or newer"),
+            ));
+            return Ok(());
+        }
+        for statement in migration.statements(target) {
+            match self.client.query(&statement).execute().await {
+                Err(error) if !applied_before(&statement, &error) => {
+                    return Err(failed(&url, &format!("migration {}", migration.version))(
+                        error,
+                    ));
+                }
+                _ => {}
+            }
+        }
+        self.client
+            .query(&format!(
+                "INSERT INTO {}.{MIGRATIONS_TABLE} (version, name, checksum, applied_at) VALUES (?, ?, ?, now())",
+                target.database
+            ))
+            .bind(migration.version)
+            .bind(migration.name)
+            .bind(migration.checksum())
+            .execute()
+            .await
+            .map_err(failed(&url, &format!("recording migration {}", migration.version)))?;
+        self.report
+            .applied
+            .push((migration.version, migration.name.into()));
+        Ok(())
+    }
+}
+
+/// The error of `action` failing on the node at `url`.
+fn failed(url: &str, action: &str) -> impl FnOnce(clickhouse::error::Error) -> MigrationError {
+    let (url, action) = (url.to_string(), action.to_string());
+    move |source| MigrationError::Server {
+        url,
+        action,
+        source,
     }
 }
 
@@ -360,6 +390,7 @@ mod tests {
         let cluster = Target {
             database: "other".into(),
             cluster: Some("c".into()),
+            replication: None,
         };
         assert_eq!(MIGRATIONS[1].statements(&cluster).len(), 5);
         assert!(

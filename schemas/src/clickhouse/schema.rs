@@ -157,11 +157,16 @@ pub fn columns(table: Table) -> &'static [Column] {
     }
 }
 
-/// Where the tables go: one server, or local tables behind `Distributed` ones on a cluster.
+/// Where the tables go: one server, or local tables behind `Distributed` ones on a cluster,
+/// optionally replicated.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Target {
     pub database: String,
     pub cluster: Option<String>,
+    /// With replication, the coordination-service path under which each table's replicas meet
+    /// (`/clickhouse/tables/{shard}`: the servers' `{shard}` macro keeps shards apart); the
+    /// database and table names are appended.
+    pub replication: Option<String>,
 }
 
 impl Target {
@@ -188,8 +193,9 @@ impl Target {
             )))
             .collect();
         let mut statements = vec![format!(
-            "CREATE TABLE IF NOT EXISTS {db}.{storage} (\n{}\n) ENGINE = ReplacingMergeTree(ingested_at_ns)\nPARTITION BY intDiv({time}, {NANOS_PER_DAY})\nORDER BY ({})",
+            "CREATE TABLE IF NOT EXISTS {db}.{storage} (\n{}\n) ENGINE = {}\nPARTITION BY intDiv({time}, {NANOS_PER_DAY})\nORDER BY ({})",
             columns.join(",\n"),
+            self.replacing_engine(&storage),
             table.key_columns().join(", "),
         )];
         if let Some(cluster) = &self.cluster {
@@ -199,6 +205,19 @@ impl Target {
             ));
         }
         statements
+    }
+
+    /// The engine of a storage table: `ReplacingMergeTree` keeping the newest version, its
+    /// `Replicated` form (one replica per server, named by the servers' `{replica}` macro) when
+    /// replicated.
+    fn replacing_engine(&self, storage: &str) -> String {
+        match &self.replication {
+            None => "ReplacingMergeTree(ingested_at_ns)".to_string(),
+            Some(prefix) => format!(
+                "ReplicatedReplacingMergeTree('{prefix}/{}/{storage}', '{{replica}}', ingested_at_ns)",
+                self.database
+            ),
+        }
     }
 }
 
@@ -319,6 +338,7 @@ mod tests {
         let single = Target {
             database: "vigil".into(),
             cluster: None,
+            replication: None,
         };
         let ddl = single.create_table(Table::Spans);
         assert_eq!(ddl.len(), 1);
@@ -334,13 +354,25 @@ mod tests {
         let cluster = Target {
             database: "vigil".into(),
             cluster: Some("two".into()),
+            replication: None,
         };
         let ddl = cluster.create_table(Table::Scores);
         assert!(ddl[0].starts_with("CREATE TABLE IF NOT EXISTS vigil.scores_local ("));
+        assert!(ddl[0].contains("ENGINE = ReplacingMergeTree(ingested_at_ns)\n"));
         assert!(ddl[0].contains("PARTITION BY intDiv(time_ns, 86400000000000)"));
         assert_eq!(
             ddl[1],
             "CREATE TABLE IF NOT EXISTS vigil.scores AS vigil.scores_local\nENGINE = Distributed(two, vigil, scores_local, cityHash64(trace_id))"
         );
+
+        let replicated = Target {
+            replication: Some("/clickhouse/tables/{shard}".into()),
+            ..cluster
+        };
+        let ddl = replicated.create_table(Table::Runs);
+        assert!(ddl[0].contains(
+            "ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/vigil/runs_local', '{replica}', ingested_at_ns)\n"
+        ));
+        assert!(ddl[1].contains("Distributed(two, vigil, runs_local, cityHash64(trace_id))"));
     }
 }

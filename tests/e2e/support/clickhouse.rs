@@ -2,21 +2,19 @@
 //! ports with its own directory (config, data, logs), as
 //! docs/design.md#testing-against-real-clickhouse describes.
 //!
-//! A watchdog shell owns each server: it SIGKILLs the server and removes its directory when the
-//! test process goes away, however it ends (a panic, a timeout, kill -9), so no server outlives
-//! its tests. A missing `clickhouse-server` fails the test: `tests/run.sh` installs it.
+//! Each runs under a watchdog ([`Watched`]), so no server outlives its tests. A missing `clickhouse-server` fails the test: `tests/run.sh` installs it.
 
 use std::{
     path::{Path, PathBuf},
-    process::{Child, Command, Stdio},
+    process::Command,
     sync::{
-        Mutex, OnceLock,
+        OnceLock,
         atomic::{AtomicU32, Ordering},
     },
     time::{Duration, Instant},
 };
 
-use super::{free_port, http_blocking};
+use super::{free_port, http_blocking, watched::Watched, zookeeper::ZooKeeper};
 
 /// Debian installs the server in /usr/sbin, which is not on every user's PATH.
 const SERVER: &str = "/usr/sbin/clickhouse-server";
@@ -27,8 +25,7 @@ pub struct ClickHouse {
     pub http_port: u16,
     pub tcp_port: u16,
     interserver_port: u16,
-    /// The watchdog shell of the running server.
-    watchdog: Mutex<Option<Child>>,
+    server: Watched,
     /// Removed by the watchdog; kept here so `Drop` can too.
     _tmp: Option<tempfile::TempDir>,
 }
@@ -36,12 +33,31 @@ pub struct ClickHouse {
 impl ClickHouse {
     /// A fresh, isolated server.
     pub fn start() -> ClickHouse {
-        ClickHouse::start_nodes(1, None).pop().unwrap()
+        ClickHouse::start_nodes(1, 1, None, None)
+            .into_iter()
+            .flatten()
+            .next()
+            .unwrap()
     }
 
     /// `n` servers forming the cluster `name`: one shard each, on loopback.
     pub fn start_cluster(name: &str, n: usize) -> Vec<ClickHouse> {
-        ClickHouse::start_nodes(n, Some(name))
+        ClickHouse::start_nodes(n, 1, Some(name), None)
+            .into_iter()
+            .flatten()
+            .collect()
+    }
+
+    /// `shards` × `replicas` servers forming the cluster `name`, the replicas of each shard
+    /// kept in step through `zookeeper`: servers by shard, each with the macros `{shard}`
+    /// (`s1`, `s2`, …) and `{replica}` (`r1`, `r2`, …).
+    pub fn start_replicated(
+        name: &str,
+        shards: usize,
+        replicas: usize,
+        zookeeper: &ZooKeeper,
+    ) -> Vec<Vec<ClickHouse>> {
+        ClickHouse::start_nodes(shards, replicas, Some(name), Some(zookeeper.port))
     }
 
     /// One server shared by every test of this test binary; each test takes its own database
@@ -51,7 +67,12 @@ impl ClickHouse {
         SHARED.get_or_init(ClickHouse::start)
     }
 
-    fn start_nodes(n: usize, cluster: Option<&str>) -> Vec<ClickHouse> {
+    fn start_nodes(
+        shards: usize,
+        replicas: usize,
+        cluster: Option<&str>,
+        zookeeper: Option<u16>,
+    ) -> Vec<Vec<ClickHouse>> {
         assert!(
             Path::new(&format!("/usr/sbin/{SERVER}")).exists()
                 || Command::new("which")
@@ -60,53 +81,82 @@ impl ClickHouse {
                     .is_ok_and(|o| o.status.success()),
             "{SERVER} is not installed: run tests/run.sh, which installs Debian's clickhouse-server"
         );
-        let mut nodes: Vec<ClickHouse> = (0..n)
-            .map(|_| {
-                let tmp = tempfile::Builder::new()
-                    .prefix("vigil-ch-")
-                    .tempdir()
-                    .unwrap();
-                ClickHouse {
-                    dir: tmp.path().to_path_buf(),
-                    http_port: free_port(),
-                    tcp_port: free_port(),
-                    interserver_port: free_port(),
-                    watchdog: Mutex::new(None),
-                    _tmp: Some(tmp),
-                }
-            })
+        let nodes: Vec<Vec<ClickHouse>> = (0..shards)
+            .map(|_| (0..replicas).map(|_| ClickHouse::new()).collect())
             .collect();
-        let shards: String = nodes
+        let remote_servers: String = nodes
             .iter()
-            .map(|node| {
+            .map(|shard| {
+                let replicas: String = shard
+                    .iter()
+                    .map(|node| {
+                        format!(
+                            "<replica><host>127.0.0.1</host><port>{}</port></replica>",
+                            node.tcp_port
+                        )
+                    })
+                    .collect();
+                // Replicated tables copy rows between replicas themselves: the Distributed
+                // table writes to one replica of the shard.
                 format!(
-                    "<shard><replica><host>127.0.0.1</host><port>{}</port></replica></shard>",
-                    node.tcp_port
+                    "<shard><internal_replication>{}</internal_replication>{replicas}</shard>",
+                    zookeeper.is_some()
                 )
             })
             .collect();
-        for node in &mut nodes {
-            node.write_config(cluster.map(|name| format!("<{name}>{shards}</{name}>")));
-            node.spawn();
+        for (s, shard) in nodes.iter().enumerate() {
+            for (r, node) in shard.iter().enumerate() {
+                let mut config = String::new();
+                if let Some(name) = cluster {
+                    config += &format!(
+                        "<remote_servers><{name}>{remote_servers}</{name}></remote_servers>"
+                    );
+                }
+                if let Some(port) = zookeeper {
+                    config += &format!(
+                        "<zookeeper><node><host>127.0.0.1</host><port>{port}</port></node></zookeeper>\
+                         <macros><shard>s{}</shard><replica>r{}</replica></macros>\
+                         <interserver_http_host>127.0.0.1</interserver_http_host>",
+                        s + 1,
+                        r + 1
+                    );
+                }
+                node.write_config(&config);
+                node.spawn();
+            }
         }
-        for node in &nodes {
+        for node in nodes.iter().flatten() {
             node.wait_ready();
         }
         nodes
     }
 
-    fn write_config(&self, cluster: Option<String>) {
+    fn new() -> ClickHouse {
+        let tmp = tempfile::Builder::new()
+            .prefix("vigil-ch-")
+            .tempdir()
+            .unwrap();
+        ClickHouse {
+            dir: tmp.path().to_path_buf(),
+            http_port: free_port(),
+            tcp_port: free_port(),
+            interserver_port: free_port(),
+            server: Watched::new(tmp.path()),
+            _tmp: Some(tmp),
+        }
+    }
+
+    /// The server's configuration: Debian's, and `extra` (XML inside `<yandex>`) in config.d.
+    fn write_config(&self, extra: &str) {
         std::fs::create_dir_all(self.dir.join("config.d")).unwrap();
         for file in ["config.xml", "users.xml"] {
             std::fs::copy(Path::new(BASE_CONFIG_DIR).join(file), self.dir.join(file)).unwrap();
         }
-        if let Some(cluster) = cluster {
-            std::fs::write(
-                self.dir.join("config.d/cluster.xml"),
-                format!("<yandex><remote_servers>{cluster}</remote_servers></yandex>"),
-            )
-            .unwrap();
-        }
+        std::fs::write(
+            self.dir.join("config.d/vigil-test.xml"),
+            format!("<yandex>{extra}</yandex>"),
+        )
+        .unwrap();
     }
 
     /// Starts the server process under its watchdog.
@@ -119,34 +169,7 @@ impl ClickHouse {
              --logger.errorlog={dir}/err.log --logger.level=warning",
             self.http_port, self.tcp_port, self.interserver_port
         );
-        // The watchdog: start the server, remember its pid, and SIGKILL it as soon as the test
-        // process is gone. `stop()` kills the server; the watchdog then ends too.
-        let watchdog = format!(
-            "{server} >{dir}/stdout 2>&1 & ch=$!; echo $ch > {dir}/pid; \
-             while kill -0 {parent} 2>/dev/null && kill -0 $ch 2>/dev/null; do sleep 0.5; done; \
-             kill -9 $ch 2>/dev/null; kill -0 {parent} 2>/dev/null || rm -rf {dir}",
-            parent = std::process::id()
-        );
-        let _ = std::fs::remove_file(self.dir.join("pid"));
-        let watchdog = Command::new("sh")
-            .arg("-c")
-            .arg(watchdog)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        *self.watchdog.lock().unwrap() = Some(watchdog);
-    }
-
-    /// SIGKILLs the server and reaps its watchdog (which ends when the server does).
-    fn kill(&self) {
-        if let Ok(pid) = std::fs::read_to_string(self.dir.join("pid")) {
-            let _ = Command::new("kill").args(["-9", pid.trim()]).status();
-        }
-        if let Some(mut watchdog) = self.watchdog.lock().unwrap().take() {
-            let _ = watchdog.wait();
-        }
+        self.server.spawn(&server, "stdout");
     }
 
     fn wait_ready(&self) {
@@ -169,7 +192,7 @@ impl ClickHouse {
     /// SIGKILL: the server is gone at once (the 18.16 server takes ~15 s to stop on SIGTERM).
     /// Data it confirmed is in its parts on disk and survives.
     pub fn stop(&self) {
-        self.kill();
+        self.server.kill();
         let deadline = Instant::now() + Duration::from_secs(10);
         while self.query_blocking("SELECT 1").is_some() {
             assert!(Instant::now() < deadline, "clickhouse did not stop");
@@ -179,23 +202,12 @@ impl ClickHouse {
 
     /// SIGSTOP: the server keeps its connections but answers nothing (a stalled server).
     pub fn pause(&self) {
-        self.signal("-STOP");
+        self.server.signal("-STOP");
     }
 
     /// SIGCONT after [`Self::pause`].
     pub fn resume(&self) {
-        self.signal("-CONT");
-    }
-
-    fn signal(&self, signal: &str) {
-        let pid = std::fs::read_to_string(self.dir.join("pid")).unwrap();
-        assert!(
-            Command::new("kill")
-                .args([signal, pid.trim()])
-                .status()
-                .unwrap()
-                .success()
-        );
+        self.server.signal("-CONT");
     }
 
     /// Starts the server again on the same directory and ports.
@@ -260,12 +272,6 @@ impl ClickHouse {
     fn query_blocking(&self, sql: &str) -> Option<String> {
         http_blocking(self.http_port, "POST", "/", sql)
             .and_then(|(status, body)| (status == 200).then_some(body))
-    }
-}
-
-impl Drop for ClickHouse {
-    fn drop(&mut self) {
-        self.kill();
     }
 }
 

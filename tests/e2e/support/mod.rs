@@ -18,6 +18,8 @@ pub mod calls;
 pub mod clickhouse;
 pub mod conformance;
 pub mod load;
+pub mod watched;
+pub mod zookeeper;
 
 use clickhouse::{ClickHouse, unique_database};
 
@@ -555,8 +557,13 @@ pub fn cli(args: &[&str]) -> String {
 }
 
 /// `vigil bench <bench> --smoke --json` over a fresh data directory and the shared ClickHouse
-/// server (plus `extra` arguments): its JSON report.
+/// server (plus `extra` arguments): its JSON report. One at a time: the benchmarks load the
+/// same database, dropping it first.
 pub fn bench_smoke(bench: &str, extra: &[&str]) -> Value {
+    static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _turn = ONE_AT_A_TIME
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     let ch = clickhouse::ClickHouse::shared();
     let dir = tempfile::tempdir().unwrap();
     let url = ch.url();

@@ -359,12 +359,29 @@ impl SpawnedCollector {
         SpawnedCollector::start_binary_at(&std::env::current_exe()?, data_dir, env).await
     }
 
-    /// [`Self::start_at`] with another `vigil` binary (another build, to compare).
+    /// [`Self::start_at`] with another `vigil` binary (another build, to compare). Its ports
+    /// are picked free, but another process may take one before it binds: then it exits at
+    /// once, and it is started again on other ports.
     pub async fn start_binary_at(
         binary: &std::path::Path,
         data_dir: &std::path::Path,
         env: &[(String, String)],
     ) -> anyhow::Result<SpawnedCollector> {
+        const ATTEMPTS: usize = 3;
+        for _ in 0..ATTEMPTS {
+            if let Some(collector) = SpawnedCollector::try_start(binary, data_dir, env).await? {
+                return Ok(collector);
+            }
+        }
+        bail!("the spawned collector exited during start {ATTEMPTS} times")
+    }
+
+    /// One start: `None` when the process exited before it was serving.
+    async fn try_start(
+        binary: &std::path::Path,
+        data_dir: &std::path::Path,
+        env: &[(String, String)],
+    ) -> anyhow::Result<Option<SpawnedCollector>> {
         let data_dir = data_dir.to_path_buf();
         let (grpc, http) = (free_port()?, free_port()?);
         let child = std::process::Command::new(binary)
@@ -388,16 +405,28 @@ impl SpawnedCollector {
             http: format!("http://127.0.0.1:{http}"),
             token: String::new(),
         };
+        let healthz = format!("{}/healthz", collector.http);
         loop {
+            // Both ports answer, and the process is still there once they do (a port another
+            // process holds answers too, and this one exits on failing to bind it).
             let listening = tokio::net::TcpStream::connect(("127.0.0.1", grpc))
                 .await
-                .is_ok();
+                .is_ok()
+                && reqwest::get(&healthz)
+                    .await
+                    .is_ok_and(|r| r.status().is_success());
             if listening && let Ok(token) = std::fs::read_to_string(&key_file) {
-                collector.token = token.trim().to_string();
-                return Ok(collector);
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                if collector.child.try_wait()?.is_none() {
+                    collector.token = token.trim().to_string();
+                    return Ok(Some(collector));
+                }
             }
             if let Some(status) = collector.child.try_wait()? {
-                bail!("the spawned collector exited during start: {status}");
+                eprintln!(
+                    "the spawned collector exited during start ({status}): trying other ports"
+                );
+                return Ok(None);
             }
             if Instant::now() > deadline {
                 bail!("the spawned collector did not start within 60 s");

@@ -24,6 +24,10 @@ use crate::sink::{DeletedRows, Deleter, Doomed, SinkError};
 /// How long a deletion waits for its mutations before giving up (it can be run again).
 const MUTATION_TIMEOUT: Duration = Duration::from_secs(600);
 
+/// Keys written into one mutation on replicated tables: about 60 kB of SQL, well under the
+/// server's 256 kB `max_query_size`.
+const KEYS_PER_MUTATION: usize = 1000;
+
 /// Spans and scores first: the runs are what picks the traces.
 const DELETION_ORDER: [Table; 3] = [Table::Spans, Table::Scores, Table::Runs];
 
@@ -32,8 +36,15 @@ impl Deleter for ClickHouseSink {
     async fn delete(&self, doomed: &Doomed, dry_run: bool) -> Result<DeletedRows, SinkError> {
         let _maintenance = self.maintenance.lock().await;
         let mut deleted = DeletedRows::default();
-        for node in self.nodes() {
-            deleted += node.delete(doomed, dry_run).await?;
+        for shard in self.shards().await? {
+            let (counted, mutations) = shard.first.delete(doomed, dry_run).await?;
+            deleted += counted;
+            // The mutations reach the other replicas through ZooKeeper: the deletion is done
+            // once every replica that answers holds none of the keys (one that is down applies
+            // them when it comes back, in the order of the shard's log).
+            for replica in &shard.others {
+                replica.wait_until_gone(&mutations).await?;
+            }
         }
         Ok(deleted)
     }
@@ -41,32 +52,105 @@ impl Deleter for ClickHouseSink {
     async fn drop_days_before(&self, day: i64, dry_run: bool) -> Result<DeletedRows, SinkError> {
         let _maintenance = self.maintenance.lock().await;
         let mut dropped = DeletedRows::default();
-        for node in self.nodes() {
-            dropped += node.drop_days_before(day, dry_run).await?;
+        for shard in self.shards().await? {
+            dropped += shard.first.drop_days_before(day, dry_run).await?;
+            if !dry_run {
+                for replica in &shard.others {
+                    replica.wait_until_dropped(day).await?;
+                }
+            }
         }
         Ok(dropped)
     }
 }
 
+/// The servers holding one shard's rows: the first that answered deletes, the others are its
+/// replicas (none unless the tables are replicated).
+struct Shard {
+    first: Node,
+    others: Vec<Node>,
+}
+
 impl ClickHouseSink {
     fn nodes(&self) -> Vec<Node> {
-        let target = Target {
-            database: self.config.database.clone(),
-            cluster: self.config.cluster.clone(),
-        };
+        let target = self.config.target();
         self.config
             .migration_nodes()
             .iter()
             .map(|url| Node {
+                url: url.clone(),
                 client: self.config.client_for(url),
                 target: target.clone(),
             })
             .collect()
     }
+
+    /// The nodes by shard. Without replication every node is a shard of its own and must
+    /// answer. With replication a shard is the nodes whose `{shard}` macro is the same, a node
+    /// that does not answer is left out, and every shard of the cluster must keep one that
+    /// does.
+    async fn shards(&self) -> Result<Vec<Shard>, SinkError> {
+        let nodes = self.nodes();
+        if self.config.target().replication.is_none() {
+            return Ok(nodes
+                .into_iter()
+                .map(|first| Shard {
+                    first,
+                    others: Vec::new(),
+                })
+                .collect());
+        }
+        let mut shards: Vec<(String, Shard)> = Vec::new();
+        let mut away = Vec::new();
+        let mut cluster_shards = None;
+        for node in nodes {
+            let answer = node
+                .client
+                .query("SELECT substitution FROM system.macros WHERE macro = 'shard'")
+                .fetch_one::<String>()
+                .await;
+            let name = match answer {
+                Ok(name) => name,
+                Err(e) if vigil_schemas::clickhouse::is_transient(&e) => {
+                    away.push(node.url);
+                    continue;
+                }
+                Err(e) => return Err(classify(Table::Runs, e)),
+            };
+            if cluster_shards.is_none() {
+                cluster_shards = Some(
+                    node.client
+                        .query("SELECT uniqExact(shard_num) FROM system.clusters WHERE cluster = ?")
+                        .bind(self.config.cluster.as_deref().unwrap_or_default())
+                        .fetch_one::<u64>()
+                        .await
+                        .map_err(|e| classify(Table::Runs, e))?,
+                );
+            }
+            match shards.iter_mut().find(|(shard, _)| *shard == name) {
+                Some((_, shard)) => shard.others.push(node),
+                None => shards.push((
+                    name,
+                    Shard {
+                        first: node,
+                        others: Vec::new(),
+                    },
+                )),
+            }
+        }
+        if cluster_shards.is_none_or(|n| (shards.len() as u64) < n) {
+            return Err(SinkError::Unavailable(format!(
+                "a shard has no replica answering ({} did not answer): nothing was deleted",
+                away.join(", ")
+            )));
+        }
+        Ok(shards.into_iter().map(|(_, shard)| shard).collect())
+    }
 }
 
 /// One server, and the names of its storage tables.
 struct Node {
+    url: String,
     client: Client,
     target: Target,
 }
@@ -80,7 +164,13 @@ impl Node {
         )
     }
 
-    async fn delete(&self, doomed: &Doomed, dry_run: bool) -> Result<DeletedRows, SinkError> {
+    /// Deletes the doomed traces from this node's tables: the rows counted, and the mutations
+    /// run (none for a dry run).
+    async fn delete(
+        &self,
+        doomed: &Doomed,
+        dry_run: bool,
+    ) -> Result<(DeletedRows, Vec<Mutation>), SinkError> {
         let scratch = format!(
             "{}.vigil_doomed_{}_{}",
             self.target.database,
@@ -109,7 +199,7 @@ impl Node {
         scratch: &str,
         doomed: &Doomed,
         dry_run: bool,
-    ) -> Result<DeletedRows, SinkError> {
+    ) -> Result<(DeletedRows, Vec<Mutation>), SinkError> {
         let (condition, values) = condition(doomed);
         let runs = self.table(Table::Runs);
         self.execute(
@@ -127,17 +217,25 @@ impl Node {
             counted.add(table, self.count(table, &of_doomed).await?);
         }
         if dry_run {
-            return Ok(counted);
+            return Ok((counted, Vec::new()));
         }
+        let mutations = self.mutations(scratch, &of_doomed).await?;
         for table in DELETION_ORDER {
             for name in self.stored_in(table).await? {
-                self.execute(
-                    table,
-                    &format!("ALTER TABLE {name} DELETE WHERE {of_doomed}"),
-                    &[],
-                )
-                .await?;
+                for Mutation { condition, values } in &mutations {
+                    self.execute(
+                        table,
+                        &format!("ALTER TABLE {name} DELETE WHERE {condition}"),
+                        values,
+                    )
+                    .await?;
+                }
                 self.wait_for_mutations(table).await?;
+                if self.target.replication.is_some() {
+                    // A replica takes a mutation into its queue from ZooKeeper a moment after
+                    // the ALTER answered: the rows, not `system.mutations`, tell.
+                    self.wait_until_gone_from(table, &mutations).await?;
+                }
                 let left = self.count_in(table, &name, &of_doomed).await?;
                 if left > 0 {
                     return Err(SinkError::Internal(format!(
@@ -146,7 +244,85 @@ impl Node {
                 }
             }
         }
-        Ok(counted)
+        Ok((counted, mutations))
+    }
+
+    /// Waits until this node's storage tables hold no row that `mutations` delete.
+    async fn wait_until_gone(&self, mutations: &[Mutation]) -> Result<(), SinkError> {
+        for table in DELETION_ORDER {
+            self.wait_until_gone_from(table, mutations).await?;
+        }
+        Ok(())
+    }
+
+    /// Waits until this node's storage table of `table` holds no row that `mutations` delete.
+    async fn wait_until_gone_from(
+        &self,
+        table: Table,
+        mutations: &[Mutation],
+    ) -> Result<(), SinkError> {
+        let deadline = tokio::time::Instant::now() + MUTATION_TIMEOUT;
+        for Mutation { condition, values } in mutations {
+            let sql = format!(
+                "SELECT count() FROM {} WHERE {condition}",
+                self.table(table)
+            );
+            loop {
+                let mut query = self.client.query(&sql);
+                for value in values {
+                    query = value.bind(query);
+                }
+                let left: u64 = query.fetch_one().await.map_err(|e| classify(table, e))?;
+                if left == 0 {
+                    break;
+                }
+                if tokio::time::Instant::now() >= deadline {
+                    return Err(SinkError::Unavailable(format!(
+                        "{}: {left} rows of the deleted traces still on {} after {MUTATION_TIMEOUT:?}",
+                        self.table(table),
+                        self.url
+                    )));
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+        Ok(())
+    }
+
+    /// The conditions of the `DELETE` mutations that remove the traces in `scratch`: one that
+    /// reads it, or on replicated tables, whose replicas each run a mutation themselves and
+    /// have no copy of this node's scratch table, the keys themselves, a chunk per mutation.
+    async fn mutations(&self, scratch: &str, of_doomed: &str) -> Result<Vec<Mutation>, SinkError> {
+        if self.target.replication.is_none() {
+            return Ok(vec![Mutation {
+                condition: of_doomed.to_string(),
+                values: Vec::new(),
+            }]);
+        }
+        let keys: Vec<(String, String)> = self
+            .client
+            .query(&format!(
+                "SELECT project_id, trace_id FROM {scratch} ORDER BY project_id, trace_id"
+            ))
+            .fetch_all()
+            .await
+            .map_err(|e| classify(Table::Runs, e))?;
+        // By project, then by trace: `IN` over one column (a one-element list of tuples would
+        // read as a tuple of scalars).
+        Ok(keys
+            .chunk_by(|a, b| a.0 == b.0)
+            .flat_map(|project| project.chunks(KEYS_PER_MUTATION))
+            .map(|chunk| {
+                let marks = vec!["?"; chunk.len()].join(", ");
+                let values = std::iter::once(Value::Text(chunk[0].0.clone()))
+                    .chain(chunk.iter().map(|(_, trace)| Value::Text(trace.clone())))
+                    .collect();
+                Mutation {
+                    condition: format!("project_id = ? AND trace_id IN ({marks})"),
+                    values,
+                }
+            })
+            .collect())
     }
 
     /// The tables that hold `table`'s rows on this node: the storage table, and its sealed
@@ -184,22 +360,20 @@ impl Node {
     async fn execute(&self, table: Table, sql: &str, values: &[Value]) -> Result<(), SinkError> {
         let mut query = self.client.query(sql);
         for value in values {
-            query = match value {
-                Value::Text(text) => query.bind(text),
-                Value::Int(n) => query.bind(n),
-            };
+            query = value.bind(query);
         }
         query.execute().await.map_err(|e| classify(table, e))
     }
 
-    /// Waits until no mutation of `table` (or of its sealed copy) is left to do.
+    /// Waits until no mutation of `table` (or of its sealed copy) is left to do on this node
+    /// (on a replicated table, `is_done` is the shard's: its parts to do are this replica's).
     async fn wait_for_mutations(&self, table: Table) -> Result<(), SinkError> {
         let deadline = tokio::time::Instant::now() + MUTATION_TIMEOUT;
         loop {
             let pending = self
                 .client
                 .query(
-                    "SELECT count() FROM system.mutations WHERE database = ? AND table IN (?, ?) AND is_done = 0",
+                    "SELECT count() FROM system.mutations WHERE database = ? AND table IN (?, ?) AND (is_done = 0 OR parts_to_do > 0)",
                 )
                 .bind(&self.target.database)
                 .bind(self.target.storage_table(table))
@@ -250,6 +424,22 @@ impl Node {
         Ok(dropped)
     }
 
+    /// Waits until this replica has dropped the days before `before` too (the drop reaches it
+    /// through ZooKeeper).
+    async fn wait_until_dropped(&self, before: i64) -> Result<(), SinkError> {
+        let deadline = tokio::time::Instant::now() + MUTATION_TIMEOUT;
+        while self.drop_days_before(before, true).await?.total() > 0 {
+            if tokio::time::Instant::now() >= deadline {
+                return Err(SinkError::Unavailable(format!(
+                    "{}: days before {before} still there after {MUTATION_TIMEOUT:?}",
+                    self.url
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        Ok(())
+    }
+
     /// The active partitions of `table`'s tables on this node: (table, partition, rows).
     async fn partitions(&self, table: Table) -> Result<Vec<(String, String, u64)>, SinkError> {
         let mut all = Vec::new();
@@ -279,6 +469,21 @@ impl Node {
 enum Value {
     Text(String),
     Int(i64),
+}
+
+impl Value {
+    fn bind(&self, query: clickhouse::query::Query) -> clickhouse::query::Query {
+        match self {
+            Value::Text(text) => query.bind(text),
+            Value::Int(n) => query.bind(n),
+        }
+    }
+}
+
+/// One `DELETE` mutation: its condition, with `?` for its values.
+struct Mutation {
+    condition: String,
+    values: Vec<Value>,
 }
 
 /// The runs a deletion picks, as a condition on the runs table with `?` placeholders.

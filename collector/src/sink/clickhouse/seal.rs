@@ -116,10 +116,7 @@ impl ClickHouseSink {
         if self.config.cluster.is_some() {
             return Ok(stats);
         }
-        let target = Target {
-            database: self.config.database.clone(),
-            cluster: None,
-        };
+        let target = self.config.target();
         // Quiet for at least the settling margin too: a seal's watermark then lies after every
         // row of the day, and the next pass finds nothing late.
         let seal_after = (config.seal_after.as_secs() as i64).max(SETTLE);

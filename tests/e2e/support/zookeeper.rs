@@ -1,0 +1,69 @@
+//! A real ZooKeeper server for the tests: Debian's `zookeeper` package, one standalone server on a
+//! free loopback port with its own data directory, under a watchdog ([`Watched`]) as the
+//! ClickHouse servers are. A missing package fails the test:
+//! `tests/run.sh` installs it.
+
+use std::{
+    net::TcpStream,
+    path::{Path, PathBuf},
+    time::{Duration, Instant},
+};
+
+use super::{free_port, watched::Watched};
+
+const JAR: &str = "/usr/share/java/zookeeper.jar";
+
+pub struct ZooKeeper {
+    dir: PathBuf,
+    pub port: u16,
+    server: Watched,
+    _tmp: tempfile::TempDir,
+}
+
+impl ZooKeeper {
+    pub fn start() -> ZooKeeper {
+        assert!(
+            Path::new(JAR).exists(),
+            "{JAR} is missing: run tests/run.sh, which installs Debian's zookeeper"
+        );
+        let tmp = tempfile::Builder::new()
+            .prefix("vigil-zk-")
+            .tempdir()
+            .unwrap();
+        let zookeeper = ZooKeeper {
+            dir: tmp.path().to_path_buf(),
+            port: free_port(),
+            server: Watched::new(tmp.path()),
+            _tmp: tmp,
+        };
+        zookeeper.spawn();
+        zookeeper
+    }
+
+    fn spawn(&self) {
+        let dir = self.dir.display();
+        // ZooKeeperServerMain: one standalone server, `<port> <data dir>`; the admin web server
+        // would take port 8080, shared by every test.
+        let server = format!(
+            "java -Xmx256m -Dzookeeper.admin.enableServer=false \
+             -cp /etc/zookeeper/conf:{JAR} org.apache.zookeeper.server.ZooKeeperServerMain \
+             {} {dir}/data",
+            self.port
+        );
+        self.server.spawn(&server, "log");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "zookeeper did not start; log:\n{}",
+                std::fs::read_to_string(self.dir.join("log")).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// `host:port`, as clients are given it.
+    pub fn address(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+}
