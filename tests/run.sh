@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test of Vigil. Installs what the tests need on a fresh machine first:
-# Debian's ClickHouse server and client (the tests start their own isolated servers on free
-# ports), Debian's Chromium (the web UI's browser tests), a Python virtualenv with the
+# Debian's ClickHouse server and client and ZooKeeper (the tests start their own isolated servers
+# on free ports), Debian's Chromium (the web UI's browser tests), a Python virtualenv with the
 # OpenTelemetry SDK and its OTLP exporters, and chDB (a current ClickHouse, embedded) to check the
 # migrations on (from PyPI). The web UI's npm packages are installed by the build (ui-api/build.rs).
 # Usage: tests/run.sh [extra cargo test arguments]
