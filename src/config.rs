@@ -13,6 +13,7 @@ use anyhow::{Context, bail};
 use serde::{Deserialize, Serialize};
 use vigil_access::keys::{KeyError, RateLimit};
 use vigil_alerts::AlertingSettings;
+use vigil_api::{Component, Components};
 use vigil_collector::retention::RetentionSettings;
 use vigil_schemas::{
     clickhouse::ClickHouseConfig,
@@ -69,6 +70,8 @@ pub struct ServerConfig {
     pub http_listen: String,
     /// How long shutdown waits for in-flight requests and the final flush.
     pub shutdown_grace: ConfigDuration,
+    /// What this process runs (`vigil serve --components` overrides it): by default all.
+    pub components: Components,
 }
 
 impl Default for ServerConfig {
@@ -77,6 +80,7 @@ impl Default for ServerConfig {
             grpc_listen: "0.0.0.0:4317".into(),
             http_listen: "0.0.0.0:4318".into(),
             shutdown_grace: ConfigDuration::from_secs(20),
+            components: Component::ALL.into(),
         }
     }
 }
@@ -293,6 +297,9 @@ impl Config {
             addr.parse::<SocketAddr>().with_context(|| {
                 format!("{name} = {addr:?} is not an address like 0.0.0.0:4317")
             })?;
+        }
+        if self.server.components.is_empty() {
+            bail!("server.components is empty: name at least one of ingest, query, alerting");
         }
         if self.store.kind == StoreKind::Clickhouse {
             self.store.clickhouse.validate()?;

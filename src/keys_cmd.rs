@@ -1,5 +1,6 @@
-//! `vigil keys create|list|revoke`: API keys, in the data directory's key registry. Works while
-//! the server runs (it notices the change). Creations and revocations go to the audit log in
+//! `vigil keys create|list|revoke`: API keys, in the data directory's key registry, or with the
+//! ClickHouse store the one every node shares. Works while the server runs (it notices the
+//! change). Creations and revocations go to the audit log in
 //! `<data dir>/audit` with key id `cli`, as `POST` / `DELETE /api/v1/keys` record theirs.
 
 use anyhow::Context;
@@ -7,11 +8,11 @@ use clap::Subcommand;
 use serde_json::Value;
 use vigil_access::{
     audit::{AuditLog, AuditRecord, CLI_KEY_ID, KEY_CREATE, KEY_REVOKE},
-    keys::{KeySpec, KeyStore, RateLimit, Role},
+    keys::{KeySpec, RateLimit, Role},
 };
 use vigil_schemas::time::rfc3339;
 
-use crate::config::Config;
+use crate::{config::Config, control};
 
 #[derive(Subcommand)]
 pub enum KeysAction {
@@ -39,9 +40,12 @@ pub enum KeysAction {
 }
 
 #[allow(clippy::print_stdout)]
-pub fn run(config: &Config, action: KeysAction) -> anyhow::Result<()> {
+pub async fn run(config: &Config, action: KeysAction) -> anyhow::Result<()> {
     std::fs::create_dir_all(&config.data_dir)?;
-    let keys = KeyStore::open(config.data_dir.join("keys.json"))?;
+    let keys = control::open_keys(config, CLI_KEY_ID)?;
+    keys.refresh()
+        .await
+        .with_context(|| format!("reading the keys in {}", keys.location()))?;
     match action {
         KeysAction::Create {
             project,
@@ -56,12 +60,14 @@ pub fn run(config: &Config, action: KeysAction) -> anyhow::Result<()> {
                     requests_per_second,
                     burst,
                 });
-            let key = keys.create_key(KeySpec {
-                project_id: project,
-                roles: Role::parse_list(&roles).context("--role")?,
-                description,
-                rate_limit,
-            })?;
+            let key = keys
+                .create_key(KeySpec {
+                    project_id: project,
+                    roles: Role::parse_list(&roles).context("--role")?,
+                    description,
+                    rate_limit,
+                })
+                .await?;
             audit(
                 config,
                 &key.record.project_id,
@@ -78,7 +84,7 @@ pub fn run(config: &Config, action: KeysAction) -> anyhow::Result<()> {
                 "{:<20} {:<16} {:<28} {:<22} STATE",
                 "ID", "PROJECT", "ROLES", "CREATED"
             );
-            for k in keys.list()? {
+            for k in keys.list().await? {
                 let roles: Vec<&str> = k.roles.iter().map(|r| r.as_str()).collect();
                 let state = match k.revoked_at_ns {
                     Some(t) => format!("revoked {}", rfc3339(t)),
@@ -95,7 +101,7 @@ pub fn run(config: &Config, action: KeysAction) -> anyhow::Result<()> {
             }
         }
         KeysAction::Revoke { id } => {
-            let k = keys.revoke(&id)?;
+            let k = keys.revoke(&id).await?;
             audit(
                 config,
                 &k.project_id,

@@ -5,6 +5,7 @@ mod api_client;
 mod audit_cmd;
 mod compare_cmd;
 mod config;
+mod control;
 mod datasets_cmd;
 mod eval_cmd;
 mod experiment_links;
@@ -15,6 +16,7 @@ mod process;
 mod retention_cmd;
 mod serve;
 mod wal_cmd;
+mod wal_drain;
 
 use std::path::PathBuf;
 
@@ -86,8 +88,16 @@ impl StoreArgs {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run everything: gRPC and HTTP ingest, the store, the REST API.
-    Serve(StoreArgs),
+    /// Run Vigil: by default everything (ingest, the REST API and web UI, alerting).
+    Serve {
+        #[command(flatten)]
+        store: StoreArgs,
+        /// Run only these components (comma-separated: ingest, query, alerting), e.g. many
+        /// stateless ingest nodes, a few query nodes, a small alerting group. Overrides
+        /// `server.components`.
+        #[arg(long, value_delimiter = ',')]
+        components: Vec<vigil_api::Component>,
+    },
     /// Create or upgrade the ClickHouse tables (every node of a cluster), then exit.
     Migrate {
         #[command(flatten)]
@@ -111,7 +121,8 @@ enum Command {
         #[command(subcommand)]
         action: audit_cmd::AuditAction,
     },
-    /// The write-ahead log: `inspect` it, `quarantine` a record the server cannot read.
+    /// The write-ahead log: `inspect` it, `quarantine` a record the server cannot read, `drain`
+    /// a dead node's log into the store.
     Wal {
         #[command(flatten)]
         config: ConfigArgs,
@@ -145,8 +156,11 @@ enum Command {
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
-        Command::Serve(args) => {
-            let config = args.load()?;
+        Command::Serve { store, components } => {
+            let mut config = store.load()?;
+            if !components.is_empty() {
+                config.server.components = components.into_iter().collect();
+            }
             init_logging(&config.log.level)?;
             runtime()?.block_on(serve::serve(config))
         }
@@ -164,7 +178,9 @@ fn main() -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Command::Keys { config, action } => keys_cmd::run(&config.load()?, action),
+        Command::Keys { config, action } => {
+            runtime()?.block_on(keys_cmd::run(&config.load()?, action))
+        }
         Command::Audit { config, action } => audit_cmd::run(&config.load()?, action),
         Command::Wal { config, action } => wal_cmd::run(&config.load()?, action),
         Command::Retention(args) => {
@@ -205,7 +221,7 @@ fn main() -> anyhow::Result<()> {
 /// Stack of each runtime worker thread.
 const WORKER_STACK_BYTES: usize = 16 * 1024 * 1024;
 
-fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+pub(crate) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("vigil")
@@ -230,6 +246,8 @@ fn init_logging(level: &str) -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use clap::{CommandFactory, Parser};
+
+    use vigil_api::Component;
 
     use super::{Cli, Command};
 
@@ -274,5 +292,22 @@ mod tests {
             panic!("not the audit command");
         };
         assert_eq!(config.config.as_deref(), Some("v.toml".as_ref()));
+    }
+
+    #[test]
+    fn components_are_named_on_the_command_line() {
+        let cli = Cli::try_parse_from(["vigil", "serve", "--components", "ingest,alerting"])
+            .unwrap_or_else(|e| panic!("{e}"));
+        let Command::Serve { components, .. } = cli.command else {
+            panic!("not the serve command");
+        };
+        assert_eq!(components, [Component::Ingest, Component::Alerting]);
+        let error = Cli::try_parse_from(["vigil", "serve", "--components", "ingest,ui"])
+            .err()
+            .unwrap();
+        assert!(
+            error.to_string().contains("\"ui\" is not a component"),
+            "{error}"
+        );
     }
 }

@@ -15,7 +15,7 @@ use vigil_access::{
     keys::{KeyStore, Role},
 };
 use vigil_alerts::AlertEngine;
-use vigil_api::ApiTelemetry;
+use vigil_api::{ApiTelemetry, Component};
 use vigil_collector::{
     assemble::{AssemblerConfig, RunAssembler},
     batcher::{Batcher, BatcherConfig},
@@ -36,6 +36,7 @@ use vigil_schemas::{
 
 use crate::{
     config::{Config, StoreKind},
+    control,
     experiment_links::LinkingSink,
     process::ProcessFigures,
 };
@@ -44,12 +45,21 @@ pub const BOOTSTRAP_KEY_FILE: &str = "bootstrap.key";
 
 pub async fn serve(config: Config) -> anyhow::Result<()> {
     let stop_signals = StopSignals::listen();
+    let components = config.server.components.clone();
+    let runs = |component| components.contains(&component);
     let data_dir = config.data_dir.clone();
     std::fs::create_dir_all(&data_dir)
         .with_context(|| format!("creating data directory {}", data_dir.display()))?;
-    let keys = Arc::new(KeyStore::open(data_dir.join("keys.json"))?);
+    // Held until the process ends: `vigil wal drain` refuses a directory a server runs on.
+    let Some(_serving) = crate::wal_drain::lock_data_dir(&data_dir)? else {
+        anyhow::bail!(
+            "another vigil serve runs on {} (it holds {})",
+            data_dir.display(),
+            crate::wal_drain::SERVE_LOCK
+        );
+    };
+    let keys = Arc::new(control::open_keys(&config, &control::node_name(&config))?);
     let audit = Arc::new(AuditLog::open(data_dir.join("audit"))?);
-    bootstrap_admin_key(&keys, &audit, &data_dir)?;
 
     let hasher = match &config.security.user_hash_secret {
         Some(secret) => UserHasher::new(&hex::decode(secret)?),
@@ -112,13 +122,28 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
                 grace: config.store.compaction_grace.get(),
             };
             let interval = config.store.compaction_interval.get();
-            tasks.push(
-                sink.clone()
-                    .spawn_sealer(sealing, interval, background.clone()),
-            );
+            if runs(Component::Alerting) {
+                tasks.push(
+                    sink.clone()
+                        .spawn_sealer(sealing, interval, background.clone()),
+                );
+            }
             (sink.clone(), sink, Arc::new(ClickHouseStore::new(ch)))
         }
     };
+
+    // Shared keys are read once the migrations (started above) created their table.
+    let keys_read = if keys.is_shared() {
+        control::read_shared_keys(&keys).await?
+    } else {
+        true
+    };
+    if keys_read {
+        bootstrap_admin_key(&keys, &audit, &data_dir).await?;
+    }
+    if keys.is_shared() {
+        tasks.push(control::spawn_key_refresh(keys.clone(), background.clone()));
+    }
 
     let datasets = Arc::new(DatasetStore::open(&data_dir).context("opening the datasets")?);
     let experiments = Arc::new(
@@ -144,7 +169,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
             .spawn_orphan_sweeper(Duration::from_secs(10), background.clone()),
     );
 
-    if config.retention.enabled {
+    if config.retention.enabled && runs(Component::Alerting) {
         let audit = audit.clone();
         tasks.push(spawn_retention(
             config.retention.clone(),
@@ -154,14 +179,27 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         ));
     }
 
-    let grpc_listener = tokio::net::TcpListener::bind(&config.server.grpc_listen)
-        .await
-        .with_context(|| format!("binding gRPC to {}", config.server.grpc_listen))?;
+    // A node without ingest leaves the gRPC port alone.
+    let grpc_listener = if runs(Component::Ingest) {
+        let address = &config.server.grpc_listen;
+        let listener = tokio::net::TcpListener::bind(address)
+            .await
+            .with_context(|| format!("binding gRPC to {address}"))?;
+        Some(listener)
+    } else {
+        None
+    };
     let http_listener = tokio::net::TcpListener::bind(&config.server.http_listen)
         .await
         .with_context(|| format!("binding HTTP to {}", config.server.http_listen))?;
+    let grpc_address = match &grpc_listener {
+        Some(listener) => listener.local_addr()?.to_string(),
+        None => "-".into(),
+    };
+    let running: Vec<&str> = components.iter().map(|c| c.as_str()).collect();
     tracing::info!(
-        grpc = %grpc_listener.local_addr()?,
+        components = running.join(","),
+        grpc = grpc_address,
         http = %http_listener.local_addr()?,
         data_dir = %data_dir.display(),
         "vigil is serving"
@@ -177,7 +215,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         audit.clone(),
     )
     .context("starting alerting")?;
-    if config.alerting.enabled {
+    if config.alerting.enabled && runs(Component::Alerting) {
         tasks.push(tokio::spawn(alerts.clone().run(background.clone())));
         tasks.push(tokio::spawn(reload_on_sighup(
             alerts.clone(),
@@ -185,9 +223,11 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         )));
     }
 
-    let grpc_task = tokio::spawn(
-        GrpcIngest::new(pipeline.clone(), keys.clone()).serve(grpc_listener, accepting.clone()),
-    );
+    let grpc_task = grpc_listener.map(|listener| {
+        tokio::spawn(
+            GrpcIngest::new(pipeline.clone(), keys.clone()).serve(listener, accepting.clone()),
+        )
+    });
     let rate_limits = Arc::new(vigil_api::RateLimiter::new(
         config.rate_limits.default_limit(),
     ));
@@ -212,6 +252,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         rate_limits,
         telemetry: api_telemetry,
         registry: Arc::new(registry),
+        components: components.clone(),
     });
     let http_shutdown = accepting.clone();
     let http_task = tokio::spawn(async move {
@@ -225,7 +266,9 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     accepting.cancel();
     let grace = config.server.shutdown_grace.get();
     let drained = tokio::time::timeout(grace, async {
-        let _ = grpc_task.await;
+        if let Some(grpc_task) = grpc_task {
+            let _ = grpc_task.await;
+        }
         let _ = http_task.await;
     })
     .await;
@@ -301,15 +344,19 @@ async fn migrate_until_done(config: ClickHouseConfig, shutdown: CancellationToke
     }
 }
 
-/// On first start, with no keys at all, creates an admin key for project `default`, prints it
+/// On first start, with no keys at all (on any node, when they are shared), creates an admin key for project `default`, prints it
 /// once and writes it to `<data dir>/bootstrap.key` (mode 0600); the audit log records it as
 /// created by `system`.
-fn bootstrap_admin_key(keys: &KeyStore, audit: &AuditLog, data_dir: &Path) -> anyhow::Result<()> {
-    if !keys.list()?.is_empty() {
+async fn bootstrap_admin_key(
+    keys: &KeyStore,
+    audit: &AuditLog,
+    data_dir: &Path,
+) -> anyhow::Result<()> {
+    if !keys.list().await?.is_empty() {
         return Ok(());
     }
     let roles: BTreeSet<Role> = Role::ALL.into_iter().collect();
-    let key = keys.create("default", roles, "bootstrap admin key")?;
+    let key = keys.create("default", roles, "bootstrap admin key").await?;
     let path = data_dir.join(BOOTSTRAP_KEY_FILE);
     write_private_file(&path, format!("{}\n", key.token).as_bytes())?;
     #[allow(clippy::print_stdout)]

@@ -23,6 +23,14 @@ pub enum WalAction {
     },
     /// Set aside a record that cannot be read, so the server writes what follows it. Its bytes
     /// are kept in `<data dir>/wal/quarantine/`.
+    /// Write the log of a node that will not come back to the ClickHouse store (configured as
+    /// for that node), from its checkpoint to its end; refused while a server runs on the
+    /// data directory.
+    Drain {
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
     Quarantine {
         /// The record's LSN, as `vigil wal inspect` and `/readyz` name it.
         #[arg(long)]
@@ -44,6 +52,21 @@ pub fn run(config: &Config, action: WalAction) -> anyhow::Result<()> {
                 println!("{}", serde_json::to_string_pretty(&inspection)?);
             } else {
                 print!("{}", describe(&inspection));
+            }
+        }
+        WalAction::Drain { json } => {
+            let drained = crate::runtime()?.block_on(crate::wal_drain::drain(config))?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&drained)?);
+            } else {
+                println!(
+                    "drained LSN {}..{} ({} bytes) of {} into {}",
+                    drained.from_lsn,
+                    drained.to_lsn,
+                    drained.bytes,
+                    config.data_dir.join("wal").display(),
+                    config.store.clickhouse.url
+                );
             }
         }
         WalAction::Quarantine { lsn, reason } => {

@@ -1,4 +1,6 @@
-//! API keys: one project each, with roles; stored hashed in `<data dir>/keys.json`.
+//! API keys: one project each, with roles; stored hashed in `<data dir>/keys.json`, or, when the
+//! store is ClickHouse, in the control table every node shares (`vigil-control`), so that a key
+//! created or revoked on one node holds on all of them.
 //!
 //! A key is shown once, at creation, as `vk_<id>_<secret>` (the bearer token). OTLP clients that
 //! can only do Basic auth send `base64(<key id>:<secret>)`, where the key id is `vk_<id>`. Secrets
@@ -6,7 +8,9 @@
 //! comparisons are constant-time. Every process that authenticates reloads the file when it
 //! changes, so `vigil keys create` works while the server runs; changes are made under an
 //! exclusive lock on `<file>.lock`, so the CLI and the server (`POST /api/v1/keys`) never lose
-//! each other's changes.
+//! each other's changes. Shared keys are read from memory and re-read by [`KeyStore::refresh`],
+//! which the server calls about once a second; a change is written to the table before it is
+//! acknowledged, as a new version of the key's record.
 //!
 //! A key may carry its own REST rate limit ([`RateLimit`]); keys without one get the server's
 //! default.
@@ -15,6 +19,7 @@ use std::{
     collections::BTreeSet,
     fs,
     path::{Path, PathBuf},
+    sync::atomic::{AtomicBool, Ordering},
     time::SystemTime,
 };
 
@@ -24,6 +29,7 @@ use rand::RngCore;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use vigil_control::{ControlError, ControlTable, Fingerprint, Kind};
 use vigil_schemas::time::{now_ns, rfc3339};
 
 use crate::files::write_private_file;
@@ -150,6 +156,13 @@ pub enum KeyError {
         path: PathBuf,
         source: serde_json::Error,
     },
+    #[error("shared keys: {0}")]
+    Shared(#[from] ControlError),
+    #[error("shared key {id}: {source}")]
+    SharedCorrupt {
+        id: String,
+        source: serde_json::Error,
+    },
     #[error("no key with id {0:?}")]
     NotFound(String),
     #[error("a key needs at least one role")]
@@ -175,7 +188,11 @@ impl KeyError {
             KeyError::BadProject(_) => Some("project_id".into()),
             KeyError::DescriptionTooLong(_) => Some("description".into()),
             KeyError::BadRateLimit { field, .. } => Some(format!("rate_limit.{field}")),
-            KeyError::Io { .. } | KeyError::Corrupt { .. } | KeyError::NotFound(_) => None,
+            KeyError::Io { .. }
+            | KeyError::Corrupt { .. }
+            | KeyError::Shared(_)
+            | KeyError::SharedCorrupt { .. }
+            | KeyError::NotFound(_) => None,
         }
     }
 }
@@ -272,43 +289,113 @@ struct KeysFile {
     keys: Vec<KeyRecord>,
 }
 
+/// What was read last.
+#[derive(Default)]
 struct Loaded {
-    modified: Option<SystemTime>,
+    /// The file's modification time, or the shared records' fingerprint, when read.
+    seen: Option<Seen>,
     keys: Vec<KeyRecord>,
 }
 
-/// The key registry behind one file.
+#[derive(PartialEq)]
+enum Seen {
+    File(SystemTime),
+    Shared(Fingerprint),
+}
+
+/// Where the keys are kept.
+enum Backing {
+    /// `keys.json` in the data directory.
+    File(PathBuf),
+    /// The control table every node shares, mirrored to `keys.json` in the data directory, so
+    /// that a node restarted while ClickHouse is down still knows the keys it last saw.
+    Shared {
+        table: Box<ControlTable>,
+        mirror: PathBuf,
+        /// Whether the mirror's keys were imported (at the first read of the table).
+        imported: AtomicBool,
+    },
+}
+
+/// The key registry.
 pub struct KeyStore {
-    path: PathBuf,
+    backing: Backing,
     loaded: Mutex<Loaded>,
 }
 
 impl KeyStore {
-    /// Opens (or starts) the registry at `path`.
+    /// Opens (or starts) the registry in the file at `path`.
     pub fn open(path: impl Into<PathBuf>) -> Result<KeyStore, KeyError> {
         let store = KeyStore {
-            path: path.into(),
-            loaded: Mutex::new(Loaded {
-                modified: None,
-                keys: Vec::new(),
-            }),
+            backing: Backing::File(path.into()),
+            loaded: Mutex::default(),
         };
-        store.refresh()?;
+        store.refresh_file()?;
         Ok(store)
     }
 
-    pub fn path(&self) -> &Path {
-        &self.path
+    /// The registry every node shares, in `table`, with the keys last seen (`mirror`, the
+    /// data directory's `keys.json`) until [`Self::refresh`] reads the table.
+    pub fn shared(table: ControlTable, mirror: PathBuf) -> Result<KeyStore, KeyError> {
+        let keys = read_file(&mirror)?.keys;
+        Ok(KeyStore {
+            backing: Backing::Shared {
+                table: Box::new(table),
+                mirror,
+                imported: AtomicBool::new(false),
+            },
+            loaded: Mutex::new(Loaded { seen: None, keys }),
+        })
+    }
+
+    /// Where the keys are, for messages: the file, or the shared table.
+    pub fn location(&self) -> String {
+        match &self.backing {
+            Backing::File(path) => path.display().to_string(),
+            Backing::Shared { .. } => "the shared control table in ClickHouse".into(),
+        }
+    }
+
+    /// Whether these are the keys every node shares (in ClickHouse).
+    pub fn is_shared(&self) -> bool {
+        matches!(self.backing, Backing::Shared { .. })
+    }
+
+    /// The keys as last read, without reading again.
+    pub fn list_known(&self) -> Vec<KeyRecord> {
+        self.loaded.lock().keys.clone()
+    }
+
+    /// Copies the keys of the mirror (`keys.json`) that the shared table does not hold, once,
+    /// before the table is first read: a node that kept its keys in its data directory before
+    /// they were shared brings them along (same ids, secrets and revocations).
+    async fn import_mirror(&self, table: &ControlTable, mirror: &Path) -> Result<(), KeyError> {
+        let mut imported = 0;
+        for key in read_file(mirror)?.keys {
+            if table.get(Kind::Key, &key.id).await?.is_none() {
+                table
+                    .put(Kind::Key, &key.id, None, Some(&encode(&key)?))
+                    .await?;
+                imported += 1;
+            }
+        }
+        if imported > 0 {
+            tracing::info!(
+                keys = imported,
+                "imported this node's keys into the shared keys"
+            );
+        }
+        Ok(())
     }
 
     /// All keys, revoked ones included.
-    pub fn list(&self) -> Result<Vec<KeyRecord>, KeyError> {
-        self.refresh()?;
+    pub async fn list(&self) -> Result<Vec<KeyRecord>, KeyError> {
+        self.refresh().await?;
         Ok(self.loaded.lock().keys.clone())
     }
 
     /// Creates a key with the server's default rate limit; see [`KeyStore::create_key`].
-    pub fn create(
+    pub async fn create(
         &self,
         project_id: &str,
         roles: BTreeSet<Role>,
@@ -320,11 +407,12 @@ impl KeyStore {
             description: description.to_string(),
             rate_limit: None,
         })
+        .await
     }
 
     /// Creates a key and saves it; the returned secret is not stored anywhere. The one way keys
     /// are made, for the CLI and the API alike.
-    pub fn create_key(&self, spec: KeySpec) -> Result<NewKey, KeyError> {
+    pub async fn create_key(&self, spec: KeySpec) -> Result<NewKey, KeyError> {
         let KeySpec {
             project_id,
             roles,
@@ -365,10 +453,18 @@ impl KeyStore {
             revoked_at_ns: None,
             rate_limit,
         };
-        self.update(|keys| {
-            keys.push(record.clone());
-            Ok(())
-        })?;
+        match &self.backing {
+            Backing::File(path) => self.update_file(path, |keys| {
+                keys.push(record.clone());
+                Ok(())
+            })?,
+            Backing::Shared { table, .. } => {
+                table
+                    .put(Kind::Key, &record.id, None, Some(&encode(&record)?))
+                    .await?;
+                self.loaded.lock().keys.push(record.clone());
+            }
+        }
         Ok(NewKey {
             token: format!("{id}_{secret}"),
             record,
@@ -378,31 +474,61 @@ impl KeyStore {
 
     /// Revokes a key; it stops working at the next authentication. Revoking a revoked key keeps
     /// its first revocation time.
-    pub fn revoke(&self, id: &str) -> Result<KeyRecord, KeyError> {
-        self.revoke_where(id, |_| true)
+    pub async fn revoke(&self, id: &str) -> Result<KeyRecord, KeyError> {
+        self.revoke_where(id, |_| true).await
     }
 
     /// Revokes a key of `project_id`; a key of another project is [`KeyError::NotFound`].
-    pub fn revoke_in_project(&self, project_id: &str, id: &str) -> Result<KeyRecord, KeyError> {
-        self.revoke_where(id, |k| k.project_id == project_id)
+    pub async fn revoke_in_project(
+        &self,
+        project_id: &str,
+        id: &str,
+    ) -> Result<KeyRecord, KeyError> {
+        self.revoke_where(id, |k| k.project_id == project_id).await
     }
 
-    fn revoke_where(
+    async fn revoke_where(
         &self,
         id: &str,
         allowed: impl Fn(&KeyRecord) -> bool,
     ) -> Result<KeyRecord, KeyError> {
-        let mut revoked = None;
-        self.update(|keys| {
-            let key = keys
-                .iter_mut()
-                .find(|k| k.id == id && allowed(k))
-                .ok_or_else(|| KeyError::NotFound(id.to_string()))?;
-            key.revoked_at_ns.get_or_insert_with(now_ns);
-            revoked = Some(key.clone());
-            Ok(())
-        })?;
-        revoked.ok_or_else(|| KeyError::NotFound(id.to_string()))
+        let not_found = || KeyError::NotFound(id.to_string());
+        match &self.backing {
+            Backing::File(path) => {
+                let mut revoked = None;
+                self.update_file(path, |keys| {
+                    let key = keys
+                        .iter_mut()
+                        .find(|k| k.id == id && allowed(k))
+                        .ok_or_else(not_found)?;
+                    key.revoked_at_ns.get_or_insert_with(now_ns);
+                    revoked = Some(key.clone());
+                    Ok(())
+                })?;
+                revoked.ok_or_else(not_found)
+            }
+            Backing::Shared { table, .. } => {
+                // The newest version, read from the table rather than memory, so that the
+                // revocation supersedes it whatever this node has seen.
+                let record = table.get(Kind::Key, id).await?.ok_or_else(not_found)?;
+                let mut key = decode(id, record.body.as_deref().ok_or_else(not_found)?)?;
+                if !allowed(&key) {
+                    return Err(not_found());
+                }
+                if key.revoked_at_ns.is_none() {
+                    key.revoked_at_ns = Some(now_ns());
+                    table
+                        .put(Kind::Key, id, Some(record.version), Some(&encode(&key)?))
+                        .await?;
+                }
+                let mut loaded = self.loaded.lock();
+                match loaded.keys.iter_mut().find(|k| k.id == id) {
+                    Some(known) => *known = key.clone(),
+                    None => loaded.keys.push(key.clone()),
+                }
+                Ok(key)
+            }
+        }
     }
 
     /// Checks a bearer token (`vk_<id>_<secret>`).
@@ -450,7 +576,8 @@ impl KeyStore {
 
     fn authenticate(&self, id: &str, secret: &str) -> Option<KeyRecord> {
         // A failed refresh keeps the keys loaded last: an unreadable file must not lock all out.
-        let _ = self.refresh();
+        // Shared keys are as the last `refresh` read them.
+        let _ = self.refresh_file();
         let loaded = self.loaded.lock();
         let key = loaded
             .keys
@@ -460,51 +587,73 @@ impl KeyStore {
             .then(|| key.clone())
     }
 
-    fn refresh(&self) -> Result<(), KeyError> {
-        let modified = match fs::metadata(&self.path) {
+    /// Reads the keys again if they changed since they were read: the file by its modification
+    /// time, the shared table by its fingerprint (one small query).
+    pub async fn refresh(&self) -> Result<(), KeyError> {
+        let (table, mirror, imported) = match &self.backing {
+            Backing::File(_) => return self.refresh_file(),
+            Backing::Shared {
+                table,
+                mirror,
+                imported,
+            } => (table, mirror, imported),
+        };
+        if !imported.load(Ordering::Acquire) {
+            self.import_mirror(table, mirror).await?;
+            imported.store(true, Ordering::Release);
+        }
+        let seen = Some(Seen::Shared(table.fingerprint(Kind::Key).await?));
+        if self.loaded.lock().seen == seen {
+            return Ok(());
+        }
+        let keys = table
+            .load(Kind::Key)
+            .await?
+            .into_iter()
+            .filter_map(|record| Some(decode(&record.key, &record.body?)))
+            .collect::<Result<Vec<_>, _>>()?;
+        write_file(mirror, &KeysFile { keys: keys.clone() })?;
+        *self.loaded.lock() = Loaded { seen, keys };
+        Ok(())
+    }
+
+    /// [`Self::refresh`] of the file (nothing for shared keys).
+    fn refresh_file(&self) -> Result<(), KeyError> {
+        let Backing::File(path) = &self.backing else {
+            return Ok(());
+        };
+        let modified = match fs::metadata(path) {
             Ok(meta) => meta.modified().ok(),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
             Err(source) => {
                 return Err(KeyError::Io {
-                    path: self.path.clone(),
+                    path: path.clone(),
                     source,
                 });
             }
         };
+        let seen = modified.map(Seen::File);
         let mut loaded = self.loaded.lock();
-        if modified.is_some() && loaded.modified == modified {
+        if seen.is_some() && loaded.seen == seen {
             return Ok(());
         }
-        loaded.keys = self.read_file()?.keys;
-        loaded.modified = modified;
+        loaded.keys = read_file(path)?.keys;
+        loaded.seen = seen;
         Ok(())
-    }
-
-    fn read_file(&self) -> Result<KeysFile, KeyError> {
-        match fs::read(&self.path) {
-            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|source| KeyError::Corrupt {
-                path: self.path.clone(),
-                source,
-            }),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(KeysFile::default()),
-            Err(source) => Err(KeyError::Io {
-                path: self.path.clone(),
-                source,
-            }),
-        }
     }
 
     /// Read-modify-write of the file, replaced atomically (temp file, fsync, rename), under an
     /// exclusive lock on `<file>.lock` so that two processes never lose each other's change.
-    fn update(
+    fn update_file(
         &self,
+        path: &Path,
         change: impl FnOnce(&mut Vec<KeyRecord>) -> Result<(), KeyError>,
     ) -> Result<(), KeyError> {
         let io = |source| KeyError::Io {
-            path: self.path.clone(),
+            path: path.to_path_buf(),
             source,
         };
-        let lock_path = self.path.with_extension("lock");
+        let lock_path = path.with_extension("lock");
         let mut options = fs::OpenOptions::new();
         options.write(true).create(true).truncate(false);
         #[cfg(unix)]
@@ -514,20 +663,58 @@ impl KeyStore {
         }
         let lock = options.open(&lock_path).map_err(io)?;
         lock.lock().map_err(io)?; // released when `lock` is closed
-        let mut file = self.read_file()?;
+        let mut file = read_file(path)?;
         change(&mut file.keys)?;
-        let json = serde_json::to_vec_pretty(&file).map_err(|source| KeyError::Corrupt {
-            path: self.path.clone(),
-            source,
-        })?;
-        write_private_file(&self.path, &json).map_err(io)?;
+        write_file(path, &file)?;
         let mut loaded = self.loaded.lock();
         loaded.keys = file.keys;
-        loaded.modified = fs::metadata(&self.path)
+        loaded.seen = fs::metadata(path)
             .ok()
-            .and_then(|m| m.modified().ok());
+            .and_then(|m| m.modified().ok())
+            .map(Seen::File);
         Ok(())
     }
+}
+
+fn read_file(path: &Path) -> Result<KeysFile, KeyError> {
+    match fs::read(path) {
+        Ok(bytes) => serde_json::from_slice(&bytes).map_err(|source| KeyError::Corrupt {
+            path: path.to_path_buf(),
+            source,
+        }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(KeysFile::default()),
+        Err(source) => Err(KeyError::Io {
+            path: path.to_path_buf(),
+            source,
+        }),
+    }
+}
+
+/// Replaces the file atomically (temp file, fsync, rename), readable by its owner only.
+fn write_file(path: &Path, file: &KeysFile) -> Result<(), KeyError> {
+    let json = serde_json::to_vec_pretty(file).map_err(|source| KeyError::Corrupt {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    write_private_file(path, &json).map_err(|source| KeyError::Io {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+/// A key as a shared record's body.
+fn encode(key: &KeyRecord) -> Result<String, KeyError> {
+    serde_json::to_string(key).map_err(|source| KeyError::SharedCorrupt {
+        id: key.id.clone(),
+        source,
+    })
+}
+
+fn decode(id: &str, body: &str) -> Result<KeyRecord, KeyError> {
+    serde_json::from_str(body).map_err(|source| KeyError::SharedCorrupt {
+        id: id.to_string(),
+        source,
+    })
 }
 
 pub fn sha256_hex(text: &str) -> String {
@@ -548,12 +735,13 @@ mod tests {
         list.iter().copied().collect()
     }
 
-    #[test]
-    fn create_authenticate_revoke() {
+    #[tokio::test]
+    async fn create_authenticate_revoke() {
         let dir = tempfile::tempdir().unwrap();
         let store = KeyStore::open(dir.path().join("keys.json")).unwrap();
         let key = store
             .create("default", roles(&[Role::Ingest]), "sdk")
+            .await
             .unwrap();
         let p = store.authenticate_bearer(&key.token).unwrap();
         assert_eq!(p.project_id, "default");
@@ -574,14 +762,14 @@ mod tests {
 
         // A second handle on the same file (another process) sees the revocation.
         let other = KeyStore::open(dir.path().join("keys.json")).unwrap();
-        other.revoke(&key.record.id).unwrap();
+        other.revoke(&key.record.id).await.unwrap();
         assert!(other.authenticate_bearer(&key.token).is_none());
         let raw = fs::read_to_string(dir.path().join("keys.json")).unwrap();
         assert!(!raw.contains(&key.secret), "the secret must not be stored");
     }
 
-    #[test]
-    fn keys_carry_rate_limits_and_revocation_is_per_project() {
+    #[tokio::test]
+    async fn keys_carry_rate_limits_and_revocation_is_per_project() {
         let dir = tempfile::tempdir().unwrap();
         let store = KeyStore::open(dir.path().join("keys.json")).unwrap();
         let limit = RateLimit {
@@ -595,6 +783,7 @@ mod tests {
                 description: "dashboard".into(),
                 rate_limit: Some(limit),
             })
+            .await
             .unwrap();
         let found = store
             .authenticate_header_key(&format!("Bearer {}", key.token))
@@ -609,11 +798,11 @@ mod tests {
         assert_eq!(view["rate_limit"]["burst"], 3);
 
         assert!(matches!(
-            store.revoke_in_project("b", &key.record.id),
+            store.revoke_in_project("b", &key.record.id).await,
             Err(KeyError::NotFound(_))
         ));
         assert!(store.authenticate_bearer(&key.token).is_some());
-        let revoked = store.revoke_in_project("a", &key.record.id).unwrap();
+        let revoked = store.revoke_in_project("a", &key.record.id).await.unwrap();
         assert!(revoked.revoked_at_ns.is_some());
         assert!(store.authenticate_bearer(&key.token).is_none());
     }
@@ -653,36 +842,37 @@ mod tests {
         ));
     }
 
-    #[test]
-    fn concurrent_creations_from_two_handles_all_survive() {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_creations_from_two_handles_all_survive() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("keys.json");
-        let threads: Vec<_> = (0..2)
+        let tasks: Vec<_> = (0..2)
             .map(|_| {
                 let store = KeyStore::open(&path).unwrap();
-                std::thread::spawn(move || {
+                tokio::spawn(async move {
                     for _ in 0..10 {
-                        store.create("p", roles(&[Role::Read]), "").unwrap();
+                        store.create("p", roles(&[Role::Read]), "").await.unwrap();
                     }
                 })
             })
             .collect();
-        for t in threads {
-            t.join().unwrap();
+        for task in tasks {
+            task.await.unwrap();
         }
-        assert_eq!(KeyStore::open(&path).unwrap().list().unwrap().len(), 20);
+        let all = KeyStore::open(&path).unwrap().list().await.unwrap();
+        assert_eq!(all.len(), 20);
     }
 
-    #[test]
-    fn refuses_bad_input() {
+    #[tokio::test]
+    async fn refuses_bad_input() {
         let dir = tempfile::tempdir().unwrap();
         let store = KeyStore::open(dir.path().join("keys.json")).unwrap();
         assert!(matches!(
-            store.create("p", BTreeSet::new(), ""),
+            store.create("p", BTreeSet::new(), "").await,
             Err(KeyError::NoRoles)
         ));
         assert!(matches!(
-            store.create("no spaces", roles(&[Role::Read]), ""),
+            store.create("no spaces", roles(&[Role::Read]), "").await,
             Err(KeyError::BadProject(_))
         ));
         assert!(store.authenticate_header("Token abc").is_none());

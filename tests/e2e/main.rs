@@ -20,6 +20,7 @@ mod hostile;
 mod ingest;
 mod kill_switch;
 mod metrics;
+mod nodes;
 mod on_clickhouse;
 mod readme;
 mod shadow;

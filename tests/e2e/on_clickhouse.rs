@@ -161,7 +161,9 @@ async fn two_shards_answer_like_a_single_node() {
         env
     };
     let first = Vigil::spawn_with(cluster_env(&nodes[0]));
-    let second = Vigil::spawn_with(cluster_env(&nodes[1]));
+    let mut second = Vigil::spawn_with(cluster_env(&nodes[1]));
+    // The keys are shared (on the first node of a cluster without replicas).
+    second.token = first.token.clone();
     let single = Vigil::start_on_with(
         Store::ClickHouse,
         &[(HASH_SECRET_ENV, SHARED_USER_HASH_SECRET)],

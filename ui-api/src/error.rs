@@ -17,6 +17,7 @@ use utoipa::{
 };
 use vigil_access::keys::KeyError;
 use vigil_collector::{erasure::ErasureError, error::IngestError};
+use vigil_control::ControlError;
 use vigil_query::{ErrorKind, QueryError};
 
 use crate::rate_limit::Refusal;
@@ -68,6 +69,14 @@ impl ApiError {
             message: what.into(),
             field: None,
             retry_after_secs: None,
+        }
+    }
+
+    /// A path of a component this process does not run (`vigil serve --components`).
+    pub fn not_served(message: impl Into<String>) -> ApiError {
+        ApiError {
+            code: "not_served",
+            ..ApiError::not_found(message)
         }
     }
 
@@ -205,6 +214,16 @@ impl From<KeyError> for ApiError {
             (KeyError::NotFound(id), _) => {
                 ApiError::not_found(format!("no key with id {id:?} in this project"))
             }
+            (KeyError::Shared(ControlError::Unavailable(_)), _) => {
+                tracing::warn!(error = %e, "shared keys unavailable");
+                ApiError {
+                    status: StatusCode::SERVICE_UNAVAILABLE,
+                    code: "unavailable",
+                    message: format!("{e}; nothing was changed, retry later"),
+                    field: None,
+                    retry_after_secs: Some(1),
+                }
+            }
             (_, Some(field)) => ApiError::bad_request(field, e.to_string()),
             (_, None) => ApiError::internal(format!("key registry: {e}")),
         }
@@ -231,11 +250,12 @@ impl IntoResponse for ApiError {
 }
 
 /// Every `code` an error can carry (each [`ApiError`] constructor's, tested).
-pub const ERROR_CODES: [&str; 11] = [
+pub const ERROR_CODES: [&str; 12] = [
     "invalid_argument",
     "unauthenticated",
     "permission_denied",
     "not_found",
+    "not_served",
     "conflict",
     "payload_too_large",
     "unsupported_media_type",
@@ -331,6 +351,8 @@ error_responses! {
     Unauthorized: "`unauthenticated`: no API key, or not a valid one.", false;
     Forbidden: "`permission_denied`: the key lacks the role this operation needs.", false;
     NotFound: "`not_found`: nothing of this project has this id.", false;
+    NotServed: "`not_served`: this node does not run the component that serves the path \
+        (`vigil serve --components`); the message names what it runs.", false;
     Conflict: "`conflict`: the change clashes with the server's configuration (a rule of the \
         rules file cannot be changed through the API).", false;
     PayloadTooLarge: "`payload_too_large`: the body, after decompression, exceeds the server's \

@@ -20,7 +20,7 @@ use crate::{
     audit_log::record,
     auth::Caller,
     body::JsonBody,
-    error::{ApiError, BadRequest, Internal, NotFound},
+    error::{ApiError, BadRequest, Internal, NotFound, Unavailable},
 };
 
 /// A key to create, in the caller's project.
@@ -82,6 +82,7 @@ pub struct KeyId {
         (status = 201, body = NewKey, description = "Created; the secret is in this answer only."),
         (status = 400, response = BadRequest),
         (status = 500, response = Internal),
+        (status = 503, response = Unavailable),
     ),
 )]
 pub async fn create(
@@ -96,10 +97,7 @@ pub async fn create(
         description: body.description,
         rate_limit: body.rate_limit,
     };
-    let keys = state.keys.clone();
-    let key = tokio::task::spawn_blocking(move || keys.create_key(spec))
-        .await
-        .map_err(|e| ApiError::internal(format!("key creation did not finish: {e}")))??;
+    let key = state.keys.create_key(spec).await?;
     let view = key.record.public_view();
     record(&state, principal, KEY_CREATE, json!(view), 1).await?;
     Ok((
@@ -124,6 +122,7 @@ pub async fn create(
     responses(
         (status = 200, body = KeyList, description = "The keys."),
         (status = 500, response = Internal),
+        (status = 503, response = Unavailable),
     ),
 )]
 pub async fn list(
@@ -131,10 +130,7 @@ pub async fn list(
     caller: Caller,
 ) -> Result<Json<KeyList>, ApiError> {
     let principal = caller.require(Role::Admin)?;
-    let keys = state.keys.clone();
-    let all = tokio::task::spawn_blocking(move || keys.list())
-        .await
-        .map_err(|e| ApiError::internal(format!("key listing did not finish: {e}")))??;
+    let all = state.keys.list().await?;
     let keys = all
         .iter()
         .filter(|k| k.project_id == principal.project_id)
@@ -159,6 +155,7 @@ pub async fn list(
         (status = 200, body = KeyView, description = "The revoked key."),
         (status = 404, response = NotFound),
         (status = 500, response = Internal),
+        (status = 503, response = Unavailable),
     ),
 )]
 pub async fn revoke(
@@ -167,11 +164,10 @@ pub async fn revoke(
     Path(KeyId { id }): Path<KeyId>,
 ) -> Result<Json<KeyView>, ApiError> {
     let principal = caller.require(Role::Admin)?;
-    let keys = state.keys.clone();
-    let project = principal.project_id.clone();
-    let revoked = tokio::task::spawn_blocking(move || keys.revoke_in_project(&project, &id))
-        .await
-        .map_err(|e| ApiError::internal(format!("key revocation did not finish: {e}")))??;
+    let revoked = state
+        .keys
+        .revoke_in_project(&principal.project_id, &id)
+        .await?;
     let view = revoked.public_view();
     record(&state, principal, KEY_REVOKE, json!(view), 1).await?;
     Ok(Json(view))

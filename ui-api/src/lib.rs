@@ -22,6 +22,7 @@ mod otlp_http;
 pub mod rate_limit;
 mod runs;
 mod scores;
+pub mod served;
 pub mod telemetry;
 mod views;
 pub mod web;
@@ -38,7 +39,12 @@ use vigil_alerts::AlertEngine;
 use vigil_collector::{pipeline::IngestPipeline, sink::Deleter};
 use vigil_query::TraceStore;
 
-pub use crate::{error::ApiError, rate_limit::RateLimiter, telemetry::ApiTelemetry};
+pub use crate::{
+    error::ApiError,
+    rate_limit::RateLimiter,
+    served::{Component, Components},
+    telemetry::ApiTelemetry,
+};
 
 /// Everything the handlers share.
 #[derive(Clone)]
@@ -64,6 +70,8 @@ pub struct AppState {
     /// Every figure `/metrics` shows: the binary registers each part's (ingest, WAL, alerting,
     /// this surface, the process) once at start.
     pub registry: Arc<Registry>,
+    /// What this process runs: requests for the others are answered 404 (`served.rs`).
+    pub components: Components,
 }
 
 /// API answers are never cached (they are per key, and change); the web UI's files set their own.
@@ -158,6 +166,10 @@ pub fn app(state: AppState) -> Router {
         .route("/api/v1/prices", get(ops::prices))
         .fallback(web::serve)
         .layer(axum::extract::DefaultBodyLimit::max(body_limit))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            served::only_served,
+        ))
         .layer(axum::middleware::map_response(no_store))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),

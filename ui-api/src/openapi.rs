@@ -26,7 +26,7 @@ use crate::{
     alerts, audit_log, cohorts, compliance, datasets,
     error::{
         BacklogFullOrRateLimited, BadRequest, Conflict, ErrorBody, Forbidden, Internal, NotFound,
-        PayloadTooLarge, RateLimited, TooManyRequests, Unauthorized, Unavailable,
+        NotServed, PayloadTooLarge, RateLimited, TooManyRequests, Unauthorized, Unavailable,
         UnsupportedMediaType,
     },
     experiments, keys, kill_switch, metrics, ops, otlp_http, runs, scores,
@@ -123,6 +123,7 @@ pub async fn document() -> Json<&'static Value> {
         Unauthorized,
         Forbidden,
         NotFound,
+        NotServed,
         Conflict,
         PayloadTooLarge,
         UnsupportedMediaType,
@@ -552,8 +553,8 @@ mod tests {
         schema
     }
 
-    #[test]
-    fn the_views_have_exactly_the_documented_properties() {
+    #[tokio::test]
+    async fn the_views_have_exactly_the_documented_properties() {
         let principal = Principal {
             key_id: "vk_test".into(),
             project_id: "p".into(),
@@ -570,6 +571,7 @@ mod tests {
                 description: String::new(),
                 rate_limit: None,
             })
+            .await
             .unwrap();
         let entry = AuditLog::open(dir.join("audit"))
             .unwrap()
@@ -711,6 +713,7 @@ mod tests {
             ApiError::unauthenticated(),
             ApiError::forbidden("read"),
             ApiError::not_found("x"),
+            ApiError::not_served("x"),
             ApiError::unsupported_media("x"),
             ApiError::conflict("x"),
             ApiError::internal("x"),
@@ -822,6 +825,7 @@ mod tests {
                 rate_limits: Arc::new(RateLimiter::new(None)),
                 telemetry: Arc::new(crate::ApiTelemetry::default()),
                 registry: Arc::new(prometheus_client::registry::Registry::default()),
+                components: crate::Component::ALL.into(),
             };
             Fixture {
                 dir,
@@ -831,8 +835,9 @@ mod tests {
             }
         }
 
-        fn key(&self, roles: BTreeSet<Role>) -> String {
-            self.state.keys.create("p", roles, "test").unwrap().token
+        async fn key(&self, roles: BTreeSet<Role>) -> String {
+            let key = self.state.keys.create("p", roles, "test").await;
+            key.unwrap().token
         }
     }
 
@@ -969,6 +974,7 @@ mod tests {
         let key = state
             .keys
             .create("p", BTreeSet::from([Role::Admin]), "raw")
+            .await
             .unwrap()
             .token;
         let mut request = Request::builder()
@@ -1110,7 +1116,7 @@ mod tests {
             } else {
                 roles.clone()
             };
-            let key = fixture.key(granted);
+            let key = fixture.key(granted).await;
             let (status, body) = send(
                 state,
                 operation,
@@ -1135,7 +1141,7 @@ mod tests {
                     .copied()
                     .filter(|r| !roles.contains(r))
                     .collect();
-                let key = fixture.key(others);
+                let key = fixture.key(others).await;
                 let (status, body) = send(
                     state,
                     operation,

@@ -158,6 +158,17 @@ impl ClickHouseConfig {
         self.client_for(&self.url).with_database(&self.database)
     }
 
+    /// A client for the node that holds the shared control state (`vigil-control`): `url` on
+    /// one server or a replicated cluster (every server holds a replica), the first of `nodes`
+    /// on a cluster without replicas.
+    pub fn control_client(&self) -> clickhouse::Client {
+        let url = match (&self.cluster, self.replicated) {
+            (Some(_), false) => self.migration_nodes().swap_remove(0),
+            _ => self.url.clone(),
+        };
+        self.client_for(&url).with_database(&self.database)
+    }
+
     /// A client for one node, with no database selected.
     pub fn client_for(&self, url: &str) -> clickhouse::Client {
         let compression = if self.compression {

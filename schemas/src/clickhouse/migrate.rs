@@ -101,6 +101,12 @@ pub const MIGRATIONS: &[Migration] = &[
         requires: None,
         statements: |target| vec![target.add_seal_blocks()],
     },
+    Migration {
+        version: 6,
+        name: "vigil_control: the control state every Vigil node shares (API keys)",
+        requires: None,
+        statements: |target| vec![target.create_control_table()],
+    },
 ];
 
 /// Whether `statement` failing with `error` means it was applied before: 18.16 has no
@@ -415,8 +421,8 @@ mod tests {
         }
         let sql = script(&ClickHouseConfig::default());
         // The three tables, their sealed copies and the record of seals, the last four twice
-        // (migration 4 re-creates them by hour).
-        assert_eq!(sql.matches("CREATE TABLE IF NOT EXISTS vigil.").count(), 11);
+        // (migration 4 re-creates them by hour), and the control table.
+        assert_eq!(sql.matches("CREATE TABLE IF NOT EXISTS vigil.").count(), 12);
         assert!(sql.contains("-- migration 2: bloom-filter"));
         assert!(sql.contains(
             "ALTER TABLE vigil.spans ADD COLUMN inserted_at DateTime MATERIALIZED now()"
@@ -436,5 +442,13 @@ mod tests {
             MIGRATIONS[4].statements(&cluster),
             ["ALTER TABLE other.vigil_seals ADD COLUMN raw_max_block Int64 DEFAULT -1"]
         );
+        // Replicated, the control table has one replica on every server of every shard.
+        let replicated = Target {
+            replication: Some("/ch/{shard}".into()),
+            ..cluster
+        };
+        assert!(MIGRATIONS[5].statements(&replicated)[0].contains(
+            "ReplicatedReplacingMergeTree('/ch/all/other/vigil_control', '{shard}-{replica}', version)"
+        ));
     }
 }

@@ -320,6 +320,29 @@ impl Target {
     }
 }
 
+/// The table of the control state every Vigil node shares (`vigil-control`): versioned records.
+pub const CONTROL_TABLE: &str = "vigil_control";
+
+impl Target {
+    /// `CREATE TABLE` for [`CONTROL_TABLE`]: one row per version of a record, the newest kept
+    /// by merges. Replicated, every server of the cluster is a replica of the one table (its
+    /// ZooKeeper path has no shard; a replica is named `<shard>-<replica>`), so each holds all
+    /// of the state; without replication it is created on every node and used on the first.
+    pub fn create_control_table(&self) -> String {
+        let db = &self.database;
+        let engine = match &self.replication {
+            None => "ReplacingMergeTree(version)".to_string(),
+            Some(prefix) => format!(
+                "ReplicatedReplacingMergeTree('{}/{db}/{CONTROL_TABLE}', '{{shard}}-{{replica}}', version)",
+                prefix.replace("{shard}", "all")
+            ),
+        };
+        format!(
+            "CREATE TABLE IF NOT EXISTS {db}.{CONTROL_TABLE} (kind String, key String, version Int64, node String, deleted UInt8, body String) ENGINE = {engine} ORDER BY (kind, key)"
+        )
+    }
+}
+
 /// The column list of a table, for `SELECT` and `INSERT`.
 pub fn column_list(table: Table) -> String {
     columns(table)

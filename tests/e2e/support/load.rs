@@ -1,7 +1,7 @@
-//! Sustained native ingest from several concurrent senders, recording exactly what the server
+//! Sustained native ingest from several concurrent senders, recording exactly what the servers
 //! acknowledged. A sender that is refused with a retryable status (the WAL backlog is full, the
 //! server is shutting down) retries the same request after a pause, as an SDK does; one whose
-//! server is gone stops.
+//! server is gone stops, or with several servers sends the request to the next one.
 
 use std::{
     collections::BTreeMap,
@@ -81,7 +81,15 @@ pub struct Load {
 }
 
 impl Load {
+    /// Senders to one server; a sender whose server is gone stops.
     pub fn start(vigil: &Vigil, senders: usize) -> Load {
+        Load::start_over(&[vigil], senders)
+    }
+
+    /// Senders spread over `vigils` (servers behind a load balancer, as a client sees them):
+    /// with more than one, a sender whose server is gone sends the same request to the next,
+    /// as an SDK retrying through a load balancer does.
+    pub fn start_over(vigils: &[&Vigil], senders: usize) -> Load {
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap()
@@ -93,28 +101,43 @@ impl Load {
             refusals: Default::default(),
             senders: Vec::new(),
         };
-        let auth: MetadataValue<_> = format!("Bearer {}", vigil.token).parse().unwrap();
+        let auth: MetadataValue<_> = format!("Bearer {}", vigils[0].token).parse().unwrap();
+        let endpoints: Arc<Vec<String>> = Arc::new(vigils.iter().map(|v| v.grpc()).collect());
+        let fail_over = endpoints.len() > 1;
         let senders = (0..senders)
-            .map(|_| {
-                let (acked, next_batch, stop, refusals, auth) = (
+            .map(|sender| {
+                let (acked, next_batch, stop, refusals, auth, endpoints) = (
                     load.acked.clone(),
                     load.next_batch.clone(),
                     load.stop.clone(),
                     load.refusals.clone(),
                     auth.clone(),
+                    endpoints.clone(),
                 );
-                let endpoint = vigil.grpc();
                 tokio::spawn(async move {
-                    let Ok(mut client) = IngestServiceClient::connect(endpoint).await else {
-                        return;
-                    };
+                    let mut at = sender % endpoints.len();
+                    let mut client = None;
                     while !stop.load(Ordering::Relaxed) {
                         let (req, ids) = request(next_batch.fetch_add(1, Ordering::Relaxed), now);
                         loop {
-                            let mut request = Request::new(req.clone());
-                            request.metadata_mut().insert("authorization", auth.clone());
-                            match client.export(request).await {
-                                Ok(_) => {
+                            let connected = match client.take() {
+                                Some(connected) => Ok(connected),
+                                None => IngestServiceClient::connect(endpoints[at].clone()).await,
+                            };
+                            let answer = match connected {
+                                Ok(mut connected) => {
+                                    let mut request = Request::new(req.clone());
+                                    request.metadata_mut().insert("authorization", auth.clone());
+                                    let answer = connected.export(request).await;
+                                    client = Some(connected);
+                                    answer.map(|_| ())
+                                }
+                                Err(e) => {
+                                    Err(tonic::Status::unavailable(format!("transport: {e}")))
+                                }
+                            };
+                            match answer {
+                                Ok(()) => {
                                     acked.lock().unwrap().extend(ids);
                                     break;
                                 }
@@ -127,7 +150,13 @@ impl Load {
                                     refusals.fetch_add(1, Ordering::Relaxed);
                                     tokio::time::sleep(Duration::from_millis(100)).await;
                                 }
-                                // The server is gone (kill -9): this request's fate is unknown.
+                                // The server is gone (kill -9): this request's fate is unknown;
+                                // it goes to the next server.
+                                Err(_) if fail_over && !stop.load(Ordering::Relaxed) => {
+                                    client = None;
+                                    at = (at + 1) % endpoints.len();
+                                    tokio::time::sleep(Duration::from_millis(20)).await;
+                                }
                                 Err(_) => return,
                             }
                         }

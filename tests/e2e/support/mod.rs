@@ -124,8 +124,9 @@ impl Vigil {
             _tmp: Some(tmp),
         };
         vigil.spawn();
+        // A node that joins others sharing their keys makes none: its test sets the token.
         vigil.token = std::fs::read_to_string(vigil.data_dir.join("bootstrap.key"))
-            .unwrap()
+            .unwrap_or_default()
             .trim()
             .to_string();
         vigil
@@ -330,7 +331,11 @@ impl Vigil {
     /// Creates a key for project `default` with the given roles through the CLI.
     pub fn create_key(&self, roles: &str) -> CreatedKey {
         let data_dir = self.data_dir.display().to_string();
-        let text = cli(&["keys", "--data-dir", &data_dir, "create", "--role", roles]);
+        // With the server's settings: on ClickHouse the keys are in the store.
+        let text = cli_with(
+            &["keys", "--data-dir", &data_dir, "create", "--role", roles],
+            &self.extra_env,
+        );
         let field = |name: &str| {
             text.lines()
                 .find_map(|l| l.strip_prefix(name))
@@ -338,11 +343,21 @@ impl Vigil {
                 .trim()
                 .to_string()
         };
-        CreatedKey {
+        let key = CreatedKey {
             id: field("id:"),
             secret: field("secret:"),
             token: field("token:"),
+        };
+        // Shared keys reach a running server at its next poll of the store (about a second).
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let auth = format!("Authorization: Bearer {}", key.token);
+        while http_blocking_with(self.http_port, "GET", "/api/v1/whoami", &auth)
+            .is_none_or(|(status, _)| status == 401)
+        {
+            assert!(Instant::now() < deadline, "the new key is not accepted");
+            std::thread::sleep(Duration::from_millis(50));
         }
+        key
     }
 
     /// The sum of the samples of a `/metrics` family (which must exist).
@@ -519,12 +534,37 @@ async fn answer(request: reqwest::RequestBuilder) -> (u16, Value) {
 /// A tiny blocking HTTP/1.0 request to a loopback port, for start-up polling without a runtime:
 /// the status and the body, or `None` when nothing answers.
 pub fn http_blocking(port: u16, method: &str, path: &str, body: &str) -> Option<(u16, String)> {
+    request_blocking(port, method, path, "", body)
+}
+
+/// [`http_blocking`] with one more header line (`Name: value`) and no body.
+pub fn http_blocking_with(
+    port: u16,
+    method: &str,
+    path: &str,
+    header: &str,
+) -> Option<(u16, String)> {
+    request_blocking(port, method, path, header, "")
+}
+
+fn request_blocking(
+    port: u16,
+    method: &str,
+    path: &str,
+    header: &str,
+    body: &str,
+) -> Option<(u16, String)> {
     use std::io::{Read, Write};
     let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
     stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    let header = if header.is_empty() {
+        String::new()
+    } else {
+        format!("{header}\r\n")
+    };
     write!(
         stream,
-        "{method} {path} HTTP/1.0\r\nHost: 127.0.0.1\r\nContent-Length: {}\r\n\r\n{body}",
+        "{method} {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n{header}Content-Length: {}\r\n\r\n{body}",
         body.len()
     )
     .ok()?;
@@ -544,8 +584,14 @@ pub struct CreatedKey {
 
 /// Runs the `vigil` binary with `args`, asserts it succeeded, returns its standard output.
 pub fn cli(args: &[&str]) -> String {
+    cli_with(args, &[])
+}
+
+/// [`cli`] with these `VIGIL_*` settings (a server's, so that it finds the same store).
+pub fn cli_with(args: &[&str], env: &[(String, String)]) -> String {
     let out = Command::new(env!("CARGO_BIN_EXE_vigil"))
         .args(args)
+        .envs(env.iter().map(|(k, v)| (k, v)))
         .output()
         .unwrap();
     assert!(

@@ -415,10 +415,15 @@ impl SpawnedCollector {
                 && reqwest::get(&healthz)
                     .await
                     .is_ok_and(|r| r.status().is_success());
-            if listening && let Ok(token) = std::fs::read_to_string(&key_file) {
+            if listening {
                 tokio::time::sleep(Duration::from_millis(200)).await;
                 if collector.child.try_wait()?.is_none() {
-                    collector.token = token.trim().to_string();
+                    // A server writes its bootstrap key before it listens; one that wrote none
+                    // found keys in the store it shares with servers before it.
+                    collector.token = match std::fs::read_to_string(&key_file) {
+                        Ok(token) => token.trim().to_string(),
+                        Err(_) => collector.admin_key(binary, env).await?,
+                    };
                     return Ok(Some(collector));
                 }
             }
@@ -437,6 +442,47 @@ impl SpawnedCollector {
 
     pub fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    /// A new admin key for this server's store (`vigil keys create`, given the same settings), once
+    /// the server accepts it (shared keys reach it at its next poll of the store).
+    async fn admin_key(
+        &self,
+        binary: &std::path::Path,
+        env: &[(String, String)],
+    ) -> anyhow::Result<String> {
+        let output = std::process::Command::new(binary)
+            .arg("keys")
+            .arg("--data-dir")
+            .arg(&self.data_dir)
+            .args(["create", "--role", "admin", "--description", "benchmark"])
+            .envs(env.iter().map(|(k, v)| (k, v)))
+            .output()
+            .context("running vigil keys create")?;
+        let text = String::from_utf8_lossy(&output.stdout);
+        let Some(token) = text.lines().find_map(|l| l.strip_prefix("token:")) else {
+            bail!(
+                "vigil keys create failed: {}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+        };
+        let token = token.trim().to_string();
+        let whoami = format!("{}/api/v1/whoami", self.http);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let answer = reqwest::Client::new()
+                .get(&whoami)
+                .bearer_auth(&token)
+                .send()
+                .await;
+            if answer.is_ok_and(|r| r.status().is_success()) {
+                return Ok(token);
+            }
+            if Instant::now() > deadline {
+                bail!("the server did not accept the key made for the benchmark");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     /// SIGTERM, wait for the graceful exit, remove the data directory.

@@ -1,0 +1,186 @@
+//! The control state every Vigil node shares when the store is ClickHouse: API keys today, and
+//! every other piece of state a node must agree on with the others as it moves here.
+//!
+//! State is a set of **records**, each a `(kind, key)` with a JSON body, kept in one table
+//! (`vigil_control`, created by the migrations). A change writes a new **version** of a record,
+//! never an update in place; the newest version wins, and a deleted record is a version without a
+//! body. Versions are nanosecond numbers above both the writer's clock and the version the
+//! writer read, so a change made on a node whose clock is behind still supersedes what it saw.
+//!
+//! Every node keeps the records it uses in memory and asks the table, about once a second, for
+//! a [`Fingerprint`] of each kind; when it changed, it reads the kind again. Where the table is:
+//! on one server, that server; on a replicated cluster, every server holds a replica of it (all
+//! shards' servers are its replicas), and a node reads its own; on a cluster without replicas,
+//! the first node of `nodes`.
+
+use clickhouse::{Client, Row};
+use serde::{Deserialize, Serialize};
+use vigil_schemas::{
+    clickhouse::{ClickHouseConfig, is_transient, schema::CONTROL_TABLE},
+    time::now_ns,
+};
+
+/// What a record is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Kind {
+    /// An API key (`vigil_access::keys::KeyRecord`), by id.
+    Key,
+}
+
+impl Kind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Key => "key",
+        }
+    }
+}
+
+/// The newest version of one record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Record {
+    pub key: String,
+    pub version: i64,
+    /// The record's JSON; `None` once it was deleted.
+    pub body: Option<String>,
+}
+
+/// Changes whenever a version of a record of a kind is written (or merged away).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Row, Deserialize)]
+pub struct Fingerprint {
+    versions: u64,
+    digest: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ControlError {
+    /// ClickHouse did not answer, or answered an error worth retrying.
+    #[error("the shared control state is unavailable: {0}")]
+    Unavailable(String),
+    /// ClickHouse refused the statement (a table that was never migrated, …).
+    #[error("the shared control state refused: {0}")]
+    Refused(String),
+}
+
+impl From<clickhouse::error::Error> for ControlError {
+    fn from(error: clickhouse::error::Error) -> ControlError {
+        if is_transient(&error) {
+            ControlError::Unavailable(error.to_string())
+        } else {
+            ControlError::Refused(error.to_string())
+        }
+    }
+}
+
+#[derive(Row, Serialize, Deserialize)]
+struct Version {
+    kind: String,
+    key: String,
+    version: i64,
+    node: String,
+    deleted: u8,
+    body: String,
+}
+
+/// The table of shared records, seen from one node.
+pub struct ControlTable {
+    client: Client,
+    /// Who writes: recorded with each version (which node made a change).
+    node: String,
+}
+
+impl ControlTable {
+    /// The table where `config` keeps it; `node` names this process in what it writes.
+    pub fn new(config: &ClickHouseConfig, node: &str) -> ControlTable {
+        ControlTable {
+            client: config.control_client(),
+            node: node.to_string(),
+        }
+    }
+
+    /// The newest version of every record of `kind` that is not deleted, by key.
+    pub async fn load(&self, kind: Kind) -> Result<Vec<Record>, ControlError> {
+        let sql = format!(
+            "SELECT kind, key, version, node, deleted, body FROM {CONTROL_TABLE} WHERE kind = ? \
+             ORDER BY key, version DESC, node DESC LIMIT 1 BY key"
+        );
+        let versions: Vec<Version> = self
+            .client
+            .query(&sql)
+            .bind(kind.as_str())
+            .fetch_all()
+            .await?;
+        Ok(versions
+            .into_iter()
+            .filter(|v| v.deleted == 0)
+            .map(Version::into_record)
+            .collect())
+    }
+
+    /// The newest version of one record (a deleted one too: its version orders the next).
+    pub async fn get(&self, kind: Kind, key: &str) -> Result<Option<Record>, ControlError> {
+        let sql = format!(
+            "SELECT kind, key, version, node, deleted, body FROM {CONTROL_TABLE} \
+             WHERE kind = ? AND key = ? ORDER BY version DESC, node DESC LIMIT 1"
+        );
+        let version: Option<Version> = self
+            .client
+            .query(&sql)
+            .bind(kind.as_str())
+            .bind(key)
+            .fetch_optional()
+            .await?;
+        Ok(version.map(Version::into_record))
+    }
+
+    /// Writes a version of a record above `read` (the version the change was made from, if
+    /// any): `body`, or `None` to delete it. Durable on ClickHouse when it returns.
+    pub async fn put(
+        &self,
+        kind: Kind,
+        key: &str,
+        read: Option<i64>,
+        body: Option<&str>,
+    ) -> Result<Record, ControlError> {
+        let version = now_ns().max(read.map_or(i64::MIN, |v| v.saturating_add(1)));
+        let mut insert = self.client.insert::<Version>(CONTROL_TABLE).await?;
+        insert
+            .write(&Version {
+                kind: kind.as_str().to_string(),
+                key: key.to_string(),
+                version,
+                node: self.node.clone(),
+                deleted: u8::from(body.is_none()),
+                body: body.unwrap_or_default().to_string(),
+            })
+            .await?;
+        insert.end().await?;
+        Ok(Record {
+            key: key.to_string(),
+            version,
+            body: body.map(str::to_string),
+        })
+    }
+
+    /// The fingerprint of `kind`'s versions: reading it is one small aggregate.
+    pub async fn fingerprint(&self, kind: Kind) -> Result<Fingerprint, ControlError> {
+        let sql = format!(
+            "SELECT count(), sum(cityHash64(key, version, node)) FROM {CONTROL_TABLE} WHERE kind = ?"
+        );
+        Ok(self
+            .client
+            .query(&sql)
+            .bind(kind.as_str())
+            .fetch_one()
+            .await?)
+    }
+}
+
+impl Version {
+    fn into_record(self) -> Record {
+        Record {
+            key: self.key,
+            version: self.version,
+            body: (self.deleted == 0).then_some(self.body),
+        }
+    }
+}

@@ -1,0 +1,278 @@
+//! Many Vigil processes over one ClickHouse, each running some of the components
+//! (`vigil serve --components`): what each one serves, and that they work as one.
+
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use vigil_proto::v1;
+
+use crate::support::{
+    Vigil, cli_with,
+    clickhouse::{ClickHouse, unique_database},
+    clickhouse_env,
+    conformance::{SHARED_USER_HASH_SECRET, wait_drained},
+    load::{Load, acked_spans},
+};
+
+/// An ingest node takes traces and answers no REST call; a query node answers them over the
+/// same store and takes no trace; neither evaluates alert rules, which the alerting node does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn components_split_the_work_between_processes() {
+    let database = unique_database();
+    let dir = tempfile::tempdir().unwrap();
+    let rules = dir.path().join("alerts.toml");
+    std::fs::write(
+        &rules,
+        "[[rules]]\nname = \"busy\"\nmetric = \"runs\"\nwindow = \"5m\"\ninterval = \"1s\"\n\
+         op = \">\"\nthreshold = 1000\n",
+    )
+    .unwrap();
+    let node = |components: &str| {
+        let mut env = clickhouse_env(&ClickHouse::shared().url(), &database);
+        for (key, value) in [
+            ("VIGIL_SERVER__COMPONENTS", components),
+            ("VIGIL_SECURITY__USER_HASH_SECRET", SHARED_USER_HASH_SECRET),
+            ("VIGIL_ALERTING__RULES_FILE", rules.to_str().unwrap()),
+        ] {
+            env.push((key.into(), value.into()));
+        }
+        Vigil::spawn_with(env)
+    };
+    // The keys are shared: the first node's bootstrap key works on all three.
+    let ingest = node(r#"["ingest"]"#);
+    let mut query = node(r#"["query"]"#);
+    let mut alerting = node(r#"["alerting"]"#);
+    query.token = ingest.token.clone();
+    alerting.token = ingest.token.clone();
+
+    // The ingest node takes a run over gRPC; the query node reads it from the store.
+    let trace_id = format!("{:032x}", 0x5eed_u128);
+    let start = vigil_schemas::time::now_ns() - 60_000_000_000;
+    let request = v1::ExportRequest {
+        runs: vec![v1::Run {
+            trace_id: trace_id.clone(),
+            session_id: "s-1".into(),
+            agent_name: "split".into(),
+            start_time_unix_nano: start,
+            end_time_unix_nano: start + 1_000_000_000,
+            outcome: v1::Outcome::Success as i32,
+            ..Default::default()
+        }],
+        ..Default::default()
+    };
+    let response = ingest.export_native(request).await;
+    assert!(response.rejections.is_empty(), "{:?}", response.rejections);
+    let run = query.wait_run(&trace_id, 0).await;
+    assert_eq!(run["run"]["agent_name"], "split", "{run}");
+
+    // What a node does not run, it does not serve, and says so.
+    for (vigil, path) in [
+        (&ingest, "/api/v1/runs"),
+        (&ingest, "/"),
+        (&alerting, "/api/v1/runs"),
+        (&query, "/v1/traces"),
+        (&alerting, "/v1/traces"),
+    ] {
+        let (status, body) = if path == "/v1/traces" {
+            vigil.post(path, &json!({"resourceSpans": []})).await
+        } else {
+            vigil.get(path).await
+        };
+        assert_eq!(status, 404, "{path}: {body}");
+        assert_eq!(body["error"]["code"], "not_served", "{path}: {body}");
+    }
+    for vigil in [&query, &alerting] {
+        let grpc = tokio::net::TcpStream::connect(("127.0.0.1", vigil.grpc_port)).await;
+        assert!(grpc.is_err(), "the gRPC port is bound without ingest");
+    }
+    for vigil in [&ingest, &query, &alerting] {
+        for path in ["/healthz", "/readyz"] {
+            let (status, body) = vigil.get(path).await;
+            assert_eq!(status, 200, "{path}: {body}");
+        }
+    }
+
+    // The rule is evaluated where alerting runs, and nowhere else.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while evaluations(&alerting).await < 2.0 {
+        assert!(Instant::now() < deadline, "{}", alerting.log());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(evaluations(&ingest).await, 0.0);
+    assert_eq!(evaluations(&query).await, 0.0);
+}
+
+/// `vigil_alert_rule_evaluations` summed over its rules (0 before any).
+async fn evaluations(vigil: &Vigil) -> f64 {
+    let text = reqwest::get(format!("{}/metrics", vigil.http()))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .filter(|line| line.starts_with("vigil_alert_rule_evaluations_total"))
+        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// Keys are shared through ClickHouse: the first node makes the bootstrap key and the second
+/// makes none; a key created on either node works on both, and a key revoked on one is refused
+/// by the other within 5 s, over REST and gRPC alike.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_created_or_revoked_on_one_node_holds_on_every_node() {
+    let database = unique_database();
+    let node = || {
+        let mut env = clickhouse_env(&ClickHouse::shared().url(), &database);
+        env.push((
+            "VIGIL_SECURITY__USER_HASH_SECRET".into(),
+            SHARED_USER_HASH_SECRET.into(),
+        ));
+        Vigil::spawn_with(env)
+    };
+    let first = node();
+    let mut second = node();
+    assert!(!first.token.is_empty());
+    assert!(
+        !second.data_dir.join("bootstrap.key").exists(),
+        "a second bootstrap key"
+    );
+    second.token = first.token.clone();
+    let (status, who) = second.get("/api/v1/whoami").await;
+    assert_eq!(status, 200, "{who}");
+
+    // Created on the first node (REST), used on the second.
+    let (status, created) = first
+        .post("/api/v1/keys", &json!({"roles": ["read", "ingest"]}))
+        .await;
+    assert_eq!(status, 201, "{created}");
+    let token = created["token"].as_str().unwrap().to_string();
+    let id = created["id"].as_str().unwrap().to_string();
+    let took = until(|| async { status_with(&second, &token).await == 200 }).await;
+    assert!(
+        took < Duration::from_secs(5),
+        "created key seen after {took:?}"
+    );
+    let nothing = v1::ExportRequest::default;
+    second.export_native_as(&token, nothing()).await.unwrap();
+
+    // Revoked on the second node, refused by the first within 5 s.
+    let revoked = reqwest::Client::new()
+        .delete(format!("{}/api/v1/keys/{id}", second.http()))
+        .bearer_auth(&second.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(revoked.status(), 200);
+    let took = until(|| async { status_with(&first, &token).await == 401 }).await;
+    assert!(
+        took < Duration::from_secs(5),
+        "revoked key refused after {took:?}"
+    );
+    let refused = first.export_native_as(&token, nothing()).await.unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::Unauthenticated);
+
+    // The CLI, given the store, creates keys every node knows.
+    let token = first.create_key("read").token;
+    let took = until(|| async { status_with(&second, &token).await == 200 }).await;
+    assert!(took < Duration::from_secs(5), "CLI key seen after {took:?}");
+}
+
+/// The status of `GET /api/v1/whoami` with `token`.
+async fn status_with(vigil: &Vigil, token: &str) -> u16 {
+    reqwest::Client::new()
+        .get(format!("{}/api/v1/whoami", vigil.http()))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+/// How long until `done` holds (polled every 50 ms; a test failure after 30 s).
+async fn until<F: Future<Output = bool>>(done: impl Fn() -> F) -> Duration {
+    let start = Instant::now();
+    while !done().await {
+        assert!(start.elapsed() < Duration::from_secs(30), "timed out");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    start.elapsed()
+}
+
+/// Three ingest nodes behind a load balancer (the clients spread over them); one is killed
+/// with -9 under load and its clients go on through the others. The dead node's WAL, drained
+/// by another process (`vigil wal drain`), brings what it acknowledged but had not stored: then
+/// every acknowledged run and span is in the store exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn ingest_nodes_behind_a_balancer_lose_nothing_when_one_dies() {
+    let database = unique_database();
+    let ch = ClickHouse::shared();
+    let env = {
+        let mut env = clickhouse_env(&ch.url(), &database);
+        env.push(("VIGIL_SERVER__COMPONENTS".into(), r#"["ingest"]"#.into()));
+        // A slow writer: the node dies with acknowledged batches still only in its WAL.
+        env.push(("VIGIL_BATCHER__MAX_DELAY".into(), "3s".into()));
+        env
+    };
+    let first = Vigil::spawn_with(env.clone());
+    let mut nodes = vec![first];
+    for _ in 0..2 {
+        let mut node = Vigil::spawn_with(env.clone());
+        node.token = nodes[0].token.clone();
+        nodes.push(node);
+    }
+    let load = Load::start_over(&nodes.iter().collect::<Vec<_>>(), 6);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while load.acked_runs() < 1500 {
+        assert!(Instant::now() < deadline, "ingest is slow");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    nodes[2].kill9();
+    let at_kill = load.acked_runs();
+    while load.acked_runs() < at_kill + 1500 {
+        assert!(
+            Instant::now() < deadline,
+            "ingest did not go on after the kill"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let acked = load.stop().await;
+    for node in &nodes[..2] {
+        wait_drained(node).await;
+    }
+
+    // The dead node will not come back: another process drains its log.
+    let dead = nodes.pop().unwrap();
+    let drained = cli_with(
+        &[
+            "wal",
+            "--data-dir",
+            dead.data_dir.to_str().unwrap(),
+            "drain",
+            "--json",
+        ],
+        dead.env(),
+    );
+    let drained: serde_json::Value = serde_json::from_str(&drained).unwrap();
+    assert!(drained["bytes"].as_u64().unwrap() > 0, "{drained}");
+    let acked_keys = (acked.len() as u64, acked_spans(&acked));
+    assert_eq!(ch.stored_keys(&database).await, acked_keys);
+    ch.assert_one_row_per_key(&database).await;
+
+    // Draining a directory a server runs on is refused.
+    let live = &nodes[0];
+    let refused = std::process::Command::new(env!("CARGO_BIN_EXE_vigil"))
+        .args([
+            "wal",
+            "--data-dir",
+            live.data_dir.to_str().unwrap(),
+            "drain",
+        ])
+        .envs(live.env().iter().map(|(k, v)| (k, v)))
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    let message = String::from_utf8_lossy(&refused.stderr);
+    assert!(message.contains("serve.lock"), "{message}");
+}
