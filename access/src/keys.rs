@@ -599,7 +599,15 @@ impl KeyStore {
             } => (table, mirror, imported),
         };
         if !imported.load(Ordering::Acquire) {
-            self.import_mirror(table, mirror).await?;
+            match self.import_mirror(table, mirror).await {
+                Ok(()) => {}
+                // The table did not answer: the next refresh tries again.
+                Err(e @ (KeyError::Shared(_) | KeyError::SharedCorrupt { .. })) => return Err(e),
+                // A mirror that cannot be read brings nothing; the table's keys are the truth.
+                Err(e) => {
+                    tracing::warn!(error = %e, "the keys of the data directory were not imported")
+                }
+            }
             imported.store(true, Ordering::Release);
         }
         let seen = Some(Seen::Shared(table.fingerprint(Kind::Key).await?));
@@ -612,7 +620,11 @@ impl KeyStore {
             .into_iter()
             .filter_map(|record| Some(decode(&record.key, &record.body?)))
             .collect::<Result<Vec<_>, _>>()?;
-        write_file(mirror, &KeysFile { keys: keys.clone() })?;
+        // The mirror only serves a restart while ClickHouse is down: failing to write it (a
+        // full disk) must not keep this node from the table's keys.
+        if let Err(e) = write_file(mirror, &KeysFile { keys: keys.clone() }) {
+            tracing::warn!(error = %e, "the mirror of the shared keys was not written");
+        }
         *self.loaded.lock() = Loaded { seen, keys };
         Ok(())
     }

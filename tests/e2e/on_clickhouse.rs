@@ -271,11 +271,30 @@ async fn the_clickhouse_benchmark_runs() {
         &ch.url(),
         "--clickhouse-port",
         &ch.tcp_port.to_string(),
+        "--collectors",
+        "2",
     ]);
     let report: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert!(report["rows"].as_u64().unwrap() > 0, "{report}");
     assert!(report["ratio"].as_f64().unwrap() > 0.0, "{report}");
-    // The benchmark drops its databases.
+    assert_eq!(report["collectors"], 2, "{report}");
+
+    // How long a key takes to hold on a second node: within the nodes' 1 s poll and a read.
+    let out = support::cli(&[
+        "bench",
+        "keys",
+        "--smoke",
+        "--json",
+        "--clickhouse-url",
+        &ch.url(),
+    ]);
+    let keys: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(keys["keys"], 3, "{keys}");
+    for figure in ["created_ms", "revoked_ms"] {
+        let max = keys[figure][2].as_f64().unwrap();
+        assert!(max > 0.0 && max < 5000.0, "{keys}");
+    }
+    // The benchmarks drop their databases.
     let left = ch
         .number("SELECT count() FROM system.databases WHERE name LIKE 'vigil_bench%'")
         .await;

@@ -5,7 +5,8 @@
 //! 1. A fresh `vigil serve` on the ClickHouse store (a new database) takes `vigil bench ingest`
 //!    load for the configured time; the clock runs from the first request until the collector's
 //!    WAL backlog is empty, i.e. every acknowledged row is confirmed by ClickHouse. Vigil's rate
-//!    is the rows then in ClickHouse over that time.
+//!    is the rows then in ClickHouse over that time. With `--collectors N`, N collectors (ingest
+//!    nodes) write the same database, each under its own `--concurrency` clients.
 //! 2. The collector stops. Each table is exported from ClickHouse as a Native file, and
 //!    `clickhouse-client` inserts it into a second database with the same tables; its rate is
 //!    the rows over the summed insert times.
@@ -41,8 +42,12 @@ pub struct ClickHouseBenchArgs {
     /// native or otlp.
     #[arg(long, default_value = "native")]
     pub protocol: IngestProtocol,
+    /// Client tasks per collector.
     #[arg(long, default_value_t = 2)]
     pub concurrency: usize,
+    /// Collectors (ingest nodes) writing the same database, each with its own clients.
+    #[arg(long, default_value_t = 1)]
+    pub collectors: usize,
     #[arg(long, default_value_t = 512)]
     pub batch_spans: usize,
     /// Seconds of load.
@@ -63,6 +68,7 @@ pub struct ClickHouseBenchReport {
     pub server_version: String,
     pub protocol: IngestProtocol,
     pub concurrency: usize,
+    pub collectors: usize,
     pub batch_rows: usize,
     /// Rows (runs + spans + scores) Vigil stored.
     pub rows: u64,
@@ -70,8 +76,10 @@ pub struct ClickHouseBenchReport {
     /// First request → every acknowledged row confirmed by ClickHouse.
     pub vigil_seconds: f64,
     pub vigil_rows_per_second: f64,
-    /// Acknowledged spans per second while the load ran (the ingest side alone).
+    /// Acknowledged spans per second while the load ran (the ingest side alone), all
+    /// collectors together.
     pub vigil_acknowledged_spans_per_second: f64,
+    /// Cores the collectors used, together.
     pub collector_cores_used: Option<f64>,
     /// Cores the load generator (this process) used while the load ran: it shares the machine.
     pub load_generator_cores_used: Option<f64>,
@@ -91,15 +99,16 @@ impl fmt::Display for ClickHouseBenchReport {
         )?;
         writeln!(
             f,
-            "  vigil end to end ({}, {} clients, {} rows per insert): {:.2} s, {:.0} rows/s (ingest acknowledged {:.0} spans/s{})",
+            "  vigil end to end ({}, {} collector(s), {} clients each, {} rows per insert): {:.2} s, {:.0} rows/s (ingest acknowledged {:.0} spans/s{})",
             self.protocol.as_str(),
+            self.collectors,
             self.concurrency,
             self.batch_rows,
             self.vigil_seconds,
             self.vigil_rows_per_second,
             self.vigil_acknowledged_spans_per_second,
             self.collector_cores_used
-                .map(|c| format!(", collector {c:.2} cores"))
+                .map(|c| format!(", collectors {c:.2} cores"))
                 .unwrap_or_default()
                 + &self
                     .load_generator_cores_used
@@ -116,6 +125,9 @@ impl fmt::Display for ClickHouseBenchReport {
 }
 
 pub async fn run(mut args: ClickHouseBenchArgs) -> anyhow::Result<ClickHouseBenchReport> {
+    if args.collectors == 0 {
+        bail!("--collectors must be at least 1");
+    }
     if args.smoke {
         args.duration_secs = args.duration_secs.min(2.0);
         args.concurrency = args.concurrency.min(2);
@@ -153,6 +165,7 @@ pub async fn run(mut args: ClickHouseBenchArgs) -> anyhow::Result<ClickHouseBenc
         server_version: server_version.trim().to_string(),
         protocol: args.protocol,
         concurrency: args.concurrency,
+        collectors: args.collectors,
         batch_rows: args.batch_rows,
         rows: vigil.rows,
         spans: vigil.spans,
@@ -193,29 +206,59 @@ async fn measure(
         ("VIGIL_BATCHER__MAX_ROWS", args.batch_rows.to_string()),
     ]
     .map(|(k, v)| (k.to_string(), v));
-    let collector = SpawnedCollector::start_with(&env).await?;
+    let mut collectors = Vec::new();
+    for _ in 0..args.collectors {
+        collectors.push(SpawnedCollector::start_with(&env).await?);
+    }
+    let duration = Duration::try_from_secs_f64(args.duration_secs)
+        .context("--duration-secs is not a usable number of seconds")?;
     let started = Instant::now();
-    let load = bench_ingest(IngestBenchOptions {
-        endpoint: collector.endpoint.clone(),
-        token: collector.token.clone(),
-        protocol: args.protocol,
-        concurrency: args.concurrency,
-        batch_spans: args.batch_spans,
-        duration: Duration::try_from_secs_f64(args.duration_secs)
-            .context("--duration-secs is not a usable number of seconds")?,
-        warmup: Duration::ZERO,
-        collector_pid: Some(collector.pid()),
-        ..IngestBenchOptions::default()
-    })
-    .await;
-    let drained = match &load {
-        Ok(_) => wait_drained(&collector.http).await,
-        Err(_) => Ok(()),
-    };
+    // Each collector under its own clients, all at once; each its own seed, so that the
+    // collectors take different traces.
+    let tasks: Vec<_> = collectors
+        .iter()
+        .zip(1u64..)
+        .map(|(collector, seed)| {
+            tokio::spawn(bench_ingest(IngestBenchOptions {
+                endpoint: collector.endpoint.clone(),
+                token: collector.token.clone(),
+                protocol: args.protocol,
+                concurrency: args.concurrency,
+                batch_spans: args.batch_spans,
+                duration,
+                warmup: Duration::ZERO,
+                seed,
+                collector_pid: Some(collector.pid()),
+                ..IngestBenchOptions::default()
+            }))
+        })
+        .collect();
+    let mut loads = Vec::new();
+    for task in tasks {
+        loads.push(task.await.context("a load task panicked")?);
+    }
+    let mut drained = Ok(());
+    if loads.iter().all(Result::is_ok) {
+        for collector in &collectors {
+            drained = drained.and(wait_drained(&collector.http).await);
+        }
+    }
     let seconds = started.elapsed().as_secs_f64();
-    collector.stop();
-    let load = load?;
+    for collector in collectors {
+        collector.stop();
+    }
+    let loads = loads.into_iter().collect::<anyhow::Result<Vec<_>>>()?;
     drained?;
+    let acknowledged_spans_per_second = loads.iter().map(|l| l.spans_per_second).sum();
+    let cores_used = loads
+        .iter()
+        .map(|l| l.collector.as_ref().map(|c| c.cores_used))
+        .sum::<Option<f64>>();
+    // Every load measured this whole process: the largest is the load generator's.
+    let load_generator_cores = loads
+        .iter()
+        .filter_map(|l| l.client_cpu_seconds.map(|s| s / l.duration_secs))
+        .reduce(f64::max);
 
     let client = vigil_config.client();
     let mut rows = 0;
@@ -247,9 +290,9 @@ async fn measure(
             rows,
             spans,
             seconds,
-            acknowledged_spans_per_second: load.spans_per_second,
-            cores_used: load.collector.as_ref().map(|c| c.cores_used),
-            load_generator_cores: load.client_cpu_seconds.map(|s| s / load.duration_secs),
+            acknowledged_spans_per_second,
+            cores_used,
+            load_generator_cores,
         },
         direct_seconds,
     ))

@@ -22,6 +22,7 @@ mod alerts;
 mod audit;
 mod clickhouse_ingest;
 mod cohorts;
+mod keys;
 mod metrics;
 mod runs;
 
@@ -208,6 +209,9 @@ pub enum BenchCommand {
     /// Two cohorts of about 500,000 runs each compared (`POST /api/v1/cohorts/compare`) on each
     /// store, against the plain per-run read of the same rows in `clickhouse-client`.
     Cohorts(cohorts::CohortsBenchArgs),
+    /// How long a key created or revoked on one node takes to hold on another sharing its
+    /// ClickHouse store.
+    Keys(keys::KeysBenchArgs),
 }
 
 /// `vigil bench ingest`.
@@ -304,6 +308,7 @@ pub async fn run_cli(command: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Audit(args) => print_report(&audit::run(args.clone()).await?, args.json),
         BenchCommand::Cohorts(args) => print_report(&cohorts::run(args.clone()).await?, args.json),
         BenchCommand::Runs(args) => print_report(&runs::run(args.clone()).await?, args.json),
+        BenchCommand::Keys(args) => print_report(&keys::run(args.clone()).await?, args.json),
         BenchCommand::Clickhouse(args) => {
             print_report(&clickhouse_ingest::run(args.clone()).await?, args.json)
         }

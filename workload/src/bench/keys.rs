@@ -1,0 +1,167 @@
+//! `vigil bench keys`: how long a key created or revoked on one node takes to hold on another
+//! that shares its ClickHouse store. Two `vigil serve` on a fresh database; a key is created
+//! through the first node's API and the clock runs until the second accepts it, then revoked
+//! through the first and the clock runs until the second refuses it. The bound is the nodes'
+//! poll of the control table (once a second) plus one read of it.
+
+use std::{
+    fmt,
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context, bail};
+use serde::Serialize;
+use serde_json::json;
+
+use crate::bench::SpawnedCollector;
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct KeysBenchArgs {
+    /// ClickHouse's HTTP interface.
+    #[arg(long, default_value = "http://127.0.0.1:8123")]
+    pub clickhouse_url: String,
+    /// Keys created and revoked.
+    #[arg(long, default_value_t = 20)]
+    pub keys: usize,
+    /// Three keys, to check the harness works (CI).
+    #[arg(long)]
+    pub smoke: bool,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct KeysBenchReport {
+    pub keys: usize,
+    /// Creation on the first node → accepted by the second, ms: min, median, max.
+    pub created_ms: [f64; 3],
+    /// Revocation on the first node → refused by the second, ms: min, median, max.
+    pub revoked_ms: [f64; 3],
+}
+
+impl fmt::Display for KeysBenchReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let [min, median, max] = self.created_ms;
+        writeln!(
+            f,
+            "{} keys, two nodes: created on one, accepted by the other after {min:.0} / {median:.0} / {max:.0} ms (min / median / max)",
+            self.keys
+        )?;
+        let [min, median, max] = self.revoked_ms;
+        write!(
+            f,
+            "  revoked on one, refused by the other after {min:.0} / {median:.0} / {max:.0} ms"
+        )
+    }
+}
+
+pub async fn run(mut args: KeysBenchArgs) -> anyhow::Result<KeysBenchReport> {
+    if args.smoke {
+        args.keys = args.keys.min(3);
+    }
+    if args.keys == 0 {
+        bail!("--keys must be at least 1");
+    }
+    let stamp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_millis();
+    let database = format!("vigil_bench_keys_{stamp}");
+    let env = [
+        ("VIGIL_STORE__KIND", "clickhouse".to_string()),
+        ("VIGIL_STORE__CLICKHOUSE__URL", args.clickhouse_url.clone()),
+        ("VIGIL_STORE__CLICKHOUSE__DATABASE", database.clone()),
+    ]
+    .map(|(k, v)| (k.to_string(), v));
+    let first = SpawnedCollector::start_with(&env).await?;
+    let second = SpawnedCollector::start_with(&env).await;
+    let result = match &second {
+        Ok(second) => measure(&first, second, args.keys).await,
+        Err(_) => Ok((Vec::new(), Vec::new())),
+    };
+    first.stop();
+    let second = second?;
+    second.stop();
+    let drop = reqwest::Client::new()
+        .post(&args.clickhouse_url)
+        .body(format!("DROP DATABASE IF EXISTS {database}"))
+        .send()
+        .await;
+    if let Err(e) = drop {
+        eprintln!("dropping {database}: {e}");
+    }
+    let (mut created, mut revoked) = result?;
+    Ok(KeysBenchReport {
+        keys: args.keys,
+        created_ms: spread(&mut created),
+        revoked_ms: spread(&mut revoked),
+    })
+}
+
+/// Min, median and max.
+fn spread(values: &mut [f64]) -> [f64; 3] {
+    values.sort_by(f64::total_cmp);
+    [
+        values[0],
+        values[values.len() / 2],
+        values[values.len() - 1],
+    ]
+}
+
+async fn measure(
+    first: &SpawnedCollector,
+    second: &SpawnedCollector,
+    keys: usize,
+) -> anyhow::Result<(Vec<f64>, Vec<f64>)> {
+    let http = reqwest::Client::new();
+    let (mut created, mut revoked) = (Vec::new(), Vec::new());
+    for _ in 0..keys {
+        let answer: serde_json::Value = http
+            .post(format!("{}/api/v1/keys", first.http))
+            .bearer_auth(&first.token)
+            .json(&json!({"roles": ["read"], "description": "bench"}))
+            .send()
+            .await?
+            .error_for_status()?
+            .json()
+            .await?;
+        let started = Instant::now();
+        let token = answer["token"].as_str().context("no token")?;
+        let id = answer["id"].as_str().context("no id")?;
+        wait_for_status(&http, second, token, 200).await?;
+        created.push(started.elapsed().as_secs_f64() * 1000.0);
+
+        http.delete(format!("{}/api/v1/keys/{id}", first.http))
+            .bearer_auth(&first.token)
+            .send()
+            .await?
+            .error_for_status()?;
+        let started = Instant::now();
+        wait_for_status(&http, second, token, 401).await?;
+        revoked.push(started.elapsed().as_secs_f64() * 1000.0);
+    }
+    Ok((created, revoked))
+}
+
+/// Polls `GET /api/v1/whoami` with `token` every 5 ms until it answers `status`.
+async fn wait_for_status(
+    http: &reqwest::Client,
+    node: &SpawnedCollector,
+    token: &str,
+    status: u16,
+) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let answer = http
+            .get(format!("{}/api/v1/whoami", node.http))
+            .bearer_auth(token)
+            .send()
+            .await?;
+        if answer.status().as_u16() == status {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            bail!("the second node did not answer {status} within 30 s");
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
