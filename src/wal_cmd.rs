@@ -1,6 +1,7 @@
-//! `vigil wal inspect|quarantine`: the write-ahead log in the data directory, read without
-//! writing to it (a running server may be appending), and the deliberate setting aside of a
-//! record the server cannot read, recorded on the audit log with key id `cli`.
+//! `vigil wal inspect|drain|quarantine`: the write-ahead log in the data directory, read without
+//! writing to it (a running server may be appending); the draining of a dead node's log into
+//! the store (`wal_drain.rs`); and the deliberate setting aside of a record the server cannot
+//! read, recorded on the audit log with key id `cli`.
 
 use anyhow::Context;
 use clap::Subcommand;
@@ -21,8 +22,6 @@ pub enum WalAction {
         #[arg(long)]
         json: bool,
     },
-    /// Set aside a record that cannot be read, so the server writes what follows it. Its bytes
-    /// are kept in `<data dir>/wal/quarantine/`.
     /// Write the log of a node that will not come back to the ClickHouse store (configured as
     /// for that node), from its checkpoint to its end; refused while a server runs on the
     /// data directory.
@@ -31,6 +30,8 @@ pub enum WalAction {
         #[arg(long)]
         json: bool,
     },
+    /// Set aside a record that cannot be read, so the server writes what follows it. Its bytes
+    /// are kept in `<data dir>/wal/quarantine/`.
     Quarantine {
         /// The record's LSN, as `vigil wal inspect` and `/readyz` name it.
         #[arg(long)]

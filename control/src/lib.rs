@@ -141,7 +141,7 @@ impl ControlTable {
         read: Option<i64>,
         body: Option<&str>,
     ) -> Result<Record, ControlError> {
-        let version = now_ns().max(read.map_or(i64::MIN, |v| v.saturating_add(1)));
+        let version = next_version(read, now_ns());
         let mut insert = self.client.insert::<Version>(CONTROL_TABLE).await?;
         insert
             .write(&Version {
@@ -182,5 +182,26 @@ impl Version {
             version: self.version,
             body: (self.deleted == 0).then_some(self.body),
         }
+    }
+}
+
+/// The version a change made from version `read` (none: a new record) gets at `now`: above
+/// both, so that a writer whose clock is behind still supersedes what it read.
+fn next_version(read: Option<i64>, now: i64) -> i64 {
+    now.max(read.map_or(i64::MIN, |v| v.saturating_add(1)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_change_supersedes_what_it_read_whatever_the_clock() {
+        assert_eq!(next_version(None, 1_000), 1_000);
+        // The clock ahead of what was read: the clock.
+        assert_eq!(next_version(Some(500), 1_000), 1_000);
+        // The clock behind (another node wrote the version read, from a faster clock).
+        assert_eq!(next_version(Some(5_000), 1_000), 5_001);
+        assert_eq!(next_version(Some(i64::MAX), 1_000), i64::MAX);
     }
 }
