@@ -139,14 +139,9 @@ async fn a_replica_of_each_shard_dies_under_ingest() {
     wait_drained(&vigil).await;
     let (_, runs) = vigil.get(&format!("/api/v1/runs/{}", trace(0))).await;
     let ann = runs["run"]["user_hash"].as_str().unwrap().to_string();
-    let erased = reqwest::Client::new()
-        .delete(format!("{}/api/v1/users/{ann}", vigil.http()))
-        .bearer_auth(&vigil.token)
-        .send()
-        .await
-        .unwrap();
-    let status = erased.status();
-    let receipt: serde_json::Value = erased.json().await.unwrap();
+    let (status, receipt) = vigil
+        .delete_as(&format!("/api/v1/users/{ann}"), &vigil.token)
+        .await;
     assert_eq!(status, 200, "{receipt}\n{}", vigil.log());
     // Each shard counted once: ann's two runs and their two spans.
     assert_eq!(receipt["deleted"]["runs"], json!(2), "{receipt}");

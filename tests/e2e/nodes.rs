@@ -148,7 +148,7 @@ async fn a_key_created_or_revoked_on_one_node_holds_on_every_node() {
     assert_eq!(status, 201, "{created}");
     let token = created["token"].as_str().unwrap().to_string();
     let id = created["id"].as_str().unwrap().to_string();
-    let took = until(|| async { status_with(&second, &token).await == 200 }).await;
+    let took = until(|| async { whoami(&second, &token).await == 200 }).await;
     assert!(
         took < Duration::from_secs(5),
         "created key seen after {took:?}"
@@ -157,14 +157,11 @@ async fn a_key_created_or_revoked_on_one_node_holds_on_every_node() {
     second.export_native_as(&token, nothing()).await.unwrap();
 
     // Revoked on the second node, refused by the first within 5 s.
-    let revoked = reqwest::Client::new()
-        .delete(format!("{}/api/v1/keys/{id}", second.http()))
-        .bearer_auth(&second.token)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(revoked.status(), 200);
-    let took = until(|| async { status_with(&first, &token).await == 401 }).await;
+    let (status, revoked) = second
+        .delete_as(&format!("/api/v1/keys/{id}"), &second.token)
+        .await;
+    assert_eq!(status, 200, "{revoked}");
+    let took = until(|| async { whoami(&first, &token).await == 401 }).await;
     assert!(
         took < Duration::from_secs(5),
         "revoked key refused after {took:?}"
@@ -174,20 +171,13 @@ async fn a_key_created_or_revoked_on_one_node_holds_on_every_node() {
 
     // The CLI, given the store, creates keys every node knows.
     let token = first.create_key("read").token;
-    let took = until(|| async { status_with(&second, &token).await == 200 }).await;
+    let took = until(|| async { whoami(&second, &token).await == 200 }).await;
     assert!(took < Duration::from_secs(5), "CLI key seen after {took:?}");
 }
 
 /// The status of `GET /api/v1/whoami` with `token`.
-async fn status_with(vigil: &Vigil, token: &str) -> u16 {
-    reqwest::Client::new()
-        .get(format!("{}/api/v1/whoami", vigil.http()))
-        .bearer_auth(token)
-        .send()
-        .await
-        .unwrap()
-        .status()
-        .as_u16()
+async fn whoami(vigil: &Vigil, token: &str) -> u16 {
+    vigil.get_as("/api/v1/whoami", token).await.0
 }
 
 /// How long until `done` holds (polled every 50 ms; a test failure after 30 s).

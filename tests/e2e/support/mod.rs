@@ -256,6 +256,12 @@ impl Vigil {
         answer(request.bearer_auth(token)).await
     }
 
+    /// DELETE with `token`; returns (status, JSON body).
+    pub async fn delete_as(&self, path: &str, token: &str) -> (u16, Value) {
+        let request = reqwest::Client::new().delete(format!("{}{path}", self.http()));
+        answer(request.bearer_auth(token)).await
+    }
+
     /// POST a JSON body with the admin key; returns (status, JSON body).
     pub async fn post(&self, path: &str, body: &Value) -> (u16, Value) {
         self.post_as(path, &self.token, body).await

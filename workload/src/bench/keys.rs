@@ -4,10 +4,7 @@
 //! through the first and the clock runs until the second refuses it. The bound is the nodes'
 //! poll of the control table (once a second) plus one read of it.
 
-use std::{
-    fmt,
-    time::{Duration, Instant},
-};
+use std::{fmt, time::Instant};
 
 use anyhow::{Context, bail};
 use serde::Serialize;
@@ -127,7 +124,7 @@ async fn measure(
         let started = Instant::now();
         let token = answer["token"].as_str().context("no token")?;
         let id = answer["id"].as_str().context("no id")?;
-        wait_for_status(&http, second, token, 200).await?;
+        second.wait_for_key(&http, token, 200).await?;
         created.push(started.elapsed().as_secs_f64() * 1000.0);
 
         http.delete(format!("{}/api/v1/keys/{id}", first.http))
@@ -136,32 +133,8 @@ async fn measure(
             .await?
             .error_for_status()?;
         let started = Instant::now();
-        wait_for_status(&http, second, token, 401).await?;
+        second.wait_for_key(&http, token, 401).await?;
         revoked.push(started.elapsed().as_secs_f64() * 1000.0);
     }
     Ok((created, revoked))
-}
-
-/// Polls `GET /api/v1/whoami` with `token` every 5 ms until it answers `status`.
-async fn wait_for_status(
-    http: &reqwest::Client,
-    node: &SpawnedCollector,
-    token: &str,
-    status: u16,
-) -> anyhow::Result<()> {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let answer = http
-            .get(format!("{}/api/v1/whoami", node.http))
-            .bearer_auth(token)
-            .send()
-            .await?;
-        if answer.status().as_u16() == status {
-            return Ok(());
-        }
-        if Instant::now() > deadline {
-            bail!("the second node did not answer {status} within 30 s");
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
 }

@@ -472,21 +472,33 @@ impl SpawnedCollector {
             );
         };
         let token = token.trim().to_string();
+        self.wait_for_key(&reqwest::Client::new(), &token, 200)
+            .await?;
+        Ok(token)
+    }
+
+    /// Polls `GET /api/v1/whoami` with `token` every 5 ms until it answers `status` (200 once
+    /// a new shared key reached this server, 401 once a revocation did).
+    pub(crate) async fn wait_for_key(
+        &self,
+        http: &reqwest::Client,
+        token: &str,
+        status: u16,
+    ) -> anyhow::Result<()> {
         let whoami = format!("{}/api/v1/whoami", self.http);
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            let answer = reqwest::Client::new()
-                .get(&whoami)
-                .bearer_auth(&token)
-                .send()
-                .await;
-            if answer.is_ok_and(|r| r.status().is_success()) {
-                return Ok(token);
+            let answer = http.get(&whoami).bearer_auth(token).send().await;
+            if answer.is_ok_and(|r| r.status().as_u16() == status) {
+                return Ok(());
             }
             if Instant::now() > deadline {
-                bail!("the server did not accept the key made for the benchmark");
+                bail!(
+                    "{} did not answer {status} to the key within 30 s",
+                    self.http
+                );
             }
-            tokio::time::sleep(Duration::from_millis(50)).await;
+            tokio::time::sleep(Duration::from_millis(5)).await;
         }
     }
 
