@@ -7,7 +7,7 @@
 //! `VIGIL_STORE__CLICKHOUSE__URL=http://ch:8123`. Values are read as TOML
 //! (numbers, booleans) and fall back to strings.
 
-use std::{net::SocketAddr, path::PathBuf};
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 use anyhow::{Context, bail};
 use serde::{Deserialize, Serialize};
@@ -303,6 +303,27 @@ impl Config {
         }
         if self.store.kind == StoreKind::Clickhouse {
             self.store.clickhouse.validate()?;
+        }
+        if let Some(lease) = &self.alerting.lease {
+            if self.store.kind != StoreKind::Clickhouse {
+                bail!(
+                    "alerting.lease is for alerting on many nodes, which share their state in \
+                     ClickHouse: set store.kind = \"clickhouse\" or remove [alerting.lease]"
+                );
+            }
+            if lease.zookeeper.trim().is_empty() {
+                bail!(
+                    "alerting.lease.zookeeper is empty: name the ZooKeeper servers, host:port[,host:port…]"
+                );
+            }
+            if lease.session_timeout.get() < Duration::from_secs(1) {
+                bail!("alerting.lease.session_timeout must be at least 1s");
+            }
+            if let Some(path) = &lease.path
+                && (!path.starts_with('/') || path.ends_with('/'))
+            {
+                bail!("alerting.lease.path = {path:?} must start with / and not end with one");
+            }
         }
         self.retention.validate().map_err(anyhow::Error::msg)?;
         if self.batcher.max_rows == 0 {

@@ -1,13 +1,18 @@
 //! The control state by store: on the embedded store, files in the data directory; on
 //! ClickHouse, the control table every node shares (`vigil-control`), which this process reads
-//! at start and polls afterwards. API keys so far.
+//! at start and polls afterwards: API keys, and alerting's rules, silences and state (with the
+//! alerting lease).
 
 use std::{sync::Arc, time::Duration};
 
 use anyhow::Context;
 use tokio_util::sync::CancellationToken;
-use vigil_access::keys::KeyStore;
-use vigil_control::ControlTable;
+use vigil_access::keys::{KeyError, KeyStore};
+use vigil_alerts::{AlertEngine, Sharing};
+use vigil_control::{
+    ControlError, ControlTable,
+    lease::{Lease, LeaseSettings},
+};
 
 use crate::config::{Config, StoreKind};
 
@@ -60,33 +65,94 @@ pub async fn read_shared_keys(keys: &KeyStore) -> anyhow::Result<bool> {
     Ok(true)
 }
 
-/// Polls the shared keys every [`POLL_INTERVAL`].
-pub fn spawn_key_refresh(
-    keys: Arc<KeyStore>,
+/// A piece of the shared control state this node keeps in memory and reads again when it
+/// changed.
+pub trait Polled: Send + Sync + 'static {
+    /// What it is, for the log.
+    const WHAT: &'static str;
+    type Error: std::fmt::Display;
+    fn refresh(&self) -> impl Future<Output = Result<(), Self::Error>> + Send;
+}
+
+impl Polled for KeyStore {
+    const WHAT: &'static str = "API keys";
+    type Error = KeyError;
+    fn refresh(&self) -> impl Future<Output = Result<(), KeyError>> + Send {
+        KeyStore::refresh(self)
+    }
+}
+
+impl Polled for AlertEngine {
+    const WHAT: &'static str = "alerting";
+    type Error = ControlError;
+    fn refresh(&self) -> impl Future<Output = Result<(), ControlError>> + Send {
+        AlertEngine::refresh(self)
+    }
+}
+
+/// Reads `state` again every [`POLL_INTERVAL`], keeping what was last read while that fails.
+pub fn spawn_refresh<P: Polled>(
+    state: Arc<P>,
     shutdown: CancellationToken,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
+        let what = P::WHAT;
         let mut failing = false;
         loop {
-            tokio::select! {
-                _ = shutdown.cancelled() => return,
-                _ = tokio::time::sleep(POLL_INTERVAL) => {}
-            }
-            match keys.refresh().await {
+            match state.refresh().await {
                 Ok(()) => {
                     if failing {
-                        tracing::info!("the shared keys are read again");
+                        tracing::info!(what, "the shared state is read again");
                         failing = false;
                     }
                 }
                 Err(e) if !failing => {
-                    tracing::warn!(error = %e, "the shared keys could not be read: keeping the keys last seen");
+                    tracing::warn!(what, error = %e, "the shared state could not be read: keeping what was last seen");
                     failing = true;
                 }
                 Err(_) => {}
             }
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tokio::time::sleep(POLL_INTERVAL) => {}
+            }
         }
     })
+}
+
+/// The control state this node shares with the others, for alerting: on ClickHouse, the table,
+/// and the alerting lease when this node runs alerting and one is configured (campaigning
+/// until `shutdown`).
+pub fn alert_sharing(
+    config: &Config,
+    node: &str,
+    runs_alerting: bool,
+    shutdown: &CancellationToken,
+) -> Option<Sharing> {
+    let ch = &config.store.clickhouse;
+    match config.store.kind {
+        StoreKind::Embedded => None,
+        StoreKind::Clickhouse => Some(Sharing {
+            table: ControlTable::new(ch, node),
+            lease: config
+                .alerting
+                .lease
+                .as_ref()
+                .filter(|_| runs_alerting && config.alerting.enabled)
+                .map(|lease| {
+                    let settings = LeaseSettings {
+                        servers: lease.zookeeper.clone(),
+                        path: lease
+                            .path
+                            .clone()
+                            .unwrap_or_else(|| format!("/vigil/{}/alerting", ch.database)),
+                        session_timeout: lease.session_timeout.get(),
+                        node: node.to_string(),
+                    };
+                    Lease::campaign(settings, shutdown.clone())
+                }),
+        }),
+    }
 }
 
 /// This process, as the control table records who made a change: `<host>:<HTTP port>`.

@@ -58,7 +58,8 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
             crate::wal_drain::SERVE_LOCK
         );
     };
-    let keys = Arc::new(control::open_keys(&config, &control::node_name(&config))?);
+    let node = control::node_name(&config);
+    let keys = Arc::new(control::open_keys(&config, &node)?);
     let audit = Arc::new(AuditLog::open(data_dir.join("audit"))?);
 
     let hasher = match &config.security.user_hash_secret {
@@ -142,7 +143,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         bootstrap_admin_key(&keys, &audit, &data_dir).await?;
     }
     if keys.is_shared() {
-        tasks.push(control::spawn_key_refresh(keys.clone(), background.clone()));
+        tasks.push(control::spawn_refresh(keys.clone(), background.clone()));
     }
 
     let datasets = Arc::new(DatasetStore::open(&data_dir).context("opening the datasets")?);
@@ -207,15 +208,20 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
 
     let kill_switches =
         Arc::new(KillSwitches::open(&data_dir).context("opening the kill switches")?);
+    let runs_alerting = config.alerting.enabled && runs(Component::Alerting);
     let alerts = AlertEngine::open(
         config.alerting.clone(),
         &data_dir,
         store.clone(),
         kill_switches.clone(),
         audit.clone(),
+        control::alert_sharing(&config, &node, runs_alerting, &background),
     )
     .context("starting alerting")?;
-    if config.alerting.enabled && runs(Component::Alerting) {
+    if alerts.is_shared() {
+        tasks.push(control::spawn_refresh(alerts.clone(), background.clone()));
+    }
+    if runs_alerting {
         tasks.push(tokio::spawn(alerts.clone().run(background.clone())));
         tasks.push(tokio::spawn(reload_on_sighup(
             alerts.clone(),

@@ -50,6 +50,30 @@ pub struct AlertingSettings {
     pub external_url: String,
     /// Evaluations (metric queries) run at once; a slow one holds only its own slot.
     pub max_concurrent_evaluations: usize,
+    /// Alerting on many nodes (ClickHouse store): the lease that makes one of them evaluate
+    /// and notify at a time. Unset: this node evaluates whenever it runs alerting.
+    pub lease: Option<LeaseConfig>,
+}
+
+/// `[alerting.lease]`: where the alerting lease is held.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LeaseConfig {
+    /// ZooKeeper (or ClickHouse Keeper): `host:port[,host:port…]`, the servers ClickHouse's own
+    /// `<zookeeper>` section lists.
+    pub zookeeper: String,
+    /// How long a holder that stopped answering keeps the lease: a standby takes over about
+    /// this long after the holder's death. At most the evaluation interval, so that it takes
+    /// over within two intervals.
+    #[serde(default = "default_session_timeout")]
+    pub session_timeout: ConfigDuration,
+    /// The lease's znode (default `/vigil/<database>/alerting`).
+    #[serde(default)]
+    pub path: Option<String>,
+}
+
+fn default_session_timeout() -> ConfigDuration {
+    ConfigDuration::from_secs(10)
 }
 
 impl Default for AlertingSettings {
@@ -61,6 +85,7 @@ impl Default for AlertingSettings {
             reload_check_interval: ConfigDuration::from_secs(5),
             external_url: "http://localhost:4318".into(),
             max_concurrent_evaluations: 4,
+            lease: None,
         }
     }
 }
@@ -226,6 +251,12 @@ pub struct LoadedFile {
     pub rules: Vec<Arc<Rule>>,
     pub receivers: Vec<Receiver>,
     pub inhibit_rules: Vec<InhibitRule>,
+}
+
+impl LoadedFile {
+    pub fn receiver_names(&self) -> BTreeSet<String> {
+        self.receivers.iter().map(|r| r.name.clone()).collect()
+    }
 }
 
 /// Reads and checks the rules file; `env` resolves `secret_env`.

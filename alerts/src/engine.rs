@@ -1,12 +1,20 @@
 //! The shell around the pure parts: runs each batch of rules on its interval, feeds the answers
 //! to the evaluator, hands what fired or resolved to the dispatcher, delivers its notifications,
-//! and keeps everything that must survive a restart on disk (`<data dir>/alerts/`):
+//! and keeps everything that must survive a restart. On the embedded store, on disk
+//! (`<data dir>/alerts/`):
 //!
-//! - `state.json`: every rule's alert instances, resolved alerts not yet reported, and the
-//!   notification log. Replaced atomically (temp file, fsync, rename) whenever an evaluation
-//!   changed an alert and after every delivered notification, before the next is looked at.
+//! - `state.json`: every rule's alert instances and last evaluation, resolved alerts not yet
+//!   reported, and the notification log. Replaced atomically (temp file, fsync, rename)
+//!   whenever an evaluation ran and after every delivered notification, before the next is
+//!   looked at.
 //! - `rules.json`: the rules created through the API.
 //! - `silences.json`: silences.
+//!
+//! On ClickHouse the same state is in the control table every node shares ([`crate::shared`]),
+//! read again by every node when it changes. Then only one node evaluates and notifies: the
+//! holder of the alerting lease when one is configured (`alerting.lease`), which reads the state
+//! when it takes over, writes it under its lease token, and asks ZooKeeper before each webhook
+//! try whether it still holds the lease. Every other node serves the API from what it read.
 //!
 //! One task owns the schedule. Evaluations and deliveries run as their own tasks and report
 //! back, so a slow query or a receiver that times out holds up nothing else: a batch still
@@ -28,6 +36,10 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{Notify, Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 use vigil_access::{audit::AuditLog, files::write_private_file};
+use vigil_control::{
+    ControlError, Kind,
+    lease::{Lease, Token},
+};
 use vigil_eval::kill_switch::KillSwitches;
 use vigil_query::{QueryError, TraceStore};
 use vigil_schemas::time::{now_ns, rfc3339};
@@ -39,6 +51,7 @@ use crate::{
     evaluator::{Evaluation, Phase, RuleState, Transition, resolve_all, step},
     kill_switch,
     rule::{Rule, RuleError, RuleSpec},
+    shared::{KINDS, SavedRule, SharedState},
     silence::{Silence, SilenceError, SilenceSpec, SilenceView, Silences, check as check_silence},
     telemetry::AlertTelemetry,
     views::{AlertCounts, AlertView, RuleHealth, RuleView},
@@ -61,7 +74,7 @@ pub enum Source {
     Api,
 }
 
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 struct Health {
     last_evaluation_ns: Option<i64>,
     last_duration: Duration,
@@ -85,12 +98,14 @@ struct Resolved {
     reported_to: BTreeSet<String>,
 }
 
-/// What is written to `state.json`.
+/// What is written to `state.json` (or the shared state).
 #[derive(Debug, Default, Serialize, Deserialize)]
 struct Durable {
     rules: Vec<(RuleId, RuleState)>,
     resolved: Vec<Resolved>,
     log: NotificationLog,
+    #[serde(default)]
+    health: Vec<(RuleId, Health)>,
 }
 
 struct Core {
@@ -219,7 +234,24 @@ impl Core {
                 .collect(),
             resolved: self.resolved.values().cloned().collect(),
             log: self.log.clone(),
+            health: self
+                .health
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
         }
+    }
+
+    /// Takes the state another node (or this one, before) wrote.
+    fn restore(&mut self, durable: Durable) {
+        self.states = durable.rules.into_iter().collect();
+        self.resolved = durable
+            .resolved
+            .into_iter()
+            .map(|r| (r.alert.fingerprint.clone(), r))
+            .collect();
+        self.log = durable.log;
+        self.health = durable.health.into_iter().collect();
     }
 }
 
@@ -245,8 +277,41 @@ pub enum RuleChangeError {
     Invalid(#[from] RuleError),
     #[error("rule {0:?} is defined in the rules file; change it there")]
     FromFile(String),
-    #[error("saving the rules: {0}")]
+    #[error(transparent)]
+    Save(#[from] SaveError),
+}
+
+/// Why a change could not be kept.
+#[derive(Debug, thiserror::Error)]
+pub enum SaveError {
+    #[error("saving to the data directory: {0}")]
     Io(#[from] std::io::Error),
+    #[error(transparent)]
+    Shared(#[from] ControlError),
+}
+
+/// Why a silence could not be created.
+#[derive(Debug, thiserror::Error)]
+pub enum SilenceChangeError {
+    #[error(transparent)]
+    Invalid(#[from] SilenceError),
+    #[error(transparent)]
+    Save(#[from] SaveError),
+}
+
+/// Where alerting keeps what must outlive a process.
+enum Backing {
+    /// `<data dir>/alerts/`: one node's.
+    Files,
+    /// The control table every node shares.
+    Shared(Box<SharedState>),
+}
+
+/// What a node shares with the others when the store is ClickHouse.
+pub struct Sharing {
+    pub table: vigil_control::ControlTable,
+    /// The alerting lease this node campaigns for, when alerting runs on many nodes.
+    pub lease: Option<Lease>,
 }
 
 enum Event {
@@ -273,6 +338,16 @@ pub struct AlertEngine {
     audit: Arc<AuditLog>,
     core: Mutex<Core>,
     silences: Mutex<Silences>,
+    backing: Backing,
+    lease: Option<Lease>,
+    /// The lease token this node evaluates and writes the state under (0 without a lease);
+    /// `None` while it does not (another node does, or it has not read the state yet). Always
+    /// `Some(0)` on the embedded store.
+    writer: Mutex<Option<Token>>,
+    /// Whether the shared state was read once (and the node's own files imported).
+    read_shared: AtomicBool,
+    /// Whether the states of former lease holders were deleted since this node took over.
+    dropped_older: AtomicBool,
     telemetry: Arc<AlertTelemetry>,
     client: reqwest::Client,
     reload_requested: AtomicBool,
@@ -280,16 +355,18 @@ pub struct AlertEngine {
 }
 
 impl AlertEngine {
-    /// Loads the rules file, the API's rules, silences and the state from `<data_dir>/alerts`.
-    /// A rules file that does not load is an error here (at start); later reloads keep the
-    /// rules that were loaded. Rules that name a kill switch set it in `kill_switches`, and
-    /// record each change in `audit`.
+    /// Loads the rules file, and the API's rules, silences and the state from `<data_dir>/alerts`
+    /// or, with `sharing`, from the control table (read by [`Self::refresh`]). A rules file that
+    /// does not load is an error here (at start); later reloads keep the rules that were
+    /// loaded. Rules that name a kill switch set it in `kill_switches`, and record each change
+    /// in `audit`.
     pub fn open(
         settings: AlertingSettings,
         data_dir: &std::path::Path,
         store: Arc<dyn TraceStore>,
         kill_switches: Arc<KillSwitches>,
         audit: Arc<AuditLog>,
+        sharing: Option<Sharing>,
     ) -> Result<Arc<AlertEngine>, EngineError> {
         if settings.evaluation_interval.as_nanos() == 0 {
             return Err(EngineError::Setting {
@@ -311,41 +388,36 @@ impl AlertEngine {
             ),
             None => (LoadedFile::default(), None),
         };
-        let receiver_names: BTreeSet<String> =
-            file.receivers.iter().map(|r| r.name.clone()).collect();
-        let mut api_rules = Vec::new();
-        for spec in read_json::<Vec<RuleSpec>>(&dir.join("rules.json"))?.unwrap_or_default() {
-            match Rule::new(spec, default_interval_ns) {
-                Ok(rule) => {
-                    if let Err(e) = check_receivers(&rule, &receiver_names) {
-                        tracing::warn!(error = %e, "an API rule names a receiver the rules file no longer has");
-                    }
-                    api_rules.push(Arc::new(rule));
-                }
-                Err(e) => tracing::error!(error = %e, "a stored API rule no longer loads; skipped"),
-            }
-        }
-        let durable = read_json::<Durable>(&dir.join("state.json"))?.unwrap_or_default();
+        let (backing, lease) = match sharing {
+            None => (Backing::Files, None),
+            Some(sharing) => (
+                Backing::Shared(Box::new(SharedState::new(sharing.table))),
+                sharing.lease,
+            ),
+        };
+        let shared = matches!(backing, Backing::Shared(_));
         let mut core = Core {
             file,
             file_stamp,
-            api_rules,
+            api_rules: Vec::new(),
             batches: Vec::new(),
             running: BTreeMap::new(),
             last_turn: BTreeMap::new(),
-            states: durable.rules.into_iter().collect(),
+            states: BTreeMap::new(),
             health: BTreeMap::new(),
-            resolved: durable
-                .resolved
-                .into_iter()
-                .map(|r| (r.alert.fingerprint.clone(), r))
-                .collect(),
-            log: durable.log,
+            resolved: BTreeMap::new(),
+            log: NotificationLog::default(),
             dispatcher: Dispatcher::default(),
             dirty: false,
         };
+        let silences = if shared {
+            Silences::in_memory()
+        } else {
+            core.api_rules = own_rules(&dir, default_interval_ns, &core.file)?;
+            core.restore(read_json::<Durable>(&dir.join("state.json"))?.unwrap_or_default());
+            Silences::open(dir.join("silences.json"))?
+        };
         core.rebuild_batches();
-        let silences = Silences::open(dir.join("silences.json"))?;
         let telemetry = Arc::new(AlertTelemetry::new());
         Ok(Arc::new(AlertEngine {
             settings,
@@ -357,11 +429,107 @@ impl AlertEngine {
             audit,
             core: Mutex::new(core),
             silences: Mutex::new(silences),
+            backing,
+            lease,
+            writer: Mutex::new((!shared).then_some(0)),
+            read_shared: AtomicBool::new(false),
+            dropped_older: AtomicBool::new(false),
             telemetry,
             client: reqwest::Client::new(),
             reload_requested: AtomicBool::new(false),
             changed: Notify::new(),
         }))
+    }
+
+    /// Whether the state is the control table every node shares.
+    pub fn is_shared(&self) -> bool {
+        matches!(self.backing, Backing::Shared(_))
+    }
+
+    /// Reads what changed in the shared state (nothing to do on the embedded store): rules,
+    /// silences, and, on a node that does not evaluate, the alert state. The first read imports
+    /// what this node kept in its data directory before.
+    pub async fn refresh(&self) -> Result<(), ControlError> {
+        let Backing::Shared(shared) = &self.backing else {
+            return Ok(());
+        };
+        if !self.read_shared.load(Ordering::SeqCst) {
+            self.import(shared).await?;
+            self.read_shared.store(true, Ordering::SeqCst);
+        }
+        for kind in KINDS {
+            let Some(records) = shared.changed(kind).await? else {
+                continue;
+            };
+            match kind {
+                Kind::AlertRule => {
+                    let mut rules = Vec::new();
+                    for record in records {
+                        let rule = record
+                            .body
+                            .as_deref()
+                            .map(|body| self.stored_rule(body))
+                            .unwrap_or_else(|| Err("no body".into()));
+                        match rule {
+                            Ok(rule) => rules.push(Arc::new(rule)),
+                            Err(e) => {
+                                tracing::error!(rule = %record.key, error = %e, "a shared alert rule does not load; skipped")
+                            }
+                        }
+                    }
+                    let mut core = self.core.lock();
+                    core.api_rules = rules;
+                    core.rebuild_batches();
+                }
+                Kind::Silence => {
+                    let stored: Vec<Silence> = records
+                        .iter()
+                        .filter_map(|r| serde_json::from_str(r.body.as_deref()?).ok())
+                        .collect();
+                    self.silences.lock().replace_all(stored, now_ns());
+                }
+                _ => {
+                    if self.writer.lock().is_none()
+                        && let Some((_, body)) = records
+                            .into_iter()
+                            .filter_map(|r| Some((r.key.parse::<Token>().ok()?, r.body?)))
+                            .max_by_key(|(token, _)| *token)
+                    {
+                        match serde_json::from_str::<Durable>(&body) {
+                            Ok(durable) => self.core.lock().restore(durable),
+                            Err(e) => {
+                                tracing::error!(error = %e, "the shared alert state does not load")
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        self.changed.notify_one();
+        Ok(())
+    }
+
+    /// An API rule as the control table keeps it.
+    fn stored_rule(&self, body: &str) -> Result<Rule, String> {
+        let spec: RuleSpec = serde_json::from_str(body).map_err(|e| e.to_string())?;
+        let rule = Rule::new(spec, self.default_interval_ns).map_err(|e| e.to_string())?;
+        let receivers = self.core.lock().file.receiver_names();
+        if let Err(e) = check_receivers(&rule, &receivers) {
+            tracing::warn!(error = %e, "an API rule names a receiver the rules file does not have");
+        }
+        Ok(rule)
+    }
+
+    async fn import(&self, shared: &SharedState) -> Result<(), ControlError> {
+        let unreadable = |e: std::io::Error| ControlError::Refused(e.to_string());
+        let rules = read_json::<Vec<RuleSpec>>(&self.dir.join("rules.json"))
+            .map_err(unreadable)?
+            .unwrap_or_default();
+        let silences = read_json::<Vec<Silence>>(&self.dir.join("silences.json"))
+            .map_err(unreadable)?
+            .unwrap_or_default();
+        let state = std::fs::read_to_string(self.dir.join("state.json")).ok();
+        shared.import(&self.dir, rules, silences, state).await
     }
 
     pub fn telemetry(&self) -> &AlertTelemetry {
@@ -397,12 +565,113 @@ impl AlertEngine {
             {
                 let _ = self.reload();
             }
+            let Some(token) = self.leading().await else {
+                continue;
+            };
             let now = now_ns();
             self.schedule(now, &events, &permits, &shutdown);
-            self.dispatch(now, &events, &shutdown);
-            self.save_if_dirty();
+            self.dispatch(now, token, &events, &shutdown);
+            self.persist().await;
         }
-        self.save_if_dirty();
+        self.persist().await;
+    }
+
+    /// The token this node evaluates and notifies under now, if it does. On the shared state:
+    /// once it holds the lease (or with no lease configured), after it read the newest state.
+    /// A node that lost the lease stops at once: its timers go, what it has in flight is
+    /// dropped when it comes back, and its deliveries stop at their next try.
+    async fn leading(&self) -> Option<Token> {
+        let Backing::Shared(shared) = &self.backing else {
+            self.telemetry.leading(true);
+            return Some(0);
+        };
+        let held = match &self.lease {
+            None => Some(None),
+            Some(lease) => lease.token().map(Some),
+        };
+        let writer = *self.writer.lock();
+        match (writer, held) {
+            (Some(token), Some(Some(held))) if token == held => return Some(token),
+            (Some(token), Some(None)) => return Some(token),
+            (Some(token), _) => {
+                tracing::warn!(token, "the alerting lease is lost: this node stands by");
+                *self.writer.lock() = None;
+                self.telemetry.leading(false);
+                let mut core = self.core.lock();
+                core.dispatcher = Dispatcher::default();
+                core.running.clear();
+                shared.forget(Kind::AlertState);
+            }
+            (None, _) => {}
+        }
+        let held = held?;
+        let newest = match shared.newest_state().await {
+            Ok(newest) => newest,
+            Err(e) => {
+                tracing::warn!(error = %e, "the alert state could not be read; not evaluating until it is");
+                return None;
+            }
+        };
+        let (read_token, durable) = match newest {
+            None => (0, Durable::default()),
+            Some((token, body)) => match serde_json::from_str::<Durable>(&body) {
+                Ok(durable) => (token, durable),
+                Err(e) => {
+                    tracing::error!(token, error = %e, "the shared alert state does not load; starting from none");
+                    (token, Durable::default())
+                }
+            },
+        };
+        // Without a lease the node goes on under the token it found.
+        let token = held.unwrap_or(read_token);
+        let mut core = self.core.lock();
+        core.restore(durable);
+        core.dispatcher = Dispatcher::default();
+        core.dirty = true;
+        *self.writer.lock() = Some(token);
+        self.dropped_older.store(false, Ordering::SeqCst);
+        self.telemetry.leading(true);
+        tracing::info!(
+            token,
+            took_over_from = read_token,
+            "this node evaluates the alert rules and notifies"
+        );
+        Some(token)
+    }
+
+    /// Keeps the state: `state.json`, or the shared state under this node's token.
+    async fn persist(&self) {
+        let bytes = {
+            let mut core = self.core.lock();
+            if !core.dirty {
+                return;
+            }
+            core.dirty = false;
+            serde_json::to_vec(&core.durable()).expect("the state serializes")
+        };
+        let saved = match &self.backing {
+            Backing::Files => {
+                write_private_file(&self.dir.join("state.json"), &bytes).map_err(|e| e.to_string())
+            }
+            Backing::Shared(shared) => {
+                let Some(token) = *self.writer.lock() else {
+                    return;
+                };
+                let body = String::from_utf8(bytes).expect("JSON is UTF-8");
+                let first = shared.write_state(token, &body).await;
+                if first.is_ok()
+                    && !self.dropped_older.swap(true, Ordering::SeqCst)
+                    && let Err(e) = shared.drop_states_before(token).await
+                {
+                    tracing::warn!(error = %e, "the former holders' alert states stay");
+                }
+                first.map_err(|e| e.to_string())
+            }
+        };
+        if let Err(e) = saved {
+            self.core.lock().dirty = true;
+            tracing::error!(error = %e, "saving the alert state failed; retrying");
+        }
     }
 
     fn file_changed(&self) -> bool {
@@ -511,8 +780,12 @@ impl AlertEngine {
                 if delivered {
                     self.delivered(&mut core, &notification);
                     // Written before anything else is looked at: a page that was delivered is
-                    // never delivered again because Vigil restarted.
-                    self.save(&mut core);
+                    // never delivered again because Vigil restarted. (The shared state is
+                    // written at the end of the turn: the next holder of the lease resends
+                    // only what a holder that died in between delivered, with the same id.)
+                    if matches!(self.backing, Backing::Files) {
+                        self.save(&mut core);
+                    }
                 }
             }
         }
@@ -527,6 +800,11 @@ impl AlertEngine {
     ) {
         let mut core = self.core.lock();
         core.running.remove(&batch.key);
+        if self.writer.lock().is_none() {
+            // Started before this node lost the lease: the holder evaluates now.
+            return;
+        }
+        core.dirty = true;
         self.telemetry.round_took(took.as_secs_f64());
         self.telemetry
             .evaluated(batch.rules.len() as u64, result.is_err());
@@ -590,6 +868,7 @@ impl AlertEngine {
     fn dispatch(
         &self,
         now: i64,
+        token: Token,
         events: &mpsc::UnboundedSender<Event>,
         shutdown: &CancellationToken,
     ) {
@@ -643,12 +922,14 @@ impl AlertEngine {
             let events = events.clone();
             let shutdown = shutdown.clone();
             let telemetry = self.telemetry.clone();
+            let fence = self.lease.clone().map(|lease| Fence { lease, token });
             tokio::spawn(async move {
                 let delivered = deliver(
                     &client,
                     &receiver,
                     &notification,
                     &body,
+                    fence.as_ref(),
                     &shutdown,
                     &telemetry,
                 )
@@ -684,13 +965,6 @@ impl AlertEngine {
         core.dirty = true;
     }
 
-    fn save_if_dirty(&self) {
-        let mut core = self.core.lock();
-        if core.dirty {
-            self.save(&mut core);
-        }
-    }
-
     fn save(&self, core: &mut Core) {
         let bytes = serde_json::to_vec(&core.durable()).expect("the state serializes");
         match write_private_file(&self.dir.join("state.json"), &bytes) {
@@ -700,13 +974,22 @@ impl AlertEngine {
     }
 }
 
-/// Tries one notification until it is delivered, refused, `retry_for` has passed, or Vigil
-/// stops. Every try carries the same `webhook-id`; each is signed with its own timestamp.
+/// The lease a delivery is made under.
+struct Fence {
+    lease: Lease,
+    token: Token,
+}
+
+/// Tries one notification until it is delivered, refused, `retry_for` has passed, Vigil
+/// stops, or (with a `fence`) this node no longer holds the lease it was sent under, which is
+/// asked of ZooKeeper before every try. Every try carries the same `webhook-id`; each is signed
+/// with its own timestamp.
 async fn deliver(
     client: &reqwest::Client,
     receiver: &crate::config::Receiver,
     notification: &Notification,
     body: &[u8],
+    fence: Option<&Fence>,
     shutdown: &CancellationToken,
     telemetry: &AlertTelemetry,
 ) -> bool {
@@ -714,7 +997,15 @@ async fn deliver(
     let mut tries = 0;
     loop {
         tries += 1;
-        let outcome = attempt(client, receiver, &notification.id, body).await;
+        if let Some(fence) = fence
+            && !fence.lease.confirm(fence.token).await
+        {
+            tracing::warn!(receiver = %receiver.name, id = %notification.id, token = fence.token, "not sent: this node no longer holds the alerting lease");
+            telemetry.notification(&receiver.name, "fenced");
+            return false;
+        }
+        let token = fence.map(|f| f.token);
+        let outcome = attempt(client, receiver, &notification.id, token, body).await;
         telemetry.attempt(&receiver.name, outcome.label());
         let reason = match outcome {
             Attempt::Delivered(_) => return true,
@@ -762,63 +1053,76 @@ impl AlertEngine {
     }
 
     /// Creates or replaces an API rule; `Ok(true)` when it is new. Its alerts keep their state.
-    pub fn put_rule(&self, project: &str, mut spec: RuleSpec) -> Result<bool, RuleChangeError> {
+    pub async fn put_rule(
+        &self,
+        project: &str,
+        mut spec: RuleSpec,
+    ) -> Result<bool, RuleChangeError> {
         spec.project = project.to_string();
         let rule = Rule::new(spec, self.default_interval_ns)?;
-        let mut core = self.core.lock();
-        let receivers: BTreeSet<String> =
-            core.file.receivers.iter().map(|r| r.name.clone()).collect();
-        check_receivers(&rule, &receivers)?;
-        if let Some((_, Source::File)) = core.find(project, rule.name()) {
-            return Err(RuleChangeError::FromFile(rule.name().into()));
+        let created = {
+            let core = self.core.lock();
+            check_receivers(&rule, &core.file.receiver_names())?;
+            match core.find(project, rule.name()) {
+                Some((_, Source::File)) => {
+                    return Err(RuleChangeError::FromFile(rule.name().into()));
+                }
+                found => found.is_none(),
+            }
+        };
+        if let Backing::Shared(shared) = &self.backing {
+            shared
+                .put_rule(project, rule.name(), Some(&rule.spec))
+                .await
+                .map_err(SaveError::from)?;
         }
-        let before = core.api_rules.len();
-        core.api_rules
-            .retain(|r| !(r.project() == project && r.name() == rule.name()));
-        let created = core.api_rules.len() == before;
-        core.api_rules.push(Arc::new(rule));
-        self.save_api_rules(&core)?;
-        core.rebuild_batches();
-        drop(core);
-        self.changed.notify_one();
+        let name = rule.name().to_string();
+        self.change_api_rules(|rules| {
+            rules.retain(|r| !(r.project() == project && r.name() == name));
+            rules.push(Arc::new(rule));
+        })?;
         Ok(created)
     }
 
     /// Deletes an API rule; its firing alerts resolve. `Ok(false)` when there was none.
-    pub fn delete_rule(&self, project: &str, name: &str) -> Result<bool, RuleChangeError> {
-        let mut core = self.core.lock();
-        match core.find(project, name) {
+    pub async fn delete_rule(&self, project: &str, name: &str) -> Result<bool, RuleChangeError> {
+        match self.core.lock().find(project, name) {
             None => return Ok(false),
             Some((_, Source::File)) => return Err(RuleChangeError::FromFile(name.into())),
             Some((_, Source::Api)) => {}
         }
-        core.api_rules
-            .retain(|r| !(r.project() == project && r.name() == name));
-        self.save_api_rules(&core)?;
-        core.rebuild_batches();
-        drop(core);
-        self.changed.notify_one();
+        if let Backing::Shared(shared) = &self.backing {
+            shared
+                .put_rule(project, name, None)
+                .await
+                .map_err(SaveError::from)?;
+        }
+        self.change_api_rules(|rules| {
+            rules.retain(|r| !(r.project() == project && r.name() == name));
+        })?;
         Ok(true)
     }
 
-    fn save_api_rules(&self, core: &Core) -> std::io::Result<()> {
-        /// A rule as saved: with its project, which a rule's own serialization leaves out.
-        #[derive(serde::Serialize)]
-        struct Saved<'a> {
-            project: &'a str,
-            #[serde(flatten)]
-            spec: &'a RuleSpec,
+    /// Changes the API's rules in memory, and in `rules.json` on the embedded store.
+    fn change_api_rules(&self, change: impl FnOnce(&mut Vec<Arc<Rule>>)) -> Result<(), SaveError> {
+        let mut core = self.core.lock();
+        change(&mut core.api_rules);
+        if matches!(self.backing, Backing::Files) {
+            let specs: Vec<SavedRule> = core
+                .api_rules
+                .iter()
+                .map(|r| SavedRule {
+                    project: &r.spec.project,
+                    spec: &r.spec,
+                })
+                .collect();
+            let bytes = serde_json::to_vec_pretty(&specs).map_err(std::io::Error::other)?;
+            write_private_file(&self.dir.join("rules.json"), &bytes)?;
         }
-        let specs: Vec<Saved> = core
-            .api_rules
-            .iter()
-            .map(|r| Saved {
-                project: &r.spec.project,
-                spec: &r.spec,
-            })
-            .collect();
-        let bytes = serde_json::to_vec_pretty(&specs).map_err(std::io::Error::other)?;
-        write_private_file(&self.dir.join("rules.json"), &bytes)
+        core.rebuild_batches();
+        drop(core);
+        self.changed.notify_one();
+        Ok(())
     }
 
     /// The project's pending and firing alerts, with the silences muting them.
@@ -849,22 +1153,23 @@ impl AlertEngine {
         out
     }
 
-    pub fn create_silence(
+    pub async fn create_silence(
         &self,
         project: &str,
         key_id: &str,
         spec: SilenceSpec,
-    ) -> Result<SilenceView, SilenceError> {
+    ) -> Result<SilenceView, SilenceChangeError> {
         let now = now_ns();
         let silence = check_silence(spec, project, key_id, now)?;
         let view = silence.view(now);
-        self.silences
-            .lock()
-            .add(silence)
-            .map_err(|e| SilenceError {
-                field: "silence",
-                message: format!("could not be saved: {e}"),
-            })?;
+        if let Backing::Shared(shared) = &self.backing {
+            shared
+                .put_silence(&silence)
+                .await
+                .map_err(SaveError::from)?;
+        }
+        self.silences.lock().add(silence).map_err(SaveError::from)?;
+        self.changed.notify_one();
         Ok(view)
     }
 
@@ -889,10 +1194,19 @@ impl AlertEngine {
     }
 
     /// Expires a silence now; `Ok(false)` when there is none.
-    pub fn expire_silence(&self, project: &str, id: &str) -> std::io::Result<bool> {
-        let expired = self.silences.lock().expire(project, id, now_ns())?;
+    pub async fn expire_silence(&self, project: &str, id: &str) -> Result<bool, SaveError> {
+        let expired = {
+            let mut silences = self.silences.lock();
+            if !silences.expire(project, id, now_ns())? {
+                return Ok(false);
+            }
+            silences.get(project, id).cloned()
+        };
+        if let (Backing::Shared(shared), Some(silence)) = (&self.backing, expired) {
+            shared.put_silence(&silence).await?;
+        }
         self.changed.notify_one();
-        Ok(expired)
+        Ok(true)
     }
 }
 
@@ -912,6 +1226,28 @@ fn rule_view(core: &Core, rule: &Rule, source: Source) -> RuleView {
         last_error: health.last_error,
         alerts: AlertCounts { pending, firing },
     }
+}
+
+/// The API's rules as a node kept them in its data directory (`rules.json`).
+fn own_rules(
+    dir: &std::path::Path,
+    default_interval_ns: i64,
+    file: &LoadedFile,
+) -> Result<Vec<Arc<Rule>>, EngineError> {
+    let receivers = file.receiver_names();
+    let mut rules = Vec::new();
+    for spec in read_json::<Vec<RuleSpec>>(&dir.join("rules.json"))?.unwrap_or_default() {
+        match Rule::new(spec, default_interval_ns) {
+            Ok(rule) => {
+                if let Err(e) = check_receivers(&rule, &receivers) {
+                    tracing::warn!(error = %e, "an API rule names a receiver the rules file no longer has");
+                }
+                rules.push(Arc::new(rule));
+            }
+            Err(e) => tracing::error!(error = %e, "a stored API rule no longer loads; skipped"),
+        }
+    }
+    Ok(rules)
 }
 
 fn stamp(path: &std::path::Path) -> Option<SystemTime> {

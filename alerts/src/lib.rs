@@ -22,6 +22,7 @@ pub mod evaluator;
 pub mod kill_switch;
 pub mod labels;
 pub mod rule;
+pub mod shared;
 pub mod silence;
 pub mod telemetry;
 pub mod template;
@@ -29,4 +30,6 @@ pub mod views;
 pub mod webhook;
 
 pub use config::AlertingSettings;
-pub use engine::{AlertEngine, EngineError, RuleChangeError};
+pub use engine::{
+    AlertEngine, EngineError, RuleChangeError, SaveError, Sharing, SilenceChangeError,
+};

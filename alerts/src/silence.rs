@@ -209,13 +209,29 @@ fn new_id() -> String {
     hex::encode(rand::random::<[u8; 16]>())
 }
 
-/// Every silence, with the matchers compiled, backed by one file.
+/// Every silence, with the matchers compiled, backed by one file (or, when the control state
+/// is shared, by nothing: the engine keeps them in the control table).
 pub struct Silences {
-    path: PathBuf,
+    path: Option<PathBuf>,
     silences: Vec<(Silence, Vec<Matcher>)>,
 }
 
 impl Silences {
+    /// Silences kept by their caller.
+    pub fn in_memory() -> Silences {
+        Silences {
+            path: None,
+            silences: Vec::new(),
+        }
+    }
+
+    /// Replaces every silence with `stored` (long-expired ones dropped).
+    pub fn replace_all(&mut self, stored: Vec<Silence>, now_ns: i64) {
+        self.silences = compiled(stored);
+        self.silences
+            .retain(|(s, _)| now_ns - s.ends_at_ns < EXPIRED_RETENTION_NS);
+    }
+
     /// Loads the file, if there is one.
     pub fn open(path: PathBuf) -> std::io::Result<Silences> {
         let stored: Vec<Silence> = match std::fs::read(&path) {
@@ -224,11 +240,10 @@ impl Silences {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
             Err(e) => return Err(e),
         };
-        let silences = stored
-            .into_iter()
-            .filter_map(|s| matchers(&s.matchers).ok().map(|m| (s, m)))
-            .collect();
-        Ok(Silences { path, silences })
+        Ok(Silences {
+            path: Some(path),
+            silences: compiled(stored),
+        })
     }
 
     pub fn add(&mut self, silence: Silence) -> std::io::Result<()> {
@@ -314,10 +329,21 @@ impl Silences {
     }
 
     fn save(&self) -> std::io::Result<()> {
+        let Some(path) = &self.path else {
+            return Ok(());
+        };
         let stored: Vec<&Silence> = self.silences.iter().map(|(s, _)| s).collect();
         let bytes = serde_json::to_vec_pretty(&stored).map_err(std::io::Error::other)?;
-        write_private_file(&self.path, &bytes)
+        write_private_file(path, &bytes)
     }
+}
+
+/// Silences with their matchers compiled; one whose matchers no longer compile is left out.
+fn compiled(stored: Vec<Silence>) -> Vec<(Silence, Vec<Matcher>)> {
+    stored
+        .into_iter()
+        .filter_map(|s| matchers(&s.matchers).ok().map(|m| (s, m)))
+        .collect()
 }
 
 #[cfg(test)]

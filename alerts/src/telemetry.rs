@@ -1,5 +1,6 @@
 //! Alerting's own figures for `/metrics`: evaluations, their failures and duration, alerts by
-//! state, and every webhook try and notification by receiver and outcome, kept in
+//! state, every webhook try and notification by receiver and outcome, and whether this node
+//! leads, kept in
 //! `prometheus-client` metrics and registered into the server's registry
 //! ([`AlertTelemetry::register`]).
 
@@ -30,6 +31,7 @@ pub struct AlertTelemetry {
     firing: Gauge,
     attempts: Family<Delivery, Counter>,
     notifications: Family<Delivery, Counter>,
+    leading: Gauge,
 }
 
 impl AlertTelemetry {
@@ -93,6 +95,16 @@ impl AlertTelemetry {
             "Notifications by receiver and final outcome.",
             self.notifications.clone(),
         );
+        registry.register(
+            "vigil_alerting_leader",
+            "1 while this node evaluates the rules and notifies (it holds the alerting lease, \
+             or needs none), 0 while it stands by.",
+            self.leading.clone(),
+        );
+    }
+
+    pub fn leading(&self, leading: bool) {
+        self.leading.set(i64::from(leading));
     }
 
     pub fn evaluated(&self, rules: u64, failed: bool) {

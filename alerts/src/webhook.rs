@@ -15,6 +15,10 @@ use crate::{config::Receiver, dispatch::Notification};
 
 /// Alertmanager's "not resolved" end time.
 const ZERO_TIME: &str = "0001-01-01T00:00:00Z";
+/// The header that carries the alerting lease token a notification was sent under, when
+/// alerting runs on many nodes: a receiver that remembers the highest it saw can refuse a
+/// notification from a former holder that was paused past the end of its lease.
+pub const LEASE_TOKEN_HEADER: &str = "vigil-lease-token";
 /// The longest back-off between two tries.
 const MAX_BACKOFF: Duration = Duration::from_secs(60);
 
@@ -92,16 +96,20 @@ impl Attempt {
     }
 }
 
-/// One POST of `body`, signed now.
+/// One POST of `body`, signed now (with the lease token it is sent under, if any).
 pub async fn attempt(
     client: &reqwest::Client,
     receiver: &Receiver,
     id: &str,
+    lease_token: Option<i64>,
     body: &[u8],
 ) -> Attempt {
     let timestamp = vigil_schemas::time::now_ns() / 1_000_000_000;
-    let response = client
-        .post(receiver.url.clone())
+    let mut request = client.post(receiver.url.clone());
+    if let Some(token) = lease_token {
+        request = request.header(LEASE_TOKEN_HEADER, token.to_string());
+    }
+    let response = request
         .timeout(receiver.timeout)
         .header("content-type", "application/json")
         .header("user-agent", concat!("vigil/", env!("CARGO_PKG_VERSION")))

@@ -1,5 +1,6 @@
-//! The control state every Vigil node shares when the store is ClickHouse: API keys today, and
-//! every other piece of state a node must agree on with the others as it moves here.
+//! What Vigil nodes share when the store is ClickHouse: the control state (API keys, alert
+//! rules, silences, the alert and notification state), and the lease that makes one alerting
+//! node of many the one that pages ([`lease`]).
 //!
 //! State is a set of **records**, each a `(kind, key)` with a JSON body, kept in one table
 //! (`vigil_control`, created by the migrations). A change writes a new **version** of a record,
@@ -13,6 +14,8 @@
 //! shards' servers are its replicas), and a node reads its own; on a cluster without replicas,
 //! the first node of `nodes`.
 
+pub mod lease;
+
 use clickhouse::{Client, Row};
 use serde::{Deserialize, Serialize};
 use vigil_schemas::{
@@ -25,12 +28,22 @@ use vigil_schemas::{
 pub enum Kind {
     /// An API key (`vigil_access::keys::KeyRecord`), by id.
     Key,
+    /// An alert rule created through the API, by `<project>/<name>`.
+    AlertRule,
+    /// A silence, by `<project>/<id>`.
+    Silence,
+    /// The alert and notification state, as the lease holder that wrote it saw it, by its
+    /// lease token (zero-padded, so that the newest holder's sorts last).
+    AlertState,
 }
 
 impl Kind {
     pub fn as_str(self) -> &'static str {
         match self {
             Kind::Key => "key",
+            Kind::AlertRule => "alert_rule",
+            Kind::Silence => "silence",
+            Kind::AlertState => "alert_state",
         }
     }
 }
@@ -51,7 +64,7 @@ pub struct Fingerprint {
     digest: u64,
 }
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum ControlError {
     /// ClickHouse did not answer, or answered an error worth retrying.
     #[error("the shared control state is unavailable: {0}")]

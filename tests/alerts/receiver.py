@@ -44,6 +44,7 @@ def main():
                     "id": headers.get("webhook-id"),
                     "timestamp": headers.get("webhook-timestamp"),
                     "signature": headers.get("webhook-signature"),
+                    "lease_token": headers.get("vigil-lease-token"),
                     "verified": verified,
                     "answered": status,
                     "body": json.loads(body.decode("utf-8")),

@@ -16,6 +16,7 @@ mod compliance;
 mod crash;
 mod demo;
 mod evaluation;
+mod failover;
 mod hostile;
 mod ingest;
 mod kill_switch;

@@ -12,7 +12,13 @@ use crate::support::{
     clickhouse_env,
     conformance::{SHARED_USER_HASH_SECRET, wait_drained},
     load::{Load, acked_spans},
+    until,
 };
+
+/// Rule evaluations, summed over the rules.
+pub const EVALUATIONS: &str = "vigil_alert_rule_evaluations_total";
+/// How long a test waits for a change to reach another node before it fails.
+const LIMIT: Duration = Duration::from_secs(30);
 
 /// An ingest node takes traces and answers no REST call; a query node answers them over the
 /// same store and takes no trace; neither evaluates alert rules, which the alerting node does.
@@ -94,26 +100,12 @@ async fn components_split_the_work_between_processes() {
 
     // The rule is evaluated where alerting runs, and nowhere else.
     let deadline = Instant::now() + Duration::from_secs(30);
-    while evaluations(&alerting).await < 2.0 {
+    while alerting.metric(EVALUATIONS).await < 2.0 {
         assert!(Instant::now() < deadline, "{}", alerting.log());
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    assert_eq!(evaluations(&ingest).await, 0.0);
-    assert_eq!(evaluations(&query).await, 0.0);
-}
-
-/// `vigil_alert_rule_evaluations` summed over its rules (0 before any).
-async fn evaluations(vigil: &Vigil) -> f64 {
-    let text = reqwest::get(format!("{}/metrics", vigil.http()))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    text.lines()
-        .filter(|line| line.starts_with("vigil_alert_rule_evaluations_total"))
-        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
+    assert_eq!(ingest.metric(EVALUATIONS).await, 0.0);
+    assert_eq!(query.metric(EVALUATIONS).await, 0.0);
 }
 
 /// Keys are shared through ClickHouse: the first node makes the bootstrap key and the second
@@ -148,7 +140,10 @@ async fn a_key_created_or_revoked_on_one_node_holds_on_every_node() {
     assert_eq!(status, 201, "{created}");
     let token = created["token"].as_str().unwrap().to_string();
     let id = created["id"].as_str().unwrap().to_string();
-    let took = until(|| async { whoami(&second, &token).await == 200 }).await;
+    let took = until(LIMIT, "the key accepted", || async {
+        whoami(&second, &token).await == 200
+    })
+    .await;
     assert!(
         took < Duration::from_secs(5),
         "created key seen after {took:?}"
@@ -161,7 +156,10 @@ async fn a_key_created_or_revoked_on_one_node_holds_on_every_node() {
         .delete_as(&format!("/api/v1/keys/{id}"), &second.token)
         .await;
     assert_eq!(status, 200, "{revoked}");
-    let took = until(|| async { whoami(&first, &token).await == 401 }).await;
+    let took = until(LIMIT, "the key refused", || async {
+        whoami(&first, &token).await == 401
+    })
+    .await;
     assert!(
         took < Duration::from_secs(5),
         "revoked key refused after {took:?}"
@@ -171,23 +169,16 @@ async fn a_key_created_or_revoked_on_one_node_holds_on_every_node() {
 
     // The CLI, given the store, creates keys every node knows.
     let token = first.create_key("read").token;
-    let took = until(|| async { whoami(&second, &token).await == 200 }).await;
+    let took = until(LIMIT, "the key accepted", || async {
+        whoami(&second, &token).await == 200
+    })
+    .await;
     assert!(took < Duration::from_secs(5), "CLI key seen after {took:?}");
 }
 
 /// The status of `GET /api/v1/whoami` with `token`.
 async fn whoami(vigil: &Vigil, token: &str) -> u16 {
     vigil.get_as("/api/v1/whoami", token).await.0
-}
-
-/// How long until `done` holds (polled every 50 ms; a test failure after 30 s).
-async fn until<F: Future<Output = bool>>(done: impl Fn() -> F) -> Duration {
-    let start = Instant::now();
-    while !done().await {
-        assert!(start.elapsed() < Duration::from_secs(30), "timed out");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    start.elapsed()
 }
 
 /// Three ingest nodes behind a load balancer (the clients spread over them); one is killed

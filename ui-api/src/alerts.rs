@@ -16,7 +16,7 @@ use vigil_access::{
     keys::Role,
 };
 use vigil_alerts::{
-    RuleChangeError,
+    RuleChangeError, SaveError, SilenceChangeError,
     rule::RuleSpec,
     silence::{SilenceSpec, SilenceView},
     views::{AlertView, RuleView},
@@ -27,7 +27,7 @@ use crate::{
     audit_log::record,
     auth::Caller,
     body::JsonBody,
-    error::{ApiError, BadRequest, Conflict, NotFound},
+    error::{ApiError, BadRequest, Conflict, NotFound, Unavailable},
 };
 
 #[derive(Deserialize, IntoParams)]
@@ -149,6 +149,7 @@ pub async fn get_rule(
         (status = 201, body = RuleView, description = "Created."),
         (status = 400, response = BadRequest),
         (status = 409, response = Conflict),
+        (status = 503, response = Unavailable),
     ),
 )]
 pub async fn put_rule(
@@ -183,6 +184,7 @@ pub async fn put_rule(
     let created = state
         .alerts
         .put_rule(&principal.project_id, rule)
+        .await
         .map_err(rule_change_error)?;
     let parameters = json!({"name": name, "created": created, "rule": spec});
     record(&state, principal, ALERT_RULE_PUT, parameters, 1).await?;
@@ -212,6 +214,7 @@ pub async fn put_rule(
         (status = 200, body = RuleDeleted, description = "Deleted."),
         (status = 404, response = NotFound),
         (status = 409, response = Conflict),
+        (status = 503, response = Unavailable),
     ),
 )]
 pub async fn delete_rule(
@@ -220,7 +223,7 @@ pub async fn delete_rule(
     Path(RuleName { name }): Path<RuleName>,
 ) -> Result<Json<RuleDeleted>, ApiError> {
     let principal = caller.require(Role::Admin)?;
-    match state.alerts.delete_rule(&principal.project_id, &name) {
+    match state.alerts.delete_rule(&principal.project_id, &name).await {
         Ok(true) => {
             record(
                 &state,
@@ -241,7 +244,14 @@ fn rule_change_error(e: RuleChangeError) -> ApiError {
     match e {
         RuleChangeError::Invalid(e) => ApiError::bad_request(e.field, e.message),
         RuleChangeError::FromFile(_) => ApiError::conflict(e.to_string()),
-        RuleChangeError::Io(e) => ApiError::internal(format!("saving the rules failed: {e}")),
+        RuleChangeError::Save(e) => save_error(e),
+    }
+}
+
+fn save_error(e: SaveError) -> ApiError {
+    match e {
+        SaveError::Shared(e) => ApiError::from(e),
+        SaveError::Io(e) => ApiError::internal(format!("saving the change failed: {e}")),
     }
 }
 
@@ -289,6 +299,7 @@ pub async fn list_alerts(
     responses(
         (status = 201, body = SilenceView, description = "Created."),
         (status = 400, response = BadRequest),
+        (status = 503, response = Unavailable),
     ),
 )]
 pub async fn create_silence(
@@ -300,7 +311,11 @@ pub async fn create_silence(
     let silence = state
         .alerts
         .create_silence(&principal.project_id, &principal.key_id, spec)
-        .map_err(|e| ApiError::bad_request(e.field, e.message))?;
+        .await
+        .map_err(|e| match e {
+            SilenceChangeError::Invalid(e) => ApiError::bad_request(e.field, e.message),
+            SilenceChangeError::Save(e) => save_error(e),
+        })?;
     record(&state, principal, SILENCE_CREATE, json!(silence), 1).await?;
     Ok((StatusCode::CREATED, Json(silence)))
 }
@@ -367,6 +382,7 @@ pub async fn get_silence(
     responses(
         (status = 200, body = SilenceView, description = "The expired silence."),
         (status = 404, response = NotFound),
+        (status = 503, response = Unavailable),
     ),
 )]
 pub async fn expire_silence(
@@ -375,7 +391,11 @@ pub async fn expire_silence(
     Path(SilenceId { id }): Path<SilenceId>,
 ) -> Result<Json<SilenceView>, ApiError> {
     let principal = caller.require(Role::Admin)?;
-    match state.alerts.expire_silence(&principal.project_id, &id) {
+    match state
+        .alerts
+        .expire_silence(&principal.project_id, &id)
+        .await
+    {
         Ok(true) => {
             let silence = state
                 .alerts
@@ -385,8 +405,6 @@ pub async fn expire_silence(
             Ok(Json(silence))
         }
         Ok(false) => Err(ApiError::not_found(format!("no silence with id {id:?}"))),
-        Err(e) => Err(ApiError::internal(format!(
-            "saving the silences failed: {e}"
-        ))),
+        Err(e) => Err(save_error(e)),
     }
 }

@@ -208,14 +208,12 @@ impl From<ErasureError> for ApiError {
     }
 }
 
-impl From<KeyError> for ApiError {
-    fn from(e: KeyError) -> ApiError {
-        match (&e, e.field()) {
-            (KeyError::NotFound(id), _) => {
-                ApiError::not_found(format!("no key with id {id:?} in this project"))
-            }
-            (KeyError::Shared(ControlError::Unavailable(_)), _) => {
-                tracing::warn!(error = %e, "shared keys unavailable");
+impl From<ControlError> for ApiError {
+    /// A change to the shared control state that ClickHouse did not take.
+    fn from(e: ControlError) -> ApiError {
+        match e {
+            ControlError::Unavailable(_) => {
+                tracing::warn!(error = %e, "the shared control state is unavailable");
                 ApiError {
                     status: StatusCode::SERVICE_UNAVAILABLE,
                     code: "unavailable",
@@ -224,6 +222,18 @@ impl From<KeyError> for ApiError {
                     retry_after_secs: Some(1),
                 }
             }
+            ControlError::Refused(_) => ApiError::internal(e.to_string()),
+        }
+    }
+}
+
+impl From<KeyError> for ApiError {
+    fn from(e: KeyError) -> ApiError {
+        match (&e, e.field()) {
+            (KeyError::NotFound(id), _) => {
+                ApiError::not_found(format!("no key with id {id:?} in this project"))
+            }
+            (KeyError::Shared(e @ ControlError::Unavailable(_)), _) => ApiError::from(e.clone()),
             (_, Some(field)) => ApiError::bad_request(field, e.to_string()),
             (_, None) => ApiError::internal(format!("key registry: {e}")),
         }

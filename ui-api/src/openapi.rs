@@ -794,6 +794,7 @@ mod tests {
                 store.clone(),
                 kill_switches.clone(),
                 audit.clone(),
+                None,
             )
             .unwrap();
             // A batcher, so that what the examples send reaches the store (an erasure waits

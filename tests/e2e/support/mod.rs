@@ -273,6 +273,12 @@ impl Vigil {
         answer(request.bearer_auth(token).json(body)).await
     }
 
+    /// PUT a JSON body with the admin key; returns (status, JSON body).
+    pub async fn put(&self, path: &str, body: &Value) -> (u16, Value) {
+        let request = reqwest::Client::new().put(format!("{}{path}", self.http()));
+        answer(request.bearer_auth(&self.token).json(body)).await
+    }
+
     /// The answer of `POST /api/v1/metrics/query` to `query`, which must succeed.
     pub async fn metrics(&self, query: &Value) -> Value {
         let (status, answer) = self.post("/api/v1/metrics/query", query).await;
@@ -471,6 +477,21 @@ pub fn unsealed_days(db: &str, table: Table) -> String {
          FROM {db}.vigil_seals WHERE table_name = '{name}' GROUP BY day) USING day \
          WHERE (day + 1) * 86400 <= toUInt32(now()) AND last >= w"
     )
+}
+
+/// Waits for `done` (polled every 50 ms; a test failure naming `what` after `limit`), and
+/// says how long it took.
+pub async fn until<F: Future<Output = bool>>(
+    limit: Duration,
+    what: &str,
+    done: impl Fn() -> F,
+) -> Duration {
+    let start = Instant::now();
+    while !done().await {
+        assert!(start.elapsed() < limit, "{what}: not after {limit:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    start.elapsed()
 }
 
 /// The last `lines` lines of `text` (a log, a command's output), for a failure message.

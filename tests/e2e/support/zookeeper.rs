@@ -12,6 +12,8 @@ use std::{
 use super::{free_port, watched::Watched};
 
 const JAR: &str = "/usr/share/java/zookeeper.jar";
+/// ZooKeeper's tick: sessions last between 2 and 20 ticks.
+const TICK_MS: u32 = 500;
 
 pub struct ZooKeeper {
     dir: PathBuf,
@@ -42,12 +44,13 @@ impl ZooKeeper {
 
     fn spawn(&self) {
         let dir = self.dir.display();
-        // ZooKeeperServerMain: one standalone server, `<port> <data dir>`; the admin web server
-        // would take port 8080, shared by every test.
+        // ZooKeeperServerMain: one standalone server, `<port> <data dir> <tick ms>`; sessions
+        // may then be as short as two ticks (1 s), which the alerting failover tests use. The
+        // admin web server would take port 8080, shared by every test.
         let server = format!(
             "java -Xmx256m -Dzookeeper.admin.enableServer=false \
              -cp /etc/zookeeper/conf:{JAR} org.apache.zookeeper.server.ZooKeeperServerMain \
-             {} {dir}/data",
+             {} {dir}/data {TICK_MS}",
             self.port
         );
         self.server.spawn(&server, "log");

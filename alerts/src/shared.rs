@@ -1,0 +1,205 @@
+//! Alerting's durable state in the control table every node shares (the ClickHouse store):
+//! rules created through the API, silences, and the alert and notification state.
+//!
+//! - A rule is a record of its own, by `<project>/<name>`; so is a silence, by `<project>/<id>`.
+//!   Any node changes them; every node reads them again when their fingerprint changes.
+//! - The alert and notification state (alert instances, resolved alerts not reported yet, the
+//!   notification log, each rule's last evaluation) has one writer: the node that evaluates,
+//!   the holder of the alerting lease. It writes under its lease token, a record per token
+//!   (zero-padded, so that they sort as numbers): a paused former holder that wakes up and
+//!   writes again writes under its own, older token, never over the newer holder's state. A
+//!   node that takes over reads the state of the highest token.
+//!
+//! A node's own files (`<data dir>/alerts/`) from before the state was shared are imported at
+//! its first read, then renamed `*.imported`.
+
+use std::{collections::HashMap, path::Path};
+
+use parking_lot::Mutex;
+use serde::Serialize;
+use vigil_control::{ControlError, ControlTable, Fingerprint, Kind, Record, lease::Token};
+
+use crate::{rule::RuleSpec, silence::Silence};
+
+/// The kinds of record alerting keeps, in the order a refresh reads them.
+pub const KINDS: [Kind; 3] = [Kind::AlertRule, Kind::Silence, Kind::AlertState];
+
+/// Alerting's view of the control table.
+pub struct SharedState {
+    table: ControlTable,
+    /// The fingerprint of each kind when it was last read.
+    seen: Mutex<HashMap<Kind, Fingerprint>>,
+    /// The version of the state this node last wrote, by key: the next is above it, whatever
+    /// the clock did.
+    written: Mutex<Option<(String, i64)>>,
+}
+
+/// A rule as kept: with its project, which a rule's own serialization leaves out.
+#[derive(Serialize)]
+pub struct SavedRule<'a> {
+    pub project: &'a str,
+    #[serde(flatten)]
+    pub spec: &'a RuleSpec,
+}
+
+impl SharedState {
+    pub fn new(table: ControlTable) -> SharedState {
+        SharedState {
+            table,
+            seen: Mutex::new(HashMap::new()),
+            written: Mutex::new(None),
+        }
+    }
+
+    /// The records of `kind` when they changed since they were last read; `None` when not.
+    pub async fn changed(&self, kind: Kind) -> Result<Option<Vec<Record>>, ControlError> {
+        let fingerprint = self.table.fingerprint(kind).await?;
+        if self.seen.lock().get(&kind) == Some(&fingerprint) {
+            return Ok(None);
+        }
+        let records = self.table.load(kind).await?;
+        self.seen.lock().insert(kind, fingerprint);
+        Ok(Some(records))
+    }
+
+    /// Makes the next [`Self::changed`] of `kind` read it whatever its fingerprint: what this
+    /// node holds in memory may differ from the table (a change it could not write).
+    pub fn forget(&self, kind: Kind) {
+        self.seen.lock().remove(&kind);
+    }
+
+    /// Writes (or with `None` deletes) the rule `<project>/<name>`.
+    pub async fn put_rule(
+        &self,
+        project: &str,
+        name: &str,
+        spec: Option<&RuleSpec>,
+    ) -> Result<(), ControlError> {
+        let body = spec.map(|spec| json(&SavedRule { project, spec }));
+        self.replace(Kind::AlertRule, &format!("{project}/{name}"), body)
+            .await
+    }
+
+    pub async fn put_silence(&self, silence: &Silence) -> Result<(), ControlError> {
+        let key = format!("{}/{}", silence.project, silence.id);
+        self.replace(Kind::Silence, &key, Some(json(silence))).await
+    }
+
+    /// A new version of one record, above the one there is.
+    async fn replace(
+        &self,
+        kind: Kind,
+        key: &str,
+        body: Option<String>,
+    ) -> Result<(), ControlError> {
+        let read = self.table.get(kind, key).await?.map(|r| r.version);
+        let written = self.table.put(kind, key, read, body.as_deref()).await;
+        if written.is_err() {
+            self.forget(kind);
+        }
+        written.map(|_| ())
+    }
+
+    /// The state of the highest token, with that token.
+    pub async fn newest_state(&self) -> Result<Option<(Token, String)>, ControlError> {
+        let records = self.table.load(Kind::AlertState).await?;
+        Ok(records
+            .into_iter()
+            .filter_map(|r| Some((r.key.parse::<Token>().ok()?, r.body?)))
+            .max_by_key(|(token, _)| *token))
+    }
+
+    /// Writes the state under `token`.
+    pub async fn write_state(&self, token: Token, body: &str) -> Result<(), ControlError> {
+        let key = state_key(token);
+        let read = self
+            .written
+            .lock()
+            .as_ref()
+            .filter(|(k, _)| *k == key)
+            .map(|(_, v)| *v);
+        let record = self
+            .table
+            .put(Kind::AlertState, &key, read, Some(body))
+            .await?;
+        *self.written.lock() = Some((key, record.version));
+        Ok(())
+    }
+
+    /// Deletes the states of tokens below `token`: their holders are gone.
+    pub async fn drop_states_before(&self, token: Token) -> Result<(), ControlError> {
+        for record in self.table.load(Kind::AlertState).await? {
+            if record.key.parse::<Token>().is_ok_and(|t| t < token) {
+                self.table
+                    .put(Kind::AlertState, &record.key, Some(record.version), None)
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Imports what a node kept in `dir` before the state was shared: rules and silences the
+    /// table does not have, and the alert state when the table has none. Each file imported is
+    /// renamed `<name>.imported`.
+    pub async fn import(
+        &self,
+        dir: &Path,
+        rules: Vec<RuleSpec>,
+        silences: Vec<Silence>,
+        state: Option<String>,
+    ) -> Result<(), ControlError> {
+        for spec in &rules {
+            let key = format!("{}/{}", spec.project, spec.name);
+            if self.table.get(Kind::AlertRule, &key).await?.is_none() {
+                self.put_rule(&spec.project, &spec.name, Some(spec)).await?;
+            }
+        }
+        for silence in &silences {
+            let key = format!("{}/{}", silence.project, silence.id);
+            if self.table.get(Kind::Silence, &key).await?.is_none() {
+                self.put_silence(silence).await?;
+            }
+        }
+        if let Some(state) = &state
+            && self.newest_state().await?.is_none()
+        {
+            self.write_state(0, state).await?;
+        }
+        for (name, imported) in [
+            ("rules.json", !rules.is_empty()),
+            ("silences.json", !silences.is_empty()),
+            ("state.json", state.is_some()),
+        ] {
+            let file = dir.join(name);
+            if imported && let Err(e) = std::fs::rename(&file, dir.join(format!("{name}.imported")))
+            {
+                tracing::warn!(file = %file.display(), error = %e, "an imported alerting file could not be renamed; it will be imported again (nothing is overwritten)");
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The key of the state written under `token`: zero-padded, so that keys sort as tokens.
+fn state_key(token: Token) -> String {
+    format!("{token:020}")
+}
+
+fn json(value: &impl Serialize) -> String {
+    serde_json::to_string(value).expect("a rule or silence serializes")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn state_keys_sort_as_their_tokens() {
+        let mut tokens = [0, 9, 10, 4_294_967_296, 12_884_901_890, Token::MAX];
+        let mut keys: Vec<String> = tokens.iter().map(|t| state_key(*t)).collect();
+        keys.sort();
+        tokens.sort();
+        let parsed: Vec<Token> = keys.iter().map(|k| k.parse().unwrap()).collect();
+        assert_eq!(parsed, tokens);
+    }
+}

@@ -1,0 +1,382 @@
+//! Alerting on many nodes: rules, silences and alert state shared through ClickHouse, and a
+//! lease in a real ZooKeeper that makes exactly one node evaluate and page at a time. The
+//! leader is killed with -9 while an alert fires and while a resolution is due, and paused
+//! (SIGSTOP) past the end of its lease: on-call hears every transition once, from whoever
+//! holds the lease.
+
+use std::{
+    collections::BTreeSet,
+    process::Command,
+    time::{Duration, Instant},
+};
+
+use serde_json::{Value, json};
+use vigil_proto::v1;
+
+use crate::{
+    alerts::{Receiver, SECRET, send_runs},
+    nodes::EVALUATIONS,
+    support::{
+        Vigil,
+        clickhouse::{ClickHouse, unique_database},
+        clickhouse_env,
+        conformance::SHARED_USER_HASH_SECRET,
+        until,
+        zookeeper::ZooKeeper,
+    },
+};
+
+/// The rules' evaluation interval; the lease's session timeout is half of it.
+const INTERVAL: Duration = Duration::from_secs(4);
+/// The window the rule counts failed runs over: an alert resolves this long after the runs.
+const WINDOW: &str = "20s";
+
+/// A node running everything, over `database`, with the rules file and (if given) the lease.
+fn node(database: &str, rules: &std::path::Path, zookeeper: Option<&ZooKeeper>) -> Vigil {
+    let mut env = settings(database, rules);
+    if let Some(zookeeper) = zookeeper {
+        env.push((
+            "VIGIL_ALERTING__LEASE__ZOOKEEPER".into(),
+            zookeeper.address(),
+        ));
+        env.push((
+            "VIGIL_ALERTING__LEASE__SESSION_TIMEOUT".into(),
+            format!("{}ms", INTERVAL.as_millis() / 2),
+        ));
+    }
+    Vigil::spawn_with(env)
+}
+
+/// The settings every node of a test shares.
+fn settings(database: &str, rules: &std::path::Path) -> Vec<(String, String)> {
+    let mut env = clickhouse_env(&ClickHouse::shared().url(), database);
+    env.push((
+        "VIGIL_SECURITY__USER_HASH_SECRET".into(),
+        SHARED_USER_HASH_SECRET.into(),
+    ));
+    env.push((
+        "VIGIL_ALERTING__RULES_FILE".into(),
+        rules.to_str().unwrap().into(),
+    ));
+    env
+}
+
+fn rules_file(dir: &std::path::Path, oncall: &Receiver) -> std::path::PathBuf {
+    let text = format!(
+        "[[receivers]]\nname = \"oncall\"\nurl = \"{}\"\nsecret = \"{SECRET}\"\n\
+         group_wait = \"0s\"\ngroup_interval = \"1s\"\nrepeat_interval = \"1h\"\n\
+         retry_initial = \"200ms\"\ntimeout = \"2s\"\n\n\
+         [[rules]]\nname = \"failing\"\nfilters = {{ agent = [\"leased-bot\"] }}\n\
+         metric = \"failed_runs\"\nwindow = \"{WINDOW}\"\ninterval = \"{}s\"\nop = \">\"\n\
+         threshold = 0\nreceivers = [\"oncall\"]\n",
+        oncall.url(),
+        INTERVAL.as_secs()
+    );
+    let path = dir.join("alerts.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+async fn leads(vigil: &Vigil) -> bool {
+    vigil.metric("vigil_alerting_leader").await == 1.0
+}
+
+async fn evaluations(vigil: &Vigil) -> f64 {
+    vigil.metric(EVALUATIONS).await
+}
+
+/// Sends `n` failed runs of the rule's agent through `vigil` and waits until the store has them.
+async fn fail_runs(vigil: &Vigil, seed: u64) {
+    send_runs(vigil, "leased-bot", v1::Outcome::Failure, 3, seed).await;
+    vigil.wait_run(&format!("{seed:016x}{:016x}", 3), 0).await;
+}
+
+/// The notifications on-call received, as (status, webhook-id, lease token), in arrival order.
+fn heard(oncall: &Receiver) -> Vec<(String, String, Option<i64>)> {
+    oncall
+        .about("failing")
+        .iter()
+        .map(|r: &Value| {
+            (
+                r["body"]["status"].as_str().unwrap().to_string(),
+                r["id"].as_str().unwrap().to_string(),
+                r["lease_token"].as_str().map(|t| t.parse().unwrap()),
+            )
+        })
+        .collect()
+}
+
+/// The distinct notifications, in the order first heard: a retry (the same `webhook-id`) is
+/// the same notification.
+fn transitions(oncall: &Receiver) -> Vec<String> {
+    let mut seen = BTreeSet::new();
+    heard(oncall)
+        .into_iter()
+        .filter(|(_, id, _)| seen.insert(id.clone()))
+        .map(|(status, _, _)| status)
+        .collect()
+}
+
+async fn wait_transitions(oncall: &Receiver, n: usize, what: &str) {
+    until(Duration::from_secs(90), what, || async {
+        transitions(oncall).len() >= n
+    })
+    .await;
+}
+
+/// The leader dies (kill -9) while an alert fires, then the new leader dies while its
+/// resolution is due: every transition reaches on-call once, each from the lease's holder, and
+/// the standby takes over within two evaluation intervals.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn alerting_pages_once_when_the_leader_dies() {
+    let zookeeper = ZooKeeper::start();
+    let database = unique_database();
+    let oncall = Receiver::start(0);
+    let dir = tempfile::tempdir().unwrap();
+    let rules = rules_file(dir.path(), &oncall);
+    let mut a = node(&database, &rules, Some(&zookeeper));
+    until(Duration::from_secs(30), "the first node leads", || {
+        leads(&a)
+    })
+    .await;
+    let mut b = node(&database, &rules, Some(&zookeeper));
+    b.token = a.token.clone();
+    tokio::time::sleep(INTERVAL).await;
+    assert!(!leads(&b).await, "two leaders");
+    assert_eq!(evaluations(&b).await, 0.0, "the standby evaluates");
+
+    // 1. The alert fires; the leader is killed as soon as its API shows it firing.
+    fail_runs(&a, 1).await;
+    until(Duration::from_secs(30), "the alert fires", || async {
+        let (_, alerts) = a.get("/api/v1/alerts").await;
+        alerts["alerts"][0]["state"] == "firing"
+    })
+    .await;
+    a.kill9();
+    let died = Instant::now();
+    until(Duration::from_secs(30), "the standby evaluates", || async {
+        evaluations(&b).await > 0.0
+    })
+    .await;
+    let took = died.elapsed();
+    println!("failover while firing: the standby evaluated {took:?} after the leader died");
+    assert!(took < 2 * INTERVAL, "took over after {took:?}");
+    wait_transitions(&oncall, 1, "the firing notification").await;
+    // The resolution, once the runs leave the window, from the new leader.
+    wait_transitions(&oncall, 2, "the resolution").await;
+
+    // 2. The old leader returns as a standby; the alert fires again (from b), and b dies
+    //    just before the resolution is due.
+    a.restart();
+    until(
+        Duration::from_secs(30),
+        "the restarted node answers",
+        || async { a.get("/api/v1/alerts").await.0 == 200 },
+    )
+    .await;
+    assert!(
+        !leads(&a).await,
+        "the restarted node leads beside the leader"
+    );
+    fail_runs(&b, 2).await;
+    let sent = Instant::now();
+    wait_transitions(&oncall, 3, "the second firing").await;
+    let window = Duration::from_secs(20);
+    if let Some(wait) = (window - Duration::from_secs(2)).checked_sub(sent.elapsed()) {
+        tokio::time::sleep(wait).await;
+    }
+    b.kill9();
+    let died = Instant::now();
+    until(
+        Duration::from_secs(30),
+        "the old leader leads again",
+        || leads(&a),
+    )
+    .await;
+    println!(
+        "failover while a resolution is due: the standby led {:?} after the leader died",
+        died.elapsed()
+    );
+    wait_transitions(&oncall, 4, "the second resolution").await;
+
+    // Every transition once, in order; retries of one (a holder that died between delivering
+    // and recording it) carry the same webhook-id; every request carries the token of a lease
+    // holder, never falling back to an older one.
+    tokio::time::sleep(2 * INTERVAL).await;
+    assert_eq!(
+        transitions(&oncall),
+        ["firing", "resolved", "firing", "resolved"],
+        "{:#?}",
+        heard(&oncall)
+    );
+    let tokens: Vec<i64> = heard(&oncall)
+        .iter()
+        .map(|(_, _, token)| token.expect("a lease token on every notification"))
+        .collect();
+    assert!(
+        tokens.windows(2).all(|w| w[0] <= w[1]),
+        "a token went back: {tokens:?}"
+    );
+    println!(
+        "notifications heard: {} for {} transitions",
+        heard(&oncall).len(),
+        transitions(&oncall).len()
+    );
+}
+
+/// A leader paused (SIGSTOP) past the end of its lease does not page when it wakes up: the
+/// standby took over and notified; the old leader asks ZooKeeper before it sends, and stops.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paused_leader_cannot_page_after_its_lease() {
+    let zookeeper = ZooKeeper::start();
+    let database = unique_database();
+    let oncall = Receiver::start(0);
+    let dir = tempfile::tempdir().unwrap();
+    let rules = rules_file(dir.path(), &oncall);
+    let a = node(&database, &rules, Some(&zookeeper));
+    until(Duration::from_secs(30), "the first node leads", || {
+        leads(&a)
+    })
+    .await;
+    let mut b = node(&database, &rules, Some(&zookeeper));
+    b.token = a.token.clone();
+
+    // The leader is paused; the runs that make the alert fire arrive while it sleeps.
+    signal(&a, "STOP");
+    let paused = Instant::now();
+    fail_runs(&b, 3).await;
+    until(Duration::from_secs(30), "the standby leads", || leads(&b)).await;
+    wait_transitions(&oncall, 1, "the firing notification from the new leader").await;
+    let from_b = heard(&oncall);
+    println!(
+        "the standby led and paged {:?} after the leader was paused",
+        paused.elapsed()
+    );
+
+    // The old leader wakes up with its evaluation and delivery overdue.
+    signal(&a, "CONT");
+    until(
+        Duration::from_secs(30),
+        "the old leader stands by",
+        || async { !leads(&a).await },
+    )
+    .await;
+    tokio::time::sleep(2 * INTERVAL).await;
+    assert_eq!(
+        heard(&oncall),
+        from_b,
+        "a paused leader paged after its lease; its log:\n{}",
+        crate::support::tail(&a.log(), 30)
+    );
+    let (_, alerts) = b.get("/api/v1/alerts").await;
+    assert_eq!(alerts["alerts"][0]["state"], "firing", "{alerts}");
+    assert!(
+        a.log().contains("no longer holds the alerting lease")
+            || a.log().contains("the alerting lease is lost"),
+        "the old leader did not notice it lost the lease:\n{}",
+        crate::support::tail(&a.log(), 30)
+    );
+}
+
+/// Rules and silences made through the API of any node hold on every node (the control table,
+/// read again within a second), and the alert state the evaluating node (running everything)
+/// writes is what a query-only node shows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rules_silences_and_alerts_are_the_same_on_every_node() {
+    let database = unique_database();
+    let oncall = Receiver::start(0);
+    let dir = tempfile::tempdir().unwrap();
+    let rules = rules_file(dir.path(), &oncall);
+    let alerting = node(&database, &rules, None);
+    let mut query = {
+        let mut env = settings(&database, &rules);
+        env.push(("VIGIL_SERVER__COMPONENTS".into(), r#"["query"]"#.into()));
+        Vigil::spawn_with(env)
+    };
+    query.token = alerting.token.clone();
+
+    // A rule made on the query node is evaluated by the alerting node.
+    let (status, rule) = query
+        .put(
+            "/api/v1/alert-rules/api-failing",
+            &json!({"metric": "failed_runs", "window": WINDOW, "interval": "1s", "op": ">",
+                    "threshold": 0, "filters": {"agent": ["api-bot"]}, "receivers": ["oncall"]}),
+        )
+        .await;
+    assert_eq!(status, 201, "{rule}");
+    until(
+        Duration::from_secs(20),
+        "the query node's rule evaluated",
+        || async {
+            let (_, rule) = query.get("/api/v1/alert-rules/api-failing").await;
+            rule["health"] == "ok"
+        },
+    )
+    .await;
+
+    // A silence made on the query node mutes the alerting node's notification.
+    let (status, silence) = query
+        .post(
+            "/api/v1/silences",
+            &json!({"matchers": [{"name": "alertname", "value": "api-failing"}], "duration": "1h"}),
+        )
+        .await;
+    assert_eq!(status, 201, "{silence}");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    send_runs(&alerting, "api-bot", v1::Outcome::Failure, 2, 4).await;
+    let firing = until(
+        Duration::from_secs(30),
+        "the alert fires, seen from the query node",
+        || async {
+            let (_, alerts) = query.get("/api/v1/alerts").await;
+            alerts["alerts"][0]["state"] == "firing"
+        },
+    )
+    .await;
+    let (_, alerts) = query.get("/api/v1/alerts").await;
+    assert_eq!(
+        alerts["alerts"][0]["silenced_by"][0], silence["id"],
+        "{alerts}"
+    );
+    println!("firing seen on the query node after {firing:?}");
+
+    // Expired on the alerting node: the page goes out, and the query node shows it expired.
+    let id = silence["id"].as_str().unwrap();
+    let (status, _) = alerting
+        .delete_as(&format!("/api/v1/silences/{id}"), &alerting.token)
+        .await;
+    assert_eq!(status, 200);
+    until(
+        Duration::from_secs(30),
+        "the page after the silence",
+        || async { !oncall.about("api-failing").is_empty() },
+    )
+    .await;
+    until(
+        Duration::from_secs(5),
+        "the expiry seen on the query node",
+        || async { query.get(&format!("/api/v1/silences/{id}")).await.1["state"] == "expired" },
+    )
+    .await;
+
+    // Deleted on the alerting node, gone from the query node.
+    let (status, _) = alerting
+        .delete_as("/api/v1/alert-rules/api-failing", &alerting.token)
+        .await;
+    assert_eq!(status, 200);
+    until(
+        Duration::from_secs(5),
+        "the deletion seen on the query node",
+        || async { query.get("/api/v1/alert-rules/api-failing").await.0 == 404 },
+    )
+    .await;
+}
+
+fn signal(vigil: &Vigil, signal: &str) {
+    let status = Command::new("kill")
+        .arg(format!("-{signal}"))
+        .arg(vigil.pid().to_string())
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
