@@ -1,15 +1,22 @@
 //! `vigil audit verify`: checks the hash chain of `<data dir>/audit` from the first entry to the
-//! head, prints a summary, and fails naming the first bad entry.
+//! head, prints a summary, and fails naming the first bad entry. On the ClickHouse store it also
+//! checks every node's chain as shipped to the store, and this node's log against its shipped
+//! copy.
 
 use anyhow::bail;
 use clap::Subcommand;
-use vigil_access::audit::{HEAD_FILE, LOG_FILE, verify};
+use vigil_access::{
+    audit::{AuditLog, HEAD_FILE, LOG_FILE, verify},
+    shared_audit::{chain_of, compare, shipped_entries, verify_shared},
+};
+use vigil_control::ControlTable;
 
-use crate::config::Config;
+use crate::config::{Config, StoreKind};
 
 #[derive(Subcommand)]
 pub enum AuditAction {
-    /// Check the audit log's hash chain and head; exit 1 naming the first bad entry.
+    /// Check the audit log's hash chain and head (and, on ClickHouse, every node's chain as
+    /// shipped to the store); exit 1 naming the first bad entry of each.
     Verify,
 }
 
@@ -17,34 +24,93 @@ pub enum AuditAction {
 pub fn run(config: &Config, action: AuditAction) -> anyhow::Result<()> {
     match action {
         AuditAction::Verify => {
-            let dir = config.data_dir.join("audit");
-            let report = verify(&dir)?;
-            if let Some(tampering) = &report.tampering {
-                bail!(
-                    "audit log {} FAILED verification at {tampering} ({} entries before it check \
-                     out)",
-                    dir.join(LOG_FILE).display(),
-                    report.entries
-                );
+            let mut failures = Vec::new();
+            verify_local(config, &mut failures)?;
+            if config.store.kind == StoreKind::Clickhouse {
+                crate::runtime()?.block_on(verify_chains(config, &mut failures))?;
             }
-            println!("audit log {}: valid", dir.join(LOG_FILE).display());
-            println!("entries:   {}", report.entries);
-            println!("last seq:  {}", report.last_seq);
-            println!("head hash: {}", report.last_hash);
-            if report.head_lags {
-                println!(
-                    "note: {HEAD_FILE} is one entry behind, announcing the last entry (an \
-                     append interrupted after writing it); the next append moves it"
-                );
-            }
-            if report.torn_tail_bytes > 0 {
-                println!(
-                    "note: {} bytes after the last line end are a write torn by a crash (never \
-                     acknowledged); the next append cuts them off",
-                    report.torn_tail_bytes
-                );
+            if !failures.is_empty() {
+                bail!("{}", failures.join("; "));
             }
         }
+    }
+    Ok(())
+}
+
+/// This node's log, from its files.
+#[allow(clippy::print_stdout)]
+fn verify_local(config: &Config, failures: &mut Vec<String>) -> anyhow::Result<()> {
+    let dir = config.data_dir.join("audit");
+    let report = verify(&dir)?;
+    if let Some(tampering) = &report.tampering {
+        failures.push(format!(
+            "audit log {} FAILED verification at {tampering} ({} entries before it check out)",
+            dir.join(LOG_FILE).display(),
+            report.entries
+        ));
+        return Ok(());
+    }
+    println!("audit log {}: valid", dir.join(LOG_FILE).display());
+    println!("entries:   {}", report.entries);
+    println!("last seq:  {}", report.last_seq);
+    println!("head hash: {}", report.last_hash);
+    if report.head_lags {
+        println!(
+            "note: {HEAD_FILE} is one entry behind, announcing the last entry (an append \
+             interrupted after writing it); the next append moves it"
+        );
+    }
+    if report.torn_tail_bytes > 0 {
+        println!(
+            "note: {} bytes after the last line end are a write torn by a crash (never \
+             acknowledged); the next append cuts them off",
+            report.torn_tail_bytes
+        );
+    }
+    Ok(())
+}
+
+/// Every node's chain as shipped to ClickHouse, and this node's log against its copy.
+#[allow(clippy::print_stdout)]
+async fn verify_chains(config: &Config, failures: &mut Vec<String>) -> anyhow::Result<()> {
+    let table = ControlTable::new(&config.store.clickhouse, &crate::control::node_name(config));
+    let chains = verify_shared(&table).await?;
+    println!(
+        "chains shipped to ClickHouse ({}, database {}): {}",
+        config.store.clickhouse.url,
+        config.store.clickhouse.database,
+        chains.len()
+    );
+    for chain in &chains {
+        match &chain.tampering {
+            None => println!(
+                "  {}: valid, {} entries, last seq {}, head hash {}",
+                chain.chain, chain.entries, chain.last_seq, chain.last_hash
+            ),
+            Some(tampering) => {
+                println!("  {}: FAILED at {tampering}", chain.chain);
+                failures.push(format!(
+                    "the chain {} in ClickHouse FAILED verification at {tampering}",
+                    chain.chain
+                ));
+            }
+        }
+    }
+    let dir = config.data_dir.join("audit");
+    let Some(own) = chain_of(&dir)? else {
+        return Ok(());
+    };
+    let shipped = shipped_entries(&table, &own).await?;
+    let local = AuditLog::open(&dir)?.read(None, None, None, usize::MAX)?;
+    match compare(&local, &shipped) {
+        None => println!(
+            "this node's chain {own}: its log holds the {} entries shipped, as shipped ({} not shipped yet)",
+            shipped.len(),
+            local.len().saturating_sub(shipped.len())
+        ),
+        Some(tampering) => failures.push(format!(
+            "this node's audit log differs from its chain {own} in ClickHouse at {tampering}"
+        )),
     }
     Ok(())
 }

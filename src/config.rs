@@ -456,6 +456,7 @@ mod tests {
             assert_eq!(config.store.kind, StoreKind::Clickhouse, "{file}");
             assert_eq!(clickhouse.cluster.as_deref(), cluster, "{file}");
             assert_eq!(clickhouse.replicated, replicated, "{file}");
+            assert_eq!(config.alerting.lease.is_some(), replicated, "{file}");
         }
         // The cluster a replicated config names is the one its server file defines, with
         // internal replication on each shard and a replica for each of its nodes.
@@ -471,6 +472,28 @@ mod tests {
                 "{host}"
             );
         }
+    }
+
+    #[test]
+    fn a_lease_needs_the_clickhouse_store_and_a_zookeeper() {
+        let lease = |store: &str, zookeeper: &str, timeout: &str| {
+            let text = format!(
+                "[store]\nkind = \"{store}\"\n[alerting.lease]\nzookeeper = \"{zookeeper}\"\n\
+                 session_timeout = \"{timeout}\"\n"
+            );
+            let config: Config = toml::from_str(&text).unwrap();
+            config.validate().map_err(|e| e.to_string())
+        };
+        lease("clickhouse", "zk:2181", "10s").unwrap();
+        let refused = lease("embedded", "zk:2181", "10s").unwrap_err();
+        assert!(refused.contains("alerting.lease"), "{refused}");
+        let refused = lease("clickhouse", " ", "10s").unwrap_err();
+        assert!(refused.contains("alerting.lease.zookeeper"), "{refused}");
+        let refused = lease("clickhouse", "zk:2181", "500ms").unwrap_err();
+        assert!(
+            refused.contains("alerting.lease.session_timeout"),
+            "{refused}"
+        );
     }
 
     #[test]

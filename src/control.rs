@@ -1,17 +1,25 @@
 //! The control state by store: on the embedded store, files in the data directory; on
 //! ClickHouse, the control table every node shares (`vigil-control`), which this process reads
-//! at start and polls afterwards: API keys, and alerting's rules, silences and state (with the
-//! alerting lease).
+//! at start and polls afterwards: API keys, kill switches, and alerting's rules, silences and
+//! state (with the alerting lease); and the audit chain this node ships to it.
 
 use std::{sync::Arc, time::Duration};
 
 use anyhow::Context;
 use tokio_util::sync::CancellationToken;
-use vigil_access::keys::{KeyError, KeyStore};
+use vigil_access::{
+    audit::AuditLog,
+    keys::{KeyError, KeyStore},
+    shared_audit::{SharedAudit, SharedAuditError},
+};
 use vigil_alerts::{AlertEngine, Sharing};
 use vigil_control::{
     ControlError, ControlTable,
     lease::{Lease, LeaseSettings},
+};
+use vigil_eval::{
+    kill_switch::KillSwitches,
+    shared_switches::{SharedSwitches, SharingError},
 };
 
 use crate::config::{Config, StoreKind};
@@ -82,6 +90,22 @@ impl Polled for KeyStore {
     }
 }
 
+impl Polled for SharedAudit {
+    const WHAT: &'static str = "the audit log";
+    type Error = SharedAuditError;
+    async fn refresh(&self) -> Result<(), SharedAuditError> {
+        self.ship().await.map(|_| ())
+    }
+}
+
+impl Polled for SharedSwitches {
+    const WHAT: &'static str = "kill switches";
+    type Error = SharingError;
+    fn refresh(&self) -> impl Future<Output = Result<(), SharingError>> + Send {
+        SharedSwitches::refresh(self)
+    }
+}
+
 impl Polled for AlertEngine {
     const WHAT: &'static str = "alerting";
     type Error = ControlError;
@@ -117,6 +141,31 @@ pub fn spawn_refresh<P: Polled>(
                 _ = tokio::time::sleep(POLL_INTERVAL) => {}
             }
         }
+    })
+}
+
+/// This node's audit chain, shipped to ClickHouse (`None` on the embedded store).
+pub fn share_audit(
+    config: &Config,
+    node: &str,
+    log: &Arc<AuditLog>,
+) -> anyhow::Result<Option<Arc<SharedAudit>>> {
+    if config.store.kind != StoreKind::Clickhouse {
+        return Ok(None);
+    }
+    let table = ControlTable::new(&config.store.clickhouse, node);
+    Ok(Some(Arc::new(SharedAudit::open(log.clone(), table, node)?)))
+}
+
+/// The kill switches shared with the other nodes, on ClickHouse.
+pub fn share_kill_switches(
+    config: &Config,
+    node: &str,
+    switches: &Arc<KillSwitches>,
+) -> Option<Arc<SharedSwitches>> {
+    (config.store.kind == StoreKind::Clickhouse).then(|| {
+        let table = ControlTable::new(&config.store.clickhouse, node);
+        Arc::new(SharedSwitches::new(switches.clone(), table))
     })
 }
 

@@ -61,6 +61,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let node = control::node_name(&config);
     let keys = Arc::new(control::open_keys(&config, &node)?);
     let audit = Arc::new(AuditLog::open(data_dir.join("audit"))?);
+    let shared_audit = control::share_audit(&config, &node, &audit)?;
 
     let hasher = match &config.security.user_hash_secret {
         Some(secret) => UserHasher::new(&hex::decode(secret)?),
@@ -145,6 +146,9 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     if keys.is_shared() {
         tasks.push(control::spawn_refresh(keys.clone(), background.clone()));
     }
+    if let Some(shared_audit) = shared_audit {
+        tasks.push(control::spawn_refresh(shared_audit, background.clone()));
+    }
 
     let datasets = Arc::new(DatasetStore::open(&data_dir).context("opening the datasets")?);
     let experiments = Arc::new(
@@ -208,6 +212,9 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
 
     let kill_switches =
         Arc::new(KillSwitches::open(&data_dir).context("opening the kill switches")?);
+    if let Some(shared) = control::share_kill_switches(&config, &node, &kill_switches) {
+        tasks.push(control::spawn_refresh(shared, background.clone()));
+    }
     let runs_alerting = config.alerting.enabled && runs(Component::Alerting);
     let alerts = AlertEngine::open(
         config.alerting.clone(),

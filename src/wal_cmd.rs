@@ -68,6 +68,12 @@ pub fn run(config: &Config, action: WalAction) -> anyhow::Result<()> {
                     config.data_dir.join("wal").display(),
                     config.store.clickhouse.url
                 );
+                if let Some(chain) = &drained.audit_chain {
+                    println!(
+                        "shipped {} audit entries of chain {chain}",
+                        drained.audit_entries_shipped
+                    );
+                }
             }
         }
         WalAction::Quarantine { lsn, reason } => {

@@ -5,6 +5,9 @@
 //! log. A key written twice (the node stored part of a batch before it died) is read once, as
 //! after any replay.
 //!
+//! The audit entries the node had not shipped to ClickHouse yet are shipped too, so that its
+//! chain is whole in the store.
+//!
 //! The data directory is locked while a server runs on it (`<data dir>/serve.lock`), so a drain
 //! never races a living node.
 
@@ -13,6 +16,7 @@ use std::{fs::File, path::Path, sync::Arc, time::Duration};
 use anyhow::{Context, bail};
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
+use vigil_access::audit::AuditLog;
 use vigil_collector::{
     batcher::{Batcher, BatcherConfig},
     sink::{ClickHouseSink, Sink},
@@ -36,6 +40,9 @@ pub struct Drained {
     pub from_lsn: u64,
     pub to_lsn: u64,
     pub bytes: u64,
+    /// The node's audit chain, and the entries of it shipped now.
+    pub audit_chain: Option<String>,
+    pub audit_entries_shipped: u64,
 }
 
 /// Takes the data directory's lock, held by `vigil serve` for as long as it runs: `None` when
@@ -119,9 +126,31 @@ pub async fn drain(config: &Config) -> anyhow::Result<Drained> {
     stop.cancel();
     let _ = writer.await;
     wal.close();
+    let (audit_chain, audit_entries_shipped) = ship_audit(config).await?;
     Ok(Drained {
         from_lsn,
         to_lsn: end_lsn,
         bytes: end_lsn - from_lsn,
+        audit_chain,
+        audit_entries_shipped,
     })
+}
+
+/// Ships what the node's audit log holds beyond the table's copy of its chain.
+async fn ship_audit(config: &Config) -> anyhow::Result<(Option<String>, u64)> {
+    let dir = config.data_dir.join("audit");
+    if !dir.is_dir() {
+        return Ok((None, 0));
+    }
+    let log = Arc::new(AuditLog::open(&dir)?);
+    let Some(shared) =
+        crate::control::share_audit(config, &crate::control::node_name(config), &log)?
+    else {
+        return Ok((None, 0));
+    };
+    let shipped = shared
+        .ship()
+        .await
+        .context("shipping the node's audit entries to ClickHouse")?;
+    Ok((Some(shared.chain().to_string()), shipped))
 }

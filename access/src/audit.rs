@@ -540,6 +540,9 @@ pub enum TamperKind {
     Truncated,
     /// The head file is missing, unreadable, or names an entry the log does not end with.
     Head,
+    /// The entry differs from the copy shipped to ClickHouse, or the log lost it
+    /// ([`crate::shared_audit`]).
+    Shipped,
 }
 
 /// The first bad entry.
@@ -689,6 +692,25 @@ pub fn verify(dir: &Path) -> Result<VerifyReport, AuditError> {
         }
     }
     Ok(report)
+}
+
+/// Checks a chain of entries given in order (a copy of a log kept elsewhere: entry `i` stands on
+/// "line" `i + 1`): the first bad entry, if any, as [`verify`] names it.
+pub fn check_chain<'a>(entries: impl IntoIterator<Item = &'a AuditEntry>) -> Option<Tampering> {
+    let mut previous: Option<&AuditEntry> = None;
+    for (i, entry) in entries.into_iter().enumerate() {
+        let expected = i as u64 + 1;
+        if let Some((kind, detail)) = check_entry(entry, previous, expected) {
+            return Some(Tampering {
+                line: expected,
+                seq: expected,
+                kind,
+                detail,
+            });
+        }
+        previous = Some(entry);
+    }
+    None
 }
 
 /// The first thing wrong with `entry`, found at the place of seq `expected` after `previous`.

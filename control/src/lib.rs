@@ -1,5 +1,5 @@
 //! What Vigil nodes share when the store is ClickHouse: the control state (API keys, alert
-//! rules, silences, the alert and notification state), and the lease that makes one alerting
+//! rules, silences, the alert and notification state, kill switches), and the lease that makes one alerting
 //! node of many the one that pages ([`lease`]).
 //!
 //! State is a set of **records**, each a `(kind, key)` with a JSON body, kept in one table
@@ -35,6 +35,10 @@ pub enum Kind {
     /// The alert and notification state, as the lease holder that wrote it saw it, by its
     /// lease token (zero-padded, so that the newest holder's sorts last).
     AlertState,
+    /// A kill switch (`vigil_eval::kill_switch::KillSwitch`), by project and scope.
+    KillSwitch,
+    /// An entry of a node's audit chain, as written in its log, by `<chain>/<seq, 20 digits>`.
+    AuditEntry,
 }
 
 impl Kind {
@@ -44,6 +48,8 @@ impl Kind {
             Kind::AlertRule => "alert_rule",
             Kind::Silence => "silence",
             Kind::AlertState => "alert_state",
+            Kind::KillSwitch => "kill_switch",
+            Kind::AuditEntry => "audit_entry",
         }
     }
 }
@@ -112,14 +118,21 @@ impl ControlTable {
 
     /// The newest version of every record of `kind` that is not deleted, by key.
     pub async fn load(&self, kind: Kind) -> Result<Vec<Record>, ControlError> {
+        self.load_prefix(kind, "").await
+    }
+
+    /// [`Self::load`], of the records whose key starts with `prefix`.
+    pub async fn load_prefix(&self, kind: Kind, prefix: &str) -> Result<Vec<Record>, ControlError> {
         let sql = format!(
-            "SELECT kind, key, version, node, deleted, body FROM {CONTROL_TABLE} WHERE kind = ? \
+            "SELECT kind, key, version, node, deleted, body FROM {CONTROL_TABLE} \
+             WHERE kind = ? AND startsWith(key, ?) \
              ORDER BY key, version DESC, node DESC LIMIT 1 BY key"
         );
         let versions: Vec<Version> = self
             .client
             .query(&sql)
             .bind(kind.as_str())
+            .bind(prefix)
             .fetch_all()
             .await?;
         Ok(versions
@@ -172,6 +185,33 @@ impl ControlTable {
             version,
             body: body.map(str::to_string),
         })
+    }
+
+    /// Writes new records (first versions), in one insert: all or none of them.
+    pub async fn put_new(
+        &self,
+        kind: Kind,
+        records: &[(String, String)],
+    ) -> Result<(), ControlError> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        let version = next_version(None, now_ns());
+        let mut insert = self.client.insert::<Version>(CONTROL_TABLE).await?;
+        for (key, body) in records {
+            insert
+                .write(&Version {
+                    kind: kind.as_str().to_string(),
+                    key: key.clone(),
+                    version,
+                    node: self.node.clone(),
+                    deleted: 0,
+                    body: body.clone(),
+                })
+                .await?;
+        }
+        insert.end().await?;
+        Ok(())
     }
 
     /// The fingerprint of `kind`'s versions: reading it is one small aggregate.

@@ -10,9 +10,15 @@
 //! when none was ever set, `enabled` with no reason and no source.
 //!
 //! Switches are kept in memory; each change is appended to `<data dir>/kill_switches.jsonl`
-//! ([`crate::log`]) and fsync'd before it is acknowledged.
+//! ([`crate::log`]) and fsync'd before it is acknowledged. On ClickHouse the switches are also
+//! shared by every node ([`crate::shared_switches`]): a switch set on another node is taken when
+//! it was set later than this node's ([`KillSwitches::adopt`]).
 
-use std::{collections::BTreeMap, path::Path};
+use std::{
+    collections::BTreeMap,
+    path::Path,
+    sync::atomic::{AtomicU64, Ordering},
+};
 
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
@@ -197,6 +203,8 @@ struct State {
 /// Every project's kill switches.
 pub struct KillSwitches {
     state: Mutex<State>,
+    /// Counts the changes set on this node, so that sharing knows when there is news to send.
+    local_changes: AtomicU64,
 }
 
 impl KillSwitches {
@@ -209,7 +217,44 @@ impl KillSwitches {
         })?;
         Ok(KillSwitches {
             state: Mutex::new(State { log, switches }),
+            local_changes: AtomicU64::new(0),
         })
+    }
+
+    /// How many changes were set on this node since it opened.
+    pub fn local_changes(&self) -> u64 {
+        self.local_changes.load(Ordering::SeqCst)
+    }
+
+    /// Every switch of every project.
+    pub fn all(&self) -> Vec<(String, KillSwitch)> {
+        self.state
+            .lock()
+            .switches
+            .iter()
+            .map(|((project, _), switch)| (project.clone(), switch.clone()))
+            .collect()
+    }
+
+    /// Takes a switch set on another node when it is later than the one here (see [`later`]);
+    /// whether it was taken. Logged like a change made here.
+    pub fn adopt(&self, project: &str, switch: KillSwitch) -> Result<bool, StoreError> {
+        let mut state = self.state.lock();
+        let key = (project.to_string(), switch.scope.clone());
+        if state
+            .switches
+            .get(&key)
+            .is_some_and(|ours| !later(&switch, ours))
+        {
+            return Ok(false);
+        }
+        let event = Event {
+            project: project.to_string(),
+            switch,
+        };
+        state.log.append(&event)?;
+        state.switches.insert(key, event.switch);
+        Ok(true)
     }
 
     /// Sets a switch; `None` when it already was in that state for that reason (nothing is
@@ -238,6 +283,7 @@ impl KillSwitches {
         };
         state.log.append(&event)?;
         state.switches.insert(key, event.switch.clone());
+        self.local_changes.fetch_add(1, Ordering::SeqCst);
         Ok(Some(event.switch))
     }
 
@@ -287,6 +333,13 @@ impl KillSwitches {
             .map(|(_, s)| s.clone())
             .collect()
     }
+}
+
+/// Whether `a` was set after `b`: by the time set, then (two nodes setting a switch in the same
+/// nanosecond) by a fixed order of their contents, so that every node picks the same.
+pub fn later(a: &KillSwitch, b: &KillSwitch) -> bool {
+    let contents = |s: &KillSwitch| serde_json::to_string(s).expect("a switch serializes");
+    (a.since_ns, contents(a)) > (b.since_ns, contents(b))
 }
 
 #[cfg(test)]

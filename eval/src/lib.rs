@@ -21,6 +21,7 @@ pub mod experiment;
 pub mod experiments;
 pub mod kill_switch;
 pub mod log;
+pub mod shared_switches;
 pub mod stats;
 
 pub use dataset::{

@@ -224,6 +224,31 @@ async fn alerting_pages_once_when_the_leader_dies() {
     );
 }
 
+/// `vigil bench failover --smoke`: one leader killed; the standby holds the lease and evaluates
+/// within the session timeout and an interval.
+#[test]
+fn the_failover_benchmark_runs() {
+    let zookeeper = ZooKeeper::start();
+    let out = crate::support::cli(&[
+        "bench",
+        "failover",
+        "--smoke",
+        "--json",
+        "--clickhouse-url",
+        &ClickHouse::shared().url(),
+        "--zookeeper",
+        &zookeeper.address(),
+    ]);
+    let report: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(report["rounds"], 1, "{report}");
+    let (lease, evaluating) = (
+        report["lease_ms"][2].as_f64().unwrap(),
+        report["evaluating_ms"][2].as_f64().unwrap(),
+    );
+    assert!(lease > 0.0 && evaluating >= lease, "{report}");
+    assert!(evaluating < 2.0 * 4_000.0, "{report}");
+}
+
 /// A leader paused (SIGSTOP) past the end of its lease does not page when it wakes up: the
 /// standby took over and notified; the old leader asks ZooKeeper before it sends, and stops.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

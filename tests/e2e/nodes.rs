@@ -176,6 +176,152 @@ async fn a_key_created_or_revoked_on_one_node_holds_on_every_node() {
     assert!(took < Duration::from_secs(5), "CLI key seen after {took:?}");
 }
 
+/// A kill switch set on one node is what every node tells agents within seconds (agents poll
+/// whichever node the balancer picks); the last one set wins, whichever node set it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kill_switch_set_on_one_node_answers_on_every_node() {
+    let database = unique_database();
+    let node = || Vigil::spawn_with(clickhouse_env(&ClickHouse::shared().url(), &database));
+    let first = node();
+    let mut second = node();
+    second.token = first.token.clone();
+    assert_eq!(answer(&second).await, "enabled");
+
+    let (status, set) = first
+        .put(
+            "/api/v1/kill-switch/support-bot",
+            &json!({"state": "disabled", "reason": "refund loop"}),
+        )
+        .await;
+    assert_eq!(status, 200, "{set}");
+    let took = until(LIMIT, "disabled on the other node", || async {
+        answer(&second).await == "disabled"
+    })
+    .await;
+    assert!(took < Duration::from_secs(5), "seen after {took:?}");
+    let (_, told) = second.get("/api/v1/kill-switch/support-bot").await;
+    assert_eq!(told["reason"], "refund loop", "{told}");
+
+    // Enabled again on the second node: both nodes answer enabled.
+    let (status, _) = second
+        .put(
+            "/api/v1/kill-switch/support-bot",
+            &json!({"state": "enabled", "reason": "fixed"}),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let took = until(LIMIT, "enabled on the first node", || async {
+        answer(&first).await == "enabled"
+    })
+    .await;
+    assert!(took < Duration::from_secs(5), "seen after {took:?}");
+    let (_, listed) = first.get("/api/v1/kill-switch").await;
+    assert_eq!(listed["switches"].as_array().unwrap().len(), 1, "{listed}");
+}
+
+/// Each node ships its audit chain to ClickHouse; `vigil audit verify` checks every chain
+/// there, and this node's log against its copy. A node killed with -9 loses no entry: what it
+/// had not shipped, `vigil wal drain` ships. An entry changed in ClickHouse is found.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_nodes_audit_chain_is_checked_together() {
+    let database = unique_database();
+    let ch = ClickHouse::shared();
+    let env = clickhouse_env(&ch.url(), &database);
+    let first = Vigil::spawn_with(env.clone());
+    let mut second = Vigil::spawn_with(env.clone());
+    second.token = first.token.clone();
+    for vigil in [&first, &first, &second] {
+        let (status, key) = vigil
+            .post("/api/v1/keys", &json!({"roles": ["read"]}))
+            .await;
+        assert_eq!(status, 201, "{key}");
+    }
+    // The second node dies at once: its entry may not have been shipped yet.
+    second.kill9();
+    let local_entries = |vigil: &Vigil| {
+        std::fs::read_to_string(vigil.data_dir.join("audit/audit.log"))
+            .unwrap()
+            .lines()
+            .count()
+    };
+    let dir = |vigil: &Vigil| vigil.data_dir.to_str().unwrap().to_string();
+    let drained = cli_with(
+        &["wal", "--data-dir", &dir(&second), "drain", "--json"],
+        &env,
+    );
+    let drained: serde_json::Value = serde_json::from_str(&drained).unwrap();
+    assert!(drained["audit_chain"].is_string(), "{drained}");
+
+    // Both chains whole in ClickHouse (the first node's after its next shipment), all valid.
+    let verify = |vigil: &Vigil| cli_with(&["audit", "--data-dir", &dir(vigil), "verify"], &env);
+    let chain_of =
+        |vigil: &Vigil| std::fs::read_to_string(vigil.data_dir.join("audit/chain")).unwrap();
+    until(LIMIT, "both chains shipped", || async {
+        let out = verify(&first);
+        [
+            (&first, local_entries(&first)),
+            (&second, local_entries(&second)),
+        ]
+        .iter()
+        .all(|(vigil, n)| out.contains(&format!("{}: valid, {n} entries", chain_of(vigil))))
+    })
+    .await;
+    assert_eq!(local_entries(&second), 1, "the second node audited one key");
+    let out = verify(&second);
+    assert!(out.contains("chains shipped to ClickHouse"), "{out}");
+    assert!(
+        out.contains("its log holds the 1 entries shipped, as shipped"),
+        "{out}"
+    );
+
+    // An entry of the first node's chain changed in ClickHouse (a newer version of it).
+    let key = format!("{}/{:020}", chain_of(&first), 2);
+    let body = ch
+        .query(&format!(
+            "SELECT body FROM {database}.vigil_control WHERE kind = 'audit_entry' AND key = '{key}' \
+             FORMAT TabSeparatedRaw"
+        ))
+        .await;
+    let mut entry: serde_json::Value = serde_json::from_str(body.trim()).unwrap();
+    entry["parameters"] = json!({"roles": ["admin"]});
+    ch.query(&format!(
+        "INSERT INTO {database}.vigil_control VALUES ('audit_entry', '{key}', {}, 'intruder', 0, '{}')",
+        i64::MAX,
+        entry.to_string().replace('\\', "\\\\").replace('\'', "\\'")
+    ))
+    .await;
+    let refused = std::process::Command::new(env!("CARGO_BIN_EXE_vigil"))
+        .args(["audit", "--data-dir", &dir(&second), "verify"])
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    let message = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        message.contains(&format!(
+            "the chain {} in ClickHouse FAILED",
+            chain_of(&first)
+        )) && message.contains("entry seq 2"),
+        "{message}"
+    );
+    // The first node's own log no longer matches the copy other machines read.
+    let refused = std::process::Command::new(env!("CARGO_BIN_EXE_vigil"))
+        .args(["audit", "--data-dir", &dir(&first), "verify"])
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .output()
+        .unwrap();
+    let message = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        message.contains("this node's audit log differs"),
+        "{message}"
+    );
+}
+
+/// What `support-bot`'s kill switch tells it on `vigil`.
+async fn answer(vigil: &Vigil) -> serde_json::Value {
+    vigil.get("/api/v1/kill-switch/support-bot").await.1["state"].clone()
+}
+
 /// The status of `GET /api/v1/whoami` with `token`.
 async fn whoami(vigil: &Vigil, token: &str) -> u16 {
     vigil.get_as("/api/v1/whoami", token).await.0

@@ -303,18 +303,7 @@ async fn wait_drained(http: &str) -> anyhow::Result<()> {
     let deadline = Instant::now() + Duration::from_secs(600);
     let client = reqwest::Client::new();
     loop {
-        let text = client
-            .get(format!("{http}/metrics"))
-            .send()
-            .await?
-            .text()
-            .await?;
-        let backlog = text
-            .lines()
-            .find_map(|l| l.strip_prefix("vigil_wal_backlog_bytes "))
-            .and_then(|v| v.trim().parse::<f64>().ok())
-            .context("the collector's /metrics has no vigil_wal_backlog_bytes")?;
-        if backlog == 0.0 {
+        if super::figure(&client, http, "vigil_wal_backlog_bytes").await? == 0.0 {
             return Ok(());
         }
         if Instant::now() > deadline {

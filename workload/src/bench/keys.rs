@@ -10,7 +10,7 @@ use anyhow::{Context, bail};
 use serde::Serialize;
 use serde_json::json;
 
-use crate::bench::SpawnedCollector;
+use crate::bench::{ScratchDatabase, SpawnedCollector, Spread};
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct KeysBenchArgs {
@@ -30,24 +30,23 @@ pub struct KeysBenchArgs {
 #[derive(Debug, Clone, Serialize)]
 pub struct KeysBenchReport {
     pub keys: usize,
-    /// Creation on the first node → accepted by the second, ms: min, median, max.
-    pub created_ms: [f64; 3],
-    /// Revocation on the first node → refused by the second, ms: min, median, max.
-    pub revoked_ms: [f64; 3],
+    /// Creation on the first node → accepted by the second, ms.
+    pub created_ms: Spread,
+    /// Revocation on the first node → refused by the second, ms.
+    pub revoked_ms: Spread,
 }
 
 impl fmt::Display for KeysBenchReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let [min, median, max] = self.created_ms;
         writeln!(
             f,
-            "{} keys, two nodes: created on one, accepted by the other after {min:.0} / {median:.0} / {max:.0} ms (min / median / max)",
-            self.keys
+            "{} keys, two nodes: created on one, accepted by the other after {} (min / median / max)",
+            self.keys, self.created_ms
         )?;
-        let [min, median, max] = self.revoked_ms;
         write!(
             f,
-            "  revoked on one, refused by the other after {min:.0} / {median:.0} / {max:.0} ms"
+            "  revoked on one, refused by the other after {}",
+            self.revoked_ms
         )
     }
 }
@@ -59,16 +58,8 @@ pub async fn run(mut args: KeysBenchArgs) -> anyhow::Result<KeysBenchReport> {
     if args.keys == 0 {
         bail!("--keys must be at least 1");
     }
-    let stamp = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)?
-        .as_millis();
-    let database = format!("vigil_bench_keys_{stamp}");
-    let env = [
-        ("VIGIL_STORE__KIND", "clickhouse".to_string()),
-        ("VIGIL_STORE__CLICKHOUSE__URL", args.clickhouse_url.clone()),
-        ("VIGIL_STORE__CLICKHOUSE__DATABASE", database.clone()),
-    ]
-    .map(|(k, v)| (k.to_string(), v));
+    let database = ScratchDatabase::new(&args.clickhouse_url, "vigil_bench_keys")?;
+    let env = database.env();
     let first = SpawnedCollector::start_with(&env).await?;
     let second = SpawnedCollector::start_with(&env).await;
     let result = match &second {
@@ -78,30 +69,13 @@ pub async fn run(mut args: KeysBenchArgs) -> anyhow::Result<KeysBenchReport> {
     first.stop();
     let second = second?;
     second.stop();
-    let drop = reqwest::Client::new()
-        .post(&args.clickhouse_url)
-        .body(format!("DROP DATABASE IF EXISTS {database}"))
-        .send()
-        .await;
-    if let Err(e) = drop {
-        eprintln!("dropping {database}: {e}");
-    }
+    database.drop().await;
     let (mut created, mut revoked) = result?;
     Ok(KeysBenchReport {
         keys: args.keys,
-        created_ms: spread(&mut created),
-        revoked_ms: spread(&mut revoked),
+        created_ms: Spread::of(&mut created),
+        revoked_ms: Spread::of(&mut revoked),
     })
-}
-
-/// Min, median and max.
-fn spread(values: &mut [f64]) -> [f64; 3] {
-    values.sort_by(f64::total_cmp);
-    [
-        values[0],
-        values[values.len() / 2],
-        values[values.len() - 1],
-    ]
 }
 
 async fn measure(

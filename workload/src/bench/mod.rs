@@ -22,6 +22,7 @@ mod alerts;
 mod audit;
 mod clickhouse_ingest;
 mod cohorts;
+mod failover;
 mod keys;
 mod metrics;
 mod runs;
@@ -212,6 +213,9 @@ pub enum BenchCommand {
     /// How long a key created or revoked on one node takes to hold on another sharing its
     /// ClickHouse store.
     Keys(keys::KeysBenchArgs),
+    /// How long after the death (kill -9) of the alerting node that holds the lease a standby
+    /// holds it and evaluates.
+    Failover(failover::FailoverBenchArgs),
 }
 
 /// `vigil bench ingest`.
@@ -309,10 +313,94 @@ pub async fn run_cli(command: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Cohorts(args) => print_report(&cohorts::run(args.clone()).await?, args.json),
         BenchCommand::Runs(args) => print_report(&runs::run(args.clone()).await?, args.json),
         BenchCommand::Keys(args) => print_report(&keys::run(args.clone()).await?, args.json),
+        BenchCommand::Failover(args) => {
+            print_report(&failover::run(args.clone()).await?, args.json)
+        }
         BenchCommand::Clickhouse(args) => {
             print_report(&clickhouse_ingest::run(args.clone()).await?, args.json)
         }
     }
+}
+
+/// A fresh ClickHouse database the spawned nodes of one benchmark share, dropped at its end.
+pub(crate) struct ScratchDatabase {
+    url: String,
+    pub name: String,
+}
+
+impl ScratchDatabase {
+    /// `<prefix>_<ms since the epoch>` on the ClickHouse at `url` (created by the first node's
+    /// migrations).
+    pub fn new(url: &str, prefix: &str) -> anyhow::Result<ScratchDatabase> {
+        let stamp = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)?
+            .as_millis();
+        Ok(ScratchDatabase {
+            url: url.to_string(),
+            name: format!("{prefix}_{stamp}"),
+        })
+    }
+
+    /// The `vigil serve` settings of a node on it.
+    pub fn env(&self) -> Vec<(String, String)> {
+        [
+            ("VIGIL_STORE__KIND", "clickhouse"),
+            ("VIGIL_STORE__CLICKHOUSE__URL", &self.url),
+            ("VIGIL_STORE__CLICKHOUSE__DATABASE", &self.name),
+        ]
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .to_vec()
+    }
+
+    /// Drops it; a failure is told, not returned (the measurement stands).
+    pub async fn drop(self) {
+        let dropped = reqwest::Client::new()
+            .post(&self.url)
+            .body(format!("DROP DATABASE IF EXISTS {}", self.name))
+            .send()
+            .await;
+        if let Err(e) = dropped {
+            eprintln!("dropping {}: {e}", self.name);
+        }
+    }
+}
+
+/// Milliseconds measured again and again: min, median and max (a JSON array of the three).
+#[derive(Debug, Clone, Copy, Serialize)]
+#[serde(transparent)]
+pub struct Spread(pub [f64; 3]);
+
+impl Spread {
+    /// Of at least one value.
+    pub fn of(values: &mut [f64]) -> Spread {
+        values.sort_by(f64::total_cmp);
+        Spread([
+            values[0],
+            values[values.len() / 2],
+            values[values.len() - 1],
+        ])
+    }
+}
+
+impl fmt::Display for Spread {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let [min, median, max] = self.0;
+        write!(f, "{min:.0} / {median:.0} / {max:.0} ms")
+    }
+}
+
+/// A figure of the `/metrics` of the server at `http`, by the whole name of a sample.
+pub(crate) async fn figure(http: &reqwest::Client, base: &str, name: &str) -> anyhow::Result<f64> {
+    let text = http
+        .get(format!("{base}/metrics"))
+        .send()
+        .await?
+        .text()
+        .await?;
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .with_context(|| format!("{base}/metrics has no {name}"))
 }
 
 /// Prints a report for people, or as JSON.
@@ -499,6 +587,20 @@ impl SpawnedCollector {
                 );
             }
             tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    /// A figure of its `/metrics`, by the whole name of a sample (`vigil_wal_backlog_bytes`).
+    pub(crate) async fn figure(&self, http: &reqwest::Client, name: &str) -> anyhow::Result<f64> {
+        figure(http, &self.http, name).await
+    }
+
+    /// SIGKILL, then remove the data directory.
+    pub fn kill9(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if self.remove_data_dir {
+            let _ = std::fs::remove_dir_all(&self.data_dir);
         }
     }
 
