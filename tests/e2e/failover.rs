@@ -303,6 +303,42 @@ async fn a_paused_leader_cannot_page_after_its_lease() {
     );
 }
 
+/// ZooKeeper down: the holder cannot know whether it still holds the lease, so it stops paging
+/// at once (an alert that fires meanwhile waits); when ZooKeeper is back it holds the lease
+/// again and sends what is due.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_zookeeper_no_node_pages_until_it_returns() {
+    let zookeeper = ZooKeeper::start();
+    let database = unique_database();
+    let oncall = Receiver::start(0);
+    let dir = tempfile::tempdir().unwrap();
+    let rules = rules_file(dir.path(), &oncall);
+    let vigil = node(&database, &rules, Some(&zookeeper));
+    until(Duration::from_secs(30), "the node leads", || leads(&vigil)).await;
+
+    zookeeper.stop();
+    let stepped_down = until(Duration::from_secs(30), "the node stands by", || async {
+        !leads(&vigil).await
+    })
+    .await;
+    println!("ZooKeeper down: the holder stood by after {stepped_down:?}");
+    fail_runs(&vigil, 5).await;
+    tokio::time::sleep(2 * INTERVAL).await;
+    assert!(
+        heard(&oncall).is_empty(),
+        "paged without the lease: {:?}",
+        heard(&oncall)
+    );
+
+    zookeeper.restart();
+    until(Duration::from_secs(30), "the node leads again", || {
+        leads(&vigil)
+    })
+    .await;
+    wait_transitions(&oncall, 1, "the page once ZooKeeper is back").await;
+    assert_eq!(transitions(&oncall), ["firing"]);
+}
+
 /// Rules and silences made through the API of any node hold on every node (the control table,
 /// read again within a second), and the alert state the evaluating node (running everything)
 /// writes is what a query-only node shows.

@@ -65,6 +65,16 @@ impl ZooKeeper {
         }
     }
 
+    /// SIGKILL: clients lose their connections at once; sessions are kept in the data directory.
+    pub fn stop(&self) {
+        self.server.kill();
+    }
+
+    /// Starts again on the same port and data directory.
+    pub fn restart(&self) {
+        self.spawn();
+    }
+
     /// `host:port`, as clients are given it.
     pub fn address(&self) -> String {
         format!("127.0.0.1:{}", self.port)
