@@ -7,7 +7,7 @@ use anyhow::bail;
 use clap::Subcommand;
 use vigil_access::{
     audit::{AuditLog, HEAD_FILE, LOG_FILE, verify},
-    shared_audit::{chain_of, compare, shipped_entries, verify_shared},
+    shared_audit::{chain_of, verify_all},
 };
 use vigil_control::ControlTable;
 
@@ -74,14 +74,20 @@ fn verify_local(config: &Config, failures: &mut Vec<String>) -> anyhow::Result<(
 #[allow(clippy::print_stdout)]
 async fn verify_chains(config: &Config, failures: &mut Vec<String>) -> anyhow::Result<()> {
     let table = ControlTable::new(&config.store.clickhouse, &crate::control::node_name(config));
-    let chains = verify_shared(&table).await?;
+    let dir = config.data_dir.join("audit");
+    let own = chain_of(&dir)?;
+    let local = match own {
+        Some(_) => AuditLog::open(&dir)?.read(None, None, None, usize::MAX)?,
+        None => Vec::new(),
+    };
+    let verified = verify_all(&table, own.as_deref(), &local).await?;
     println!(
         "chains shipped to ClickHouse ({}, database {}): {}",
         config.store.clickhouse.url,
         config.store.clickhouse.database,
-        chains.len()
+        verified.chains.len()
     );
-    for chain in &chains {
+    for chain in &verified.chains {
         match &chain.tampering {
             None => println!(
                 "  {}: valid, {} entries, last seq {}, head hash {}",
@@ -96,21 +102,19 @@ async fn verify_chains(config: &Config, failures: &mut Vec<String>) -> anyhow::R
             }
         }
     }
-    let dir = config.data_dir.join("audit");
-    let Some(own) = chain_of(&dir)? else {
-        return Ok(());
-    };
-    let shipped = shipped_entries(&table, &own).await?;
-    let local = AuditLog::open(&dir)?.read(None, None, None, usize::MAX)?;
-    match compare(&local, &shipped) {
-        None => println!(
-            "this node's chain {own}: its log holds the {} entries shipped, as shipped ({} not shipped yet)",
-            shipped.len(),
-            local.len().saturating_sub(shipped.len())
-        ),
-        Some(tampering) => failures.push(format!(
-            "this node's audit log differs from its chain {own} in ClickHouse at {tampering}"
-        )),
+    if let Some(own) = verified.own {
+        match own.differs {
+            None => println!(
+                "this node's chain {}: its log holds the {} entries shipped, as shipped ({} not shipped yet)",
+                own.chain,
+                own.shipped,
+                own.local.saturating_sub(own.shipped)
+            ),
+            Some(tampering) => failures.push(format!(
+                "this node's audit log differs from its chain {} in ClickHouse at {tampering}",
+                own.chain
+            )),
+        }
     }
     Ok(())
 }

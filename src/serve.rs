@@ -146,8 +146,11 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     if keys.is_shared() {
         tasks.push(control::spawn_refresh(keys.clone(), background.clone()));
     }
-    if let Some(shared_audit) = shared_audit {
-        tasks.push(control::spawn_refresh(shared_audit, background.clone()));
+    if let Some(shared_audit) = &shared_audit {
+        tasks.push(control::spawn_refresh(
+            shared_audit.clone(),
+            background.clone(),
+        ));
     }
 
     let datasets = Arc::new(DatasetStore::open(&data_dir).context("opening the datasets")?);
@@ -262,6 +265,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         kill_switches,
         deleter,
         audit,
+        shared_audit,
         rate_limits,
         telemetry: api_telemetry,
         registry: Arc::new(registry),

@@ -69,6 +69,12 @@ impl SharedAudit {
         &self.chain
     }
 
+    /// Every chain in the table, and this node's log (its entries `local`, in order) against
+    /// the copy it shipped.
+    pub async fn verify(&self, local: &[AuditEntry]) -> Result<Verified, SharedAuditError> {
+        verify_all(&self.table, Some(&self.chain), local).await
+    }
+
     /// Ships the entries the table does not have yet; how many.
     pub async fn ship(&self) -> Result<u64, SharedAuditError> {
         let known = *self.shipped.lock();
@@ -100,6 +106,56 @@ impl SharedAudit {
         *self.shipped.lock() = Some(shipped);
         Ok(count)
     }
+}
+
+/// What a check of every shipped chain found.
+#[derive(Debug, Clone)]
+pub struct Verified {
+    pub chains: Vec<ChainReport>,
+    /// This node's chain, when it has one.
+    pub own: Option<OwnChain>,
+}
+
+impl Verified {
+    pub fn is_valid(&self) -> bool {
+        self.chains.iter().all(|c| c.tampering.is_none())
+            && self.own.as_ref().is_none_or(|o| o.differs.is_none())
+    }
+}
+
+/// A node's own log against the copy it shipped.
+#[derive(Debug, Clone)]
+pub struct OwnChain {
+    pub chain: String,
+    /// Entries in the table, and in the node's log.
+    pub shipped: u64,
+    pub local: u64,
+    /// Where the log no longer matches the copy; `None` when it holds every shipped entry as
+    /// shipped.
+    pub differs: Option<Tampering>,
+}
+
+/// Every chain in the table, each checked from its first entry, and `own` (a node's chain,
+/// whose log holds `local`) against its copy.
+pub async fn verify_all(
+    table: &ControlTable,
+    own: Option<&str>,
+    local: &[AuditEntry],
+) -> Result<Verified, SharedAuditError> {
+    let chains = verify_shared(table).await?;
+    let own = match own {
+        None => None,
+        Some(chain) => {
+            let shipped = shipped_entries(table, chain).await?;
+            Some(OwnChain {
+                chain: chain.to_string(),
+                shipped: shipped.len() as u64,
+                local: local.len() as u64,
+                differs: compare(local, &shipped),
+            })
+        }
+    };
+    Ok(Verified { chains, own })
 }
 
 /// One chain as the table holds it, checked.

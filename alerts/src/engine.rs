@@ -348,6 +348,10 @@ pub struct AlertEngine {
     read_shared: AtomicBool,
     /// Whether the states of former lease holders were deleted since this node took over.
     dropped_older: AtomicBool,
+    /// Whether the last try to read the shared state before taking over failed.
+    state_unreadable: AtomicBool,
+    /// Whether the last save of the state failed.
+    save_failing: AtomicBool,
     telemetry: Arc<AlertTelemetry>,
     client: reqwest::Client,
     reload_requested: AtomicBool,
@@ -434,6 +438,8 @@ impl AlertEngine {
             writer: Mutex::new((!shared).then_some(0)),
             read_shared: AtomicBool::new(false),
             dropped_older: AtomicBool::new(false),
+            state_unreadable: AtomicBool::new(false),
+            save_failing: AtomicBool::new(false),
             telemetry,
             client: reqwest::Client::new(),
             reload_requested: AtomicBool::new(false),
@@ -608,10 +614,14 @@ impl AlertEngine {
         let newest = match shared.newest_state().await {
             Ok(newest) => newest,
             Err(e) => {
-                tracing::warn!(error = %e, "the alert state could not be read; not evaluating until it is");
+                // Tried again at every tick: told once.
+                if !self.state_unreadable.swap(true, Ordering::SeqCst) {
+                    tracing::warn!(error = %e, "the alert state could not be read; not evaluating until it is");
+                }
                 return None;
             }
         };
+        self.state_unreadable.store(false, Ordering::SeqCst);
         let (read_token, durable) = match newest {
             None => (0, Durable::default()),
             Some((token, body)) => match serde_json::from_str::<Durable>(&body) {
@@ -668,9 +678,18 @@ impl AlertEngine {
                 first.map_err(|e| e.to_string())
             }
         };
-        if let Err(e) = saved {
-            self.core.lock().dirty = true;
-            tracing::error!(error = %e, "saving the alert state failed; retrying");
+        match saved {
+            Ok(()) => {
+                if self.save_failing.swap(false, Ordering::SeqCst) {
+                    tracing::info!("the alert state is saved again");
+                }
+            }
+            Err(e) => {
+                self.core.lock().dirty = true;
+                if !self.save_failing.swap(true, Ordering::SeqCst) {
+                    tracing::error!(error = %e, "saving the alert state failed; retrying at every tick");
+                }
+            }
         }
     }
 

@@ -273,6 +273,17 @@ async fn every_nodes_audit_chain_is_checked_together() {
         out.contains("its log holds the 1 entries shipped, as shipped"),
         "{out}"
     );
+    // The REST check says the same.
+    let (status, checked) = first.get("/api/v1/audit/verify").await;
+    assert_eq!(status, 200, "{checked}");
+    assert_eq!(checked["valid"], true, "{checked}");
+    assert_eq!(checked["chains"].as_array().unwrap().len(), 2, "{checked}");
+    assert_eq!(
+        checked["own_chain"]["chain"],
+        chain_of(&first).as_str(),
+        "{checked}"
+    );
+    assert!(checked["own_chain"]["differs"].is_null(), "{checked}");
 
     // An entry of the first node's chain changed in ClickHouse (a newer version of it).
     let key = format!("{}/{:020}", chain_of(&first), 2);
@@ -315,6 +326,17 @@ async fn every_nodes_audit_chain_is_checked_together() {
         message.contains("this node's audit log differs"),
         "{message}"
     );
+    let (_, checked) = first.get("/api/v1/audit/verify").await;
+    assert_eq!(checked["valid"], false, "{checked}");
+    assert_eq!(checked["own_chain"]["differs"]["seq"], 2, "{checked}");
+    let broken: Vec<&serde_json::Value> = checked["chains"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["valid"] == false)
+        .collect();
+    assert_eq!(broken.len(), 1, "{checked}");
+    assert_eq!(broken[0]["tampering"]["seq"], 2, "{checked}");
 }
 
 /// What `support-bot`'s kill switch tells it on `vigil`.

@@ -16,13 +16,14 @@ use utoipa::{IntoParams, ToSchema};
 use vigil_access::{
     audit::{ALL_PROJECTS, AUDIT_LOG_READ, AuditEntry, AuditError, AuditRecord, Tampering, verify},
     keys::{Principal, Role},
+    shared_audit::SharedAuditError,
 };
 use vigil_schemas::time::parse_rfc3339;
 
 use crate::{
     AppState,
     auth::Caller,
-    error::{ApiError, BadRequest, Internal},
+    error::{ApiError, BadRequest, Internal, Unavailable},
 };
 
 /// Entries per page when `limit` is not given.
@@ -99,9 +100,9 @@ fn time_param(field: &str, value: &Option<String>) -> Result<Option<i64>, ApiErr
         .transpose()
 }
 
-/// What a check of the whole chain found.
+/// What a check of one chain found.
 #[derive(Serialize, ToSchema)]
-pub struct AuditVerification {
+pub struct ChainCheck {
     /// Whether every entry checks out, from the first to the head.
     valid: bool,
     /// Entries checked and found good (all of them when valid).
@@ -115,11 +116,49 @@ pub struct AuditVerification {
     tampering: Option<Tampering>,
 }
 
+/// What a check of the whole chain found.
+#[derive(Serialize, ToSchema)]
+pub struct AuditVerification {
+    /// This node's log, from its files (`valid` is false too when a shipped chain is not).
+    #[serde(flatten)]
+    check: ChainCheck,
+    /// On the ClickHouse store: every node's chain as shipped to the store (this node's among
+    /// them), each checked from its first entry. Absent on the embedded store.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    chains: Option<Vec<ShippedChain>>,
+    /// On the ClickHouse store: this node's log against the copy it shipped.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    own_chain: Option<OwnChainView>,
+}
+
+/// A node's chain as shipped to ClickHouse, checked.
+#[derive(Serialize, ToSchema)]
+pub struct ShippedChain {
+    /// The chain's name: the node's, and a random suffix given once per data directory.
+    chain: String,
+    #[serde(flatten)]
+    check: ChainCheck,
+}
+
+/// This node's log against the copy of its chain in ClickHouse.
+#[derive(Serialize, ToSchema)]
+pub struct OwnChainView {
+    chain: String,
+    /// Entries in ClickHouse, and in the node's log (which may hold some not shipped yet).
+    shipped: u64,
+    local: u64,
+    /// Where the log no longer matches the copy (changed after it was shipped, or its end
+    /// removed); null when it holds every shipped entry as shipped.
+    #[schema(required = true)]
+    differs: Option<Tampering>,
+}
+
 /// Verify the audit log's chain
 ///
 /// Checks every entry of the log (of every project: the chain runs through all of them) from
-/// the first to the head, as `vigil audit verify` does, and says where the first problem is. It
-/// reveals no entry's content, and is not itself recorded.
+/// the first to the head, as `vigil audit verify` does, and says where the first problem is. On
+/// the ClickHouse store it also checks every node's chain as shipped to the store, and this
+/// node's log against its copy. It reveals no entry's content, and is not itself recorded.
 #[utoipa::path(
     get,
     path = "/api/v1/audit/verify",
@@ -129,6 +168,7 @@ pub struct AuditVerification {
     responses(
         (status = 200, body = AuditVerification, description = "What the check found."),
         (status = 500, response = Internal),
+        (status = 503, response = Unavailable),
     ),
 )]
 pub async fn verify_chain(
@@ -141,13 +181,53 @@ pub async fn verify_chain(
         .await
         .map_err(|e| ApiError::internal(format!("audit verification did not finish: {e}")))?
         .map_err(audit_error)?;
-    Ok(Json(AuditVerification {
-        valid: report.is_valid(),
-        entries: report.entries,
-        last_seq: report.last_seq,
-        last_hash: report.last_hash,
-        tampering: report.tampering,
-    }))
+    let mut answer = AuditVerification {
+        check: ChainCheck {
+            valid: report.is_valid(),
+            entries: report.entries,
+            last_seq: report.last_seq,
+            last_hash: report.last_hash,
+            tampering: report.tampering,
+        },
+        chains: None,
+        own_chain: None,
+    };
+    if let Some(shared) = &state.shared_audit {
+        let audit = state.audit.clone();
+        let local = tokio::task::spawn_blocking(move || audit.read(None, None, None, usize::MAX))
+            .await
+            .map_err(|e| ApiError::internal(format!("reading the audit log did not finish: {e}")))?
+            .map_err(audit_error)?;
+        let verified = shared.verify(&local).await.map_err(|e| match e {
+            SharedAuditError::Shared(e) => ApiError::from(e),
+            SharedAuditError::Log(e) => audit_error(e),
+            e @ SharedAuditError::Unreadable { .. } => ApiError::internal(e.to_string()),
+        })?;
+        answer.check.valid &= verified.is_valid();
+        answer.chains = Some(
+            verified
+                .chains
+                .into_iter()
+                .map(|c| ShippedChain {
+                    chain: c.chain,
+                    check: ChainCheck {
+                        valid: c.tampering.is_none(),
+                        entries: c.entries,
+                        last_seq: c.last_seq,
+                        last_hash: c.last_hash,
+                        tampering: c.tampering,
+                    },
+                })
+                .collect(),
+        );
+        answer.own_chain = verified.own.map(|o| OwnChainView {
+            chain: o.chain,
+            shipped: o.shipped,
+            local: o.local,
+            differs: o.differs,
+        });
+    }
+    Ok(Json(answer))
 }
 
 /// The project's audit log

@@ -63,6 +63,8 @@ pub struct AppState {
     pub deleter: Arc<dyn Deleter>,
     /// The hash-chained audit log (`<data dir>/audit`).
     pub audit: Arc<AuditLog>,
+    /// On ClickHouse, the audit log's chain as shipped to the store, beside every other node's.
+    pub shared_audit: Option<Arc<vigil_access::shared_audit::SharedAudit>>,
     /// Per-key limits of the REST API.
     pub rate_limits: Arc<RateLimiter>,
     /// This surface's own figures (requests by route, the store's health at scrape time).

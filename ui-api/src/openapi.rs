@@ -823,6 +823,7 @@ mod tests {
                 kill_switches,
                 deleter: sink,
                 audit,
+                shared_audit: None,
                 rate_limits: Arc::new(RateLimiter::new(None)),
                 telemetry: Arc::new(crate::ApiTelemetry::default()),
                 registry: Arc::new(prometheus_client::registry::Registry::default()),
