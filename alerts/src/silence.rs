@@ -246,8 +246,11 @@ impl Silences {
         })
     }
 
+    /// Adds a silence, or replaces the one with its id (a shared silence read back from the
+    /// control table before it was added here).
     pub fn add(&mut self, silence: Silence) -> std::io::Result<()> {
         let compiled = matchers(&silence.matchers).map_err(std::io::Error::other)?;
+        self.silences.retain(|(s, _)| s.id != silence.id);
         self.silences.push((silence, compiled));
         self.save()
     }
@@ -392,7 +395,10 @@ mod tests {
         )
         .unwrap();
         let id = s.id.clone();
+        silences.add(s.clone()).unwrap();
+        // Added again (read back from the shared table first): still one silence.
         silences.add(s).unwrap();
+        assert_eq!(silences.list("default").len(), 1);
         let labels: Labels = [
             ("alertname".to_string(), "HighErrors".to_string()),
             ("agent".to_string(), "support-bot".to_string()),
