@@ -26,7 +26,7 @@ use std::{
     path::PathBuf,
     sync::{
         Arc,
-        atomic::{AtomicBool, Ordering},
+        atomic::{AtomicBool, AtomicI64, Ordering},
     },
     time::{Duration, Instant, SystemTime},
 };
@@ -37,7 +37,7 @@ use tokio::sync::{Notify, Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 use vigil_access::{audit::AuditLog, files::write_private_file};
 use vigil_control::{
-    ControlError, Kind,
+    ControlError, Kind, Record,
     lease::{Lease, Token},
 };
 use vigil_eval::kill_switch::KillSwitches;
@@ -60,6 +60,8 @@ use crate::{
 
 /// How often the schedule is looked at.
 const TICK: Duration = Duration::from_millis(200);
+/// How long another node seen writing this node's alert state is remembered.
+const OTHER_WRITER_MEMORY_NS: i64 = 300 * 1_000_000_000;
 /// How long a resolved alert that could not be reported is kept.
 const RESOLVED_RETENTION_NS: i64 = 86_400 * 1_000_000_000;
 
@@ -352,6 +354,8 @@ pub struct AlertEngine {
     state_unreadable: AtomicBool,
     /// Whether the last save of the state failed.
     save_failing: AtomicBool,
+    /// When another node was last seen writing the state under this node's token.
+    other_writer_seen_ns: AtomicI64,
     telemetry: Arc<AlertTelemetry>,
     client: reqwest::Client,
     reload_requested: AtomicBool,
@@ -440,6 +444,7 @@ impl AlertEngine {
             dropped_older: AtomicBool::new(false),
             state_unreadable: AtomicBool::new(false),
             save_failing: AtomicBool::new(false),
+            other_writer_seen_ns: AtomicI64::new(i64::MIN / 2),
             telemetry,
             client: reqwest::Client::new(),
             reload_requested: AtomicBool::new(false),
@@ -495,11 +500,13 @@ impl AlertEngine {
                     self.silences.lock().replace_all(stored, now_ns());
                 }
                 _ => {
-                    if self.writer.lock().is_none()
-                        && let Some((_, body)) = records
-                            .into_iter()
-                            .filter_map(|r| Some((r.key.parse::<Token>().ok()?, r.body?)))
-                            .max_by_key(|(token, _)| *token)
+                    let writer = *self.writer.lock();
+                    if let Some(token) = writer {
+                        self.watch_other_writers(shared, &records, token);
+                    } else if let Some((_, body)) = records
+                        .into_iter()
+                        .filter_map(|r| Some((r.key.parse::<Token>().ok()?, r.body?)))
+                        .max_by_key(|(token, _)| *token)
                     {
                         match serde_json::from_str::<Durable>(&body) {
                             Ok(durable) => self.core.lock().restore(durable),
@@ -513,6 +520,24 @@ impl AlertEngine {
         }
         self.changed.notify_one();
         Ok(())
+    }
+
+    /// Says so (in the log once per [`OTHER_WRITER_MEMORY_NS`], and in `/metrics` for as long)
+    /// when another node writes the state under this node's token: two alerting nodes without
+    /// a lease, each paging. Two such nodes overwrite each other's state in turn, so each sees
+    /// the other only now and then: what was seen is remembered.
+    fn watch_other_writers(&self, shared: &SharedState, records: &[Record], token: Token) {
+        let now = now_ns();
+        let last_seen = self.other_writer_seen_ns.load(Ordering::SeqCst);
+        if let Some(node) = shared.other_writer(records, token) {
+            if now - last_seen > OTHER_WRITER_MEMORY_NS {
+                tracing::error!(other = %node, token, "another node evaluates the alert rules and pages too: on-call hears each alert from both; run one alerting node or give them [alerting.lease]");
+            }
+            self.other_writer_seen_ns.store(now, Ordering::SeqCst);
+            self.telemetry.other_writer(true);
+        } else if now - last_seen > OTHER_WRITER_MEMORY_NS {
+            self.telemetry.other_writer(false);
+        }
     }
 
     /// An API rule as the control table keeps it.

@@ -109,6 +109,21 @@ impl SharedState {
             .max_by_key(|(token, _)| *token))
     }
 
+    /// Another node that wrote the state under `token`, this node's, after this node did, as
+    /// the newest version in `records` (the alert state's) says: two nodes evaluate and page.
+    pub fn other_writer(&self, records: &[Record], token: Token) -> Option<String> {
+        let key = state_key(token);
+        if self.written.lock().as_ref().is_none_or(|(k, _)| *k != key) {
+            // Not written here yet: the newest may be the former writer's.
+            return None;
+        }
+        records
+            .iter()
+            .find(|r| r.key == key)
+            .filter(|r| r.node != self.table.node())
+            .map(|r| r.node.clone())
+    }
+
     /// Writes the state under `token`.
     pub async fn write_state(&self, token: Token, body: &str) -> Result<(), ControlError> {
         let key = state_key(token);

@@ -32,6 +32,7 @@ pub struct AlertTelemetry {
     attempts: Family<Delivery, Counter>,
     notifications: Family<Delivery, Counter>,
     leading: Gauge,
+    other_writer: Gauge,
 }
 
 impl AlertTelemetry {
@@ -101,10 +102,20 @@ impl AlertTelemetry {
              or needs none), 0 while it stands by.",
             self.leading.clone(),
         );
+        registry.register(
+            "vigil_alerting_other_writer",
+            "1 while another node writes the alert state under this node's lease token: two \
+             alerting nodes without [alerting.lease], both paging.",
+            self.other_writer.clone(),
+        );
     }
 
     pub fn leading(&self, leading: bool) {
         self.leading.set(i64::from(leading));
+    }
+
+    pub fn other_writer(&self, seen: bool) {
+        self.other_writer.set(i64::from(seen));
     }
 
     pub fn evaluated(&self, rules: u64, failed: bool) {

@@ -59,6 +59,8 @@ impl Kind {
 pub struct Record {
     pub key: String,
     pub version: i64,
+    /// The node that wrote this version.
+    pub node: String,
     /// The record's JSON; `None` once it was deleted.
     pub body: Option<String>,
 }
@@ -114,6 +116,11 @@ impl ControlTable {
             client: config.control_client(),
             node: node.to_string(),
         }
+    }
+
+    /// This node, as it signs what it writes.
+    pub fn node(&self) -> &str {
+        &self.node
     }
 
     /// The newest version of every record of `kind` that is not deleted, by key.
@@ -183,6 +190,7 @@ impl ControlTable {
         Ok(Record {
             key: key.to_string(),
             version,
+            node: self.node.clone(),
             body: body.map(str::to_string),
         })
     }
@@ -233,6 +241,7 @@ impl Version {
         Record {
             key: self.key,
             version: self.version,
+            node: self.node,
             body: (self.deleted == 0).then_some(self.body),
         }
     }

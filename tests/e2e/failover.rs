@@ -339,6 +339,33 @@ async fn without_zookeeper_no_node_pages_until_it_returns() {
     assert_eq!(transitions(&oncall), ["firing"]);
 }
 
+/// Two nodes that evaluate without a lease both page: each says so, in its log and in
+/// `/metrics`, once it sees the other write the alert state it writes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_alerting_nodes_without_a_lease_are_told() {
+    let database = unique_database();
+    let oncall = Receiver::start(0);
+    let dir = tempfile::tempdir().unwrap();
+    let rules = rules_file(dir.path(), &oncall);
+    let a = node(&database, &rules, None);
+    let b = node(&database, &rules, None);
+    let told = |vigil: &Vigil| {
+        vigil
+            .log()
+            .contains("another node evaluates the alert rules and pages too")
+    };
+    until(
+        Duration::from_secs(60),
+        "a node tells of the other",
+        || async {
+            a.metric("vigil_alerting_other_writer").await == 1.0
+                || b.metric("vigil_alerting_other_writer").await == 1.0
+        },
+    )
+    .await;
+    assert!(told(&a) || told(&b), "{}\n{}", a.log(), b.log());
+}
+
 /// Rules and silences made through the API of any node hold on every node (the control table,
 /// read again within a second), and the alert state the evaluating node (running everything)
 /// writes is what a query-only node shows.
@@ -431,6 +458,8 @@ async fn rules_silences_and_alerts_are_the_same_on_every_node() {
         || async { query.get("/api/v1/alert-rules/api-failing").await.0 == 404 },
     )
     .await;
+    // One node evaluates: it sees no other writer.
+    assert_eq!(alerting.metric("vigil_alerting_other_writer").await, 0.0);
 }
 
 fn signal(vigil: &Vigil, signal: &str) {
