@@ -189,6 +189,14 @@ pub fn alert_sharing(
                 .as_ref()
                 .filter(|_| runs_alerting && config.alerting.enabled)
                 .map(|lease| {
+                    let interval = config.alerting.evaluation_interval.get();
+                    if lease.session_timeout.get() > interval {
+                        tracing::warn!(
+                            session_timeout = %lease.session_timeout,
+                            evaluation_interval = %config.alerting.evaluation_interval,
+                            "alerting.lease.session_timeout is longer than the evaluation interval: a standby takes over more than two intervals after the holder dies"
+                        );
+                    }
                     let settings = LeaseSettings {
                         servers: lease.zookeeper.clone(),
                         path: lease

@@ -130,6 +130,14 @@ impl Lease {
             .with_connection_timeout(settings.session_timeout)
             .connect(&settings.servers)
             .await?;
+        if client.session_timeout() != settings.session_timeout {
+            // The server bounds it by its minSessionTimeout and maxSessionTimeout.
+            tracing::warn!(
+                asked_ms = settings.session_timeout.as_millis() as u64,
+                granted_ms = client.session_timeout().as_millis() as u64,
+                "ZooKeeper granted another session timeout: a dead holder keeps the lease that long"
+            );
+        }
         let mut session = client.state_watcher();
         let prefix = LockPrefix::new_curator(&settings.path, "holder-")?;
         let options = LockOptions::new(Acls::anyone_all())
