@@ -51,7 +51,7 @@ use crate::{
     evaluator::{Evaluation, Phase, RuleState, Transition, resolve_all, step},
     kill_switch,
     rule::{Rule, RuleError, RuleSpec},
-    shared::{KINDS, SavedRule, SharedState},
+    shared::{KINDS, SavedRule, SharedState, read_json},
     silence::{Silence, SilenceError, SilenceSpec, SilenceView, Silences, check as check_silence},
     telemetry::AlertTelemetry,
     views::{AlertCounts, AlertView, RuleHealth, RuleView},
@@ -60,6 +60,22 @@ use crate::{
 
 /// How often the schedule is looked at.
 const TICK: Duration = Duration::from_millis(200);
+/// A condition told when it begins and when it ends, not at every try while it lasts.
+#[derive(Default)]
+struct Condition(AtomicBool);
+
+impl Condition {
+    /// Whether this begins it (it did not hold).
+    fn begins(&self) -> bool {
+        !self.0.swap(true, Ordering::SeqCst)
+    }
+
+    /// Whether this ends it (it held).
+    fn ends(&self) -> bool {
+        self.0.swap(false, Ordering::SeqCst)
+    }
+}
+
 /// How long another node seen writing this node's alert state is remembered.
 const OTHER_WRITER_MEMORY_NS: i64 = 300 * 1_000_000_000;
 /// How long a resolved alert that could not be reported is kept.
@@ -346,14 +362,10 @@ pub struct AlertEngine {
     /// `None` while it does not (another node does, or it has not read the state yet). Always
     /// `Some(0)` on the embedded store.
     writer: Mutex<Option<Token>>,
-    /// Whether the shared state was read once (and the node's own files imported).
-    read_shared: AtomicBool,
-    /// Whether the states of former lease holders were deleted since this node took over.
-    dropped_older: AtomicBool,
-    /// Whether the last try to read the shared state before taking over failed.
-    state_unreadable: AtomicBool,
-    /// Whether the last save of the state failed.
-    save_failing: AtomicBool,
+    /// The shared state could not be read to take over (tried at every tick, told once).
+    state_unreadable: Condition,
+    /// The state could not be saved (tried at every tick, told once).
+    save_failing: Condition,
     /// When another node was last seen writing the state under this node's token.
     other_writer_seen_ns: AtomicI64,
     telemetry: Arc<AlertTelemetry>,
@@ -440,10 +452,8 @@ impl AlertEngine {
             backing,
             lease,
             writer: Mutex::new((!shared).then_some(0)),
-            read_shared: AtomicBool::new(false),
-            dropped_older: AtomicBool::new(false),
-            state_unreadable: AtomicBool::new(false),
-            save_failing: AtomicBool::new(false),
+            state_unreadable: Condition::default(),
+            save_failing: Condition::default(),
             other_writer_seen_ns: AtomicI64::new(i64::MIN / 2),
             telemetry,
             client: reqwest::Client::new(),
@@ -464,10 +474,7 @@ impl AlertEngine {
         let Backing::Shared(shared) = &self.backing else {
             return Ok(());
         };
-        if !self.read_shared.load(Ordering::SeqCst) {
-            self.import(shared).await?;
-            self.read_shared.store(true, Ordering::SeqCst);
-        }
+        shared.import_once(&self.dir).await?;
         for kind in KINDS {
             let Some(records) = shared.changed(kind).await? else {
                 continue;
@@ -551,18 +558,6 @@ impl AlertEngine {
         Ok(rule)
     }
 
-    async fn import(&self, shared: &SharedState) -> Result<(), ControlError> {
-        let unreadable = |e: std::io::Error| ControlError::Refused(e.to_string());
-        let rules = read_json::<Vec<RuleSpec>>(&self.dir.join("rules.json"))
-            .map_err(unreadable)?
-            .unwrap_or_default();
-        let silences = read_json::<Vec<Silence>>(&self.dir.join("silences.json"))
-            .map_err(unreadable)?
-            .unwrap_or_default();
-        let state = std::fs::read_to_string(self.dir.join("state.json")).ok();
-        shared.import(&self.dir, rules, silences, state).await
-    }
-
     pub fn telemetry(&self) -> &AlertTelemetry {
         &self.telemetry
     }
@@ -639,14 +634,13 @@ impl AlertEngine {
         let newest = match shared.newest_state().await {
             Ok(newest) => newest,
             Err(e) => {
-                // Tried again at every tick: told once.
-                if !self.state_unreadable.swap(true, Ordering::SeqCst) {
+                if self.state_unreadable.begins() {
                     tracing::warn!(error = %e, "the alert state could not be read; not evaluating until it is");
                 }
                 return None;
             }
         };
-        self.state_unreadable.store(false, Ordering::SeqCst);
+        self.state_unreadable.ends();
         let (read_token, durable) = match newest {
             None => (0, Durable::default()),
             Some((token, body)) => match serde_json::from_str::<Durable>(&body) {
@@ -664,7 +658,6 @@ impl AlertEngine {
         core.dispatcher = Dispatcher::default();
         core.dirty = true;
         *self.writer.lock() = Some(token);
-        self.dropped_older.store(false, Ordering::SeqCst);
         self.telemetry.leading(true);
         tracing::info!(
             token,
@@ -693,25 +686,21 @@ impl AlertEngine {
                     return;
                 };
                 let body = String::from_utf8(bytes).expect("JSON is UTF-8");
-                let first = shared.write_state(token, &body).await;
-                if first.is_ok()
-                    && !self.dropped_older.swap(true, Ordering::SeqCst)
-                    && let Err(e) = shared.drop_states_before(token).await
-                {
-                    tracing::warn!(error = %e, "the former holders' alert states stay");
-                }
-                first.map_err(|e| e.to_string())
+                shared
+                    .write_state(token, &body)
+                    .await
+                    .map_err(|e| e.to_string())
             }
         };
         match saved {
             Ok(()) => {
-                if self.save_failing.swap(false, Ordering::SeqCst) {
+                if self.save_failing.ends() {
                     tracing::info!("the alert state is saved again");
                 }
             }
             Err(e) => {
                 self.core.lock().dirty = true;
-                if !self.save_failing.swap(true, Ordering::SeqCst) {
+                if self.save_failing.begins() {
                     tracing::error!(error = %e, "saving the alert state failed; retrying at every tick");
                 }
             }
@@ -1296,17 +1285,4 @@ fn own_rules(
 
 fn stamp(path: &std::path::Path) -> Option<SystemTime> {
     std::fs::metadata(path).and_then(|m| m.modified()).ok()
-}
-
-fn read_json<T: serde::de::DeserializeOwned>(path: &std::path::Path) -> std::io::Result<Option<T>> {
-    match std::fs::read(path) {
-        Ok(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|e| {
-            std::io::Error::new(
-                std::io::ErrorKind::InvalidData,
-                format!("{}: {e}", path.display()),
-            )
-        }),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(e),
-    }
 }

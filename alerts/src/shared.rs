@@ -13,10 +13,14 @@
 //! A node's own files (`<data dir>/alerts/`) from before the state was shared are imported at
 //! its first read, then renamed `*.imported`.
 
-use std::{collections::HashMap, path::Path};
+use std::{
+    collections::HashMap,
+    path::Path,
+    sync::atomic::{AtomicBool, Ordering},
+};
 
 use parking_lot::Mutex;
-use serde::Serialize;
+use serde::{Serialize, de::DeserializeOwned};
 use vigil_control::{ControlError, ControlTable, Fingerprint, Kind, Record, lease::Token};
 
 use crate::{rule::RuleSpec, silence::Silence};
@@ -32,6 +36,8 @@ pub struct SharedState {
     /// The version of the state this node last wrote, by key: the next is above it, whatever
     /// the clock did.
     written: Mutex<Option<(String, i64)>>,
+    /// Whether this node's own files were imported (at its first read).
+    imported: AtomicBool,
 }
 
 /// A rule as kept: with its project, which a rule's own serialization leaves out.
@@ -48,6 +54,7 @@ impl SharedState {
             table,
             seen: Mutex::new(HashMap::new()),
             written: Mutex::new(None),
+            imported: AtomicBool::new(false),
         }
     }
 
@@ -124,7 +131,8 @@ impl SharedState {
             .map(|r| r.node.clone())
     }
 
-    /// Writes the state under `token`.
+    /// Writes the state under `token`. The first write under a token deletes the states of
+    /// the tokens below it: their holders are gone (a failure to is told, not returned).
     pub async fn write_state(&self, token: Token, body: &str) -> Result<(), ControlError> {
         let key = state_key(token);
         let read = self
@@ -138,11 +146,16 @@ impl SharedState {
             .put(Kind::AlertState, &key, read, Some(body))
             .await?;
         *self.written.lock() = Some((key, record.version));
+        if read.is_none()
+            && let Err(e) = self.drop_states_before(token).await
+        {
+            tracing::warn!(error = %e, "the former holders' alert states stay");
+        }
         Ok(())
     }
 
-    /// Deletes the states of tokens below `token`: their holders are gone.
-    pub async fn drop_states_before(&self, token: Token) -> Result<(), ControlError> {
+    /// Deletes the states of tokens below `token`.
+    async fn drop_states_before(&self, token: Token) -> Result<(), ControlError> {
         for record in self.table.load(Kind::AlertState).await? {
             if record.key.parse::<Token>().is_ok_and(|t| t < token) {
                 self.table
@@ -153,16 +166,21 @@ impl SharedState {
         Ok(())
     }
 
-    /// Imports what a node kept in `dir` before the state was shared: rules and silences the
-    /// table does not have, and the alert state when the table has none. Each file imported is
-    /// renamed `<name>.imported`.
-    pub async fn import(
-        &self,
-        dir: &Path,
-        rules: Vec<RuleSpec>,
-        silences: Vec<Silence>,
-        state: Option<String>,
-    ) -> Result<(), ControlError> {
+    /// Once, at this node's first read: imports what it kept in `dir` before the state was
+    /// shared: rules and silences the table does not have, and the alert state when the table
+    /// has none. Each file imported is renamed `<name>.imported`.
+    pub async fn import_once(&self, dir: &Path) -> Result<(), ControlError> {
+        if self.imported.load(Ordering::SeqCst) {
+            return Ok(());
+        }
+        let unreadable = |e: std::io::Error| ControlError::Refused(e.to_string());
+        let rules: Vec<RuleSpec> = read_json(&dir.join("rules.json"))
+            .map_err(unreadable)?
+            .unwrap_or_default();
+        let silences: Vec<Silence> = read_json(&dir.join("silences.json"))
+            .map_err(unreadable)?
+            .unwrap_or_default();
+        let state = std::fs::read_to_string(dir.join("state.json")).ok();
         for spec in &rules {
             let key = format!("{}/{}", spec.project, spec.name);
             if self.table.get(Kind::AlertRule, &key).await?.is_none() {
@@ -191,6 +209,7 @@ impl SharedState {
                 tracing::warn!(file = %file.display(), error = %e, "an imported alerting file could not be renamed; it will be imported again (nothing is overwritten)");
             }
         }
+        self.imported.store(true, Ordering::SeqCst);
         Ok(())
     }
 }
@@ -198,6 +217,20 @@ impl SharedState {
 /// The key of the state written under `token`: zero-padded, so that keys sort as tokens.
 fn state_key(token: Token) -> String {
     format!("{token:020}")
+}
+
+/// A JSON file of the data directory; `None` when there is none.
+pub fn read_json<T: DeserializeOwned>(path: &Path) -> std::io::Result<Option<T>> {
+    match std::fs::read(path) {
+        Ok(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|e| {
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!("{}: {e}", path.display()),
+            )
+        }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
 }
 
 fn json(value: &impl Serialize) -> String {

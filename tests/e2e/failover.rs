@@ -339,6 +339,56 @@ async fn without_zookeeper_no_node_pages_until_it_returns() {
     assert_eq!(transitions(&oncall), ["firing"]);
 }
 
+/// A node that kept its API rules and silences in its data directory (the embedded store) brings
+/// them along at its first start on the shared table, where every node sees them; its files are
+/// renamed `*.imported`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_nodes_own_alerting_files_are_imported_once_shared() {
+    let database = unique_database();
+    let oncall = Receiver::start(0);
+    let dir = tempfile::tempdir().unwrap();
+    let rules = rules_file(dir.path(), &oncall);
+    let rules_env = ("VIGIL_ALERTING__RULES_FILE", rules.to_str().unwrap());
+    let mut vigil = Vigil::spawn_with(vec![(rules_env.0.into(), rules_env.1.into())]);
+    let (status, rule) = vigil
+        .put(
+            "/api/v1/alert-rules/kept",
+            &json!({"metric": "failed_runs", "window": "1m", "op": ">", "threshold": 5}),
+        )
+        .await;
+    assert_eq!(status, 201, "{rule}");
+    let (status, silence) = vigil
+        .post(
+            "/api/v1/silences",
+            &json!({"matchers": [{"name": "alertname", "value": "kept"}], "duration": "1h"}),
+        )
+        .await;
+    assert_eq!(status, 201, "{silence}");
+    vigil.stop();
+
+    let shared: Vec<(String, String)> = settings(&database, &rules);
+    let shared_env: Vec<(&str, &str)> = shared
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    vigil.restart_with(&shared_env);
+    let mut other = Vigil::spawn_with(shared.clone());
+    other.token = vigil.token.clone();
+    until(
+        Duration::from_secs(30),
+        "the imported rule on another node",
+        || async { other.get("/api/v1/alert-rules/kept").await.0 == 200 },
+    )
+    .await;
+    let (_, silences) = other.get("/api/v1/silences").await;
+    assert_eq!(silences["silences"][0]["id"], silence["id"], "{silences}");
+    let alerts = vigil.data_dir().join("alerts");
+    for name in ["rules.json", "silences.json"] {
+        assert!(alerts.join(format!("{name}.imported")).exists(), "{name}");
+        assert!(!alerts.join(name).exists(), "{name}");
+    }
+}
+
 /// Two nodes that evaluate without a lease both page: each says so, in its log and in
 /// `/metrics`, once it sees the other write the alert state it writes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
