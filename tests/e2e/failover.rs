@@ -389,6 +389,55 @@ async fn a_nodes_own_alerting_files_are_imported_once_shared() {
     }
 }
 
+/// ClickHouse down: a change to a rule, a silence or a kill switch that cannot be shared is
+/// refused with a retryable 503 (and nothing changes), what was read before is still answered,
+/// and the same change goes through once ClickHouse is back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn changes_wait_for_clickhouse_and_reads_go_on() {
+    let ch = ClickHouse::start();
+    let oncall = Receiver::start(0);
+    let dir = tempfile::tempdir().unwrap();
+    let rules = rules_file(dir.path(), &oncall);
+    let mut env = clickhouse_env(&ch.url(), &unique_database());
+    env.push((
+        "VIGIL_ALERTING__RULES_FILE".into(),
+        rules.to_str().unwrap().into(),
+    ));
+    let vigil = Vigil::spawn_with(env);
+    let rule = json!({"metric": "failed_runs", "window": "1m", "op": ">", "threshold": 5});
+    let (status, _) = vigil.put("/api/v1/alert-rules/before", &rule).await;
+    assert_eq!(status, 201);
+
+    ch.stop();
+    let (status, refused) = vigil.put("/api/v1/alert-rules/during", &rule).await;
+    assert_eq!(status, 503, "{refused}");
+    assert_eq!(refused["error"]["code"], "unavailable", "{refused}");
+    let silence = json!({"matchers": [{"name": "alertname", "value": "before"}], "duration": "1h"});
+    let (status, refused) = vigil.post("/api/v1/silences", &silence).await;
+    assert_eq!(status, 503, "{refused}");
+    let (status, rules_now) = vigil.get("/api/v1/alert-rules").await;
+    assert_eq!(status, 200, "{rules_now}");
+    let names: Vec<&str> = rules_now["rules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|r| r["name"].as_str())
+        .collect();
+    assert!(
+        names.contains(&"before") && !names.contains(&"during"),
+        "{rules_now}"
+    );
+    assert!(vigil.get("/api/v1/silences").await.1["silences"][0].is_null());
+
+    ch.restart();
+    until(
+        Duration::from_secs(60),
+        "the change once ClickHouse is back",
+        || async { vigil.put("/api/v1/alert-rules/during", &rule).await.0 == 201 },
+    )
+    .await;
+}
+
 /// Two nodes that evaluate without a lease both page: each says so, in its log and in
 /// `/metrics`, once it sees the other write the alert state it writes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
