@@ -10,7 +10,7 @@
 //! - **No entry lost with a node.** An entry is durable in its node's log when the audited
 //!   action is acknowledged, and in ClickHouse about a second later; the entries of a node that
 //!   will not come back are shipped by `vigil wal drain` on its data directory.
-//! - **Every chain checked together.** [`verify_shared`] checks each chain in the table as
+//! - **Every chain checked together.** [`verify_all`] checks each chain in the table as
 //!   `vigil audit verify` checks a log, and [`compare`] finds where a node's own log no longer
 //!   matches what it shipped: a log rewritten after the fact, even with every hash recomputed,
 //!   differs from the copy other machines hold.
@@ -135,26 +135,36 @@ pub struct OwnChain {
     pub differs: Option<Tampering>,
 }
 
-/// Every chain in the table, each checked from its first entry, and `own` (a node's chain,
-/// whose log holds `local`) against its copy.
+/// Every chain in the table (read once), each checked from its first entry, and `own` (a
+/// node's chain, whose log holds `local`) against its copy.
 pub async fn verify_all(
     table: &ControlTable,
     own: Option<&str>,
     local: &[AuditEntry],
 ) -> Result<Verified, SharedAuditError> {
-    let chains = verify_shared(table).await?;
-    let own = match own {
-        None => None,
-        Some(chain) => {
-            let shipped = shipped_entries(table, chain).await?;
-            Some(OwnChain {
-                chain: chain.to_string(),
-                shipped: shipped.len() as u64,
-                local: local.len() as u64,
-                differs: compare(local, &shipped),
-            })
+    let chains = chains_with_prefix(table, "").await?;
+    let own = own.map(|chain| {
+        let shipped = chains.get(chain).map_or(&[][..], Vec::as_slice);
+        OwnChain {
+            chain: chain.to_string(),
+            shipped: shipped.len() as u64,
+            local: local.len() as u64,
+            differs: compare(local, shipped),
         }
-    };
+    });
+    let chains = chains
+        .into_iter()
+        .map(|(chain, entries)| {
+            let last = entries.last();
+            ChainReport {
+                tampering: check_chain(&entries),
+                entries: entries.len() as u64,
+                last_seq: last.map_or(0, |e| e.seq),
+                last_hash: last.map_or_else(String::new, |e| e.hash.clone()),
+                chain,
+            }
+        })
+        .collect();
     Ok(Verified { chains, own })
 }
 
@@ -168,43 +178,29 @@ pub struct ChainReport {
     pub tampering: Option<Tampering>,
 }
 
-/// Every chain in the table, each checked from its first entry.
-pub async fn verify_shared(table: &ControlTable) -> Result<Vec<ChainReport>, SharedAuditError> {
-    let mut chains: BTreeMap<String, Vec<AuditEntry>> = BTreeMap::new();
-    for record in table.load(Kind::AuditEntry).await? {
-        let (chain, entry) = parse(&record.key, record.body.as_deref())?;
-        chains.entry(chain).or_default().push(entry);
-    }
-    Ok(chains
-        .into_iter()
-        .map(|(chain, mut entries)| {
-            entries.sort_by_key(|e| e.seq);
-            let last = entries.last();
-            ChainReport {
-                tampering: check_chain(&entries),
-                entries: entries.len() as u64,
-                last_seq: last.map_or(0, |e| e.seq),
-                last_hash: last.map_or_else(String::new, |e| e.hash.clone()),
-                chain,
-            }
-        })
-        .collect())
-}
-
 /// The shipped copy of one chain, in order.
 pub async fn shipped_entries(
     table: &ControlTable,
     chain: &str,
 ) -> Result<Vec<AuditEntry>, SharedAuditError> {
-    let mut entries = Vec::new();
-    for record in table
-        .load_prefix(Kind::AuditEntry, &format!("{chain}/"))
-        .await?
-    {
-        entries.push(parse(&record.key, record.body.as_deref())?.1);
+    let mut chains = chains_with_prefix(table, &format!("{chain}/")).await?;
+    Ok(chains.remove(chain).unwrap_or_default())
+}
+
+/// The shipped entries whose key starts with `prefix`, by chain, each chain in seq order.
+async fn chains_with_prefix(
+    table: &ControlTable,
+    prefix: &str,
+) -> Result<BTreeMap<String, Vec<AuditEntry>>, SharedAuditError> {
+    let mut chains: BTreeMap<String, Vec<AuditEntry>> = BTreeMap::new();
+    for record in table.load_prefix(Kind::AuditEntry, prefix).await? {
+        let (chain, entry) = parse(&record.key, record.body.as_deref())?;
+        chains.entry(chain).or_default().push(entry);
     }
-    entries.sort_by_key(|e| e.seq);
-    Ok(entries)
+    for entries in chains.values_mut() {
+        entries.sort_by_key(|e| e.seq);
+    }
+    Ok(chains)
 }
 
 /// Where a node's own log (`local`, in order) no longer matches the copy it shipped: the first

@@ -51,7 +51,7 @@ use crate::{
     evaluator::{Evaluation, Phase, RuleState, Transition, resolve_all, step},
     kill_switch,
     rule::{Rule, RuleError, RuleSpec},
-    shared::{KINDS, SavedRule, SharedState, read_json},
+    shared::{KINDS, SavedRule, SharedState, newest_state, read_json},
     silence::{Silence, SilenceError, SilenceSpec, SilenceView, Silences, check as check_silence},
     telemetry::AlertTelemetry,
     views::{AlertCounts, AlertView, RuleHealth, RuleView},
@@ -481,20 +481,17 @@ impl AlertEngine {
             };
             match kind {
                 Kind::AlertRule => {
-                    let mut rules = Vec::new();
-                    for record in records {
-                        let rule = record
-                            .body
-                            .as_deref()
-                            .map(|body| self.stored_rule(body))
-                            .unwrap_or_else(|| Err("no body".into()));
-                        match rule {
-                            Ok(rule) => rules.push(Arc::new(rule)),
-                            Err(e) => {
-                                tracing::error!(rule = %record.key, error = %e, "a shared alert rule does not load; skipped")
-                            }
-                        }
-                    }
+                    let receivers = self.core.lock().file.receiver_names();
+                    let rules = records
+                        .iter()
+                        .filter_map(|record| {
+                            let body = record.body.as_deref()?;
+                            let spec = serde_json::from_str(body)
+                                .inspect_err(|e| tracing::error!(rule = %record.key, error = %e, "a shared alert rule is unreadable; skipped"))
+                                .ok()?;
+                            stored_api_rule(spec, self.default_interval_ns, &receivers)
+                        })
+                        .collect();
                     let mut core = self.core.lock();
                     core.api_rules = rules;
                     core.rebuild_batches();
@@ -510,11 +507,7 @@ impl AlertEngine {
                     let writer = *self.writer.lock();
                     if let Some(token) = writer {
                         self.watch_other_writers(shared, &records, token);
-                    } else if let Some((_, body)) = records
-                        .into_iter()
-                        .filter_map(|r| Some((r.key.parse::<Token>().ok()?, r.body?)))
-                        .max_by_key(|(token, _)| *token)
-                    {
+                    } else if let Some((_, body)) = newest_state(records) {
                         match serde_json::from_str::<Durable>(&body) {
                             Ok(durable) => self.core.lock().restore(durable),
                             Err(e) => {
@@ -545,17 +538,6 @@ impl AlertEngine {
         } else if now - last_seen > OTHER_WRITER_MEMORY_NS {
             self.telemetry.other_writer(false);
         }
-    }
-
-    /// An API rule as the control table keeps it.
-    fn stored_rule(&self, body: &str) -> Result<Rule, String> {
-        let spec: RuleSpec = serde_json::from_str(body).map_err(|e| e.to_string())?;
-        let rule = Rule::new(spec, self.default_interval_ns).map_err(|e| e.to_string())?;
-        let receivers = self.core.lock().file.receiver_names();
-        if let Err(e) = check_receivers(&rule, &receivers) {
-            tracing::warn!(error = %e, "an API rule names a receiver the rules file does not have");
-        }
-        Ok(rule)
     }
 
     pub fn telemetry(&self) -> &AlertTelemetry {
@@ -1268,19 +1250,33 @@ fn own_rules(
     file: &LoadedFile,
 ) -> Result<Vec<Arc<Rule>>, EngineError> {
     let receivers = file.receiver_names();
-    let mut rules = Vec::new();
-    for spec in read_json::<Vec<RuleSpec>>(&dir.join("rules.json"))?.unwrap_or_default() {
-        match Rule::new(spec, default_interval_ns) {
-            Ok(rule) => {
-                if let Err(e) = check_receivers(&rule, &receivers) {
-                    tracing::warn!(error = %e, "an API rule names a receiver the rules file no longer has");
-                }
-                rules.push(Arc::new(rule));
+    Ok(read_json::<Vec<RuleSpec>>(&dir.join("rules.json"))?
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|spec| stored_api_rule(spec, default_interval_ns, &receivers))
+        .collect())
+}
+
+/// An API rule as it was kept (a file, the shared table); `None`, said in the log, when it no
+/// longer loads. One that names a receiver the rules file lacks loads, with a warning.
+fn stored_api_rule(
+    spec: RuleSpec,
+    default_interval_ns: i64,
+    receivers: &BTreeSet<String>,
+) -> Option<Arc<Rule>> {
+    let name = spec.name.clone();
+    match Rule::new(spec, default_interval_ns) {
+        Ok(rule) => {
+            if let Err(e) = check_receivers(&rule, receivers) {
+                tracing::warn!(rule = %name, error = %e, "an API rule names a receiver the rules file does not have");
             }
-            Err(e) => tracing::error!(error = %e, "a stored API rule no longer loads; skipped"),
+            Some(Arc::new(rule))
+        }
+        Err(e) => {
+            tracing::error!(rule = %name, error = %e, "a stored API rule no longer loads; skipped");
+            None
         }
     }
-    Ok(rules)
 }
 
 fn stamp(path: &std::path::Path) -> Option<SystemTime> {

@@ -83,23 +83,33 @@ impl SharedState {
         spec: Option<&RuleSpec>,
     ) -> Result<(), ControlError> {
         let body = spec.map(|spec| json(&SavedRule { project, spec }));
-        self.replace(Kind::AlertRule, &format!("{project}/{name}"), body)
+        self.replace(Kind::AlertRule, &rule_key(project, name), body, true)
             .await
     }
 
     pub async fn put_silence(&self, silence: &Silence) -> Result<(), ControlError> {
-        let key = format!("{}/{}", silence.project, silence.id);
-        self.replace(Kind::Silence, &key, Some(json(silence))).await
+        self.replace(
+            Kind::Silence,
+            &silence_key(silence),
+            Some(json(silence)),
+            true,
+        )
+        .await
     }
 
-    /// A new version of one record, above the one there is.
+    /// A new version of one record, above the one there is; with `overwrite` false, only when
+    /// there is none.
     async fn replace(
         &self,
         kind: Kind,
         key: &str,
         body: Option<String>,
+        overwrite: bool,
     ) -> Result<(), ControlError> {
-        let read = self.table.get(kind, key).await?.map(|r| r.version);
+        let read = match self.table.get(kind, key).await? {
+            Some(_) if !overwrite => return Ok(()),
+            found => found.map(|r| r.version),
+        };
         let written = self.table.put(kind, key, read, body.as_deref()).await;
         if written.is_err() {
             self.forget(kind);
@@ -109,11 +119,7 @@ impl SharedState {
 
     /// The state of the highest token, with that token.
     pub async fn newest_state(&self) -> Result<Option<(Token, String)>, ControlError> {
-        let records = self.table.load(Kind::AlertState).await?;
-        Ok(records
-            .into_iter()
-            .filter_map(|r| Some((r.key.parse::<Token>().ok()?, r.body?)))
-            .max_by_key(|(token, _)| *token))
+        Ok(newest_state(self.table.load(Kind::AlertState).await?))
     }
 
     /// Another node that wrote the state under `token`, this node's, after this node did, as
@@ -182,16 +188,18 @@ impl SharedState {
             .unwrap_or_default();
         let state = std::fs::read_to_string(dir.join("state.json")).ok();
         for spec in &rules {
-            let key = format!("{}/{}", spec.project, spec.name);
-            if self.table.get(Kind::AlertRule, &key).await?.is_none() {
-                self.put_rule(&spec.project, &spec.name, Some(spec)).await?;
-            }
+            let body = json(&SavedRule {
+                project: &spec.project,
+                spec,
+            });
+            let key = rule_key(&spec.project, &spec.name);
+            self.replace(Kind::AlertRule, &key, Some(body), false)
+                .await?;
         }
         for silence in &silences {
-            let key = format!("{}/{}", silence.project, silence.id);
-            if self.table.get(Kind::Silence, &key).await?.is_none() {
-                self.put_silence(silence).await?;
-            }
+            let body = json(silence);
+            self.replace(Kind::Silence, &silence_key(silence), Some(body), false)
+                .await?;
         }
         if let Some(state) = &state
             && self.newest_state().await?.is_none()
@@ -212,6 +220,22 @@ impl SharedState {
         self.imported.store(true, Ordering::SeqCst);
         Ok(())
     }
+}
+
+/// Of the alert state's records, the state of the highest token, with that token.
+pub fn newest_state(records: Vec<Record>) -> Option<(Token, String)> {
+    records
+        .into_iter()
+        .filter_map(|r| Some((r.key.parse::<Token>().ok()?, r.body?)))
+        .max_by_key(|(token, _)| *token)
+}
+
+fn rule_key(project: &str, name: &str) -> String {
+    format!("{project}/{name}")
+}
+
+fn silence_key(silence: &Silence) -> String {
+    format!("{}/{}", silence.project, silence.id)
 }
 
 /// The key of the state written under `token`: zero-padded, so that keys sort as tokens.

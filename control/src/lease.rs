@@ -76,11 +76,6 @@ impl Lease {
         *self.token.borrow()
     }
 
-    /// Follows the holding: `Some(token)` while this process holds the lease.
-    pub fn watch(&self) -> watch::Receiver<Option<Token>> {
-        self.token.clone()
-    }
-
     /// Whether this process still holds the lease numbered `token`, asked of ZooKeeper itself
     /// (after a `sync`, so a server that lags the leader cannot answer from the past). False
     /// when ZooKeeper does not answer within the session timeout.

@@ -31,34 +31,67 @@ const INTERVAL: Duration = Duration::from_secs(4);
 /// The window the rule counts failed runs over: an alert resolves this long after the runs.
 const WINDOW: &str = "20s";
 
-/// A node running everything, over `database`, with the rules file and (if given) the lease.
-fn node(database: &str, rules: &std::path::Path, zookeeper: Option<&ZooKeeper>) -> Vigil {
-    let mut env = settings(database, rules);
-    if let Some(zookeeper) = zookeeper {
-        env.push((
-            "VIGIL_ALERTING__LEASE__ZOOKEEPER".into(),
-            zookeeper.address(),
-        ));
-        env.push((
-            "VIGIL_ALERTING__LEASE__SESSION_TIMEOUT".into(),
-            format!("{}ms", INTERVAL.as_millis() / 2),
-        ));
-    }
-    Vigil::spawn_with(env)
+/// What a test here runs against: a fresh database on the shared ClickHouse, an on-call
+/// receiver, the rules file that pages it, and, for the lease, a ZooKeeper.
+struct Scene {
+    database: String,
+    oncall: Receiver,
+    rules: std::path::PathBuf,
+    zookeeper: Option<ZooKeeper>,
+    _dir: tempfile::TempDir,
 }
 
-/// The settings every node of a test shares.
-fn settings(database: &str, rules: &std::path::Path) -> Vec<(String, String)> {
-    let mut env = clickhouse_env(&ClickHouse::shared().url(), database);
-    env.push((
-        "VIGIL_SECURITY__USER_HASH_SECRET".into(),
-        SHARED_USER_HASH_SECRET.into(),
-    ));
-    env.push((
-        "VIGIL_ALERTING__RULES_FILE".into(),
-        rules.to_str().unwrap().into(),
-    ));
-    env
+impl Scene {
+    fn new(lease: bool) -> Scene {
+        let oncall = Receiver::start(0);
+        let dir = tempfile::tempdir().unwrap();
+        Scene {
+            database: unique_database(),
+            rules: rules_file(dir.path(), &oncall),
+            oncall,
+            zookeeper: lease.then(ZooKeeper::start),
+            _dir: dir,
+        }
+    }
+
+    fn zookeeper(&self) -> &ZooKeeper {
+        self.zookeeper.as_ref().expect("a scene with the lease")
+    }
+
+    /// A node running everything, with the lease when the scene has one.
+    fn node(&self) -> Vigil {
+        let mut env = self.settings();
+        if let Some(zookeeper) = &self.zookeeper {
+            env.push((
+                "VIGIL_ALERTING__LEASE__ZOOKEEPER".into(),
+                zookeeper.address(),
+            ));
+            env.push((
+                "VIGIL_ALERTING__LEASE__SESSION_TIMEOUT".into(),
+                format!("{}ms", INTERVAL.as_millis() / 2),
+            ));
+        }
+        Vigil::spawn_with(env)
+    }
+
+    /// The settings every node shares (the lease aside).
+    fn settings(&self) -> Vec<(String, String)> {
+        self.settings_on(&ClickHouse::shared().url())
+    }
+
+    /// [`Self::settings`] on the ClickHouse server at `url`.
+    fn settings_on(&self, url: &str) -> Vec<(String, String)> {
+        let mut env = clickhouse_env(url, &self.database);
+        env.push((
+            "VIGIL_SECURITY__USER_HASH_SECRET".into(),
+            SHARED_USER_HASH_SECRET.into(),
+        ));
+        env.push((
+            "VIGIL_ALERTING__RULES_FILE".into(),
+            self.rules.to_str().unwrap().into(),
+        ));
+        env
+    }
 }
 
 fn rules_file(dir: &std::path::Path, oncall: &Receiver) -> std::path::PathBuf {
@@ -129,17 +162,14 @@ async fn wait_transitions(oncall: &Receiver, n: usize, what: &str) {
 /// the standby takes over within two evaluation intervals.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn alerting_pages_once_when_the_leader_dies() {
-    let zookeeper = ZooKeeper::start();
-    let database = unique_database();
-    let oncall = Receiver::start(0);
-    let dir = tempfile::tempdir().unwrap();
-    let rules = rules_file(dir.path(), &oncall);
-    let mut a = node(&database, &rules, Some(&zookeeper));
+    let scene = Scene::new(true);
+    let oncall = &scene.oncall;
+    let mut a = scene.node();
     until(Duration::from_secs(30), "the first node leads", || {
         leads(&a)
     })
     .await;
-    let mut b = node(&database, &rules, Some(&zookeeper));
+    let mut b = scene.node();
     b.token = a.token.clone();
     tokio::time::sleep(INTERVAL).await;
     assert!(!leads(&b).await, "two leaders");
@@ -161,9 +191,9 @@ async fn alerting_pages_once_when_the_leader_dies() {
     let took = died.elapsed();
     println!("failover while firing: the standby evaluated {took:?} after the leader died");
     assert!(took < 2 * INTERVAL, "took over after {took:?}");
-    wait_transitions(&oncall, 1, "the firing notification").await;
+    wait_transitions(oncall, 1, "the firing notification").await;
     // The resolution, once the runs leave the window, from the new leader.
-    wait_transitions(&oncall, 2, "the resolution").await;
+    wait_transitions(oncall, 2, "the resolution").await;
 
     // 2. The old leader returns as a standby; the alert fires again (from b), and b dies
     //    just before the resolution is due.
@@ -180,7 +210,7 @@ async fn alerting_pages_once_when_the_leader_dies() {
     );
     fail_runs(&b, 2).await;
     let sent = Instant::now();
-    wait_transitions(&oncall, 3, "the second firing").await;
+    wait_transitions(oncall, 3, "the second firing").await;
     let window = Duration::from_secs(20);
     if let Some(wait) = (window - Duration::from_secs(2)).checked_sub(sent.elapsed()) {
         tokio::time::sleep(wait).await;
@@ -197,19 +227,19 @@ async fn alerting_pages_once_when_the_leader_dies() {
         "failover while a resolution is due: the standby led {:?} after the leader died",
         died.elapsed()
     );
-    wait_transitions(&oncall, 4, "the second resolution").await;
+    wait_transitions(oncall, 4, "the second resolution").await;
 
     // Every transition once, in order; retries of one (a holder that died between delivering
     // and recording it) carry the same webhook-id; every request carries the token of a lease
     // holder, never falling back to an older one.
     tokio::time::sleep(2 * INTERVAL).await;
     assert_eq!(
-        transitions(&oncall),
+        transitions(oncall),
         ["firing", "resolved", "firing", "resolved"],
         "{:#?}",
-        heard(&oncall)
+        heard(oncall)
     );
-    let tokens: Vec<i64> = heard(&oncall)
+    let tokens: Vec<i64> = heard(oncall)
         .iter()
         .map(|(_, _, token)| token.expect("a lease token on every notification"))
         .collect();
@@ -219,8 +249,8 @@ async fn alerting_pages_once_when_the_leader_dies() {
     );
     println!(
         "notifications heard: {} for {} transitions",
-        heard(&oncall).len(),
-        transitions(&oncall).len()
+        heard(oncall).len(),
+        transitions(oncall).len()
     );
 }
 
@@ -253,17 +283,14 @@ fn the_failover_benchmark_runs() {
 /// standby took over and notified; the old leader asks ZooKeeper before it sends, and stops.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_paused_leader_cannot_page_after_its_lease() {
-    let zookeeper = ZooKeeper::start();
-    let database = unique_database();
-    let oncall = Receiver::start(0);
-    let dir = tempfile::tempdir().unwrap();
-    let rules = rules_file(dir.path(), &oncall);
-    let a = node(&database, &rules, Some(&zookeeper));
+    let scene = Scene::new(true);
+    let oncall = &scene.oncall;
+    let a = scene.node();
     until(Duration::from_secs(30), "the first node leads", || {
         leads(&a)
     })
     .await;
-    let mut b = node(&database, &rules, Some(&zookeeper));
+    let mut b = scene.node();
     b.token = a.token.clone();
 
     // The leader is paused; the runs that make the alert fire arrive while it sleeps.
@@ -271,8 +298,8 @@ async fn a_paused_leader_cannot_page_after_its_lease() {
     let paused = Instant::now();
     fail_runs(&b, 3).await;
     until(Duration::from_secs(30), "the standby leads", || leads(&b)).await;
-    wait_transitions(&oncall, 1, "the firing notification from the new leader").await;
-    let from_b = heard(&oncall);
+    wait_transitions(oncall, 1, "the firing notification from the new leader").await;
+    let from_b = heard(oncall);
     println!(
         "the standby led and paged {:?} after the leader was paused",
         paused.elapsed()
@@ -288,7 +315,7 @@ async fn a_paused_leader_cannot_page_after_its_lease() {
     .await;
     tokio::time::sleep(2 * INTERVAL).await;
     assert_eq!(
-        heard(&oncall),
+        heard(oncall),
         from_b,
         "a paused leader paged after its lease; its log:\n{}",
         crate::support::tail(&a.log(), 30)
@@ -308,12 +335,9 @@ async fn a_paused_leader_cannot_page_after_its_lease() {
 /// again and sends what is due.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_zookeeper_no_node_pages_until_it_returns() {
-    let zookeeper = ZooKeeper::start();
-    let database = unique_database();
-    let oncall = Receiver::start(0);
-    let dir = tempfile::tempdir().unwrap();
-    let rules = rules_file(dir.path(), &oncall);
-    let vigil = node(&database, &rules, Some(&zookeeper));
+    let scene = Scene::new(true);
+    let (oncall, zookeeper) = (&scene.oncall, scene.zookeeper());
+    let vigil = scene.node();
     until(Duration::from_secs(30), "the node leads", || leads(&vigil)).await;
 
     zookeeper.stop();
@@ -325,9 +349,9 @@ async fn without_zookeeper_no_node_pages_until_it_returns() {
     fail_runs(&vigil, 5).await;
     tokio::time::sleep(2 * INTERVAL).await;
     assert!(
-        heard(&oncall).is_empty(),
+        heard(oncall).is_empty(),
         "paged without the lease: {:?}",
-        heard(&oncall)
+        heard(oncall)
     );
 
     zookeeper.restart();
@@ -335,8 +359,8 @@ async fn without_zookeeper_no_node_pages_until_it_returns() {
         leads(&vigil)
     })
     .await;
-    wait_transitions(&oncall, 1, "the page once ZooKeeper is back").await;
-    assert_eq!(transitions(&oncall), ["firing"]);
+    wait_transitions(oncall, 1, "the page once ZooKeeper is back").await;
+    assert_eq!(transitions(oncall), ["firing"]);
 }
 
 /// A node that kept its API rules and silences in its data directory (the embedded store) brings
@@ -344,11 +368,8 @@ async fn without_zookeeper_no_node_pages_until_it_returns() {
 /// renamed `*.imported`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_nodes_own_alerting_files_are_imported_once_shared() {
-    let database = unique_database();
-    let oncall = Receiver::start(0);
-    let dir = tempfile::tempdir().unwrap();
-    let rules = rules_file(dir.path(), &oncall);
-    let rules_env = ("VIGIL_ALERTING__RULES_FILE", rules.to_str().unwrap());
+    let scene = Scene::new(false);
+    let rules_env = ("VIGIL_ALERTING__RULES_FILE", scene.rules.to_str().unwrap());
     let mut vigil = Vigil::spawn_with(vec![(rules_env.0.into(), rules_env.1.into())]);
     let (status, rule) = vigil
         .put(
@@ -366,7 +387,7 @@ async fn a_nodes_own_alerting_files_are_imported_once_shared() {
     assert_eq!(status, 201, "{silence}");
     vigil.stop();
 
-    let shared: Vec<(String, String)> = settings(&database, &rules);
+    let shared = scene.settings();
     let shared_env: Vec<(&str, &str)> = shared
         .iter()
         .map(|(k, v)| (k.as_str(), v.as_str()))
@@ -395,15 +416,8 @@ async fn a_nodes_own_alerting_files_are_imported_once_shared() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn changes_wait_for_clickhouse_and_reads_go_on() {
     let ch = ClickHouse::start();
-    let oncall = Receiver::start(0);
-    let dir = tempfile::tempdir().unwrap();
-    let rules = rules_file(dir.path(), &oncall);
-    let mut env = clickhouse_env(&ch.url(), &unique_database());
-    env.push((
-        "VIGIL_ALERTING__RULES_FILE".into(),
-        rules.to_str().unwrap().into(),
-    ));
-    let vigil = Vigil::spawn_with(env);
+    let scene = Scene::new(false);
+    let vigil = Vigil::spawn_with(scene.settings_on(&ch.url()));
     let rule = json!({"metric": "failed_runs", "window": "1m", "op": ">", "threshold": 5});
     let (status, _) = vigil.put("/api/v1/alert-rules/before", &rule).await;
     assert_eq!(status, 201);
@@ -442,12 +456,9 @@ async fn changes_wait_for_clickhouse_and_reads_go_on() {
 /// `/metrics`, once it sees the other write the alert state it writes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_alerting_nodes_without_a_lease_are_told() {
-    let database = unique_database();
-    let oncall = Receiver::start(0);
-    let dir = tempfile::tempdir().unwrap();
-    let rules = rules_file(dir.path(), &oncall);
-    let a = node(&database, &rules, None);
-    let b = node(&database, &rules, None);
+    let scene = Scene::new(false);
+    let a = scene.node();
+    let b = scene.node();
     let told = |vigil: &Vigil| {
         vigil
             .log()
@@ -470,13 +481,11 @@ async fn two_alerting_nodes_without_a_lease_are_told() {
 /// writes is what a query-only node shows.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rules_silences_and_alerts_are_the_same_on_every_node() {
-    let database = unique_database();
-    let oncall = Receiver::start(0);
-    let dir = tempfile::tempdir().unwrap();
-    let rules = rules_file(dir.path(), &oncall);
-    let alerting = node(&database, &rules, None);
+    let scene = Scene::new(false);
+    let oncall = &scene.oncall;
+    let alerting = scene.node();
     let mut query = {
-        let mut env = settings(&database, &rules);
+        let mut env = scene.settings();
         env.push(("VIGIL_SERVER__COMPONENTS".into(), r#"["query"]"#.into()));
         Vigil::spawn_with(env)
     };
