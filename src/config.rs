@@ -39,6 +39,7 @@ pub struct Config {
     pub log: LogConfig,
     pub alerting: AlertingSettings,
     pub retention: RetentionSettings,
+    pub evaluation: EvaluationConfig,
 }
 
 impl Default for Config {
@@ -57,8 +58,21 @@ impl Default for Config {
             log: LogConfig::default(),
             alerting: AlertingSettings::default(),
             retention: RetentionSettings::default(),
+            evaluation: EvaluationConfig::default(),
         }
     }
+}
+
+/// `[evaluation]`: where datasets and experiments are kept.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EvaluationConfig {
+    /// Many nodes on ClickHouse: ZooKeeper (or ClickHouse Keeper), `host:port[,host:port…]`,
+    /// which orders the log of changes every node shares. Unset: each node keeps its own in the
+    /// data directory.
+    pub zookeeper: Option<String>,
+    /// The log head's znode (default `/vigil/<database>/evaluation`).
+    pub path: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -305,25 +319,13 @@ impl Config {
             self.store.clickhouse.validate()?;
         }
         if let Some(lease) = &self.alerting.lease {
-            if self.store.kind != StoreKind::Clickhouse {
-                bail!(
-                    "alerting.lease is for alerting on many nodes, which share their state in \
-                     ClickHouse: set store.kind = \"clickhouse\" or remove [alerting.lease]"
-                );
-            }
-            if lease.zookeeper.trim().is_empty() {
-                bail!(
-                    "alerting.lease.zookeeper is empty: name the ZooKeeper servers, host:port[,host:port…]"
-                );
-            }
+            self.check_zookeeper("alerting.lease", &lease.zookeeper, lease.path.as_deref())?;
             if lease.session_timeout.get() < Duration::from_secs(1) {
                 bail!("alerting.lease.session_timeout must be at least 1s");
             }
-            if let Some(path) = &lease.path
-                && (!path.starts_with('/') || path.ends_with('/'))
-            {
-                bail!("alerting.lease.path = {path:?} must start with / and not end with one");
-            }
+        }
+        if let Some(zookeeper) = &self.evaluation.zookeeper {
+            self.check_zookeeper("evaluation", zookeeper, self.evaluation.path.as_deref())?;
         }
         self.retention.validate().map_err(anyhow::Error::msg)?;
         if self.batcher.max_rows == 0 {
@@ -355,6 +357,33 @@ impl Config {
         catalog
             .apply(&self.pricing.models)
             .context("pricing.models")?;
+        Ok(())
+    }
+
+    /// A section that shares state across nodes through ZooKeeper (`section.zookeeper`,
+    /// `section.path`): only on ClickHouse, with servers named and a znode path.
+    fn check_zookeeper(
+        &self,
+        section: &str,
+        zookeeper: &str,
+        path: Option<&str>,
+    ) -> anyhow::Result<()> {
+        if self.store.kind != StoreKind::Clickhouse {
+            bail!(
+                "{section}.zookeeper is for many nodes, which share their state in ClickHouse: \
+                 set store.kind = \"clickhouse\" or remove it"
+            );
+        }
+        if zookeeper.trim().is_empty() {
+            bail!(
+                "{section}.zookeeper is empty: name the ZooKeeper servers, host:port[,host:port…]"
+            );
+        }
+        if let Some(path) = path
+            && (!path.starts_with('/') || path.ends_with('/'))
+        {
+            bail!("{section}.path = {path:?} must start with / and not end with one");
+        }
         Ok(())
     }
 }
@@ -457,6 +486,7 @@ mod tests {
             assert_eq!(clickhouse.cluster.as_deref(), cluster, "{file}");
             assert_eq!(clickhouse.replicated, replicated, "{file}");
             assert_eq!(config.alerting.lease.is_some(), replicated, "{file}");
+            assert_eq!(config.evaluation.zookeeper.is_some(), replicated, "{file}");
         }
         // The cluster a replicated config names is the one its server file defines, with
         // internal replication on each shard and a replica for each of its nodes.
@@ -471,6 +501,27 @@ mod tests {
                 xml.contains(&format!("<replica><host>{host}</host>")),
                 "{host}"
             );
+        }
+    }
+
+    #[test]
+    fn evaluation_sharing_needs_the_clickhouse_store_and_a_zookeeper() {
+        let sharing = |store: &str, zookeeper: &str, path: &str| {
+            let text = format!(
+                "[store]\nkind = \"{store}\"\n[evaluation]\nzookeeper = \"{zookeeper}\"\n\
+                 path = \"{path}\"\n"
+            );
+            let config: Config = toml::from_str(&text).unwrap();
+            config.validate().map_err(|e| e.to_string())
+        };
+        sharing("clickhouse", "zk:2181", "/vigil/eval").unwrap();
+        for (store, zookeeper, path, named) in [
+            ("embedded", "zk:2181", "/v", "evaluation.zookeeper"),
+            ("clickhouse", "", "/v", "evaluation.zookeeper"),
+            ("clickhouse", "zk:2181", "v", "evaluation.path"),
+        ] {
+            let refused = sharing(store, zookeeper, path).unwrap_err();
+            assert!(refused.contains(named), "{refused}");
         }
     }
 

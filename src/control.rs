@@ -1,7 +1,8 @@
 //! The control state by store: on the embedded store, files in the data directory; on
 //! ClickHouse, the control table every node shares (`vigil-control`), which this process reads
-//! at start and polls afterwards: API keys, kill switches, and alerting's rules, silences and
-//! state (with the alerting lease); and the audit chain this node ships to it.
+//! at start and polls afterwards: API keys, kill switches, alerting's rules, silences and
+//! state (with the alerting lease), datasets and experiments (through the log every node
+//! appends to, ordered by ZooKeeper); and the audit chain this node ships to it.
 
 use std::{sync::Arc, time::Duration};
 
@@ -16,8 +17,10 @@ use vigil_alerts::{AlertEngine, Sharing};
 use vigil_control::{
     ControlError, ControlTable,
     lease::{Lease, LeaseSettings},
+    shared_log::SharedLog,
 };
 use vigil_eval::{
+    Evaluation, StoreError,
     kill_switch::KillSwitches,
     shared_switches::{SharedSwitches, SharingError},
 };
@@ -73,6 +76,29 @@ pub async fn read_shared_keys(keys: &KeyStore) -> anyhow::Result<bool> {
     Ok(true)
 }
 
+/// How long a request to ZooKeeper for the shared evaluation log may take.
+const EVALUATION_ZOOKEEPER_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The datasets and experiments: the node's own logs in its data directory, or, with
+/// `[evaluation] zookeeper` on ClickHouse, the log every node shares (empty until its first
+/// refresh).
+pub fn open_evaluation(config: &Config, node: &str) -> anyhow::Result<Evaluation> {
+    let ch = &config.store.clickhouse;
+    match (&config.store.kind, &config.evaluation.zookeeper) {
+        (StoreKind::Clickhouse, Some(zookeeper)) => {
+            let path = config
+                .evaluation
+                .path
+                .clone()
+                .unwrap_or_else(|| format!("/vigil/{}/evaluation", ch.database));
+            let table = ControlTable::new(ch, node);
+            let log = SharedLog::new(table, zookeeper, &path, EVALUATION_ZOOKEEPER_TIMEOUT);
+            Ok(Evaluation::shared(log, &config.data_dir))
+        }
+        _ => Evaluation::open(&config.data_dir).context("opening the datasets and experiments"),
+    }
+}
+
 /// A piece of the shared control state this node keeps in memory and reads again when it
 /// changed.
 pub trait Polled: Send + Sync + 'static {
@@ -103,6 +129,14 @@ impl Polled for SharedSwitches {
     type Error = SharingError;
     fn refresh(&self) -> impl Future<Output = Result<(), SharingError>> + Send {
         SharedSwitches::refresh(self)
+    }
+}
+
+impl Polled for Evaluation {
+    const WHAT: &'static str = "datasets and experiments";
+    type Error = StoreError;
+    fn refresh(&self) -> impl Future<Output = Result<(), StoreError>> + Send {
+        Evaluation::refresh(self)
     }
 }
 

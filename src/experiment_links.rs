@@ -13,8 +13,8 @@ use std::{collections::BTreeMap, sync::Arc};
 use async_trait::async_trait;
 use vigil_collector::sink::{Sink, SinkError};
 use vigil_eval::{
-    StoreError,
-    experiments::{ExperimentStore, Link, MAX_LINKS_PER_REQUEST},
+    Evaluation, StoreError,
+    experiments::{Link, MAX_LINKS_PER_REQUEST},
 };
 use vigil_schemas::IngestBatch;
 
@@ -26,12 +26,12 @@ pub const ITEM_ATTRIBUTE: &str = "vigil.dataset.item.id";
 /// A sink that links experiment runs once `inner` stored them.
 pub struct LinkingSink {
     inner: Arc<dyn Sink>,
-    experiments: Arc<ExperimentStore>,
+    evaluation: Arc<Evaluation>,
 }
 
 impl LinkingSink {
-    pub fn new(inner: Arc<dyn Sink>, experiments: Arc<ExperimentStore>) -> LinkingSink {
-        LinkingSink { inner, experiments }
+    pub fn new(inner: Arc<dyn Sink>, evaluation: Arc<Evaluation>) -> LinkingSink {
+        LinkingSink { inner, evaluation }
     }
 }
 
@@ -57,20 +57,23 @@ fn links_of(batch: &IngestBatch) -> BTreeMap<(String, String), Vec<Link>> {
 
 /// Links them; a link refused is logged and skipped, a failure to write the log is an error
 /// (the batch is written again, and linked again).
-fn link(
-    experiments: &ExperimentStore,
+async fn link(
+    evaluation: &Evaluation,
     asked: BTreeMap<(String, String), Vec<Link>>,
 ) -> Result<(), SinkError> {
     for ((project, experiment), links) in asked {
         for chunk in links.chunks(MAX_LINKS_PER_REQUEST) {
-            match experiments.link(&project, &experiment, chunk.to_vec()) {
+            match evaluation.link(&project, &experiment, chunk.to_vec()).await {
                 Ok(_) => continue,
                 Err(StoreError::Eval(_)) => {}
                 Err(e) => return Err(log_error(e)),
             }
             // One refused link refuses its chunk: the others are linked one by one.
             for one in chunk {
-                match experiments.link(&project, &experiment, vec![one.clone()]) {
+                match evaluation
+                    .link(&project, &experiment, vec![one.clone()])
+                    .await
+                {
                     Ok(_) => {}
                     Err(StoreError::Eval(refused)) => {
                         tracing::warn!(project, experiment, trace_id = %one.trace_id, error = %refused, "a run names an experiment or item that does not exist; not linked");
@@ -99,9 +102,6 @@ impl Sink for LinkingSink {
         if asked.is_empty() {
             return Ok(());
         }
-        let experiments = self.experiments.clone();
-        tokio::task::spawn_blocking(move || link(&experiments, asked))
-            .await
-            .map_err(log_error)?
+        link(&self.evaluation, asked).await
     }
 }

@@ -27,7 +27,7 @@ use vigil_collector::{
     telemetry::{IngestTelemetry, WalFigures},
     wal::{Wal, WalConfig},
 };
-use vigil_eval::{DatasetStore, experiments::ExperimentStore, kill_switch::KillSwitches};
+use vigil_eval::kill_switch::KillSwitches;
 use vigil_query::{ClickHouseStore, EmbeddedStore, TraceStore};
 use vigil_schemas::{
     clickhouse::{ClickHouseConfig, MigrationError, MigrationReport, Migrator},
@@ -153,12 +153,15 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         ));
     }
 
-    let datasets = Arc::new(DatasetStore::open(&data_dir).context("opening the datasets")?);
-    let experiments = Arc::new(
-        ExperimentStore::open(&data_dir, datasets.clone()).context("opening the experiments")?,
-    );
+    let evaluation = Arc::new(control::open_evaluation(&config, &node)?);
+    if evaluation.is_shared() {
+        tasks.push(control::spawn_refresh(
+            evaluation.clone(),
+            background.clone(),
+        ));
+    }
     // Runs that name their experiment and item are linked as they are stored.
-    let sink: Arc<dyn Sink> = Arc::new(LinkingSink::new(sink, experiments.clone()));
+    let sink: Arc<dyn Sink> = Arc::new(LinkingSink::new(sink, evaluation.clone()));
     let batcher = Batcher::new(
         wal.clone(),
         sink.clone(),
@@ -260,8 +263,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         store,
         keys,
         alerts: alerts.clone(),
-        datasets,
-        experiments,
+        evaluation,
         kill_switches,
         deleter,
         audit,

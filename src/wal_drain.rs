@@ -23,7 +23,6 @@ use vigil_collector::{
     telemetry::IngestTelemetry,
     wal::{Wal, WalConfig},
 };
-use vigil_eval::{DatasetStore, experiments::ExperimentStore};
 
 use crate::{
     config::{Config, StoreKind},
@@ -87,12 +86,11 @@ pub async fn drain(config: &Config) -> anyhow::Result<Drained> {
     let from_lsn = wal.checkpoint_lsn();
     let end_lsn = wal.durable_lsn();
     let telemetry = Arc::new(IngestTelemetry::new());
-    let datasets = Arc::new(DatasetStore::open(data_dir).context("opening the datasets")?);
-    let experiments =
-        Arc::new(ExperimentStore::open(data_dir, datasets).context("opening the experiments")?);
+    let node = crate::control::node_name(config);
+    let evaluation = Arc::new(crate::control::open_evaluation(config, &node)?);
     let sink: Arc<dyn Sink> = Arc::new(LinkingSink::new(
         Arc::new(ClickHouseSink::new(&config.store.clickhouse)),
-        experiments,
+        evaluation,
     ));
     let stop = CancellationToken::new();
     let batcher = Batcher::new(

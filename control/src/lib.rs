@@ -1,6 +1,7 @@
 //! What Vigil nodes share when the store is ClickHouse: the control state (API keys, alert
-//! rules, silences, the alert and notification state, kill switches), and the lease that makes one alerting
-//! node of many the one that pages ([`lease`]).
+//! rules, silences, the alert and notification state, kill switches), the lease that makes one
+//! alerting node of many the one that pages ([`lease`]), and a log every node appends to in one
+//! order ([`shared_log`]), for the evaluation state.
 //!
 //! State is a set of **records**, each a `(kind, key)` with a JSON body, kept in one table
 //! (`vigil_control`, created by the migrations). A change writes a new **version** of a record,
@@ -15,6 +16,7 @@
 //! the first node of `nodes`.
 
 pub mod lease;
+pub mod shared_log;
 
 use clickhouse::{Client, Row};
 use serde::{Deserialize, Serialize};
@@ -39,6 +41,8 @@ pub enum Kind {
     KillSwitch,
     /// An entry of a node's audit chain, as written in its log, by `<chain>/<seq, 20 digits>`.
     AuditEntry,
+    /// An entry of the [`shared_log`] (datasets and experiments), by `<seq, 20 digits>/<id>`.
+    LogEntry,
 }
 
 impl Kind {
@@ -50,6 +54,7 @@ impl Kind {
             Kind::AlertState => "alert_state",
             Kind::KillSwitch => "kill_switch",
             Kind::AuditEntry => "audit_entry",
+            Kind::LogEntry => "log_entry",
         }
     }
 }
@@ -130,16 +135,30 @@ impl ControlTable {
 
     /// [`Self::load`], of the records whose key starts with `prefix`.
     pub async fn load_prefix(&self, kind: Kind, prefix: &str) -> Result<Vec<Record>, ControlError> {
+        self.load_where(kind, "startsWith(key, ?)", prefix).await
+    }
+
+    /// [`Self::load`], of the records whose key sorts at or after `from`.
+    pub async fn load_from(&self, kind: Kind, from: &str) -> Result<Vec<Record>, ControlError> {
+        self.load_where(kind, "key >= ?", from).await
+    }
+
+    async fn load_where(
+        &self,
+        kind: Kind,
+        key_condition: &str,
+        key: &str,
+    ) -> Result<Vec<Record>, ControlError> {
         let sql = format!(
             "SELECT kind, key, version, node, deleted, body FROM {CONTROL_TABLE} \
-             WHERE kind = ? AND startsWith(key, ?) \
+             WHERE kind = ? AND {key_condition} \
              ORDER BY key, version DESC, node DESC LIMIT 1 BY key"
         );
         let versions: Vec<Version> = self
             .client
             .query(&sql)
             .bind(kind.as_str())
-            .bind(prefix)
+            .bind(key)
             .fetch_all()
             .await?;
         Ok(versions

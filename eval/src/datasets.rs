@@ -18,10 +18,10 @@ use crate::{
 /// The log's file name in the data directory.
 pub const LOG_FILE: &str = "datasets.jsonl";
 
-/// One line of the log.
-#[derive(Serialize, Deserialize)]
+/// One change: a line of the log, or an entry of the shared log.
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
-enum Event {
+pub enum Event {
     Created {
         project: String,
         name: DatasetName,
@@ -37,14 +37,28 @@ enum Event {
     },
 }
 
+impl Event {
+    /// The dataset changed: its project and name.
+    pub fn dataset(&self) -> (&str, &DatasetName) {
+        match self {
+            Event::Created { project, name, .. } | Event::Changed { project, name, .. } => {
+                (project, name)
+            }
+        }
+    }
+}
+
 type Datasets = BTreeMap<(String, DatasetName), Dataset>;
 
 struct State {
-    log: EventLog<Event>,
+    /// The node's own log; none when the changes come from the shared log.
+    log: Option<EventLog<Event>>,
     datasets: Datasets,
 }
 
-/// Every project's datasets: read from memory, each change appended to the log.
+/// Every project's datasets, read from memory. A change is made in two steps: prepared
+/// against the current datasets (checked, nothing changed), then committed (appended to the
+/// log, if the store has one, and applied); `crate::Evaluation` runs them one change at a time.
 pub struct DatasetStore {
     state: Mutex<State>,
 }
@@ -54,38 +68,80 @@ impl DatasetStore {
     pub fn open(data_dir: &Path) -> Result<DatasetStore, StoreError> {
         let mut datasets = Datasets::new();
         let log = EventLog::open(data_dir, LOG_FILE, |event| replay(&mut datasets, event))?;
-        Ok(DatasetStore {
-            state: Mutex::new(State { log, datasets }),
-        })
+        Ok(DatasetStore::with(Some(log), datasets))
     }
 
-    /// Creates an empty dataset.
-    pub fn create(
+    /// An empty store without a log, its changes committed from the shared log.
+    pub fn in_memory() -> DatasetStore {
+        DatasetStore::with(None, Datasets::new())
+    }
+
+    fn with(log: Option<EventLog<Event>>, datasets: Datasets) -> DatasetStore {
+        DatasetStore {
+            state: Mutex::new(State { log, datasets }),
+        }
+    }
+
+    /// The creation of an empty dataset.
+    pub fn prepare_create(
         &self,
         project: &str,
         name: DatasetName,
         description: String,
         at_ns: i64,
         by: &str,
-    ) -> Result<DatasetSummary, StoreError> {
+    ) -> Result<Event, StoreError> {
         check_description(&description)?;
-        let mut state = self.state.lock();
-        let key = (project.to_string(), name.clone());
-        if state.datasets.contains_key(&key) {
+        if self
+            .state
+            .lock()
+            .datasets
+            .contains_key(&(project.to_string(), name.clone()))
+        {
             return Err(EvalError::Exists(name.to_string()).into());
         }
-        let event = Event::Created {
+        Ok(Event::Created {
             project: project.to_string(),
-            name: name.clone(),
-            description: description.clone(),
+            name,
+            description,
             at_ns,
             by: by.to_string(),
-        };
-        state.log.append(&event)?;
-        let dataset = Dataset::new(name, description, at_ns, by.to_string());
-        let summary = dataset.summary().clone();
-        state.datasets.insert(key, dataset);
-        Ok(summary)
+        })
+    }
+
+    /// The new version writing `upserts` and deleting `deletes` makes; `None` when that
+    /// changes nothing (no version is made).
+    pub fn prepare_change(
+        &self,
+        project: &str,
+        name: &DatasetName,
+        upserts: Vec<Item>,
+        deletes: Vec<String>,
+        at_ns: i64,
+        by: &str,
+    ) -> Result<Option<(Event, Version)>, StoreError> {
+        self.read(project, name, |dataset| {
+            let Some((version, change)) = dataset.next_version(upserts, deletes, at_ns, by)? else {
+                return Ok(None);
+            };
+            let event = Event::Changed {
+                project: project.to_string(),
+                name: name.clone(),
+                version: version.clone(),
+                change,
+            };
+            Ok(Some((event, version)))
+        })
+    }
+
+    /// Appends a prepared change to the log (if the store has one) and applies it.
+    pub fn commit(&self, event: Event) -> Result<(), StoreError> {
+        let mut state = self.state.lock();
+        if let Some(log) = state.log.as_mut() {
+            log.append(&event)?;
+        }
+        // What was checked (and written) applies: the same step as a replay at start.
+        StoreError::not_applied(LOG_FILE, replay(&mut state.datasets, event))
     }
 
     /// The project's datasets, by name.
@@ -118,39 +174,6 @@ impl DatasetStore {
         version: Option<u32>,
     ) -> Result<(u32, Vec<Item>), StoreError> {
         self.read(project, name, |d| Ok(d.items(version)?))
-    }
-
-    /// Writes `upserts` and deletes `deletes` as one new version; `None` when that changes
-    /// nothing (no version is made).
-    pub fn change(
-        &self,
-        project: &str,
-        name: &DatasetName,
-        upserts: Vec<Item>,
-        deletes: Vec<String>,
-        at_ns: i64,
-        by: &str,
-    ) -> Result<Option<Version>, StoreError> {
-        let mut state = self.state.lock();
-        let state = &mut *state;
-        let dataset = state
-            .datasets
-            .get_mut(&(project.to_string(), name.clone()))
-            .ok_or_else(|| EvalError::no_dataset(name))?;
-        let Some((version, change)) = dataset.next_version(upserts, deletes, at_ns, by)? else {
-            return Ok(None);
-        };
-        let made = version.clone();
-        let event = Event::Changed {
-            project: project.to_string(),
-            name: name.clone(),
-            version,
-            change,
-        };
-        state.log.append(&event)?;
-        // What was just checked and written applies: the same step as a replay at start.
-        StoreError::not_applied(LOG_FILE, replay(&mut state.datasets, event))?;
-        Ok(Some(made))
     }
 
     fn read<T>(
@@ -211,7 +234,7 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-    use crate::dataset::ItemInput;
+    use crate::{Evaluation, dataset::ItemInput};
 
     fn name(text: &str) -> DatasetName {
         DatasetName::parse("name", text).expect("name")
@@ -227,23 +250,27 @@ mod tests {
         .expect("item")
     }
 
-    #[test]
-    fn datasets_survive_a_restart_per_project() {
+    #[tokio::test]
+    async fn datasets_survive_a_restart_per_project() {
         let dir = tempfile::tempdir().expect("dir");
         {
-            let store = DatasetStore::open(dir.path()).expect("open");
+            let store = Evaluation::open(dir.path()).expect("open");
             store
-                .create("p1", name("golden"), "g".into(), 1, "k1")
+                .create_dataset("p1", name("golden"), "g".into(), 1, "k1")
+                .await
                 .expect("create");
             store
-                .create("p2", name("golden"), String::new(), 1, "k2")
+                .create_dataset("p2", name("golden"), String::new(), 1, "k2")
+                .await
                 .expect("the same name in another project");
             assert!(matches!(
-                store.create("p1", name("golden"), String::new(), 1, "k1"),
+                store
+                    .create_dataset("p1", name("golden"), String::new(), 1, "k1")
+                    .await,
                 Err(StoreError::Eval(EvalError::Exists(_)))
             ));
             let v = store
-                .change(
+                .change_dataset(
                     "p1",
                     &name("golden"),
                     vec![item("a", json!(1))],
@@ -251,10 +278,12 @@ mod tests {
                     2,
                     "k1",
                 )
+                .await
                 .expect("change");
             assert_eq!(v.map(|v| v.version), Some(1));
             store
-                .change("p1", &name("golden"), vec![], vec!["a".into()], 3, "k1")
+                .change_dataset("p1", &name("golden"), vec![], vec!["a".into()], 3, "k1")
+                .await
                 .expect("delete");
         }
         let store = DatasetStore::open(dir.path()).expect("reopen");
@@ -271,13 +300,14 @@ mod tests {
         ));
     }
 
-    #[test]
-    fn a_torn_last_line_is_cut_off_and_a_bad_line_stops_the_open() {
+    #[tokio::test]
+    async fn a_torn_last_line_is_cut_off_and_a_bad_line_stops_the_open() {
         let dir = tempfile::tempdir().expect("dir");
         {
-            let store = DatasetStore::open(dir.path()).expect("open");
+            let store = Evaluation::open(dir.path()).expect("open");
             store
-                .create("p", name("d"), String::new(), 1, "k")
+                .create_dataset("p", name("d"), String::new(), 1, "k")
+                .await
                 .expect("create");
         }
         let path = dir.path().join(LOG_FILE);
@@ -286,10 +316,11 @@ mod tests {
         torn.extend_from_slice(b"{\"event\":\"changed\",\"proj");
         std::fs::write(&path, &torn).expect("write");
         {
-            let store = DatasetStore::open(dir.path()).expect("open a torn log");
+            let store = Evaluation::open(dir.path()).expect("open a torn log");
             assert_eq!(std::fs::read(&path).expect("read"), whole);
             store
-                .change("p", &name("d"), vec![item("a", json!(1))], vec![], 2, "k")
+                .change_dataset("p", &name("d"), vec![item("a", json!(1))], vec![], 2, "k")
+                .await
                 .expect("append after the cut");
         }
         assert_eq!(

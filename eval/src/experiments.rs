@@ -68,10 +68,10 @@ pub struct Link {
     pub trace_id: String,
 }
 
-/// One line of the log.
-#[derive(Serialize, Deserialize)]
+/// One change: a line of the log, or an entry of the shared log.
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
-enum Event {
+pub enum Event {
     Created {
         project: String,
         experiment: Box<Experiment>,
@@ -81,6 +81,19 @@ enum Event {
         id: String,
         links: Vec<Link>,
     },
+}
+
+impl Event {
+    /// The experiment changed: its project and id.
+    pub fn experiment(&self) -> (&str, &str) {
+        match self {
+            Event::Created {
+                project,
+                experiment,
+            } => (project, &experiment.id),
+            Event::Linked { project, id, .. } => (project, id),
+        }
+    }
 }
 
 /// An experiment and the run linked to each item (the last link of an item wins: a retried
@@ -94,11 +107,13 @@ struct Entry {
 type Experiments = BTreeMap<(String, String), Entry>;
 
 struct State {
-    log: EventLog<Event>,
+    /// The node's own log; none when the changes come from the shared log.
+    log: Option<EventLog<Event>>,
     experiments: Experiments,
 }
 
-/// Every project's experiments: read from memory, each change appended to the log.
+/// Every project's experiments, read from memory; changed in two steps like
+/// [`DatasetStore`]: prepared, then committed.
 pub struct ExperimentStore {
     datasets: Arc<DatasetStore>,
     state: Mutex<State>,
@@ -120,20 +135,34 @@ impl ExperimentStore {
     ) -> Result<ExperimentStore, StoreError> {
         let mut experiments = Experiments::new();
         let log = EventLog::open(data_dir, LOG_FILE, |event| replay(&mut experiments, event))?;
-        Ok(ExperimentStore {
-            datasets,
-            state: Mutex::new(State { log, experiments }),
-        })
+        Ok(ExperimentStore::with(datasets, Some(log), experiments))
     }
 
-    /// Creates an experiment of `spec`: its dataset version pinned, its evaluators checked.
-    pub fn create(
+    /// An empty store without a log, its changes committed from the shared log.
+    pub fn in_memory(datasets: Arc<DatasetStore>) -> ExperimentStore {
+        ExperimentStore::with(datasets, None, Experiments::new())
+    }
+
+    fn with(
+        datasets: Arc<DatasetStore>,
+        log: Option<EventLog<Event>>,
+        experiments: Experiments,
+    ) -> ExperimentStore {
+        ExperimentStore {
+            datasets,
+            state: Mutex::new(State { log, experiments }),
+        }
+    }
+
+    /// The creation of an experiment of `spec`: its dataset version pinned, its evaluators
+    /// checked.
+    pub fn prepare_create(
         &self,
         project: &str,
         spec: ExperimentSpec,
         at_ns: i64,
         by: &str,
-    ) -> Result<Experiment, StoreError> {
+    ) -> Result<(Event, Experiment), StoreError> {
         if spec.name.trim().is_empty() || spec.name.len() > MAX_EXPERIMENT_NAME_BYTES {
             return Err(EvalError::invalid(
                 "name",
@@ -170,10 +199,16 @@ impl ExperimentStore {
             project: project.to_string(),
             experiment: Box::new(experiment.clone()),
         };
+        Ok((event, experiment))
+    }
+
+    /// Appends a prepared change to the log (if the store has one) and applies it.
+    pub fn commit(&self, event: Event) -> Result<(), StoreError> {
         let mut state = self.state.lock();
-        state.log.append(&event)?;
-        apply(&mut state.experiments, event)?;
-        Ok(experiment)
+        if let Some(log) = state.log.as_mut() {
+            log.append(&event)?;
+        }
+        StoreError::not_applied(LOG_FILE, replay(&mut state.experiments, event))
     }
 
     /// The project's experiments (of one dataset, when given), newest first.
@@ -205,9 +240,14 @@ impl ExperimentStore {
         })
     }
 
-    /// Links runs to items of the experiment's dataset version; each is checked as
-    /// `items[i]`. Returns how many items are linked now.
-    pub fn link(&self, project: &str, id: &str, links: Vec<Link>) -> Result<usize, StoreError> {
+    /// The links of runs to items of the experiment's dataset version (each checked as
+    /// `items[i]`) that are not in place yet; `None` when all are.
+    pub fn prepare_link(
+        &self,
+        project: &str,
+        id: &str,
+        links: Vec<Link>,
+    ) -> Result<Option<Event>, StoreError> {
         if links.is_empty() || links.len() > MAX_LINKS_PER_REQUEST {
             return Err(EvalError::invalid(
                 "items",
@@ -244,21 +284,16 @@ impl ExperimentStore {
         // A link already in place is not written again (runs linked by their attributes are
         // linked again whenever their batch is written again).
         checked.retain(|link| entry.links.get(&link.item_id) != Some(&link.trace_id));
-        let mut state = self.state.lock();
-        if checked.is_empty() {
-            return Ok(entry.links.len());
-        }
-        let event = Event::Linked {
+        Ok((!checked.is_empty()).then(|| Event::Linked {
             project: project.to_string(),
             id: id.to_string(),
             links: checked,
-        };
-        state.log.append(&event)?;
-        apply(&mut state.experiments, event)?;
-        Ok(state
-            .experiments
-            .get(&(project.to_string(), id.to_string()))
-            .map_or(0, |entry| entry.links.len()))
+        }))
+    }
+
+    /// How many items of an experiment have a run linked.
+    pub fn linked(&self, project: &str, id: &str) -> Result<usize, StoreError> {
+        Ok(self.entry(project, id)?.links.len())
     }
 
     /// The items of the dataset version `experiment` runs.
@@ -285,11 +320,6 @@ impl ExperimentStore {
                 EvalError::NotFound(format!("no experiment {id:?} in this project")).into()
             })
     }
-}
-
-/// Applies an event just written: the same step as a replay at start.
-fn apply(experiments: &mut Experiments, event: Event) -> Result<(), StoreError> {
-    StoreError::not_applied(LOG_FILE, replay(experiments, event))
 }
 
 /// Applies one event read back from the log.
@@ -326,13 +356,7 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-    use crate::dataset::ItemInput;
-
-    fn setup(dir: &Path) -> (Arc<DatasetStore>, ExperimentStore) {
-        let datasets = Arc::new(DatasetStore::open(dir).expect("datasets"));
-        let experiments = ExperimentStore::open(dir, datasets.clone()).expect("experiments");
-        (datasets, experiments)
-    }
+    use crate::{Evaluation, dataset::ItemInput};
 
     fn spec(version: Option<u32>) -> ExperimentSpec {
         serde_json::from_value(json!({
@@ -345,17 +369,18 @@ mod tests {
         .expect("spec")
     }
 
-    #[test]
-    fn experiments_pin_a_version_and_keep_their_links_across_a_restart() {
+    #[tokio::test]
+    async fn experiments_pin_a_version_and_keep_their_links_across_a_restart() {
         let dir = tempfile::tempdir().expect("dir");
         let id = {
-            let (datasets, experiments) = setup(dir.path());
+            let evaluation = Evaluation::open(dir.path()).expect("open");
             let name = DatasetName::parse("name", "golden").expect("name");
-            datasets
-                .create("p", name.clone(), String::new(), 1, "k")
+            evaluation
+                .create_dataset("p", name.clone(), String::new(), 1, "k")
+                .await
                 .expect("dataset");
             assert!(matches!(
-                experiments.create("p", spec(None), 2, "k"),
+                evaluation.create_experiment("p", spec(None), 2, "k").await,
                 Err(StoreError::Eval(EvalError::Invalid { field, .. })) if field == "dataset_version"
             ));
             let items = ["a", "b"]
@@ -370,14 +395,19 @@ mod tests {
                     .expect("item")
                 })
                 .collect();
-            datasets
-                .change("p", &name, items, vec![], 3, "k")
+            evaluation
+                .change_dataset("p", &name, items, vec![], 3, "k")
+                .await
                 .expect("v1");
-            let experiment = experiments.create("p", spec(None), 4, "k").expect("create");
+            let experiment = evaluation
+                .create_experiment("p", spec(None), 4, "k")
+                .await
+                .expect("create");
             assert_eq!(experiment.dataset_version, 1);
             // A newer dataset version does not change what the experiment runs.
-            datasets
-                .change("p", &name, vec![], vec!["b".into()], 5, "k")
+            evaluation
+                .change_dataset("p", &name, vec![], vec!["b".into()], 5, "k")
+                .await
                 .expect("v2");
             let link = |item: &str, trace: &str| Link {
                 item_id: item.into(),
@@ -385,34 +415,36 @@ mod tests {
             };
             let t = |n: u8| format!("{n:032x}");
             assert_eq!(
-                experiments
+                evaluation
                     .link(
                         "p",
                         &experiment.id,
                         vec![link("a", &t(1)), link("b", &t(2))]
                     )
+                    .await
                     .expect("link"),
                 2
             );
             // Linking again replaces the item's run.
-            experiments
+            evaluation
                 .link("p", &experiment.id, vec![link("b", &t(3))])
+                .await
                 .expect("relink");
             assert!(matches!(
-                experiments.link("p", &experiment.id, vec![link("z", &t(1))]),
+                evaluation.link("p", &experiment.id, vec![link("z", &t(1))]).await,
                 Err(StoreError::Eval(EvalError::Invalid { field, .. })) if field == "items[0].item_id"
             ));
             assert!(matches!(
-                experiments.link("p", &experiment.id, vec![link("a", "xyz")]),
+                evaluation.link("p", &experiment.id, vec![link("a", "xyz")]).await,
                 Err(StoreError::Eval(EvalError::Invalid { field, .. })) if field == "items[0].trace_id"
             ));
             assert!(matches!(
-                experiments.view("q", &experiment.id),
+                evaluation.experiments.view("q", &experiment.id),
                 Err(StoreError::Eval(EvalError::NotFound(_)))
             ));
             experiment.id
         };
-        let (_, experiments) = setup(dir.path());
+        let experiments = Evaluation::open(dir.path()).expect("reopen").experiments;
         let view = experiments.view("p", &id).expect("view");
         assert_eq!(view.items.len(), 2, "version 1 holds a and b");
         assert_eq!(

@@ -5,6 +5,8 @@
 //! - [`dataset`]: the data model, its validation and how a change makes a version (pure);
 //! - [`datasets`]: the datasets of every project, kept in an append-only log ([`log`]) in the
 //!   data directory, each change fsync'd before it is acknowledged.
+//! - [`evaluation`]: where every change to datasets and experiments goes, one at a time: the
+//!   node's own logs, or the log every node shares when the store is ClickHouse.
 //! - [`experiment`]: an experiment (a dataset version run by a system version), its evaluators,
 //!   and what its items' runs add up to (pure); [`experiments`]: every project's experiments
 //!   and the runs linked to their items, in a log of their own.
@@ -17,6 +19,7 @@ pub mod cohort;
 pub mod compare;
 pub mod dataset;
 pub mod datasets;
+pub mod evaluation;
 pub mod experiment;
 pub mod experiments;
 pub mod kill_switch;
@@ -28,4 +31,5 @@ pub use dataset::{
     Dataset, DatasetName, DatasetSummary, EvalError, Item, ItemInput, Version, VersionChange,
 };
 pub use datasets::DatasetStore;
+pub use evaluation::Evaluation;
 pub use log::StoreError;

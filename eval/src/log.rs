@@ -30,6 +30,9 @@ pub enum StoreError {
         line: usize,
         message: String,
     },
+    /// The log every node shares (`crate::evaluation`) could not be read or written.
+    #[error(transparent)]
+    Shared(#[from] vigil_control::ControlError),
 }
 
 impl StoreError {

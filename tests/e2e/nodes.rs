@@ -13,6 +13,7 @@ use crate::support::{
     conformance::{SHARED_USER_HASH_SECRET, wait_drained},
     load::{Load, acked_spans},
     until,
+    zookeeper::ZooKeeper,
 };
 
 /// Rule evaluations, summed over the rules.
@@ -424,4 +425,204 @@ async fn ingest_nodes_behind_a_balancer_lose_nothing_when_one_dies() {
     assert!(!refused.status.success());
     let message = String::from_utf8_lossy(&refused.stderr);
     assert!(message.contains("serve.lock"), "{message}");
+}
+
+/// Datasets and experiments on many nodes (`[evaluation] zookeeper`): changes made at once
+/// from two nodes to one dataset all land, as consecutive versions each holding its change;
+/// a name taken on one node is taken on the other; an experiment created on one node links the
+/// runs an ingest-only node takes; a node killed with -9 reads everything back; what a node
+/// kept in its own logs before is imported; without ZooKeeper changes wait and reads go on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn datasets_and_experiments_are_the_same_on_every_node() {
+    let database = unique_database();
+    let zookeeper = ZooKeeper::start();
+    let sharing = ("VIGIL_EVALUATION__ZOOKEEPER", zookeeper.address());
+    let node = |components: &str| {
+        let mut env = clickhouse_env(&ClickHouse::shared().url(), &database);
+        env.push(("VIGIL_SERVER__COMPONENTS".into(), components.into()));
+        env.push((sharing.0.into(), sharing.1.clone()));
+        Vigil::spawn_with(env)
+    };
+    // The second node kept datasets of its own before the nodes shared them: they are
+    // imported, but for one whose name a sharing node took meanwhile.
+    let mut second = Vigil::spawn_with(clickhouse_env(&ClickHouse::shared().url(), &database));
+    for name in ["own", "clash"] {
+        let (status, _) = second
+            .post(
+                "/api/v1/datasets",
+                &json!({"name": name, "description": "second's"}),
+            )
+            .await;
+        assert_eq!(status, 201);
+    }
+    let one_item = json!({"items": [{"id": "x", "input": "kept before sharing"}]});
+    let (status, _) = second.post("/api/v1/datasets/own/items", &one_item).await;
+    assert_eq!(status, 200);
+    second.stop();
+    let mut first = node(r#"["query", "alerting"]"#);
+    let mut ingest = node(r#"["ingest"]"#);
+    first.token = second.token.clone();
+    ingest.token = second.token.clone();
+    let (status, _) = first
+        .post(
+            "/api/v1/datasets",
+            &json!({"name": "clash", "description": "first's"}),
+        )
+        .await;
+    assert_eq!(status, 201);
+    second.restart_with(&[
+        (sharing.0, &sharing.1),
+        ("VIGIL_SERVER__COMPONENTS", r#"["query"]"#),
+    ]);
+    until(
+        LIMIT,
+        "the second node's own dataset, on the first",
+        || async { first.get("/api/v1/datasets/own").await.1["dataset"]["latest_version"] == 1 },
+    )
+    .await;
+    assert!(second.data_dir().join("datasets.jsonl.imported").exists());
+    let (_, clash) = second.get("/api/v1/datasets/clash").await;
+    assert_eq!(clash["dataset"]["description"], "first's", "{clash}");
+
+    let (status, created) = first
+        .post("/api/v1/datasets", &json!({"name": "golden"}))
+        .await;
+    assert_eq!(status, 201, "{created}");
+    let (status, taken) = second
+        .post("/api/v1/datasets", &json!({"name": "golden"}))
+        .await;
+    assert_eq!(status, 409, "the name is taken on every node: {taken}");
+
+    // Ten changes from each node at once, each adding its own item.
+    const PER_NODE: usize = 10;
+    let http = reqwest::Client::new();
+    let mut changes = tokio::task::JoinSet::new();
+    for (n, vigil) in [&first, &second].into_iter().enumerate() {
+        for i in 0..PER_NODE {
+            let request = http
+                .post(format!("{}/api/v1/datasets/golden/items", vigil.http()))
+                .bearer_auth(&vigil.token)
+                .json(&json!({"items": [{"id": format!("n{n}-{i}"), "input": i}]}));
+            changes.spawn(async move {
+                let response = request.send().await.expect("the change is answered");
+                (response.status().as_u16(), response.text().await.unwrap())
+            });
+        }
+    }
+    while let Some(answer) = changes.join_next().await {
+        let (status, body) = answer.unwrap();
+        assert_eq!(status, 200, "{body}");
+    }
+    let expected: Vec<(u64, u64, u64)> = (1..=2 * PER_NODE as u64).map(|v| (v, v, 1)).collect();
+    for vigil in [&first, &second] {
+        until(LIMIT, "every version on both nodes", || async {
+            vigil.get("/api/v1/datasets/golden").await.1["dataset"]["latest_version"]
+                == 2 * PER_NODE
+        })
+        .await;
+        let (_, detail) = vigil.get("/api/v1/datasets/golden").await;
+        let versions: Vec<(u64, u64, u64)> = detail["versions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| {
+                let figure = |name: &str| v[name].as_u64().unwrap();
+                (figure("version"), figure("items"), figure("added"))
+            })
+            .collect();
+        assert_eq!(versions, expected, "(version, items, added): {detail}");
+    }
+    let (_, items) = second.get("/api/v1/datasets/golden/items").await;
+    let mut ids: Vec<&str> = items["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|item| item["id"].as_str().unwrap())
+        .collect();
+    ids.sort_unstable();
+    let mut sent: Vec<String> = (0..2)
+        .flat_map(|n| (0..PER_NODE).map(move |i| format!("n{n}-{i}")))
+        .collect();
+    sent.sort_unstable();
+    assert_eq!(ids, sent);
+    let written = ClickHouse::shared()
+        .number(&format!(
+            "SELECT count() FROM {database}.vigil_control WHERE kind = 'log_entry'"
+        ))
+        .await;
+    // Kept: a dataset made on the first node, the second node's import, the creation and the
+    // changes; an entry of a change that lost a race (and was made again) is written, not kept.
+    println!("{written} log entries written, {} kept", 2 * PER_NODE + 3);
+
+    // An experiment made on the second node; a run sent to the ingest node is linked to it.
+    let (status, experiment) = second
+        .post(
+            "/api/v1/experiments",
+            &json!({"name": "across nodes", "dataset": "golden"}),
+        )
+        .await;
+    assert_eq!(status, 201, "{experiment}");
+    let id = experiment["id"].as_str().unwrap().to_string();
+    let endpoint = format!("{}/v1/traces", ingest.http());
+    let (exp, item) = (
+        format!("vigil.experiment.id={id}"),
+        "vigil.dataset.item.id=n0-3".to_string(),
+    );
+    let args = [
+        "--token",
+        &ingest.token,
+        "--root-attribute",
+        &exp,
+        "--root-attribute",
+        &item,
+    ];
+    let sent = crate::ingest::send_with_python(&ingest, "http", &endpoint, &args, 1);
+    let trace_id = sent["runs"][0]["trace_id"].as_str().unwrap().to_string();
+    until(LIMIT, "the run linked, seen on the first node", || {
+        linked(&first, &id, &trace_id)
+    })
+    .await;
+
+    // Killed with -9 and started again, a node reads it all back from the shared log.
+    first.kill9();
+    first.restart();
+    until(LIMIT, "the first node read the log again", || {
+        linked(&first, &id, &trace_id)
+    })
+    .await;
+    let (_, listed) = first.get("/api/v1/experiments").await;
+    assert_eq!(listed["experiments"][0]["id"], id.as_str(), "{listed}");
+    let (_, detail) = first.get("/api/v1/datasets/golden").await;
+    assert_eq!(
+        detail["dataset"]["latest_version"],
+        2 * PER_NODE,
+        "{detail}"
+    );
+
+    // Without ZooKeeper no change can be ordered: 503, nothing changed, reads go on; then the
+    // change goes through once it is back.
+    zookeeper.stop();
+    let change = json!({"items": [{"id": "late", "input": "while ZooKeeper was down"}]});
+    let (status, refused) = first.post("/api/v1/datasets/golden/items", &change).await;
+    assert_eq!(
+        (status, &refused["error"]["code"]),
+        (503, &json!("unavailable")),
+        "{refused}"
+    );
+    let (status, _) = second.get("/api/v1/datasets/golden").await;
+    assert_eq!(status, 200);
+    zookeeper.restart();
+    let (status, changed) = first.post("/api/v1/datasets/golden/items", &change).await;
+    assert_eq!(status, 200, "{changed}");
+    assert_eq!(changed["version"], 2 * PER_NODE + 1, "{changed}");
+}
+
+/// Whether the experiment's item `n0-3` has the run `trace_id`, as `vigil` answers.
+async fn linked(vigil: &Vigil, id: &str, trace_id: &str) -> bool {
+    let (_, answer) = vigil.get(&format!("/api/v1/experiments/{id}/items")).await;
+    answer["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .any(|i| i["item_id"] == "n0-3" && i["trace_id"] == trace_id)
 }

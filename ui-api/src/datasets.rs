@@ -32,7 +32,7 @@ use crate::{
     audit_log::record,
     auth::Caller,
     body::JsonBody,
-    error::{ApiError, BadRequest, Internal, NotFound},
+    error::{ApiError, BadRequest, Internal, NotFound, Unavailable},
     views::{must_redact, redact_item},
 };
 
@@ -186,19 +186,8 @@ pub(crate) fn store_error(e: StoreError) -> ApiError {
         e @ (StoreError::Io { .. } | StoreError::Unreadable { .. }) => {
             ApiError::internal(e.to_string())
         }
+        StoreError::Shared(e) => e.into(),
     }
-}
-
-/// Runs `f` with the dataset store off the async threads (a change fsyncs).
-async fn with_store<T: Send + 'static>(
-    state: &AppState,
-    f: impl FnOnce(&vigil_eval::DatasetStore) -> Result<T, StoreError> + Send + 'static,
-) -> Result<T, ApiError> {
-    let datasets = state.datasets.clone();
-    tokio::task::spawn_blocking(move || f(&datasets))
-        .await
-        .map_err(|e| ApiError::internal(format!("dataset store call did not finish: {e}")))?
-        .map_err(store_error)
 }
 
 /// Create a dataset
@@ -220,6 +209,7 @@ async fn with_store<T: Send + 'static>(
         (status = 400, response = BadRequest),
         (status = 409, description = "A dataset of that name exists."),
         (status = 500, response = Internal),
+        (status = 503, response = Unavailable),
     ),
 )]
 pub async fn create(
@@ -229,11 +219,17 @@ pub async fn create(
 ) -> Result<(StatusCode, Json<DatasetView>), ApiError> {
     let principal = caller.require(Role::Admin)?.clone();
     let name = name_of(&body.name)?;
-    let (project, by) = (principal.project_id.clone(), principal.key_id.clone());
-    let summary = with_store(&state, move |store| {
-        store.create(&project, name, body.description, now_ns(), &by)
-    })
-    .await?;
+    let summary = state
+        .evaluation
+        .create_dataset(
+            &principal.project_id,
+            name,
+            body.description,
+            now_ns(),
+            &principal.key_id,
+        )
+        .await
+        .map_err(store_error)?;
     record(
         &state,
         &principal,
@@ -259,7 +255,7 @@ pub async fn list(
     caller: Caller,
 ) -> Result<Json<DatasetList>, ApiError> {
     let principal = caller.require(Role::Read)?;
-    let datasets = state.datasets.list(&principal.project_id);
+    let datasets = state.evaluation.datasets.list(&principal.project_id);
     Ok(Json(DatasetList {
         datasets: datasets.into_iter().map(dataset_view).collect(),
     }))
@@ -286,6 +282,7 @@ pub async fn get_one(
     let principal = caller.require(Role::Read)?;
     let name = name_of(&name)?;
     let (summary, versions) = state
+        .evaluation
         .datasets
         .get(&principal.project_id, &name)
         .map_err(store_error)?;
@@ -329,6 +326,7 @@ pub async fn items(
     }
     let name = name_of(&name)?;
     let (version, all) = state
+        .evaluation
         .datasets
         .items(&principal.project_id, &name, params.version)
         .map_err(store_error)?;
@@ -383,6 +381,7 @@ fn redacted(mut item: Item, principal: &Principal) -> Item {
         (status = 400, response = BadRequest),
         (status = 404, response = NotFound),
         (status = 500, response = Internal),
+        (status = 503, response = Unavailable),
     ),
 )]
 pub async fn add_items(
@@ -395,6 +394,7 @@ pub async fn add_items(
     let name = name_of(&name)?;
     // Refuse a missing dataset before reading any run.
     state
+        .evaluation
         .datasets
         .get(&principal.project_id, &name)
         .map_err(store_error)?;
@@ -474,6 +474,7 @@ pub struct WorstAdded {
         (status = 400, response = BadRequest),
         (status = 404, response = NotFound),
         (status = 500, response = Internal),
+        (status = 503, response = Unavailable),
     ),
 )]
 pub async fn add_worst(
@@ -492,6 +493,7 @@ pub async fn add_worst(
         ));
     }
     let (_, held) = state
+        .evaluation
         .datasets
         .items(&principal.project_id, &name, None)
         .map_err(store_error)?;
@@ -548,6 +550,7 @@ pub async fn add_worst(
         (status = 400, response = BadRequest),
         (status = 404, response = NotFound),
         (status = 500, response = Internal),
+        (status = 503, response = Unavailable),
     ),
 )]
 pub async fn delete_item(
@@ -578,14 +581,21 @@ async fn change(
     deletes: Vec<String>,
     mut parameters: Value,
 ) -> Result<Json<DatasetChange>, ApiError> {
-    let (project, by) = (principal.project_id.clone(), principal.key_id.clone());
-    let changed_name = name.clone();
-    let version = with_store(state, move |store| {
-        store.change(&project, &changed_name, upserts, deletes, now_ns(), &by)
-    })
-    .await?;
+    let version = state
+        .evaluation
+        .change_dataset(
+            &principal.project_id,
+            &name,
+            upserts,
+            deletes,
+            now_ns(),
+            &principal.key_id,
+        )
+        .await
+        .map_err(store_error)?;
     let Some(version) = version else {
         let (summary, _) = state
+            .evaluation
             .datasets
             .get(&principal.project_id, &name)
             .map_err(store_error)?;

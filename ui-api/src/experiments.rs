@@ -27,7 +27,7 @@ use crate::{
     auth::Caller,
     body::JsonBody,
     datasets::{name_of, store_error},
-    error::{ApiError, BadRequest, NotFound},
+    error::{ApiError, BadRequest, NotFound, Unavailable},
     views::{must_redact, redact, redact_item},
 };
 
@@ -127,6 +127,7 @@ pub struct ListParams {
         (status = 201, body = ExperimentView, description = "Created."),
         (status = 400, response = BadRequest),
         (status = 404, response = NotFound),
+        (status = 503, response = Unavailable),
     ),
 )]
 pub async fn create(
@@ -135,13 +136,11 @@ pub async fn create(
     JsonBody(spec): JsonBody<ExperimentSpec>,
 ) -> Result<(StatusCode, Json<ExperimentView>), ApiError> {
     let principal = caller.require(Role::Ingest)?.clone();
-    let experiments = state.experiments.clone();
-    let experiment = tokio::task::spawn_blocking(move || {
-        experiments.create(&principal.project_id, spec, now_ns(), &principal.key_id)
-    })
-    .await
-    .map_err(|e| ApiError::internal(format!("experiment creation did not finish: {e}")))?
-    .map_err(store_error)?;
+    let experiment = state
+        .evaluation
+        .create_experiment(&principal.project_id, spec, now_ns(), &principal.key_id)
+        .await
+        .map_err(store_error)?;
     Ok((StatusCode::CREATED, Json(experiment_view(experiment))))
 }
 
@@ -167,6 +166,7 @@ pub async fn list(
     let Query(params) = params.map_err(|e| ApiError::bad_request("query", e.body_text()))?;
     let dataset = params.dataset.as_deref().map(name_of).transpose()?;
     let experiments = state
+        .evaluation
         .experiments
         .list(&principal.project_id, dataset.as_ref());
     Ok(Json(ExperimentList {
@@ -255,6 +255,7 @@ pub async fn items(
         (status = 200, body = Linked, description = "Linked."),
         (status = 400, response = BadRequest),
         (status = 404, response = NotFound),
+        (status = 503, response = Unavailable),
     ),
 )]
 pub async fn link(
@@ -264,13 +265,11 @@ pub async fn link(
     JsonBody(body): JsonBody<LinkRuns>,
 ) -> Result<Json<Linked>, ApiError> {
     let principal = caller.require(Role::Ingest)?.clone();
-    let experiments = state.experiments.clone();
-    let linked = tokio::task::spawn_blocking(move || {
-        experiments.link(&principal.project_id, &id, body.items)
-    })
-    .await
-    .map_err(|e| ApiError::internal(format!("linking did not finish: {e}")))?
-    .map_err(store_error)?;
+    let linked = state
+        .evaluation
+        .link(&principal.project_id, &id, body.items)
+        .await
+        .map_err(store_error)?;
     Ok(Json(Linked { linked }))
 }
 
@@ -384,7 +383,11 @@ async fn results(
         items,
         links,
         evaluators,
-    } = state.experiments.view(project, id).map_err(store_error)?;
+    } = state
+        .evaluation
+        .experiments
+        .view(project, id)
+        .map_err(store_error)?;
     let traces: Vec<String> = links
         .values()
         .cloned()

@@ -53,10 +53,9 @@ pub struct AppState {
     pub store: Arc<dyn TraceStore>,
     pub keys: Arc<KeyStore>,
     pub alerts: Arc<AlertEngine>,
-    /// Evaluation datasets (`<data dir>/datasets.jsonl`).
-    pub datasets: Arc<vigil_eval::DatasetStore>,
-    /// Experiments over those datasets (`<data dir>/experiments.jsonl`).
-    pub experiments: Arc<vigil_eval::experiments::ExperimentStore>,
+    /// Evaluation datasets and experiments (`<data dir>/datasets.jsonl` and
+    /// `experiments.jsonl`, or the log every node shares).
+    pub evaluation: Arc<vigil_eval::Evaluation>,
     /// Kill switches agents poll (`<data dir>/kill_switches.jsonl`).
     pub kill_switches: Arc<vigil_eval::kill_switch::KillSwitches>,
     /// Deletes from the store: erasure (and the retention job, run by the binary).

@@ -810,16 +810,12 @@ mod tests {
             );
             let stop = tokio_util::sync::CancellationToken::new();
             tokio::spawn(batcher.run(stop.clone()));
-            let datasets = Arc::new(vigil_eval::DatasetStore::open(&dir).unwrap());
             let state = AppState {
                 pipeline,
                 store,
                 keys: Arc::new(KeyStore::open(dir.join("keys.json")).unwrap()),
                 alerts,
-                datasets: datasets.clone(),
-                experiments: Arc::new(
-                    vigil_eval::experiments::ExperimentStore::open(&dir, datasets).unwrap(),
-                ),
+                evaluation: Arc::new(vigil_eval::Evaluation::open(&dir).unwrap()),
                 kill_switches,
                 deleter: sink,
                 audit,

@@ -6,6 +6,7 @@ use std::{
     net::TcpListener,
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
+    sync::atomic::{AtomicU32, Ordering},
     time::{Duration, Instant},
 };
 
@@ -71,12 +72,27 @@ pub struct Vigil {
     _tmp: Option<tempfile::TempDir>,
 }
 
+/// A loopback port nothing listens on, never handed out twice by this process: taken in turn
+/// from 20000-32767, below Linux's ephemeral range (32768-60999). Ports the kernel picks
+/// (`bind` to port 0, then let go) may come back twice in a row, and two servers given one
+/// port leave one of them dead and the other answering for both.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    const FIRST: u32 = 20_000;
+    const COUNT: u32 = 12_768;
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let offset = std::process::id() % COUNT;
+    loop {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        assert!(
+            n < COUNT,
+            "no free loopback port left in {FIRST}-{}",
+            FIRST + COUNT - 1
+        );
+        let port = (FIRST + (offset + n) % COUNT) as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
 }
 
 impl Vigil {
