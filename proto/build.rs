@@ -2,13 +2,10 @@
 //! protoc, so no system protoc is needed.
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let protoc = protoc_bin_vendored::protoc_bin_path()?;
-    // Build scripts run single-threaded, so setting the environment cannot race.
-    #[allow(unsafe_code)]
-    unsafe {
-        std::env::set_var("PROTOC", protoc);
-    }
-    tonic_prost_build::configure().compile_protos(
+    let mut config = prost_build::Config::new();
+    config.protoc_executable(protoc_bin_vendored::protoc_bin_path()?);
+    tonic_prost_build::configure().compile_with_config(
+        config,
         &[
             "proto/vigil/v1/ingest.proto",
             "proto/vigil/wal/v1/record.proto",

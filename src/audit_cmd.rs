@@ -1,12 +1,14 @@
 //! `vigil audit verify`: checks the hash chain of `<data dir>/audit` from the first entry to the
 //! head, prints a summary, and fails naming the first bad entry. On the ClickHouse store it also
 //! checks every node's chain as shipped to the store, and this node's log against its shipped
-//! copy.
+//! copy. Given checkpoints published earlier (`vigil audit head`, or the ones `vigil serve`
+//! sends to `[audit] head_receiver`), it checks the log still holds them: a log rewritten whole,
+//! every hash recomputed, is valid by itself but not at a published checkpoint.
 
 use anyhow::bail;
 use clap::Subcommand;
 use vigil_access::{
-    audit::{AuditLog, HEAD_FILE, LOG_FILE, verify},
+    audit::{AuditLog, Checkpoint, HEAD_FILE, LOG_FILE, verify},
     shared_audit::{chain_of, verify_all},
 };
 use vigil_control::ControlTable;
@@ -17,15 +19,29 @@ use crate::config::{Config, StoreKind};
 pub enum AuditAction {
     /// Check the audit log's hash chain and head (and, on ClickHouse, every node's chain as
     /// shipped to the store); exit 1 naming the first bad entry of each.
-    Verify,
+    Verify {
+        /// A checkpoint published earlier, `SEQ:HASH` (repeatable): the log must hold that hash
+        /// at that entry.
+        #[arg(long = "expect", value_name = "SEQ:HASH")]
+        expect: Vec<Checkpoint>,
+    },
+    /// Print the log's head as a checkpoint to keep outside Vigil: `SEQ:HASH`.
+    Head,
 }
 
 #[allow(clippy::print_stdout)]
 pub fn run(config: &Config, action: AuditAction) -> anyhow::Result<()> {
     match action {
-        AuditAction::Verify => {
+        AuditAction::Head => {
+            println!(
+                "{}",
+                AuditLog::open(config.data_dir.join("audit"))?.checkpoint()?
+            );
+        }
+        AuditAction::Verify { expect } => {
             let mut failures = Vec::new();
             verify_local(config, &mut failures)?;
+            check_checkpoints(config, &expect, &mut failures)?;
             if config.store.kind == StoreKind::Clickhouse {
                 crate::runtime()?.block_on(verify_chains(config, &mut failures))?;
             }
@@ -66,6 +82,33 @@ fn verify_local(config: &Config, failures: &mut Vec<String>) -> anyhow::Result<(
              acknowledged); the next append cuts them off",
             report.torn_tail_bytes
         );
+    }
+    Ok(())
+}
+
+/// The checkpoints published earlier, against this node's log.
+#[allow(clippy::print_stdout)]
+fn check_checkpoints(
+    config: &Config,
+    expect: &[Checkpoint],
+    failures: &mut Vec<String>,
+) -> anyhow::Result<()> {
+    let log = AuditLog::open(config.data_dir.join("audit"))?;
+    for checkpoint in expect {
+        match log.hash_at(checkpoint.seq)? {
+            Some(hash) if hash == checkpoint.hash => {
+                println!("checkpoint {checkpoint}: held");
+            }
+            Some(hash) => failures.push(format!(
+                "the audit log holds {hash} at entry {}, not the published {}: it was \
+                 rewritten after the checkpoint was published",
+                checkpoint.seq, checkpoint.hash
+            )),
+            None => failures.push(format!(
+                "the audit log holds no entry {} (published as {}): it was cut or rewritten",
+                checkpoint.seq, checkpoint.hash
+            )),
+        }
     }
     Ok(())
 }

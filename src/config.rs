@@ -40,6 +40,7 @@ pub struct Config {
     pub alerting: AlertingSettings,
     pub retention: RetentionSettings,
     pub evaluation: EvaluationConfig,
+    pub audit: AuditSettings,
 }
 
 impl Default for Config {
@@ -59,6 +60,26 @@ impl Default for Config {
             alerting: AlertingSettings::default(),
             retention: RetentionSettings::default(),
             evaluation: EvaluationConfig::default(),
+            audit: AuditSettings::default(),
+        }
+    }
+}
+
+/// `[audit]`: where the audit chain's head is published, outside Vigil.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuditSettings {
+    /// A receiver of the alerting rules file: sent the head (`{seq, hash}`, signed as its
+    /// webhooks are) whenever it moved, every `head_interval`. Unset: not published.
+    pub head_receiver: Option<String>,
+    pub head_interval: ConfigDuration,
+}
+
+impl Default for AuditSettings {
+    fn default() -> Self {
+        AuditSettings {
+            head_receiver: None,
+            head_interval: ConfigDuration::from_secs(3600),
         }
     }
 }
@@ -231,6 +252,10 @@ pub struct RateLimitSettings {
     pub requests_per_second: f64,
     /// Requests a key may make at once.
     pub burst: u32,
+    /// Failed authentications a source address may make per second (HTTP and gRPC); past
+    /// its burst the address is refused (429 / RESOURCE_EXHAUSTED) until it refills. 0: off.
+    pub failed_auth_per_second: f64,
+    pub failed_auth_burst: u32,
 }
 
 impl Default for RateLimitSettings {
@@ -238,6 +263,8 @@ impl Default for RateLimitSettings {
         RateLimitSettings {
             requests_per_second: 500.0,
             burst: 1000,
+            failed_auth_per_second: 5.0,
+            failed_auth_burst: 50,
         }
     }
 }
@@ -248,6 +275,14 @@ impl RateLimitSettings {
         (self.requests_per_second != 0.0).then_some(RateLimit {
             requests_per_second: self.requests_per_second,
             burst: self.burst,
+        })
+    }
+
+    /// The limit of failed authentications per address; `None` when turned off.
+    pub fn failed_auth_limit(&self) -> Option<RateLimit> {
+        (self.failed_auth_per_second != 0.0).then_some(RateLimit {
+            requests_per_second: self.failed_auth_per_second,
+            burst: self.failed_auth_burst,
         })
     }
 }
@@ -328,6 +363,17 @@ impl Config {
             self.check_zookeeper("evaluation", zookeeper, self.evaluation.path.as_deref())?;
         }
         self.retention.validate().map_err(anyhow::Error::msg)?;
+        if self.audit.head_receiver.is_some() {
+            if self.alerting.rules_file.is_none() {
+                bail!(
+                    "audit.head_receiver names a receiver of the alerting rules file: set \
+                     alerting.rules_file"
+                );
+            }
+            if self.audit.head_interval.get() < Duration::from_secs(1) {
+                bail!("audit.head_interval must be at least 1s");
+            }
+        }
         if self.batcher.max_rows == 0 {
             bail!("batcher.max_rows must be at least 1");
         }
@@ -352,6 +398,12 @@ impl Config {
             && let Err(KeyError::BadRateLimit { field, message }) = limit.validate()
         {
             bail!("rate_limits.{field}: {message}");
+        }
+        if let Some(limit) = self.rate_limits.failed_auth_limit()
+            && let Err(KeyError::BadRateLimit { field, message }) = limit.validate()
+        {
+            let field = field.replace("requests_per_second", "per_second");
+            bail!("rate_limits.failed_auth_{field}: {message}");
         }
         let mut catalog = vigil_schemas::prices::PriceCatalog::builtin()?;
         catalog
@@ -587,6 +639,7 @@ mod tests {
             rate_limits: RateLimitSettings {
                 requests_per_second: 10.0,
                 burst: 0,
+                ..Default::default()
             },
             ..Default::default()
         };
@@ -595,6 +648,55 @@ mod tests {
             err.starts_with("rate_limits.burst: 0 is outside 1..="),
             "{err}"
         );
+        let config = Config {
+            rate_limits: RateLimitSettings {
+                failed_auth_per_second: -1.0,
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let err = config.validate().unwrap_err().to_string();
+        assert!(
+            err.starts_with("rate_limits.failed_auth_per_second:"),
+            "{err}"
+        );
+    }
+
+    /// The `vigil.toml` each Kubernetes manifest puts in its ConfigMap is a valid configuration.
+    #[test]
+    fn the_kubernetes_manifests_configure_vigil_validly() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/kubernetes");
+        for (file, kind) in [
+            ("one-node.yaml", StoreKind::Embedded),
+            ("scale-out.yaml", StoreKind::Clickhouse),
+        ] {
+            let manifest = std::fs::read_to_string(dir.join(file)).unwrap();
+            // The block under `vigil.toml: |`, its indentation taken off.
+            let toml: String = manifest
+                .lines()
+                .skip_while(|l| l.trim() != "vigil.toml: |")
+                .skip(1)
+                .take_while(|l| l.starts_with("    "))
+                .map(|l| format!("{}\n", &l[4..]))
+                .collect();
+            let config: Config = toml::from_str(&toml).unwrap_or_else(|e| panic!("{file}: {e}"));
+            config.validate().unwrap_or_else(|e| panic!("{file}: {e}"));
+            assert_eq!(config.store.kind, kind, "{file}");
+            assert_eq!(config.data_dir, PathBuf::from("/var/lib/vigil"), "{file}");
+        }
+    }
+
+    #[test]
+    fn the_audit_head_receiver_needs_the_rules_file() {
+        let mut config = Config::default();
+        config.audit.head_receiver = Some("auditors".into());
+        let refused = config.validate().unwrap_err().to_string();
+        assert!(refused.contains("alerting.rules_file"), "{refused}");
+        config.alerting.rules_file = Some("alerts.toml".into());
+        config.validate().unwrap();
+        config.audit.head_interval = ConfigDuration::from_secs(0);
+        let refused = config.validate().unwrap_err().to_string();
+        assert!(refused.contains("audit.head_interval"), "{refused}");
     }
 
     #[test]
@@ -603,8 +705,11 @@ mod tests {
         let off = RateLimitSettings {
             requests_per_second: 0.0,
             burst: 0,
+            failed_auth_per_second: 0.0,
+            failed_auth_burst: 0,
         };
         assert!(off.default_limit().is_none());
+        assert!(off.failed_auth_limit().is_none());
         Config {
             rate_limits: off,
             ..Default::default()

@@ -3,6 +3,7 @@
 
 mod api_client;
 mod audit_cmd;
+mod audit_head;
 mod compare_cmd;
 mod config;
 mod control;
@@ -292,6 +293,44 @@ mod tests {
             panic!("not the audit command");
         };
         assert_eq!(config.config.as_deref(), Some("v.toml".as_ref()));
+    }
+
+    /// The command lines the deployable units run (deploy/): the systemd unit's `ExecStart`,
+    /// the container's `ENTRYPOINT` + `CMD`, each Kubernetes container's `args`.
+    #[test]
+    fn the_deployable_units_run_command_lines_vigil_takes() {
+        let deploy = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy");
+        let read = |file: &str| std::fs::read_to_string(deploy.join(file)).unwrap();
+        let mut lines: Vec<Vec<String>> = Vec::new();
+        let unit = read("systemd/vigil.service");
+        let exec = unit
+            .lines()
+            .find_map(|l| l.strip_prefix("ExecStart="))
+            .expect("ExecStart");
+        lines.push(exec.split_whitespace().map(String::from).collect());
+        let image = read("container/Containerfile");
+        let json_line = |prefix: &str| -> Vec<String> {
+            let line = image
+                .lines()
+                .find_map(|l| l.strip_prefix(prefix))
+                .unwrap_or_else(|| panic!("{prefix}"));
+            serde_json::from_str(line.trim()).unwrap()
+        };
+        lines.push([json_line("ENTRYPOINT "), json_line("CMD ")].concat());
+        for manifest in ["kubernetes/one-node.yaml", "kubernetes/scale-out.yaml"] {
+            for args in read(manifest)
+                .lines()
+                .filter_map(|l| l.trim().strip_prefix("args: "))
+            {
+                let args: Vec<String> = serde_json::from_str(args).unwrap();
+                lines.push([vec!["vigil".to_string()], args].concat());
+            }
+        }
+        assert_eq!(lines.len(), 2 + 1 + 3, "{lines:?}");
+        for line in lines {
+            let cli = Cli::try_parse_from(&line).unwrap_or_else(|e| panic!("{line:?}: {e}"));
+            assert!(matches!(cli.command, Command::Serve { .. }), "{line:?}");
+        }
     }
 
     #[test]

@@ -13,6 +13,7 @@ use vigil_access::{
     audit::{ALL_PROJECTS, AuditLog, AuditRecord, KEY_CREATE, RETENTION_DELETE, SYSTEM_KEY_ID},
     files::write_private_file,
     keys::{KeyStore, Role},
+    throttle::FailedAuth,
 };
 use vigil_alerts::AlertEngine;
 use vigil_api::{ApiTelemetry, Component};
@@ -242,10 +243,21 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         )));
     }
 
+    if let Some(receiver) = &config.audit.head_receiver {
+        tasks.push(crate::audit_head::spawn_publisher(
+            receiver.clone(),
+            config.audit.head_interval.get(),
+            audit.clone(),
+            alerts.clone(),
+            node.clone(),
+            background.clone(),
+        ));
+    }
+
+    let failed_auth = Arc::new(FailedAuth::new(config.rate_limits.failed_auth_limit()));
     let grpc_task = grpc_listener.map(|listener| {
-        tokio::spawn(
-            GrpcIngest::new(pipeline.clone(), keys.clone()).serve(listener, accepting.clone()),
-        )
+        let grpc = GrpcIngest::new(pipeline.clone(), keys.clone(), failed_auth.clone());
+        tokio::spawn(grpc.serve(listener, accepting.clone()))
     });
     let rate_limits = Arc::new(vigil_api::RateLimiter::new(
         config.rate_limits.default_limit(),
@@ -269,12 +281,15 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         audit,
         shared_audit,
         rate_limits,
+        failed_auth,
         telemetry: api_telemetry,
         registry: Arc::new(registry),
         components: components.clone(),
     });
     let http_shutdown = accepting.clone();
     let http_task = tokio::spawn(async move {
+        // With the peer's address: failed authentications are counted per address.
+        let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
         axum::serve(http_listener, app)
             .with_graceful_shutdown(http_shutdown.cancelled_owned())
             .await

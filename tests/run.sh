@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Runs every test of Vigil. Installs what the tests need on a fresh machine first:
 # Debian's ClickHouse server and client and ZooKeeper (the tests start their own isolated servers
-# on free ports), Debian's Chromium (the web UI's browser tests), a Python virtualenv with the
-# OpenTelemetry SDK and its OTLP exporters, and chDB (a current ClickHouse, embedded) to check the
-# migrations on (from PyPI). The web UI's npm packages are installed by the build (ui-api/build.rs).
+# on free ports), Debian's Chromium (the web UI's browser tests), systemd's `systemd-analyze` (to
+# check the service unit), a Python virtualenv with the OpenTelemetry SDK and its OTLP exporters,
+# chDB (a current ClickHouse, embedded) to check the migrations on, and Kubernetes' schemas (from
+# PyPI). The web UI's npm packages are installed by the build (ui-api/build.rs).
 # Usage: tests/run.sh [extra cargo test arguments]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -15,6 +16,7 @@ command -v clickhouse-server >/dev/null || PACKAGES+=(clickhouse-server)
 command -v clickhouse-client >/dev/null || PACKAGES+=(clickhouse-client)
 command -v chromium >/dev/null || PACKAGES+=(chromium)
 [ -f /usr/share/java/zookeeper.jar ] || PACKAGES+=(zookeeper)
+command -v systemd-analyze >/dev/null || PACKAGES+=(systemd)
 if [ ${#PACKAGES[@]} -gt 0 ]; then
   echo "==> installing ${PACKAGES[*]} (Debian)"
   $SUDO apt-get update -qq

@@ -290,6 +290,42 @@ pub struct Head {
     pub pending: Option<PendingEntry>,
 }
 
+/// A point of the chain published outside Vigil: the hash of entry `seq`. A log rewritten after
+/// the point was published, even whole with every hash recomputed, no longer has that hash at
+/// that entry; `vigil audit verify --expect SEQ:HASH` checks it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Checkpoint {
+    pub seq: u64,
+    pub hash: String,
+}
+
+impl std::str::FromStr for Checkpoint {
+    type Err = String;
+
+    /// `SEQ:HASH`, as `vigil audit head` prints it.
+    fn from_str(text: &str) -> Result<Checkpoint, String> {
+        let (seq, hash) = text
+            .split_once(':')
+            .ok_or_else(|| format!("{text:?} is not SEQ:HASH"))?;
+        let seq = seq
+            .parse()
+            .map_err(|_| format!("{seq:?} is not an entry number"))?;
+        if hash.len() != 64 || !hash.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(format!("{hash:?} is not a SHA-256 in hex (64 characters)"));
+        }
+        Ok(Checkpoint {
+            seq,
+            hash: hash.to_ascii_lowercase(),
+        })
+    }
+}
+
+impl fmt::Display for Checkpoint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.seq, self.hash)
+    }
+}
+
 /// An entry announced in the head before it is written.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -460,6 +496,30 @@ impl AuditLog {
             message: e.to_string(),
         })?;
         write_private_file(&path, &json).map_err(|source| AuditError::Io { path, source })
+    }
+
+    /// The last acknowledged entry as a checkpoint to publish (seq 0 and [`ZERO_HASH`] before
+    /// the first).
+    pub fn checkpoint(&self) -> Result<Checkpoint, AuditError> {
+        Ok(match read_head(&self.dir)? {
+            Some(head) => Checkpoint {
+                seq: head.seq,
+                hash: head.hash,
+            },
+            None => Checkpoint {
+                seq: 0,
+                hash: ZERO_HASH.to_string(),
+            },
+        })
+    }
+
+    /// The hash the log holds at `seq` (none when it holds no such entry; [`ZERO_HASH`] at 0).
+    pub fn hash_at(&self, seq: u64) -> Result<Option<String>, AuditError> {
+        if seq == 0 {
+            return Ok(Some(ZERO_HASH.to_string()));
+        }
+        let entry = self.read(None, None, Some(seq - 1), 1)?;
+        Ok(entry.into_iter().find(|e| e.seq == seq).map(|e| e.hash))
     }
 
     /// Entries with `from_ns <= time_ns < to_ns` and `seq > after`, in log order, at most `limit`.
@@ -936,6 +996,36 @@ mod tests {
             log.append(record(i)).unwrap();
         }
         (tmp, log)
+    }
+
+    #[test]
+    fn a_published_checkpoint_finds_a_log_rewritten_whole() {
+        let (tmp, log) = log_with(5);
+        let published = log.checkpoint().unwrap();
+        assert_eq!(published.seq, 5);
+        assert_eq!(
+            log.hash_at(5).unwrap().as_deref(),
+            Some(published.hash.as_str())
+        );
+        assert_eq!(
+            published.to_string().parse::<Checkpoint>(),
+            Ok(published.clone())
+        );
+        // Rewritten from scratch with one record changed: a valid chain, another hash at 5.
+        fs::remove_dir_all(log.dir()).unwrap();
+        let rewritten = AuditLog::open(tmp.path().join("audit")).unwrap();
+        for i in 0..5 {
+            let mut changed = record(i);
+            changed.result_count += u64::from(i == 2);
+            rewritten.append(changed).unwrap();
+        }
+        assert!(verify(rewritten.dir()).unwrap().is_valid());
+        assert_ne!(rewritten.hash_at(5).unwrap(), Some(published.hash));
+        assert_eq!(rewritten.hash_at(6).unwrap(), None);
+        assert_eq!(rewritten.hash_at(0).unwrap().as_deref(), Some(ZERO_HASH));
+        for bad in ["5", "x:00", &format!("5:{}", "g".repeat(64))] {
+            assert!(bad.parse::<Checkpoint>().is_err(), "{bad}");
+        }
     }
 
     fn lines(log: &AuditLog) -> Vec<String> {

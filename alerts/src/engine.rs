@@ -46,7 +46,7 @@ use vigil_schemas::time::{now_ns, rfc3339};
 
 use crate::{
     batch::{Batch, BatchKey, aligned, batches},
-    config::{AlertingSettings, ConfigError, LoadedFile, check_receivers, load_file},
+    config::{AlertingSettings, ConfigError, LoadedFile, Receiver, check_receivers, load_file},
     dispatch::{Alert, Dispatcher, Notification, NotificationLog},
     evaluator::{Evaluation, Phase, RuleState, Transition, resolve_all, step},
     kill_switch,
@@ -544,6 +544,12 @@ impl AlertEngine {
         &self.telemetry
     }
 
+    /// The rules file's receiver `name`, as last loaded.
+    pub fn receiver(&self, name: &str) -> Option<Receiver> {
+        let core = self.core.lock();
+        core.file.receivers.iter().find(|r| r.name == name).cloned()
+    }
+
     /// Asks for the rules file to be read again (SIGHUP).
     pub fn request_reload(&self) {
         self.reload_requested.store(true, Ordering::SeqCst);
@@ -1001,7 +1007,7 @@ struct Fence {
 /// with its own timestamp.
 async fn deliver(
     client: &reqwest::Client,
-    receiver: &crate::config::Receiver,
+    receiver: &Receiver,
     notification: &Notification,
     body: &[u8],
     fence: Option<&Fence>,

@@ -8,6 +8,9 @@ use crate::wal::WalError;
 pub enum IngestError {
     #[error("missing or invalid API key")]
     Unauthenticated,
+    /// The caller's address failed to authenticate too often.
+    #[error("too many failed authentications from this address; retry in {retry_after_secs} s")]
+    AuthThrottled { retry_after_secs: u64 },
     #[error("this key lacks the {0} role")]
     PermissionDenied(&'static str),
     /// The whole request is unusable (too many items, undecodable body).
@@ -37,7 +40,9 @@ impl IngestError {
             IngestError::Unauthenticated => ErrorClass::Unauthenticated,
             IngestError::PermissionDenied(_) => ErrorClass::PermissionDenied,
             IngestError::InvalidRequest(_) => ErrorClass::InvalidArgument,
-            IngestError::Backlog(_) => ErrorClass::ResourceExhausted,
+            IngestError::Backlog(_) | IngestError::AuthThrottled { .. } => {
+                ErrorClass::ResourceExhausted
+            }
             IngestError::Unavailable(_) => ErrorClass::Unavailable,
         }
     }
@@ -59,7 +64,10 @@ impl IngestError {
 
     /// Seconds a client should wait before retrying a retryable refusal.
     pub fn retry_after_secs(&self) -> Option<u64> {
-        self.is_retryable().then_some(1)
+        match self {
+            IngestError::AuthThrottled { retry_after_secs } => Some(*retry_after_secs),
+            _ => self.is_retryable().then_some(1),
+        }
     }
 
     pub fn http_status(&self) -> u16 {
@@ -94,6 +102,19 @@ impl From<IngestError> for tonic::Status {
             ErrorClass::InvalidArgument => tonic::Status::invalid_argument(message),
             ErrorClass::ResourceExhausted => tonic::Status::resource_exhausted(message),
             ErrorClass::Unavailable => tonic::Status::unavailable(message),
+        }
+    }
+}
+
+impl From<vigil_access::throttle::AuthRefusal> for IngestError {
+    fn from(refusal: vigil_access::throttle::AuthRefusal) -> IngestError {
+        match refusal {
+            vigil_access::throttle::AuthRefusal::Unauthenticated => IngestError::Unauthenticated,
+            vigil_access::throttle::AuthRefusal::TooManyFailures(wait) => {
+                IngestError::AuthThrottled {
+                    retry_after_secs: wait.secs(),
+                }
+            }
         }
     }
 }

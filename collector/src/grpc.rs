@@ -4,8 +4,11 @@
 use std::sync::Arc;
 
 use tokio_util::sync::CancellationToken;
-use tonic::{Request, Response, Status, codec::CompressionEncoding, metadata::MetadataMap};
-use vigil_access::keys::{KeyStore, Principal};
+use tonic::{Request, Response, Status, codec::CompressionEncoding};
+use vigil_access::{
+    keys::{KeyStore, Principal},
+    throttle::FailedAuth,
+};
 use vigil_proto::{
     otlp::collector::trace::v1::{
         ExportTraceServiceRequest, ExportTraceServiceResponse,
@@ -23,19 +26,33 @@ use crate::{error::IngestError, pipeline::IngestPipeline};
 pub struct GrpcIngest {
     pipeline: Arc<IngestPipeline>,
     keys: Arc<KeyStore>,
+    failed_auth: Arc<FailedAuth>,
 }
 
 impl GrpcIngest {
-    pub fn new(pipeline: Arc<IngestPipeline>, keys: Arc<KeyStore>) -> GrpcIngest {
-        GrpcIngest { pipeline, keys }
+    pub fn new(
+        pipeline: Arc<IngestPipeline>,
+        keys: Arc<KeyStore>,
+        failed_auth: Arc<FailedAuth>,
+    ) -> GrpcIngest {
+        GrpcIngest {
+            pipeline,
+            keys,
+            failed_auth,
+        }
     }
 
-    fn authenticate(&self, metadata: &MetadataMap) -> Result<Principal, Status> {
-        metadata
-            .get("authorization")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| self.keys.authenticate_header(v))
-            .ok_or_else(|| Status::from(IngestError::Unauthenticated))
+    fn authenticate<T>(&self, request: &Request<T>) -> Result<Principal, Status> {
+        let address = request.remote_addr().map(|a| a.ip());
+        self.failed_auth
+            .guard(address, || {
+                request
+                    .metadata()
+                    .get("authorization")
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| self.keys.authenticate_header(v))
+            })
+            .map_err(|refusal| Status::from(IngestError::from(refusal)))
     }
 
     /// Serves both services on `listener` until `shutdown`, then lets in-flight calls finish.
@@ -70,7 +87,7 @@ impl IngestService for GrpcIngest {
         &self,
         request: Request<v1::ExportRequest>,
     ) -> Result<Response<v1::ExportResponse>, Status> {
-        let principal = self.authenticate(request.metadata())?;
+        let principal = self.authenticate(&request)?;
         let response = self
             .pipeline
             .export_native(&principal, request.into_inner())
@@ -85,7 +102,7 @@ impl TraceService for GrpcIngest {
         &self,
         request: Request<ExportTraceServiceRequest>,
     ) -> Result<Response<ExportTraceServiceResponse>, Status> {
-        let principal = self.authenticate(request.metadata())?;
+        let principal = self.authenticate(&request)?;
         let response = self
             .pipeline
             .export_otlp(&principal, request.into_inner())

@@ -75,8 +75,14 @@ fn data_dir_arg(dir: &Path) -> String {
 
 /// `vigil audit verify --data-dir DIR`: success, stdout and stderr.
 fn audit_verify(data_dir: &Path) -> (bool, String, String) {
+    audit_verify_expecting(data_dir, &[])
+}
+
+/// `vigil audit verify`, each of `checkpoints` given as `--expect`.
+fn audit_verify_expecting(data_dir: &Path, checkpoints: &[&str]) -> (bool, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_vigil"))
         .args(["audit", "verify", "--data-dir", &data_dir_arg(data_dir)])
+        .args(checkpoints.iter().flat_map(|c| ["--expect", c]))
         .output()
         .unwrap();
     (
@@ -652,4 +658,139 @@ async fn a_key_over_its_rate_limit_waits_and_others_do_not() {
         call(&vigil, Method::GET, "/api/v1/alert-rules", &token, None).await;
     assert_eq!(status, 429);
     assert!(matches!(retry_after, Some(1..=100)), "{retry_after:?}");
+}
+
+/// An address that failed to authenticate past its burst is refused, over HTTP and gRPC, even
+/// with a right key, until its bucket refills; every HTTP answer carries the security headers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_address_that_keeps_failing_to_authenticate_is_refused_for_a_while() {
+    let vigil = Vigil::start_with(&[
+        ("VIGIL_RATE_LIMITS__FAILED_AUTH_PER_SECOND", "0.1"),
+        ("VIGIL_RATE_LIMITS__FAILED_AUTH_BURST", "3"),
+    ]);
+    let wrong = "vk_0000000000000000_000000000000000000000000000000000000000000000000";
+    for _ in 0..3 {
+        let (status, _, body) = call(&vigil, Method::GET, "/api/v1/runs", wrong, None).await;
+        assert_eq!(status, 401, "{body}");
+    }
+    // The fourth try is refused before its key is looked at: the right key too. Three failures
+    // at one per 10 s leave the bucket 10 s short of the next.
+    let (status, retry_after, body) =
+        call(&vigil, Method::GET, "/api/v1/runs", &vigil.token, None).await;
+    assert_eq!(status, 429, "{body}");
+    assert_eq!(body["error"]["code"], "rate_limited", "{body}");
+    let retry_after = retry_after.expect("no Retry-After");
+    assert!(
+        (9..=10).contains(&retry_after),
+        "Retry-After: {retry_after}"
+    );
+    let refused = vigil
+        .export_native_as(&vigil.token, Default::default())
+        .await
+        .unwrap_err();
+    assert_eq!(
+        refused.code(),
+        tonic::Code::ResourceExhausted,
+        "{refused:?}"
+    );
+    assert!(
+        refused.message().contains("failed authentications"),
+        "{refused:?}"
+    );
+    // What needs no key is served as before.
+    let (status, _, _) = call(&vigil, Method::GET, "/healthz", "", None).await;
+    assert_eq!(status, 200);
+
+    for path in ["/healthz", "/api/v1/runs", "/api/v1/nothing-here", "/"] {
+        let response = reqwest::get(format!("{}{path}", vigil.http()))
+            .await
+            .unwrap();
+        let headers = response.headers();
+        for (name, value) in [
+            ("x-content-type-options", "nosniff"),
+            ("x-frame-options", "DENY"),
+            ("referrer-policy", "no-referrer"),
+        ] {
+            assert_eq!(headers[name], value, "{path}: {name}");
+        }
+        assert!(headers.contains_key("content-security-policy"), "{path}");
+        assert!(headers.contains_key("cache-control"), "{path}");
+    }
+}
+
+/// Every node publishes its audit chain's head to a receiver of the rules file, signed, whenever
+/// it moved; `vigil audit head` prints the same. A log rewritten whole afterwards, every hash
+/// recomputed, verifies by itself and fails against the published checkpoint.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_published_head_finds_a_log_rewritten_whole() {
+    use vigil_access::audit::{AuditLog, AuditRecord};
+
+    let receiver = crate::alerts::Receiver::start(0);
+    let dir = tempfile::tempdir().unwrap();
+    let rules = dir.path().join("alerts.toml");
+    std::fs::write(
+        &rules,
+        format!(
+            "[[receivers]]\nname = \"auditors\"\nurl = \"{}\"\nsecret = \"{}\"\n",
+            receiver.url(),
+            crate::alerts::SECRET
+        ),
+    )
+    .unwrap();
+    let mut vigil = Vigil::start_with(&[
+        ("VIGIL_ALERTING__RULES_FILE", rules.to_str().unwrap()),
+        ("VIGIL_AUDIT__HEAD_RECEIVER", "auditors"),
+        ("VIGIL_AUDIT__HEAD_INTERVAL", "1s"),
+    ]);
+    create_key_api(&vigil, &vigil.token, json!({"roles": ["read"]})).await;
+    let data_dir = data_dir_arg(vigil.data_dir());
+    let printed = cli(&["audit", "head", "--data-dir", &data_dir]);
+    let printed = printed.trim().to_string();
+    let (seq, hash) = printed.split_once(':').expect("SEQ:HASH");
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let published = loop {
+        let sent = receiver.requests();
+        if let Some(request) = sent
+            .iter()
+            .find(|r| r["body"]["checkpoint"] == printed.as_str())
+        {
+            break request.clone();
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{printed} not published: {sent:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    crate::alerts::assert_signed(&published);
+    assert_eq!(published["body"]["kind"], "vigil.audit_head");
+    assert_eq!(published["body"]["seq"], seq.parse::<u64>().unwrap());
+    assert_eq!(published["body"]["hash"], hash);
+    vigil.stop();
+
+    // Rewritten whole: the same entries, one of them changed, every hash recomputed.
+    let audit_dir = vigil.data_dir().join("audit");
+    let entries = AuditLog::open(&audit_dir)
+        .unwrap()
+        .read(None, None, None, usize::MAX)
+        .unwrap();
+    std::fs::remove_dir_all(&audit_dir).unwrap();
+    let rewritten = AuditLog::open(&audit_dir).unwrap();
+    for (i, entry) in entries.into_iter().enumerate() {
+        rewritten
+            .append(AuditRecord {
+                project_id: entry.project_id,
+                key_id: entry.key_id,
+                action: entry.action,
+                parameters: entry.parameters,
+                result_count: entry.result_count + u64::from(i == 0),
+            })
+            .unwrap();
+    }
+    let (ok, _, stderr) = audit_verify(vigil.data_dir());
+    assert!(ok, "a whole rewrite verifies by itself: {stderr}");
+    let (ok, _, stderr) = audit_verify_expecting(vigil.data_dir(), &[&printed]);
+    assert!(!ok, "the published checkpoint must fail");
+    assert!(stderr.contains("rewritten"), "{stderr}");
+    assert!(stderr.contains(&format!("entry {seq}")), "{stderr}");
 }

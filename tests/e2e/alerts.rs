@@ -70,7 +70,7 @@ impl Receiver {
     }
 
     /// Every request received so far, in order.
-    fn requests(&self) -> Vec<Value> {
+    pub(crate) fn requests(&self) -> Vec<Value> {
         std::fs::read_to_string(&self.log)
             .unwrap_or_default()
             .lines()

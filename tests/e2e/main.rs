@@ -15,6 +15,7 @@ mod cohorts;
 mod compliance;
 mod crash;
 mod demo;
+mod deploy;
 mod evaluation;
 mod failover;
 mod hostile;

@@ -1,9 +1,18 @@
 //! Authentication as an extractor: a handler that takes a [`Caller`] only runs for a valid key
 //! that is within its rate limit ([`crate::rate_limit`]); [`IngestCaller`], for trace export, is
-//! not rate limited.
+//! not rate limited. Both refuse an address that failed to authenticate too often
+//! ([`vigil_access::throttle::FailedAuth`]) before looking at its credential.
 
-use axum::{extract::FromRequestParts, http::request::Parts};
-use vigil_access::keys::{KeyRecord, Principal, Role};
+use std::net::SocketAddr;
+
+use axum::{
+    extract::{ConnectInfo, FromRequestParts},
+    http::request::Parts,
+};
+use vigil_access::{
+    keys::{KeyRecord, Principal, Role},
+    throttle::AuthRefusal,
+};
 
 use crate::{AppState, error::ApiError};
 
@@ -45,10 +54,22 @@ impl FromRequestParts<AppState> for IngestCaller {
 }
 
 fn authenticate(parts: &Parts, state: &AppState) -> Result<KeyRecord, ApiError> {
-    parts
-        .headers
-        .get(axum::http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| state.keys.authenticate_header_key(v))
-        .ok_or_else(ApiError::unauthenticated)
+    // The peer's address, when the server was started with it (not in in-process tests).
+    let address = parts
+        .extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|ConnectInfo(address)| address.ip());
+    state
+        .failed_auth
+        .guard(address, || {
+            parts
+                .headers
+                .get(axum::http::header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| state.keys.authenticate_header_key(v))
+        })
+        .map_err(|refusal| match refusal {
+            AuthRefusal::Unauthenticated => ApiError::unauthenticated(),
+            AuthRefusal::TooManyFailures(wait) => ApiError::auth_throttled(wait.secs()),
+        })
 }

@@ -117,6 +117,20 @@ impl ApiError {
         }
     }
 
+    /// The caller's address failed to authenticate too often (`[rate_limits]
+    /// failed_auth_per_second`).
+    pub fn auth_throttled(secs: u64) -> ApiError {
+        ApiError {
+            status: StatusCode::TOO_MANY_REQUESTS,
+            code: "rate_limited",
+            message: format!(
+                "too many failed authentications from this address; retry in {secs} s"
+            ),
+            field: None,
+            retry_after_secs: Some(secs),
+        }
+    }
+
     pub fn unsupported_media(message: impl Into<String>) -> ApiError {
         ApiError {
             status: StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -369,14 +383,17 @@ error_responses! {
         limit.", false;
     UnsupportedMediaType: "`unsupported_media_type`: a content type or content encoding the \
         endpoint does not take.", false;
-    TooManyRequests: "`resource_exhausted`: the write-ahead log's backlog is full; retry after \
+    TooManyRequests: "`resource_exhausted`: the write-ahead log's backlog is full; or \
+        `rate_limited`: the caller's address failed to authenticate too often; retry after \
         `Retry-After` seconds.", true;
     Unavailable: "`unavailable`: the collector cannot make data durable, or the store cannot \
         answer, right now; retry after `Retry-After` seconds.", true;
     Internal: "`internal`: a failure on Vigil's side; the server log has the details.", false;
     RateLimited: "`rate_limited`: the key is over its rate limit (a token bucket per key: \
-        requests per second and burst, the server's `[rate_limits]` or the key's own); the \
-        message names the limit; retry after `Retry-After` seconds.", true;
+        requests per second and burst, the server's `[rate_limits]` or the key's own; the \
+        message names the limit), or the caller's address failed to authenticate too often; \
+        retry after `Retry-After` seconds.", true;
     BacklogFullOrRateLimited: "`resource_exhausted` (the write-ahead log's backlog is full) or \
-        `rate_limited` (the key is over its rate limit); retry after `Retry-After` seconds.", true;
+        `rate_limited` (the key is over its rate limit, or the caller's address failed to \
+        authenticate too often); retry after `Retry-After` seconds.", true;
 }

@@ -13,6 +13,7 @@ mod compliance;
 mod datasets;
 mod error;
 mod experiments;
+mod headers;
 mod keys;
 mod kill_switch;
 mod metrics;
@@ -66,6 +67,8 @@ pub struct AppState {
     pub shared_audit: Option<Arc<vigil_access::shared_audit::SharedAudit>>,
     /// Per-key limits of the REST API.
     pub rate_limits: Arc<RateLimiter>,
+    /// Failed authentications by source address.
+    pub failed_auth: Arc<vigil_access::throttle::FailedAuth>,
     /// This surface's own figures (requests by route, the store's health at scrape time).
     pub telemetry: Arc<ApiTelemetry>,
     /// Every figure `/metrics` shows: the binary registers each part's (ingest, WAL, alerting,
@@ -73,18 +76,6 @@ pub struct AppState {
     pub registry: Arc<Registry>,
     /// What this process runs: requests for the others are answered 404 (`served.rs`).
     pub components: Components,
-}
-
-/// API answers are never cached (they are per key, and change); the web UI's files set their own.
-async fn no_store(mut response: axum::response::Response) -> axum::response::Response {
-    let headers = response.headers_mut();
-    if !headers.contains_key(axum::http::header::CACHE_CONTROL) {
-        headers.insert(
-            axum::http::header::CACHE_CONTROL,
-            axum::http::HeaderValue::from_static("no-store"),
-        );
-    }
-    response
 }
 
 /// The whole HTTP application.
@@ -171,7 +162,7 @@ pub fn app(state: AppState) -> Router {
             state.clone(),
             served::only_served,
         ))
-        .layer(axum::middleware::map_response(no_store))
+        .layer(axum::middleware::map_response(headers::secure))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             telemetry::track,

@@ -821,6 +821,7 @@ mod tests {
                 audit,
                 shared_audit: None,
                 rate_limits: Arc::new(RateLimiter::new(None)),
+                failed_auth: Arc::new(vigil_access::throttle::FailedAuth::new(None)),
                 telemetry: Arc::new(crate::ApiTelemetry::default()),
                 registry: Arc::new(prometheus_client::registry::Registry::default()),
                 components: crate::Component::ALL.into(),
@@ -927,6 +928,16 @@ mod tests {
         let what = format!("{} {}", request.method(), request.uri());
         let response = app(state.clone()).oneshot(request).await.unwrap();
         let status = response.status();
+        for (name, value) in crate::headers::ALWAYS
+            .into_iter()
+            .chain(crate::headers::UNLESS_SET)
+        {
+            assert_eq!(
+                response.headers().get(&name).map(|v| v.to_str().unwrap()),
+                Some(value),
+                "{what}: {name}"
+            );
+        }
         let media_type = response.headers().get(header::CONTENT_TYPE).map(|v| {
             v.to_str()
                 .unwrap()

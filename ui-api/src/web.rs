@@ -63,18 +63,10 @@ fn file_response(file: &'static WebAsset, cache: &'static str) -> Response {
         file.bytes,
     )
         .into_response();
-    let headers = response.headers_mut();
-    headers.insert(
+    // The rest of the security headers are every answer's (`crate::headers`).
+    response.headers_mut().insert(
         header::CONTENT_SECURITY_POLICY,
         HeaderValue::from_static(CONTENT_SECURITY_POLICY),
-    );
-    headers.insert(
-        header::X_CONTENT_TYPE_OPTIONS,
-        HeaderValue::from_static("nosniff"),
-    );
-    headers.insert(
-        header::REFERRER_POLICY,
-        HeaderValue::from_static("no-referrer"),
     );
     response
 }
