@@ -85,6 +85,10 @@ pub enum ControlError {
     /// ClickHouse refused the statement (a table that was never migrated, …).
     #[error("the shared control state refused: {0}")]
     Refused(String),
+    /// A change whose outcome is not known: it was sent, and no answer said whether it was
+    /// made (the coordination service went away in between). Reading tells.
+    #[error("the shared control state did not say whether the change was made: {0}")]
+    Unknown(String),
 }
 
 impl From<clickhouse::error::Error> for ControlError {

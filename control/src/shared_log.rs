@@ -184,7 +184,7 @@ impl SharedLog {
                 Ok(now) if now.position == position => Ok(Appended::At(position)),
                 Ok(now) if now.znode_version == head.znode_version => Err(unavailable),
                 Ok(_) => Ok(Appended::Raced),
-                Err(_) => Err(ControlError::Unavailable(format!(
+                Err(_) => Err(ControlError::Unknown(format!(
                     "ZooKeeper did not say whether log entry {} was appended ({})",
                     position.seq, self.path
                 ))),

@@ -293,7 +293,7 @@ impl ExperimentStore {
 
     /// How many items of an experiment have a run linked.
     pub fn linked(&self, project: &str, id: &str) -> Result<usize, StoreError> {
-        Ok(self.entry(project, id)?.links.len())
+        self.with_entry(project, id, |entry| entry.links.len())
     }
 
     /// The items of the dataset version `experiment` runs.
@@ -311,11 +311,20 @@ impl ExperimentStore {
     }
 
     fn entry(&self, project: &str, id: &str) -> Result<Entry, StoreError> {
+        self.with_entry(project, id, Entry::clone)
+    }
+
+    fn with_entry<T>(
+        &self,
+        project: &str,
+        id: &str,
+        f: impl FnOnce(&Entry) -> T,
+    ) -> Result<T, StoreError> {
         self.state
             .lock()
             .experiments
             .get(&(project.to_string(), id.to_string()))
-            .cloned()
+            .map(f)
             .ok_or_else(|| {
                 EvalError::NotFound(format!("no experiment {id:?} in this project")).into()
             })

@@ -223,20 +223,23 @@ impl From<ErasureError> for ApiError {
 }
 
 impl From<ControlError> for ApiError {
-    /// A change to the shared control state that ClickHouse did not take.
+    /// A change to the shared control state that ClickHouse (or ZooKeeper) did not take, or
+    /// did not say whether it took.
     fn from(e: ControlError) -> ApiError {
-        match e {
-            ControlError::Unavailable(_) => {
-                tracing::warn!(error = %e, "the shared control state is unavailable");
-                ApiError {
-                    status: StatusCode::SERVICE_UNAVAILABLE,
-                    code: "unavailable",
-                    message: format!("{e}; nothing was changed, retry later"),
-                    field: None,
-                    retry_after_secs: Some(1),
-                }
+        let outcome = match e {
+            ControlError::Unavailable(_) => "nothing was changed, retry later",
+            ControlError::Unknown(_) => {
+                "the change may have been made: read the state before retrying"
             }
-            ControlError::Refused(_) => ApiError::internal(e.to_string()),
+            ControlError::Refused(_) => return ApiError::internal(e.to_string()),
+        };
+        tracing::warn!(error = %e, "the shared control state is unavailable");
+        ApiError {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            code: "unavailable",
+            message: format!("{e}; {outcome}"),
+            field: None,
+            retry_after_secs: Some(1),
         }
     }
 }
@@ -396,4 +399,37 @@ error_responses! {
     BacklogFullOrRateLimited: "`resource_exhausted` (the write-ahead log's backlog is full) or \
         `rate_limited` (the key is over its rate limit, or the caller's address failed to \
         authenticate too often); retry after `Retry-After` seconds.", true;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_refused_shared_change_says_whether_it_was_made() {
+        let unavailable = ApiError::from(ControlError::Unavailable("down".into()));
+        assert_eq!(
+            (unavailable.status, unavailable.code),
+            (StatusCode::SERVICE_UNAVAILABLE, "unavailable")
+        );
+        assert!(
+            unavailable
+                .message
+                .ends_with("nothing was changed, retry later"),
+            "{}",
+            unavailable.message
+        );
+        let unknown = ApiError::from(ControlError::Unknown("no answer".into()));
+        assert_eq!(
+            (unknown.status, unknown.retry_after_secs),
+            (StatusCode::SERVICE_UNAVAILABLE, Some(1))
+        );
+        assert!(
+            unknown.message.contains("may have been made"),
+            "{}",
+            unknown.message
+        );
+        let refused = ApiError::from(ControlError::Refused("no table".into()));
+        assert_eq!(refused.status, StatusCode::INTERNAL_SERVER_ERROR);
+    }
 }
