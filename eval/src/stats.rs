@@ -112,12 +112,16 @@ pub fn mcnemar_exact(b: u64, c: u64) -> f64 {
 }
 
 /// The Wilson score interval of `successes` out of `n` at confidence `1 - alpha`; `None` for
-/// `n` = 0.
+/// `n` = 0. An `alpha` so small that its quantile is infinite (`1 - alpha / 2` rounds to 1)
+/// gives the interval's limit, [0, 1].
 pub fn wilson(successes: u64, n: u64, alpha: f64) -> Option<(f64, f64)> {
     if n == 0 {
         return None;
     }
     let z = normal_ppf(1.0 - alpha / 2.0);
+    if !z.is_finite() {
+        return Some((0.0, 1.0));
+    }
     let n = n as f64;
     let p = successes as f64 / n;
     let z2 = z * z;
@@ -408,6 +412,14 @@ fn ln_binomial(n: usize, k: usize) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_vanishing_alpha_gives_the_whole_unit_interval_not_nan() {
+        // 1 - 5e-324 / 2 rounds to 1: an infinite quantile, whose limit is [0, 1].
+        assert_eq!(wilson(3, 10, 5e-324), Some((0.0, 1.0)));
+        let (low, high) = wilson(3, 10, 1e-12).unwrap();
+        assert!(low.is_finite() && high.is_finite() && low < 0.3 && high > 0.3);
+    }
 
     #[test]
     fn fisher_sums_the_tables_at_most_as_likely() {

@@ -16,7 +16,10 @@ use vigil_access::{
     audit::{DATASET_CHANGE, DATASET_CREATE},
     keys::{Principal, Role},
 };
-use vigil_eval::{DatasetName, DatasetSummary, EvalError, Item, ItemInput, StoreError, Version};
+use vigil_eval::{
+    DatasetName, DatasetSummary, EvalError, Item, ItemInput, StoreError, Version,
+    dataset::MAX_ITEMS_PER_CHANGE,
+};
 use vigil_query::{
     cohort::{self, Worst},
     metrics::ShadowRuns,
@@ -391,6 +394,12 @@ pub async fn add_items(
     JsonBody(body): JsonBody<AddItems>,
 ) -> Result<Json<DatasetChange>, ApiError> {
     let principal = caller.require(Role::Admin)?.clone();
+    if body.items.is_empty() {
+        return Err(ApiError::bad_request(
+            "items",
+            format!("items: give 1 to {MAX_ITEMS_PER_CHANGE} items"),
+        ));
+    }
     let name = name_of(&name)?;
     // Refuse a missing dataset before reading any run.
     state

@@ -1039,6 +1039,34 @@ mod tests {
         }
     }
 
+    /// What the document bounds, the API refuses: a change of no items (minItems 1); a null
+    /// `step` is accepted, as the document says (one bucket).
+    #[tokio::test]
+    async fn the_documented_bounds_are_the_validated_ones() {
+        let fixture = Fixture::new("bounds");
+        let state = &fixture.state;
+        let (status, _) = raw(
+            state,
+            Method::POST,
+            "/api/v1/datasets",
+            None,
+            r#"{"name": "d"}"#,
+        )
+        .await;
+        assert_eq!(status, StatusCode::CREATED);
+        let uri = "/api/v1/datasets/d/items";
+        let (status, answer) = raw(state, Method::POST, uri, None, r#"{"items": []}"#).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
+        assert_eq!(answer["error"]["field"], "items", "{answer}");
+        let min_items = &component("AddItems")["properties"]["items"]["minItems"];
+        assert_eq!(min_items, 1);
+        let query = r#"{"from": "2026-11-01T00:00:00Z", "to": "2026-11-02T00:00:00Z", "metrics": ["runs"], "step": null}"#;
+        let (status, answer) = raw(state, Method::POST, "/api/v1/metrics/query", None, query).await;
+        assert_eq!(status, StatusCode::OK, "{answer}");
+        let step = &component("MetricQuery")["properties"]["step"]["type"];
+        assert_eq!(step, &serde_json::json!(["string", "null"]));
+    }
+
     /// A JSON body is read as JSON without a content type and with curl's form type; a type
     /// that names another format is 415.
     #[tokio::test]

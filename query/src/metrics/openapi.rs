@@ -134,11 +134,12 @@ pub(super) fn to_schema() -> RefOr<Schema> {
 /// `MetricQuery.step`.
 pub(super) fn step_schema() -> RefOr<Schema> {
     from_json(json!({
-        "type": "string",
+        "type": ["string", "null"],
         "pattern": "^[0-9]+(ns|us|ms|s|m|h|d|w)$",
         "description": format!(
             "Cut the range into buckets of this length (at least 1s, e.g. `1m`, `1h`, `1d`), \
-             aligned to the Unix epoch; at most {MAX_BUCKETS} buckets."
+             aligned to the Unix epoch; at most {MAX_BUCKETS} buckets. Absent or null: one \
+             bucket, the whole range."
         ),
     }))
 }
