@@ -162,7 +162,7 @@ impl FailedAuth {
     }
 
     /// Whether `address` may try to authenticate now.
-    pub fn check(&self, address: IpAddr) -> Result<(), Wait> {
+    fn check(&self, address: IpAddr) -> Result<(), Wait> {
         match self.limit {
             Some(limit) => self.buckets.peek(&address, limit),
             None => Ok(()),
@@ -170,7 +170,7 @@ impl FailedAuth {
     }
 
     /// Counts a failed authentication from `address`.
-    pub fn failed(&self, address: IpAddr) {
+    fn failed(&self, address: IpAddr) {
         if let Some(limit) = self.limit {
             // Over the limit already: the address is refused until the bucket refills.
             let _ = self.buckets.admit(&address, limit);

@@ -92,12 +92,7 @@ impl DatasetStore {
         by: &str,
     ) -> Result<Event, StoreError> {
         check_description(&description)?;
-        if self
-            .state
-            .lock()
-            .datasets
-            .contains_key(&(project.to_string(), name.clone()))
-        {
+        if self.contains(project, &name) {
             return Err(EvalError::Exists(name.to_string()).into());
         }
         Ok(Event::Created {
@@ -153,6 +148,19 @@ impl DatasetStore {
             .filter(|((p, _), _)| p == project)
             .map(|(_, d)| d.summary().clone())
             .collect()
+    }
+
+    /// Whether the project has a dataset of this name.
+    pub fn contains(&self, project: &str, name: &DatasetName) -> bool {
+        self.state
+            .lock()
+            .datasets
+            .contains_key(&(project.to_string(), name.clone()))
+    }
+
+    /// A dataset's summary (its newest version and item count).
+    pub fn summary(&self, project: &str, name: &DatasetName) -> Result<DatasetSummary, StoreError> {
+        self.read(project, name, |d| Ok(d.summary().clone()))
     }
 
     /// A dataset and its versions, oldest first.

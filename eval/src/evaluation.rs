@@ -112,7 +112,7 @@ impl Evaluation {
             Ok(Some((Change::Dataset(event), ())))
         })
         .await?;
-        Ok(self.datasets.get(project, &name)?.0)
+        self.datasets.summary(project, &name)
     }
 
     /// Writes `upserts` and deletes `deletes` as one new version; `None` when that changes
@@ -215,7 +215,7 @@ impl Evaluation {
                 for event in &own_datasets {
                     let (project, name) = event.dataset();
                     if matches!(event, datasets::Event::Created { .. })
-                        && self.datasets.get(project, name).is_ok()
+                        && self.datasets.contains(project, name)
                     {
                         taken.insert((project, name));
                     }
@@ -228,7 +228,7 @@ impl Evaluation {
                     let (project, id) = event.experiment();
                     if let experiments::Event::Created { experiment, .. } = event
                         && (taken.contains(&(project, &experiment.dataset))
-                            || self.experiments.linked(project, id).is_ok())
+                            || self.experiments.contains(project, id))
                     {
                         left_out.insert((project, id));
                     }

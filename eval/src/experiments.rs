@@ -171,7 +171,7 @@ impl ExperimentStore {
             .into());
         }
         let dataset = DatasetName::parse("dataset", &spec.dataset)?;
-        let (summary, _) = self.datasets.get(project, &dataset)?;
+        let summary = self.datasets.summary(project, &dataset)?;
         let version = spec.dataset_version.unwrap_or(summary.latest_version);
         if version == 0 || version > summary.latest_version {
             return Err(EvalError::invalid(
@@ -289,6 +289,11 @@ impl ExperimentStore {
             id: id.to_string(),
             links: checked,
         }))
+    }
+
+    /// Whether the project has an experiment of this id.
+    pub fn contains(&self, project: &str, id: &str) -> bool {
+        self.with_entry(project, id, |_| ()).is_ok()
     }
 
     /// How many items of an experiment have a run linked.

@@ -405,7 +405,7 @@ pub async fn add_items(
     state
         .evaluation
         .datasets
-        .get(&principal.project_id, &name)
+        .summary(&principal.project_id, &name)
         .map_err(store_error)?;
     let mut items = Vec::with_capacity(body.items.len());
     for (i, input) in body.items.into_iter().enumerate() {
@@ -603,10 +603,10 @@ async fn change(
         .await
         .map_err(store_error)?;
     let Some(version) = version else {
-        let (summary, _) = state
+        let summary = state
             .evaluation
             .datasets
-            .get(&principal.project_id, &name)
+            .summary(&principal.project_id, &name)
             .map_err(store_error)?;
         return Ok(Json(DatasetChange {
             changed: false,
