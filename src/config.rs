@@ -21,6 +21,7 @@ use vigil_schemas::{
     prices::{ModelEntry, SelfHostedPrice},
     time::ConfigDuration,
 };
+use vigil_transport::TlsConfig;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -107,6 +108,12 @@ pub struct ServerConfig {
     pub shutdown_grace: ConfigDuration,
     /// What this process runs (`vigil serve --components` overrides it): by default all.
     pub components: Components,
+    /// TLS on the gRPC port (`[server.grpc_tls]`); without it the port speaks plain TCP.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub grpc_tls: Option<TlsConfig>,
+    /// TLS on the HTTP port (`[server.http_tls]`); without it the port speaks plain TCP.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub http_tls: Option<TlsConfig>,
 }
 
 impl Default for ServerConfig {
@@ -116,6 +123,8 @@ impl Default for ServerConfig {
             http_listen: "0.0.0.0:4318".into(),
             shutdown_grace: ConfigDuration::from_secs(20),
             components: Component::ALL.into(),
+            grpc_tls: None,
+            http_tls: None,
         }
     }
 }
@@ -502,6 +511,27 @@ mod tests {
     }
 
     #[test]
+    fn the_example_tls_sections_parse_once_uncommented() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/vigil.toml");
+        let text = std::fs::read_to_string(&path).unwrap();
+        // From its first section header on, while the lines stay comments.
+        let block: String = text
+            .lines()
+            .skip_while(|l| !l.starts_with("# [server.grpc_tls]"))
+            .take_while(|l| l.starts_with("# "))
+            .map(|l| &l[2..])
+            .collect::<Vec<_>>()
+            .join("\n");
+        let config: Config = toml::from_str(&block).unwrap();
+        let grpc = config.server.grpc_tls.unwrap();
+        assert_eq!(grpc.key_file, PathBuf::from("/etc/vigil/tls/tls.key"));
+        assert!(grpc.client_ca_file.is_some());
+        let http = config.server.http_tls.unwrap();
+        assert_eq!(http.cert_file, PathBuf::from("/etc/vigil/tls/tls.crt"));
+        assert!(http.client_ca_file.is_none());
+    }
+
+    #[test]
     fn the_default_rule_pack_in_deploy_loads() {
         let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/alerts.toml");
         let secret = |_: &str| Some("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw".to_string());
@@ -621,6 +651,25 @@ mod tests {
         assert_eq!(config.data_dir, PathBuf::from("/tmp/x"));
         assert_eq!(config.store.kind, StoreKind::Clickhouse);
         assert_eq!(config.store.clickhouse.url, "http://10.0.0.1:8123");
+    }
+
+    #[test]
+    fn tls_is_set_per_port_from_the_environment() {
+        let mut table = toml::Table::new();
+        let vars = [
+            ("VIGIL_SERVER__HTTP_TLS__CERT_FILE", "/tls/c.pem"),
+            ("VIGIL_SERVER__HTTP_TLS__KEY_FILE", "/tls/k.pem"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()));
+        apply_env(&mut table, vars).unwrap();
+        let config: Config = toml::Value::Table(table).try_into().unwrap();
+        let http = config.server.http_tls.unwrap();
+        assert_eq!(http.cert_file, PathBuf::from("/tls/c.pem"));
+        assert_eq!(http.key_file, PathBuf::from("/tls/k.pem"));
+        assert!(config.server.grpc_tls.is_none());
+        let err = toml::from_str::<Config>("[server.grpc_tls]\ncert_file = \"c\"\n").unwrap_err();
+        assert!(err.to_string().contains("key_file"), "{err}");
     }
 
     #[test]

@@ -34,6 +34,7 @@ use vigil_schemas::{
     clickhouse::{ClickHouseConfig, MigrationError, MigrationReport, Migrator},
     prices::PriceCatalog,
 };
+use vigil_transport::{Certificates, ClientAddr, Incoming, Protocols, TlsConfig};
 
 use crate::{
     config::{Config, StoreKind},
@@ -46,6 +47,9 @@ pub const BOOTSTRAP_KEY_FILE: &str = "bootstrap.key";
 
 pub async fn serve(config: Config) -> anyhow::Result<()> {
     let stop_signals = StopSignals::listen();
+    // Unusable TLS files stop the start before anything else is opened.
+    let grpc_tls = certificates(&config.server.grpc_tls, "server.grpc_tls", Protocols::Grpc)?;
+    let http_tls = certificates(&config.server.http_tls, "server.http_tls", Protocols::Http)?;
     let components = config.server.components.clone();
     let runs = |component| components.contains(&component);
     let data_dir = config.data_dir.clone();
@@ -192,27 +196,23 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     }
 
     // A node without ingest leaves the gRPC port alone.
-    let grpc_listener = if runs(Component::Ingest) {
-        let address = &config.server.grpc_listen;
-        let listener = tokio::net::TcpListener::bind(address)
-            .await
-            .with_context(|| format!("binding gRPC to {address}"))?;
-        Some(listener)
+    let grpc_incoming = if runs(Component::Ingest) {
+        Some(listen(&config.server.grpc_listen, "gRPC", grpc_tls).await?)
     } else {
         None
     };
-    let http_listener = tokio::net::TcpListener::bind(&config.server.http_listen)
-        .await
-        .with_context(|| format!("binding HTTP to {}", config.server.http_listen))?;
-    let grpc_address = match &grpc_listener {
-        Some(listener) => listener.local_addr()?.to_string(),
+    let http_incoming = listen(&config.server.http_listen, "HTTP", http_tls).await?;
+    let grpc_address = match &grpc_incoming {
+        Some(incoming) => incoming.local_addr().to_string(),
         None => "-".into(),
     };
     let running: Vec<&str> = components.iter().map(|c| c.as_str()).collect();
     tracing::info!(
         components = running.join(","),
         grpc = grpc_address,
-        http = %http_listener.local_addr()?,
+        http = %http_incoming.local_addr(),
+        grpc_tls = config.server.grpc_tls.is_some(),
+        http_tls = config.server.http_tls.is_some(),
         data_dir = %data_dir.display(),
         "vigil is serving"
     );
@@ -255,9 +255,9 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     }
 
     let failed_auth = Arc::new(FailedAuth::new(config.rate_limits.failed_auth_limit()));
-    let grpc_task = grpc_listener.map(|listener| {
+    let grpc_task = grpc_incoming.map(|incoming| {
         let grpc = GrpcIngest::new(pipeline.clone(), keys.clone(), failed_auth.clone());
-        tokio::spawn(grpc.serve(listener, accepting.clone()))
+        tokio::spawn(grpc.serve(incoming, accepting.clone()))
     });
     let rate_limits = Arc::new(vigil_api::RateLimiter::new(
         config.rate_limits.default_limit(),
@@ -289,8 +289,8 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let http_shutdown = accepting.clone();
     let http_task = tokio::spawn(async move {
         // With the peer's address: failed authentications are counted per address.
-        let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
-        axum::serve(http_listener, app)
+        let app = app.into_make_service_with_connect_info::<ClientAddr>();
+        axum::serve(http_incoming, app)
             .with_graceful_shutdown(http_shutdown.cancelled_owned())
             .await
     });
@@ -327,6 +327,28 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
 }
 
 /// Writes a retention pass that deleted something to the audit log (key `system`).
+/// The TLS side of a port configured with `tls` (`section` names it in errors), if any.
+fn certificates(
+    tls: &Option<TlsConfig>,
+    section: &str,
+    protocols: Protocols,
+) -> anyhow::Result<Option<Arc<Certificates>>> {
+    let Some(tls) = tls else { return Ok(None) };
+    Ok(Some(Arc::new(Certificates::load(tls, section, protocols)?)))
+}
+
+/// Binds `address` for the `name`d port: plain TCP, or TLS with `tls` (which follows its files).
+async fn listen(
+    address: &str,
+    name: &str,
+    tls: Option<Arc<Certificates>>,
+) -> anyhow::Result<Incoming> {
+    let listener = tokio::net::TcpListener::bind(address)
+        .await
+        .with_context(|| format!("binding {name} to {address}"))?;
+    Ok(Incoming::start(listener, tls)?)
+}
+
 fn record_retention(audit: &AuditLog, report: &RetentionReport) {
     let record = AuditRecord {
         // Retention runs over every project.

@@ -19,6 +19,7 @@ use vigil_proto::{
         ingest_service_server::{IngestService, IngestServiceServer},
     },
 };
+use vigil_transport::Incoming;
 
 use crate::{error::IngestError, pipeline::IngestPipeline};
 
@@ -55,10 +56,11 @@ impl GrpcIngest {
             .map_err(|refusal| Status::from(IngestError::from(refusal)))
     }
 
-    /// Serves both services on `listener` until `shutdown`, then lets in-flight calls finish.
+    /// Serves both services on the `incoming` connections (TLS or not) until `shutdown`, then
+    /// lets in-flight calls finish.
     pub async fn serve(
         self,
-        listener: tokio::net::TcpListener,
+        incoming: Incoming,
         shutdown: CancellationToken,
     ) -> Result<(), tonic::transport::Error> {
         let max = self.pipeline.limits().max_message_bytes;
@@ -70,9 +72,6 @@ impl GrpcIngest {
             .max_decoding_message_size(max)
             .accept_compressed(CompressionEncoding::Gzip)
             .send_compressed(CompressionEncoding::Gzip);
-        // TCP_NODELAY: without it, Nagle and delayed ACKs add ~40 ms to every small response.
-        let incoming =
-            tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
         tonic::transport::Server::builder()
             .add_service(native)
             .add_service(otlp)

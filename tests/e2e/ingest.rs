@@ -304,7 +304,7 @@ pub(crate) fn send_with_python(
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
-async fn check_python_runs(vigil: &Vigil, sent: &Value) {
+pub(crate) async fn check_python_runs(vigil: &Vigil, sent: &Value) {
     assert_eq!(sent["flushed"], true);
     for run in sent["runs"].as_array().unwrap() {
         let trace_id = run["trace_id"].as_str().unwrap();

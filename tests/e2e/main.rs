@@ -26,5 +26,6 @@ mod nodes;
 mod on_clickhouse;
 mod readme;
 mod shadow;
+mod tls;
 mod wal;
 mod web;

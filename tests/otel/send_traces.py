@@ -2,6 +2,10 @@
 
 Usage: send_traces.py --protocol grpc|http --endpoint URL --token TOKEN --runs N [--basic ID:SECRET]
                       [--root-attribute KEY=VALUE ...]
+                      [--ca-file PEM [--client-cert PEM --client-key PEM]]
+
+With --ca-file the endpoint is https and its certificate must be issued by that CA; with a client
+certificate and key the exporter presents them (mutual TLS).
 
 Each run is a root span (the agent run) with a model-call child and a tool-call child, using the
 GenAI semantic-convention attribute names. Prints one JSON document describing everything sent
@@ -21,15 +25,33 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor
 from opentelemetry.trace import Status, StatusCode
 
 
-def exporter(protocol, endpoint, headers):
-    if protocol == "grpc":
+def read(path):
+    with open(path, "rb") as f:
+        return f.read()
+
+
+def exporter(args, headers):
+    if args.protocol == "grpc":
         from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
 
-        return OTLPSpanExporter(endpoint=endpoint, insecure=True, headers=headers)
+        if not args.ca_file:
+            return OTLPSpanExporter(endpoint=args.endpoint, insecure=True, headers=headers)
+        import grpc
+
+        credentials = grpc.ssl_channel_credentials(
+            root_certificates=read(args.ca_file),
+            private_key=read(args.client_key) if args.client_key else None,
+            certificate_chain=read(args.client_cert) if args.client_cert else None,
+        )
+        return OTLPSpanExporter(endpoint=args.endpoint, insecure=False, credentials=credentials,
+                                headers=headers)
     from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
     from opentelemetry.exporter.otlp.proto.http import Compression
 
-    return OTLPSpanExporter(endpoint=endpoint, headers=headers, compression=Compression.Gzip)
+    return OTLPSpanExporter(endpoint=args.endpoint, headers=headers, compression=Compression.Gzip,
+                            certificate_file=args.ca_file,
+                            client_certificate_file=args.client_cert,
+                            client_key_file=args.client_key)
 
 
 def main():
@@ -41,8 +63,9 @@ def main():
     p.add_argument("--runs", type=int, default=3)
     p.add_argument("--root-attribute", action="append", default=[], metavar="KEY=VALUE",
                    help="also set this attribute on every root span (repeat)")
-    p.add_argument("--children-first", action="store_true",
-                   help="export the children in an earlier request than their root")
+    p.add_argument("--ca-file", help="the CA that issued the server's certificate (TLS)")
+    p.add_argument("--client-cert", help="a client certificate to present (mutual TLS)")
+    p.add_argument("--client-key", help="the client certificate's key")
     args = p.parse_args()
 
     if args.basic:
@@ -57,7 +80,7 @@ def main():
         "deployment.environment.name": "production",
     })
     provider = TracerProvider(resource=resource)
-    processor = BatchSpanProcessor(exporter(args.protocol, args.endpoint, headers))
+    processor = BatchSpanProcessor(exporter(args, headers))
     provider.add_span_processor(processor)
     tracer = provider.get_tracer("vigil-e2e")
 

@@ -3,8 +3,6 @@
 //! not rate limited. Both refuse an address that failed to authenticate too often
 //! ([`vigil_access::throttle::FailedAuth`]) before looking at its credential.
 
-use std::net::SocketAddr;
-
 use axum::{
     extract::{ConnectInfo, FromRequestParts},
     http::request::Parts,
@@ -13,6 +11,7 @@ use vigil_access::{
     keys::{KeyRecord, Principal, Role},
     throttle::AuthRefusal,
 };
+use vigil_transport::ClientAddr;
 
 use crate::{AppState, error::ApiError};
 
@@ -57,8 +56,8 @@ fn authenticate(parts: &Parts, state: &AppState) -> Result<KeyRecord, ApiError> 
     // The peer's address, when the server was started with it (not in in-process tests).
     let address = parts
         .extensions
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|ConnectInfo(address)| address.ip());
+        .get::<ConnectInfo<ClientAddr>>()
+        .map(|ConnectInfo(ClientAddr(address))| address.ip());
     state
         .failed_auth
         .guard(address, || {

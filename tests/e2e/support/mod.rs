@@ -69,6 +69,9 @@ pub struct Vigil {
     extra_env: Vec<(String, String)>,
     /// The ClickHouse database this Vigil uses, when it uses one.
     pub database: Option<String>,
+    /// With TLS on the HTTP port: the CA that issued its certificate (the harness then talks
+    /// https to `localhost`).
+    https_ca: Option<PathBuf>,
     _tmp: Option<tempfile::TempDir>,
 }
 
@@ -128,6 +131,12 @@ impl Vigil {
 
     /// Starts a fresh Vigil (own data directory, free ports) with these settings.
     pub fn spawn_with(env: Vec<(String, String)>) -> Vigil {
+        Vigil::spawn_https(env, None)
+    }
+
+    /// [`Vigil::spawn_with`] for settings that put TLS on the HTTP port with a certificate
+    /// issued by `https_ca`.
+    pub fn spawn_https(env: Vec<(String, String)>, https_ca: Option<PathBuf>) -> Vigil {
         let tmp = tempfile::tempdir().unwrap();
         let mut vigil = Vigil {
             child: None,
@@ -137,6 +146,7 @@ impl Vigil {
             token: String::new(),
             extra_env: env,
             database: None,
+            https_ca,
             _tmp: Some(tmp),
         };
         vigil.spawn();
@@ -181,7 +191,7 @@ impl Vigil {
     fn wait_healthy(&mut self) {
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
-            if http_blocking(self.http_port, "GET", "/healthz", "").is_some_and(|(s, _)| s == 200) {
+            if self.healthy() {
                 return;
             }
             if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
@@ -199,12 +209,39 @@ impl Vigil {
         }
     }
 
+    fn healthy(&self) -> bool {
+        let Some(ca) = &self.https_ca else {
+            return http_blocking(self.http_port, "GET", "/healthz", "")
+                .is_some_and(|(s, _)| s == 200);
+        };
+        let curl = Command::new("curl")
+            .args(["-s", "-o", "/dev/null", "-w", "%{http_code}", "--cacert"])
+            .arg(ca)
+            .arg(format!("{}/healthz", self.http()))
+            .output()
+            .unwrap();
+        curl.stdout == b"200"
+    }
+
+    /// An HTTP client for this Vigil (trusting its CA when it speaks https).
+    pub fn client(&self) -> reqwest::Client {
+        let mut client = reqwest::Client::builder();
+        if let Some(ca) = &self.https_ca {
+            let pem = std::fs::read(ca).unwrap();
+            client = client.add_root_certificate(reqwest::Certificate::from_pem(&pem).unwrap());
+        }
+        client.build().unwrap()
+    }
+
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.data_dir.join("vigil.log")).unwrap_or_default()
     }
 
     pub fn http(&self) -> String {
-        format!("http://127.0.0.1:{}", self.http_port)
+        match self.https_ca {
+            Some(_) => format!("https://localhost:{}", self.http_port),
+            None => format!("http://127.0.0.1:{}", self.http_port),
+        }
     }
 
     pub fn grpc(&self) -> String {
@@ -268,13 +305,13 @@ impl Vigil {
     }
 
     pub async fn get_as(&self, path: &str, token: &str) -> (u16, Value) {
-        let request = reqwest::Client::new().get(format!("{}{path}", self.http()));
+        let request = self.client().get(format!("{}{path}", self.http()));
         answer(request.bearer_auth(token)).await
     }
 
     /// DELETE with `token`; returns (status, JSON body).
     pub async fn delete_as(&self, path: &str, token: &str) -> (u16, Value) {
-        let request = reqwest::Client::new().delete(format!("{}{path}", self.http()));
+        let request = self.client().delete(format!("{}{path}", self.http()));
         answer(request.bearer_auth(token)).await
     }
 
@@ -285,13 +322,13 @@ impl Vigil {
 
     /// POST a JSON body with `token`; returns (status, JSON body).
     pub async fn post_as(&self, path: &str, token: &str, body: &Value) -> (u16, Value) {
-        let request = reqwest::Client::new().post(format!("{}{path}", self.http()));
+        let request = self.client().post(format!("{}{path}", self.http()));
         answer(request.bearer_auth(token).json(body)).await
     }
 
     /// PUT a JSON body with the admin key; returns (status, JSON body).
     pub async fn put(&self, path: &str, body: &Value) -> (u16, Value) {
-        let request = reqwest::Client::new().put(format!("{}{path}", self.http()));
+        let request = self.client().put(format!("{}{path}", self.http()));
         answer(request.bearer_auth(&self.token).json(body)).await
     }
 
@@ -390,7 +427,8 @@ impl Vigil {
 
     /// The sum of the samples of a `/metrics` family (which must exist).
     pub async fn metric(&self, name: &str) -> f64 {
-        let text = reqwest::Client::new()
+        let text = self
+            .client()
             .get(format!("{}/metrics", self.http()))
             .send()
             .await
