@@ -14,6 +14,7 @@ pub mod enrich;
 pub mod erasure;
 pub mod error;
 pub mod grpc;
+pub mod gzip;
 pub mod native;
 pub mod otlp;
 pub mod pipeline;

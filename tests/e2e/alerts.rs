@@ -42,13 +42,23 @@ impl Receiver {
         let dir = tempfile::tempdir().unwrap();
         let log = dir.path().join("requests.jsonl");
         let port = free_port();
+        let child = Receiver::spawn(port, &log, fail_first);
+        Receiver {
+            child,
+            port,
+            log,
+            _dir: dir,
+        }
+    }
+
+    fn spawn(port: u16, log: &Path, fail_first: u32) -> Child {
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/alerts/receiver.py");
         let child = Command::new(python())
             .arg(script)
             .args(["--port", &port.to_string(), "--secret", SECRET])
             .args(["--fail-first", &fail_first.to_string()])
             .arg("--log")
-            .arg(&log)
+            .arg(log)
             .stdout(Stdio::null())
             .spawn()
             .unwrap();
@@ -57,12 +67,18 @@ impl Receiver {
             assert!(Instant::now() < deadline, "the receiver did not start");
             std::thread::sleep(Duration::from_millis(50));
         }
-        Receiver {
-            child,
-            port,
-            log,
-            _dir: dir,
-        }
+        child
+    }
+
+    /// Kills the receiver: its port refuses connections until [`Receiver::restart`].
+    pub(crate) fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Starts the receiver again on the same port, appending to the same log.
+    pub(crate) fn restart(&mut self) {
+        self.child = Receiver::spawn(self.port, &self.log, 0);
     }
 
     pub(crate) fn url(&self) -> String {
@@ -108,8 +124,7 @@ impl Receiver {
 
 impl Drop for Receiver {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.stop();
     }
 }
 

@@ -21,10 +21,10 @@ const USERS: [&str; 6] = ["", "ann@example.com", "bob", "carol", "dave", "eve"];
 const SESSIONS: [&str; 8] = ["", "s-1", "s-2", "s-3", "s-4", "s-5", "s-6", "s-7"];
 
 #[derive(Debug, Clone)]
-struct Run {
-    trace_id: String,
+pub(crate) struct Run {
+    pub(crate) trace_id: String,
     session: String,
-    user: String,
+    pub(crate) user: String,
     agent_version: String,
     classification: Vec<String>,
     start: i64,
@@ -38,7 +38,7 @@ fn pick(rng: &mut StdRng, values: &[&str]) -> String {
     values.choose(rng).unwrap().to_string()
 }
 
-fn generate(seed: u64, n: usize) -> Vec<Run> {
+pub(crate) fn generate(seed: u64, n: usize) -> Vec<Run> {
     let mut rng = StdRng::seed_from_u64(seed);
     let start0 = parse_rfc3339(WINDOW_START).unwrap();
     (0..n)
@@ -136,7 +136,7 @@ fn export_request(runs: &[Run]) -> v1::ExportRequest {
     request
 }
 
-async fn send(vigil: &Vigil, runs: &[Run]) {
+pub(crate) async fn send(vigil: &Vigil, runs: &[Run]) {
     for batch in runs.chunks(50) {
         let response = vigil.export_native(export_request(batch)).await;
         assert!(response.rejections.is_empty(), "{:?}", response.rejections);
@@ -328,7 +328,7 @@ async fn export(vigil: &Vigil, token: &str, body: &Value, format: &str) -> (Stri
     (response.text().await.unwrap(), count)
 }
 
-fn traces_of(runs: &[&Run]) -> BTreeSet<String> {
+pub(crate) fn traces_of(runs: &[&Run]) -> BTreeSet<String> {
     runs.iter().map(|r| r.trace_id.clone()).collect()
 }
 
@@ -573,7 +573,7 @@ async fn investigations_exports_and_erasure(store: Store) {
         .collect();
     let answer = investigate(&vigil, &audit.token, &everyone, 1000).await;
     assert_eq!(answer, expected(&left, &hashes));
-    no_trace_left(&vigil, store, &ann, &traces_of(&anns)).await;
+    no_trace_left(&vigil, store.clickhouse(), &ann, &traces_of(&anns)).await;
 
     // Erasing again finds nothing more.
     let (status, receipt) = erase(vigil.token.clone()).await;
@@ -704,16 +704,21 @@ async fn hostile_filters_are_harmless(vigil: &Vigil, token: &str, runs: usize) {
     assert_eq!(response.status().as_u16(), 400);
 }
 
-/// No table holds a row of the erased traces or the user's hash, and no WAL file their bytes.
-async fn no_trace_left(vigil: &Vigil, store: Store, user_hash: &str, traces: &BTreeSet<String>) {
+/// No table holds a row of the erased traces or the user's hash, and no WAL file their bytes;
+/// `clickhouse` is the server `vigil` stores in (none: the embedded store).
+pub(crate) async fn no_trace_left(
+    vigil: &Vigil,
+    clickhouse: Option<&ClickHouse>,
+    user_hash: &str,
+    traces: &BTreeSet<String>,
+) {
     let list = traces
         .iter()
         .map(|t| format!("'{t}'"))
         .collect::<Vec<_>>()
         .join(", ");
-    match store {
-        Store::ClickHouse => {
-            let ch = ClickHouse::shared();
+    match clickhouse {
+        Some(ch) => {
             let db = vigil.database.clone().unwrap();
             // Every table of the database, every String and Array(String) column.
             let columns = ch
@@ -742,7 +747,7 @@ async fn no_trace_left(vigil: &Vigil, store: Store, user_hash: &str, traces: &BT
                 assert!(checked.contains(table), "{checked:?}");
             }
         }
-        Store::Embedded => {
+        None => {
             let store = vigil_query::EmbeddedStore::open(vigil.data_dir()).unwrap();
             for (table, extra) in [
                 ("runs", format!(" OR user_hash = '{user_hash}'")),

@@ -37,7 +37,21 @@ async fn kill_9_under_load_loses_and_duplicates_nothing_acknowledged(store: Stor
 
     vigil.restart();
 
-    // Every acknowledged run is listed exactly once; nothing listed was never sent.
+    let listed = check_runs_listed_once(&vigil, &acked, sent_requests).await;
+    let vigil = Arc::new(vigil);
+    check_spans_readable_once(&vigil, &acked).await;
+    if store == Store::ClickHouse {
+        check_clickhouse_rows(&vigil, &acked, listed.len() as u64).await;
+    }
+}
+
+/// Every acknowledged run is listed exactly once (waiting up to a minute for the store to catch
+/// up), and nothing listed was never sent (`sent_requests` were handed out); the listed runs.
+pub(crate) async fn check_runs_listed_once(
+    vigil: &Vigil,
+    acked: &Acked,
+    sent_requests: u64,
+) -> Vec<String> {
     let deadline = Instant::now() + Duration::from_secs(60);
     let listed: Vec<String> = loop {
         let listed: Vec<String> = vigil
@@ -51,10 +65,7 @@ async fn kill_9_under_load_loses_and_duplicates_nothing_acknowledged(store: Stor
         if acked.keys().all(|t| unique.contains(t)) {
             break listed;
         }
-        assert!(
-            Instant::now() < deadline,
-            "acknowledged runs missing after restart"
-        );
+        assert!(Instant::now() < deadline, "acknowledged runs missing");
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
     let max_sent = sent_requests * RUNS_PER_REQUEST;
@@ -62,16 +73,11 @@ async fn kill_9_under_load_loses_and_duplicates_nothing_acknowledged(store: Stor
         let n = u64::from_str_radix(t, 16).unwrap();
         assert!(n >= 1 && n <= max_sent, "run {t} was never sent");
     }
-
-    let vigil = Arc::new(vigil);
-    check_spans_readable_once(&vigil, &acked).await;
-    if store == Store::ClickHouse {
-        check_clickhouse_rows(&vigil, &acked, listed.len() as u64).await;
-    }
+    listed
 }
 
 /// Every acknowledged span is readable through the API, once.
-async fn check_spans_readable_once(vigil: &Arc<Vigil>, acked: &Acked) {
+pub(crate) async fn check_spans_readable_once(vigil: &Arc<Vigil>, acked: &Acked) {
     let traces: Vec<(String, Vec<String>)> =
         acked.iter().map(|(t, s)| (t.clone(), s.clone())).collect();
     let mut checkers = Vec::new();

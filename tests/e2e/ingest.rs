@@ -14,7 +14,7 @@ use vigil_proto::v1::{self, ExportRequest, ingest_service_client::IngestServiceC
 use vigil_schemas::time::now_ns;
 
 /// The user hash computed here, independently: HMAC-SHA256 under the server's key file.
-fn expected_user_hash(vigil: &Vigil, raw: &str) -> String {
+pub(crate) fn expected_user_hash(vigil: &Vigil, raw: &str) -> String {
     let key = std::fs::read_to_string(vigil.data_dir().join("user-hash.key")).unwrap();
     let key = hex::decode(key.trim()).unwrap();
     let mut mac = Hmac::<Sha256>::new_from_slice(&key).unwrap();

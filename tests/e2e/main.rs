@@ -10,6 +10,7 @@ mod support;
 
 mod access;
 mod alerts;
+mod api_fuzz;
 mod cluster;
 mod cohorts;
 mod compliance;
@@ -18,6 +19,7 @@ mod demo;
 mod deploy;
 mod evaluation;
 mod failover;
+mod faults;
 mod hostile;
 mod ingest;
 mod kill_switch;

@@ -6,10 +6,7 @@
 //! gets a 500 and the server log says the change is unaudited. An answer (compliance queries,
 //! reading this log) is recorded before it is sent: no record, no answer.
 
-use axum::{
-    Json,
-    extract::{Query, State, rejection::QueryRejection},
-};
+use axum::{Json, extract::State};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use utoipa::{IntoParams, ToSchema};
@@ -24,6 +21,7 @@ use crate::{
     AppState,
     auth::Caller,
     error::{ApiError, BadRequest, Internal, Unavailable},
+    params::QueryParams,
 };
 
 /// Entries per page when `limit` is not given.
@@ -253,10 +251,9 @@ pub async fn verify_chain(
 pub async fn read(
     State(state): State<AppState>,
     caller: Caller,
-    params: Result<Query<LogParams>, QueryRejection>,
+    QueryParams(params): QueryParams<LogParams>,
 ) -> Result<Json<AuditLogPage>, ApiError> {
     let principal = caller.require(Role::Audit)?;
-    let Query(params) = params.map_err(|e| ApiError::bad_request("query", e.body_text()))?;
     let from = time_param("from", &params.from)?;
     let to = time_param("to", &params.to)?;
     if let (Some(from), Some(to)) = (from, to)

@@ -7,7 +7,7 @@ use std::{sync::Arc, time::Duration};
 use axum::{
     Json,
     body::Body,
-    extract::{Path, Query, State},
+    extract::{Path, State},
     http::{HeaderValue, header},
     response::{IntoResponse, Response},
 };
@@ -32,6 +32,7 @@ use crate::{
     auth::Caller,
     body::JsonBody,
     error::{ApiError, BadRequest, Internal, Unavailable},
+    params::QueryParams,
 };
 
 /// The longest raw user id a look-up takes.
@@ -245,7 +246,7 @@ impl<'a> From<&'a AffectedRun> for ExportedRun<'a> {
 pub async fn affected(
     State(state): State<AppState>,
     caller: Caller,
-    Query(params): Query<FormatParam>,
+    QueryParams(params): QueryParams<FormatParam>,
     JsonBody(query): JsonBody<AffectedQuery>,
 ) -> Result<Response, ApiError> {
     let principal = caller.require(Role::Audit)?;

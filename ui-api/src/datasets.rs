@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, HashSet};
 
 use axum::{
     Json,
-    extract::{Path, Query, State},
+    extract::{Path, State},
     http::StatusCode,
 };
 use serde::{Deserialize, Serialize};
@@ -36,6 +36,7 @@ use crate::{
     auth::Caller,
     body::JsonBody,
     error::{ApiError, BadRequest, Internal, NotFound, Unavailable},
+    params::QueryParams,
     views::{must_redact, redact_item},
 };
 
@@ -274,6 +275,7 @@ pub async fn list(
     security(("bearerAuth" = ["read"])),
     responses(
         (status = 200, body = DatasetDetail, description = "The dataset; versions oldest first."),
+        (status = 400, response = BadRequest),
         (status = 404, response = NotFound),
     ),
 )]
@@ -316,10 +318,9 @@ pub async fn items(
     State(state): State<AppState>,
     caller: Caller,
     Path(DatasetPath { name }): Path<DatasetPath>,
-    params: Result<Query<ItemsParams>, axum::extract::rejection::QueryRejection>,
+    QueryParams(params): QueryParams<ItemsParams>,
 ) -> Result<Json<DatasetItems>, ApiError> {
     let principal = caller.require(Role::Read)?;
-    let Query(params) = params.map_err(|e| ApiError::bad_request("query", e.body_text()))?;
     let limit = params.limit.unwrap_or(DEFAULT_ITEMS_LIMIT);
     if !(1..=MAX_ITEMS_LIMIT).contains(&limit) {
         return Err(ApiError::bad_request(

@@ -7,7 +7,7 @@ use std::collections::{BTreeSet, HashMap};
 
 use axum::{
     Json,
-    extract::{Path, Query, State},
+    extract::{Path, State},
     http::StatusCode,
 };
 use serde::{Deserialize, Serialize};
@@ -28,6 +28,7 @@ use crate::{
     body::JsonBody,
     datasets::{name_of, store_error},
     error::{ApiError, BadRequest, NotFound, Unavailable},
+    params::QueryParams,
     views::{must_redact, redact, redact_item},
 };
 
@@ -160,10 +161,9 @@ pub async fn create(
 pub async fn list(
     State(state): State<AppState>,
     caller: Caller,
-    params: Result<Query<ListParams>, axum::extract::rejection::QueryRejection>,
+    QueryParams(params): QueryParams<ListParams>,
 ) -> Result<Json<ExperimentList>, ApiError> {
     let principal = caller.require(Role::Read)?;
-    let Query(params) = params.map_err(|e| ApiError::bad_request("query", e.body_text()))?;
     let dataset = params.dataset.as_deref().map(name_of).transpose()?;
     let experiments = state
         .evaluation

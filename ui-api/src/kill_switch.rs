@@ -6,7 +6,7 @@
 
 use axum::{
     Json,
-    extract::{Path, Query, State, rejection::QueryRejection},
+    extract::{Path, State},
     http::{HeaderMap, HeaderValue, StatusCode, header},
     response::{IntoResponse, Response},
 };
@@ -26,6 +26,7 @@ use crate::{
     body::JsonBody,
     datasets::store_error,
     error::{ApiError, BadRequest, Internal},
+    params::QueryParams,
 };
 
 #[derive(Deserialize, IntoParams)]
@@ -130,7 +131,7 @@ pub async fn get_one(
     State(state): State<AppState>,
     caller: Caller,
     Path(AgentPath { agent }): Path<AgentPath>,
-    params: Result<Query<RunningAs>, QueryRejection>,
+    QueryParams(running): QueryParams<RunningAs>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let principal = if caller.0.has(Role::Ingest) {
@@ -138,7 +139,6 @@ pub async fn get_one(
     } else {
         caller.require(Role::Read)?
     };
-    let Query(running) = params.map_err(|e| ApiError::bad_request("query", e.body_text()))?;
     let scope = scope_of(
         &agent,
         running.agent_version.as_deref(),

@@ -20,6 +20,7 @@ mod metrics;
 mod openapi;
 mod ops;
 mod otlp_http;
+mod params;
 pub mod rate_limit;
 mod runs;
 mod scores;

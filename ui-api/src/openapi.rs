@@ -118,7 +118,7 @@ pub async fn document() -> Json<&'static Value> {
         kill_switch::list,
         document,
     ),
-    components(schemas(ErrorBody), responses(
+    components(schemas(ErrorBody, otlp_http::ContentEncoding), responses(
         BadRequest,
         Unauthorized,
         Forbidden,
@@ -175,8 +175,29 @@ impl Modify for Finish {
                     .build(),
             ),
         );
+        open_the_rule_in_its_view(components);
         add_langfuse_path(&mut document.paths);
         add_security_responses(&mut document.paths);
+    }
+}
+
+/// `AlertRuleView` is an `AlertRule` with what the server adds (`#[serde(flatten)]`, an `allOf`
+/// of the two). As a request body a rule takes no unknown field (`additionalProperties: false`),
+/// but under `allOf` that would refuse the added fields of every answer: the view holds a copy
+/// of the rule's schema without it.
+fn open_the_rule_in_its_view(components: &mut openapi::Components) {
+    use openapi::schema::Schema;
+    let Some(RefOr::T(Schema::Object(rule))) = components.schemas.get("AlertRule") else {
+        return;
+    };
+    let mut open = rule.clone();
+    open.additional_properties = None;
+    if let Some(RefOr::T(Schema::AllOf(view))) = components.schemas.get_mut("AlertRuleView") {
+        for part in &mut view.items {
+            if matches!(part, RefOr::Ref(r) if r.ref_location == "#/components/schemas/AlertRule") {
+                *part = RefOr::T(Schema::Object(open.clone()));
+            }
+        }
     }
 }
 

@@ -2,8 +2,6 @@
 //! `POST /api/public/otel/v1/traces`, protobuf or JSON, optionally gzip-compressed.
 //! The response uses the request's encoding, as the OTLP/HTTP specification asks.
 
-use std::io::Read;
-
 use axum::{
     Json,
     body::Bytes,
@@ -17,6 +15,7 @@ use utoipa::{
     PartialSchema, ToSchema,
     openapi::{RefOr, schema::Schema},
 };
+use vigil_collector::gzip::{GunzipError, gunzip};
 use vigil_proto::otlp::collector::trace::v1::ExportTraceServiceRequest;
 use vigil_schemas::openapi::from_json;
 
@@ -142,7 +141,7 @@ enum Encoding {
     operation_id = "exportTraces",
     security(("bearerAuth" = ["ingest"]), ("basicAuth" = ["ingest"])),
     params((
-        "Content-Encoding" = Option<String>,
+        "Content-Encoding" = Option<ContentEncoding>,
         Header,
         description = "`gzip` for a compressed body; the decompressed size counts against the \
             body size limit.",
@@ -212,27 +211,39 @@ pub async fn export(
     })
 }
 
+/// The `Content-Encoding`s an OTLP/HTTP body may have.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, utoipa::ToSchema)]
+#[schema(rename_all = "lowercase")]
+pub(crate) enum ContentEncoding {
+    Gzip,
+    Identity,
+}
+
+impl ContentEncoding {
+    /// The request's; no header (or an empty one) is `identity`.
+    fn of(headers: &HeaderMap) -> Result<ContentEncoding, ApiError> {
+        let encoding = headers
+            .get(header::CONTENT_ENCODING)
+            .and_then(|v| v.to_str().ok())
+            .map(|v| v.trim().to_ascii_lowercase());
+        match encoding.as_deref() {
+            None | Some("") | Some("identity") => Ok(ContentEncoding::Identity),
+            Some("gzip") => Ok(ContentEncoding::Gzip),
+            Some(other) => Err(ApiError::unsupported_media(format!(
+                "content-encoding {other:?} is not supported; send gzip or no encoding"
+            ))),
+        }
+    }
+}
+
 /// Undoes `Content-Encoding: gzip`, refusing output past `limit` (a zip bomb stops there).
 fn decompress(headers: &HeaderMap, body: Bytes, limit: usize) -> Result<Bytes, ApiError> {
-    let encoding = headers
-        .get(header::CONTENT_ENCODING)
-        .and_then(|v| v.to_str().ok())
-        .map(|v| v.trim().to_ascii_lowercase());
-    match encoding.as_deref() {
-        None | Some("") | Some("identity") => Ok(body),
-        Some("gzip") => {
-            let mut out = Vec::with_capacity(body.len() * 4);
-            let mut decoder = flate2::read::GzDecoder::new(body.as_ref()).take(limit as u64 + 1);
-            decoder
-                .read_to_end(&mut out)
-                .map_err(|e| ApiError::bad_request("body", format!("invalid gzip body: {e}")))?;
-            if out.len() > limit {
-                return Err(ApiError::too_large(limit));
-            }
-            Ok(Bytes::from(out))
-        }
-        Some(other) => Err(ApiError::unsupported_media(format!(
-            "content-encoding {other:?} is not supported; send gzip or no encoding"
-        ))),
+    match ContentEncoding::of(headers)? {
+        ContentEncoding::Identity => Ok(body),
+        ContentEncoding::Gzip => match gunzip(&body, limit) {
+            Ok(inflated) => Ok(Bytes::from(inflated)),
+            Err(GunzipError::TooLarge(limit)) => Err(ApiError::too_large(limit)),
+            Err(e @ GunzipError::Invalid(_)) => Err(ApiError::bad_request("body", e.to_string())),
+        },
     }
 }

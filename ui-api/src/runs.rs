@@ -2,7 +2,7 @@
 
 use axum::{
     Json,
-    extract::{Path, Query, State},
+    extract::{Path, State},
 };
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -17,6 +17,7 @@ use crate::{
     AppState,
     auth::Caller,
     error::{ApiError, BadRequest, Internal, NotFound, Unavailable},
+    params::QueryParams,
     views::{
         RunSummaryView, RunView, ScoreView, SpanView, may_see_classified, must_redact,
         run_summary_view, run_view, score_view, span_view,
@@ -250,10 +251,9 @@ pub struct SessionPage {
 pub async fn list_sessions(
     State(state): State<AppState>,
     caller: Caller,
-    params: Result<Query<SessionListParams>, axum::extract::rejection::QueryRejection>,
+    QueryParams(p): QueryParams<SessionListParams>,
 ) -> Result<Json<SessionPage>, ApiError> {
     let principal = caller.require(Role::Read)?;
-    let Query(p) = params.map_err(|e| ApiError::bad_request("query", e.body_text()))?;
     let filter = SessionFilter {
         from_ns: parse_time("from", p.from)?,
         to_ns: parse_time("to", p.to)?,
@@ -352,10 +352,9 @@ fn parse_time(field: &str, value: Option<String>) -> Result<Option<i64>, ApiErro
 pub async fn list(
     State(state): State<AppState>,
     caller: Caller,
-    params: Result<Query<ListParams>, axum::extract::rejection::QueryRejection>,
+    QueryParams(p): QueryParams<ListParams>,
 ) -> Result<Json<RunPage>, ApiError> {
     let principal = caller.require(Role::Read)?;
-    let Query(p) = params.map_err(|e| ApiError::bad_request("query", e.body_text()))?;
     let filter = RunFilter {
         from_ns: parse_time("from", p.from)?,
         to_ns: parse_time("to", p.to)?,

@@ -39,6 +39,8 @@ struct Answered {
 pub struct ApiTelemetry {
     requests: Family<Answered, Counter>,
     latency: Family<Route, Histogram>,
+    /// Requests taken and not yet answered (or given up by their client).
+    in_flight: Gauge,
     /// Set at each scrape, from the store's health query.
     pub store_up: Gauge,
 }
@@ -51,6 +53,7 @@ impl Default for ApiTelemetry {
             latency: Family::new_with_constructor(|| {
                 Histogram::new(exponential_buckets(0.001, 2.0, 16))
             }),
+            in_flight: Gauge::default(),
             store_up: Gauge::default(),
         }
     }
@@ -68,6 +71,11 @@ impl ApiTelemetry {
             "From a request's arrival to its answer's headers, by route and method.",
             Unit::Seconds,
             self.latency.clone(),
+        );
+        registry.register(
+            "vigil_http_requests_in_flight",
+            "HTTP requests being answered now (the scrape asking among them).",
+            self.in_flight.clone(),
         );
         registry.register(
             "vigil_store_up",
@@ -97,8 +105,11 @@ pub async fn track(State(state): State<AppState>, request: Request, next: Next) 
         "OPTIONS" => "OPTIONS",
         _ => "other",
     };
-    let response = next.run(request).await;
     let telemetry = &state.telemetry;
+    telemetry.in_flight.inc();
+    // Counted down however the request ends, its client gone included.
+    let _answered = InFlight(&telemetry.in_flight);
+    let response = next.run(request).await;
     telemetry
         .latency
         .get_or_create(&Route {
@@ -115,4 +126,13 @@ pub async fn track(State(state): State<AppState>, request: Request, next: Next) 
         })
         .inc();
     response
+}
+
+/// Takes one off the in-flight gauge when dropped.
+struct InFlight<'a>(&'a Gauge);
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
 }

@@ -10,6 +10,11 @@ use vigil_schemas::layout::Table;
 
 use super::SinkError;
 
+/// The order tables are deleted from: the runs are what picks the traces, so they go last, and a
+/// deletion cut short (kill -9, a store gone) still finds every trace it has left to delete when
+/// it is run again.
+pub const DELETION_ORDER: [Table; 3] = [Table::Spans, Table::Scores, Table::Runs];
+
 /// Which traces a deletion removes: those having a run, in any version, that matches.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Doomed {

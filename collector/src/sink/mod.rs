@@ -21,7 +21,7 @@ pub mod deletion;
 pub mod embedded;
 
 pub use clickhouse::{ClickHouseSink, SealConfig, SealStats};
-pub use deletion::{Cutoffs, DeletedRows, Deleter, Doomed};
+pub use deletion::{Cutoffs, DELETION_ORDER, DeletedRows, Deleter, Doomed};
 pub use embedded::{CompactionConfig, CompactionStats, EmbeddedSink, EmbeddedSinkConfig};
 
 /// Runs `pass` every `interval` (at least 10 ms), the first time one interval after the start,

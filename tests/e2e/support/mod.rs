@@ -32,6 +32,16 @@ pub enum Store {
     ClickHouse,
 }
 
+impl Store {
+    /// The server a Vigil on this store keeps its data in (none: the embedded store).
+    pub fn clickhouse(self) -> Option<&'static ClickHouse> {
+        match self {
+            Store::Embedded => None,
+            Store::ClickHouse => Some(ClickHouse::shared()),
+        }
+    }
+}
+
 /// Settings pointing a Vigil at `database` on the ClickHouse server at `url`.
 pub fn clickhouse_env(url: &str, database: &str) -> Vec<(String, String)> {
     vec![

@@ -19,7 +19,7 @@ use super::{
     ClickHouseSink, classify,
     seal::{HOURS_PER_DAY, sealed_partition},
 };
-use crate::sink::{DeletedRows, Deleter, Doomed, SinkError};
+use crate::sink::{DELETION_ORDER, DeletedRows, Deleter, Doomed, SinkError};
 
 /// How long a deletion waits for its mutations before giving up (it can be run again).
 const MUTATION_TIMEOUT: Duration = Duration::from_secs(600);
@@ -27,9 +27,6 @@ const MUTATION_TIMEOUT: Duration = Duration::from_secs(600);
 /// Keys written into one mutation on replicated tables: about 60 kB of SQL, well under the
 /// server's 256 kB `max_query_size`.
 const KEYS_PER_MUTATION: usize = 1000;
-
-/// Spans and scores first: the runs are what picks the traces.
-const DELETION_ORDER: [Table; 3] = [Table::Spans, Table::Scores, Table::Runs];
 
 #[async_trait]
 impl Deleter for ClickHouseSink {

@@ -2,7 +2,8 @@
 //! every file holding a doomed trace without it: the new file is written under a temporary
 //! name, fsync'd, and renamed over the old one (an atomic replace: a reader sees the old file or
 //! the new one, never a mix), then the directory is fsync'd. A file left with no row is
-//! removed. Compaction is held off meanwhile, so it cannot bring back rows it read before.
+//! removed. Compaction is held off meanwhile, so it cannot bring back rows it read before. The
+//! runs go last ([`DELETION_ORDER`]): a deletion cut short is finished by running it again.
 //! Retention's whole-day drops remove the day's directory.
 
 use std::{
@@ -28,7 +29,7 @@ use super::{
     DataFile, EmbeddedSink, FileUse, Store, conform, hours::segments, open_reader, read_file,
     sync_dir,
 };
-use crate::sink::{DeletedRows, Deleter, Doomed, SinkError};
+use crate::sink::{DELETION_ORDER, DeletedRows, Deleter, Doomed, SinkError};
 
 /// Project id → trace ids.
 type Traces = HashMap<String, HashSet<String>>;
@@ -58,7 +59,7 @@ impl Store {
         if traces.is_empty() {
             return Ok(deleted);
         }
-        for table in Table::ALL {
+        for table in DELETION_ORDER {
             for (day, dir) in self.partitions(table)? {
                 let mut changed = false;
                 for file in self.data_files(&dir)? {
