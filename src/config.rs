@@ -323,16 +323,34 @@ impl Default for LogConfig {
 impl Config {
     /// Defaults, then `path` if given, then the environment.
     pub fn load(path: Option<&std::path::Path>) -> anyhow::Result<Config> {
-        let mut table = match path {
-            Some(path) => {
-                let text = std::fs::read_to_string(path)
-                    .with_context(|| format!("reading config file {}", path.display()))?;
-                text.parse::<toml::Table>()
-                    .with_context(|| format!("config file {} is not valid TOML", path.display()))?
-            }
+        let text = match path {
+            Some(path) => Some(
+                std::fs::read_to_string(path)
+                    .with_context(|| format!("reading config file {}", path.display()))?,
+            ),
+            None => None,
+        };
+        let origin = path.map(|p| format!("config file {}", p.display()));
+        Config::parse(text.as_deref(), origin.as_deref(), std::env::vars())
+    }
+
+    /// Defaults, then the TOML `text` if given (from `origin`, for errors), then `VIGIL_*`
+    /// variables among `env`; checked.
+    pub fn parse(
+        text: Option<&str>,
+        origin: Option<&str>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> anyhow::Result<Config> {
+        let mut table = match text {
+            Some(text) => text.parse::<toml::Table>().with_context(|| {
+                format!(
+                    "{} is not valid TOML",
+                    origin.unwrap_or("the configuration")
+                )
+            })?,
             None => toml::Table::new(),
         };
-        apply_env(&mut table, std::env::vars())?;
+        apply_env(&mut table, env.into_iter())?;
         // The path names the setting at fault (`server.shutdown_grace: "soon" is not …`).
         let config: Config =
             serde_path_to_error::deserialize(toml::Value::Table(table)).map_err(|e| {

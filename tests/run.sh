@@ -46,3 +46,7 @@ echo "==> web UI: formatting (prettier) and unit tests (vitest)"
 echo "==> benchmark smoke run"
 # The binary the end-to-end tests just ran: no second build.
 "${CARGO_TARGET_DIR:-target}/debug/vigil" bench ingest --smoke
+
+echo "==> fuzz smoke run: every decoder's target over its corpus, then ${VIGIL_FUZZ_SECONDS:-10} s of new inputs"
+# Coverage-instrumented build into target/fuzz (RELIABILITY.md has the long runs).
+fuzz/run.sh all "${VIGIL_FUZZ_SECONDS:-10}"

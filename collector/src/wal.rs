@@ -749,6 +749,13 @@ fn walk_frames(bytes: &[u8], mut visit: impl FnMut(usize, &[u8])) -> ScanResult 
     }
 }
 
+/// Walks a segment's bytes as the server does when it opens the log: `visit(offset, payload)`
+/// for every whole, checksummed record in order; returns why the walk stopped short of the end,
+/// if it did (a torn or corrupt tail). For tools and the fuzzer, which read bytes, not files.
+pub fn walk_segment(bytes: &[u8], visit: impl FnMut(usize, &[u8])) -> Option<String> {
+    walk_frames(bytes, visit).corruption
+}
+
 /// What [`read_stored`] found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredLog {

@@ -87,7 +87,8 @@ pub fn parse_rfc3339(text: &str) -> Option<i64> {
     }
     let days = days_from_civil(year, month, day);
     if bytes.len() == 10 {
-        return Some(days * NANOS_PER_DAY);
+        // Outside about 1677-2262 the instant does not fit in i64 nanoseconds.
+        return days.checked_mul(NANOS_PER_DAY);
     }
     if !matches!(bytes[10], b'T' | b't' | b' ') || bytes.len() < 19 {
         return None;
@@ -248,6 +249,16 @@ mod tests {
         );
         assert_eq!(parse_rfc3339("2026-13-01"), None);
         assert_eq!(parse_rfc3339("yesterday"), None);
+    }
+
+    /// Found by the metric-query fuzz target: a bare date past the range of i64 nanoseconds
+    /// overflowed instead of being refused.
+    #[test]
+    fn instants_outside_i64_nanoseconds_are_refused() {
+        assert_eq!(parse_rfc3339("4052-11-01"), None);
+        assert_eq!(parse_rfc3339("1012-11-23"), None);
+        assert_eq!(parse_rfc3339("4052-11-01T00:00:00Z"), None);
+        assert!(parse_rfc3339("2262-04-11").is_some());
     }
 
     #[test]
