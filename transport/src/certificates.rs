@@ -127,16 +127,18 @@ impl Certificates {
 }
 
 fn stamps(config: &TlsConfig) -> Vec<Stamp> {
-    let files = [Some(&config.cert_file), Some(&config.key_file)];
-    files
-        .into_iter()
-        .chain([config.client_ca_file.as_ref()])
-        .flatten()
-        .map(|path| {
-            let meta = std::fs::metadata(path).ok()?;
-            Some((meta.modified().ok()?, meta.len()))
-        })
-        .collect()
+    [
+        Some(&config.cert_file),
+        Some(&config.key_file),
+        config.client_ca_file.as_ref(),
+    ]
+    .into_iter()
+    .flatten()
+    .map(|path| {
+        let meta = std::fs::metadata(path).ok()?;
+        Some((meta.modified().ok()?, meta.len()))
+    })
+    .collect()
 }
 
 fn server_config(

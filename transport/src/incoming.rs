@@ -158,12 +158,6 @@ enum Stream {
     Tls(Box<TlsStream<TcpStream>>),
 }
 
-impl Connection {
-    pub fn peer_addr(&self) -> SocketAddr {
-        self.peer
-    }
-}
-
 /// gRPC handlers see the peer's address (`Request::remote_addr`) as over plain TCP.
 impl tonic::transport::server::Connected for Connection {
     type ConnectInfo = tonic::transport::server::TcpConnectInfo;
