@@ -17,6 +17,7 @@ pub mod grpc;
 pub mod gzip;
 pub mod native;
 pub mod otlp;
+pub mod otlp_json;
 pub mod pipeline;
 pub mod quarantine;
 pub mod record;

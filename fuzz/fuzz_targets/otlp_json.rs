@@ -3,14 +3,13 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use vigil_collector::otlp::decode_otlp;
-use vigil_proto::otlp::collector::trace::v1::ExportTraceServiceRequest;
+use vigil_collector::{otlp::decode_otlp, otlp_json};
 use vigil_schemas::limits::Limits;
 
 const NOW_NS: i64 = 1_796_083_200_000_000_000;
 
 fuzz_target!(|data: &[u8]| {
-    if let Ok(request) = serde_json::from_slice::<ExportTraceServiceRequest>(data) {
+    if let Ok(request) = otlp_json::parse(data) {
         decode_otlp(request, &Limits::default(), NOW_NS);
     }
 });

@@ -58,7 +58,11 @@ async fn every_operation_answers_as_documented_for_every_role() {
             .skip_while(|l| !l.starts_with("Test cases:"))
             .nth(1)
             .unwrap_or_default();
-        println!("{role}: {}", summary.trim());
+        let seed_used = report
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("Seed:"))
+            .unwrap_or(" not shown");
+        println!("{role}: {} (seed{seed_used})", summary.trim());
         assert!(report.contains("Tested: "), "{report}");
     }
     assert!(!vigil.log().contains("panicked"), "{}", vigil.log());

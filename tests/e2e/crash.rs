@@ -65,7 +65,16 @@ pub(crate) async fn check_runs_listed_once(
         if acked.keys().all(|t| unique.contains(t)) {
             break listed;
         }
-        assert!(Instant::now() < deadline, "acknowledged runs missing");
+        if Instant::now() >= deadline {
+            let missing: Vec<&String> = acked.keys().filter(|t| !unique.contains(t)).collect();
+            panic!(
+                "{} of {} acknowledged runs not listed after 60 s ({} listed), e.g. {:?}",
+                missing.len(),
+                acked.len(),
+                unique.len(),
+                &missing[..missing.len().min(5)]
+            );
+        }
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
     let max_sent = sent_requests * RUNS_PER_REQUEST;

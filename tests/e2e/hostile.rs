@@ -111,6 +111,13 @@ async fn broken_bodies_get_clear_errors_and_the_server_keeps_serving(store: Stor
     .await;
     assert_eq!(status, 400, "{}", String::from_utf8_lossy(&body));
 
+    // OTLP/JSON messages are objects: an array in a message's place is not an empty request.
+    for array in ["[]", r#"{"resourceSpans": [[]]}"#] {
+        let (status, body) = post_otlp(&vigil, array.into(), "application/json").await;
+        assert_eq!(status, 400, "{array}: {}", String::from_utf8_lossy(&body));
+        assert_eq!(error_of(&body)["field"], "body", "{array}");
+    }
+
     let (status, _) = post_otlp(&vigil, b"hello".to_vec(), "text/plain").await;
     assert_eq!(status, 415);
 

@@ -28,6 +28,7 @@ mod nodes;
 mod on_clickhouse;
 mod readme;
 mod shadow;
+mod soak;
 mod tls;
 mod wal;
 mod web;

@@ -15,7 +15,10 @@ use utoipa::{
     PartialSchema, ToSchema,
     openapi::{RefOr, schema::Schema},
 };
-use vigil_collector::gzip::{GunzipError, gunzip};
+use vigil_collector::{
+    gzip::{GunzipError, gunzip},
+    otlp_json,
+};
 use vigil_proto::otlp::collector::trace::v1::ExportTraceServiceRequest;
 use vigil_schemas::openapi::from_json;
 
@@ -191,11 +194,9 @@ pub async fn export(
         Encoding::Protobuf => ExportTraceServiceRequest::decode(body.as_ref()).map_err(|e| {
             ApiError::bad_request("body", format!("not a valid OTLP protobuf message: {e}"))
         })?,
-        Encoding::Json => {
-            serde_json::from_slice::<ExportTraceServiceRequest>(&body).map_err(|e| {
-                ApiError::bad_request("body", format!("not a valid OTLP JSON message: {e}"))
-            })?
-        }
+        Encoding::Json => otlp_json::parse(&body).map_err(|e| {
+            ApiError::bad_request("body", format!("not a valid OTLP JSON message: {e}"))
+        })?,
     };
     let response = state.pipeline.export_otlp(&caller.0, request).await?;
     Ok(match encoding {

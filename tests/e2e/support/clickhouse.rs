@@ -200,6 +200,11 @@ impl ClickHouse {
         }
     }
 
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.server.pid()
+    }
+
     /// SIGSTOP: the server keeps its connections but answers nothing (a stalled server).
     pub fn pause(&self) {
         self.server.signal("-STOP");

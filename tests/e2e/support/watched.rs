@@ -44,12 +44,17 @@ impl Watched {
         *self.watchdog.lock().unwrap() = Some(watchdog);
     }
 
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        let pid = std::fs::read_to_string(self.dir.join("pid")).unwrap();
+        pid.trim().parse().unwrap()
+    }
+
     /// Sends `signal` (`-STOP`, `-CONT`, …) to the server.
     pub fn signal(&self, signal: &str) {
-        let pid = std::fs::read_to_string(self.dir.join("pid")).unwrap();
         assert!(
             Command::new("kill")
-                .args([signal, pid.trim()])
+                .args([signal, &self.pid().to_string()])
                 .status()
                 .unwrap()
                 .success()

@@ -26,6 +26,7 @@ mod failover;
 mod keys;
 mod metrics;
 mod runs;
+mod soak;
 
 use crate::demo::{self, Ack, IngestClient, IngestProtocol, KeyArgs, Payload};
 use crate::generator::{self, GeneratedRun, WorkloadConfig};
@@ -216,6 +217,10 @@ pub enum BenchCommand {
     /// How long after the death (kill -9) of the alerting node that holds the lease a standby
     /// holds it and evaluates.
     Failover(failover::FailoverBenchArgs),
+    /// Sustained ingest at half of the measured capacity for `--duration`, with kill -9 of the
+    /// collector and ClickHouse stopped at random times; then every request accounted for, and
+    /// the collector's memory and open files judged flat.
+    Soak(soak::SoakBenchArgs),
 }
 
 /// `vigil bench ingest`.
@@ -316,6 +321,7 @@ pub async fn run_cli(command: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Failover(args) => {
             print_report(&failover::run(args.clone()).await?, args.json)
         }
+        BenchCommand::Soak(args) => print_report(&soak::run(args.clone()).await?, args.json),
         BenchCommand::Clickhouse(args) => {
             print_report(&clickhouse_ingest::run(args.clone()).await?, args.json)
         }
@@ -350,6 +356,30 @@ impl ScratchDatabase {
         ]
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .to_vec()
+    }
+
+    /// Runs one statement; its answer as text.
+    pub async fn select(&self, sql: &str) -> anyhow::Result<String> {
+        let response = reqwest::Client::new()
+            .post(&self.url)
+            .body(sql.to_string())
+            .send()
+            .await
+            .with_context(|| format!("ClickHouse at {}", self.url))?;
+        let status = response.status();
+        let text = response.text().await?;
+        if !status.is_success() {
+            bail!("ClickHouse answered {status} to {sql}: {text}");
+        }
+        Ok(text)
+    }
+
+    /// A statement whose answer is one number.
+    pub async fn number(&self, sql: &str) -> anyhow::Result<u64> {
+        let text = self.select(sql).await?;
+        text.trim()
+            .parse()
+            .with_context(|| format!("{sql} answered {text:?}, not a number"))
     }
 
     /// Drops it; a failure is told, not returned (the measurement stands).
