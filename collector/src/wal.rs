@@ -589,7 +589,10 @@ impl WalReader {
         )
     }
 
-    /// Reads durable records, at most about `max_bytes` of payload; empty when caught up.
+    /// Reads durable records, at most about `max_bytes` of payload; empty when caught up. A
+    /// record that cannot be read ends the read: the records before it are returned, the
+    /// position stays at it, and the next read meets the failure (an error only when it is the
+    /// first record).
     pub fn read(&mut self, max_bytes: usize) -> Result<Vec<WalRecord>, WalError> {
         let durable = *self.durable.borrow();
         let mut records = Vec::new();
@@ -607,7 +610,12 @@ impl WalReader {
                 });
                 continue;
             }
-            let record = self.read_one()?;
+            let record = match self.read_one() {
+                Ok(record) => record,
+                // Dropping what was read would skip it: the position is already past it.
+                Err(_) if !records.is_empty() => break,
+                Err(e) => return Err(e),
+            };
             taken += record.payload.len();
             records.push(record);
         }
@@ -1121,6 +1129,33 @@ mod tests {
         let replayed = wal.reader().read(usize::MAX).unwrap();
         assert!(replayed.iter().all(|r| r.attachment.is_none()));
         assert_eq!(replayed.len(), 10);
+    }
+
+    #[tokio::test]
+    async fn a_record_that_cannot_be_read_keeps_the_records_before_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let wal = Wal::open(WalConfig::new(dir.path())).unwrap();
+        let mut ends = Vec::new();
+        for i in 0..5u8 {
+            ends.push(wal.append(vec![i; 20]).await.unwrap());
+        }
+        // Flip a payload byte of the fourth record on disk: its checksum no longer matches.
+        let segment = segment_path(dir.path(), 0);
+        let mut bytes = fs::read(&segment).unwrap();
+        bytes[(ends[2] + HEADER_BYTES) as usize] ^= 0xff;
+        fs::write(&segment, bytes).unwrap();
+
+        let mut reader = wal.reader();
+        let records = reader.read(usize::MAX).unwrap();
+        let payloads: Vec<Vec<u8>> = records.into_iter().map(|r| r.payload).collect();
+        assert_eq!(payloads, (0..3u8).map(|i| vec![i; 20]).collect::<Vec<_>>());
+        assert_eq!(reader.position(), ends[2]);
+        // The next read meets the bad record and stays where it is.
+        assert!(matches!(
+            reader.read(usize::MAX),
+            Err(WalError::CorruptSegment { .. })
+        ));
+        assert_eq!(reader.position(), ends[2]);
     }
 
     proptest! {

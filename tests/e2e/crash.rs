@@ -47,6 +47,8 @@ async fn kill_9_under_load_loses_and_duplicates_nothing_acknowledged(store: Stor
 
 /// Every acknowledged run is listed exactly once (waiting up to a minute for the store to catch
 /// up), and nothing listed was never sent (`sent_requests` were handed out); the listed runs.
+/// A listing takes many pages, so only one begun after the minute is over can fail the check:
+/// the first pages of one begun earlier may have been read before a replay wrote their runs.
 pub(crate) async fn check_runs_listed_once(
     vigil: &Vigil,
     acked: &Acked,
@@ -54,6 +56,7 @@ pub(crate) async fn check_runs_listed_once(
 ) -> Vec<String> {
     let deadline = Instant::now() + Duration::from_secs(60);
     let listed: Vec<String> = loop {
+        let begun = Instant::now();
         let listed: Vec<String> = vigil
             .list_all_runs(&format!("agent={AGENT}"))
             .await
@@ -62,17 +65,21 @@ pub(crate) async fn check_runs_listed_once(
             .collect();
         let unique: BTreeSet<&String> = listed.iter().collect();
         assert_eq!(unique.len(), listed.len(), "a run is listed twice");
-        if acked.keys().all(|t| unique.contains(t)) {
+        let missing: Vec<&String> = acked.keys().filter(|t| !unique.contains(t)).collect();
+        if missing.is_empty() {
             break listed;
         }
-        if Instant::now() >= deadline {
-            let missing: Vec<&String> = acked.keys().filter(|t| !unique.contains(t)).collect();
+        if begun >= deadline {
+            // Stored but not listed, or not stored at all?
+            let (status, _) = vigil.get(&format!("/api/v1/runs/{}", missing[0])).await;
             panic!(
-                "{} of {} acknowledged runs not listed after 60 s ({} listed), e.g. {:?}",
+                "{} of {} acknowledged runs not listed after 60 s ({} listed), e.g. {:?}; \
+                 GET of the first answered {status}; the log ends:\n{}",
                 missing.len(),
                 acked.len(),
                 unique.len(),
-                &missing[..missing.len().min(5)]
+                &missing[..missing.len().min(5)],
+                support::tail(&vigil.log(), 40),
             );
         }
         tokio::time::sleep(Duration::from_millis(200)).await;

@@ -173,7 +173,9 @@ impl ClickHouse {
     }
 
     fn wait_ready(&self) {
-        let deadline = Instant::now() + Duration::from_secs(60);
+        // Generous: a replica restarted while the whole suite loads both cores has been seen to
+        // take over a minute to finish its ZooKeeper handshakes.
+        let deadline = Instant::now() + Duration::from_secs(150);
         while self.query_blocking("SELECT 1").as_deref() != Some("1\n") {
             assert!(
                 Instant::now() < deadline,

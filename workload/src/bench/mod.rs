@@ -733,10 +733,7 @@ pub async fn bench_ingest(opts: IngestBenchOptions) -> anyhow::Result<IngestBenc
 
     let now = demo::now_ns()?;
     let templates = build_templates(&opts, now);
-    let spans_per_request = {
-        let all: Vec<&Template> = templates.iter().flatten().collect();
-        all.iter().map(|t| t.spans as f64).sum::<f64>() / all.len().max(1) as f64
-    };
+    let spans_per_request = mean_spans(&templates);
     let mut clients = Vec::with_capacity(opts.concurrency);
     for _ in 0..opts.concurrency {
         clients.push(IngestClient::connect(&opts.endpoint, &opts.token, opts.gzip).await?);
@@ -877,6 +874,12 @@ impl Template {
             }
         }
     }
+}
+
+/// The mean spans per request over every client's templates.
+fn mean_spans(templates: &[Vec<Template>]) -> f64 {
+    let all: Vec<&Template> = templates.iter().flatten().collect();
+    all.iter().map(|t| t.spans as f64).sum::<f64>() / all.len().max(1) as f64
 }
 
 /// `TEMPLATES_PER_TASK` payloads per client task, each of whole runs totalling at most

@@ -34,6 +34,7 @@ use vigil_schemas::time::parse_duration_ns;
 
 use super::{
     IngestBenchOptions, ScratchDatabase, SpawnedCollector, Template, bench_ingest, build_templates,
+    mean_spans,
 };
 use crate::demo::{self, IngestClient, IngestProtocol, Payload};
 
@@ -339,16 +340,13 @@ async fn soak(
     let (target_tx, target) = watch::channel((first.endpoint.clone(), first.token.clone()));
     let stop = Arc::new(AtomicBool::new(false));
     let counter = Arc::new(AtomicU64::new(0));
-    let spans_per_request = {
-        let all: Vec<&Template> = templates.iter().flatten().collect();
-        all.iter().map(|t| t.spans as f64).sum::<f64>() / all.len().max(1) as f64
-    };
+    let spans_per_request = mean_spans(&templates);
     let period = Duration::from_secs_f64(args.concurrency as f64 * spans_per_request / rate)
         .max(Duration::from_micros(1));
     let mut clients = JoinSet::new();
     for (task, templates) in templates.into_iter().enumerate() {
         let client = Client {
-            templates,
+            templates: templates.into_iter().map(SoakTemplate::new).collect(),
             target: target.clone(),
             counter: counter.clone(),
         };
@@ -476,8 +474,40 @@ struct Sent {
     accepted: Option<u64>,
 }
 
+/// A payload to send again and again, with what the accounting needs of each request sent from
+/// it, worked out once: stamping a number changes only the high half of its trace ids.
+struct SoakTemplate {
+    template: Template,
+    runs: u64,
+    /// The low half of the run read back as the request's sample (its lowest trace id), and
+    /// that run's span count.
+    sample: Option<(String, u64)>,
+}
+
+impl SoakTemplate {
+    fn new(template: Template) -> SoakTemplate {
+        let runs = runs_of(&template.payload);
+        let sample = runs
+            .iter()
+            .filter_map(|(trace, spans)| Some((trace.get(16..)?.to_string(), *spans)))
+            .min();
+        SoakTemplate {
+            runs: runs.len() as u64,
+            sample,
+            template,
+        }
+    }
+
+    /// The payload stamped with `high`, and its sample's trace id and span count.
+    fn stamp(&mut self, high: u64) -> Option<(String, u64)> {
+        self.template.stamp(high);
+        let (low, spans) = self.sample.as_ref()?;
+        Some((format!("{high:016x}{low}"), *spans))
+    }
+}
+
 struct Client {
-    templates: Vec<Template>,
+    templates: Vec<SoakTemplate>,
     target: Target,
     counter: Arc<AtomicU64>,
 }
@@ -515,10 +545,11 @@ impl Client {
                 }
             };
             let count = self.templates.len();
-            let template = &mut self.templates[next % count];
+            let soak_template = &mut self.templates[next % count];
             next += 1;
             let number = self.counter.fetch_add(1, Ordering::Relaxed) + 1;
-            template.stamp(SOAK_TAG | number);
+            let sample = soak_template.stamp(SOAK_TAG | number);
+            let (runs, template) = (soak_template.runs, &soak_template.template);
             let result = connected.export(template.payload.clone()).await;
             let accepted = match result {
                 Ok(ack) => Some(ack.accepted_spans(template.spans).min(template.spans)),
@@ -542,13 +573,11 @@ impl Client {
                     None
                 }
             };
-            let runs = runs_of(&template.payload);
-            let sample = runs.iter().min().map(|(t, s)| (t.clone(), *s));
             sent.push((
                 number,
                 Sent {
                     spans: template.spans,
-                    runs: runs.len() as u64,
+                    runs,
                     sample,
                     accepted,
                 },
@@ -586,20 +615,12 @@ fn runs_of(payload: &Payload) -> HashMap<String, u64> {
 
 /// The collector's resident set and open files from `/proc`, if it is there.
 fn sample(pid: u32, process: u32, started: Instant) -> Option<ResourceSample> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let rss_kib: u64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))?
-        .trim()
-        .trim_end_matches("kB")
-        .trim()
-        .parse()
-        .ok()?;
+    let rss_bytes = super::rss_bytes(pid)?;
     let open_files = std::fs::read_dir(format!("/proc/{pid}/fd")).ok()?.count() as u64;
     Some(ResourceSample {
         at_secs: started.elapsed().as_secs_f64(),
         process,
-        rss_bytes: rss_kib * 1024,
+        rss_bytes,
         open_files,
     })
 }
@@ -846,6 +867,28 @@ mod tests {
         );
         let short = schedule_faults(&mut rng, Duration::from_secs(40), false, true);
         assert_eq!(short.len(), 1, "one kill, no outage without a pid");
+    }
+
+    #[test]
+    fn a_stamped_template_knows_its_runs_and_sample_without_reading_the_payload() {
+        let options = IngestBenchOptions {
+            protocol: super::super::IngestProtocol::Mixed,
+            concurrency: 2,
+            batch_spans: 64,
+            ..Default::default()
+        };
+        for template in build_templates(&options, 1_800_000_000_000_000_000)
+            .into_iter()
+            .flatten()
+        {
+            let mut template = SoakTemplate::new(template);
+            for number in [1, 0xfff, 123_456_789] {
+                let sample = template.stamp(SOAK_TAG | number);
+                let runs = runs_of(&template.template.payload);
+                assert_eq!(template.runs, runs.len() as u64);
+                assert_eq!(sample, runs.into_iter().min());
+            }
+        }
     }
 
     #[test]
